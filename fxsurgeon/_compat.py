@@ -1,0 +1,78 @@
+"""Import-order safety between TensorFlow and the LLVM inside triton.
+
+TensorFlow and triton (which torch._dynamo, torchvision and so onnx2torch pull
+in) both link their own LLVM. Loading triton after TensorFlow makes LLVM
+register its command-line options twice and abort the whole process::
+
+    LLVM ERROR: inconsistency in registered CommandLine options
+
+The other order is fine. ``ensure_safe_import_order`` is called when fxsurgeon
+is imported and before fxsurgeon imports TensorFlow or onnx2torch:
+
+* TensorFlow not loaded yet: load triton now, so that whatever comes later is
+  in the safe order.
+* TensorFlow already loaded: load triton with ``RTLD_DEEPBIND`` so that its
+  LLVM binds to its own symbols instead of TensorFlow's.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+
+__all__ = ["ensure_safe_import_order", "import_onnx2torch", "import_tensorflow"]
+
+
+def _has_module(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def ensure_safe_import_order() -> None:
+    """Load triton (if installed) in a way that cannot abort the process."""
+    if "triton" in sys.modules or not _has_module("triton"):
+        return
+    if "tensorflow" not in sys.modules:
+        _try_import("triton")
+        return
+    flags = sys.getdlopenflags()
+    sys.setdlopenflags(os.RTLD_NOW | os.RTLD_LOCAL | getattr(os, "RTLD_DEEPBIND", 0))
+    try:
+        _try_import("triton")
+        _try_import("triton._C.libtriton")
+    finally:
+        sys.setdlopenflags(flags)
+
+
+def _try_import(name: str) -> None:
+    try:
+        importlib.import_module(name)
+    except ImportError:
+        # A broken triton install makes torch fall back to no triton; that is
+        # torch's business, not a reason to refuse to work.
+        pass
+
+
+def import_onnx2torch():
+    """Import onnx2torch (and so torchvision) after making the order safe."""
+    ensure_safe_import_order()
+    import onnx2torch
+
+    return onnx2torch
+
+
+def import_tensorflow():
+    """Import TensorFlow after making the order safe; a clear error if missing."""
+    ensure_safe_import_order()
+    try:
+        import tensorflow as tf
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "this needs TensorFlow: pip install 'fxsurgeon[tf]' "
+            "(tensorflow, tf-keras, tf2onnx)"
+        ) from exc
+    return tf

@@ -1,0 +1,207 @@
+"""`optimize()`: the pipeline from an onnx2torch GraphModule to plain PyTorch.
+
+Phases, in order (each later phase is written against the output of the
+earlier ones, so the order matters):
+
+1. shapes   - run the input model on two example input sets (see shapes.py);
+2. lower    - every onnx2torch module becomes torch calls, constant-only
+              subgraphs fold, shape arithmetic becomes Python ints (lower.py);
+3. cleanup  - dead nodes and buffers nobody reads any more go away;
+4. fuse     - pattern phases from ``patterns/`` and user pattern files;
+5. params   - constants that were TF variables become named nn.Parameters.
+
+The input module is never modified. The report lands in
+``optimized.meta["fxsurgeon.report"]`` (see `report_of`).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import fx, nn
+
+from .errors import InputError
+from .lower import is_onnx2torch_module, lower_graph
+from .shapes import ExampleInputs, example_inputs_from_specs, propagate_shapes
+
+__all__ = ["optimize", "Report", "report_of", "count_onnx2torch_modules"]
+
+SOURCE_KEY = "fxsurgeon.source"
+REPORT_KEY = "fxsurgeon.report"
+
+
+@dataclass
+class Report:
+    """What `optimize` did, in numbers."""
+
+    nodes_before: int = 0
+    nodes_after: int = 0
+    onnx2torch_before: dict[str, int] = field(default_factory=dict)
+    onnx2torch_after: dict[str, int] = field(default_factory=dict)
+    lowered: dict[str, int] = field(default_factory=dict)
+    folded: int = 0
+    unconverted: dict[str, list[str]] = field(default_factory=dict)
+    matches: dict[str, int] = field(default_factory=dict)
+    trainable_before: int = 0
+    trainable_after: int = 0
+    not_trainable: dict[str, str] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    def table(self) -> str:
+        rows = [
+            ("fx nodes", self.nodes_before, self.nodes_after),
+            ("onnx2torch modules", sum(self.onnx2torch_before.values()), sum(self.onnx2torch_after.values())),
+            ("trainable parameters", self.trainable_before, self.trainable_after),
+        ]
+        lines = [f"{'':24} {'before':>12} {'after':>12}"]
+        lines += [f"{name:24} {a:>12,} {b:>12,}" for name, a, b in rows]
+        if self.matches:
+            lines.append("fusions: " + ", ".join(f"{k}={v}" for k, v in sorted(self.matches.items())))
+        for cls, nodes in sorted(self.unconverted.items()):
+            lines.append(f"left as is: {cls} x{len(nodes)} (first: {nodes[0]})")
+        lines += self.notes
+        return "\n".join(lines)
+
+
+def report_of(module: fx.GraphModule) -> Report:
+    """The report `optimize` attached to the module it returned."""
+    try:
+        return module.meta[REPORT_KEY]
+    except (AttributeError, KeyError):
+        raise InputError("this module was not made by fxsurgeon.optimize") from None
+
+
+def count_onnx2torch_modules(module: nn.Module) -> dict[str, int]:
+    """A census of onnx2torch modules, by class name."""
+    return dict(Counter(type(m).__name__ for _, m in module.named_modules() if is_onnx2torch_module(m)))
+
+
+def _check_input(model: Any) -> fx.GraphModule:
+    if not isinstance(model, fx.GraphModule):
+        raise InputError(
+            f"optimize() takes the torch.fx.GraphModule that onnx2torch.convert returns, "
+            f"got {type(model).__module__}.{type(model).__name__}"
+        )
+    from_onnx2torch = any(is_onnx2torch_module(m) for m in model.modules()) or any(
+        type(m).__name__ == "InitializersContainer" for m in model.modules()
+    )
+    if not from_onnx2torch:
+        raise InputError(
+            "this GraphModule was not made by onnx2torch (it has no onnx2torch modules "
+            "and no 'initializers' container); fxsurgeon works on onnx2torch.convert output"
+        )
+    return model
+
+
+def _examples(model: fx.GraphModule, example_inputs: Sequence | None) -> ExampleInputs:
+    placeholders = [n for n in model.graph.nodes if n.op == "placeholder"]
+    if example_inputs is not None:
+        first = tuple(example_inputs)
+        if len(first) != len(placeholders):
+            raise InputError(
+                f"the model takes {len(placeholders)} inputs "
+                f"({', '.join(p.name for p in placeholders)}), got {len(first)} example inputs"
+            )
+        # The batch dim (0) of every input is taken as dynamic.
+        second = tuple(torch.cat([t, t[:1]]) if t.dim() else t for t in first)
+        return ExampleInputs(first, second)
+    source = getattr(model, "meta", {}).get(SOURCE_KEY)
+    if source is not None and getattr(source, "input_specs", None):
+        return example_inputs_from_specs(source.input_specs)
+    raise InputError(
+        "optimize() needs the input shapes: convert with fxsurgeon.from_onnx / "
+        "fxsurgeon.from_tensorflow (they record them), or pass example_inputs=(tensor, ...)"
+    )
+
+
+def optimize(
+    model: fx.GraphModule,
+    example_inputs: Sequence[torch.Tensor] | None = None,
+) -> fx.GraphModule:
+    """Turn an onnx2torch GraphModule into plain PyTorch; `model` is not modified.
+
+    Args:
+        model: what ``onnx2torch.convert`` returned, ideally through
+            ``fxsurgeon.from_onnx``/``from_tensorflow`` so that the input shapes
+            and the ONNX initializer names are known.
+        example_inputs: one input per graph input; needed only when the model
+            does not carry its input shapes. Dim 0 of each is taken as dynamic.
+    """
+    model = _check_input(model)
+    report = Report()
+    clock = _Clock(report)
+
+    source = model.meta.get(SOURCE_KEY)
+    work = copy.deepcopy(model)  # shape meta goes on the copy, never the user's graph
+    report.nodes_before = len(model.graph.nodes)
+    report.onnx2torch_before = count_onnx2torch_modules(model)
+    report.trainable_before = _trainable(model)
+
+    with clock("shapes"):
+        propagate_shapes(work, _examples(model, example_inputs))
+    with clock("lower"):
+        lowered = lower_graph(work, getattr(source, "buffer_to_initializer", None))
+    out = lowered.module
+    report.lowered, report.folded, report.unconverted = lowered.lowered, lowered.folded, lowered.unconverted
+    with clock("cleanup"):
+        cleanup(out)
+
+    out.meta[SOURCE_KEY] = source
+    report.nodes_after = len(out.graph.nodes)
+    report.onnx2torch_after = count_onnx2torch_modules(out)
+    report.trainable_after = _trainable(out)
+    out.meta[REPORT_KEY] = report
+    return out
+
+
+def cleanup(gm: fx.GraphModule) -> None:
+    """Drop dead nodes, then every buffer and submodule nobody reads."""
+    gm.graph.eliminate_dead_code()
+    used_attrs = {n.target for n in gm.graph.nodes if n.op == "get_attr"}
+    used_modules = {n.target for n in gm.graph.nodes if n.op == "call_module"}
+    for holder_name, holder in list(gm.named_children()):
+        if holder_name in used_modules:
+            continue
+        for name in list(holder._buffers):
+            if f"{holder_name}.{name}" not in used_attrs:
+                del holder._buffers[name]
+        for name in list(holder._parameters):
+            if f"{holder_name}.{name}" not in used_attrs:
+                del holder._parameters[name]
+        if not holder._buffers and not holder._parameters and not list(holder.children()):
+            delattr(gm, holder_name)
+    gm.graph.lint()
+    gm.recompile()
+
+
+def _trainable(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+class _Clock:
+    def __init__(self, report: Report):
+        self.report = report
+
+    def __call__(self, name: str):
+        return _Timed(self.report.timings, name)
+
+
+class _Timed:
+    def __init__(self, timings: dict[str, float], name: str):
+        self.timings, self.name = timings, name
+
+    def __enter__(self):
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc):
+        self.timings[self.name] = self.timings.get(self.name, 0.0) + time.perf_counter() - self.start
