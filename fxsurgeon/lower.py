@@ -88,6 +88,7 @@ class LoweringContext:
         self.anchor = anchor  # a placeholder, for the device of created tensors
         self.node: fx.Node | None = None  # the original node being lowered
         self.rule = "lower"
+        self.initializer_of: Callable[[str], str | None] = lambda name: None
         self._size_cache: dict[tuple[fx.Node, int], fx.Node] = {}
         self._const_count = 0
         self._const_cache: dict[int, str] = {}
@@ -869,7 +870,8 @@ def _split(ctx, mod, node, args):
 def _param(ctx, mod: nn.Module, name: str) -> Const:
     """A module's parameter/buffer as a weight constant, named for its origin."""
     tensor = getattr(mod, name)
-    origin = f"{ctx.node.target}.{name}"
+    qualified = f"{ctx.node.target}.{name}"
+    origin = ctx.initializer_of(qualified) or qualified
     return Const(tensor.detach().clone(), initializer=origin)
 
 
@@ -985,14 +987,17 @@ def _const_module_value(module: nn.Module, args: list) -> Value:
 
 def lower_graph(
     gm: fx.GraphModule,
-    initializer_names: dict[str, str] | None = None,
+    initializer_of: Callable[[str], str | None] | None = None,
 ) -> LoweringResult:
     """Lower every onnx2torch module of `gm` (which must carry shape meta).
 
-    Returns a new GraphModule; `gm` is not modified. Modules without a
-    lowering are copied as they are and listed in ``unconverted``.
+    `initializer_of` names the ONNX initializer behind a buffer or module
+    parameter of `gm` (``SourceInfo.initializer_of``); without it the tensor's
+    own name stands in. Returns a new GraphModule; `gm` is not modified.
+    Modules without a lowering are copied as they are and listed in
+    ``unconverted``.
     """
-    initializer_names = initializer_names or {}
+    initializer_of = initializer_of or (lambda name: None)
     graph = fx.Graph()
     root = nn.Module()
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
@@ -1007,6 +1012,7 @@ def lower_graph(
         env[node] = new
         anchor = anchor or new
     ctx = LoweringContext(graph, root, anchor)
+    ctx.initializer_of = initializer_of
 
     def lookup(arg):
         return fx.node.map_arg(arg, lambda n: env[n]) if not isinstance(arg, fx.Node) else env[arg]
@@ -1018,7 +1024,7 @@ def lower_graph(
         try:
             if node.op == "get_attr":
                 tensor = _fetch_attr(gm, node.target)
-                initializer = initializer_names.get(node.target, node.target)
+                initializer = initializer_of(node.target) or node.target
                 # onnx2torch makes a buffer for every use of an initializer:
                 # uses of one initializer share one tensor here.
                 tensor = shared_weights.setdefault(initializer, tensor.detach().clone())

@@ -28,6 +28,7 @@ from torch import fx, nn
 
 from .errors import InputError
 from .lower import is_onnx2torch_module, lower_graph
+from .params import restore_parameters
 from .shapes import ExampleInputs, example_inputs_from_specs, propagate_shapes
 
 __all__ = ["optimize", "Report", "report_of", "count_onnx2torch_modules"]
@@ -150,11 +151,15 @@ def optimize(
     with clock("shapes"):
         propagate_shapes(work, _examples(model, example_inputs))
     with clock("lower"):
-        lowered = lower_graph(work, getattr(source, "buffer_to_initializer", None))
+        lowered = lower_graph(work, source.initializer_of if source is not None else None)
     out = lowered.module
     report.lowered, report.folded, report.unconverted = lowered.lowered, lowered.folded, lowered.unconverted
     with clock("cleanup"):
         cleanup(out)
+    with clock("params"):
+        params = restore_parameters(out, source)
+    report.not_trainable = params.not_trainable
+    report.notes += params.notes
 
     out.meta[SOURCE_KEY] = source
     report.nodes_after = len(out.graph.nodes)

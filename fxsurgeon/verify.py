@@ -53,10 +53,9 @@ import numpy as np
 import torch
 
 from fxsurgeon.errors import FxSurgeonError, InputError
+from fxsurgeon.source import SOURCE_META_KEY
 
 __all__ = ["OutputResult", "VerificationError", "VerifyReport", "verify"]
-
-SOURCE_META_KEY = "fxsurgeon.source"
 
 _TINY = float(np.finfo(np.float32).tiny)
 _LOW_PRECISION = ("float16", "bfloat16")
@@ -167,7 +166,17 @@ class VerifyReport:
 
     def table(self) -> str:
         """A text table, one row per output per case, then the failure messages."""
-        header = ("output", "batch", "shape", "max_abs", "max_rel", "mse", "worst index", "atol", "ok")
+        header = (
+            "output",
+            "batch",
+            "shape",
+            "max_abs",
+            "max_rel",
+            "mse",
+            "worst index",
+            "atol",
+            "ok",
+        )
         rows = [
             (
                 r.output,
@@ -183,10 +192,15 @@ class VerifyReport:
             for r in self.results
         ]
         widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-        lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header, *rows]]
+        lines = [
+            "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+            for row in [header, *rows]
+        ]
         lines.insert(1, "  ".join("-" * w for w in widths))
-        lines.append(f"reference: {self.reference}; {len(self.cases)} case(s); "
-                     f"{'PASSED' if self.passed else 'FAILED'}")
+        lines.append(
+            f"reference: {self.reference}; {len(self.cases)} case(s); "
+            f"{'PASSED' if self.passed else 'FAILED'}"
+        )
         lines += [f"note: {note}" for note in self.notes]
         lines += [
             f"FAIL {r.output} (case {r.case}, batch {r.batch}): {r.message}" for r in self.failures
@@ -240,7 +254,9 @@ def verify(
             case. Required with stored outputs.
         batch_sizes: one generated case per batch size (ignored when
             ``inputs`` is given or dim 0 is static).
-        atol, rtol: override the per-dtype default tolerances (module docstring).
+        atol, rtol: override the per-dtype default tolerances (module
+            docstring); under the fp64 rule ``atol`` is the floor and
+            ``rtol`` does not apply.
         strict: raise ``VerificationError`` instead of returning a failing report.
         seed: seed of the generated inputs.
         input_ranges: name -> (low, high) for generated inputs: integers in
@@ -276,32 +292,63 @@ def verify(
                 f"cannot make inputs: {ref.description} has no input signature "
                 "(and the model has no fxsurgeon SourceInfo); pass inputs="
             )
-        bounds = _index_bounds(specs, [ref.onnx_model, _info_onnx(model_info), ref.tables_owner, model])
+        owners = [ref.onnx_model, _info_onnx(model_info), ref.tables_owner, model]
+        if ref.module is not None:
+            owners.insert(1, _info_onnx(_source_info(ref.module)))
+        bounds = _index_bounds(specs, owners)
         cases = _generate_cases(specs, batch_sizes, seed, dict(input_ranges or {}), bounds, seq_len)
     else:
         cases = _given_cases(inputs, specs)
 
     ref_outputs = ref.run_all(cases)
     model_order = _input_order(model_info)
-    notes: list[str] = []
-    results: list[OutputResult] = []
     fp64_runner = _Fp64Runner(ref.module) if ref.module is not None else None
-    for index, (case, ref_out) in enumerate(zip(cases, ref_outputs)):
-        cand_out = _run_torch(model, case, model_order)
-        if not all(o.name for o in cand_out) and model_info is not None:
-            names = list(getattr(model_info, "output_names", None) or [])
-            if len(names) == len(cand_out):
-                cand_out = [_Out(n, o.array, o.dtype) for n, o in zip(names, cand_out)]
+    results: list[OutputResult] = []
+    for index, (case, ref_out) in enumerate(zip(cases, ref_outputs, strict=True)):
+        cand_out = _name_outputs(_run_torch(model, case, model_order), model_info)
+        results += _compare_case(index, case, cand_out, ref_out, fp64_runner, atol, rtol)
+    report = VerifyReport(
+        results, ref.description, [c.shapes() for c in cases], _notes(results, atol)
+    )
+    if strict and not report.passed:
+        raise VerificationError(report)
+    return report
+
+
+def _name_outputs(outputs: list[_Out], info: Any) -> list[_Out]:
+    """Name positional model outputs after the ``output_names`` of its SourceInfo."""
+    names = list(getattr(info, "output_names", None) or [])
+    if all(o.name for o in outputs) or len(names) != len(outputs):
+        return outputs
+    return [_Out(n, o.array, o.dtype) for n, o in zip(names, outputs, strict=True)]
+
+
+def _compare_case(
+    index: int,
+    case: _Case,
+    cand_out: list[_Out],
+    ref_out: list[_Out],
+    fp64_runner: _Fp64Runner | None,
+    atol: float | None,
+    rtol: float | None,
+) -> list[OutputResult]:
+    """Compare the outputs of one case; low-precision ones by the fp64 rule when possible."""
+    low = {o.dtype for o in cand_out if o.dtype in _LOW_PRECISION}
+    ref64, ref_low = fp64_runner.run(case, low) if fp64_runner and low else (None, {})
+    results = []
+    for name, ci, ri in _match_outputs(cand_out, ref_out):
+        cand = cand_out[ci] if ci is not None else None
+        ref = ref_out[ri] if ri is not None else None
         fp64 = None
-        if fp64_runner is not None and any(o.dtype in _LOW_PRECISION for o in cand_out):
-            fp64 = fp64_runner.run(case, {o.dtype for o in cand_out if o.dtype in _LOW_PRECISION})
-        for name, ci, ri in _match_outputs(cand_out, ref_out):
-            cand = cand_out[ci] if ci is not None else None
-            refo = ref_out[ri] if ri is not None else None
-            extra = None
-            if fp64 is not None and cand is not None and ri is not None and cand.dtype in fp64[1]:
-                extra = (fp64[0][ri], fp64[1][cand.dtype][ri])
-            results.append(_compare(name, index, case.batch, cand, refo, atol, rtol, extra))
+        if ref64 is not None and cand is not None and ri is not None and cand.dtype in ref_low:
+            fp64 = (ref64[ri], ref_low[cand.dtype][ri])
+        results.append(_compare(name, index, case.batch, cand, ref, atol, rtol, fp64))
+    return results
+
+
+def _notes(results: list[OutputResult], atol: float | None) -> list[str]:
+    """How low-precision outputs were judged, when there are any."""
+    notes = []
     if any(r.rule == "fp64" for r in results):
         notes.append(
             "fp16/bf16 outputs judged against a float64 run of the reference: "
@@ -313,10 +360,7 @@ def verify(
             "fp16/bf16 outputs compared element-wise with rough per-dtype tolerances; "
             "a torch reference allows the float64 rule"
         )
-    report = VerifyReport(results, ref.description, [c.shapes() for c in cases], notes)
-    if strict and not report.passed:
-        raise VerificationError(report)
-    return report
+    return notes
 
 
 # --------------------------------------------------------------------------- data
@@ -341,7 +385,7 @@ class _Case:
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
         names = self.names or [f"input{i}" for i in range(len(self.arrays))]
-        return {n: tuple(a.shape) for n, a in zip(names, self.arrays)}
+        return {n: tuple(a.shape) for n, a in zip(names, self.arrays, strict=True)}
 
 
 @dataclass
@@ -404,18 +448,23 @@ class _OnnxReference(_Reference):
                 providers=["CPUExecutionProvider"],
             )
         except Exception as exc:  # onnxruntime raises its own, unrelated types
-            raise InputError(f"onnxruntime cannot load the reference {self.description}: {exc}") from exc
+            raise InputError(
+                f"onnxruntime cannot load the reference {self.description}: {exc}"
+            ) from exc
         self.specs = [
-            _Spec(i.name, tuple(d if isinstance(d, int) and d >= 0 else None for d in i.shape),
-                  _ort_dtype(i.type))
+            _Spec(
+                i.name,
+                tuple(d if isinstance(d, int) and d >= 0 else None for d in i.shape),
+                _ort_dtype(i.type),
+            )
             for i in self.session.get_inputs()
         ]
         self.output_names = [o.name for o in self.session.get_outputs()]
 
     def run(self, case: _Case) -> list[_Out]:
-        feeds = dict(zip(_spec_names(self.specs), case.arrays))
+        feeds = dict(zip(_spec_names(self.specs), case.arrays, strict=True))
         values = self.session.run(self.output_names, feeds)
-        return [_to_out(n, v) for n, v in zip(self.output_names, values)]
+        return [_to_out(n, v) for n, v in zip(self.output_names, values, strict=True)]
 
 
 class _KerasReference(_Reference):
@@ -431,7 +480,7 @@ class _KerasReference(_Reference):
         tf = _import_tf(self.description)
         tensors = [tf.constant(a) for a in case.arrays]
         if self.use_dict:
-            feed: Any = dict(zip(_spec_names(self.specs), tensors))
+            feed: Any = dict(zip(_spec_names(self.specs), tensors, strict=True))
         else:
             feed = tensors[0] if len(tensors) == 1 else tensors
         return _flatten_outputs(self.model(feed, training=False))
@@ -448,12 +497,16 @@ class _SavedModelReference(_Reference):
         self.fn = signatures["serving_default"]
         self.description = f"SavedModel {path}"
         kwargs = self.fn.structured_input_signature[1]
-        self.specs = [_Spec(n, _tf_shape(s.shape), np.dtype(s.dtype.as_numpy_dtype))
-                      for n, s in kwargs.items()]
+        self.specs = [
+            _Spec(n, _tf_shape(s.shape), np.dtype(s.dtype.as_numpy_dtype))
+            for n, s in kwargs.items()
+        ]
 
     def run(self, case: _Case) -> list[_Out]:
         tf = _import_tf(self.description)
-        result = self.fn(**{n: tf.constant(a) for n, a in zip(_spec_names(self.specs), case.arrays)})
+        result = self.fn(
+            **{n: tf.constant(a) for n, a in zip(_spec_names(self.specs), case.arrays, strict=True)}
+        )
         # tf.nest orders dict outputs by key, and so does an ONNX export of them.
         return [_to_out(k, result[k]) for k in sorted(result)]
 
@@ -479,7 +532,9 @@ def _make_reference(reference: Any, inputs: Any) -> _Reference:
         return _TorchReference(reference)
     if isinstance(reference, (str, os.PathLike)):
         return _reference_from_path(os.fspath(reference))
-    if type(reference).__name__ == "ModelProto" and hasattr(reference, "graph"):
+    import onnx
+
+    if isinstance(reference, onnx.ModelProto):
         return _OnnxReference(reference, None)
     if _is_tensorflow_object(reference):
         if not callable(reference):
@@ -487,7 +542,9 @@ def _make_reference(reference: Any, inputs: Any) -> _Reference:
         return _KerasReference(reference, f"Keras model {type(reference).__name__}")
     if _is_stored_outputs(reference):
         if inputs is None:
-            raise InputError("a reference given as stored outputs needs inputs= (the inputs that made them)")
+            raise InputError(
+                "a reference given as stored outputs needs inputs= (the inputs that made them)"
+            )
         return _StoredReference(reference)
     raise InputError(
         f"unsupported reference type {type(reference).__module__}.{type(reference).__name__}: "
@@ -504,7 +561,9 @@ def _reference_from_path(path: str) -> _Reference:
         return _OnnxReference(None, path)
     if os.path.isdir(path):
         if not os.path.exists(os.path.join(path, "saved_model.pb")):
-            raise InputError(f"the reference directory {path} is not a SavedModel (no saved_model.pb)")
+            raise InputError(
+                f"the reference directory {path} is not a SavedModel (no saved_model.pb)"
+            )
         return _SavedModelReference(path)
     if suffix in (".keras", ".h5"):
         _import_tf(f"the Keras model {path}")
@@ -673,16 +732,16 @@ def _one_case(raw: Any, specs: list[_Spec] | None) -> _Case:
         names = expected if specs is not None else None
     arrays = [_to_numpy(v)[0] for v in values]
     if specs is not None:
-        for spec, array in zip(specs, arrays):
+        for spec, array in zip(specs, arrays, strict=True):
             _check_shape(spec, array.shape)
-        arrays = [a.astype(s.dtype, copy=False) for s, a in zip(specs, arrays)]
+        arrays = [a.astype(s.dtype, copy=False) for s, a in zip(specs, arrays, strict=True)]
     batch = next((a.shape[0] for a in arrays if a.ndim), None)
     return _Case(names, arrays, batch)
 
 
 def _check_shape(spec: _Spec, shape: tuple[int, ...]) -> None:
     fits = len(shape) == len(spec.shape) and all(
-        want is None or want == got for want, got in zip(spec.shape, shape)
+        want is None or want == got for want, got in zip(spec.shape, shape, strict=True)
     )
     if not fits:
         raise InputError(
@@ -701,7 +760,9 @@ def _generate_cases(
 ) -> list[_Case]:
     unknown = sorted(set(ranges) - set(_spec_names(specs)))
     if unknown:
-        raise InputError(f"input_ranges names unknown inputs {unknown}; inputs are {_spec_names(specs)}")
+        raise InputError(
+            f"input_ranges names unknown inputs {unknown}; inputs are {_spec_names(specs)}"
+        )
     rng = np.random.default_rng(seed)
     cases: list[_Case] = []
     seen: set[tuple[tuple[int, ...], ...]] = set()
@@ -717,11 +778,15 @@ def _generate_cases(
             continue
         seen.add(shapes)
         arrays = [
-            _generate(spec, shape, rng, ranges.get(spec.name), bounds.get(spec.name, _DEFAULT_VOCAB))
-            for spec, shape in zip(specs, shapes)
+            _generate(
+                spec, shape, rng, ranges.get(spec.name), bounds.get(spec.name, _DEFAULT_VOCAB)
+            )
+            for spec, shape in zip(specs, shapes, strict=True)
         ]
-        case_batch = batch if any(s.shape[:1] == (None,) for s in specs) else next(
-            (s[0] for s in shapes if s), None
+        case_batch = (
+            batch
+            if any(s.shape[:1] == (None,) for s in specs)
+            else next((s[0] for s in shapes if s), None)
         )
         cases.append(_Case(_spec_names(specs), arrays, case_batch))
     return cases
@@ -746,7 +811,9 @@ def _generate(
         return rng.integers(int(low), int(high), shape).astype(spec.dtype)
     if kind == "b":
         return rng.integers(0, 2, shape).astype(bool)
-    raise InputError(f"cannot make values for input {spec.name!r} of dtype {spec.dtype}; pass inputs=")
+    raise InputError(
+        f"cannot make values for input {spec.name!r} of dtype {spec.dtype}; pass inputs="
+    )
 
 
 def _make_mask(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
@@ -815,8 +882,11 @@ def _onnx_index_bounds(model: Any) -> dict[str, int]:
 def _embedding_tables(owner: Any) -> list[tuple[str, int]]:
     """(name, rows) of the embedding tables of a torch module or Keras model."""
     if isinstance(owner, torch.nn.Module):
-        return [(n, m.num_embeddings) for n, m in owner.named_modules()
-                if isinstance(m, torch.nn.Embedding)]
+        return [
+            (n, m.num_embeddings)
+            for n, m in owner.named_modules()
+            if isinstance(m, torch.nn.Embedding)
+        ]
     tables = []
     for weight in getattr(owner, "weights", None) or []:
         name = str(getattr(weight, "path", None) or getattr(weight, "name", ""))
@@ -858,7 +928,7 @@ def _run_torch(
     """Run ``module`` on the case, positionally, floats cast to its (or the given) dtype."""
     arrays = case.arrays
     if order is not None and case.names is not None and set(order) == set(case.names):
-        by_name = dict(zip(case.names, arrays))
+        by_name = dict(zip(case.names, arrays, strict=True))
         arrays = [by_name[n] for n in order]
     float_dtype = float_dtype or _module_float_dtype(module)
     tensors = []
@@ -892,6 +962,7 @@ class _Fp64Runner:
 
     def run(self, case: _Case, low: set[str]) -> tuple[list[_Out], dict[str, list[_Out]]]:
         """(float64 outputs, dtype name -> outputs at that precision)."""
+
         def at(dtype: torch.dtype) -> list[_Out]:
             return _run_torch(self._copy(dtype), case, self.order, dtype)
 
@@ -899,12 +970,16 @@ class _Fp64Runner:
 
 
 def _flatten_outputs(result: Any, prefix: str | None = None) -> list[_Out]:
-    """Leaves of nested tuples / lists / dicts / ModelOutputs, in order; dict keys name them."""
+    """Leaves of nested tuples / lists / dicts, in order; dict keys name them.
+
+    A Hugging Face ``ModelOutput`` is an ordered dict whose keys are its
+    non-None fields in ``.to_tuple()`` order (``logits``, ``last_hidden_state``...).
+    """
     if result is None:
         return []
-    if isinstance(result, Mapping) or (hasattr(result, "to_tuple") and hasattr(result, "keys")):
+    if isinstance(result, Mapping):
         outs = []
-        for key in result.keys():
+        for key in result:
             outs += _flatten_outputs(result[key], f"{prefix}.{key}" if prefix else str(key))
         return outs
     if isinstance(result, (list, tuple)):
@@ -940,9 +1015,7 @@ def _to_out(name: str | None, value: Any) -> _Out:
 # --------------------------------------------------------------------------- comparing
 
 
-def _match_outputs(
-    cand: list[_Out], ref: list[_Out]
-) -> list[tuple[str, int | None, int | None]]:
+def _match_outputs(cand: list[_Out], ref: list[_Out]) -> list[tuple[str, int | None, int | None]]:
     """(name, model index, reference index): by name when both sides name the same set."""
     cand_names = [o.name for o in cand]
     ref_names = [o.name for o in ref]
@@ -951,7 +1024,9 @@ def _match_outputs(
     pairs = []
     for i, (c, r) in enumerate(zip_longest(cand, ref)):
         name = (r.name if r is not None else None) or (c.name if c is not None else None)
-        pairs.append((name or f"output{i}", i if c is not None else None, i if r is not None else None))
+        pairs.append(
+            (name or f"output{i}", i if c is not None else None, i if r is not None else None)
+        )
     return pairs
 
 
@@ -967,7 +1042,9 @@ def _compare(
 ) -> OutputResult:
     """Compare one output; ``fp64`` is (reference in float64, reference at the model's precision)."""
     base: dict[str, Any] = {
-        "output": name, "case": case, "batch": batch,
+        "output": name,
+        "case": case,
+        "batch": batch,
         "shape": tuple(cand.array.shape) if cand is not None else None,
         "ref_shape": tuple(ref.array.shape) if ref is not None else None,
         "dtype": cand.dtype if cand is not None else None,
@@ -977,19 +1054,30 @@ def _compare(
     default_atol, default_rtol = _default_tolerance(dtypes)
     use_atol = default_atol if atol is None else atol
     use_rtol = default_rtol if rtol is None else rtol
-    failed = {"max_abs": math.inf, "max_rel": math.inf, "mse": math.inf, "worst_index": None,
-              "atol": use_atol, "rtol": use_rtol, "passed": False}
+    failed = {
+        "max_abs": math.inf,
+        "max_rel": math.inf,
+        "mse": math.inf,
+        "worst_index": None,
+        "atol": use_atol,
+        "rtol": use_rtol,
+        "passed": False,
+    }
     if cand is None or ref is None:
         side = "the model" if cand is None else "the reference"
         return OutputResult(**base, **failed, message=f"output {name!r} is missing from {side}")
     if cand.array.shape != ref.array.shape:
-        message = (f"shape mismatch for output {name!r}: model {_shape_text(cand.array.shape)} "
-                   f"vs reference {_shape_text(ref.array.shape)}")
+        message = (
+            f"shape mismatch for output {name!r}: model {_shape_text(cand.array.shape)} "
+            f"vs reference {_shape_text(ref.array.shape)}"
+        )
         hint = _layout_hint(cand.array.shape, ref.array.shape)
         return OutputResult(**base, **failed, message=message + (f"; {hint}" if hint else ""))
 
     a = cand.array.astype(np.float64)
     b = ref.array.astype(np.float64)
+    if fp64 is not None:  # the fp64 rule: atol is the floor, no rtol
+        use_atol, use_rtol = (_FP64_FLOOR if atol is None else atol), 0.0
     diff = _abs_diff(a, b)
     excess = diff - use_rtol * np.abs(b)
     metrics = {
@@ -997,28 +1085,45 @@ def _compare(
         "max_rel": float((diff / np.maximum(np.abs(b), _TINY)).max()) if diff.size else 0.0,
         "mse": float(np.mean(diff**2)) if diff.size else 0.0,
         "worst_index": tuple(int(i) for i in np.unravel_index(np.argmax(excess), diff.shape))
-        if diff.size else None,
-        "atol": use_atol, "rtol": use_rtol,
+        if diff.size
+        else None,
+        "atol": use_atol,
+        "rtol": use_rtol,
     }
     if fp64 is not None:
         ref64, ref_low = fp64
         error = _rmse(a, ref64.array)
         yardstick = _rmse(ref_low.array, ref64.array)
-        budget = _FP64_MULTIPLIER * yardstick + (_FP64_FLOOR if atol is None else atol)
+        budget = _FP64_MULTIPLIER * yardstick + use_atol
         passed = error <= budget  # False for NaN
-        message = "" if passed else (
-            f"{cand.dtype} output {name!r}: rmse vs the float64 reference {_fmt(error)} is over "
-            f"{_FP64_MULTIPLIER:g} x the reference's own {cand.dtype} rmse {_fmt(yardstick)} "
-            f"+ floor = {_fmt(budget)}"
+        message = (
+            ""
+            if passed
+            else (
+                f"{cand.dtype} output {name!r}: rmse vs the float64 reference {_fmt(error)} is over "
+                f"{_FP64_MULTIPLIER:g} x the reference's own {cand.dtype} rmse {_fmt(yardstick)} "
+                f"+ floor = {_fmt(budget)}"
+            )
         )
-        return OutputResult(**base, **metrics, passed=passed, rule="fp64", fp64_error=error,
-                            fp64_budget=budget, message=message)
+        return OutputResult(
+            **base,
+            **metrics,
+            passed=passed,
+            rule="fp64",
+            fp64_error=error,
+            fp64_budget=budget,
+            message=message,
+        )
     passed = bool(diff.size == 0 or excess.max() <= use_atol)
-    message = "" if passed else (
-        f"output {name!r}: max abs diff {_fmt(metrics['max_abs'])} at index "
-        f"{list(metrics['worst_index'])} (model {a[metrics['worst_index']]:.6g}, reference "
-        f"{b[metrics['worst_index']]:.6g}) exceeds atol {_fmt(use_atol)}"
-        + (f" + rtol {_fmt(use_rtol)} * |ref|" if use_rtol else "")
+    message = (
+        ""
+        if passed
+        else (
+            f"output {name!r}: max abs diff {_fmt(metrics['max_abs'])} at index "
+            f"{list(metrics['worst_index'])} (model {a[metrics['worst_index']]:.6g}, reference "
+            f"{b[metrics['worst_index']]:.6g}) exceeds atol {_fmt(use_atol)}"
+            + (f" + rtol {_fmt(use_rtol)} * |ref|" if use_rtol else "")
+        )
     )
     return OutputResult(**base, **metrics, passed=passed, message=message)
 
@@ -1035,10 +1140,8 @@ def _abs_diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """|a - b|, 0 where equal (matching infs, NaN in both), inf where only one is NaN."""
     with np.errstate(invalid="ignore", over="ignore"):
         diff = np.abs(a - b)
-    same = (a == b) | (np.isnan(a) & np.isnan(b))
-    diff[same] = 0.0
-    diff[np.isnan(diff)] = math.inf
-    return diff
+    diff = np.where((a == b) | (np.isnan(a) & np.isnan(b)), 0.0, diff)
+    return np.where(np.isnan(diff), math.inf, diff)
 
 
 def _rmse(a: np.ndarray, b: np.ndarray) -> float:
@@ -1058,11 +1161,15 @@ def _layout_hint(cand: tuple[int, ...], ref: tuple[int, ...]) -> str:
         to_first = (0, rank - 1, *range(1, rank - 1))  # channels-last -> channels-first
         to_last = (0, *range(2, rank), 1)
         if tuple(ref[p] for p in to_first) == tuple(cand):
-            return (f"the model's output looks channels-first (NCHW-like) and the reference's "
-                    f"channels-last (NHWC-like): model.permute{to_last} would match; not compared")
+            return (
+                f"the model's output looks channels-first (NCHW-like) and the reference's "
+                f"channels-last (NHWC-like): model.permute{to_last} would match; not compared"
+            )
         if tuple(ref[p] for p in to_last) == tuple(cand):
-            return (f"the model's output looks channels-last (NHWC-like) and the reference's "
-                    f"channels-first (NCHW-like): model.permute{to_first} would match; not compared")
+            return (
+                f"the model's output looks channels-last (NHWC-like) and the reference's "
+                f"channels-first (NCHW-like): model.permute{to_first} would match; not compared"
+            )
     return "same sizes in another order (a layout permutation?); not compared"
 
 

@@ -1,0 +1,679 @@
+"""The TensorFlow front door: Keras / SavedModel -> ONNX (tf2onnx) -> torch.fx (onnx2torch).
+
+``from_tensorflow(model)`` is ``export_onnx`` + ``from_onnx``; the GraphModule
+carries a `fxsurgeon.source.SourceInfo` on ``gm.meta["fxsurgeon.source"]``.
+
+What the export does on top of plain tf2onnx, and why:
+
+* **Dynamic batch (and sequence) dims.** Dim 0 of every input is ``None``, and
+  dim 1 of the integer token inputs (``input_ids``, ``attention_mask``,
+  ``token_type_ids``, ...) too, whatever the model's own signature says.
+* **Named, ordered inputs and outputs.** The graph inputs are in signature
+  order (a dict signature keeps its key order). Hugging Face outputs are every
+  tensor field of the ``ModelOutput``, in its order and under its names
+  (``logits``; ``last_hidden_state``, ``pooler_output``); non-tensor fields
+  such as ``past_key_values`` are dropped. A Keras model's outputs are named by
+  ``model.output_names`` (else ``output_0``, ``output_1``, ...).
+* **No weight-destroying optimizations.** tf2onnx's ``merge_duplication``
+  merges initializers with equal values (two freshly initialised variables
+  become one) and ``remove_back_to_back`` folds BatchNormalization into the
+  preceding Conv (gamma, beta and the moving statistics are gone). Both are
+  left out; the rest of tf2onnx's optimizers run.
+* **Valid exact GELU.** tf2onnx passes TF's ``Erfc`` (from ``gelu`` with
+  ``approximate=False``) through as an ``Erfc`` node, which ONNX does not have;
+  it is rewritten as ``Sub(1, Erf(x))``.
+
+Limits: TensorFlow's own graph optimization folds constant subexpressions of
+the frozen graph, so a variable that only enters through arithmetic on other
+constants is not an initializer of its own. Keras 3's BatchNormalization is
+such a case (it becomes one ``Mul`` scale and one ``Add`` offset; tf-keras
+emits a real ``BatchNormalization`` node), and so are all-zero biases
+(``x + 0`` is simplified away). ``from_onnx`` warns about trainable variables
+that no initializer holds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import re
+import warnings
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+from onnx import TensorProto, helper, numpy_helper
+
+from ._compat import import_onnx2torch, import_tensorflow
+from .errors import InputError
+from .source import (
+    LAYOUTS,
+    SOURCE_META_KEY,
+    InitializerOrigin,
+    InputSpec,
+    SourceInfo,
+    TensorSource,
+    TFVariable,
+)
+
+__all__ = [
+    "TOKEN_INPUTS",
+    "export_onnx",
+    "from_onnx",
+    "from_tensorflow",
+    "load_model",
+    "map_initializers_to_variables",
+    "tf_variables_of",
+]
+
+#: Integer inputs whose dim 1 (the sequence) is made dynamic, besides the batch dim.
+TOKEN_INPUTS = frozenset(
+    {
+        "input_ids",
+        "attention_mask",
+        "token_type_ids",
+        "position_ids",
+        "decoder_input_ids",
+        "decoder_attention_mask",
+    }
+)
+
+#: tf2onnx optimizers left out: see the module docstring.
+_SKIPPED_OPTIMIZERS = ("merge_duplication", "remove_back_to_back")
+
+_TORCH_DTYPES = {
+    TensorProto.FLOAT: torch.float32,
+    TensorProto.DOUBLE: torch.float64,
+    TensorProto.FLOAT16: torch.float16,
+    TensorProto.BFLOAT16: torch.bfloat16,
+    TensorProto.INT8: torch.int8,
+    TensorProto.INT16: torch.int16,
+    TensorProto.INT32: torch.int32,
+    TensorProto.INT64: torch.int64,
+    TensorProto.UINT8: torch.uint8,
+    TensorProto.BOOL: torch.bool,
+    TensorProto.COMPLEX64: torch.complex64,
+    TensorProto.COMPLEX128: torch.complex128,
+}
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_model(path: str | Path) -> Any:
+    """Load a TensorFlow model from disk for export.
+
+    * a directory written by tf-keras ``model.save`` (it has ``keras_metadata.pb``):
+      ``tf_keras.models.load_model``;
+    * any other SavedModel directory: ``tf.saved_model.load`` (exported through
+      its ``serving_default`` signature);
+    * ``.keras``: Keras 3 ``keras.models.load_model``;
+    * ``.h5`` / ``.hdf5``: tf-keras, else Keras 3.
+
+    Raises `InputError` naming the path when it is missing or cannot be loaded.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file or directory")
+    tf = import_tensorflow()
+    suffix = path.suffix.lower()
+    loaders: list[Any]
+    if path.is_dir():
+        if (path / "keras_metadata.pb").exists():
+            loaders = [_tf_keras_loader()]
+        else:
+            loaders = [tf.saved_model.load]
+    elif suffix == ".keras":
+        loaders = [_keras_loader()]
+    elif suffix in (".h5", ".hdf5"):
+        loaders = [_tf_keras_loader(), _keras_loader()]
+    else:
+        raise InputError(
+            f"{path}: not a SavedModel directory, .keras or .h5 file (to convert an "
+            "ONNX file use fxsurgeon.tensorflow.from_onnx)"
+        )
+    errors = []
+    for loader in loaders:
+        try:
+            return loader(str(path))
+        except Exception as exc:  # noqa: BLE001 - any loader failure means "cannot load"
+            errors.append(f"{type(exc).__name__}: {exc}")
+    raise InputError(f"{path}: cannot load it as a TensorFlow model ({'; '.join(errors)})")
+
+
+def _keras_loader() -> Any:
+    import keras
+
+    return lambda p: keras.models.load_model(p, compile=False)
+
+
+def _tf_keras_loader() -> Any:
+    import tf_keras
+
+    return lambda p: tf_keras.models.load_model(p, compile=False)
+
+
+# --------------------------------------------------------------------------- export
+
+
+@dataclass
+class _Traceable:
+    """A model reduced to what the export needs: named input specs and a call on them."""
+
+    specs: list[Any]  # tf.TensorSpec, each with its input name
+    call: Any  # dict name -> tensor  ->  model output (any structure)
+    output_names: list[str] | None  # names for a positional (non-dict) output
+
+
+def export_onnx(
+    model_or_path: Any,
+    input_signature: Any = None,
+    *,
+    opset: int = 17,
+    dynamic_axes: Mapping[str, Sequence[int]] | None = None,
+) -> onnx.ModelProto:
+    """Export a TensorFlow model to ONNX with tf2onnx, keeping every weight distinct.
+
+    Args:
+        model_or_path: a tf-keras or Keras 3 (TensorFlow backend) model, a
+            Hugging Face TF model, or a path (see `load_model`).
+        input_signature: ``None`` to take it from the model (functional Keras
+            ``model.inputs``; a Hugging Face model's ``input_signature``; a
+            SavedModel's ``serving_default``), else a ``tf.TensorSpec``, a list of
+            them (the model is called on the list, or on the one tensor), or a
+            dict name -> ``tf.TensorSpec`` (the model is called on the dict).
+            Input names are the dict keys, else the spec names, else ``input_<i>``.
+        opset: the ONNX opset.
+        dynamic_axes: input name -> more axes to make dynamic. Dim 0 of every
+            input, and dim 1 of `TOKEN_INPUTS`, are always dynamic.
+
+    Returns:
+        A checked ``onnx.ModelProto``; see the module docstring for what differs
+        from plain tf2onnx (names, optimizers, ``Erfc``).
+    """
+    model = load_model(model_or_path) if isinstance(model_or_path, (str, Path)) else model_or_path
+    tf = import_tensorflow()
+    import tf2onnx.convert
+
+    traceable = _traceable(model, input_signature, tf)
+    specs = _dynamic_specs(traceable.specs, dynamic_axes or {}, tf)
+    _warn_keras3_batchnorm(model)
+
+    names: list[str] = []  # output names, filled in while tracing
+
+    def flat_call(*tensors: Any) -> list[Any]:
+        out = traceable.call({s.name: t for s, t in zip(specs, tensors)})
+        named = _named_outputs(out, traceable.output_names, tf)
+        names[:] = [name for name, _ in named]
+        return [t for _, t in named]
+
+    function = tf.function(flat_call, input_signature=specs, autograph=False)
+    with _without_skipped_optimizers(), _quiet_about_erfc():
+        proto, _ = tf2onnx.convert.from_function(function, input_signature=specs, opset=opset)
+    _rename_outputs(proto, names)
+    _replace_erfc(proto)
+    onnx.checker.check_model(proto)
+    return proto
+
+
+def _traceable(model: Any, signature: Any, tf: Any) -> _Traceable:
+    """How to call ``model`` on named tensors, and the named specs it takes."""
+    if _is_keras_model(model):
+        output_names = list(getattr(model, "output_names", None) or []) or None
+        if signature is None:
+            signature = _keras_signature(model, tf)
+        if isinstance(signature, Mapping):
+            specs = [_spec(tf, spec, name) for name, spec in signature.items()]
+            return _Traceable(specs, lambda x: model(x, training=False), output_names)
+        if isinstance(signature, tf.TensorSpec):
+            signature = [signature]
+        specs = [_spec(tf, spec, spec.name or f"input_{i}") for i, spec in enumerate(signature)]
+        if len(specs) == 1:
+            return _Traceable(specs, lambda x: model(x[specs[0].name], training=False), output_names)
+        return _Traceable(
+            specs, lambda x: model([x[s.name] for s in specs], training=False), output_names
+        )
+    serving = getattr(model, "signatures", {}).get("serving_default")
+    if serving is not None:
+        if signature is None:
+            signature = serving.structured_input_signature[1]
+        if not isinstance(signature, Mapping):
+            raise InputError(
+                "a SavedModel is called with keyword inputs: give input_signature as a "
+                "dict name -> tf.TensorSpec"
+            )
+        specs = [_spec(tf, spec, name) for name, spec in signature.items()]
+        return _Traceable(specs, lambda x: serving(**x), None)
+    raise InputError(
+        f"cannot export a {type(model).__module__}.{type(model).__qualname__}: expected a "
+        "Keras model, a SavedModel with a serving_default signature, or a path to one"
+    )
+
+
+def _is_keras_model(model: Any) -> bool:
+    for module_name in ("tf_keras", "keras"):
+        with contextlib.suppress(ImportError):
+            module = __import__(module_name)
+            if isinstance(model, module.Model):
+                return True
+    return False
+
+
+def _keras_signature(model: Any, tf: Any) -> Any:
+    """A Keras model's own input signature: HF ``input_signature``, else ``model.inputs``."""
+    hf_signature = getattr(type(model), "input_signature", None)
+    if isinstance(hf_signature, property):
+        try:
+            return dict(model.input_signature)
+        except NotImplementedError as exc:
+            raise InputError(f"{type(model).__name__}: pass input_signature ({exc})") from exc
+    try:
+        inputs = model.inputs
+    except AttributeError:
+        inputs = None
+    if not inputs:
+        raise InputError(
+            f"{type(model).__name__} has no defined inputs (a subclassed or unbuilt "
+            "Sequential model): pass input_signature, e.g. "
+            "[tf.TensorSpec((None, 224, 224, 3), tf.float32, name='image')]"
+        )
+    return [
+        tf.TensorSpec(
+            tuple(t.shape), tf.as_dtype(t.dtype), name=str(t.name).split(":")[0] or f"input_{i}"
+        )
+        for i, t in enumerate(inputs)
+    ]
+
+
+def _spec(tf: Any, spec: Any, name: str) -> Any:
+    if not isinstance(spec, tf.TensorSpec):
+        raise InputError(f"input_signature: {name!r} is a {type(spec).__name__}, not a tf.TensorSpec")
+    return tf.TensorSpec(spec.shape, spec.dtype, name=name)
+
+
+def _dynamic_specs(specs: list[Any], dynamic_axes: Mapping[str, Sequence[int]], tf: Any) -> list[Any]:
+    """The specs with dim 0, dim 1 of token inputs and ``dynamic_axes`` set to None."""
+    unknown = set(dynamic_axes) - {s.name for s in specs}
+    if unknown:
+        raise InputError(
+            f"dynamic_axes names {sorted(unknown)}, not inputs "
+            f"(the inputs are {[s.name for s in specs]})"
+        )
+    out = []
+    for spec in specs:
+        if spec.shape.rank is None:
+            out.append(spec)
+            continue
+        dims = list(spec.shape.as_list())
+        axes = set(dynamic_axes.get(spec.name, ()))
+        axes.add(0)
+        if spec.name in TOKEN_INPUTS and spec.dtype.is_integer:
+            axes.add(1)
+        for axis in axes:
+            if -len(dims) <= axis < len(dims):
+                dims[axis] = None
+        out.append(tf.TensorSpec(dims, spec.dtype, name=spec.name))
+    return out
+
+
+def _named_outputs(out: Any, output_names: list[str] | None, tf: Any) -> list[tuple[str, Any]]:
+    """(name, tensor) for every tensor output, in the model's order."""
+    if isinstance(out, Mapping):  # dicts and Hugging Face ModelOutput
+        return [(str(k), v) for k, v in out.items() if tf.is_tensor(v)]
+    items = list(out) if isinstance(out, (list, tuple)) else [out]
+    if not (output_names and len(output_names) == len(items) and len(set(output_names)) == len(items)):
+        output_names = [f"output_{i}" for i in range(len(items))]
+    return [(name, t) for name, t in zip(output_names, items) if tf.is_tensor(t)]
+
+
+def _warn_keras3_batchnorm(model: Any) -> None:
+    try:
+        import keras
+    except ImportError:
+        return
+    if not isinstance(model, keras.Model) or not hasattr(model, "_flatten_layers"):
+        return
+    if any(isinstance(layer, keras.layers.BatchNormalization) for layer in model._flatten_layers()):
+        warnings.warn(
+            f"{model.name}: Keras 3 BatchNormalization exports as a folded Mul/Add; its "
+            "gamma, beta and moving statistics are not in the ONNX graph. Build the model "
+            "with tf_keras to keep a BatchNormalization node.",
+            stacklevel=3,
+        )
+
+
+@contextlib.contextmanager
+def _without_skipped_optimizers() -> Iterator[None]:
+    """Run tf2onnx without `_SKIPPED_OPTIMIZERS` (``from_function`` takes no ``optimizers=``)."""
+    from tf2onnx import optimizer
+
+    chosen = OrderedDict(
+        (name, factory)
+        for name, factory in optimizer._optimizers.items()
+        if name not in _SKIPPED_OPTIMIZERS
+    )
+    original = optimizer._get_optimizers
+    optimizer._get_optimizers = lambda: chosen
+    try:
+        yield
+    finally:
+        optimizer._get_optimizers = original
+
+
+class _ErfcLogFilter(logging.Filter):
+    """Drops tf2onnx's "not supported" errors about ``Erfc``, which `_replace_erfc` handles."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        erfc_op = message.startswith("Tensorflow op [") and message.endswith(": Erfc] is not supported")
+        return not (erfc_op or re.fullmatch(r"Unsupported ops: Counter\(\{'Erfc': \d+\}\)", message))
+
+
+@contextlib.contextmanager
+def _quiet_about_erfc() -> Iterator[None]:
+    logger = logging.getLogger("tf2onnx.tfonnx")
+    log_filter = _ErfcLogFilter()
+    logger.addFilter(log_filter)
+    try:
+        yield
+    finally:
+        logger.removeFilter(log_filter)
+
+
+def _rename_outputs(model: onnx.ModelProto, names: list[str]) -> None:
+    """Give the graph outputs the model's output names (tf2onnx calls them ``Identity:0``)."""
+    graph = model.graph
+    taken = {i.name for i in graph.input} | {i.name for i in graph.initializer}
+    taken |= {o for n in graph.node for o in n.output}
+    renames = {}
+    for output, name in zip(graph.output, names):
+        if output.name == name:
+            continue
+        new = name if name not in taken else f"{name}_output"
+        renames[output.name] = new
+        taken.add(new)
+    if not renames:
+        return
+    for node in graph.node:
+        node.input[:] = [renames.get(n, n) for n in node.input]
+        node.output[:] = [renames.get(n, n) for n in node.output]
+    for value in list(graph.output) + list(graph.value_info):
+        value.name = renames.get(value.name, value.name)
+
+
+def _replace_erfc(model: onnx.ModelProto) -> None:
+    """Rewrite every ``Erfc(x)`` (not an ONNX op) as ``Sub(1, Erf(x))``."""
+    graph = model.graph
+    if not any(n.op_type == "Erfc" for n in graph.node):
+        return
+    elem_types = _elem_types(model)
+    nodes = []
+    for node in graph.node:
+        if node.op_type != "Erfc":
+            nodes.append(node)
+            continue
+        x, y = node.input[0], node.output[0]
+        one = f"{node.name}__one"
+        erf = f"{node.name}__erf"
+        dtype = helper.tensor_dtype_to_np_dtype(elem_types.get(x, TensorProto.FLOAT))
+        graph.initializer.append(numpy_helper.from_array(np.array(1, dtype=dtype), one))
+        nodes.append(helper.make_node("Erf", [x], [erf], name=f"{node.name}__Erf"))
+        nodes.append(helper.make_node("Sub", [one, erf], [y], name=node.name))
+    del graph.node[:]
+    graph.node.extend(nodes)
+
+
+def _elem_types(model: onnx.ModelProto) -> dict[str, int]:
+    """Element type of every tensor whose type is known, after ONNX shape inference."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    graph = inferred.graph
+    types = {t.name: t.data_type for t in graph.initializer}
+    for value in list(graph.input) + list(graph.output) + list(graph.value_info):
+        if value.type.tensor_type.elem_type:
+            types[value.name] = value.type.tensor_type.elem_type
+    return types
+
+
+# --------------------------------------------------------------------------- variables
+
+
+def tf_variables_of(model: Any) -> list[tuple[TFVariable, Any]]:
+    """Every variable of a Keras model or loaded SavedModel, with its TF object, once each."""
+    variables = getattr(model, "variables", None)
+    if variables is None:
+        serving = getattr(model, "signatures", {}).get("serving_default")
+        variables = serving.variables if serving is not None else ()
+    seen: set[int] = set()
+    out = []
+    for v in variables:
+        if id(v) in seen:
+            continue
+        seen.add(id(v))
+        name = getattr(v, "path", None) or v.name
+        out.append((TFVariable(str(name), tuple(int(d) for d in v.shape), bool(v.trainable)), v))
+    return out
+
+
+def map_initializers_to_variables(
+    onnx_model: onnx.ModelProto, tf_model: Any
+) -> dict[str, list[InitializerOrigin]]:
+    """ONNX initializer name -> the TF variables whose value it holds, matched by value.
+
+    An initializer holds a variable when its elements, in order, equal the
+    variable's after one of the `LAYOUTS` permutations (tf2onnx keeps Dense
+    kernels as they are and turns Conv kernels HWIO -> OIHW), whatever its
+    shape. Only floating-point tensors are compared, exactly. Several origins
+    for one initializer mean the variables had equal values (ambiguous);
+    initializers equal to no variable are structural constants and absent.
+    """
+    index: dict[tuple[str, bytes], list[tuple[InitializerOrigin, np.ndarray]]] = {}
+    for variable, tf_variable in tf_variables_of(tf_model):
+        value = np.asarray(tf_variable.numpy())
+        if not np.issubdtype(value.dtype, np.floating):
+            continue
+        seen: list[np.ndarray] = []
+        for layout, perm in LAYOUTS.items():
+            if perm is not None and len(perm) != value.ndim:
+                continue
+            arranged = np.ascontiguousarray(value if perm is None else value.transpose(perm))
+            if any(np.array_equal(arranged.ravel(), s.ravel()) for s in seen):
+                continue  # e.g. a [1, n] kernel is the same transposed
+            seen.append(arranged)
+            key = (arranged.dtype.str, _digest(arranged))
+            index.setdefault(key, []).append((InitializerOrigin(variable, layout), arranged))
+    out: dict[str, list[InitializerOrigin]] = {}
+    for initializer in onnx_model.graph.initializer:
+        if initializer.data_type not in (
+            TensorProto.FLOAT,
+            TensorProto.DOUBLE,
+            TensorProto.FLOAT16,
+        ):
+            continue
+        value = np.ascontiguousarray(numpy_helper.to_array(initializer))
+        candidates = index.get((value.dtype.str, _digest(value)), ())
+        origins = [o for o, arranged in candidates if np.array_equal(arranged.ravel(), value.ravel())]
+        if origins:
+            out[initializer.name] = origins
+    return out
+
+
+def _digest(array: np.ndarray) -> bytes:
+    return hashlib.blake2b(memoryview(array).cast("B"), digest_size=16).digest()
+
+
+# --------------------------------------------------------------------------- ONNX -> fx
+
+
+def from_onnx(
+    onnx_model_or_path: onnx.ModelProto | str | Path,
+    *,
+    tf_model: Any = None,
+    variable_map: dict[str, list[InitializerOrigin]] | None = None,
+) -> torch.fx.GraphModule:
+    """Convert ONNX to a torch.fx GraphModule with onnx2torch and record where it came from.
+
+    The model is checked first: a missing, corrupt or invalid file raises
+    `InputError` naming it, as does an op onnx2torch cannot convert. The
+    result carries a `SourceInfo` on ``gm.meta["fxsurgeon.source"]``. With
+    ``tf_model`` (the model the ONNX was exported from) and no
+    ``variable_map``, the variable map is computed by value matching; a warning
+    lists the trainable variables no initializer holds.
+    """
+    model, where = _load_onnx(onnx_model_or_path)
+    onnx2torch = import_onnx2torch()
+    try:
+        gm = onnx2torch.convert(model, attach_onnx_mapping=True)
+    except NotImplementedError as exc:
+        raise InputError(f"{where}: onnx2torch cannot convert it: {exc}") from exc
+
+    tf_variables: tuple[TFVariable, ...] = ()
+    if tf_model is not None:
+        tf_variables = tuple(v for v, _ in tf_variables_of(tf_model))
+        if variable_map is None:
+            variable_map = map_initializers_to_variables(model, tf_model)
+        _warn_unmapped(tf_variables, variable_map, where)
+
+    initializers = {t.name: t for t in model.graph.initializer}
+    gm.meta[SOURCE_META_KEY] = SourceInfo(
+        onnx_model=model,
+        input_specs=tuple(
+            _input_spec(value) for value in model.graph.input if value.name not in initializers
+        ),
+        output_names=tuple(o.name for o in model.graph.output),
+        buffer_to_initializer=_buffer_to_initializer(gm),
+        parameter_to_initializer=_parameter_to_initializer(gm, model),
+        variable_map=variable_map,
+        tf_variables=tf_variables,
+        tf_model=tf_model,
+    )
+    return gm
+
+
+def from_tensorflow(
+    model_or_path: Any, input_signature: Any = None, **export_kwargs: Any
+) -> torch.fx.GraphModule:
+    """Export a TensorFlow model (`export_onnx`) and convert it (`from_onnx`).
+
+    The GraphModule's `SourceInfo` holds the ONNX model, the variable map and the
+    Keras model (``tf_model``), so that a verifier can compare against TensorFlow.
+    """
+    model = load_model(model_or_path) if isinstance(model_or_path, (str, Path)) else model_or_path
+    proto = export_onnx(model, input_signature, **export_kwargs)
+    return from_onnx(proto, tf_model=model)
+
+
+def _load_onnx(onnx_model_or_path: Any) -> tuple[onnx.ModelProto, str]:
+    if isinstance(onnx_model_or_path, onnx.ModelProto):
+        model, where = onnx_model_or_path, "the ONNX model"
+    elif isinstance(onnx_model_or_path, (str, Path)):
+        path = Path(onnx_model_or_path)
+        where = str(path)
+        if not path.is_file():
+            raise InputError(f"{path}: no such ONNX file")
+        try:
+            model = onnx.load(str(path))
+        except Exception as exc:  # noqa: BLE001 - protobuf raises several kinds
+            raise InputError(f"{path}: not a valid ONNX file ({type(exc).__name__}: {exc})") from exc
+    else:
+        raise InputError(
+            f"expected an onnx.ModelProto or a path to an .onnx file, got {type(onnx_model_or_path).__name__}"
+        )
+    try:
+        onnx.checker.check_model(model)
+    except (onnx.checker.ValidationError, ValueError) as exc:
+        raise InputError(f"{where}: not a valid ONNX model: {exc}") from exc
+    return model, where
+
+
+def _input_spec(value: onnx.ValueInfoProto) -> InputSpec:
+    tensor_type = value.type.tensor_type
+    shape = tuple(
+        d.dim_value if d.HasField("dim_value") else None for d in tensor_type.shape.dim
+    )
+    dtype = _TORCH_DTYPES.get(tensor_type.elem_type)
+    if dtype is None:
+        name = TensorProto.DataType.Name(tensor_type.elem_type)
+        raise InputError(f"input {value.name!r} has type {name}, which has no torch dtype")
+    return InputSpec(value.name, shape, dtype)
+
+
+def _buffer_to_initializer(gm: torch.fx.GraphModule) -> dict[str, str]:
+    """Buffer (``initializers.onnx_initializer_N``) -> ONNX initializer, from ``onnx_mapping``.
+
+    onnx2torch passes the node's non-empty ONNX inputs as the positional args
+    followed by the kwargs (it turns the args after a skipped one into kwargs).
+    """
+    out: dict[str, str] = {}
+    for node in gm.graph.nodes:
+        if node.op != "call_module":
+            continue
+        mapping = getattr(gm.get_submodule(node.target), "onnx_mapping", None)
+        if mapping is None:
+            continue
+        args = list(node.args) + list(node.kwargs.values())
+        names = [name for name in mapping.inputs if name]
+        for arg, name in zip(args, names):
+            if isinstance(arg, torch.fx.Node) and arg.op == "get_attr":
+                out[str(arg.target)] = name
+    return out
+
+
+def _parameter_to_initializer(
+    gm: torch.fx.GraphModule, model: onnx.ModelProto
+) -> dict[str, TensorSource]:
+    """Tensors of modules onnx2torch built around initializers (Conv, BatchNorm, Gemm, ...).
+
+    Those initializers are not in the node's ``onnx_mapping.inputs``; which tensor
+    holds which is found by value among that ONNX node's initializer inputs.
+    """
+    producer = {out: node for node in model.graph.node for out in node.output}
+    initializers = {t.name: t for t in model.graph.initializer}
+    out: dict[str, TensorSource] = {}
+    for name, module in gm.named_modules():
+        mapping = getattr(module, "onnx_mapping", None)
+        if mapping is None or not mapping.outputs or mapping.outputs[0] not in producer:
+            continue
+        onnx_node = producer[mapping.outputs[0]]
+        absorbed = [
+            i for i in onnx_node.input if i in initializers and i not in set(mapping.inputs)
+        ]
+        if not absorbed:
+            continue
+        values = {i: numpy_helper.to_array(initializers[i]) for i in absorbed}
+        tensors = list(module.named_parameters()) + list(module.named_buffers())
+        for tensor_name, tensor in tensors:
+            array = tensor.detach().cpu().numpy()
+            source = _find_tensor(array, values)
+            if source is not None:
+                out[f"{name}.{tensor_name}"] = source
+    return out
+
+
+def _find_tensor(array: np.ndarray, values: dict[str, np.ndarray]) -> TensorSource | None:
+    for initializer, value in values.items():
+        if value.shape == array.shape and np.array_equal(value, array):
+            return TensorSource(initializer, "same")
+    for initializer, value in values.items():
+        if value.ndim == 2 and value.T.shape == array.shape and np.array_equal(value.T, array):
+            return TensorSource(initializer, "transposed")
+    return None
+
+
+def _warn_unmapped(
+    tf_variables: Sequence[TFVariable], variable_map: Mapping[str, Sequence[InitializerOrigin]], where: str
+) -> None:
+    held = {origin.variable.name for origins in variable_map.values() for origin in origins}
+    missing = [v.name for v in tf_variables if v.trainable and v.name not in held]
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        warnings.warn(
+            f"{where}: {len(missing)} trainable TF variable(s) are held by no ONNX initializer "
+            f"(folded into constants by the export): {shown}",
+            stacklevel=3,
+        )
