@@ -201,7 +201,7 @@ def test_inputs_and_output_names_come_from_the_models_source_info(ids_mask_onnx)
     gm.meta[SOURCE_META_KEY] = SourceInfo(
         onnx_model=ids_mask_onnx,
         input_specs=(
-            InputSpec("input_ids", (None, None), torch.int64),
+            InputSpec("input_ids", (None, 5), torch.int64),
             InputSpec("attention_mask", (None, 5), torch.int64),
         ),
         output_names=("out",),

@@ -1,0 +1,93 @@
+"""Built-in example models: the seed ViT of the article, built locally.
+
+Nothing is downloaded: the models come from transformers' configs with random
+weights. Every variable is randomised so that no two are equal: a freshly
+initialised model has all-zero biases and all-one LayerNorm gammas, which
+tf2onnx simplifies away (``x + 0``) or which look alike to any value matching.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ._compat import import_tensorflow
+
+__all__ = ["ExampleModel", "randomize_variables", "seed_vit", "SEED_VIT_PARAMETERS"]
+
+#: Trainable TF parameters of TFViTForImageClassification(ViTConfig()), ViT-Base.
+SEED_VIT_PARAMETERS = 85_800_194
+
+
+@dataclass
+class ExampleModel:
+    """A TF model with what it takes to export, feed and check it."""
+
+    name: str
+    model: Any
+    input_signature: Any
+    input_shape: tuple[int, ...]  # one example, batch dim included
+
+    def make_inputs(self, batch_size: int, seed: int = 0) -> np.ndarray:
+        shape = (batch_size, *self.input_shape[1:])
+        return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+    def tf_outputs(self, inputs: np.ndarray) -> np.ndarray:
+        return self.model(inputs, training=False).logits.numpy()
+
+    @property
+    def trainable_parameters(self) -> int:
+        return int(sum(np.prod(v.shape) for v in self.model.trainable_variables))
+
+
+def randomize_variables(model: Any, seed: int = 0) -> None:
+    """Give every variable a distinct random value that still makes sense.
+
+    Scales and variances stay positive (around 1), everything else is small
+    noise around its current value.
+    """
+    rng = np.random.default_rng(seed)
+    for variable in model.variables:
+        shape = tuple(variable.shape)
+        name = getattr(variable, "path", None) or variable.name
+        noise = rng.standard_normal(shape).astype(np.float32)
+        if any(key in name for key in ("gamma", "moving_variance", "LayerNorm/weight")):
+            value = 1.0 + 0.1 * noise
+            if "moving_variance" in name:
+                value = np.abs(value) + 0.1
+        else:
+            value = 0.05 * noise
+        variable.assign(value.astype(variable.dtype.as_numpy_dtype))
+
+
+def seed_vit(tiny: bool = False, seed: int = 0) -> ExampleModel:
+    """transformers' TFViTForImageClassification(ViTConfig(hidden_act="gelu_new")).
+
+    ``tiny=False`` is the article's ViT-Base (85,800,194 trainable parameters);
+    ``tiny=True`` a 2-layer, 32-wide version with the same structure.
+    """
+    tf = import_tensorflow()
+    from transformers import TFViTForImageClassification, ViTConfig
+
+    if tiny:
+        config = ViTConfig(
+            hidden_act="gelu_new",
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=37,
+            image_size=32,
+            patch_size=8,
+            num_labels=10,
+        )
+    else:
+        config = ViTConfig(hidden_act="gelu_new")
+    tf.random.set_seed(seed)
+    model = TFViTForImageClassification(config)
+    shape = (1, config.num_channels, config.image_size, config.image_size)
+    model(np.zeros(shape, np.float32))  # build the variables
+    randomize_variables(model, seed)
+    signature = [tf.TensorSpec((None, *shape[1:]), tf.float32, name="pixel_values")]
+    return ExampleModel("vit-tiny" if tiny else "vit-base", model, signature, shape)
