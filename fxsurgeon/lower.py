@@ -388,6 +388,10 @@ def _reshape(ctx, mod, node, args):
     in_shape = shape_of(x)
     # ONNX: 0 copies the input dim (allowzero=0, the only form tf2onnx emits).
     items = [ctx.size(x, i) if (isinstance(v, int) and v == 0) else v for i, v in enumerate(items)]
+    out_shape = shape_of(node)
+    if out_shape is not None and len(out_shape) == len(items):
+        # a -1 whose size the shape run saw as static is that size
+        items = [d if (isinstance(v, int) and v == -1 and d is not None) else v for v, d in zip(items, out_shape, strict=True)]
     items = _one_dynamic_to_minus_one(items)
     if in_shape is not None and tuple(in_shape) == tuple(items):
         return x
@@ -928,17 +932,34 @@ def _pad(ctx, mod, node, args):
     x = ctx.tensor(args[0])
     if isinstance(mod, nn.modules.padding._ConstantPadNd):
         return ctx.call(F.pad, x, tuple(mod.padding), "constant", mod.value)
+    # OnnxPadStatic already holds F.pad's (last dim first) order and mode names.
+    value = mod.constant_value if mod.mode == "constant" else None
+    return ctx.call(F.pad, x, tuple(mod.pads), mod.mode, value)
+
+
+@lowering("OnnxPadDynamic")
+def _pad_dynamic(ctx, mod, node, args):
+    x = ctx.tensor(args[0])
+    pads = const_ints(args[1], "Pad pads")
+    value = args[2].value.item() if len(args) > 2 and isinstance(args[2], Const) else 0.0
+    if len(args) > 3 and args[3] is not None:
+        raise LoweringError("Pad with an axes input is not lowered")
+    return _emit_pad(ctx, x, pads, mod.mode, value)
+
+
+def _emit_pad(ctx, x: fx.Node, pads: list[int], mode: str, value: float | None) -> fx.Node:
+    """ONNX pads [b0, b1, ..., e0, e1, ...] -> F.pad's (last dim first) pairs."""
     rank = rank_of(x)
-    pads = list(mod.pads)
     begins, ends = pads[: len(pads) // 2], pads[len(pads) // 2 :]
     torch_pads: list[int] = []
     for axis in reversed(range(rank)):
-        torch_pads += [begins[axis], ends[axis]] if axis < len(begins) else [0, 0]
-    while torch_pads and torch_pads[-2:] == [0, 0]:
+        torch_pads += [begins[axis], ends[axis]]
+    while torch_pads[-2:] == [0, 0]:
         torch_pads = torch_pads[:-2]
-    mode = {"constant": "constant", "reflect": "reflect", "edge": "replicate"}[mod.mode]
-    value = mod.constant_value if mode == "constant" else None
-    return ctx.call(F.pad, x, tuple(torch_pads), mode, value)
+    if not torch_pads:
+        return x
+    mode = {"edge": "replicate"}.get(mode, mode)
+    return ctx.call(F.pad, x, tuple(torch_pads), mode, value if mode == "constant" else None)
 
 
 @lowering("Sequential")
@@ -1043,8 +1064,9 @@ def lower_graph(
         if isinstance(value, fx.Node):
             set_meta(value, node)
 
-    graph.eliminate_dead_code()
     module = fx.GraphModule(root, graph)
+    module.graph.eliminate_dead_code()
+    module.recompile()
     result.module = module
     return result
 

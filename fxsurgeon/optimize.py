@@ -93,13 +93,11 @@ def _check_input(model: Any) -> fx.GraphModule:
             f"optimize() takes the torch.fx.GraphModule that onnx2torch.convert returns, "
             f"got {type(model).__module__}.{type(model).__name__}"
         )
-    from_onnx2torch = any(is_onnx2torch_module(m) for m in model.modules()) or any(
-        type(m).__name__ == "InitializersContainer" for m in model.modules()
-    )
-    if not from_onnx2torch:
+    recorded = model.meta.get(SOURCE_KEY) is not None
+    if not recorded and not any(is_onnx2torch_module(m) for m in model.modules()):
         raise InputError(
-            "this GraphModule was not made by onnx2torch (it has no onnx2torch modules "
-            "and no 'initializers' container); fxsurgeon works on onnx2torch.convert output"
+            "this GraphModule was not made by onnx2torch (it has no onnx2torch modules and "
+            "no fxsurgeon.from_onnx record); fxsurgeon works on onnx2torch.convert output"
         )
     return model
 
@@ -144,6 +142,7 @@ def optimize(
 
     source = model.meta.get(SOURCE_KEY)
     work = copy.deepcopy(model)  # shape meta goes on the copy, never the user's graph
+    work.eval()  # ONNX means inference: BatchNorm uses its running statistics
     report.nodes_before = len(model.graph.nodes)
     report.onnx2torch_before = count_onnx2torch_modules(model)
     report.trainable_before = _trainable(model)
@@ -166,7 +165,7 @@ def optimize(
     report.onnx2torch_after = count_onnx2torch_modules(out)
     report.trainable_after = _trainable(out)
     out.meta[REPORT_KEY] = report
-    return out
+    return out.eval()
 
 
 def cleanup(gm: fx.GraphModule) -> None:

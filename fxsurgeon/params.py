@@ -448,6 +448,9 @@ def _modularize(gm: fx.GraphModule, node: fx.Node, momenta: dict[str, float], re
     module = _make_module(node, tensors, momenta, report.origins.get(f"{path}.running_mean"))
     if module is None:
         return
+    module.to_empty(device=next(iter(tensors.values())).device)  # built on "meta": no init cost
+    if isinstance(module, KerasBatchNorm):
+        module.num_batches_tracked.zero_()
     existing = _adopt(holder, module, tensors)
     if existing is None:
         return

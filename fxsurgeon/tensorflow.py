@@ -16,9 +16,9 @@ What the export does on top of plain tf2onnx, and why:
   ``model.output_names`` (else ``output_0``, ``output_1``, ...).
 * **No weight-destroying optimizations.** tf2onnx's ``merge_duplication``
   merges initializers with equal values (two freshly initialised variables
-  become one) and ``remove_back_to_back`` folds BatchNormalization into the
-  preceding Conv (gamma, beta and the moving statistics are gone). Both are
-  left out; the rest of tf2onnx's optimizers run.
+  become one): it is left out. ``remove_back_to_back`` folds BatchNormalization
+  into the preceding Conv (gamma, beta and the moving statistics are gone): it
+  runs without that one fold. The rest of tf2onnx's optimizers run.
 * **Valid exact GELU.** tf2onnx passes TF's ``Erfc`` (from ``gelu`` with
   ``approximate=False``) through as an ``Erfc`` node, which ONNX does not have;
   it is rewritten as ``Sub(1, Erf(x))``.
@@ -84,8 +84,8 @@ TOKEN_INPUTS = frozenset(
     }
 )
 
-#: tf2onnx optimizers left out: see the module docstring.
-_SKIPPED_OPTIMIZERS = ("merge_duplication", "remove_back_to_back")
+#: The tf2onnx back-to-back handler that folds BatchNormalization into a Conv.
+_CONV_BATCHNORM = ("Conv", "BatchNormalization")
 
 _TORCH_DTYPES = {
     TensorProto.FLOAT: torch.float32,
@@ -214,7 +214,7 @@ def export_onnx(
         return [t for _, t in named]
 
     function = tf.function(flat_call, input_signature=specs, autograph=False)
-    with _without_skipped_optimizers(), _quiet_about_erfc():
+    with _weight_preserving_optimizers(), _quiet_about_erfc():
         proto, _ = tf2onnx.convert.from_function(function, input_signature=specs, opset=opset)
     _rename_outputs(proto, names)
     _replace_erfc(proto)
@@ -349,14 +349,33 @@ def _warn_keras3_batchnorm(model: Any) -> None:
 
 
 @contextlib.contextmanager
-def _without_skipped_optimizers() -> Iterator[None]:
-    """Run tf2onnx without `_SKIPPED_OPTIMIZERS` (``from_function`` takes no ``optimizers=``)."""
+def _weight_preserving_optimizers() -> Iterator[None]:
+    """Run tf2onnx's optimizers minus ``merge_duplication`` and the Conv+BatchNorm fold.
+
+    ``remove_back_to_back`` is kept but without its Conv+BatchNormalization
+    handler: its other handlers collapse the Transpose pairs that the transpose
+    optimizer leaves around every NHWC op (hundreds in a ResNet). tf2onnx's
+    ``from_function`` takes no ``optimizers=``, so the list is swapped in for
+    the duration of the export.
+    """
     from tf2onnx import optimizer
+    from tf2onnx.optimizer import back_to_back_optimizer
+
+    class BackToBackKeepingBatchNorm(back_to_back_optimizer.BackToBackOptimizer):
+        def _optimize_at_current_graph_level(self, g: Any) -> Any:
+            handlers = back_to_back_optimizer._func_map
+            back_to_back_optimizer._func_map = {
+                ops: handler for ops, handler in handlers.items() if ops != _CONV_BATCHNORM
+            }
+            try:
+                return super()._optimize_at_current_graph_level(g)
+            finally:
+                back_to_back_optimizer._func_map = handlers
 
     chosen = OrderedDict(
-        (name, factory)
+        (name, BackToBackKeepingBatchNorm if name == "remove_back_to_back" else factory)
         for name, factory in optimizer._optimizers.items()
-        if name not in _SKIPPED_OPTIMIZERS
+        if name != "merge_duplication"
     )
     original = optimizer._get_optimizers
     optimizer._get_optimizers = lambda: chosen
@@ -523,7 +542,8 @@ def from_onnx(
     result carries a `SourceInfo` on ``gm.meta["fxsurgeon.source"]``. With
     ``tf_model`` (the model the ONNX was exported from) and no
     ``variable_map``, the variable map is computed by value matching; a warning
-    lists the trainable variables no initializer holds.
+    lists the trainable variables no initializer holds. The GraphModule is
+    returned in eval mode, which is what the ONNX graph computes.
     """
     model, where = _load_onnx(onnx_model_or_path)
     onnx2torch = import_onnx2torch()
@@ -531,6 +551,7 @@ def from_onnx(
         gm = onnx2torch.convert(model, attach_onnx_mapping=True)
     except NotImplementedError as exc:
         raise InputError(f"{where}: onnx2torch cannot convert it: {exc}") from exc
+    gm.eval()  # the ONNX graph is inference: BatchNorm must use its running statistics
 
     tf_variables: tuple[TFVariable, ...] = ()
     if tf_model is not None:

@@ -45,7 +45,7 @@ import copy
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from itertools import zip_longest
 from typing import Any
 
@@ -418,13 +418,13 @@ class _Reference:
 
 class _TorchReference(_Reference):
     def __init__(self, module: torch.nn.Module):
-        self.module = module
+        self.module = self.torch_module = module
         self.tables_owner = module
         self.description = f"torch module {type(module).__name__}"
         self.order = _input_order(_source_info(module))
 
     def run(self, case: _Case) -> list[_Out]:
-        return _run_torch(self.module, case, self.order)
+        return _run_torch(self.torch_module, case, self.order)
 
 
 class _OnnxReference(_Reference):
@@ -1017,8 +1017,8 @@ def _to_out(name: str | None, value: Any) -> _Out:
 
 def _match_outputs(cand: list[_Out], ref: list[_Out]) -> list[tuple[str, int | None, int | None]]:
     """(name, model index, reference index): by name when both sides name the same set."""
-    cand_names = [o.name for o in cand]
-    ref_names = [o.name for o in ref]
+    cand_names = [o.name or "" for o in cand]
+    ref_names = [o.name or "" for o in ref]
     if all(cand_names) and all(ref_names) and sorted(cand_names) == sorted(ref_names):
         return [(n, cand_names.index(n), i) for i, n in enumerate(ref_names)]
     pairs = []
@@ -1041,55 +1041,52 @@ def _compare(
     fp64: tuple[_Out, _Out] | None,
 ) -> OutputResult:
     """Compare one output; ``fp64`` is (reference in float64, reference at the model's precision)."""
-    base: dict[str, Any] = {
-        "output": name,
-        "case": case,
-        "batch": batch,
-        "shape": tuple(cand.array.shape) if cand is not None else None,
-        "ref_shape": tuple(ref.array.shape) if ref is not None else None,
-        "dtype": cand.dtype if cand is not None else None,
-        "ref_dtype": ref.dtype if ref is not None else None,
-    }
-    dtypes = [o.dtype for o in (cand, ref) if o is not None]
-    default_atol, default_rtol = _default_tolerance(dtypes)
+    default_atol, default_rtol = _default_tolerance([o.dtype for o in (cand, ref) if o is not None])
+    if fp64 is not None:  # the fp64 rule: atol is the floor, no rtol
+        default_atol, default_rtol = _FP64_FLOOR, 0.0
     use_atol = default_atol if atol is None else atol
-    use_rtol = default_rtol if rtol is None else rtol
-    failed = {
-        "max_abs": math.inf,
-        "max_rel": math.inf,
-        "mse": math.inf,
-        "worst_index": None,
-        "atol": use_atol,
-        "rtol": use_rtol,
-        "passed": False,
-    }
+    use_rtol = default_rtol if rtol is None or fp64 is not None else rtol
+    result = OutputResult(
+        output=name,
+        case=case,
+        batch=batch,
+        shape=tuple(cand.array.shape) if cand is not None else None,
+        ref_shape=tuple(ref.array.shape) if ref is not None else None,
+        dtype=cand.dtype if cand is not None else None,
+        ref_dtype=ref.dtype if ref is not None else None,
+        max_abs=math.inf,
+        max_rel=math.inf,
+        mse=math.inf,
+        worst_index=None,
+        atol=use_atol,
+        rtol=use_rtol,
+        passed=False,
+    )
     if cand is None or ref is None:
         side = "the model" if cand is None else "the reference"
-        return OutputResult(**base, **failed, message=f"output {name!r} is missing from {side}")
+        return replace(result, message=f"output {name!r} is missing from {side}")
     if cand.array.shape != ref.array.shape:
         message = (
             f"shape mismatch for output {name!r}: model {_shape_text(cand.array.shape)} "
             f"vs reference {_shape_text(ref.array.shape)}"
         )
         hint = _layout_hint(cand.array.shape, ref.array.shape)
-        return OutputResult(**base, **failed, message=message + (f"; {hint}" if hint else ""))
+        return replace(result, message=message + (f"; {hint}" if hint else ""))
 
     a = cand.array.astype(np.float64)
     b = ref.array.astype(np.float64)
-    if fp64 is not None:  # the fp64 rule: atol is the floor, no rtol
-        use_atol, use_rtol = (_FP64_FLOOR if atol is None else atol), 0.0
     diff = _abs_diff(a, b)
+    if not diff.size:
+        return replace(result, max_abs=0.0, max_rel=0.0, mse=0.0, passed=True)
     excess = diff - use_rtol * np.abs(b)
-    metrics = {
-        "max_abs": float(diff.max()) if diff.size else 0.0,
-        "max_rel": float((diff / np.maximum(np.abs(b), _TINY)).max()) if diff.size else 0.0,
-        "mse": float(np.mean(diff**2)) if diff.size else 0.0,
-        "worst_index": tuple(int(i) for i in np.unravel_index(np.argmax(excess), diff.shape))
-        if diff.size
-        else None,
-        "atol": use_atol,
-        "rtol": use_rtol,
-    }
+    worst = tuple(int(i) for i in np.unravel_index(np.argmax(excess), diff.shape))
+    result = replace(
+        result,
+        max_abs=float(diff.max()),
+        max_rel=float((diff / np.maximum(np.abs(b), _TINY)).max()),
+        mse=float(np.mean(diff**2)),
+        worst_index=worst,
+    )
     if fp64 is not None:
         ref64, ref_low = fp64
         error = _rmse(a, ref64.array)
@@ -1097,35 +1094,25 @@ def _compare(
         budget = _FP64_MULTIPLIER * yardstick + use_atol
         passed = error <= budget  # False for NaN
         message = (
-            ""
-            if passed
-            else (
-                f"{cand.dtype} output {name!r}: rmse vs the float64 reference {_fmt(error)} is over "
-                f"{_FP64_MULTIPLIER:g} x the reference's own {cand.dtype} rmse {_fmt(yardstick)} "
-                f"+ floor = {_fmt(budget)}"
-            )
+            f"{cand.dtype} output {name!r}: rmse vs the float64 reference {_fmt(error)} is over "
+            f"{_FP64_MULTIPLIER:g} x the reference's own {cand.dtype} rmse {_fmt(yardstick)} "
+            f"+ floor = {_fmt(budget)}"
         )
-        return OutputResult(
-            **base,
-            **metrics,
+        return replace(
+            result,
             passed=passed,
             rule="fp64",
             fp64_error=error,
             fp64_budget=budget,
-            message=message,
+            message="" if passed else message,
         )
-    passed = bool(diff.size == 0 or excess.max() <= use_atol)
+    passed = bool(excess.max() <= use_atol)
     message = (
-        ""
-        if passed
-        else (
-            f"output {name!r}: max abs diff {_fmt(metrics['max_abs'])} at index "
-            f"{list(metrics['worst_index'])} (model {a[metrics['worst_index']]:.6g}, reference "
-            f"{b[metrics['worst_index']]:.6g}) exceeds atol {_fmt(use_atol)}"
-            + (f" + rtol {_fmt(use_rtol)} * |ref|" if use_rtol else "")
-        )
+        f"output {name!r}: max abs diff {_fmt(result.max_abs)} at index {list(worst)} "
+        f"(model {a[worst]:.6g}, reference {b[worst]:.6g}) exceeds atol {_fmt(use_atol)}"
+        + (f" + rtol {_fmt(use_rtol)} * |ref|" if use_rtol else "")
     )
-    return OutputResult(**base, **metrics, passed=passed, message=message)
+    return replace(result, passed=passed, message="" if passed else message)
 
 
 def _default_tolerance(dtypes: list[str]) -> tuple[float, float]:
