@@ -4,8 +4,22 @@ from ._compat import ensure_safe_import_order
 
 ensure_safe_import_order()
 
-from .errors import FxSurgeonError, InputError  # noqa: E402
+from .errors import ConvergenceError, FxSurgeonError, InputError, PatternError  # noqa: E402
 from .optimize import Report, optimize, report_of  # noqa: E402
+from .params import ParameterOrigin, parameter_origins  # noqa: E402
+from .rewrite import Match, Rule  # noqa: E402
 
-__all__ = ["optimize", "Report", "report_of", "FxSurgeonError", "InputError"]
+__all__ = [
+    "optimize",
+    "Report",
+    "report_of",
+    "parameter_origins",
+    "ParameterOrigin",
+    "FxSurgeonError",
+    "InputError",
+    "Rule",
+    "Match",
+    "PatternError",
+    "ConvergenceError",
+]
 __version__ = "0.1.0"

@@ -57,11 +57,27 @@ def _try_import(name: str) -> None:
         pass
 
 
+# ONNX operator versions onnx2torch has no converter for although the op's
+# meaning did not change (only more input types): (op, new version, same as).
+_SAME_MEANING = (
+    ("GreaterOrEqual", 16, 12),  # 16 adds bfloat16; GPT-2's causal mask uses it
+    ("LessOrEqual", 16, 12),
+)
+
+
 def import_onnx2torch():
-    """Import onnx2torch (and so torchvision) after making the order safe."""
+    """Import onnx2torch (and so torchvision) after making the order safe.
+
+    Also teaches onnx2torch the operator versions in `_SAME_MEANING`.
+    """
     ensure_safe_import_order()
     import onnx2torch
+    from onnx2torch.node_converters.registry import _CONVERTER_REGISTRY, OperationDescription
 
+    for op, version, same_as in _SAME_MEANING:
+        new, old = OperationDescription("", op, version), OperationDescription("", op, same_as)
+        if new not in _CONVERTER_REGISTRY and old in _CONVERTER_REGISTRY:
+            _CONVERTER_REGISTRY[new] = _CONVERTER_REGISTRY[old]
     return onnx2torch
 
 
@@ -72,7 +88,6 @@ def import_tensorflow():
         import tensorflow as tf
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError(
-            "this needs TensorFlow: pip install 'fxsurgeon[tf]' "
-            "(tensorflow, tf-keras, tf2onnx)"
+            "this needs TensorFlow: pip install 'fxsurgeon[tf]' (tensorflow, tf-keras, tf2onnx)"
         ) from exc
     return tf

@@ -11,8 +11,14 @@ __all__ = ["main"]
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fxsurgeon", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="the seed ViT through TF -> ONNX -> onnx2torch -> fxsurgeon")
-    demo.add_argument("--tiny", action="store_true", help="a 2-layer ViT instead of ViT-Base (seconds, not minutes)")
+    demo = commands.add_parser(
+        "demo", help="the seed ViT through TF -> ONNX -> onnx2torch -> fxsurgeon"
+    )
+    demo.add_argument(
+        "--tiny",
+        action="store_true",
+        help="a 2-layer ViT instead of ViT-Base (seconds, not minutes)",
+    )
     demo.add_argument("--no-compile", action="store_true", help="skip the torch.compile column")
     args = parser.parse_args(argv)
 

@@ -31,11 +31,15 @@ def _latency(module: torch.nn.Module, inputs: torch.Tensor) -> float:
     from torch.utils.benchmark import Timer
 
     with torch.no_grad():
-        timer = Timer("m(x)", globals={"m": module, "x": inputs}, num_threads=torch.get_num_threads())
+        timer = Timer(
+            "m(x)", globals={"m": module, "x": inputs}, num_threads=torch.get_num_threads()
+        )
         return timer.blocked_autorange(min_run_time=1.0).median
 
 
-def _compiles(module: torch.nn.Module, inputs: torch.Tensor, expected: np.ndarray) -> tuple[str, float]:
+def _compiles(
+    module: torch.nn.Module, inputs: torch.Tensor, expected: np.ndarray
+) -> tuple[str, float]:
     try:
         compiled = torch.compile(module, fullgraph=True)
         with torch.no_grad():
@@ -47,7 +51,9 @@ def _compiles(module: torch.nn.Module, inputs: torch.Tensor, expected: np.ndarra
 
 def run_demo(tiny: bool = False, compile: bool = True, batch_size: int = 2) -> dict[str, Any]:
     """Run the whole path on the seed ViT and print the before/after table."""
-    done = _step(f"building TFViTForImageClassification ({'tiny' if tiny else 'ViT-Base'}, random weights)")
+    done = _step(
+        f"building TFViTForImageClassification ({'tiny' if tiny else 'ViT-Base'}, random weights)"
+    )
     example = seed_vit(tiny=tiny)
     done()
     done = _step("exporting with tf2onnx and converting with onnx2torch")
@@ -68,7 +74,10 @@ def run_demo(tiny: bool = False, compile: bool = True, batch_size: int = 2) -> d
 
     report = report_of(optimized)
     rows = {
-        "onnx2torch modules": (sum(count_onnx2torch_modules(converted).values()), sum(report.onnx2torch_after.values())),
+        "onnx2torch modules": (
+            sum(count_onnx2torch_modules(converted).values()),
+            sum(report.onnx2torch_after.values()),
+        ),
         "fx nodes": (report.nodes_before, report.nodes_after),
         "trainable parameters": (report.trainable_before, report.trainable_after),
         "max |diff| vs TF": (diff_before, diff_after),
@@ -86,7 +95,9 @@ def run_demo(tiny: bool = False, compile: bool = True, batch_size: int = 2) -> d
     rows["latency (ms, batch %d)" % batch_size] = (before_s * 1e3, after_s * 1e3)
 
     print()
-    print(f"{example.name}: {example.trainable_parameters:,} trainable TF parameters; optimize() took {optimize_s:.1f} s")
+    print(
+        f"{example.name}: {example.trainable_parameters:,} trainable TF parameters; optimize() took {optimize_s:.1f} s"
+    )
     print(f"{'':28} {'onnx2torch':>22} {'fxsurgeon':>22}")
     for name, (before, after) in rows.items():
         print(f"{name:28} {_fmt(before):>22} {_fmt(after):>22}")

@@ -23,7 +23,6 @@ Python literals.
 from __future__ import annotations
 
 import copy
-import math
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -52,7 +51,11 @@ class Const:
     @property
     def is_weight(self) -> bool:
         """Weights stay in the graph (they become parameters); the rest folds."""
-        return self.value.is_floating_point() and self.value.numel() > 1 and self.initializer is not None
+        return (
+            self.value.is_floating_point()
+            and self.value.numel() > 1
+            and self.initializer is not None
+        )
 
 
 @dataclass
@@ -117,7 +120,9 @@ class LoweringContext:
         if isinstance(value, Sym):
             if value.is_static:
                 return self.tensor(value.to_const())
-            node = self.call(torch.tensor, list(value.items), dtype=value.dtype, device=self.device())
+            node = self.call(
+                torch.tensor, list(value.items), dtype=value.dtype, device=self.device()
+            )
             return self.call(torch.reshape, node, ()) if value.scalar else node
         if isinstance(value, Const):
             return self.constant(value)
@@ -350,7 +355,11 @@ def _squeeze(ctx, mod, node, args):
         return Sym(list(x.items), scalar=True, dtype=x.dtype)
     if isinstance(x, Const):
         value = x.value
-        dims = [a % value.dim() for a in axes] if axes else [i for i, d in enumerate(value.shape) if d == 1]
+        dims = (
+            [a % value.dim() for a in axes]
+            if axes
+            else [i for i, d in enumerate(value.shape) if d == 1]
+        )
         return Const(value.squeeze(tuple(dims)) if dims else value)
     x = ctx.tensor(x)
     shape = shape_of(x)
@@ -391,7 +400,10 @@ def _reshape(ctx, mod, node, args):
     out_shape = shape_of(node)
     if out_shape is not None and len(out_shape) == len(items):
         # a -1 whose size the shape run saw as static is that size
-        items = [d if (isinstance(v, int) and v == -1 and d is not None) else v for v, d in zip(items, out_shape, strict=True)]
+        items = [
+            d if (isinstance(v, int) and v == -1 and d is not None) else v
+            for v, d in zip(items, out_shape, strict=True)
+        ]
     items = _one_dynamic_to_minus_one(items)
     if in_shape is not None and tuple(in_shape) == tuple(items):
         return x
@@ -422,7 +434,9 @@ def _flatten(ctx, mod, node, args):
         return ctx.call(torch.reshape, x, (1, -1))
     lead = [ctx.size(x, i) for i in range(axis)]
     items = [_product(ctx, lead), -1]
-    return ctx.call(torch.reshape, x, tuple(_one_dynamic_to_minus_one(items) if items[0] != -1 else items))
+    return ctx.call(
+        torch.reshape, x, tuple(_one_dynamic_to_minus_one(items) if items[0] != -1 else items)
+    )
 
 
 def _product(ctx, items: list) -> int | fx.Node:
@@ -517,7 +531,10 @@ def _slice(ctx, mod, node, args):
     steps = const_ints(steps, "Slice steps") if steps is not None else [1] * len(starts)
     if isinstance(data, Sym) and not data.scalar:
         (start, end, step) = _onnx_slice_bounds(len(data.items), starts[0], ends[0], steps[0])
-        return Sym(data.items[start:end:step] if step > 0 else _neg_step(data.items, start, end, step), dtype=data.dtype)
+        return Sym(
+            data.items[start:end:step] if step > 0 else _neg_step(data.items, start, end, step),
+            dtype=data.dtype,
+        )
     if isinstance(data, Const) and not data.is_weight:
         return Const(_slice_tensor(data.value, starts, ends, axes, steps))
     x = ctx.tensor(data)
@@ -672,9 +689,8 @@ def _sym_binary(ctx, op, a: Sym, b: Sym) -> Sym:
     for i in range(n):
         x = a.items[i if len(a.items) > 1 else 0]
         y = b.items[i if len(b.items) > 1 else 0]
-        if op is operator.pow:
-            if not (isinstance(x, int) and isinstance(y, int)):
-                raise LoweringError("run-time Pow in shape arithmetic")
+        if op is operator.pow and not (isinstance(x, int) and isinstance(y, int)):
+            raise LoweringError("run-time Pow in shape arithmetic")
         items.append(_arith(ctx, op, x, y))
     return Sym(items, scalar=a.scalar and b.scalar, dtype=a.dtype)
 
@@ -809,7 +825,9 @@ def _reduce(ctx, mod, node, args):
         op, axes, keepdim = "ReduceSum", mod._axes, bool(mod._keepdims)
     else:
         op, keepdim = "ReduceSum", bool(mod._keepdims)
-        axes = const_ints(args[1], "ReduceSum axes") if len(args) > 1 and args[1] is not None else None
+        axes = (
+            const_ints(args[1], "ReduceSum axes") if len(args) > 1 and args[1] is not None else None
+        )
         if not axes and mod._noop_with_empty_axes:
             return x
     fn = _REDUCTIONS.get(op)
@@ -838,7 +856,11 @@ def _softmax_v1(ctx, mod, node, args):
         return ctx.call(fn, x, -1)
     flat = ctx.call(torch.flatten, x, axis)
     out = ctx.call(fn, flat, -1)
-    return ctx.call(torch.reshape, out, tuple(_one_dynamic_to_minus_one([ctx.size(x, i) for i in range(len(shape))])))
+    return ctx.call(
+        torch.reshape,
+        out,
+        tuple(_one_dynamic_to_minus_one([ctx.size(x, i) for i in range(len(shape))])),
+    )
 
 
 @lowering("LeakyReLU")
@@ -886,7 +908,9 @@ def _conv(ctx, mod, node, args):
     weight = ctx.tensor(_param(ctx, mod, "weight"))
     bias = ctx.tensor(_param(ctx, mod, "bias")) if mod.bias is not None else None
     padding = mod.padding if isinstance(mod.padding, str) else tuple(mod.padding)
-    return ctx.call(fn, x, weight, bias, tuple(mod.stride), padding, tuple(mod.dilation), mod.groups)
+    return ctx.call(
+        fn, x, weight, bias, tuple(mod.stride), padding, tuple(mod.dilation), mod.groups
+    )
 
 
 @lowering("BatchNorm1d", "BatchNorm2d", "BatchNorm3d")
@@ -1091,31 +1115,28 @@ def _lower_module(ctx, gm, node, args, result: LoweringResult) -> Value:
     name = type(module).__name__
     ctx.rule = f"lower:{name}"
     fn = LOWERINGS.get(name)
-    known = is_onnx2torch_module(module) or fn is not None
-    if fn is None and known is False:
-        known = type(module).__module__.startswith("torch.nn")
+    reason = "no lowering for this module class"
     if fn is not None:
         try:
             value = fn(ctx, module, node, args)
-        except LoweringError:
-            if all(isinstance(a, (Const, type(None))) for a in args):
-                value = _const_module_value(module, args)
-            else:
-                raise
-        result.lowered[name] = result.lowered.get(name, 0) + 1
-        if isinstance(value, Const):
-            result.folded += 1
-        return value
-    if all(isinstance(a, (Const, type(None))) for a in args) and args:
+        except LoweringError as exc:
+            reason = str(exc)
+        else:
+            result.lowered[name] = result.lowered.get(name, 0) + 1
+            if isinstance(value, (Const, Sym)):
+                result.folded += 1  # known at optimize time: no node at run time
+            return value
+    if args and all(isinstance(a, (Const, type(None))) for a in args):
         result.folded += 1
         result.lowered[name] = result.lowered.get(name, 0) + 1
         return _const_module_value(module, args)
-    # No lowering: keep the module as it is and say so in the report.
-    result.unconverted.setdefault(name, []).append(str(node.target))
+    # Keep the module as it is and say so in the report.
+    result.unconverted.setdefault(name, []).append(f"{node.target}: {reason}")
     target = str(node.target).replace(".", "_")
     ctx.root.add_module(target, copy.deepcopy(module))
-    new = ctx.graph.call_module(target, tuple(ctx.tensor(a) if a is not None else None for a in args))
-    return new
+    return ctx.graph.call_module(
+        target, tuple(ctx.tensor(a) if a is not None else None for a in args)
+    )
 
 
 def _fetch_attr(gm: nn.Module, target: str) -> torch.Tensor:
@@ -1123,8 +1144,3 @@ def _fetch_attr(gm: nn.Module, target: str) -> torch.Tensor:
     for part in target.split("."):
         obj = getattr(obj, part)
     return obj
-
-
-def is_close_scalar(value: Any, expected: float, rel: float = 1e-4) -> bool:
-    """Captured constants are compared with a tolerance, never exactly."""
-    return isinstance(value, (int, float)) and math.isclose(value, expected, rel_tol=rel, abs_tol=1e-12)

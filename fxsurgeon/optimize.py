@@ -17,6 +17,7 @@ The input module is never modified. The report lands in
 from __future__ import annotations
 
 import copy
+import os
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -29,6 +30,7 @@ from torch import fx, nn
 from .errors import InputError
 from .lower import is_onnx2torch_module, lower_graph
 from .params import restore_parameters
+from .rewrite import PATTERNS_KEY, apply_rules, load_rules
 from .shapes import ExampleInputs, example_inputs_from_specs, propagate_shapes
 
 __all__ = ["optimize", "Report", "report_of", "count_onnx2torch_modules"]
@@ -61,13 +63,19 @@ class Report:
     def table(self) -> str:
         rows = [
             ("fx nodes", self.nodes_before, self.nodes_after),
-            ("onnx2torch modules", sum(self.onnx2torch_before.values()), sum(self.onnx2torch_after.values())),
+            (
+                "onnx2torch modules",
+                sum(self.onnx2torch_before.values()),
+                sum(self.onnx2torch_after.values()),
+            ),
             ("trainable parameters", self.trainable_before, self.trainable_after),
         ]
         lines = [f"{'':24} {'before':>12} {'after':>12}"]
         lines += [f"{name:24} {a:>12,} {b:>12,}" for name, a, b in rows]
         if self.matches:
-            lines.append("fusions: " + ", ".join(f"{k}={v}" for k, v in sorted(self.matches.items())))
+            lines.append(
+                "fusions: " + ", ".join(f"{k}={v}" for k, v in sorted(self.matches.items()))
+            )
         for cls, nodes in sorted(self.unconverted.items()):
             lines.append(f"left as is: {cls} x{len(nodes)} (first: {nodes[0]})")
         lines += self.notes
@@ -84,7 +92,9 @@ def report_of(module: fx.GraphModule) -> Report:
 
 def count_onnx2torch_modules(module: nn.Module) -> dict[str, int]:
     """A census of onnx2torch modules, by class name."""
-    return dict(Counter(type(m).__name__ for _, m in module.named_modules() if is_onnx2torch_module(m)))
+    return dict(
+        Counter(type(m).__name__ for _, m in module.named_modules() if is_onnx2torch_module(m))
+    )
 
 
 def _check_input(model: Any) -> fx.GraphModule:
@@ -126,6 +136,10 @@ def _examples(model: fx.GraphModule, example_inputs: Sequence | None) -> Example
 def optimize(
     model: fx.GraphModule,
     example_inputs: Sequence[torch.Tensor] | None = None,
+    *,
+    patterns: Sequence[str | os.PathLike] | None = None,
+    disable: Sequence[str] = (),
+    debug_patterns: bool = False,
 ) -> fx.GraphModule:
     """Turn an onnx2torch GraphModule into plain PyTorch; `model` is not modified.
 
@@ -135,6 +149,14 @@ def optimize(
             and the ONNX initializer names are known.
         example_inputs: one input per graph input; needed only when the model
             does not carry its input shapes. Dim 0 of each is taken as dynamic.
+        patterns: user pattern files or directories (see ``docs/patterns.md``),
+            run with the built-in ones from ``fxsurgeon.patterns``. They are
+            Python code, executed on load: name only files you trust.
+        disable: built-in rules to skip, by name (``gelu_tanh_1``), family
+            (``gelu_tanh``) or file (``attention``).
+        debug_patterns: for every rule that matched nothing, print its best
+            partial match and why it stopped, plus a per-rule table (also on
+            with FXSURGEON_DEBUG_PATTERNS=1).
     """
     model = _check_input(model)
     report = Report()
@@ -152,9 +174,21 @@ def optimize(
     with clock("lower"):
         lowered = lower_graph(work, source.initializer_of if source is not None else None)
     out = lowered.module
-    report.lowered, report.folded, report.unconverted = lowered.lowered, lowered.folded, lowered.unconverted
+    report.lowered, report.folded, report.unconverted = (
+        lowered.lowered,
+        lowered.folded,
+        lowered.unconverted,
+    )
     with clock("cleanup"):
         cleanup(out)
+    with clock("fuse"):  # pattern phases (fxsurgeon/rewrite.py, patterns/*.py)
+        rules = load_rules(patterns or (), disable=disable)
+        fused = apply_rules(
+            out, rules, examples=_examples(model, example_inputs), debug=debug_patterns
+        )
+        cleanup(out)
+    report.matches = fused.matches
+    out.meta[PATTERNS_KEY] = fused
     with clock("params"):
         params = restore_parameters(out, source)
     report.not_trainable = params.not_trainable
@@ -208,4 +242,6 @@ class _Timed:
         self.start = time.perf_counter()
 
     def __exit__(self, *exc):
-        self.timings[self.name] = self.timings.get(self.name, 0.0) + time.perf_counter() - self.start
+        self.timings[self.name] = (
+            self.timings.get(self.name, 0.0) + time.perf_counter() - self.start
+        )

@@ -34,7 +34,13 @@ from torch import fx, nn
 
 from .nn import KerasBatchNorm
 
-__all__ = ["restore_parameters", "ParameterOrigin", "torch_name", "TF_NAMES_KEY"]
+__all__ = [
+    "restore_parameters",
+    "parameter_origins",
+    "ParameterOrigin",
+    "torch_name",
+    "TF_NAMES_KEY",
+]
 
 TF_NAMES_KEY = "fxsurgeon.tf_names"
 
@@ -83,6 +89,14 @@ class ParameterOrigin:
     onnx_initializer: str
     perm: tuple[int, ...] | None
     trainable: bool
+
+
+def parameter_origins(module: fx.GraphModule) -> dict[str, ParameterOrigin]:
+    """Every parameter/buffer name of an optimized model -> its TF variable (and layout)."""
+    origins = getattr(module, "meta", {}).get(TF_NAMES_KEY)
+    if origins is None:
+        raise ValueError("this module was not made by fxsurgeon.optimize")
+    return dict(origins)
 
 
 @dataclass
@@ -150,12 +164,20 @@ def _absorb_permutes(node: fx.Node) -> tuple[fx.Node, tuple[int, ...]]:
 
 def _permutation_of(node: fx.Node, rank: int) -> tuple[int, ...] | None:
     target, args = node.target, node.args
-    if node.op == "call_function" and target in (torch.t,) or (node.op == "call_method" and target == "t"):
+    if (
+        node.op == "call_function"
+        and target in (torch.t,)
+        or (node.op == "call_method" and target == "t")
+    ):
         return (1, 0) if rank == 2 else None
-    if (node.op == "call_function" and target is torch.permute) or (node.op == "call_method" and target == "permute"):
+    if (node.op == "call_function" and target is torch.permute) or (
+        node.op == "call_method" and target == "permute"
+    ):
         dims = args[1] if len(args) == 2 and isinstance(args[1], (tuple, list)) else args[1:]
         return tuple(d % rank for d in dims) if len(dims) == rank else None
-    if (node.op == "call_function" and target is torch.transpose) or (node.op == "call_method" and target == "transpose"):
+    if (node.op == "call_function" and target is torch.transpose) or (
+        node.op == "call_method" and target == "transpose"
+    ):
         a, b = (d % rank for d in args[1:3])
         perm = list(range(rank))
         perm[a], perm[b] = perm[b], perm[a]
@@ -274,7 +296,9 @@ def restore_parameters(gm: fx.GraphModule, source: Any) -> ParameterReport:
     return report
 
 
-def _assign_variables(uses: list[_Use], variable_map, report: ParameterReport) -> dict[tuple, _Variable]:
+def _assign_variables(
+    uses: list[_Use], variable_map, report: ParameterReport
+) -> dict[tuple, _Variable]:
     """Group uses into variables: by TF variable when known, else by initializer and scope."""
     variables: dict[tuple, _Variable] = {}
     split_initializers: dict[str, set[str]] = defaultdict(set)
@@ -284,7 +308,12 @@ def _assign_variables(uses: list[_Use], variable_map, report: ParameterReport) -
             if not origins:
                 continue  # structural constant
             best = max(origins, key=lambda o: _scope_score(o.variable.name, use.scope))
-            ties = [o for o in origins if _scope_score(o.variable.name, use.scope) == _scope_score(best.variable.name, use.scope)]
+            ties = [
+                o
+                for o in origins
+                if _scope_score(o.variable.name, use.scope)
+                == _scope_score(best.variable.name, use.scope)
+            ]
             if len(ties) > 1 and len({o.variable.name for o in ties}) > 1:
                 report.notes.append(
                     f"initializer {use.initializer} holds {len(ties)} equal TF variables "
@@ -327,7 +356,9 @@ def _name_variables(variables: dict[tuple, _Variable]) -> None:
         if var.key[0] == "tf":
             name = torch_name(var.tf_name, prefix)
         else:
-            scope_prefix = _common_prefix([v.key[2] for v in variables.values() if v.key[0] == "onnx"])
+            scope_prefix = _common_prefix(
+                [v.key[2] for v in variables.values() if v.key[0] == "onnx"]
+            )
             base = torch_name(var.key[2], scope_prefix) or "param"
             role = next((u.role for u in var.uses if u.role), None) or "weight"
             name = f"{base}.{role}"
@@ -429,14 +460,18 @@ def _keras_momenta(source: Any) -> dict[str, float]:
     return momenta
 
 
-def _modularize(gm: fx.GraphModule, node: fx.Node, momenta: dict[str, float], report: ParameterReport) -> None:
+def _modularize(
+    gm: fx.GraphModule, node: fx.Node, momenta: dict[str, float], report: ParameterReport
+) -> None:
     roles = _ROLES[node.target]
     params = {}
     for position, role in roles.items():
         arg = node.args[position] if position < len(node.args) else node.kwargs.get(role)
         if arg is None:
             continue
-        if not (isinstance(arg, fx.Node) and arg.op == "get_attr" and arg.target.endswith("." + role)):
+        if not (
+            isinstance(arg, fx.Node) and arg.op == "get_attr" and arg.target.endswith("." + role)
+        ):
             return
         params[role] = arg
     paths = {str(a.target).rsplit(".", 1)[0] for a in params.values()}
@@ -465,7 +500,9 @@ def _modularize(gm: fx.GraphModule, node: fx.Node, momenta: dict[str, float], re
     gm.graph.erase_node(node)
 
 
-def _adopt(holder: nn.Module, module: nn.Module, tensors: dict[str, torch.Tensor]) -> nn.Module | None:
+def _adopt(
+    holder: nn.Module, module: nn.Module, tensors: dict[str, torch.Tensor]
+) -> nn.Module | None:
     """Give `module` the holder's tensors; keep any other children the holder had."""
     if isinstance(holder, type(module)):
         return holder  # a shared layer applied again
@@ -484,7 +521,9 @@ def _adopt(holder: nn.Module, module: nn.Module, tensors: dict[str, torch.Tensor
     return module
 
 
-def _make_module(node: fx.Node, tensors: dict[str, torch.Tensor], momenta, mean_origin) -> nn.Module | None:
+def _make_module(
+    node: fx.Node, tensors: dict[str, torch.Tensor], momenta, mean_origin
+) -> nn.Module | None:
     args = node.args
     weight = tensors.get("weight")
     if node.target is F.linear:
@@ -492,14 +531,23 @@ def _make_module(node: fx.Node, tensors: dict[str, torch.Tensor], momenta, mean_
         return nn.Linear(in_f, out_f, bias="bias" in tensors, device="meta")
     if node.target is F.layer_norm:
         shape, eps = args[1], args[4] if len(args) > 4 else node.kwargs.get("eps", 1e-5)
-        return nn.LayerNorm(tuple(shape), eps=eps, elementwise_affine=True, bias="bias" in tensors, device="meta")
+        return nn.LayerNorm(
+            tuple(shape), eps=eps, elementwise_affine=True, bias="bias" in tensors, device="meta"
+        )
     if node.target in (F.conv1d, F.conv2d, F.conv3d):
         stride, padding, dilation, groups = (list(args[3:7]) + [1, 0, 1, 1][len(args[3:7]) :])[:4]
         cls = {F.conv1d: nn.Conv1d, F.conv2d: nn.Conv2d, F.conv3d: nn.Conv3d}[node.target]
         out_c, in_per_group, *kernel = weight.shape
         return cls(
-            in_per_group * groups, out_c, tuple(kernel), stride=stride, padding=padding,
-            dilation=dilation, groups=groups, bias="bias" in tensors, device="meta",
+            in_per_group * groups,
+            out_c,
+            tuple(kernel),
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            groups=groups,
+            bias="bias" in tensors,
+            device="meta",
         )
     if node.target is F.batch_norm:
         if not {"weight", "bias", "running_mean", "running_var"} <= set(tensors):
@@ -531,7 +579,9 @@ def _hide_structural_constants(gm: fx.GraphModule, report: ParameterReport) -> N
         node.target = f"constants.{name}"
         initializer = node.meta.get("fxsurgeon.initializer")
         if initializer and tensor.is_floating_point() and tensor.numel() > 1:
-            report.not_trainable.setdefault(initializer, "structural constant (no TF variable holds it)")
+            report.not_trainable.setdefault(
+                initializer, "structural constant (no TF variable holds it)"
+            )
     for name in ("weights", "consts"):
         if hasattr(gm, name):
             delattr(gm, name)
@@ -558,5 +608,6 @@ def _report_missing_variables(source: Any, report: ParameterReport) -> None:
     found = {o.tf_name for o in report.origins.values()}
     for variable in variables:
         if variable.trainable and variable.name not in found:
-            report.not_trainable[variable.name] = "TF variable not present in the ONNX graph (unused, or folded by tf2onnx)"
-
+            report.not_trainable[variable.name] = (
+                "TF variable not present in the ONNX graph (unused, or folded by tf2onnx)"
+            )

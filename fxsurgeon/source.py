@@ -17,7 +17,7 @@ This module imports neither TensorFlow nor onnx2torch.
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -155,7 +155,7 @@ class SourceInfo:
         return found
 
     def __deepcopy__(self, memo: dict[int, Any]) -> SourceInfo:
-        return copy.copy(self)
+        return dataclasses.replace(self)  # copy.copy would go through __getstate__
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)

@@ -87,7 +87,7 @@ TOKEN_INPUTS = frozenset(
 #: The tf2onnx back-to-back handler that folds BatchNormalization into a Conv.
 _CONV_BATCHNORM = ("Conv", "BatchNormalization")
 
-_TORCH_DTYPES = {
+_TORCH_DTYPES: dict[int, torch.dtype] = {
     TensorProto.FLOAT: torch.float32,
     TensorProto.DOUBLE: torch.float64,
     TensorProto.FLOAT16: torch.float16,
@@ -208,7 +208,7 @@ def export_onnx(
     names: list[str] = []  # output names, filled in while tracing
 
     def flat_call(*tensors: Any) -> list[Any]:
-        out = traceable.call({s.name: t for s, t in zip(specs, tensors)})
+        out = traceable.call({s.name: t for s, t in zip(specs, tensors, strict=True)})
         named = _named_outputs(out, traceable.output_names, tf)
         names[:] = [name for name, _ in named]
         return [t for _, t in named]
@@ -235,7 +235,9 @@ def _traceable(model: Any, signature: Any, tf: Any) -> _Traceable:
             signature = [signature]
         specs = [_spec(tf, spec, spec.name or f"input_{i}") for i, spec in enumerate(signature)]
         if len(specs) == 1:
-            return _Traceable(specs, lambda x: model(x[specs[0].name], training=False), output_names)
+            return _Traceable(
+                specs, lambda x: model(x[specs[0].name], training=False), output_names
+            )
         return _Traceable(
             specs, lambda x: model([x[s.name] for s in specs], training=False), output_names
         )
@@ -293,11 +295,15 @@ def _keras_signature(model: Any, tf: Any) -> Any:
 
 def _spec(tf: Any, spec: Any, name: str) -> Any:
     if not isinstance(spec, tf.TensorSpec):
-        raise InputError(f"input_signature: {name!r} is a {type(spec).__name__}, not a tf.TensorSpec")
+        raise InputError(
+            f"input_signature: {name!r} is a {type(spec).__name__}, not a tf.TensorSpec"
+        )
     return tf.TensorSpec(spec.shape, spec.dtype, name=name)
 
 
-def _dynamic_specs(specs: list[Any], dynamic_axes: Mapping[str, Sequence[int]], tf: Any) -> list[Any]:
+def _dynamic_specs(
+    specs: list[Any], dynamic_axes: Mapping[str, Sequence[int]], tf: Any
+) -> list[Any]:
     """The specs with dim 0, dim 1 of token inputs and ``dynamic_axes`` set to None."""
     unknown = set(dynamic_axes) - {s.name for s in specs}
     if unknown:
@@ -327,9 +333,11 @@ def _named_outputs(out: Any, output_names: list[str] | None, tf: Any) -> list[tu
     if isinstance(out, Mapping):  # dicts and Hugging Face ModelOutput
         return [(str(k), v) for k, v in out.items() if tf.is_tensor(v)]
     items = list(out) if isinstance(out, (list, tuple)) else [out]
-    if not (output_names and len(output_names) == len(items) and len(set(output_names)) == len(items)):
+    if not (
+        output_names and len(output_names) == len(items) and len(set(output_names)) == len(items)
+    ):
         output_names = [f"output_{i}" for i in range(len(items))]
-    return [(name, t) for name, t in zip(output_names, items) if tf.is_tensor(t)]
+    return [(name, t) for name, t in zip(output_names, items, strict=True) if tf.is_tensor(t)]
 
 
 def _warn_keras3_batchnorm(model: Any) -> None:
@@ -390,8 +398,12 @@ class _ErfcLogFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        erfc_op = message.startswith("Tensorflow op [") and message.endswith(": Erfc] is not supported")
-        return not (erfc_op or re.fullmatch(r"Unsupported ops: Counter\(\{'Erfc': \d+\}\)", message))
+        erfc_op = message.startswith("Tensorflow op [") and message.endswith(
+            ": Erfc] is not supported"
+        )
+        return not (
+            erfc_op or re.fullmatch(r"Unsupported ops: Counter\(\{'Erfc': \d+\}\)", message)
+        )
 
 
 @contextlib.contextmanager
@@ -411,7 +423,7 @@ def _rename_outputs(model: onnx.ModelProto, names: list[str]) -> None:
     taken = {i.name for i in graph.input} | {i.name for i in graph.initializer}
     taken |= {o for n in graph.node for o in n.output}
     renames = {}
-    for output, name in zip(graph.output, names):
+    for output, name in zip(graph.output, names, strict=True):
         if output.name == name:
             continue
         new = name if name not in taken else f"{name}_output"
@@ -516,14 +528,16 @@ def map_initializers_to_variables(
             continue
         value = np.ascontiguousarray(numpy_helper.to_array(initializer))
         candidates = index.get((value.dtype.str, _digest(value)), ())
-        origins = [o for o, arranged in candidates if np.array_equal(arranged.ravel(), value.ravel())]
+        origins = [
+            o for o, arranged in candidates if np.array_equal(arranged.ravel(), value.ravel())
+        ]
         if origins:
             out[initializer.name] = origins
     return out
 
 
 def _digest(array: np.ndarray) -> bytes:
-    return hashlib.blake2b(memoryview(array).cast("B"), digest_size=16).digest()
+    return hashlib.blake2b(array.reshape(-1).view(np.uint8).data, digest_size=16).digest()
 
 
 # --------------------------------------------------------------------------- ONNX -> fx
@@ -546,7 +560,7 @@ def from_onnx(
     returned in eval mode, which is what the ONNX graph computes.
     """
     model, where = _load_onnx(onnx_model_or_path)
-    onnx2torch = import_onnx2torch()
+    onnx2torch = _import_onnx2torch()
     try:
         gm = onnx2torch.convert(model, attach_onnx_mapping=True)
     except NotImplementedError as exc:
@@ -589,6 +603,25 @@ def from_tensorflow(
     return from_onnx(proto, tf_model=model)
 
 
+#: ONNX op versions that only widened the type list, and the onnx2torch converter
+#: version that handles them (onnx2torch 1.5 registers GreaterOrEqual-12 only, so
+#: opset 16+ models with a GreaterOrEqual, like GPT-2's causal mask, fail).
+_CONVERTER_ALIASES = {("GreaterOrEqual", 16): 12, ("LessOrEqual", 16): 12}
+
+
+def _import_onnx2torch() -> Any:
+    """onnx2torch, with `_CONVERTER_ALIASES` registered where it lacks them."""
+    onnx2torch = import_onnx2torch()
+    from onnx2torch.node_converters import registry
+
+    for (op_type, version), existing in _CONVERTER_ALIASES.items():
+        alias = registry.OperationDescription("", op_type, version)
+        known = registry.OperationDescription("", op_type, existing)
+        if alias not in registry._CONVERTER_REGISTRY and known in registry._CONVERTER_REGISTRY:
+            registry._CONVERTER_REGISTRY[alias] = registry._CONVERTER_REGISTRY[known]
+    return onnx2torch
+
+
 def _load_onnx(onnx_model_or_path: Any) -> tuple[onnx.ModelProto, str]:
     if isinstance(onnx_model_or_path, onnx.ModelProto):
         model, where = onnx_model_or_path, "the ONNX model"
@@ -600,7 +633,9 @@ def _load_onnx(onnx_model_or_path: Any) -> tuple[onnx.ModelProto, str]:
         try:
             model = onnx.load(str(path))
         except Exception as exc:  # noqa: BLE001 - protobuf raises several kinds
-            raise InputError(f"{path}: not a valid ONNX file ({type(exc).__name__}: {exc})") from exc
+            raise InputError(
+                f"{path}: not a valid ONNX file ({type(exc).__name__}: {exc})"
+            ) from exc
     else:
         raise InputError(
             f"expected an onnx.ModelProto or a path to an .onnx file, got {type(onnx_model_or_path).__name__}"
@@ -614,9 +649,7 @@ def _load_onnx(onnx_model_or_path: Any) -> tuple[onnx.ModelProto, str]:
 
 def _input_spec(value: onnx.ValueInfoProto) -> InputSpec:
     tensor_type = value.type.tensor_type
-    shape = tuple(
-        d.dim_value if d.HasField("dim_value") else None for d in tensor_type.shape.dim
-    )
+    shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in tensor_type.shape.dim)
     dtype = _TORCH_DTYPES.get(tensor_type.elem_type)
     if dtype is None:
         name = TensorProto.DataType.Name(tensor_type.elem_type)
@@ -639,7 +672,9 @@ def _buffer_to_initializer(gm: torch.fx.GraphModule) -> dict[str, str]:
             continue
         args = list(node.args) + list(node.kwargs.values())
         names = [name for name in mapping.inputs if name]
-        for arg, name in zip(args, names):
+        if len(args) != len(names):
+            continue  # not the layout described above: no safe alignment
+        for arg, name in zip(args, names, strict=True):
             if isinstance(arg, torch.fx.Node) and arg.op == "get_attr":
                 out[str(arg.target)] = name
     return out
@@ -687,12 +722,16 @@ def _find_tensor(array: np.ndarray, values: dict[str, np.ndarray]) -> TensorSour
 
 
 def _warn_unmapped(
-    tf_variables: Sequence[TFVariable], variable_map: Mapping[str, Sequence[InitializerOrigin]], where: str
+    tf_variables: Sequence[TFVariable],
+    variable_map: Mapping[str, Sequence[InitializerOrigin]],
+    where: str,
 ) -> None:
     held = {origin.variable.name for origins in variable_map.values() for origin in origins}
     missing = [v.name for v in tf_variables if v.trainable and v.name not in held]
     if missing:
-        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        shown = ", ".join(missing[:5]) + (
+            f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        )
         warnings.warn(
             f"{where}: {len(missing)} trainable TF variable(s) are held by no ONNX initializer "
             f"(folded into constants by the export): {shown}",

@@ -30,15 +30,25 @@ def shape_chain_reshape():
         helper.make_node("Cast", ["target32"], ["target"], to=7),
         helper.make_node("Reshape", ["x", "target"], ["y"]),
     ]
-    inits = [init("zero", np.array(0, np.int32)), init("axes0", np.array([0], I64)), init("tail", np.array([-1, 4], np.int32))]
-    model = make_model(nodes, [tensor_info("x", F32, ["N", 3, 8])], [tensor_info("y", F32, ["N", 6, 4])], inits)
+    inits = [
+        init("zero", np.array(0, np.int32)),
+        init("axes0", np.array([0], I64)),
+        init("tail", np.array([-1, 4], np.int32)),
+    ]
+    model = make_model(
+        nodes, [tensor_info("x", F32, ["N", 3, 8])], [tensor_info("y", F32, ["N", 6, 4])], inits
+    )
     return model, lambda b: [x_of(b, 3, 8)]
 
 
-def single(op, attrs=None, inputs=("x",), x_shape=("N", 4, 6), inits=(), out_dtype=F32, x_dtype=F32):
+def single(
+    op, attrs=None, inputs=("x",), x_shape=("N", 4, 6), inits=(), out_dtype=F32, x_dtype=F32
+):
     def build():
         node = helper.make_node(op, list(inputs), ["y"], **(attrs or {}))
-        model = make_model([node], [tensor_info("x", x_dtype, x_shape)], [tensor_info("y", out_dtype, None)], inits)
+        model = make_model(
+            [node], [tensor_info("x", x_dtype, x_shape)], [tensor_info("y", out_dtype, None)], inits
+        )
         concrete = [d if isinstance(d, int) else None for d in x_shape]
 
         def make(b):
@@ -53,59 +63,126 @@ def single(op, attrs=None, inputs=("x",), x_shape=("N", 4, 6), inits=(), out_dty
 
 
 def split_uneven():
-    nodes = [helper.make_node("Split", ["x", "s"], ["a", "b"], axis=2), helper.make_node("Sub", ["b", "a2"], ["y"])]
+    nodes = [
+        helper.make_node("Split", ["x", "s"], ["a", "b"], axis=2),
+        helper.make_node("Sub", ["b", "a2"], ["y"]),
+    ]
     nodes.insert(1, helper.make_node("Tile", ["a", "r"], ["a2"]))
     inits = [init("s", np.array([2, 4], I64)), init("r", np.array([1, 1, 2], I64))]
-    model = make_model(nodes, [tensor_info("x", F32, ["N", 4, 6])], [tensor_info("y", F32, ["N", 4, 4])], inits)
+    model = make_model(
+        nodes, [tensor_info("x", F32, ["N", 4, 6])], [tensor_info("y", F32, ["N", 4, 4])], inits
+    )
     return model, lambda b: [x_of(b, 4, 6)]
 
 
 CASES = {
     "split_uneven": split_uneven,
     "shape_chain_reshape": shape_chain_reshape,
-    "reshape_zero_copies_dim": single("Reshape", inputs=("x", "t"), inits=[init("t", np.array([0, -1], I64))]),
+    "reshape_zero_copies_dim": single(
+        "Reshape", inputs=("x", "t"), inits=[init("t", np.array([0, -1], I64))]
+    ),
     "slice_negative_and_step": single(
-        "Slice", inputs=("x", "s", "e", "a", "st"),
-        inits=[init("s", np.array([-1, 1], I64)), init("e", np.array([-100, 6], I64)), init("a", np.array([1, 2], I64)), init("st", np.array([-1, 2], I64))],
+        "Slice",
+        inputs=("x", "s", "e", "a", "st"),
+        inits=[
+            init("s", np.array([-1, 1], I64)),
+            init("e", np.array([-100, 6], I64)),
+            init("a", np.array([1, 2], I64)),
+            init("st", np.array([-1, 2], I64)),
+        ],
     ),
     "slice_to_int64_max": single(
-        "Slice", inputs=("x", "s", "e", "a"),
-        inits=[init("s", np.array([1], I64)), init("e", np.array([2**63 - 1], I64)), init("a", np.array([-1], I64))],
+        "Slice",
+        inputs=("x", "s", "e", "a"),
+        inits=[
+            init("s", np.array([1], I64)),
+            init("e", np.array([2**63 - 1], I64)),
+            init("a", np.array([-1], I64)),
+        ],
     ),
-    "gather_scalar_axis1": single("Gather", {"axis": 1}, inputs=("x", "i"), inits=[init("i", np.array(-1, I64))]),
-    "gather_vector_axis2": single("Gather", {"axis": 2}, inputs=("x", "i"), inits=[init("i", np.array([[0, 5], [-2, 1]], I64))]),
-    "unsqueeze_negative_axes": single("Unsqueeze", inputs=("x", "a"), inits=[init("a", np.array([-1, 1], I64))]),
-    "squeeze_axes": single("Squeeze", inputs=("x", "a"), x_shape=("N", 1, 6, 1), inits=[init("a", np.array([-1, 1], I64))]),
+    "gather_scalar_axis1": single(
+        "Gather", {"axis": 1}, inputs=("x", "i"), inits=[init("i", np.array(-1, I64))]
+    ),
+    "gather_vector_axis2": single(
+        "Gather",
+        {"axis": 2},
+        inputs=("x", "i"),
+        inits=[init("i", np.array([[0, 5], [-2, 1]], I64))],
+    ),
+    "unsqueeze_negative_axes": single(
+        "Unsqueeze", inputs=("x", "a"), inits=[init("a", np.array([-1, 1], I64))]
+    ),
+    "squeeze_axes": single(
+        "Squeeze",
+        inputs=("x", "a"),
+        x_shape=("N", 1, 6, 1),
+        inits=[init("a", np.array([-1, 1], I64))],
+    ),
     "transpose": single("Transpose", {"perm": [2, 0, 1]}),
-    "expand_broadcast": single("Expand", inputs=("x", "s"), x_shape=("N", 1, 6), inits=[init("s", np.array([2, 1, 5, 1], I64))]),
+    "expand_broadcast": single(
+        "Expand",
+        inputs=("x", "s"),
+        x_shape=("N", 1, 6),
+        inits=[init("s", np.array([2, 1, 5, 1], I64))],
+    ),
     "tile": single("Tile", inputs=("x", "r"), inits=[init("r", np.array([1, 2, 3], I64))]),
     "reduce_mean_keepdims": single("ReduceMean", {"axes": [1, -1], "keepdims": 1}),
-    "reduce_sum_axes_input": single("ReduceSum", {"keepdims": 0}, inputs=("x", "a"), inits=[init("a", np.array([1], I64))]),
+    "reduce_sum_axes_input": single(
+        "ReduceSum", {"keepdims": 0}, inputs=("x", "a"), inits=[init("a", np.array([1], I64))]
+    ),
     "softmax_axis1": single("Softmax", {"axis": 1}),
     "flatten_axis2": single("Flatten", {"axis": 2}, x_shape=("N", 2, 3, 4)),
     "global_average_pool_rank3": single("GlobalAveragePool"),
-    "integer_div_truncates": single("Div", inputs=("x", "d"), x_dtype=I64, out_dtype=I64, inits=[init("d", np.array([-3], I64))]),
+    "integer_div_truncates": single(
+        "Div", inputs=("x", "d"), x_dtype=I64, out_dtype=I64, inits=[init("d", np.array([-3], I64))]
+    ),
     "pow_scalar": single("Pow", inputs=("x", "p"), inits=[init("p", np.array(3.0, F32))]),
     "cast_to_int": single("Cast", {"to": 7}, out_dtype=I64),
-    "where_with_constants": single("Where", inputs=("c", "x", "z"), inits=[init("c", rng.random((4, 6)) > 0.5), init("z", np.array(-1.0, F32))]),
+    "where_with_constants": single(
+        "Where",
+        inputs=("c", "x", "z"),
+        inits=[init("c", rng.random((4, 6)) > 0.5), init("z", np.array(-1.0, F32))],
+    ),
     "gemm_trans_b": single(
-        "Gemm", {"transB": 1, "alpha": 0.5, "beta": 2.0}, inputs=("x", "w", "c"), x_shape=("N", 6),
+        "Gemm",
+        {"transB": 1, "alpha": 0.5, "beta": 2.0},
+        inputs=("x", "w", "c"),
+        x_shape=("N", 6),
         inits=[init("w", x_of(3, 6)), init("c", x_of(3))],
     ),
     "matmul_broadcast": single("MatMul", inputs=("x", "w"), inits=[init("w", x_of(6, 5))]),
     "conv_pads_strides": single(
-        "Conv", {"pads": [1, 0, 1, 0], "strides": [2, 1]}, inputs=("x", "w", "b"), x_shape=("N", 3, 8, 8),
+        "Conv",
+        {"pads": [1, 0, 1, 0], "strides": [2, 1]},
+        inputs=("x", "w", "b"),
+        x_shape=("N", 3, 8, 8),
         inits=[init("w", x_of(4, 3, 3, 3)), init("b", x_of(4))],
     ),
     "conv_asymmetric_pads": single(
-        "Conv", {"pads": [0, 0, 1, 2]}, inputs=("x", "w"), x_shape=("N", 3, 6, 6), inits=[init("w", x_of(2, 3, 2, 2))],
+        "Conv",
+        {"pads": [0, 0, 1, 2]},
+        inputs=("x", "w"),
+        x_shape=("N", 3, 6, 6),
+        inits=[init("w", x_of(2, 3, 2, 2))],
     ),
     "batchnorm": single(
-        "BatchNormalization", {"epsilon": 1e-3}, inputs=("x", "g", "b", "m", "v"), x_shape=("N", 4, 5, 5),
-        inits=[init("g", x_of(4)), init("b", x_of(4)), init("m", x_of(4)), init("v", np.abs(x_of(4)) + 0.5)],
+        "BatchNormalization",
+        {"epsilon": 1e-3},
+        inputs=("x", "g", "b", "m", "v"),
+        x_shape=("N", 4, 5, 5),
+        inits=[
+            init("g", x_of(4)),
+            init("b", x_of(4)),
+            init("m", x_of(4)),
+            init("v", np.abs(x_of(4)) + 0.5),
+        ],
     ),
-    "max_pool": single("MaxPool", {"kernel_shape": [2, 2], "strides": [2, 2]}, x_shape=("N", 3, 8, 8)),
-    "pad_constant": single("Pad", inputs=("x", "p"), inits=[init("p", np.array([0, 1, 0, 0, 2, 3], I64))]),
+    "max_pool": single(
+        "MaxPool", {"kernel_shape": [2, 2], "strides": [2, 2]}, x_shape=("N", 3, 8, 8)
+    ),
+    "pad_constant": single(
+        "Pad", inputs=("x", "p"), inits=[init("p", np.array([0, 1, 0, 0, 2, 3], I64))]
+    ),
     "erf": single("Erf"),
 }
 
@@ -138,7 +215,9 @@ def test_constant_subgraphs_fold_into_constants():
         helper.make_node("Mul", ["x", "r"], ["y"]),
     ]
     model = make_model(
-        nodes, [tensor_info("x", F32, ["N", 4])], [tensor_info("y", F32, ["N", 4])],
+        nodes,
+        [tensor_info("x", F32, ["N", 4])],
+        [tensor_info("y", F32, ["N", 4])],
         [init("two", np.array(2.0, F32)), init("three", np.array(3.0, F32))],
     )
     optimized = assert_matches_ort(model, [x_of(2, 4)])
@@ -160,7 +239,9 @@ def test_input_module_is_not_modified():
 
     fxsurgeon.optimize(converted)
     assert converted.code == code_before
-    assert [(n.op, n.target, n.args) for n in converted.graph.nodes] == [n[:3] for n in nodes_before]
+    assert [(n.op, n.target, n.args) for n in converted.graph.nodes] == [
+        n[:3] for n in nodes_before
+    ]
     assert all("fxs_shape" not in n.meta for n in converted.graph.nodes)
     state_after = converted.state_dict()
     assert state_after.keys() == state_before.keys()

@@ -86,7 +86,9 @@ def randomize(model: Any, seed: int = SEED) -> None:
         if not np.issubdtype(dtype, np.floating):
             continue
         shape = tuple(int(d) for d in variable.shape)
-        leaf = str(getattr(variable, "path", None) or variable.name).split(":")[0].rsplit("/", 1)[-1]
+        leaf = (
+            str(getattr(variable, "path", None) or variable.name).split(":")[0].rsplit("/", 1)[-1]
+        )
         noise = rng.standard_normal(shape)
         if leaf == "moving_variance":
             value = 0.5 + rng.random(shape)
@@ -112,7 +114,9 @@ def trainable_count(model: Any) -> int:
 
 
 def _float_inputs(name: str, shape: tuple[int, ...]) -> Callable[..., dict[str, np.ndarray]]:
-    def make_inputs(batch_size: int, seed: int, seq_len: int | None = None) -> dict[str, np.ndarray]:
+    def make_inputs(
+        batch_size: int, seed: int, seq_len: int | None = None
+    ) -> dict[str, np.ndarray]:
         if seq_len is not None:
             raise ValueError("an image model has no sequence length")
         rng = np.random.default_rng(seed)
@@ -126,7 +130,9 @@ def _text_inputs(
 ) -> Callable[..., dict[str, np.ndarray]]:
     """Token ids, a 0/1 padding mask with zeros in the last row, and two segments."""
 
-    def make_inputs(batch_size: int, seed: int, seq_len: int | None = None) -> dict[str, np.ndarray]:
+    def make_inputs(
+        batch_size: int, seed: int, seq_len: int | None = None
+    ) -> dict[str, np.ndarray]:
         length = seq_len or default_len
         rng = np.random.default_rng(seed)
         lengths = rng.integers(max(1, length // 2), length + 1, batch_size)
@@ -142,7 +148,9 @@ def _text_inputs(
     return make_inputs
 
 
-def _hf_outputs(model: Any, keys: tuple[str, ...]) -> Callable[[dict[str, np.ndarray]], list[np.ndarray]]:
+def _hf_outputs(
+    model: Any, keys: tuple[str, ...]
+) -> Callable[[dict[str, np.ndarray]], list[np.ndarray]]:
     def tf_outputs(inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
         out = model(dict(inputs), training=False)
         return [out[k].numpy() for k in keys]
@@ -150,9 +158,13 @@ def _hf_outputs(model: Any, keys: tuple[str, ...]) -> Callable[[dict[str, np.nda
     return tf_outputs
 
 
-def _keras_outputs(model: Any, names: tuple[str, ...]) -> Callable[[dict[str, np.ndarray]], list[np.ndarray]]:
+def _keras_outputs(
+    model: Any, names: tuple[str, ...]
+) -> Callable[[dict[str, np.ndarray]], list[np.ndarray]]:
     def tf_outputs(inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
-        out = model([inputs[n] for n in names] if len(names) > 1 else inputs[names[0]], training=False)
+        out = model(
+            [inputs[n] for n in names] if len(names) > 1 else inputs[names[0]], training=False
+        )
         return [np.asarray(o) for o in (out if isinstance(out, (list, tuple)) else [out])]
 
     return tf_outputs
@@ -386,7 +398,9 @@ def export(name: str) -> Any:
     if path.exists() and meta_path.exists():
         if json.loads(meta_path.read_text()).get("fingerprint") == expected:
             return onnx.load(str(path))
-        warnings.warn(f"zoo: {name} rebuilt with other weights than cached; exporting again", stacklevel=2)
+        warnings.warn(
+            f"zoo: {name} rebuilt with other weights than cached; exporting again", stacklevel=2
+        )
     proto = export_onnx(zoo_model.model)
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")

@@ -1,0 +1,181 @@
+"""Scaled dot-product attention -> F.scaled_dot_product_attention.
+
+    Attention(q, k, v) = softmax(q @ k^T * scale + mask) @ v      q, k, v: [B, H, S, D]
+
+tf2onnx keeps the head split around it (reshape to [B, S, H, D], transpose to
+[B, H, S, D]) and hands the score MatMul k already transposed: kT = [B, H, D, S]
+(Transpose (0, 2, 3, 1) of the split, or (0, 2, 1, 3) then (0, 1, 3, 2)). The
+rules match the core on the head-split tensors q, kT, v and give SDPA
+k = kT.permute(0, 1, 3, 2); the tidy phase's ``permute_permute`` folds that into
+the head split, so the code reads
+
+    q = reshape(linear(x), (B, -1, H, D)).permute(0, 2, 1, 3)   # k, v alike
+    o = scaled_dot_product_attention(q, k, v, ...)              # [B, H, S, D]
+    reshape(o.permute(0, 2, 1, 3), (B, -1, H * D))
+
+What is absorbed, and why it is exact:
+
+* Softmax is shift-invariant, softmax(s + c) = softmax(s) for a scalar c: HF's
+  ``stable_softmax`` adds 1e-9 to the scores (sdpa_1; in sdpa_3 it sits in the
+  mask term, where it stays; in sdpa_4 it is absorbed).
+* ``scale`` is passed through, or left to SDPA's default when it is
+  1/sqrt(D) within 1e-4.
+* GPT-2's causal mask s * band - 10000 * (1 - band) (band[i, j] = i >= j - Sk + Sq)
+  becomes ``is_causal=True``: exp(-10000 - max) is 0 in float32, and
+  bottom-right alignment equals SDPA's top-left one because self-attention
+  without a KV cache has Sq == Sk (the rule checks the query and key lengths
+  are the same static size or both follow the input).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from fxsurgeon.patterns import Match, Rule
+
+
+def _attention(q, kT, v, scale, mask=None, is_causal=False):
+    """The replacement every variant shares: SDPA with k in [B, H, S, D]."""
+    rank = q.dim()
+    k = torch.permute(kT, tuple(range(rank - 2)) + (rank - 1, rank - 2))
+    options = {}  # only what differs from SDPA's defaults, for readable code
+    if mask is not None:
+        options["attn_mask"] = mask
+    if is_causal:
+        options["is_causal"] = True
+    if not math.isclose(scale, 1 / math.sqrt(q.shape[-1]), rel_tol=1e-4):
+        options["scale"] = scale
+    return F.scaled_dot_product_attention(q, k, v, **options)
+
+
+def _heads_check(match: Match) -> str | None:
+    q, kT, v = (match.shape(n) for n in ("q", "kT", "v"))
+    if q is None or kT is None or v is None:
+        return "the shapes of q, k, v are not known"
+    if not (len(q) == len(kT) == len(v) == 4):
+        return f"q {q}, k^T {kT}, v {v} are not [B, H, S, D]"
+    if q[-1] is None or q[-1] != kT[-2]:
+        return f"head dims differ: q {q}, k^T {kT}"
+    if not isinstance(match["scale"], float):
+        return f"scale {match['scale']!r} is not a constant"
+    return None
+
+
+# -- no mask ------------------------------------------------------------------------------------------
+
+
+def sdpa_shifted_pattern(q, kT, v, scale: float, shift: float):
+    return torch.matmul(torch.softmax(torch.matmul(q, kT) * scale + shift, -1), v)
+
+
+def sdpa_shifted_replacement(q, kT, v, scale, shift):
+    return _attention(q, kT, v, scale)
+
+
+sdpa_1 = Rule(
+    "sdpa_1",
+    sdpa_shifted_pattern,
+    sdpa_shifted_replacement,
+    check=_heads_check,
+    phase="attention",
+    note="tf2onnx, HF TFViT: scores * scale + 1e-9 (stable_softmax), no mask",
+)
+
+
+def sdpa_plain_pattern(q, kT, v, scale: float):
+    return torch.matmul(torch.softmax(torch.matmul(q, kT) * scale, -1), v)
+
+
+def sdpa_plain_replacement(q, kT, v, scale):
+    return _attention(q, kT, v, scale)
+
+
+sdpa_2 = Rule(
+    "sdpa_2",
+    sdpa_plain_pattern,
+    sdpa_plain_replacement,
+    check=_heads_check,
+    phase="attention",
+    note="tf2onnx, Keras-style attention: softmax(q @ k^T * scale) @ v",
+)
+
+
+# -- additive mask ---------------------------------------------------------------------------------------
+
+
+def sdpa_masked_pattern(q, kT, v, scale: float, mask: torch.Tensor):
+    return torch.matmul(torch.softmax(torch.matmul(q, kT) * scale + mask, -1), v)
+
+
+def sdpa_masked_replacement(q, kT, v, scale, mask):
+    return _attention(q, kT, v, scale, mask=mask)
+
+
+def sdpa_masked_check(match: Match) -> str | None:
+    reason = _heads_check(match)
+    if reason is not None:
+        return reason
+    mask, dtype = match.shape("mask"), match.dtype("mask")
+    if mask is None or dtype is None or not dtype.is_floating_point:
+        return f"the mask is not a floating tensor of known shape ({dtype}, {mask})"
+    q, kT = match.shape("q"), match.shape("kT")
+    scores = q[:-1] + kT[-1:]
+    if len(mask) > len(scores):
+        return f"the mask {mask} has more dims than the scores {scores}"
+    for m, s in zip(reversed(mask), reversed(scores), strict=False):
+        if m != 1 and m != s:
+            return f"the mask {mask} does not broadcast to the scores {scores}"
+    return None
+
+
+sdpa_3 = Rule(
+    "sdpa_3",
+    sdpa_masked_pattern,
+    sdpa_masked_replacement,
+    check=sdpa_masked_check,
+    phase="attention",
+    note="tf2onnx, HF TFBert: scores * scale + (1e-9 + (1 - mask) * -10000), mask [B, 1, 1, S]",
+)
+
+
+# -- causal ------------------------------------------------------------------------------------------------
+
+
+def sdpa_causal_pattern(q, kT, v, scale: float, shift: float, big: float, index_dtype, device_a, device_b, stop: int):
+    w = torch.matmul(q, kT) * scale
+    q_len, k_len = w.size(2), w.size(3)
+    rows = torch.unsqueeze(torch.arange(0, q_len, 1, dtype=index_dtype, device=device_a), 1)[:stop]
+    cols = torch.arange(0, k_len, 1, dtype=index_dtype, device=device_b) - k_len + q_len
+    band = torch.reshape(torch.greater_equal(rows, cols).to(torch.float32), (1, 1, q_len, k_len))
+    return torch.matmul(torch.softmax(w * band + (shift - big * (1.0 - band)), -1), v)
+
+
+def sdpa_causal_replacement(q, kT, v, scale, shift, big, index_dtype, device_a, device_b, stop):
+    return _attention(q, kT, v, scale, is_causal=True)
+
+
+def sdpa_causal_check(match: Match) -> str | None:
+    reason = _heads_check(match)
+    if reason is not None:
+        return reason
+    if match["big"] < 1e3:
+        return f"the mask fill -{match['big']} is too small to zero the masked weights"
+    q_len, k_len = match.shape("q")[-2], match.shape("kT")[-1]
+    if q_len != k_len:
+        return f"query length {q_len} and key length {k_len} differ: not self-attention"
+    if not isinstance(match["stop"], int) or match["stop"] < 10**6:
+        return f"the row slice [:{match['stop']}] may cut rows (the rule takes stops >= 10**6)"
+    return None
+
+
+sdpa_4 = Rule(
+    "sdpa_4",
+    sdpa_causal_pattern,
+    sdpa_causal_replacement,
+    check=sdpa_causal_check,
+    phase="attention",
+    note="tf2onnx, HF TFGPT2: w * band - 10000 * (1 - band) + 1e-9, band from Range >= Range",
+)

@@ -1,0 +1,177 @@
+"""Cleanup: export noise that hides what the fusions look for, and what fusions leave behind.
+
+    permute(permute(x, p), q)    -> permute(x, (p[q[0]], p[q[1]], ...)), or x if that is the identity
+    permute(x, (0, 1, ..., n))   -> x
+    reshape(x, s)                -> x              s is x's own shape
+    x.to(dtype)                  -> x              x has that dtype already
+    reshape(reshape(x, s), t)    -> reshape(x, t)  tidy phase only: earlier it would merge the
+                                                   Tensordot reshapes that linear.py looks for
+
+A reshape target is x's own shape when it has x's rank and every entry but at
+most one is provably x's dim there (the same int, or ``x.size(i)``): the
+element count then fixes the last one (a ``-1``, or a run-time size).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from fxsurgeon.patterns import Match, Rule
+
+BOTH_ENDS = ("prepare", "tidy")
+
+
+# -- permute(permute(x, p), q) -> permute(x, p o q) --------------------------------------------
+
+
+def permute_permute_pattern(x, p: tuple, q: tuple):
+    return torch.permute(torch.permute(x, p), q)
+
+
+def permute_permute_replacement(x, p: tuple, q: tuple):
+    n = len(p)
+    perm = tuple(p[q[i] % n] % n for i in range(n))
+    if perm == tuple(range(n)):
+        return x
+    return torch.permute(x, perm)
+
+
+permute_permute = Rule(
+    "permute_permute",
+    permute_permute_pattern,
+    permute_permute_replacement,
+    phase=BOTH_ENDS,
+    note="tf2onnx NHWC<->NCHW transposes around Conv; k^T of attention as two Transposes",
+)
+
+
+# -- permute(x, identity) -> x ---------------------------------------------------------------
+
+
+def permute_identity_pattern(x, perm: tuple):
+    return torch.permute(x, perm)
+
+
+def permute_identity_replacement(x, perm: tuple):
+    return x
+
+
+def permute_identity_check(match: Match) -> str | None:
+    perm = match["perm"]
+    if tuple(d % len(perm) for d in perm) != tuple(range(len(perm))):
+        return f"{perm} is not the identity"
+    return None
+
+
+permute_identity = Rule(
+    "permute_identity",
+    permute_identity_pattern,
+    permute_identity_replacement,
+    check=permute_identity_check,
+    phase=BOTH_ENDS,
+    note="tf2onnx Transpose with the identity permutation",
+)
+
+
+# -- reshape(x, shape of x) -> x ----------------------------------------------------------------
+
+
+def reshape_noop_pattern(x, shape: tuple):
+    return torch.reshape(x, shape)
+
+
+def reshape_noop_replacement(x, shape: tuple):
+    return x
+
+
+def reshape_noop_check(match: Match) -> str | None:
+    return same_shape(match, match["x"], match["shape"])
+
+
+def same_shape(match: Match, x, target: tuple) -> str | None:
+    """None if reshaping `x` to `target` provably keeps its shape, else why not."""
+    shape = match.shape(x)
+    if shape is None:
+        return "the shape of the input is not known"
+    if len(shape) != len(target):
+        return f"target {target} has another rank than the input {shape}"
+    unresolved = 0
+    for i, (dim, item) in enumerate(zip(shape, target, strict=True)):
+        if isinstance(item, int) and dim is not None and item == dim:
+            continue
+        if _is_size_of(item, x, i):
+            continue
+        if isinstance(item, int) and item != -1 and dim is not None:
+            return f"dim {i}: {item} != {dim}"
+        unresolved += 1
+    if unresolved > 1:
+        return f"{unresolved} dims of {target} are not provably those of the input {shape}"
+    return None
+
+
+def _is_size_of(item, x, dim: int) -> bool:
+    return (
+        getattr(item, "op", None) == "call_method"
+        and item.target == "size"
+        and item.args[0] is x
+        and len(item.args) == 2
+        and item.args[1] % len(x.meta.get("fxs_shape", (0,))) == dim
+    )
+
+
+reshape_noop = Rule(
+    "reshape_noop",
+    reshape_noop_pattern,
+    reshape_noop_replacement,
+    check=reshape_noop_check,
+    phase=BOTH_ENDS,
+    note="tf2onnx Tensordot output reshape once the matmul is 3-D; shape-preserving Reshape",
+)
+
+
+# -- x.to(dtype of x) -> x -------------------------------------------------------------------------
+
+
+def cast_noop_pattern(x, dtype):
+    return x.to(dtype)
+
+
+def cast_noop_replacement(x, dtype):
+    return x
+
+
+def cast_noop_check(match: Match) -> str | None:
+    have = match.dtype("x")
+    if not isinstance(match["dtype"], torch.dtype) or have != match["dtype"]:
+        return f"casts {have} to {match['dtype']}"
+    return None
+
+
+cast_noop = Rule(
+    "cast_noop",
+    cast_noop_pattern,
+    cast_noop_replacement,
+    check=cast_noop_check,
+    phase=BOTH_ENDS,
+    note="tf2onnx Cast to the type a tensor already has",
+)
+
+
+# -- reshape(reshape(x, s), t) -> reshape(x, t) ------------------------------------------------------
+
+
+def reshape_reshape_pattern(x, inner: tuple, outer: tuple):
+    return torch.reshape(torch.reshape(x, inner), outer)
+
+
+def reshape_reshape_replacement(x, inner: tuple, outer: tuple):
+    return torch.reshape(x, outer)
+
+
+reshape_reshape = Rule(
+    "reshape_reshape",
+    reshape_reshape_pattern,
+    reshape_reshape_replacement,
+    phase="tidy",
+    note="attention head merge reshape followed by what is left of a Tensordot flatten",
+)
