@@ -17,6 +17,7 @@ The input module is never modified. The report lands in
 from __future__ import annotations
 
 import copy
+import operator
 import os
 import time
 from collections import Counter
@@ -28,7 +29,7 @@ import torch
 from torch import fx, nn
 
 from .errors import InputError
-from .lower import is_onnx2torch_module, lower_graph
+from .lower import LOWERINGS, is_onnx2torch_module, lower_graph
 from .params import restore_parameters
 from .rewrite import PATTERNS_KEY, apply_rules, load_rules
 from .shapes import ExampleInputs, example_inputs_from_specs, propagate_shapes
@@ -103,12 +104,20 @@ def _check_input(model: Any) -> fx.GraphModule:
             f"optimize() takes the torch.fx.GraphModule that onnx2torch.convert returns, "
             f"got {type(model).__module__}.{type(model).__name__}"
         )
-    recorded = model.meta.get(SOURCE_KEY) is not None
-    if not recorded and not any(is_onnx2torch_module(m) for m in model.modules()):
-        raise InputError(
-            "this GraphModule was not made by onnx2torch (it has no onnx2torch modules and "
-            "no fxsurgeon.from_onnx record); fxsurgeon works on onnx2torch.convert output"
-        )
+    if model.meta.get(SOURCE_KEY) is not None:
+        return model
+    # onnx2torch writes one call_module per ONNX node (plus getitem for
+    # multi-output nodes); anything else was not made by it.
+    for node in model.graph.nodes:
+        foreign = node.op == "call_method" or (node.op == "call_function" and node.target is not operator.getitem)
+        if node.op == "call_module":
+            module = model.get_submodule(node.target)
+            foreign = not is_onnx2torch_module(module) and type(module).__name__ not in LOWERINGS
+        if foreign:
+            raise InputError(
+                f"this GraphModule was not made by onnx2torch (node {node.format_node()}); "
+                "fxsurgeon works on onnx2torch.convert output"
+            )
     return model
 
 

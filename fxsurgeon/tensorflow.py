@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import logging
 import re
 import warnings
@@ -213,7 +214,7 @@ def export_onnx(
         names[:] = [name for name, _ in named]
         return [t for _, t in named]
 
-    function = tf.function(flat_call, input_signature=specs, autograph=False)
+    function = tf.function(flat_call, input_signature=specs)
     with _weight_preserving_optimizers(), _quiet_about_erfc():
         proto, _ = tf2onnx.convert.from_function(function, input_signature=specs, opset=opset)
     _rename_outputs(proto, names)
@@ -261,8 +262,7 @@ def _traceable(model: Any, signature: Any, tf: Any) -> _Traceable:
 def _is_keras_model(model: Any) -> bool:
     for module_name in ("tf_keras", "keras"):
         with contextlib.suppress(ImportError):
-            module = __import__(module_name)
-            if isinstance(model, module.Model):
+            if isinstance(model, importlib.import_module(module_name).Model):
                 return True
     return False
 

@@ -1,0 +1,99 @@
+"""Bad input gets a clear error or a report line, never a silently different model."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import pytest
+import torch
+from onnx import helper
+from onnx_cases import init, make_model, run_ort, tensor_info
+
+import fxsurgeon
+from fxsurgeon.errors import InputError
+from fxsurgeon.optimize import report_of
+from fxsurgeon.tensorflow import from_onnx
+
+
+def test_a_plain_module_is_refused_by_name():
+    with pytest.raises(InputError, match="torch.nn.modules.linear.Linear"):
+        fxsurgeon.optimize(torch.nn.Linear(2, 3))
+
+
+class _Handwritten(torch.nn.Module):
+    def forward(self, x):
+        return torch.relu(x) * 2
+
+
+def test_a_graph_module_not_from_onnx2torch_is_refused_naming_the_node():
+    traced = torch.fx.symbolic_trace(_Handwritten())
+    with pytest.raises(InputError, match="not made by onnx2torch .node relu"):
+        fxsurgeon.optimize(traced)
+
+
+def test_missing_input_shapes_are_asked_for():
+    onnx2torch = fxsurgeon._compat.import_onnx2torch()
+    model = make_model(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        [tensor_info("x", np.float32, ["N", 3])],
+        [tensor_info("y", np.float32, ["N", 3])],
+    )
+    with pytest.raises(InputError, match="example_inputs"):
+        fxsurgeon.optimize(onnx2torch.convert(model))
+
+
+def test_wrong_number_of_example_inputs_names_the_inputs():
+    onnx2torch = fxsurgeon._compat.import_onnx2torch()
+    model = make_model(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        [tensor_info("x", np.float32, ["N", 3])],
+        [tensor_info("y", np.float32, ["N", 3])],
+    )
+    with pytest.raises(InputError, match="takes 1 inputs"):
+        fxsurgeon.optimize(onnx2torch.convert(model), example_inputs=(torch.ones(2, 3), torch.ones(2, 3)))
+
+
+def test_a_module_without_lowering_is_kept_and_reported():
+    """NonZero has data-dependent output shape: it stays an onnx2torch module,
+    the report names it and why, and the model still computes the right thing."""
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"]),
+        helper.make_node("NonZero", ["r"], ["nz"]),
+        helper.make_node("ReduceSum", ["nz"], ["y"], keepdims=0),
+    ]
+    model = make_model(nodes, [tensor_info("x", np.float32, ["N", 4])], [tensor_info("y", np.int64, [])])
+    optimized = fxsurgeon.optimize(from_onnx(model))
+    report = report_of(optimized)
+    assert list(report.unconverted) == ["OnnxNonZero"]
+    assert "no lowering" in report.unconverted["OnnxNonZero"][0]
+    assert "left as is: OnnxNonZero" in report.table()
+    x = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)
+    assert optimized(torch.from_numpy(x)).item() == run_ort(model, [x])[0].item()
+
+
+def test_a_corrupt_onnx_file_names_the_file(tmp_path):
+    path = tmp_path / "broken.onnx"
+    path.write_bytes(b"this is not a protobuf")
+    with pytest.raises(InputError, match="broken.onnx"):
+        from_onnx(path)
+
+
+def test_an_op_onnx2torch_cannot_convert_is_an_input_error():
+    model = make_model(
+        [helper.make_node("Det", ["x"], ["y"])],
+        [tensor_info("x", np.float32, [3, 3])],
+        [tensor_info("y", np.float32, [])],
+    )
+    with pytest.raises(InputError, match="Det"):
+        from_onnx(model)
+
+
+def test_a_valid_model_with_an_unused_initializer_loses_the_buffer():
+    model = make_model(
+        [helper.make_node("Add", ["x", "b"], ["y"])],
+        [tensor_info("x", np.float32, ["N", 3])],
+        [tensor_info("y", np.float32, ["N", 3])],
+        [init("b", np.arange(3, dtype=np.float32)), init("unused", np.ones(5, np.float32))],
+    )
+    optimized = fxsurgeon.optimize(from_onnx(model))
+    assert sum(t.numel() for t in optimized.buffers()) + sum(p.numel() for p in optimized.parameters()) == 3
