@@ -428,15 +428,14 @@ def _flatten(ctx, mod, node, args):
     x = ctx.tensor(args[0])
     if isinstance(mod, nn.Flatten):
         return ctx.call(torch.flatten, x, mod.start_dim, mod.end_dim)
-    shape = shape_of(x)
-    axis = mod.axis % len(shape) if shape else mod.axis
-    if axis == 0:
-        return ctx.call(torch.reshape, x, (1, -1))
-    lead = [ctx.size(x, i) for i in range(axis)]
-    items = [_product(ctx, lead), -1]
-    return ctx.call(
-        torch.reshape, x, tuple(_one_dynamic_to_minus_one(items) if items[0] != -1 else items)
-    )
+    # ONNX Flatten(axis) is always 2-D: [prod(d[:axis]), prod(d[axis:])].
+    rank = rank_of(x)
+    axis = mod.axis + rank if mod.axis < 0 else mod.axis
+    if axis == 0 or axis == rank:
+        return ctx.call(torch.reshape, x, (1, -1) if axis == 0 else (-1, 1))
+    if axis > 1:
+        x = ctx.call(torch.flatten, x, 0, axis - 1)
+    return ctx.call(torch.flatten, x, 1) if rank - axis > 1 else x
 
 
 def _product(ctx, items: list) -> int | fx.Node:
@@ -931,24 +930,16 @@ def _batch_norm_dynamic(ctx, mod, node, args):
 @lowering("MaxPool1d", "MaxPool2d", "MaxPool3d", "AvgPool1d", "AvgPool2d", "AvgPool3d")
 def _pool(ctx, mod, node, args):
     x = ctx.tensor(args[0])
-    rank = len(_tuple(mod.kernel_size, 1))
+    spatial = int(type(mod).__name__[-2])  # MaxPool2d -> 2
     if isinstance(mod, (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)):
-        fn = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[_spatial(mod, rank)]
+        fn = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[spatial]
         return ctx.call(
             fn, x, mod.kernel_size, mod.stride, mod.padding, mod.dilation, ceil_mode=mod.ceil_mode
         )
-    fn = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}[_spatial(mod, rank)]
+    fn = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}[spatial]
     return ctx.call(
         fn, x, mod.kernel_size, mod.stride, mod.padding, mod.ceil_mode, mod.count_include_pad
     )
-
-
-def _tuple(value, n):
-    return tuple(value) if isinstance(value, (tuple, list)) else (value,) * n
-
-
-def _spatial(mod: nn.Module, rank: int) -> int:
-    return int(type(mod).__name__[-2])
 
 
 @lowering("OnnxPadStatic", "ConstantPad1d", "ConstantPad2d", "ConstantPad3d", "ZeroPad2d")

@@ -50,7 +50,9 @@ def test_wrong_number_of_example_inputs_names_the_inputs():
         [tensor_info("y", np.float32, ["N", 3])],
     )
     with pytest.raises(InputError, match="takes 1 inputs"):
-        fxsurgeon.optimize(onnx2torch.convert(model), example_inputs=(torch.ones(2, 3), torch.ones(2, 3)))
+        fxsurgeon.optimize(
+            onnx2torch.convert(model), example_inputs=(torch.ones(2, 3), torch.ones(2, 3))
+        )
 
 
 def test_a_module_without_lowering_is_kept_and_reported():
@@ -61,7 +63,9 @@ def test_a_module_without_lowering_is_kept_and_reported():
         helper.make_node("NonZero", ["r"], ["nz"]),
         helper.make_node("ReduceSum", ["nz"], ["y"], keepdims=0),
     ]
-    model = make_model(nodes, [tensor_info("x", np.float32, ["N", 4])], [tensor_info("y", np.int64, [])])
+    model = make_model(
+        nodes, [tensor_info("x", np.float32, ["N", 4])], [tensor_info("y", np.int64, [])]
+    )
     optimized = fxsurgeon.optimize(from_onnx(model))
     report = report_of(optimized)
     assert list(report.unconverted) == ["OnnxNonZero"]
@@ -96,4 +100,21 @@ def test_a_valid_model_with_an_unused_initializer_loses_the_buffer():
         [init("b", np.arange(3, dtype=np.float32)), init("unused", np.ones(5, np.float32))],
     )
     optimized = fxsurgeon.optimize(from_onnx(model))
-    assert sum(t.numel() for t in optimized.buffers()) + sum(p.numel() for p in optimized.parameters()) == 3
+    assert (
+        sum(t.numel() for t in optimized.buffers()) + sum(p.numel() for p in optimized.parameters())
+        == 3
+    )
+
+
+def test_an_onnx2torch_module_that_crashes_is_named():
+    """onnx2torch's Flatten(axis=0) raises in eager mode; optimize runs the model
+    to learn shapes and says which node broke instead of failing deep inside."""
+    model = make_model(
+        [helper.make_node("Flatten", ["x"], ["y"], axis=0)],
+        [tensor_info("x", np.float32, ["N", 2, 3])],
+        [tensor_info("y", np.float32, [1, None])],
+    )
+    with pytest.raises(
+        InputError, match="running the model on example inputs failed at node %flatten"
+    ):
+        fxsurgeon.optimize(from_onnx(model))

@@ -132,6 +132,12 @@ CASES = {
     ),
     "softmax_axis1": single("Softmax", {"axis": 1}),
     "flatten_axis2": single("Flatten", {"axis": 2}, x_shape=("N", 2, 3, 4)),
+    "flatten_axis_last": single("Flatten", {"axis": -1}, x_shape=("N", 2, 3)),
+    "average_pool": single(
+        "AveragePool",
+        {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1], "count_include_pad": 1},
+        x_shape=("N", 3, 8, 8),
+    ),
     "global_average_pool_rank3": single("GlobalAveragePool"),
     "integer_div_truncates": single(
         "Div", inputs=("x", "d"), x_dtype=I64, out_dtype=I64, inits=[init("d", np.array([-3], I64))]
