@@ -22,7 +22,6 @@ read ``vit.encoder.layer_0.attention.attention.query.weight``.
 
 from __future__ import annotations
 
-import itertools
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -32,7 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from .errors import FxSurgeonError
 from .nn import KerasBatchNorm
+from .source import LAYOUTS
 
 __all__ = [
     "restore_parameters",
@@ -55,6 +56,7 @@ _ROLES: dict[Any, dict[int, str]] = {
     F.embedding: {1: "weight"},
 }
 _BUFFER_ROLES = {"running_mean", "running_var"}
+_STRUCTURAL = "structural constant (no TF variable holds it)"
 
 # TF leaf names -> torch attribute names.
 _LEAF_RENAMES = {
@@ -104,7 +106,8 @@ class _Use:
     get_attr: fx.Node
     end: fx.Node  # the node whose value the consumer sees (after absorbed permutes)
     perm: tuple[int, ...]  # end value == initializer value.permute(perm)
-    value: torch.Tensor
+    value: torch.Tensor  # what the consumer sees: the initializer permuted by `perm`
+    raw_shape: tuple[int, ...]  # the initializer's own shape
     initializer: str
     scope: str
     consumer: fx.Node | None = None
@@ -199,24 +202,50 @@ def _consumer_role(end: fx.Node) -> tuple[fx.Node | None, str | None]:
 
 
 def _scope_of(use_node: fx.Node) -> str:
-    """The TF scope of the ONNX node that used a constant, op components dropped."""
+    """The TF scope of the ONNX node that used a constant, op components dropped.
+
+    onnx2torch names modules after the ONNX node with ``.`` made ``/``
+    (``layer_._0`` -> ``layer_/_0``); `_scope_parts` splits TF names the same way.
+    """
     onnx_node = use_node.meta.get("fxsurgeon.onnx_node", "")
-    parts = [p for p in onnx_node.replace("/_", "/").split("/") if p]
+    parts = [p for p in onnx_node.split("/") if p]
     while parts and _OP_COMPONENTS.match(parts[-1]):
         parts.pop()
     return "/".join(parts)
 
 
-def _scope_score(variable_name: str, scope: str) -> int:
-    """Length of the common leading run of scope components."""
-    a = [p for p in variable_name.replace(".", "").split("/")]
-    b = [p for p in scope.replace(".", "").split("/")]
-    score = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        score += 1
-    return score
+def _scope_parts(name: str) -> list[str]:
+    """``a/layer_._0/query/kernel:0`` -> ``[a, layer_, _0, query, kernel]`` (the split onnx2torch makes)."""
+    return [p for p in name.split(":")[0].replace(".", "/").split("/") if p]
+
+
+_CALL_SUFFIX = re.compile(r"_\d+$")
+
+
+def _scope_score(variable_name: str, scope: str, model_name: str = "") -> int:
+    """How well a variable's layer scope matches the scope of one use: the longest
+    run of equal consecutive components, wherever it sits in either name.
+
+    Variable names may lack the model's own scope (``dense_b/kernel:0`` used in
+    ``twin/dense_b/MatMul``), so the run is not anchored at the start. Keras 3
+    enters every layer's name scope with a call suffix (layer ``hidden_1``
+    runs under ``mlp_1/hidden_1_1``): when the use's first component is the
+    model name plus such a suffix, one suffix is stripped from each component.
+    """
+    layer = _scope_parts(variable_name)[:-1]
+    used = _scope_parts(scope)
+    if model_name and used and _CALL_SUFFIX.sub("", used[0]) == model_name != used[0]:
+        used = [_CALL_SUFFIX.sub("", p) for p in used]
+    best = 0
+    run = [0] * (len(used) + 1)
+    for a in layer:
+        previous = run
+        run = [0] * (len(used) + 1)
+        for j, b in enumerate(used, start=1):
+            if a == b:
+                run[j] = previous[j - 1] + 1
+                best = max(best, run[j])
+    return best
 
 
 def _collect_uses(gm: fx.GraphModule) -> list[_Use]:
@@ -235,6 +264,7 @@ def _collect_uses(gm: fx.GraphModule) -> list[_Use]:
                 end=end,
                 perm=perm,
                 value=value.permute(perm) if perm != tuple(range(value.dim())) else value,
+                raw_shape=tuple(value.shape),
                 initializer=node.meta["fxsurgeon.initializer"],
                 scope=_scope_of(node),
                 consumer=consumer,
@@ -266,19 +296,25 @@ def restore_parameters(gm: fx.GraphModule, source: Any) -> ParameterReport:
     variable_map = getattr(source, "variable_map", None)
     tf_values = _tf_values(source)
     momenta = _keras_momenta(source)
+    model_name = str(getattr(getattr(source, "tf_model", None), "name", "") or "")
 
-    variables = _assign_variables(uses, variable_map, report)
-    _name_variables(variables)
+    variables = _assign_variables(uses, variable_map, report, model_name)
+    _name_variables(variables, model_name)
     for var in variables.values():
-        value = var.uses[0].value.detach().clone().contiguous()
-        perm = _perm_against_tf(value, tf_values.get(var.tf_name))
+        stored, perm = _storage(var, variable_map)
+        tf_value = tf_values.get(var.tf_name)
+        if perm is not None and tf_value is not None and not _equal(tf_value.permute(perm), stored):
+            raise FxSurgeonError(
+                f"params phase: {var.name} does not equal TF variable {var.tf_name} permuted by "
+                f"{perm} (the variable map does not describe this initializer)"
+            )
         report.origins[var.name] = ParameterOrigin(
             var.tf_name, var.initializer, perm, var.kind == "parameter"
         )
-        tensor: torch.Tensor = nn.Parameter(value) if var.kind == "parameter" else value
+        tensor: torch.Tensor = nn.Parameter(stored) if var.kind == "parameter" else stored
         _install(gm, var.name, tensor)
         for use in var.uses:
-            _rewire(gm, use, var, value)
+            _rewire(gm, use, var, stored, perm, variable_map)
 
     # Consumers whose weights are all parameters of one scope become modules.
     for node in list(gm.graph.nodes):
@@ -297,9 +333,15 @@ def restore_parameters(gm: fx.GraphModule, source: Any) -> ParameterReport:
 
 
 def _assign_variables(
-    uses: list[_Use], variable_map, report: ParameterReport
+    uses: list[_Use], variable_map, report: ParameterReport, model_name: str = ""
 ) -> dict[tuple, _Variable]:
-    """Group uses into variables: by TF variable when known, else by initializer and scope."""
+    """Group uses into variables: by TF variable when known, else by initializer and scope.
+
+    An initializer that holds several equal TF variables (tf2onnx's
+    ``merge_duplication`` keeps one of them) is split back: each use takes the
+    variable whose layer scope best matches its own (`_scope_score`). A tie is
+    a guess, and the report says so.
+    """
     variables: dict[tuple, _Variable] = {}
     split_initializers: dict[str, set[str]] = defaultdict(set)
     for use in uses:
@@ -307,17 +349,16 @@ def _assign_variables(
             origins = variable_map.get(use.initializer) or []
             if not origins:
                 continue  # structural constant
-            best = max(origins, key=lambda o: _scope_score(o.variable.name, use.scope))
-            ties = [
-                o
-                for o in origins
-                if _scope_score(o.variable.name, use.scope)
-                == _scope_score(best.variable.name, use.scope)
-            ]
-            if len(ties) > 1 and len({o.variable.name for o in ties}) > 1:
+            scores = [_scope_score(o.variable.name, use.scope, model_name) for o in origins]
+            best = origins[scores.index(max(scores))]
+            ties = {
+                o.variable.name for o, sc in zip(origins, scores, strict=True) if sc == max(scores)
+            }
+            if len(ties) > 1:
                 report.notes.append(
                     f"initializer {use.initializer} holds {len(ties)} equal TF variables "
-                    f"({', '.join(o.variable.name for o in ties)}); its use in {use.scope or '?'} took {best.variable.name}"
+                    f"({', '.join(sorted(ties))}) and its use in {use.scope or '?'} matches "
+                    f"none better than another: took {best.variable.name}"
                 )
             key = ("tf", best.variable.name)
             kind = "parameter" if best.variable.trainable else "buffer"
@@ -342,23 +383,110 @@ def _assign_variables(
     return variables
 
 
+def _origin(variable_map, initializer: str, tf_name: str):
+    """The `InitializerOrigin` saying how ``initializer`` holds the TF variable ``tf_name``."""
+    for origin in (variable_map or {}).get(initializer, ()):
+        if origin.variable.name == tf_name:
+            return origin
+    return None
+
+
+def _tf_layout(origin) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(L, shape): the initializer holds ``tf_value.permute(L)`` (of that shape), maybe reshaped."""
+    shape = tuple(origin.variable.shape)
+    perm = LAYOUTS[origin.layout] or tuple(range(len(shape)))
+    return perm, tuple(shape[i] for i in perm)
+
+
+def _storage(var: _Variable, variable_map) -> tuple[torch.Tensor, tuple[int, ...] | None]:
+    """The value to store for a variable, and its permutation of the TF value (None: unknown).
+
+    The first use's layout is stored (a transpose in front of ``F.linear``
+    folds into a Linear-style ``[out, in]`` weight). An initializer that holds
+    the TF value in another shape (tf2onnx folds an ``ExpandDims``: ViT's
+    ``cls_token`` ``[1, 1, 32]`` arrives as ``[1, 1, 1, 32]``) is stored in
+    TF's shape and reshaped where it is used, unless a module consumer
+    (a depthwise Conv's ``[C*M, 1, H, W]``) needs the ONNX shape.
+    """
+    first = var.uses[0]
+    value = first.value.detach().clone().contiguous()
+    origin = _origin(variable_map, first.initializer, var.tf_name) if var.key[0] == "tf" else None
+    if origin is None:
+        return value, None
+    layout, laid_shape = _tf_layout(origin)
+    if first.raw_shape == laid_shape:
+        return value, tuple(layout[i] for i in first.perm)
+    if any(u.role is not None for u in var.uses):
+        return value, None
+    raw = first.value.permute(_inverse(first.perm))
+    return raw.reshape(laid_shape).detach().clone().contiguous(), layout
+
+
+def _equal(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.shape == b.shape and bool(torch.equal(a.to(b.dtype), b))
+
+
+def _inverse(perm: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(perm.index(i) for i in range(len(perm)))
+
+
+def _is_identity(perm: tuple[int, ...]) -> bool:
+    return perm == tuple(range(len(perm)))
+
+
+def _steps_for(
+    use: _Use, var: _Variable, stored: torch.Tensor, perm: tuple[int, ...] | None, variable_map
+) -> list[tuple[str, tuple[int, ...]]] | None:
+    """The ``permute``/``reshape`` steps that turn the stored tensor into what `use` needs.
+
+    With ``stored == tf.permute(perm)``, a use of an initializer holding
+    ``tf.permute(L)`` (maybe reshaped), seen through its own permutation,
+    needs: permute to ``L``, reshape to the initializer's shape, permute.
+    Without a TF layout, only uses of the first use's initializer can be
+    derived (by undoing the first use's permutation); None when not derivable.
+    """
+    origin = _origin(variable_map, use.initializer, var.tf_name) if perm is not None else None
+    if origin is not None:
+        layout, laid_shape = _tf_layout(origin)
+        to_layout = tuple(perm.index(i) for i in layout)
+        if laid_shape == use.raw_shape:
+            steps = [("permute", tuple(to_layout[j] for j in use.perm))]
+        else:
+            steps = [("permute", to_layout), ("reshape", use.raw_shape), ("permute", use.perm)]
+    elif use.initializer == var.uses[0].initializer and tuple(stored.shape) == tuple(
+        var.uses[0].value.shape
+    ):
+        first_perm = var.uses[0].perm
+        inverse = _inverse(first_perm)
+        steps = [("permute", tuple(inverse[p] for p in use.perm))]
+    else:
+        return None
+    out, shape = [], tuple(stored.shape)
+    for kind, arg in steps:
+        if kind == "permute" and not _is_identity(arg):
+            out.append((kind, arg))
+            shape = tuple(shape[i] for i in arg)
+        elif kind == "reshape" and arg != shape:
+            out.append((kind, arg))
+            shape = arg
+    return out
+
+
 def _looks_like_variable(use: _Use) -> bool:
     """Without a TF model: a tf2onnx variable read, or a weight onnx2torch built into a module."""
     name = use.initializer
     return "ReadVariableOp" in name or use.role is not None or "/kernel" in name or "/bias" in name
 
 
-def _name_variables(variables: dict[tuple, _Variable]) -> None:
+def _name_variables(variables: dict[tuple, _Variable], model_name: str = "") -> None:
     names = [v.tf_name for v in variables.values() if v.key[0] == "tf"]
-    prefix = _common_prefix(names)
+    prefix = _model_prefix(names, model_name)
+    scope_prefix = _common_prefix([v.key[2] for v in variables.values() if v.key[0] == "onnx"])
     taken: set[str] = set()
     for var in variables.values():
         if var.key[0] == "tf":
             name = torch_name(var.tf_name, prefix)
         else:
-            scope_prefix = _common_prefix(
-                [v.key[2] for v in variables.values() if v.key[0] == "onnx"]
-            )
             base = torch_name(var.key[2], scope_prefix) or "param"
             role = next((u.role for u in var.uses if u.role), None) or "weight"
             name = f"{base}.{role}"
@@ -367,6 +495,19 @@ def _name_variables(variables: dict[tuple, _Variable]) -> None:
         if role is not None:
             name = f"{name.rsplit('.', 1)[0]}.{role}" if "." in name else role
         var.name = _unique(name, taken)
+
+
+def _model_prefix(names: list[str], model_name: str) -> str:
+    """The model's own scope in front of every variable name (Hugging Face's
+    ``tf_bert_model/...``), to leave out of torch names. A Keras functional
+    model's variables carry no such scope, and a lone layer's name
+    (``shared/kernel``) is kept."""
+    prefix = _common_prefix(names)
+    if not prefix:
+        return ""
+    if model_name:
+        return prefix if prefix == model_name else ""
+    return prefix if all(len(_scope_parts(n)) > 2 for n in names) else ""
 
 
 def _unique(name: str, taken: set[str]) -> str:
@@ -398,37 +539,43 @@ def _ensure_module(root: nn.Module, path: str) -> nn.Module:
     return module
 
 
-def _rewire(gm: fx.GraphModule, use: _Use, var: _Variable, stored: torch.Tensor) -> None:
-    """Point the use at the parameter; re-permute where this use needs another layout."""
+def _rewire(
+    gm: fx.GraphModule,
+    use: _Use,
+    var: _Variable,
+    stored: torch.Tensor,
+    perm: tuple[int, ...] | None,
+    variable_map,
+) -> None:
+    """Point the use at the parameter, permuted/reshaped where this use needs another layout."""
+    steps = _steps_for(use, var, stored, perm, variable_map)
+    if steps is None:  # cannot happen with value-matched variables; fail where it shows
+        raise FxSurgeonError(
+            f"params phase: cannot derive the use {use.get_attr.format_node()} of {var.tf_name} "
+            f"(initializer {use.initializer}) from the stored {var.name}"
+        )
     with gm.graph.inserting_before(use.get_attr):
         new = gm.graph.get_attr(var.name)
     new.meta.update(use.get_attr.meta)
     new.meta["fxs_shape"] = tuple(stored.shape)
-    first_perm = var.uses[0].perm
-    replacement = new
-    if use.perm != first_perm:
-        # stored = init.permute(first); needed = init.permute(use.perm)
-        inverse = [first_perm.index(i) for i in range(len(first_perm))]
-        relative = tuple(inverse[p] for p in use.perm)
-        with gm.graph.inserting_after(new):
-            replacement = gm.graph.call_function(torch.permute, (new, relative))
+    replacement, shape = new, tuple(stored.shape)
+    for kind, arg in steps:
+        with gm.graph.inserting_after(replacement):
+            if kind == "permute":
+                replacement = gm.graph.call_function(torch.permute, (replacement, arg))
+                shape = tuple(shape[i] for i in arg)
+            else:
+                replacement = gm.graph.call_function(torch.reshape, (replacement, arg))
+                shape = arg
+        replacement.meta["fxs_shape"] = shape
+        replacement.meta["fxsurgeon.rule"] = "params"
+    if shape != tuple(use.value.shape):
+        raise FxSurgeonError(
+            f"params phase: {var.name} {tuple(stored.shape)} rearranged to {shape} for "
+            f"{use.get_attr.format_node()}, which needs {tuple(use.value.shape)}"
+        )
     use.end.replace_all_uses_with(replacement)
     use.end = replacement
-
-
-def _perm_against_tf(value: torch.Tensor, tf_value: torch.Tensor | None) -> tuple[int, ...] | None:
-    """The permutation p with value == tf_value.permute(p), by comparing values."""
-    if tf_value is None:
-        return None
-    rank = tf_value.dim()
-    candidates = [tuple(range(rank)), tuple(reversed(range(rank)))]
-    if rank <= 5:
-        candidates += list(itertools.permutations(range(rank)))
-    for perm in candidates:
-        permuted = tf_value.permute(perm)
-        if permuted.shape == value.shape and torch.equal(permuted, value):
-            return perm
-    return None
 
 
 def _tf_values(source: Any) -> dict[str, torch.Tensor]:
@@ -579,9 +726,7 @@ def _hide_structural_constants(gm: fx.GraphModule, report: ParameterReport) -> N
         node.target = f"constants.{name}"
         initializer = node.meta.get("fxsurgeon.initializer")
         if initializer and tensor.is_floating_point() and tensor.numel() > 1:
-            report.not_trainable.setdefault(
-                initializer, "structural constant (no TF variable holds it)"
-            )
+            report.not_trainable.setdefault(initializer, _STRUCTURAL)
     for name in ("weights", "consts"):
         if hasattr(gm, name):
             delattr(gm, name)
@@ -604,10 +749,35 @@ def _owned_by_called_module(full: str, used: set) -> bool:
 
 
 def _report_missing_variables(source: Any, report: ParameterReport) -> None:
+    """List every TF variable that came back as nothing, and the constants it went into.
+
+    TensorFlow's graph optimizer folds arithmetic on variables into constants
+    before tf2onnx sees the graph (Keras 3's BatchNormalization: gamma and the
+    moving variance become one ``batchnorm/mul`` scale). Such a constant is a
+    structural constant here; the folded variables cannot be trained.
+    """
     variables = getattr(source, "tf_variables", ()) or ()
+    model_name = str(getattr(getattr(source, "tf_model", None), "name", "") or "")
     found = {o.tf_name for o in report.origins.values()}
+    constants = [name for name, why in report.not_trainable.items() if why == _STRUCTURAL]
+    folded_into: dict[str, list[str]] = defaultdict(list)
     for variable in variables:
-        if variable.trainable and variable.name not in found:
-            report.not_trainable[variable.name] = (
-                "TF variable not present in the ONNX graph (unused, or folded by tf2onnx)"
-            )
+        if variable.name in found:
+            continue
+        suspects = [c for c in constants if _scope_score(variable.name, c, model_name) > 0]
+        for constant in suspects:
+            folded_into[constant].append(variable.name)
+        where = (
+            f"folded away before or by tf2onnx; constants left in its layer: {', '.join(suspects)}"
+            if suspects
+            else "unused, or folded away before or by tf2onnx"
+        )
+        what = "trainable" if variable.trainable else "non-trainable"
+        report.not_trainable[variable.name] = (
+            f"{what} TF variable held by no ONNX initializer ({where}): "
+            "it cannot come back as a parameter"
+        )
+    for constant, names in folded_into.items():
+        report.not_trainable[constant] = (
+            f"{_STRUCTURAL}; in the layer of the folded TF variables {', '.join(names)}"
+        )

@@ -141,7 +141,9 @@ class Rule:
 
     def __post_init__(self) -> None:
         where = self.where
-        if not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.\-]*", self.name):
+        if not isinstance(self.name, str) or not re.fullmatch(
+            r"[A-Za-z_][A-Za-z0-9_.\-]*", self.name
+        ):
             raise PatternError(f"{where}: rule name must be a plain identifier, got {self.name!r}")
         for what in ("pattern", "replacement"):
             if not callable(getattr(self, what)):
@@ -154,7 +156,11 @@ class Rule:
                     f"{where}: rule {self.name!r}: unknown phase {phase!r} (phases: {', '.join(PHASES)})"
                 )
         pattern_params = _parameters(self.pattern, self.name, "pattern")
-        extra = [p for p in _parameters(self.replacement, self.name, "replacement") if p not in pattern_params]
+        extra = [
+            p
+            for p in _parameters(self.replacement, self.name, "replacement")
+            if p not in pattern_params
+        ]
         if extra and self.check is None:
             raise PatternError(
                 f"{where}: rule {self.name!r}: the replacement takes {', '.join(extra)} which the "
@@ -186,7 +192,9 @@ def _parameters(fn: Callable, rule: str, what: str) -> list[str]:
     names = []
     for p in signature.parameters.values():
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-            raise PatternError(f"{_where(fn)}: rule {rule!r}: the {what} may not take *args or **kwargs")
+            raise PatternError(
+                f"{_where(fn)}: rule {rule!r}: the {what} may not take *args or **kwargs"
+            )
         names.append(p.name)
     return names
 
@@ -305,13 +313,19 @@ def _canonicalize_node(node: fx.Node) -> None:
             return
         if target in (torch.reshape, torch.permute) and len(args) > 2:
             args = [args[0], tuple(args[1:])]
-        elif target in (torch.reshape, torch.permute) and len(args) == 2 and isinstance(args[1], int):
+        elif (
+            target in (torch.reshape, torch.permute) and len(args) == 2 and isinstance(args[1], int)
+        ):
             args = [args[0], (args[1],)]
         node.op = "call_function"
     else:
         target = _FUNCTION_ALIASES.get(node.target, node.target)
     if target in _ARITHMETIC or target is operator.neg:
-        if kwargs.get("alpha", 1) != 1 or kwargs.get("rounding_mode") is not None or kwargs.get("out") is not None:
+        if (
+            kwargs.get("alpha", 1) != 1
+            or kwargs.get("rounding_mode") is not None
+            or kwargs.get("out") is not None
+        ):
             return  # not plain arithmetic: leave the call as written
         kwargs.pop("alpha", None)
         kwargs.pop("rounding_mode", None)
@@ -331,7 +345,7 @@ def _canonicalize_node(node: fx.Node) -> None:
         args[1] = tuple(args[1])
     elif target is operator.getitem and len(args) == 2 and isinstance(args[1], slice):
         args[1] = (args[1],)
-    elif kwargs and target in _POSITIONAL_FUNCTIONS:
+    elif kwargs and _python_functional(target):
         args, kwargs = _keywords_to_positional(target, args, kwargs)
     rank = _rank(args[0]) if args else None
     if rank is not None and target in _REDUCTIONS + _SOFTMAX and len(args) > 1:
@@ -341,10 +355,11 @@ def _canonicalize_node(node: fx.Node) -> None:
     node.kwargs = kwargs
 
 
-# Python-level functionals that `__torch_function__` hands to the tracer with
-# keywords (F.layer_norm(x, s, weight=w, ...)); the canonical form, like the
-# lowering, passes positional-or-keyword parameters by position.
-_POSITIONAL_FUNCTIONS = (F.layer_norm, F.rms_norm, F.batch_norm, F.group_norm, F.instance_norm)
+def _python_functional(target: Any) -> bool:
+    """Python-level ``torch.nn.functional`` functions: `__torch_function__` hands them
+    to the tracer with keywords (``F.layer_norm(x, s, weight=w, ...)``); the canonical
+    form, like the lowering, passes positional-or-keyword parameters by position."""
+    return inspect.isfunction(target) and getattr(target, "__module__", "") == "torch.nn.functional"
 
 
 def _keywords_to_positional(target: Callable, args: list, kwargs: dict) -> tuple[list, dict]:
@@ -357,7 +372,9 @@ def _keywords_to_positional(target: Callable, args: list, kwargs: dict) -> tuple
             break
         if p.name in kwargs:
             args.append(kwargs.pop(p.name))
-        elif p.default is not p.empty and any(q.name in kwargs for q in parameters[len(args) + 1 :]):
+        elif p.default is not p.empty and any(
+            q.name in kwargs for q in parameters[len(args) + 1 :]
+        ):
             args.append(p.default)
         else:
             break
@@ -489,7 +506,9 @@ class Match:
     replacement parameter the pattern does not have.
     """
 
-    def __init__(self, rule: Rule, module: fx.GraphModule, anchor: fx.Node, nodes: dict, bindings: dict):
+    def __init__(
+        self, rule: Rule, module: fx.GraphModule, anchor: fx.Node, nodes: dict, bindings: dict
+    ):
         self.rule = rule
         self.module = module
         self.anchor = anchor  # the graph node the pattern's output matched
@@ -500,7 +519,9 @@ class Match:
         try:
             return self.bindings[name]
         except KeyError:
-            raise KeyError(f"rule {self.rule.name!r} has no wildcard or extra value {name!r}") from None
+            raise KeyError(
+                f"rule {self.rule.name!r} has no wildcard or extra value {name!r}"
+            ) from None
 
     def __setitem__(self, name: str, value: Any) -> None:
         self.bindings[name] = value
@@ -636,7 +657,9 @@ class _Matcher:
             pairs = [(p.start, g.start), (p.stop, g.stop), (p.step, g.step)]
             yield from self._sequence(pairs, 0, state)
         elif isinstance(g, fx.Node):
-            self._miss(state, p, g, f"the pattern has the constant {p!r} here, the graph computes a value")
+            self._miss(
+                state, p, g, f"the pattern has the constant {p!r} here, the graph computes a value"
+            )
         elif literal_equal(p, g):
             yield state
         else:
@@ -655,7 +678,12 @@ class _Matcher:
             yield from self._bind(p, g, state)
             return
         if not isinstance(g, fx.Node):
-            self._miss(state, p, g, f"the pattern computes {_target_name(p)} here, the graph has a constant")
+            self._miss(
+                state,
+                p,
+                g,
+                f"the pattern computes {_target_name(p)} here, the graph has a constant",
+            )
             return
         if p in state.nodes:
             if state.nodes[p] is g:
@@ -673,7 +701,10 @@ class _Matcher:
         dims = _DIM_ARGS.get(p.target, ())
         rank = _rank(g.args[0]) if g.args else None
         if dims and rank is not None:
-            pairs = [(_dims_mod(pv, rank), _dims_mod(gv, rank)) if i in dims else (pv, gv) for i, (pv, gv) in enumerate(pairs)]
+            pairs = [
+                (_dims_mod(pv, rank), _dims_mod(gv, rank)) if i in dims else (pv, gv)
+                for i, (pv, gv) in enumerate(pairs)
+            ]
         orders = [pairs]
         if p.target in COMMUTATIVE and len(pairs) == 2:
             orders.append([(pairs[0][0], pairs[1][1]), (pairs[1][0], pairs[0][1])])
@@ -714,8 +745,8 @@ class _Matcher:
         return None
 
     def _miss(self, state: _State, p: Any, g: Any, reason: str) -> None:
-        if not self.debug or (self.best is not None and self.best.count > state.count):
-            return
+        if not self.debug or (self.best is not None and self.best.count >= state.count):
+            return  # on a tie the first failure (the pattern's own operand order) is kept
         self.best = _Miss(
             state.count,
             p.format_node() if isinstance(p, fx.Node) else repr(p),
@@ -728,7 +759,9 @@ class _Matcher:
 def _argument_pairs(p: fx.Node, g: fx.Node) -> list | None:
     """(pattern arg, graph arg) pairs, positional args then kwargs in the pattern's order."""
     if len(p.args) == len(g.args) and p.kwargs.keys() == g.kwargs.keys():
-        return list(zip(p.args, g.args, strict=True)) + [(p.kwargs[k], g.kwargs[k]) for k in p.kwargs]
+        return list(zip(p.args, g.args, strict=True)) + [
+            (p.kwargs[k], g.kwargs[k]) for k in p.kwargs
+        ]
     if p.op != "call_function":
         return None
     pn, gn = _all_keywords(p), _all_keywords(g)
@@ -749,7 +782,9 @@ def _all_keywords(node: fx.Node) -> dict | None:
     args = fx.node.map_arg(node.args, stand_in)
     kwargs = fx.node.map_arg(node.kwargs, stand_in)
     try:
-        normalized = normalize_function(node.target, tuple(args), dict(kwargs), normalize_to_only_use_kwargs=True)
+        normalized = normalize_function(
+            node.target, tuple(args), dict(kwargs), normalize_to_only_use_kwargs=True
+        )
     except Exception:
         return None
     if normalized is None:
@@ -770,7 +805,11 @@ def _dims_mod(value: Any, rank: int) -> Any:
         return value
     if isinstance(value, int):
         return value % rank
-    if isinstance(value, tuple) and value and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+    if (
+        isinstance(value, tuple)
+        and value
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    ):
         return tuple(v % rank for v in value)
     return value
 
@@ -786,7 +825,10 @@ def literal_equal(a: Any, b: Any, rel: float = REL_TOL) -> bool:
     if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
         return len(a) == len(b) and all(literal_equal(x, y, rel) for x, y in zip(a, b, strict=True))
     if isinstance(a, slice) and isinstance(b, slice):
-        return all(literal_equal(x, y, rel) for x, y in ((a.start, b.start), (a.stop, b.stop), (a.step, b.step)))
+        return all(
+            literal_equal(x, y, rel)
+            for x, y in ((a.start, b.start), (a.stop, b.stop), (a.step, b.step))
+        )
     try:
         return type(a) is type(b) and bool(a == b)
     except Exception:
@@ -929,9 +971,72 @@ def _rewrite(compiled: _Compiled, match: Match) -> fx.Node:
         for key in ("fxs_shape", "fxs_dtype"):
             if key in anchor.meta:
                 result.meta[key] = anchor.meta[key]
+    infer_shapes(tracer.created)
     anchor.replace_all_uses_with(result)
     _erase_dead(graph, match.nodes)
     return result
+
+
+class _Unknown(Exception):
+    pass
+
+
+_SAMPLE_SIZES = (2, 3)  # what a dynamic dim stands for in the two meta runs
+
+
+def infer_shapes(nodes: Sequence[fx.Node]) -> None:
+    """Record ``fxs_shape`` for new nodes by running them on meta tensors, twice.
+
+    A dynamic dim of an input is 2 in one run and 3 in the other; an output dim
+    that differs between the runs is dynamic. This is a stand-in until the
+    phase ends and `propagate_shapes` records the real shapes; nodes it cannot
+    run (an input of unknown shape) stay without meta.
+    """
+    for node in nodes:
+        if (
+            node._erased
+            or "fxs_shape" in node.meta
+            or node.op not in ("call_function", "call_method")
+        ):
+            continue
+        try:
+            first, second = (_meta_value(node, run, {}) for run in (0, 1))
+        except Exception:
+            continue
+        if (
+            isinstance(first, torch.Tensor)
+            and isinstance(second, torch.Tensor)
+            and first.dim() == second.dim()
+        ):
+            node.meta["fxs_shape"] = tuple(
+                a if a == b else None for a, b in zip(first.shape, second.shape, strict=True)
+            )
+            node.meta["fxs_dtype"] = first.dtype
+
+
+def _meta_value(node: Any, run: int, cache: dict, depth: int = 0) -> Any:
+    if not isinstance(node, fx.Node):
+        return node
+    if node in cache:
+        return cache[node]
+    shape, dtype = node.meta.get("fxs_shape"), node.meta.get("fxs_dtype")
+    if shape is not None and dtype is not None:
+        value = torch.empty(
+            [_SAMPLE_SIZES[run] if d is None else d for d in shape], dtype=dtype, device="meta"
+        )
+    elif depth > 8 or node.op not in ("call_function", "call_method"):
+        raise _Unknown(node.name)
+    else:
+        args = fx.node.map_aggregate(node.args, lambda a: _meta_value(a, run, cache, depth + 1))
+        kwargs = fx.node.map_aggregate(node.kwargs, lambda a: _meta_value(a, run, cache, depth + 1))
+        if "device" in kwargs:
+            kwargs = {**kwargs, "device": "meta"}
+        if node.op == "call_method":
+            value = getattr(args[0], node.target)(*args[1:], **kwargs)
+        else:
+            value = node.target(*args, **kwargs)
+    cache[node] = value
+    return value
 
 
 def _erase_dead(graph: fx.Graph, nodes: list[fx.Node]) -> None:
@@ -976,7 +1081,9 @@ class PatternReport:
             rule = self.rules.get(name)
             phase = ",".join(rule.phases) if rule else ""
             where = Path(rule.file).name if rule and rule.file else ""
-            lines.append(f"{name:28} {phase:10} {s.hits:>5} {s.attempts:>9} {s.seconds * 1e3:>8.2f}  {where}")
+            lines.append(
+                f"{name:28} {phase:10} {s.hits:>5} {s.attempts:>9} {s.seconds * 1e3:>8.2f}  {where}"
+            )
         lines.append("sweeps: " + ", ".join(f"{k}={v}" for k, v in self.sweeps.items()))
         return "\n".join(lines)
 
@@ -1021,7 +1128,9 @@ def apply_rules(
         in_phase = [c for c in compiled if phase in c.rule.phases]
         if not in_phase:
             continue
-        report.sweeps[phase] = _run_phase(gm, phase, in_phase, matchers, report, examples, max_sweeps)
+        report.sweeps[phase] = _run_phase(
+            gm, phase, in_phase, matchers, report, examples, max_sweeps
+        )
     report.matches = {name: s.hits for name, s in report.stats.items() if s.hits}
     if debug:
         report.debug = _explain(compiled, matchers, report)
@@ -1049,12 +1158,16 @@ def _run_phase(gm, phase, compiled, matchers, report, examples, max_sweeps) -> i
                 fired[c.rule.name] += 1
             stats.seconds += time.perf_counter() - start
         if not fired:
+            if sweep > 1:  # changed: record exact shapes for the next phase
+                gm.recompile()
+                if examples is not None:
+                    propagate_shapes(gm, examples)
             return sweep
         graph.eliminate_dead_code()
-        gm.recompile()
-        if examples is not None:
-            propagate_shapes(gm, examples)
-    last = ", ".join(f"{name} x{n} ({Path(report.rules[name].file or '?').name})" for name, n in fired.most_common())
+    last = ", ".join(
+        f"{name} x{n} ({Path(report.rules[name].file or '?').name})"
+        for name, n in fired.most_common()
+    )
     raise ConvergenceError(
         f"phase {phase!r} did not reach a fixed point in {max_sweeps} sweeps; "
         f"rules that fired in the last sweep: {last}"
@@ -1069,10 +1182,12 @@ def _explain(compiled: list[_Compiled], matchers: dict, report: PatternReport) -
             continue
         best = matchers[name].best
         if best is None:
-            lines.append(f"[{name}] no match: no {_target_name(c.output)} node to start from ({c.rule.where})")
+            lines.append(
+                f"[{name}] no match: no {_target_name(c.output)} node to start from ({c.rule.where})"
+            )
             continue
         lines.append(
-            f"[{name}] no match; best partial match: {best.count}/{c.size} pattern nodes, "
+            f"[{name}] no match; best partial match: reached {best.count}/{c.size} pattern nodes, "
             f"anchored at {best.anchor}\n"
             f"    stopped at pattern node  {best.pattern_node}\n"
             f"    against graph value      {best.graph_value}\n"
@@ -1094,7 +1209,9 @@ def builtin_files() -> list[Path]:
         package = importlib.import_module(BUILTIN_PACKAGE)
         root = importlib.resources.files(BUILTIN_PACKAGE)
         order = list(getattr(package, "ORDER", ()))
-        found = sorted(p.name for p in root.iterdir() if p.name.endswith(".py") and not p.name.startswith("_"))
+        found = sorted(
+            p.name for p in root.iterdir() if p.name.endswith(".py") and not p.name.startswith("_")
+        )
         base = Path(str(root))
     except ModuleNotFoundError:  # a plain source checkout that is not installed
         base = Path(__file__).resolve().parent.parent / "patterns"
@@ -1139,11 +1256,14 @@ def load_rules(
                 builtin = loaded_builtins[by_name[rule.name]]
                 if not rule.override:
                     raise PatternError(
-                        _duplicate(rule, builtin) + "; set override=True on the user rule to replace the built-in"
+                        _duplicate(rule, builtin)
+                        + "; set override=True on the user rule to replace the built-in"
                     )
                 merged[by_name[rule.name]] = rule
             elif rule.override:
-                raise PatternError(f"{rule.where}: rule {rule.name!r} has override=True but there is no built-in rule of that name")
+                raise PatternError(
+                    f"{rule.where}: rule {rule.name!r} has override=True but there is no built-in rule of that name"
+                )
             else:
                 user_rules.append(rule)
     rules = user_rules + merged
@@ -1153,7 +1273,11 @@ def load_rules(
 def _disable(rules: list[Rule], disable: list[str]) -> list[Rule]:
     if not disable:
         return rules
-    known = {r.name for r in rules} | {r.family for r in rules} | {Path(r.file).stem for r in rules if r.file}
+    known = (
+        {r.name for r in rules}
+        | {r.family for r in rules}
+        | {Path(r.file).stem for r in rules if r.file}
+    )
     unknown = [d for d in disable if d not in known]
     if unknown:
         raise PatternError(
@@ -1224,12 +1348,16 @@ def _load_error(path: Path, exc: BaseException) -> PatternError:
     if isinstance(exc, PatternError):
         return exc
     if isinstance(exc, SyntaxError):
-        return PatternError(f"{exc.filename or path}:{exc.lineno}: syntax error in pattern file: {exc.msg}")
+        return PatternError(
+            f"{exc.filename or path}:{exc.lineno}: syntax error in pattern file: {exc.msg}"
+        )
     line = "?"
     for frame in traceback.extract_tb(exc.__traceback__):
         if Path(frame.filename).resolve() == path.resolve():
             line = str(frame.lineno)
-    return PatternError(f"{path}:{line}: loading the pattern file failed: {type(exc).__name__}: {exc}")
+    return PatternError(
+        f"{path}:{line}: loading the pattern file failed: {type(exc).__name__}: {exc}"
+    )
 
 
 def _rules_of_module(module, path: Path) -> list[Rule]:

@@ -51,7 +51,10 @@ LAYOUTS: dict[str, tuple[int, ...] | None] = {
 
 @dataclass(frozen=True)
 class InputSpec:
-    """One graph input: ``None`` in ``shape`` marks a dynamic (symbolic or unknown) dim."""
+    """One graph input: ``None`` in ``shape`` marks a dynamic (symbolic or unknown) dim.
+
+    An input of unknown rank (rare; tf2onnx always gives a rank) gets ``shape=()``.
+    """
 
     name: str
     shape: tuple[int | None, ...]

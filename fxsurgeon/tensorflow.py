@@ -560,7 +560,7 @@ def from_onnx(
     returned in eval mode, which is what the ONNX graph computes.
     """
     model, where = _load_onnx(onnx_model_or_path)
-    onnx2torch = _import_onnx2torch()
+    onnx2torch = import_onnx2torch()
     try:
         gm = onnx2torch.convert(model, attach_onnx_mapping=True)
     except NotImplementedError as exc:
@@ -601,25 +601,6 @@ def from_tensorflow(
     model = load_model(model_or_path) if isinstance(model_or_path, (str, Path)) else model_or_path
     proto = export_onnx(model, input_signature, **export_kwargs)
     return from_onnx(proto, tf_model=model)
-
-
-#: ONNX op versions that only widened the type list, and the onnx2torch converter
-#: version that handles them (onnx2torch 1.5 registers GreaterOrEqual-12 only, so
-#: opset 16+ models with a GreaterOrEqual, like GPT-2's causal mask, fail).
-_CONVERTER_ALIASES = {("GreaterOrEqual", 16): 12, ("LessOrEqual", 16): 12}
-
-
-def _import_onnx2torch() -> Any:
-    """onnx2torch, with `_CONVERTER_ALIASES` registered where it lacks them."""
-    onnx2torch = import_onnx2torch()
-    from onnx2torch.node_converters import registry
-
-    for (op_type, version), existing in _CONVERTER_ALIASES.items():
-        alias = registry.OperationDescription("", op_type, version)
-        known = registry.OperationDescription("", op_type, existing)
-        if alias not in registry._CONVERTER_REGISTRY and known in registry._CONVERTER_REGISTRY:
-            registry._CONVERTER_REGISTRY[alias] = registry._CONVERTER_REGISTRY[known]
-    return onnx2torch
 
 
 def _load_onnx(onnx_model_or_path: Any) -> tuple[onnx.ModelProto, str]:

@@ -21,10 +21,13 @@ What is absorbed, and why it is exact:
 * ``scale`` is passed through, or left to SDPA's default when it is
   1/sqrt(D) within 1e-4.
 * GPT-2's causal mask s * band - 10000 * (1 - band) (band[i, j] = i >= j - Sk + Sq)
-  becomes ``is_causal=True``: exp(-10000 - max) is 0 in float32, and
+  becomes ``is_causal=True`` (sdpa_4): exp(-10000 - max) is 0 in float32, and
   bottom-right alignment equals SDPA's top-left one because self-attention
   without a KV cache has Sq == Sk (the rule checks the query and key lengths
-  are the same static size or both follow the input).
+  are the same static size or both follow the input). With a padding mask too
+  (sdpa_5), SDPA cannot take both: the band becomes -inf in the mask,
+  ``mask.masked_fill(~tril(ones(Sq, Sk)), -inf)``; a causally hidden score was
+  -10000 below the visible ones before and is -inf now, both weigh 0.
 """
 
 from __future__ import annotations
@@ -33,7 +36,6 @@ import math
 
 import torch
 import torch.nn.functional as F
-
 from fxsurgeon.patterns import Match, Rule
 
 
@@ -144,12 +146,19 @@ sdpa_3 = Rule(
 # -- causal ------------------------------------------------------------------------------------------------
 
 
-def sdpa_causal_pattern(q, kT, v, scale: float, shift: float, big: float, index_dtype, device_a, device_b, stop: int):
-    w = torch.matmul(q, kT) * scale
+def _causal_band(w, index_dtype, device_a, device_b, stop):
+    """HF TFGPT2's causal_attention_mask: band[i, j] = i >= j - Sk + Sq, as [1, 1, Sq, Sk] floats."""
     q_len, k_len = w.size(2), w.size(3)
     rows = torch.unsqueeze(torch.arange(0, q_len, 1, dtype=index_dtype, device=device_a), 1)[:stop]
     cols = torch.arange(0, k_len, 1, dtype=index_dtype, device=device_b) - k_len + q_len
-    band = torch.reshape(torch.greater_equal(rows, cols).to(torch.float32), (1, 1, q_len, k_len))
+    return torch.reshape(torch.greater_equal(rows, cols).to(torch.float32), (1, 1, q_len, k_len))
+
+
+def sdpa_causal_pattern(
+    q, kT, v, scale: float, shift: float, big: float, index_dtype, device_a, device_b, stop: int
+):
+    w = torch.matmul(q, kT) * scale
+    band = _causal_band(w, index_dtype, device_a, device_b, stop)
     return torch.matmul(torch.softmax(w * band + (shift - big * (1.0 - band)), -1), v)
 
 
@@ -178,4 +187,46 @@ sdpa_4 = Rule(
     check=sdpa_causal_check,
     phase="attention",
     note="tf2onnx, HF TFGPT2: w * band - 10000 * (1 - band) + 1e-9, band from Range >= Range",
+)
+
+
+# -- causal and additive padding mask ----------------------------------------------------------------
+
+
+def sdpa_causal_masked_pattern(
+    q,
+    kT,
+    v,
+    scale: float,
+    big: float,
+    mask: torch.Tensor,
+    index_dtype,
+    device_a,
+    device_b,
+    stop: int,
+):
+    w = torch.matmul(q, kT) * scale
+    band = _causal_band(w, index_dtype, device_a, device_b, stop)
+    return torch.matmul(torch.softmax(w * band - big * (1.0 - band) + mask, -1), v)
+
+
+def sdpa_causal_masked_replacement(
+    q, kT, v, scale, big, mask, index_dtype, device_a, device_b, stop
+):
+    # SDPA takes attn_mask or is_causal, not both: fold the causal band into the mask.
+    causal = torch.ones((q.shape[-2], v.shape[-2]), dtype=torch.bool, device=q.device).tril()
+    return _attention(q, kT, v, scale, mask=mask.masked_fill(causal.logical_not(), float("-inf")))
+
+
+def sdpa_causal_masked_check(match: Match) -> str | None:
+    return sdpa_masked_check(match) or sdpa_causal_check(match)
+
+
+sdpa_5 = Rule(
+    "sdpa_5",
+    sdpa_causal_masked_pattern,
+    sdpa_causal_masked_replacement,
+    check=sdpa_causal_masked_check,
+    phase="attention",
+    note="tf2onnx, HF TFGPT2 with attention_mask: w * band - 10000 * (1 - band) + (1e-9 + (1 - m) * -10000)",
 )

@@ -15,7 +15,6 @@ element count then fixes the last one (a ``-1``, or a run-time size).
 from __future__ import annotations
 
 import torch
-
 from fxsurgeon.patterns import Match, Rule
 
 BOTH_ENDS = ("prepare", "tidy")

@@ -15,7 +15,6 @@ import math
 
 import torch
 import torch.nn.functional as F
-
 from fxsurgeon.patterns import Rule
 
 SQRT_2_OVER_PI = math.sqrt(2 / math.pi)  # 0.7978845608

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-
 from fxsurgeon.patterns import Match, Rule
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-
 from fxsurgeon.patterns import Match, Rule
 
 # -- x @ W -> F.linear(x, W.t()) -----------------------------------------------------------------
@@ -91,7 +90,7 @@ def bias_replacement(x, w, b):
 def bias_check(match: Match) -> str | None:
     w_shape, b_shape, x_rank = match.shape("w"), match.shape("b"), match.rank("x")
     if w_shape is None or x_rank is None:
-        return "the shapes are not recorded yet (a new node: next sweep)"
+        return f"the shapes of the weight ({w_shape}) or the input ({x_rank}-D) are not known"
     out_features = w_shape[0]
     if not match.is_constant("b"):
         return "the addend is not a constant"
@@ -132,11 +131,16 @@ def tensordot_check(match: Match) -> str | None:
     if x_shape is None or len(x_shape) < 3:
         return "the reshape input is not known to be at least 3-D"
     channels = x_shape[-1]
-    if channels is None or not isinstance(target, tuple) or len(target) != 2 or target[1] != channels:
+    if (
+        channels is None
+        or not isinstance(target, tuple)
+        or len(target) != 2
+        or target[1] != channels
+    ):
         return f"reshape {target} does not flatten the leading dims of {x_shape}"
     w_shape = match.shape("w")
     if w_shape is None:
-        return "the weight's shape is not recorded yet (a new node: next sweep)"
+        return "the weight's shape is not known"
     out_features = w_shape[0]
     match["x"] = x
     match["keep_reshape"] = not _is_output_shape(match, x, x_shape, match["shape"], out_features)
@@ -151,7 +155,11 @@ def _is_output_shape(match: Match, x, x_shape: tuple, target: tuple, out_feature
     for i, (dim, item) in enumerate(zip(x_shape[:-1], target[:-1], strict=True)):
         if isinstance(item, int) and dim is not None and item == dim:
             continue
-        if getattr(item, "target", None) == "size" and item.args[0] is x and item.args[1] % len(x_shape) == i:
+        if (
+            getattr(item, "target", None) == "size"
+            and item.args[0] is x
+            and item.args[1] % len(x_shape) == i
+        ):
             continue
         if isinstance(item, int) and item != -1 and dim is not None:
             return False

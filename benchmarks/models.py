@@ -1,0 +1,391 @@
+"""The benchmark models: built locally with random weights, exports cached on disk.
+
+* ``vit_base``: the seed ViT, ``TFViTForImageClassification(ViTConfig(hidden_act="gelu_new"))``
+  (ViT-Base, 224x224, 85,800,194 trainable parameters);
+* ``vit_base_L{n}``: the same width with ``n`` encoder layers (``vit_base_L12`` *is* ``vit_base``);
+* ``bert_base``: ``TFBertModel(BertConfig(hidden_act="gelu_new"))`` (BERT-base), fed
+  ``input_ids`` + ``attention_mask``, sequence length 128;
+* ``resnet50``: tf-keras ``ResNet50(weights=None)``, 224x224x3 (NHWC);
+* ``vit_tiny``: a 2-layer, 32-wide ViT for the protocol dry run.
+
+Nothing is downloaded. Every float variable gets a distinct random value from a
+fixed seed (`randomize`, the rule of ``tests/zoo.py``: kernels scaled by
+1/sqrt(fan_in) so ResNet50 stays finite, gammas near 1, positive moving
+variances), so the same name always gives the same weights.
+
+`export` caches the ONNX under ``.cache/bench/``, keyed by the model's
+definition, the export code and the library versions; the sidecar JSON records
+a fingerprint of the weights, checked before a cached file is used. `native`
+caches the transformers PyTorch model (safetensors) the same way.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+import json
+import os
+import re
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fxsurgeon._compat import import_tensorflow
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE_DIR = ROOT / ".cache" / "bench"
+SEED = 0
+SEQ_LEN = 128  # BERT's sequence length
+VIT_BASE_TRAINABLE = 85_800_194
+
+#: Model name -> what it is, for the README and the report.
+DESCRIPTIONS = {
+    "vit_base": 'ViT-Base: TFViTForImageClassification(ViTConfig(hidden_act="gelu_new")), 224x224',
+    "bert_base": 'BERT-base: TFBertModel(BertConfig(hidden_act="gelu_new")), seq len 128',
+    "resnet50": "ResNet50: tf_keras.applications.ResNet50(weights=None), 224x224x3",
+    "vit_tiny": "tiny ViT (2 layers, width 32, 32x32): protocol dry run only",
+}
+
+
+@dataclass
+class BenchModel:
+    """A built TF model and how to feed it.
+
+    ``make_inputs(batch_size, seed)`` returns input name -> numpy array, in the
+    ONNX graph's input order; ``tf_call(model, inputs)`` runs the Keras model on a
+    dict of tensors and returns the outputs in ``output_names`` order (the ONNX
+    graph's); ``native_class`` names the transformers PyTorch class of the same
+    config, if there is one.
+    """
+
+    name: str
+    model: Any
+    input_signature: Any  # what fxsurgeon.tensorflow.export_onnx takes
+    output_names: tuple[str, ...]
+    make_inputs: Callable[[int, int], dict[str, np.ndarray]]
+    tf_call: Callable[[Any, dict[str, Any]], list[Any]]
+    native_class: str | None
+    build: Callable[[], Any]  # makes the same (not yet randomised) Keras model again
+
+    @property
+    def trainable_parameters(self) -> int:
+        return int(sum(np.prod(tuple(v.shape)) for v in self.model.trainable_variables))
+
+
+# --------------------------------------------------------------------------- weights
+
+
+def randomize(model: Any, seed: int = SEED) -> None:
+    """Give every float variable of ``model`` a distinct random value, deterministically."""
+    rng = np.random.default_rng(seed)
+    seen: set[int] = set()
+    for variable in model.variables:
+        if id(variable) in seen:
+            continue
+        seen.add(id(variable))
+        dtype = np.dtype(getattr(variable.dtype, "as_numpy_dtype", variable.dtype))
+        if not np.issubdtype(dtype, np.floating):
+            continue
+        shape = tuple(int(d) for d in variable.shape)
+        name = str(getattr(variable, "path", None) or variable.name)
+        leaf = name.split(":")[0].rsplit("/", 1)[-1]
+        noise = rng.standard_normal(shape)
+        if leaf == "moving_variance":
+            value = 0.5 + rng.random(shape)
+        elif leaf == "gamma":
+            value = 1.0 + 0.1 * noise
+        elif len(shape) >= 2 and leaf in ("kernel", "weight"):
+            value = noise / np.sqrt(np.prod(shape[:-1]))
+        else:
+            value = 0.05 * noise
+        variable.assign(value.astype(dtype))
+
+
+def fingerprint(model: Any) -> str:
+    """A digest of every variable value, in order (names vary between builds)."""
+    digest = hashlib.blake2b(digest_size=16)
+    for variable in model.variables:
+        digest.update(np.ascontiguousarray(variable.numpy()).tobytes())
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- builders
+
+
+def _vit_config(layers: int, tiny: bool) -> Any:
+    from transformers import ViTConfig
+
+    if tiny:
+        return ViTConfig(
+            hidden_act="gelu_new",
+            hidden_size=32,
+            num_hidden_layers=layers,
+            num_attention_heads=4,
+            intermediate_size=37,
+            image_size=32,
+            patch_size=8,
+            num_labels=10,
+        )
+    return ViTConfig(hidden_act="gelu_new", num_hidden_layers=layers)
+
+
+def _vit(name: str, layers: int, tiny: bool = False) -> BenchModel:
+    tf = import_tensorflow()
+    from transformers import TFViTForImageClassification
+
+    config = _vit_config(layers, tiny)
+    shape = (config.num_channels, config.image_size, config.image_size)
+
+    def build() -> Any:
+        model = TFViTForImageClassification(config)
+        model(np.zeros((1, *shape), np.float32), training=False)  # make the variables
+        return model
+
+    def make_inputs(batch_size: int, seed: int) -> dict[str, np.ndarray]:
+        rng = np.random.default_rng(seed)
+        return {"pixel_values": rng.standard_normal((batch_size, *shape)).astype(np.float32)}
+
+    def tf_call(model: Any, inputs: dict[str, Any]) -> list[Any]:
+        return [model(inputs["pixel_values"], training=False).logits]
+
+    model = build()
+    randomize(model)
+    bench = BenchModel(
+        name,
+        model,
+        [tf.TensorSpec((None, *shape), tf.float32, name="pixel_values")],
+        ("logits",),
+        make_inputs,
+        tf_call,
+        "ViTForImageClassification",
+        build,
+    )
+    if name == "vit_base":
+        assert bench.trainable_parameters == VIT_BASE_TRAINABLE, bench.trainable_parameters
+    return bench
+
+
+def _bert(name: str) -> BenchModel:
+    tf = import_tensorflow()
+    from transformers import BertConfig, TFBertModel
+
+    config = BertConfig(hidden_act="gelu_new")
+    names = ("input_ids", "attention_mask")
+
+    def build() -> Any:
+        model = TFBertModel(config)
+        ones = np.ones((1, 8), np.int32)
+        model({"input_ids": ones, "attention_mask": ones}, training=False)
+        return model
+
+    def make_inputs(batch_size: int, seed: int) -> dict[str, np.ndarray]:
+        """Random token ids; the last sequence is padded (mask zero) after SEQ_LEN // 2."""
+        rng = np.random.default_rng(seed)
+        ids = rng.integers(0, config.vocab_size, (batch_size, SEQ_LEN)).astype(np.int32)
+        mask = np.ones((batch_size, SEQ_LEN), np.int32)
+        mask[-1, SEQ_LEN // 2 :] = 0
+        return {"input_ids": ids, "attention_mask": mask}
+
+    def tf_call(model: Any, inputs: dict[str, Any]) -> list[Any]:
+        out = model({n: inputs[n] for n in names}, training=False)
+        return [out.last_hidden_state, out.pooler_output]
+
+    model = build()
+    randomize(model)
+    return BenchModel(
+        name,
+        model,
+        {n: tf.TensorSpec((None, None), tf.int32, name=n) for n in names},
+        ("last_hidden_state", "pooler_output"),
+        make_inputs,
+        tf_call,
+        "BertModel",
+        build,
+    )
+
+
+def _resnet50(name: str) -> BenchModel:
+    tf = import_tensorflow()
+    import tf_keras
+
+    shape = (224, 224, 3)
+
+    def build() -> Any:
+        return tf_keras.applications.ResNet50(weights=None, input_shape=shape)
+
+    def make_inputs(batch_size: int, seed: int) -> dict[str, np.ndarray]:
+        rng = np.random.default_rng(seed)
+        return {"image": rng.standard_normal((batch_size, *shape)).astype(np.float32)}
+
+    def tf_call(model: Any, inputs: dict[str, Any]) -> list[Any]:
+        return [model(inputs["image"], training=False)]
+
+    model = build()
+    randomize(model)
+    return BenchModel(
+        name,
+        model,
+        [tf.TensorSpec((None, *shape), tf.float32, name="image")],
+        ("predictions",),
+        make_inputs,
+        tf_call,
+        None,
+        build,
+    )
+
+
+def _builder(name: str) -> Callable[[], BenchModel]:
+    if name == "vit_base":
+        return functools.partial(_vit, name, 12)
+    if name == "vit_tiny":
+        return functools.partial(_vit, name, 2, True)
+    depth = re.fullmatch(r"vit_base_L(\d+)", name)
+    if depth:
+        layers = int(depth.group(1))
+        # vit_base_L12 is vit_base: same model, same weights, same cached export.
+        return functools.partial(_vit, "vit_base" if layers == 12 else name, layers)
+    if name == "bert_base":
+        return functools.partial(_bert, name)
+    if name == "resnet50":
+        return functools.partial(_resnet50, name)
+    raise KeyError(f"unknown benchmark model {name!r}")
+
+
+def has_native(name: str) -> bool:
+    """Whether transformers has a PyTorch class for the model (not for ResNet50)."""
+    return canonical(name).startswith(("vit_", "bert_"))
+
+
+def canonical(name: str) -> str:
+    """``vit_base_L12`` -> ``vit_base``; other names unchanged."""
+    return "vit_base" if name == "vit_base_L12" else name
+
+
+def build(name: str) -> BenchModel:
+    """Build ``name`` (not cached in memory: the caller decides how long to keep it)."""
+    return _builder(canonical(name))()
+
+
+def build_with_policy(bench: BenchModel, policy: str) -> Any:
+    """The same Keras model built under the Keras mixed-precision ``policy``, same weights.
+
+    Hugging Face TF models and tf_keras.applications are tf_keras models, so the
+    policy is set on tf_keras (and put back to what it was afterwards).
+    """
+    import tf_keras
+
+    previous = tf_keras.mixed_precision.global_policy()
+    tf_keras.mixed_precision.set_global_policy(policy)
+    try:
+        model = bench.build()
+    finally:
+        tf_keras.mixed_precision.set_global_policy(previous)
+    model.set_weights(bench.model.get_weights())
+    if fingerprint(model) != fingerprint(bench.model):
+        raise AssertionError(f"{bench.name}: the {policy} copy does not have the same weights")
+    return model
+
+
+# --------------------------------------------------------------------------- caches
+
+
+def export(bench: BenchModel) -> Any:
+    """The ONNX ModelProto from ``fxsurgeon.tensorflow.export_onnx``, cached on disk."""
+    import onnx
+
+    from fxsurgeon.tensorflow import export_onnx
+
+    path = _cache_path(bench.name, ".onnx")
+    expected = fingerprint(bench.model)
+    if _cached(path, expected):
+        return onnx.load(str(path))
+    proto = export_onnx(bench.model, bench.input_signature)
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    onnx.save(proto, str(tmp))
+    os.replace(tmp, path)
+    _meta(path).write_text(json.dumps({"fingerprint": expected}))
+    return proto
+
+
+def native(bench: BenchModel) -> Any:
+    """transformers' PyTorch model of the same config with the TF model's weights, eval mode.
+
+    The weights go across with transformers' own TF -> PyTorch loader
+    (``load_tf2_model_in_pytorch_model``, what ``from_pretrained(dir,
+    from_tf=True)`` calls), into a model built from the same config. Not
+    ``from_pretrained(from_tf=True)`` itself: with transformers 4.57 and torch
+    2.15 it leaves every tensor it builds on the meta device. The result is
+    cached as safetensors next to the exports and checked against TF by the
+    benchmarks.
+    """
+    import transformers
+
+    if bench.native_class is None:
+        raise ValueError(f"{bench.name} has no transformers PyTorch counterpart")
+    cls = getattr(transformers, bench.native_class)
+    path = _cache_path(bench.name, ".torch")
+    expected = fingerprint(bench.model)
+    if _cached(path, expected):
+        return cls.from_pretrained(str(path), local_files_only=True).eval()
+    from transformers.modeling_tf_pytorch_utils import load_tf2_model_in_pytorch_model
+
+    model = cls(bench.model.config)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        load_tf2_model_in_pytorch_model(model, bench.model)
+    meta = [name for name, t in model.state_dict().items() if t.is_meta]
+    if meta:
+        raise AssertionError(f"{bench.name}: tensors left on the meta device: {meta[:5]}")
+    model.save_pretrained(str(path), safe_serialization=True)
+    _meta(path).write_text(json.dumps({"fingerprint": expected}))
+    return model.eval()
+
+
+def _cached(path: Path, expected: str) -> bool:
+    meta = _meta(path)
+    if not (path.exists() and meta.exists()):
+        return False
+    if json.loads(meta.read_text()).get("fingerprint") == expected:
+        return True
+    warnings.warn(f"{path.name}: cached with other weights; building it again", stacklevel=3)
+    return False
+
+
+def _meta(path: Path) -> Path:
+    return path.with_name(path.name + ".json")
+
+
+def _cache_path(name: str, suffix: str) -> Path:
+    return CACHE_DIR / f"{name}-{_cache_key(name)}{suffix}"
+
+
+@functools.cache
+def _cache_key(name: str) -> str:
+    import onnx
+    import tf2onnx
+    import tf_keras
+    import transformers
+
+    import fxsurgeon.tensorflow
+
+    tf = import_tensorflow()
+    parts = [
+        name,
+        inspect.getsource(_builder),
+        inspect.getsource(randomize),
+        Path(fxsurgeon.tensorflow.__file__).read_text(),
+        tf.__version__,
+        tf_keras.__version__,
+        tf2onnx.__version__,
+        onnx.__version__,
+        transformers.__version__,
+    ]
+    for helper in (_vit_config, _vit, _bert, _resnet50):
+        parts.append(inspect.getsource(helper))
+    return hashlib.blake2b("\0".join(parts).encode(), digest_size=8).hexdigest()
