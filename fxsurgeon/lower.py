@@ -586,8 +586,8 @@ def _python_slice(dim: int | None, start: int, end: int, step: int) -> slice:
     For step > 0 Python's slice clamps exactly like ONNX, negative indices
     included, so dynamic dims need no size at all.
     """
-    s = None if start == 0 or start <= -(2**62) else start
-    e = None if end >= 2**62 else end
+    s = None if start == 0 or start <= -(2**31) else start
+    e = None if end >= 2**31 - 1 else end  # INT32/INT64 max: "to the end"
     if dim is not None:
         s0, e0, _ = _onnx_slice_bounds(dim, start, end, step)
         s = None if s0 == 0 else s0
