@@ -4,10 +4,13 @@ from ._compat import ensure_safe_import_order
 
 ensure_safe_import_order()
 
+from .codegen import CodegenError  # noqa: E402
 from .errors import ConvergenceError, FxSurgeonError, InputError, PatternError  # noqa: E402
 from .optimize import Report, optimize, report_of  # noqa: E402
 from .params import ParameterOrigin, parameter_origins  # noqa: E402
+from .report import ConversionReport  # noqa: E402
 from .rewrite import Match, Rule  # noqa: E402
+from .save import load, save  # noqa: E402
 
 __all__ = [
     "optimize",
@@ -21,5 +24,9 @@ __all__ = [
     "Match",
     "PatternError",
     "ConvergenceError",
+    "save",
+    "load",
+    "ConversionReport",
+    "CodegenError",
 ]
 __version__ = "0.1.0"

@@ -43,8 +43,11 @@ tagged ``node.meta["fxsurgeon.rule"]``, and takes the output's place.
 
 Rules run in ordered phases (`PHASES`); each phase repeats sweeps over the
 graph until no rule fires, at most ``max_sweeps`` times, else
-`ConvergenceError`. Shapes are recorded again after every sweep that changed
-the graph, so later rules see the shapes of new nodes.
+`ConvergenceError`. New nodes get shapes at once: the replacement's result
+takes the shape of what it replaces, intermediates are run on meta tensors
+(`infer_shapes`); where that fails, the phase ends by recording shapes again
+on the example inputs (`propagate_shapes`), so later rules and phases see
+the shape of every node.
 
 Pattern files are Python code and are executed when loaded: load them only
 from paths you trust (`load_rules` loads the built-in ``fxsurgeon.patterns``
@@ -53,6 +56,7 @@ and the paths you name, nothing else).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.resources
 import importlib.util
@@ -308,7 +312,7 @@ def canonicalize(graph: fx.Graph, nodes: Iterable[fx.Node] | None = None) -> Non
 def _canonicalize_node(node: fx.Node) -> None:
     args, kwargs = list(node.args), dict(node.kwargs)
     if node.op == "call_method":
-        target = _METHODS.get(node.target)
+        target = _METHODS.get(str(node.target))
         if target is None:
             return
         if target in (torch.reshape, torch.permute) and len(args) > 2:
@@ -367,7 +371,8 @@ def _keywords_to_positional(target: Callable, args: list, kwargs: dict) -> tuple
         parameters = list(inspect.signature(target).parameters.values())
     except (TypeError, ValueError):
         return args, kwargs
-    for p in parameters[len(args) :]:
+    given = len(args)
+    for p in parameters[given:]:
         if p.kind is not p.POSITIONAL_OR_KEYWORD:
             break
         if p.name in kwargs:
@@ -378,7 +383,16 @@ def _keywords_to_positional(target: Callable, args: list, kwargs: dict) -> tuple
             args.append(p.default)
         else:
             break
+    # Trailing arguments at their defaults say nothing: F.silu(x), not F.silu(x, False).
+    while len(args) > given and _is_default(args[-1], parameters[len(args) - 1].default):
+        args.pop()
     return args, kwargs
+
+
+def _is_default(value: Any, default: Any) -> bool:
+    if isinstance(value, fx.Node) or default is inspect.Parameter.empty:
+        return False
+    return type(value) is type(default) and value == default
 
 
 def _canonical_reduction(args: list, kwargs: dict) -> tuple[list, dict]:
@@ -576,9 +590,10 @@ class _State:
     nodes: dict  # pattern node -> graph node
     binds: dict  # wildcard name -> value
     count: int = 0  # computed pattern nodes matched so far
+    parent: fx.Node | None = None  # the pattern node whose arguments are being matched
 
     def copy(self) -> _State:
-        return _State(dict(self.nodes), dict(self.binds), self.count)
+        return _State(dict(self.nodes), dict(self.binds), self.count, self.parent)
 
 
 @dataclass
@@ -712,7 +727,9 @@ class _Matcher:
             s = state.copy()
             s.nodes[p] = g
             s.count += 1
-            yield from self._sequence(order, 0, s)
+            s.parent = p
+            for done in self._sequence(order, 0, s):
+                yield dataclasses.replace(done, parent=state.parent)
 
     def _bind(self, p: fx.Node, g: Any, state: _State) -> Iterator[_State]:
         name = str(p.target)
@@ -747,12 +764,18 @@ class _Matcher:
     def _miss(self, state: _State, p: Any, g: Any, reason: str) -> None:
         if not self.debug or (self.best is not None and self.best.count >= state.count):
             return  # on a tie the first failure (the pattern's own operand order) is kept
+        if isinstance(p, fx.Node):
+            pattern_node = _format(p)
+        elif state.parent is not None:
+            pattern_node = f"{_short(p)} in {_format(state.parent)}"
+        else:
+            pattern_node = repr(p)
         self.best = _Miss(
             state.count,
-            p.format_node() if isinstance(p, fx.Node) else repr(p),
-            g.format_node() if isinstance(g, fx.Node) else repr(g),
+            pattern_node,
+            _format(g) if isinstance(g, fx.Node) else repr(g),
             reason,
-            self._anchor.format_node() if self._anchor is not None else "",
+            _format(self._anchor) if self._anchor is not None else "",
         )
 
 
@@ -781,6 +804,8 @@ def _all_keywords(node: fx.Node) -> dict | None:
 
     args = fx.node.map_arg(node.args, stand_in)
     kwargs = fx.node.map_arg(node.kwargs, stand_in)
+    if not callable(node.target):
+        return None
     try:
         normalized = normalize_function(
             node.target, tuple(args), dict(kwargs), normalize_to_only_use_kwargs=True
@@ -858,11 +883,15 @@ def _target_name(node: fx.Node) -> str:
     return f"{node.op} {node.target}"
 
 
+def _format(node: fx.Node) -> str:
+    return node.format_node() or f"%{node.name}"
+
+
 def _short(value: Any) -> str:
     if isinstance(value, fx.Node):
         return f"%{value.name}"
     if isinstance(value, float):
-        return f"{value:.8g}"
+        return f"{value:.7g}"  # float32 precision: what TF baked in
     if isinstance(value, tuple):
         return "(" + ", ".join(_short(v) for v in value) + ("," if len(value) == 1 else "") + ")"
     return repr(value)
@@ -926,8 +955,10 @@ class _Recorder(fx.proxy.GraphAppendingTracer):
         return _ShapedProxy(node, self)
 
 
-def _rewrite(compiled: _Compiled, match: Match) -> fx.Node:
-    """Insert the replacement before the match output, take its place, drop the dead match."""
+def _rewrite(compiled: _Compiled, match: Match) -> int:
+    """Insert the replacement before the match output, take its place, drop the dead match.
+
+    Returns how many new nodes have no shape (see `infer_shapes`)."""
     rule, anchor = compiled.rule, match.anchor
     graph = anchor.graph
     tracer = _Recorder(graph)
@@ -971,10 +1002,10 @@ def _rewrite(compiled: _Compiled, match: Match) -> fx.Node:
         for key in ("fxs_shape", "fxs_dtype"):
             if key in anchor.meta:
                 result.meta[key] = anchor.meta[key]
-    infer_shapes(tracer.created)
+    unknown = infer_shapes(tracer.created)
     anchor.replace_all_uses_with(result)
     _erase_dead(graph, match.nodes)
-    return result
+    return unknown
 
 
 class _Unknown(Exception):
@@ -984,14 +1015,15 @@ class _Unknown(Exception):
 _SAMPLE_SIZES = (2, 3)  # what a dynamic dim stands for in the two meta runs
 
 
-def infer_shapes(nodes: Sequence[fx.Node]) -> None:
+def infer_shapes(nodes: Sequence[fx.Node]) -> int:
     """Record ``fxs_shape`` for new nodes by running them on meta tensors, twice.
 
     A dynamic dim of an input is 2 in one run and 3 in the other; an output dim
-    that differs between the runs is dynamic. This is a stand-in until the
-    phase ends and `propagate_shapes` records the real shapes; nodes it cannot
-    run (an input of unknown shape) stay without meta.
+    that differs between the runs is dynamic. Returns how many nodes it could
+    not run (an input of unknown shape): for those, the phase ends with
+    `propagate_shapes` on the example inputs.
     """
+    unknown = 0
     for node in nodes:
         if (
             node._erased
@@ -1002,6 +1034,7 @@ def infer_shapes(nodes: Sequence[fx.Node]) -> None:
         try:
             first, second = (_meta_value(node, run, {}) for run in (0, 1))
         except Exception:
+            unknown += 1
             continue
         if (
             isinstance(first, torch.Tensor)
@@ -1012,6 +1045,7 @@ def infer_shapes(nodes: Sequence[fx.Node]) -> None:
                 a if a == b else None for a, b in zip(first.shape, second.shape, strict=True)
             )
             node.meta["fxs_dtype"] = first.dtype
+    return unknown
 
 
 def _meta_value(node: Any, run: int, cache: dict, depth: int = 0) -> Any:
@@ -1032,9 +1066,11 @@ def _meta_value(node: Any, run: int, cache: dict, depth: int = 0) -> Any:
         if "device" in kwargs:
             kwargs = {**kwargs, "device": "meta"}
         if node.op == "call_method":
-            value = getattr(args[0], node.target)(*args[1:], **kwargs)
-        else:
+            value = getattr(args[0], str(node.target))(*args[1:], **kwargs)
+        elif callable(node.target):
             value = node.target(*args, **kwargs)
+        else:
+            raise _Unknown(node.name)
     cache[node] = value
     return value
 
@@ -1108,8 +1144,8 @@ def apply_rules(
     Args:
         gm: a canonical graph with shape meta (what `optimize` has after lowering).
         rules: rules to run, in priority order within each phase.
-        examples: the two example input sets; with them, shapes are recorded
-            again after every sweep that changed the graph.
+        examples: the two example input sets; with them, a phase that made
+            nodes whose shape `infer_shapes` could not tell records shapes again.
         phases: which phases to run, in this order.
         max_sweeps: a phase that still rewrites after this many sweeps raises
             `ConvergenceError` naming the rules that fired in the last sweep.
@@ -1140,6 +1176,7 @@ def apply_rules(
 
 def _run_phase(gm, phase, compiled, matchers, report, examples, max_sweeps) -> int:
     graph = gm.graph
+    unknown = 0  # new nodes whose shape `infer_shapes` could not tell
     for sweep in range(1, max_sweeps + 1):
         fired: Counter[str] = Counter()
         for c in compiled:
@@ -1153,15 +1190,15 @@ def _run_phase(gm, phase, compiled, matchers, report, examples, max_sweeps) -> i
                 match = next(iter(matchers[c.rule.name].matches(node)), None)
                 if match is None:
                     continue
-                _rewrite(c, match)
+                unknown += _rewrite(c, match)
                 stats.hits += 1
                 fired[c.rule.name] += 1
             stats.seconds += time.perf_counter() - start
         if not fired:
-            if sweep > 1:  # changed: record exact shapes for the next phase
+            if sweep > 1:
                 gm.recompile()
-                if examples is not None:
-                    propagate_shapes(gm, examples)
+            if unknown and examples is not None:  # shapes for the next phase
+                propagate_shapes(gm, examples)
             return sweep
         graph.eliminate_dead_code()
     last = ", ".join(

@@ -170,7 +170,9 @@ def test_patterns_are_canonicalised_like_the_model():
     def replacement(x, shape: tuple):
         return torch.reshape(x, shape).mean(-1, keepdim=True) / 2.0
 
-    gm, ex = graph_of(lambda x: torch.mean(torch.reshape(x, (-1, 2, 3)), (-1,), keepdim=True) * 0.5, (4, 6))
+    gm, ex = graph_of(
+        lambda x: torch.mean(torch.reshape(x, (-1, 2, 3)), (-1,), keepdim=True) * 0.5, (4, 6)
+    )
     report = run(gm, [Rule("canon_1", pattern, replacement)], ex)
     assert report.matches == {"canon_1": 1}
     assert operator.truediv in targets(gm)
@@ -257,12 +259,20 @@ def test_a_phase_that_does_not_converge_names_the_rules_that_fired_last():
 
 
 def test_phases_run_in_order_and_shapes_are_recorded_between_them():
-    first = Rule("exp_to_tanh", lambda x: torch.exp(x), lambda x: torch.tanh(x * 2.0), phase="prepare")
+    first = Rule(
+        "exp_to_tanh", lambda x: torch.exp(x), lambda x: torch.tanh(x * 2.0), phase="prepare"
+    )
 
     def check(match):
         return None if match.shape("y") == (None, 3) else f"no shape for y: {match.shape('y')}"
 
-    second = Rule("tanh_to_sigmoid", lambda y: torch.tanh(y), lambda y: torch.sigmoid(y), check=check, phase="tidy")
+    second = Rule(
+        "tanh_to_sigmoid",
+        lambda y: torch.tanh(y),
+        lambda y: torch.sigmoid(y),
+        check=check,
+        phase="tidy",
+    )
     gm, ex = graph_of(lambda x: torch.exp(x), (2, 3))
     report = run(gm, [second, first], ex)
     assert report.matches == {"exp_to_tanh": 1, "tanh_to_sigmoid": 1}
@@ -387,7 +397,9 @@ def test_a_user_rule_overrides_a_builtin_by_name(tmp_path):
     rules = load_rules([path])
     (rule,) = [r for r in rules if r.name == "gelu_tanh_1"]
     assert rule.file == str(path)
-    gm, ex = graph_of(lambda x: 0.5 * x * (1.0 + torch.tanh(0.7978845608 * (x + 0.044715 * x**3))), (2, 4))
+    gm, ex = graph_of(
+        lambda x: 0.5 * x * (1.0 + torch.tanh(0.7978845608 * (x + 0.044715 * x**3))), (2, 4)
+    )
     run(gm, rules, ex)
     (node,) = [n for n in gm.graph.nodes if n.target is F.gelu]
     assert node.kwargs.get("approximate", "none") == "none"
@@ -411,8 +423,12 @@ def test_a_builtin_name_without_override_is_an_error_naming_both_files(tmp_path)
 def test_disable_turns_builtins_off_by_name_family_or_file():
     names = {r.name for r in load_rules()}
     assert "gelu_tanh_1" not in {r.name for r in load_rules(disable=["gelu_tanh_1"])}
-    assert not {"gelu_erf_1", "gelu_erf_2", "gelu_erf_3"} & {r.name for r in load_rules(disable=["gelu_erf"])}
-    assert not any(n.startswith("sdpa") for n in {r.name for r in load_rules(disable=["attention"])})
+    assert not {"gelu_erf_1", "gelu_erf_2", "gelu_erf_3"} & {
+        r.name for r in load_rules(disable=["gelu_erf"])
+    }
+    assert not any(
+        n.startswith("sdpa") for n in {r.name for r in load_rules(disable=["attention"])}
+    )
     assert "gelu_tanh_1" in names
     with pytest.raises(PatternError, match="gelu_tanhh"):
         load_rules(disable=["gelu_tanhh"])
