@@ -21,7 +21,7 @@ import operator
 import os
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -149,6 +149,7 @@ def optimize(
     patterns: Sequence[str | os.PathLike] | None = None,
     disable: Sequence[str] = (),
     debug_patterns: bool = False,
+    verify: str | Callable[..., Any] | None = None,
 ) -> fx.GraphModule:
     """Turn an onnx2torch GraphModule into plain PyTorch; `model` is not modified.
 
@@ -158,7 +159,7 @@ def optimize(
             and the ONNX initializer names are known.
         example_inputs: one input per graph input; needed only when the model
             does not carry its input shapes. Dim 0 of each is taken as dynamic.
-        patterns: user pattern files or directories (see ``docs/patterns.md``),
+        patterns: user pattern files or directories (see README.md, "Fusions and pattern files"),
             run with the built-in ones from ``fxsurgeon.patterns``. They are
             Python code, executed on load: name only files you trust.
         disable: built-in rules to skip, by name (``gelu_tanh_1``), family
@@ -166,6 +167,14 @@ def optimize(
         debug_patterns: for every rule that matched nothing, print its best
             partial match and why it stopped, plus a per-rule table (also on
             with FXSURGEON_DEBUG_PATTERNS=1).
+        verify: check every rewrite as it is made: the graph's outputs on the
+            example inputs must stay within 1e-5 x max(1, max |output|) of the
+            lowered (unfused) graph's. ``"per_rule"`` raises
+            ``fxsurgeon.verify.RewriteVerificationError`` at the first rewrite
+            that breaks this, naming the rule, its file and the matched
+            subgraph; ``"per_rule_decline"`` undoes that rewrite instead (the
+            rule declines there, ``report.notes`` says so) and goes on. Costs
+            two runs of the model per rewrite. See ``fxsurgeon/verify.py``.
     """
     model = _check_input(model)
     report = Report()
@@ -192,11 +201,20 @@ def optimize(
         cleanup(out)
     with clock("fuse"):  # pattern phases (fxsurgeon/rewrite.py, patterns/*.py)
         rules = load_rules(patterns or (), disable=disable)
+        examples = _examples(model, example_inputs)
         fused = apply_rules(
-            out, rules, examples=_examples(model, example_inputs), debug=debug_patterns
+            out,
+            rules,
+            examples=examples,
+            debug=debug_patterns,
+            on_rewrite=_rewrite_hook(verify, out, examples),
         )
         cleanup(out)
     report.matches = fused.matches
+    report.notes += [
+        f"verify: {len(reasons)} rewrite(s) of {rule} undone: {reasons[0]}"
+        for rule, reasons in fused.declined.items()
+    ]
     out.meta[PATTERNS_KEY] = fused
     with clock("params"):
         params = restore_parameters(out, source)
@@ -209,6 +227,15 @@ def optimize(
     report.trainable_after = _trainable(out)
     out.meta[REPORT_KEY] = report
     return out.eval()
+
+
+def _rewrite_hook(verify: Any, module: fx.GraphModule, examples: ExampleInputs) -> Any:
+    """The per-rewrite check that ``verify=`` asks for (fxsurgeon/verify.py), or None."""
+    if verify is None or verify is False:
+        return None
+    from .verify import rewrite_checker
+
+    return rewrite_checker(verify, module, examples)
 
 
 def cleanup(gm: fx.GraphModule) -> None:
