@@ -77,16 +77,25 @@ def _keras_modules():
 @contextlib.contextmanager
 def _keras_floatx(dtype: str) -> Iterator[None]:
     keras, tf_keras = _keras_modules()
-    saved = tf_keras.backend.floatx(), keras.config.floatx(), keras.config.dtype_policy()
+    saved = (
+        tf_keras.backend.floatx(),
+        tf_keras.mixed_precision.global_policy(),
+        keras.config.floatx(),
+        keras.config.dtype_policy(),
+    )
+    # Once anything has set tf-keras' global policy (the benchmarks' bf16 protocol
+    # does, then restores "float32"), that policy wins over floatx: set both.
     tf_keras.backend.set_floatx(dtype)
+    tf_keras.mixed_precision.set_global_policy(dtype)
     keras.config.set_floatx(dtype)
     keras.config.set_dtype_policy(dtype)
     try:
         yield
     finally:
         tf_keras.backend.set_floatx(saved[0])
-        keras.config.set_floatx(saved[1])
-        keras.config.set_dtype_policy(saved[2])
+        tf_keras.mixed_precision.set_global_policy(saved[1])
+        keras.config.set_floatx(saved[2])
+        keras.config.set_dtype_policy(saved[3])
 
 
 @functools.cache
