@@ -15,7 +15,7 @@ import numpy as np
 
 from ._compat import import_tensorflow
 
-__all__ = ["ExampleModel", "randomize_variables", "seed_vit", "SEED_VIT_PARAMETERS"]
+__all__ = ["ExampleModel", "randomize_variables", "seed_vit", "vit_config", "SEED_VIT_PARAMETERS"]
 
 #: Trainable TF parameters of TFViTForImageClassification(ViTConfig()), ViT-Base.
 SEED_VIT_PARAMETERS = 85_800_194
@@ -43,23 +43,52 @@ class ExampleModel:
 
 
 def randomize_variables(model: Any, seed: int = 0) -> None:
-    """Give every variable a distinct random value that still makes sense.
+    """Give every float variable of ``model`` a distinct random value, deterministically.
 
-    Scales and variances stay positive (around 1), everything else is small
-    noise around its current value.
+    Gammas stay around 1 and moving variances positive; kernels are scaled by
+    1/sqrt(fan_in) so that deep models (ResNet50) keep finite activations.
     """
     rng = np.random.default_rng(seed)
+    seen: set[int] = set()
     for variable in model.variables:
-        shape = tuple(variable.shape)
-        name = getattr(variable, "path", None) or variable.name
-        noise = rng.standard_normal(shape).astype(np.float32)
-        if any(key in name for key in ("gamma", "moving_variance", "LayerNorm/weight")):
+        if id(variable) in seen:
+            continue
+        seen.add(id(variable))
+        dtype = np.dtype(getattr(variable.dtype, "as_numpy_dtype", variable.dtype))
+        if not np.issubdtype(dtype, np.floating):
+            continue
+        shape = tuple(int(d) for d in variable.shape)
+        leaf = (
+            str(getattr(variable, "path", None) or variable.name).split(":")[0].rsplit("/", 1)[-1]
+        )
+        noise = rng.standard_normal(shape)
+        if leaf == "moving_variance":
+            value = 0.5 + rng.random(shape)
+        elif leaf == "gamma":
             value = 1.0 + 0.1 * noise
-            if "moving_variance" in name:
-                value = np.abs(value) + 0.1
+        elif len(shape) >= 2 and leaf in ("kernel", "weight"):
+            value = noise / np.sqrt(np.prod(shape[:-1]))
         else:
             value = 0.05 * noise
-        variable.assign(value.astype(variable.dtype.as_numpy_dtype))
+        variable.assign(value.astype(dtype))
+
+
+def vit_config(tiny: bool = False) -> Any:
+    """The seed model's ViTConfig (gelu_new); tiny: 2 layers, 32 wide, 32x32 images."""
+    from transformers import ViTConfig
+
+    if not tiny:
+        return ViTConfig(hidden_act="gelu_new")
+    return ViTConfig(
+        hidden_act="gelu_new",
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+        image_size=32,
+        patch_size=8,
+        num_labels=10,
+    )
 
 
 def seed_vit(tiny: bool = False, seed: int = 0) -> ExampleModel:
@@ -69,21 +98,9 @@ def seed_vit(tiny: bool = False, seed: int = 0) -> ExampleModel:
     ``tiny=True`` a 2-layer, 32-wide version with the same structure.
     """
     tf = import_tensorflow()
-    from transformers import TFViTForImageClassification, ViTConfig
+    from transformers import TFViTForImageClassification
 
-    if tiny:
-        config = ViTConfig(
-            hidden_act="gelu_new",
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            intermediate_size=37,
-            image_size=32,
-            patch_size=8,
-            num_labels=10,
-        )
-    else:
-        config = ViTConfig(hidden_act="gelu_new")
+    config = vit_config(tiny)
     tf.random.set_seed(seed)
     model = TFViTForImageClassification(config)
     shape = (1, config.num_channels, config.image_size, config.image_size)

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from fxsurgeon._compat import import_tensorflow
+from fxsurgeon.examples import randomize_variables, vit_config
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE_DIR = ROOT / ".cache" / "zoo"
@@ -75,30 +76,8 @@ class ZooModel:
 
 
 def randomize(model: Any, seed: int = SEED) -> None:
-    """Give every float variable of ``model`` a distinct random value, deterministically."""
-    rng = np.random.default_rng(seed)
-    seen: set[int] = set()
-    for variable in model.variables:
-        if id(variable) in seen:
-            continue
-        seen.add(id(variable))
-        dtype = np.dtype(getattr(variable.dtype, "as_numpy_dtype", variable.dtype))
-        if not np.issubdtype(dtype, np.floating):
-            continue
-        shape = tuple(int(d) for d in variable.shape)
-        leaf = (
-            str(getattr(variable, "path", None) or variable.name).split(":")[0].rsplit("/", 1)[-1]
-        )
-        noise = rng.standard_normal(shape)
-        if leaf == "moving_variance":
-            value = 0.5 + rng.random(shape)
-        elif leaf == "gamma":
-            value = 1.0 + 0.1 * noise
-        elif len(shape) >= 2 and leaf in ("kernel", "weight"):
-            value = noise / np.sqrt(np.prod(shape[:-1]))
-        else:
-            value = 0.05 * noise
-        variable.assign(value.astype(dtype))
+    """Every float variable distinct and random (`fxsurgeon.examples.randomize_variables`)."""
+    randomize_variables(model, seed)
 
 
 def fingerprint(model: Any) -> str:
@@ -175,21 +154,9 @@ def _keras_outputs(
 
 def _vit(tiny: bool) -> ZooModel:
     tf = import_tensorflow()
-    from transformers import TFViTForImageClassification, ViTConfig
+    from transformers import TFViTForImageClassification
 
-    if tiny:
-        config = ViTConfig(
-            hidden_act="gelu_new",
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            intermediate_size=37,
-            image_size=32,
-            patch_size=8,
-            num_labels=10,
-        )
-    else:
-        config = ViTConfig(hidden_act="gelu_new")
+    config = vit_config(tiny)
     model = TFViTForImageClassification(config)
     shape = (config.num_channels, config.image_size, config.image_size)
     model(np.zeros((1, *shape), np.float32))
