@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-slow bench lint
+.PHONY: install demo test test-slow bench bench-dry-run lint
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -25,8 +25,24 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
 
+# `make bench` (CPU) or `make bench BENCH_DEVICE=cuda`: benchmarks/README.md. Writes
+# .benchmarks/$(BENCH_DEVICE).json, then the README's performance block from every
+# .benchmarks/{cpu,cuda}.json there is; exits with pytest's status.
+BENCH_DEVICE ?= cpu
+BENCH_ARGS := -q -p no:cacheprovider --benchmark-columns=min,median,iqr,rounds
+
 bench: $(STAMP)
-	$(BIN)/python -m pytest benchmarks -q -p no:cacheprovider --benchmark-json=.benchmarks/cpu.json $(PYTEST_ARGS)
+	mkdir -p .benchmarks
+	$(BIN)/python -m pytest benchmarks $(BENCH_ARGS) --device $(BENCH_DEVICE) \
+		--benchmark-json=.benchmarks/$(BENCH_DEVICE).json $(PYTEST_ARGS); \
+	status=$$?; \
+	$(BIN)/python benchmarks/report.py $$(ls .benchmarks/cpu.json .benchmarks/cuda.json 2>/dev/null) \
+		--readme README.md || status=$$?; \
+	exit $$status
+
+# The CUDA protocol's code path on the CPU (tiny ViT, a few steps); touches no README.
+bench-dry-run: $(STAMP)
+	$(BIN)/python -m pytest benchmarks $(BENCH_ARGS) --dry-run-cuda-protocol $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check fxsurgeon patterns tests benchmarks

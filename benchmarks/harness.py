@@ -1,12 +1,16 @@
-"""Protocols, variants and the timing loop of the benchmark suite.
+"""Protocols, variants and the timing loops of the benchmark suite.
 
 A *protocol* fixes the device, batch size, precision, threads and step counts;
 a *variant* is one way of running a model (TF, onnxruntime, onnx2torch,
 fxsurgeon eager / compiled, transformers' native PyTorch eager / compiled).
-`prepare` builds a variant's `Runner`, checks its outputs against TensorFlow
-fp32 and warms it up; `protocol_step_time` is the timed loop (CUDA events on a
-GPU). The pytest-benchmark tests in this folder and the CPU dry run of the CUDA
-protocol (``tests/test_bench_protocol.py``) go through the same functions.
+
+`prepare_model` builds every variant's `Runner` (`prepare`: check the outputs
+against TensorFlow fp32, warm up), then times all of them round-robin
+(`interleaved_latency`): one step of each variant per round, so that load from
+other processes lands on every variant alike. The pytest-benchmark tests then
+time each variant on its own (`Runner.timed_step`) and, on a GPU, with the
+article's loop (`protocol_step_time`, CUDA events). The CPU dry run of the CUDA
+protocol (``tests/test_bench_protocol.py``) goes through the same functions.
 """
 
 from __future__ import annotations
@@ -36,10 +40,14 @@ __all__ = [
     "LABELS",
     "Case",
     "NotApplicable",
+    "OthersCpu",
     "Protocol",
+    "Prepared",
     "Runner",
     "configure",
+    "interleaved_latency",
     "prepare",
+    "prepare_model",
     "protocol_step_time",
     "run_protocol",
     "variants_of",
@@ -62,8 +70,11 @@ class Protocol:
     """How one benchmark run measures.
 
     ``timed_steps`` is exact on CUDA (the article's 100); on CPU it is the most
-    rounds, fewer when a step is slow: enough rounds for ``min_time_s`` but at
-    least ``min_rounds``. Outputs are checked against TF fp32 with ``atol``
+    pytest-benchmark rounds, fewer when a step is slow: enough rounds for
+    ``min_time_s`` but at least ``min_rounds``. ``interleaved_rounds`` rounds of
+    every variant round-robin come first, stopping early (after at least
+    ``min_rounds``) once they took ``interleaved_max_s``. Outputs are checked
+    against TF fp32 with ``atol``
     (max abs difference) when ``rel_l2`` is None, else with the relative L2
     error ``|out - ref| / |ref|`` per output (bf16 cannot meet an absolute 1e-4).
     """
@@ -76,6 +87,8 @@ class Protocol:
     timed_steps: int
     min_rounds: int
     min_time_s: float
+    interleaved_rounds: int
+    interleaved_max_s: float
     autocast: torch.dtype | None  # torch.autocast dtype for the torch variants
     tf_policy: str | None  # Keras mixed-precision policy for the TF variant
     compile_backend: str
@@ -96,7 +109,9 @@ CPU = Protocol(
     warmup_steps=3,
     timed_steps=30,
     min_rounds=5,
-    min_time_s=5.0,
+    min_time_s=3.0,
+    interleaved_rounds=30,
+    interleaved_max_s=60.0,
     autocast=None,
     tf_policy=None,
     compile_backend="inductor",
@@ -114,6 +129,8 @@ CUDA = Protocol(
     timed_steps=100,
     min_rounds=100,
     min_time_s=0.0,
+    interleaved_rounds=10,
+    interleaved_max_s=60.0,
     autocast=torch.bfloat16,
     tf_policy="mixed_bfloat16",
     compile_backend="inductor",
@@ -132,6 +149,7 @@ CUDA_DRY_RUN = dataclasses.replace(
     warmup_steps=2,
     timed_steps=3,
     min_rounds=3,
+    interleaved_rounds=2,
     compile_backend="eager",
     models=("vit_tiny",),
 )
@@ -245,9 +263,7 @@ def prepare(case: Case, variant: str) -> Runner:
         "onnxruntime": _onnxruntime,
         "onnx2torch": lambda c: _torch(c, "onnx2torch", c.converted, compiled=False),
         "fxsurgeon": lambda c: _torch(c, "fxsurgeon", c.optimized, compiled=False),
-        "fxsurgeon_compiled": lambda c: _torch(
-            c, "fxsurgeon_compiled", c.optimized, compiled=True
-        ),
+        "fxsurgeon_compiled": lambda c: _torch(c, "fxsurgeon_compiled", c.optimized, compiled=True),
         "native": lambda c: _torch(c, "native", c.native, compiled=False, native=True),
         "native_compiled": lambda c: _torch(
             c, "native_compiled", c.native, compiled=True, native=True
@@ -263,6 +279,98 @@ def prepare(case: Case, variant: str) -> Runner:
         runner.step()
     runner.synchronize()
     return runner
+
+
+@dataclass
+class Prepared:
+    """A model's runners, the errors of the variants that could not be prepared, the latencies."""
+
+    runners: dict[str, Runner]
+    errors: dict[str, BaseException]
+    latency: dict[str, list[float]]  # interleaved: seconds per step, one per round
+    others_cpu_share: float | None  # CPU other processes took during those rounds
+
+    def runner(self, variant: str) -> Runner:
+        """The variant's runner; its preparation error (check failure, NotApplicable) re-raised."""
+        if variant in self.errors:
+            raise self.errors[variant]
+        return self.runners[variant]
+
+
+def prepare_model(case: Case) -> Prepared:
+    """`prepare` every variant, then time them all round-robin (`interleaved_latency`)."""
+    runners, errors = {}, {}
+    for variant in variants_of(case.name):
+        try:
+            runners[variant] = prepare(case, variant)
+        except Exception as exc:  # noqa: BLE001 - re-raised in that variant's own test
+            errors[variant] = exc
+    protocol = case.protocol
+    with OthersCpu() as others:
+        latency = interleaved_latency(
+            runners, protocol.interleaved_rounds, protocol.min_rounds, protocol.interleaved_max_s
+        )
+    return Prepared(runners, errors, latency, others.share)
+
+
+def interleaved_latency(
+    runners: dict[str, Runner], rounds: int, min_rounds: int = 1, max_s: float = float("inf")
+) -> dict[str, list[float]]:
+    """Seconds per step of each runner, ``rounds`` rounds of one step of each, round-robin.
+
+    The order rotates every round, so that no variant always follows the same
+    one. Stops early, after at least ``min_rounds``, once ``max_s`` have gone.
+    A step is timed with the wall clock and a device synchronisation
+    (`Runner.timed_step`).
+    """
+    order = list(runners)
+    times: dict[str, list[float]] = {variant: [] for variant in order}
+    begin = time.perf_counter()
+    for index in range(rounds):
+        if index >= min_rounds and time.perf_counter() - begin > max_s:
+            break
+        shift = index % max(len(order), 1)
+        for variant in order[shift:] + order[:shift]:
+            start = time.perf_counter()
+            runners[variant].timed_step()
+            times[variant].append(time.perf_counter() - start)
+    return times
+
+
+class OthersCpu:
+    """The share of the machine's CPU time that other processes used inside the ``with``.
+
+    From ``/proc/stat`` (all busy time) minus ``/proc/self/stat`` (this
+    process, all threads); ``share`` is None where those do not exist. 0.5 on a
+    2-core machine: another process kept one core busy, which stalls torch's
+    2-thread OpenMP regions far more than TF's or onnxruntime's thread pools.
+    """
+
+    share: float | None = None
+
+    def __enter__(self) -> OthersCpu:
+        self._start = self._read()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        end = self._read()
+        if self._start is None or end is None:
+            return
+        busy, total, own = (b - a for a, b in zip(self._start, end, strict=True))
+        self.share = max(0.0, (busy - own) / total) if total > 0 else None
+
+    @staticmethod
+    def _read() -> tuple[int, int, int] | None:
+        try:
+            with open("/proc/stat") as f:
+                fields = [int(x) for x in f.readline().split()[1:]]
+            with open("/proc/self/stat") as f:
+                own = f.read().rsplit(")", 1)[1].split()
+        except (OSError, ValueError, IndexError):
+            return None
+        idle = fields[3] + fields[4]  # idle + iowait
+        busy = sum(fields[:8]) - idle  # user nice system idle iowait irq softirq steal
+        return busy, busy + idle, int(own[11]) + int(own[12])  # utime + stime
 
 
 def rounds_for(runner: Runner, protocol: Protocol) -> int:
@@ -302,18 +410,23 @@ def protocol_step_time(runner: Runner, steps: int) -> float:
 def run_protocol(protocol: Protocol, model_name: str) -> dict[str, dict[str, float]]:
     """Every variant of one model through ``protocol`` without pytest-benchmark (the dry run).
 
-    Returns variant -> {"step_s", "setup_s", and the output check figures}; a
-    variant that does not apply here is left out.
+    Returns variant -> {"step_s" (the protocol's loop), "latency_min_s" (the
+    interleaved rounds), "setup_s", and the output check figures}; a variant
+    that does not apply here is left out, any other failure is raised.
     """
-    case = Case(model_name, protocol)
+    prepared = prepare_model(Case(model_name, protocol))
     results = {}
     for variant in variants_of(model_name):
         try:
-            runner = prepare(case, variant)
+            runner = prepared.runner(variant)
         except NotApplicable:
             continue
-        step_s = protocol_step_time(runner, protocol.timed_steps)
-        results[variant] = {"step_s": step_s, "setup_s": runner.setup_s, **runner.check}
+        results[variant] = {
+            "step_s": protocol_step_time(runner, protocol.timed_steps),
+            "latency_min_s": min(prepared.latency[variant]),
+            "setup_s": runner.setup_s,
+            **runner.check,
+        }
     return results
 
 
@@ -326,6 +439,9 @@ def _numpy(outputs: Any) -> list[np.ndarray]:
 
 def _tensorflow(case: Case) -> Runner:
     tf = import_tensorflow()
+    if case.protocol.device == "cuda" and not tf.config.list_physical_devices("GPU"):
+        # Else TF would quietly run on the CPU: install tensorflow[and-cuda].
+        raise NotApplicable("TensorFlow sees no GPU (pip install 'tensorflow[and-cuda]')")
     model, call = case.tf_model, case.bench.tf_call
     device = "/GPU:0" if case.protocol.device == "cuda" else "/CPU:0"
     with tf.device(device):
@@ -353,11 +469,13 @@ def _onnxruntime(case: Case) -> Runner:
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.inter_op_num_threads = 1
+    # Idle intra-op threads spin by default, holding the cores that the next
+    # variant of an interleaved round needs (and on a 2-core machine with other
+    # load it was slower, not faster: 565 vs 660 ms a ViT-Base step).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if case.protocol.threads is not None:
         options.intra_op_num_threads = case.protocol.threads
-    session = ort.InferenceSession(
-        case.onnx.SerializeToString(), options, providers=[provider]
-    )
+    session = ort.InferenceSession(case.onnx.SerializeToString(), options, providers=[provider])
     feeds = dict(case.inputs)  # numpy, in the graph's input dtypes (int32 ids)
     return Runner(
         "onnxruntime",
