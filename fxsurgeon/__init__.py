@@ -4,6 +4,7 @@ from ._compat import ensure_safe_import_order
 
 ensure_safe_import_order()
 
+from .bisect import BisectResult, bisect  # noqa: E402
 from .codegen import CodegenError  # noqa: E402
 from .errors import ConvergenceError, FxSurgeonError, InputError, PatternError  # noqa: E402
 from .optimize import Report, optimize, report_of  # noqa: E402
@@ -28,5 +29,7 @@ __all__ = [
     "load",
     "ConversionReport",
     "CodegenError",
+    "bisect",
+    "BisectResult",
 ]
 __version__ = "0.1.0"

@@ -39,6 +39,8 @@ from collections.abc import Iterator
 from pathlib import Path, PureWindowsPath
 from typing import Any
 
+from . import fuzz as _fuzz
+
 __all__ = ["main"]
 
 EXIT_INPUT = 2  # the input is unusable
@@ -162,13 +164,20 @@ def _parser() -> argparse.ArgumentParser:
         help="a 2-layer ViT instead of ViT-Base (seconds, not minutes)",
     )
     demo.add_argument("--no-compile", action="store_true", help="skip the torch.compile column")
+    _fuzz.add_parser(commands)  # fxsurgeon fuzz: see fxsurgeon/fuzz.py
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    handlers = {"convert": _convert, "report": _report, "verify": _verify, "demo": _demo}
+    handlers = {
+        "convert": _convert,
+        "report": _report,
+        "verify": _verify,
+        "demo": _demo,
+        "fuzz": _fuzz.run,
+    }
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:

@@ -745,7 +745,13 @@ def _where(ctx, mod, node, args):
 
 @lowering("OnnxMinMax")
 def _min_max(ctx, mod, node, args):
-    fn = torch.minimum if mod._operator in (torch.min, torch.minimum) else torch.maximum
+    # onnx2torch keeps the reduction it stacks the operands for: torch.amin for Min, amax for Max.
+    if mod._operator in (torch.amin, torch.min, torch.minimum):
+        fn = torch.minimum
+    elif mod._operator in (torch.amax, torch.max, torch.maximum):
+        fn = torch.maximum
+    else:
+        raise LoweringError(f"OnnxMinMax with an unknown operator {mod._operator!r}")
     out = ctx.tensor(args[0])
     for other in args[1:]:
         out = ctx.call(fn, out, ctx.tensor(other))
@@ -974,7 +980,23 @@ def _emit_pad(ctx, x: fx.Node, pads: list[int], mode: str, value: float | None) 
     if not torch_pads:
         return x
     mode = {"edge": "replicate"}.get(mode, mode)
+    if mode != "constant":
+        torch_pads = _non_constant_pads(torch_pads, rank, mode)
     return ctx.call(F.pad, x, tuple(torch_pads), mode, value if mode == "constant" else None)
+
+
+def _non_constant_pads(torch_pads: list[int], rank: int, mode: str) -> list[int]:
+    """F.pad's reflect/replicate take the last 1, 2 or 3 dims of a 2-3, 3-4 or 4-5-D
+    tensor (rank - 1 or rank - 2 dims) and nothing else: pad the list with zero pairs
+    up to such a length (zero padding of a dim changes nothing)."""
+    padded = len(torch_pads) // 2
+    dims = max(padded, rank - 2, 1)
+    if dims > 3 or dims not in (rank - 1, rank - 2):
+        raise LoweringError(
+            f"{mode} padding of {padded} trailing dim(s) of a {rank}-D tensor: F.pad pads "
+            "only the last 1-3 dims, never the first"
+        )
+    return torch_pads + [0, 0] * (dims - padded)
 
 
 @lowering("Sequential")

@@ -167,14 +167,16 @@ def optimize(
         debug_patterns: for every rule that matched nothing, print its best
             partial match and why it stopped, plus a per-rule table (also on
             with FXSURGEON_DEBUG_PATTERNS=1).
-        verify: check every rewrite as it is made: the graph's outputs on the
-            example inputs must stay within 1e-5 x max(1, max |output|) of the
-            lowered (unfused) graph's. ``"per_rule"`` raises
-            ``fxsurgeon.verify.RewriteVerificationError`` at the first rewrite
-            that breaks this, naming the rule, its file and the matched
-            subgraph; ``"per_rule_decline"`` undoes that rewrite instead (the
-            rule declines there, ``report.notes`` says so) and goes on. Costs
-            two runs of the model per rewrite. See ``fxsurgeon/verify.py``.
+        verify: check every rewrite as it is made, on the two example input
+            sets: the replacement's value must stay within 1e-5 x max(1, max
+            |value|) of the matched subgraph's, and at the end the outputs
+            within 1e-5 x max(1, max |output|) of the lowered (unfused) graph's.
+            ``"per_rule"`` raises ``fxsurgeon.verify.RewriteVerificationError``
+            at the first rewrite that breaks this, naming the rule, its file and
+            the matched subgraph; ``"per_rule_decline"`` undoes that rewrite
+            instead (the rule declines there, ``report.notes`` says so) and goes
+            on. Costs about two forward passes per rule sweep
+            (``fxsurgeon.verify.RewriteChecker``).
     """
     model = _check_input(model)
     report = Report()
@@ -202,13 +204,10 @@ def optimize(
     with clock("fuse"):  # pattern phases (fxsurgeon/rewrite.py, patterns/*.py)
         rules = load_rules(patterns or (), disable=disable)
         examples = _examples(model, example_inputs)
-        fused = apply_rules(
-            out,
-            rules,
-            examples=examples,
-            debug=debug_patterns,
-            on_rewrite=_rewrite_hook(verify, out, examples),
-        )
+        hook = _rewrite_hook(verify, out, examples)
+        fused = apply_rules(out, rules, examples=examples, debug=debug_patterns, on_rewrite=hook)
+        if hasattr(hook, "finish"):  # the per-rule check's last word: outputs vs the lowered graph
+            hook.finish()
         cleanup(out)
     report.matches = fused.matches
     report.notes += [

@@ -19,8 +19,12 @@ How a pattern matches (see `_Matcher`):
   accept literals only, or ``torch.Tensor`` for graph nodes only. A wildcard
   used twice must see the same node (or an equal literal) both times.
 * Literal numbers written in the pattern match with a relative tolerance of
-  1e-4 (TensorFlow bakes float32 approximations: 0.044714998 for 0.044715),
-  never exactly. Integers (dims, shapes) match exactly.
+  1e-6 (TensorFlow bakes float32 approximations: 0.044714998 for 0.044715,
+  off by 3.5e-8), never exactly. Float32 rounding is at most 6e-8 relative;
+  the tolerance leaves room for a few ulps of float32 arithmetic and no more,
+  since a rewrite turns the graph's constant into the math's: 1e-4 let
+  ``0.50004 * x * (...)`` become GELU, changing outputs by 1e-4 relative (the
+  fuzzer's find, fxsurgeon/fuzz.py). Integers (dims, shapes) match exactly.
 * The pattern is traced with ``torch.fx.symbolic_trace`` and normalised by
   the same canonical form as the lowered model (`canonicalize`): ``torch.mul``,
   ``x.mul(...)`` and ``x * y`` are all ``operator.mul``, ``x.reshape(a, b)`` is
@@ -93,6 +97,7 @@ __all__ = [
     "canonicalize",
     "DEBUG_ENV",
     "PATTERNS_KEY",
+    "RewriteHook",
 ]
 
 #: The phases, in the order they run (each a bounded fixed point):
@@ -106,10 +111,19 @@ PHASES: tuple[str, ...] = ("prepare", "fuse", "attention", "tidy")
 DEBUG_ENV = "FXSURGEON_DEBUG_PATTERNS"
 
 PATTERNS_KEY = "fxsurgeon.patterns"  # optimized.meta[...]: the PatternReport
+
+#: ``apply_rules(on_rewrite=hook)``: ``hook(rule, match, result, created)`` runs after
+#: every rewrite, once ``result`` has taken the place of the match output and before
+#: the dead match is erased (``match.nodes`` are still in the graph, ``created`` are
+#: the new nodes; the GraphModule's code is stale: run ``gm.graph`` with an
+#: ``fx.Interpreter``). It returns None to keep the rewrite, or a reason to undo it:
+#: the graph is put back as it was and the rule does not try that node again in
+#: this phase. It may raise to stop the run, leaving the rewrite in place.
+RewriteHook = Callable[["Rule", "Match", fx.Node, list[fx.Node]], "str | None"]
 RULE_KEY = "fxsurgeon.rule"
 RULE_FILE_KEY = "fxsurgeon.rule_file"
 DEFAULT_MAX_SWEEPS = 20
-REL_TOL = 1e-4
+REL_TOL = 1e-6  # relative; float32 rounding is 6e-8 (see the module docstring)
 
 
 # ---------------------------------------------------------------------------
@@ -955,10 +969,11 @@ class _Recorder(fx.proxy.GraphAppendingTracer):
         return _ShapedProxy(node, self)
 
 
-def _rewrite(compiled: _Compiled, match: Match) -> int:
+def _rewrite(compiled: _Compiled, match: Match, on_rewrite: RewriteHook | None = None) -> int | str:
     """Insert the replacement before the match output, take its place, drop the dead match.
 
-    Returns how many new nodes have no shape (see `infer_shapes`)."""
+    Returns how many new nodes have no shape (see `infer_shapes`), or the reason
+    `on_rewrite` gave for undoing the rewrite (the graph is as it was before)."""
     rule, anchor = compiled.rule, match.anchor
     graph = anchor.graph
     tracer = _Recorder(graph)
@@ -1003,7 +1018,17 @@ def _rewrite(compiled: _Compiled, match: Match) -> int:
             if key in anchor.meta:
                 result.meta[key] = anchor.meta[key]
     unknown = infer_shapes(tracer.created)
+    saved_uses = {user: (user.args, user.kwargs) for user in anchor.users}
     anchor.replace_all_uses_with(result)
+    if on_rewrite is not None:
+        reason = on_rewrite(rule, match, result, list(tracer.created))
+        if reason is not None:  # undo: the users read the anchor again, the new nodes go
+            for user, (args, kwargs) in saved_uses.items():
+                user.args, user.kwargs = args, kwargs
+            for node in reversed(tracer.created):
+                if not node._erased and not node.users:
+                    graph.erase_node(node)
+            return reason
     _erase_dead(graph, match.nodes)
     return unknown
 
@@ -1109,6 +1134,8 @@ class PatternReport:
     sweeps: dict[str, int] = field(default_factory=dict)
     debug: list[str] = field(default_factory=list)
     rules: dict[str, Rule] = field(default_factory=dict)
+    #: rule -> why an ``on_rewrite`` hook undid its rewrites (one entry per undone match)
+    declined: dict[str, list[str]] = field(default_factory=dict)
 
     def table(self) -> str:
         """The per-rule hits/attempts/time table (tinygrad's TRACK_MATCH_STATS)."""
@@ -1138,6 +1165,7 @@ def apply_rules(
     phases: Sequence[str] = PHASES,
     max_sweeps: int = DEFAULT_MAX_SWEEPS,
     debug: bool | None = None,
+    on_rewrite: RewriteHook | None = None,
 ) -> PatternReport:
     """Rewrite `gm` in place with `rules` (default: the built-ins), phase by phase.
 
@@ -1151,6 +1179,8 @@ def apply_rules(
             `ConvergenceError` naming the rules that fired in the last sweep.
         debug: explain, for each rule that matched nothing, its best partial
             match (also on with the environment variable FXSURGEON_DEBUG_PATTERNS=1).
+        on_rewrite: a `RewriteHook` run after every rewrite (per-rule
+            verification and bisection, ``fxsurgeon/verify.py``).
     """
     debug = debug_enabled(debug)
     rules = load_rules() if rules is None else list(rules)
@@ -1165,7 +1195,7 @@ def apply_rules(
         if not in_phase:
             continue
         report.sweeps[phase] = _run_phase(
-            gm, phase, in_phase, matchers, report, examples, max_sweeps
+            gm, phase, in_phase, matchers, report, examples, max_sweeps, on_rewrite
         )
     report.matches = {name: s.hits for name, s in report.stats.items() if s.hits}
     if debug:
@@ -1174,9 +1204,10 @@ def apply_rules(
     return report
 
 
-def _run_phase(gm, phase, compiled, matchers, report, examples, max_sweeps) -> int:
+def _run_phase(gm, phase, compiled, matchers, report, examples, max_sweeps, on_rewrite=None) -> int:
     graph = gm.graph
     unknown = 0  # new nodes whose shape `infer_shapes` could not tell
+    undone: set[tuple[str, fx.Node]] = set()  # (rule, anchor) the hook rolled back: not again
     for sweep in range(1, max_sweeps + 1):
         fired: Counter[str] = Counter()
         for c in compiled:
@@ -1186,11 +1217,18 @@ def _run_phase(gm, phase, compiled, matchers, report, examples, max_sweeps) -> i
             for node in list(graph.nodes):
                 if node._erased or (node.op, node.target) != key:
                     continue
+                if (c.rule.name, node) in undone:
+                    continue
                 stats.attempts += 1
                 match = next(iter(matchers[c.rule.name].matches(node)), None)
                 if match is None:
                     continue
-                unknown += _rewrite(c, match)
+                outcome = _rewrite(c, match, on_rewrite)
+                if isinstance(outcome, str):  # the hook undid it
+                    undone.add((c.rule.name, node))
+                    report.declined.setdefault(c.rule.name, []).append(outcome)
+                    continue
+                unknown += outcome
                 stats.hits += 1
                 fired[c.rule.name] += 1
             stats.seconds += time.perf_counter() - start

@@ -19,7 +19,8 @@ What is absorbed, and why it is exact:
   ``stable_softmax`` adds 1e-9 to the scores (sdpa_1; in sdpa_3 it sits in the
   mask term, where it stays; in sdpa_4 it is absorbed).
 * ``scale`` is passed through, or left to SDPA's default when it is
-  1/sqrt(D) within 1e-4.
+  1/sqrt(D) within the engine's 1e-6 (float32 rounding; 1e-4 would change
+  the scores by up to 1e-4 relative).
 * GPT-2's causal mask s * band - 10000 * (1 - band) (band[i, j] = i >= j - Sk + Sq)
   becomes ``is_causal=True`` (sdpa_4): exp(-10000 - max) is 0 in float32, and
   bottom-right alignment equals SDPA's top-left one because self-attention
@@ -38,6 +39,8 @@ import torch
 import torch.nn.functional as F
 from fxsurgeon.patterns import Match, Rule
 
+from fxsurgeon.rewrite import REL_TOL
+
 
 def _attention(q, kT, v, scale, mask=None, is_causal=False):
     """The replacement every variant shares: SDPA with k in [B, H, S, D]."""
@@ -48,7 +51,7 @@ def _attention(q, kT, v, scale, mask=None, is_causal=False):
         options["attn_mask"] = mask
     if is_causal:
         options["is_causal"] = True
-    if not math.isclose(scale, 1 / math.sqrt(q.shape[-1]), rel_tol=1e-4):
+    if not math.isclose(scale, 1 / math.sqrt(q.shape[-1]), rel_tol=REL_TOL):
         options["scale"] = scale
     return F.scaled_dot_product_attention(q, k, v, **options)
 
