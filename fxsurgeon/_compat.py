@@ -17,6 +17,7 @@ is imported and before fxsurgeon imports TensorFlow or onnx2torch:
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import os
@@ -49,12 +50,10 @@ def ensure_safe_import_order() -> None:
 
 
 def _try_import(name: str) -> None:
-    try:
+    # A broken triton install makes torch fall back to no triton; that is
+    # torch's business, not a reason to refuse to work.
+    with contextlib.suppress(ImportError):
         importlib.import_module(name)
-    except ImportError:
-        # A broken triton install makes torch fall back to no triton; that is
-        # torch's business, not a reason to refuse to work.
-        pass
 
 
 # ONNX operator versions onnx2torch has no converter for although the op's

@@ -92,7 +92,7 @@ def run_demo(tiny: bool = False, compile: bool = True, batch_size: int = 2) -> d
     done = _step("timing eager forward passes")
     before_s, after_s = _latency(converted, x), _latency(optimized, x)
     done()
-    rows["latency (ms, batch %d)" % batch_size] = (before_s * 1e3, after_s * 1e3)
+    rows[f"latency (ms, batch {batch_size})"] = (before_s * 1e3, after_s * 1e3)
 
     print()
     print(

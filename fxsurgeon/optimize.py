@@ -109,7 +109,9 @@ def _check_input(model: Any) -> fx.GraphModule:
     # onnx2torch writes one call_module per ONNX node (plus getitem for
     # multi-output nodes); anything else was not made by it.
     for node in model.graph.nodes:
-        foreign = node.op == "call_method" or (node.op == "call_function" and node.target is not operator.getitem)
+        foreign = node.op == "call_method" or (
+            node.op == "call_function" and node.target is not operator.getitem
+        )
         if node.op == "call_module":
             module = model.get_submodule(node.target)
             foreign = not is_onnx2torch_module(module) and type(module).__name__ not in LOWERINGS
