@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from fxsurgeon._compat import import_tensorflow
+from fxsurgeon.examples import randomize_variables
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE_DIR = ROOT / ".cache" / "bench"
@@ -83,29 +84,8 @@ class BenchModel:
 
 
 def randomize(model: Any, seed: int = SEED) -> None:
-    """Give every float variable of ``model`` a distinct random value, deterministically."""
-    rng = np.random.default_rng(seed)
-    seen: set[int] = set()
-    for variable in model.variables:
-        if id(variable) in seen:
-            continue
-        seen.add(id(variable))
-        dtype = np.dtype(getattr(variable.dtype, "as_numpy_dtype", variable.dtype))
-        if not np.issubdtype(dtype, np.floating):
-            continue
-        shape = tuple(int(d) for d in variable.shape)
-        name = str(getattr(variable, "path", None) or variable.name)
-        leaf = name.split(":")[0].rsplit("/", 1)[-1]
-        noise = rng.standard_normal(shape)
-        if leaf == "moving_variance":
-            value = 0.5 + rng.random(shape)
-        elif leaf == "gamma":
-            value = 1.0 + 0.1 * noise
-        elif len(shape) >= 2 and leaf in ("kernel", "weight"):
-            value = noise / np.sqrt(np.prod(shape[:-1]))
-        else:
-            value = 0.05 * noise
-        variable.assign(value.astype(dtype))
+    """Every float variable distinct and random (`fxsurgeon.examples.randomize_variables`)."""
+    randomize_variables(model, seed)
 
 
 def fingerprint(model: Any) -> str:
@@ -436,7 +416,7 @@ def _cache_key(name: str) -> str:
     parts = [
         name,
         inspect.getsource(_builder),
-        inspect.getsource(randomize),
+        inspect.getsource(randomize_variables),
         _export_code(),
         tf.__version__,
         tf_keras.__version__,
