@@ -32,6 +32,7 @@ from fxsurgeon._compat import import_tensorflow
 from fxsurgeon.tensorflow import from_onnx
 
 from . import models
+from .report import VARIANTS
 
 __all__ = [
     "CPU",
@@ -54,15 +55,7 @@ __all__ = [
 ]
 
 #: Variant -> how the report names it. Order = table order.
-LABELS = {
-    "tensorflow": "TF (tf.function)",
-    "onnxruntime": "onnxruntime",
-    "onnx2torch": "onnx2torch (raw)",
-    "fxsurgeon": "fxsurgeon eager",
-    "fxsurgeon_compiled": "fxsurgeon + torch.compile",
-    "native": "native PyTorch eager",
-    "native_compiled": "native PyTorch + torch.compile",
-}
+LABELS = VARIANTS  # defined in report.py, which must import neither torch nor TF
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from fxsurgeon._compat import import_tensorflow
-from fxsurgeon.examples import randomize_variables
+from fxsurgeon.examples import randomize_variables, weights_fingerprint
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE_DIR = ROOT / ".cache" / "bench"
@@ -88,12 +88,7 @@ def randomize(model: Any, seed: int = SEED) -> None:
     randomize_variables(model, seed)
 
 
-def fingerprint(model: Any) -> str:
-    """A digest of every variable value, in order (names vary between builds)."""
-    digest = hashlib.blake2b(digest_size=16)
-    for variable in model.variables:
-        digest.update(np.ascontiguousarray(variable.numpy()).tobytes())
-    return digest.hexdigest()
+fingerprint = weights_fingerprint
 
 
 # --------------------------------------------------------------------------- builders

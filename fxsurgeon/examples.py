@@ -8,6 +8,7 @@ tf2onnx simplifies away (``x + 0``) or which look alike to any value matching.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +16,14 @@ import numpy as np
 
 from ._compat import import_tensorflow
 
-__all__ = ["ExampleModel", "randomize_variables", "seed_vit", "vit_config", "SEED_VIT_PARAMETERS"]
+__all__ = [
+    "ExampleModel",
+    "randomize_variables",
+    "seed_vit",
+    "vit_config",
+    "weights_fingerprint",
+    "SEED_VIT_PARAMETERS",
+]
 
 #: Trainable TF parameters of TFViTForImageClassification(ViTConfig()), ViT-Base.
 SEED_VIT_PARAMETERS = 85_800_194
@@ -71,6 +79,14 @@ def randomize_variables(model: Any, seed: int = 0) -> None:
         else:
             value = 0.05 * noise
         variable.assign(value.astype(dtype))
+
+
+def weights_fingerprint(model: Any) -> str:
+    """A digest of every variable value, in order (names vary between builds)."""
+    digest = hashlib.blake2b(digest_size=16)
+    for variable in model.variables:
+        digest.update(np.ascontiguousarray(variable.numpy()).tobytes())
+    return digest.hexdigest()
 
 
 def vit_config(tiny: bool = False) -> Any:

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from fxsurgeon._compat import import_tensorflow
-from fxsurgeon.examples import randomize_variables, vit_config
+from fxsurgeon.examples import randomize_variables, vit_config, weights_fingerprint
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE_DIR = ROOT / ".cache" / "zoo"
@@ -80,12 +80,7 @@ def randomize(model: Any, seed: int = SEED) -> None:
     randomize_variables(model, seed)
 
 
-def fingerprint(model: Any) -> str:
-    """A digest of every variable value, in order (names vary between builds)."""
-    digest = hashlib.blake2b(digest_size=16)
-    for variable in model.variables:
-        digest.update(np.ascontiguousarray(variable.numpy()).tobytes())
-    return digest.hexdigest()
+fingerprint = weights_fingerprint
 
 
 def trainable_count(model: Any) -> int:
