@@ -1,0 +1,1 @@
+"""The public corpus: real TF models that judge fxsurgeon's generality (README "Scoreboard")."""
