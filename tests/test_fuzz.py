@@ -148,7 +148,8 @@ def test_reflect_and_edge_pad_of_the_last_dims_run(mode, shape, pads):
 
 
 def test_a_reflect_pad_of_the_batch_dim_is_a_clear_error():
-    from fxsurgeon.lower import LoweringError, _non_constant_pads
+    from fxsurgeon.errors import LoweringError
+    from fxsurgeon.lower.nn_ops import _non_constant_pads
 
     assert _non_constant_pads([1, 1], 4, "reflect") == [1, 1, 0, 0]
     with pytest.raises(LoweringError, match="pads only the last 1-3 dims"):

@@ -1,0 +1,32 @@
+"""Lowering: every onnx2torch module becomes a plain torch call.
+
+One table (`LOWERINGS`) maps each onnx2torch class, and each torch.nn module
+class that onnx2torch emits, to a function that writes what the ONNX node
+means as native torch calls in a new graph. The function sees its inputs as
+one of three kinds of value:
+
+* `Const`: a tensor known now (an initializer, or folded from constants);
+* `Sym`: a small integer tensor whose elements are Python ints or graph nodes
+  that evaluate to ints at run time (``x.size(0)``). This is where the
+  tf2onnx shape arithmetic (Shape -> Cast -> Gather -> Unsqueeze -> Concat)
+  lives: it becomes Python int arithmetic, never a tensor;
+* an `fx.Node` of the new graph: a tensor computed at run time.
+
+Constant-only subgraphs fold into `Const`; weights (float initializers with
+more than one element) stay graph constants so that later passes can turn
+them into parameters. The canonical form every later pattern is written
+against: arithmetic as `operator` calls (``x * 0.5``), everything else as
+``torch.*``/``torch.nn.functional.*`` functions with static arguments as
+Python literals.
+
+The table (`table.py`) is filled by the op-family modules, one per ONNX op family:
+`shape_ops`, `indexing`, `elementwise`, `nn_ops`; `graph.py` is the pass that uses it.
+"""
+
+# The op-family modules fill the table when imported.
+from . import elementwise, indexing, nn_ops, shape_ops  # noqa: F401, E402
+from .graph import LoweringResult, lower_graph
+from .table import LOWERINGS
+from .values import Const, Sym, is_onnx2torch_module
+
+__all__ = ["Const", "Sym", "LOWERINGS", "lower_graph", "LoweringResult", "is_onnx2torch_module"]

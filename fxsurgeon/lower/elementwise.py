@@ -1,0 +1,155 @@
+"""Lowerings of ONNX elementwise math: binary and unary operations, comparisons, Where, Min/Max,
+Clip.
+"""
+
+from __future__ import annotations
+
+import operator
+
+import torch
+from torch import fx
+
+from ..errors import LoweringError
+from ..shapes import dtype_of, shape_of
+from .shape_ops import _arith
+from .table import lowering
+from .values import Const, Sym, as_sym
+
+# -- elementwise math ------------------------------------------------------------------
+
+_BINARY = {torch.add: operator.add, torch.sub: operator.sub, torch.mul: operator.mul}
+
+
+@lowering("OnnxBinaryMathOperation", "OnnxPow")
+def _binary(ctx, mod, node, args):
+    a, b = args
+    if getattr(mod, "broadcast", None) == 1 and getattr(mod, "axis", None) is not None:
+        raise LoweringError("old-style (opset < 7) broadcasting is not lowered")
+    if type(mod).__name__ == "OnnxPow":
+        op = operator.pow
+    else:
+        fn = mod.math_op_function
+        op = _BINARY.get(fn, operator.truediv)
+    sa, sb = as_sym(a), as_sym(b)
+    if sa is not None and sb is not None and (isinstance(a, Sym) or isinstance(b, Sym)):
+        return _sym_binary(ctx, op, sa, sb)
+    if isinstance(a, Const) and isinstance(b, Const) and not (a.is_weight or b.is_weight):
+        return Const(_eval_binary(op, a.value, b.value))
+    a_node = a if isinstance(a, fx.Node) else None
+    b_node = b if isinstance(b, fx.Node) else None
+    integer = (dtype_of(a_node or b_node) or torch.float32) in (torch.int32, torch.int64)
+    if op is operator.truediv and integer:
+        return ctx.call(torch.div, ctx.tensor(a), ctx.tensor(b), rounding_mode="trunc")
+    out_shape = shape_of(node)
+    lhs = ctx.operand(a, out_shape if _same_shape(b, out_shape) else None)
+    rhs = ctx.operand(b, out_shape if _same_shape(a, out_shape) else None)
+    if not isinstance(lhs, fx.Node) and not isinstance(rhs, fx.Node):
+        lhs = ctx.tensor(a)
+    return ctx.call(op, lhs, rhs)
+
+
+def _same_shape(value, out_shape) -> bool:
+    """True if `value` alone already has the output's shape (so the other
+    operand, if a one-element constant, may become a Python scalar)."""
+    if out_shape is None:
+        return False
+    if isinstance(value, fx.Node):
+        return shape_of(value) == out_shape
+    if isinstance(value, Const):
+        return tuple(value.value.shape) == tuple(out_shape)
+    return False
+
+
+def _eval_binary(op, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    if op is operator.truediv and not a.is_floating_point():
+        return torch.div(a, b, rounding_mode="trunc")
+    return op(a, b)
+
+
+def _sym_binary(ctx, op, a: Sym, b: Sym) -> Sym:
+    if op is operator.truediv:
+        op = operator.floordiv
+    n = max(len(a.items), len(b.items))
+    if len(a.items) not in (1, n) or len(b.items) not in (1, n):
+        raise LoweringError("shape arithmetic with incompatible lengths")
+    items = []
+    for i in range(n):
+        x = a.items[i if len(a.items) > 1 else 0]
+        y = b.items[i if len(b.items) > 1 else 0]
+        if op is operator.pow and not (isinstance(x, int) and isinstance(y, int)):
+            raise LoweringError("run-time Pow in shape arithmetic")
+        items.append(_arith(ctx, op, x, y))
+    return Sym(items, scalar=a.scalar and b.scalar, dtype=a.dtype)
+
+
+_UNARY_BY_CLASS = {
+    "OnnxSqrt": torch.sqrt,
+    "OnnxReciprocal": torch.reciprocal,
+    "OnnxErf": torch.erf,
+    "ReLU": torch.relu,
+    "Sigmoid": torch.sigmoid,
+    "Tanh": torch.tanh,
+    "OnnxNot": torch.logical_not,
+}
+
+
+@lowering(*_UNARY_BY_CLASS, "OnnxFunction", "OnnxNeg")
+def _unary(ctx, mod, node, args):
+    (x,) = args
+    name = type(mod).__name__
+    if name == "OnnxNeg":
+        fn = operator.neg
+    elif name == "OnnxFunction":
+        fn = mod.function
+    else:
+        fn = _UNARY_BY_CLASS[name]
+    if isinstance(x, Const) and not x.is_weight:
+        return Const(fn(x.value))
+    return ctx.call(fn, ctx.tensor(x))
+
+
+@lowering("OnnxCompare", "OnnxLogical")
+def _compare(ctx, mod, node, args):
+    fn = getattr(mod, "compare_function", None) or mod.logic_op_function
+    a, b = args
+    if isinstance(a, Const) and isinstance(b, Const):
+        return Const(fn(a.value, b.value))
+    return ctx.call(fn, ctx.tensor(a), ctx.tensor(b))
+
+
+@lowering("OnnxWhere")
+def _where(ctx, mod, node, args):
+    if all(isinstance(a, Const) for a in args):
+        return Const(torch.where(*(a.value for a in args)))
+    cond, a, b = args
+    out_shape = shape_of(node)
+    return ctx.call(
+        torch.where,
+        ctx.tensor(cond),
+        ctx.operand(a, out_shape) if isinstance(b, fx.Node) else ctx.tensor(a),
+        ctx.operand(b, out_shape) if isinstance(a, fx.Node) else ctx.tensor(b),
+    )
+
+
+@lowering("OnnxMinMax")
+def _min_max(ctx, mod, node, args):
+    # onnx2torch keeps the reduction it stacks the operands for: torch.amin for Min, amax for Max.
+    if mod._operator in (torch.amin, torch.min, torch.minimum):
+        fn = torch.minimum
+    elif mod._operator in (torch.amax, torch.max, torch.maximum):
+        fn = torch.maximum
+    else:
+        raise LoweringError(f"OnnxMinMax with an unknown operator {mod._operator!r}")
+    out = ctx.tensor(args[0])
+    for other in args[1:]:
+        out = ctx.call(fn, out, ctx.tensor(other))
+    return out
+
+
+@lowering("OnnxClip")
+def _clip(ctx, mod, node, args):
+    x = ctx.tensor(args[0])
+    low, high = mod.min_val, mod.max_val
+    low = low.item() if isinstance(low, torch.Tensor) else low
+    high = high.item() if isinstance(high, torch.Tensor) else high
+    return ctx.call(torch.clamp, x, low, high)

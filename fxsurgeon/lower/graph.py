@@ -1,0 +1,152 @@
+"""The lowering pass: walks the onnx2torch graph and writes each module through the table."""
+
+from __future__ import annotations
+
+import copy
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import fx, nn
+
+from ..errors import LoweringError
+from .table import LOWERINGS
+from .values import Const, LoweringContext, Sym, Value, set_meta
+
+# ---------------------------------------------------------------------------
+# The pass
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class LoweringResult:
+    module: fx.GraphModule
+    lowered: dict[str, int] = field(default_factory=dict)  # class name -> count
+    unconverted: dict[str, list[str]] = field(default_factory=dict)  # class -> node names
+    folded: int = 0
+
+
+def _const_module_value(module: nn.Module, args: list) -> Value:
+    with torch.no_grad():
+        result = module(*[a.value if isinstance(a, Const) else a for a in args])
+    if isinstance(result, (tuple, list)):
+        return [Const(r) for r in result]
+    return Const(result)
+
+
+def lower_graph(
+    gm: fx.GraphModule,
+    initializer_of: Callable[[str], str | None] | None = None,
+) -> LoweringResult:
+    """Lower every onnx2torch module of `gm` (which must carry shape meta).
+
+    `initializer_of` names the ONNX initializer behind a buffer or module
+    parameter of `gm` (``SourceInfo.initializer_of``); without it the tensor's
+    own name stands in. Returns a new GraphModule; `gm` is not modified.
+    Modules without a lowering are copied as they are and listed in
+    ``unconverted``.
+    """
+    initializer_of = initializer_of or (lambda name: None)
+    graph = fx.Graph()
+    root = nn.Module()
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    env: dict[fx.Node, Value] = {}
+    result = LoweringResult(module=None)  # type: ignore[arg-type]
+    anchor = None
+    shared_weights: dict[str, torch.Tensor] = {}
+
+    for node in placeholders:
+        new = graph.placeholder(node.name)
+        set_meta(new, node)
+        env[node] = new
+        anchor = anchor or new
+    ctx = LoweringContext(graph, root, anchor)
+    ctx.initializer_of = initializer_of
+
+    def lookup(arg):
+        return fx.node.map_arg(arg, lambda n: env[n]) if not isinstance(arg, fx.Node) else env[arg]
+
+    for node in gm.graph.nodes:
+        if node.op == "placeholder":
+            continue
+        ctx.node = node
+        try:
+            if node.op == "get_attr":
+                tensor = _fetch_attr(gm, node.target)
+                initializer = initializer_of(node.target) or node.target
+                # onnx2torch makes a buffer for every use of an initializer:
+                # uses of one initializer share one tensor here.
+                tensor = shared_weights.setdefault(initializer, tensor.detach().clone())
+                env[node] = Const(tensor, initializer=initializer)
+            elif node.op == "call_module":
+                env[node] = _lower_module(ctx, gm, node, [lookup(a) for a in node.args], result)
+            elif node.op == "call_function" and node.target is operator.getitem:
+                env[node] = _getitem(ctx, lookup(node.args[0]), node.args[1], node)
+            elif node.op == "output":
+                graph.output(fx.node.map_aggregate(lookup(node.args[0]), _materialize(ctx)))
+            else:
+                raise LoweringError(f"unexpected node kind {node.op!r}")
+        except LoweringError as exc:
+            raise LoweringError(f"while lowering {node.format_node()}: {exc}") from exc
+        value = env.get(node)
+        if isinstance(value, fx.Node):
+            set_meta(value, node)
+
+    module = fx.GraphModule(root, graph)
+    module.graph.eliminate_dead_code()
+    module.recompile()
+    result.module = module
+    return result
+
+
+def _materialize(ctx):
+    def convert(value):
+        if isinstance(value, (Const, Sym)):
+            return ctx.tensor(value)
+        return value
+
+    return convert
+
+
+def _getitem(ctx, value, index, node):
+    if isinstance(value, list):
+        return value[index]
+    return ctx.call(operator.getitem, ctx.tensor(value), index)
+
+
+def _lower_module(ctx, gm, node, args, result: LoweringResult) -> Value:
+    module = gm.get_submodule(node.target)
+    name = type(module).__name__
+    ctx.rule = f"lower:{name}"
+    fn = LOWERINGS.get(name)
+    reason = "no lowering for this module class"
+    if fn is not None:
+        try:
+            value = fn(ctx, module, node, args)
+        except LoweringError as exc:
+            reason = str(exc)
+        else:
+            result.lowered[name] = result.lowered.get(name, 0) + 1
+            if isinstance(value, (Const, Sym)):
+                result.folded += 1  # known at optimize time: no node at run time
+            return value
+    if args and all(isinstance(a, (Const, type(None))) for a in args):
+        result.folded += 1
+        result.lowered[name] = result.lowered.get(name, 0) + 1
+        return _const_module_value(module, args)
+    # Keep the module as it is and say so in the report.
+    result.unconverted.setdefault(name, []).append(f"{node.target}: {reason}")
+    target = str(node.target).replace(".", "_")
+    ctx.root.add_module(target, copy.deepcopy(module))
+    return ctx.graph.call_module(
+        target, tuple(ctx.tensor(a) if a is not None else None for a in args)
+    )
+
+
+def _fetch_attr(gm: nn.Module, target: str) -> torch.Tensor:
+    obj: Any = gm
+    for part in target.split("."):
+        obj = getattr(obj, part)
+    return obj

@@ -1,0 +1,145 @@
+"""Lowerings of ONNX tensor indexing: Gather, Slice, Split."""
+
+from __future__ import annotations
+
+import operator
+
+import torch
+
+from ..errors import LoweringError
+from ..shapes import shape_of
+from .table import lowering
+from .values import Const, Sym, as_sym, const_ints, rank_of
+
+# -- shape arithmetic and data movement ------------------------------------------
+
+
+@lowering("OnnxGather")
+def _gather(ctx, mod, node, args):
+    data, indices = args
+    axis = mod._axis
+    sym, idx = as_sym(data), as_sym(indices)
+    if isinstance(data, Sym) and idx is not None and idx.is_static and axis == 0:
+        picked = [data.items[i] for i in idx.items]
+        return Sym(picked, scalar=idx.scalar, dtype=data.dtype)
+    if isinstance(data, Const) and isinstance(indices, Const):
+        return Const(_onnx_gather(data.value, indices.value, axis))
+    if sym is not None and isinstance(data, Sym):
+        data = ctx.tensor(data)
+    x = ctx.tensor(data)
+    rank = rank_of(x)
+    axis = axis % rank
+    if idx is not None and idx.is_static and idx.scalar:
+        return ctx.call(torch.select, x, axis, idx.items[0])
+    index = ctx.tensor(indices)
+    if axis == 0:
+        return ctx.call(operator.getitem, x, index)
+    return ctx.call(operator.getitem, x, (slice(None),) * axis + (index,))
+
+
+def _onnx_gather(data: torch.Tensor, indices: torch.Tensor, axis: int) -> torch.Tensor:
+    axis = axis % data.dim()
+    return data[(slice(None),) * axis + (indices.long(),)]
+
+
+@lowering("OnnxSlice", "OnnxSliceV9")
+def _slice(ctx, mod, node, args):
+    if type(mod).__name__ == "OnnxSliceV9":
+        raise LoweringError("Slice-1..9 (attributes form) is not lowered yet")
+    data, starts, ends = args[:3]
+    axes = args[3] if len(args) > 3 else None
+    steps = args[4] if len(args) > 4 else None
+    starts = const_ints(starts, "Slice starts")
+    ends = const_ints(ends, "Slice ends")
+    axes = const_ints(axes, "Slice axes") if axes is not None else list(range(len(starts)))
+    steps = const_ints(steps, "Slice steps") if steps is not None else [1] * len(starts)
+    if isinstance(data, Sym) and not data.scalar:
+        (start, end, step) = _onnx_slice_bounds(len(data.items), starts[0], ends[0], steps[0])
+        return Sym(
+            data.items[start:end:step] if step > 0 else _neg_step(data.items, start, end, step),
+            dtype=data.dtype,
+        )
+    if isinstance(data, Const) and not data.is_weight:
+        return Const(_slice_tensor(data.value, starts, ends, axes, steps))
+    x = ctx.tensor(data)
+    shape = shape_of(x)
+    index: list = [slice(None)] * len(shape)
+    flips = []
+    for start, end, axis, step in zip(starts, ends, axes, steps, strict=True):
+        axis %= len(shape)
+        dim = shape[axis]
+        if step < 0:
+            if dim is None:
+                raise LoweringError("Slice with a negative step on a dynamic dim")
+            s, e, st = _onnx_slice_bounds(dim, start, end, step)
+            kept = list(range(s, e, st))
+            flips.append((axis, kept))
+            continue
+        index[axis] = _python_slice(dim, start, end, step)
+    out = x
+    if any(s != slice(None) for s in index):
+        while index and index[-1] == slice(None):
+            index.pop()
+        out = ctx.call(operator.getitem, out, tuple(index))
+    for axis, kept in flips:
+        out = ctx.call(torch.index_select, out, axis, ctx.tensor(Const(torch.tensor(kept))))
+    return out
+
+
+def _onnx_slice_bounds(dim: int, start: int, end: int, step: int) -> tuple[int, int, int]:
+    """ONNX Slice semantics for one axis of known length (start, end clamped)."""
+    if start < 0:
+        start += dim
+    if end < 0:
+        end += dim
+    if step > 0:
+        start = min(max(start, 0), dim)
+        end = min(max(end, 0), dim)
+    else:
+        start = min(max(start, 0), dim - 1)
+        end = min(max(end, -1), dim - 1)
+    return start, end, step
+
+
+def _neg_step(items: list, start: int, end: int, step: int) -> list:
+    return [items[i] for i in range(start, end, step)]
+
+
+def _python_slice(dim: int | None, start: int, end: int, step: int) -> slice:
+    """A Python slice with the meaning of ONNX's start/end for step > 0.
+
+    For step > 0 Python's slice clamps exactly like ONNX, negative indices
+    included, so dynamic dims need no size at all.
+    """
+    s = None if start == 0 or start <= -(2**31) else start
+    e = None if end >= 2**31 - 1 else end  # INT32/INT64 max: "to the end"
+    if dim is not None:
+        s0, e0, _ = _onnx_slice_bounds(dim, start, end, step)
+        s = None if s0 == 0 else s0
+        e = None if e0 == dim else e0
+    return slice(s, e, None if step == 1 else step)
+
+
+def _slice_tensor(value, starts, ends, axes, steps):
+    for start, end, axis, step in zip(starts, ends, axes, steps, strict=True):
+        axis %= value.dim()
+        s, e, st = _onnx_slice_bounds(value.shape[axis], start, end, step)
+        value = value.index_select(axis, torch.tensor(list(range(s, e, st)), dtype=torch.long))
+    return value
+
+
+@lowering("OnnxSplit", "OnnxSplit13")
+def _split(ctx, mod, node, args):
+    x = ctx.tensor(args[0])
+    shape = shape_of(x)
+    axis = mod.axis % len(shape)
+    if len(args) > 1 and args[1] is not None:
+        sizes = const_ints(args[1], "Split sizes")
+    elif getattr(mod, "split", None):
+        sizes = list(mod.split)
+    else:
+        if shape[axis] is None:
+            raise LoweringError("even Split of a dynamic dim")
+        sizes = [shape[axis] // mod.num_splits] * mod.num_splits
+    parts = ctx.call(torch.split, x, sizes, axis)
+    return [ctx.call(operator.getitem, parts, i) for i in range(len(sizes))]

@@ -1,0 +1,254 @@
+"""Lowerings of ONNX nn ops: MatMul, Gemm, reductions, softmax, activations, convolution, pooling,
+normalisation, padding, Sequential.
+"""
+
+from __future__ import annotations
+
+import operator
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+from ..errors import LoweringError
+from ..shapes import shape_of
+from .shape_ops import _one_dynamic_to_minus_one
+from .table import LOWERINGS, lowering
+from .values import Const, const_ints, rank_of
+
+# -- linear algebra, reductions, activations --------------------------------------------
+
+
+@lowering("OnnxMatMul")
+def _matmul(ctx, mod, node, args):
+    a, b = args
+    if isinstance(a, Const) and isinstance(b, Const) and not (a.is_weight or b.is_weight):
+        return Const(torch.matmul(a.value, b.value))
+    return ctx.call(torch.matmul, ctx.tensor(a), ctx.tensor(b))
+
+
+@lowering("OnnxGemm")
+def _gemm(ctx, mod, node, args):
+    a, b = (ctx.tensor(v) for v in args[:2])
+    if mod.trans_a:
+        a = ctx.call(torch.transpose, a, 0, 1)
+    if mod.trans_b:
+        b = ctx.call(torch.transpose, b, 0, 1)
+    out = ctx.call(torch.matmul, a, b)
+    if mod.alpha != 1.0:
+        out = ctx.call(operator.mul, out, mod.alpha)
+    if len(args) > 2 and args[2] is not None:
+        c = ctx.tensor(args[2])
+        if mod.beta != 1.0:
+            c = ctx.call(operator.mul, c, mod.beta)
+        out = ctx.call(operator.add, out, c)
+    return out
+
+
+@lowering("Linear")
+def _linear(ctx, mod, node, args):
+    x = ctx.tensor(args[0])
+    weight = ctx.tensor(_param(ctx, mod, "weight"))
+    bias = ctx.tensor(_param(ctx, mod, "bias")) if mod.bias is not None else None
+    return ctx.call(F.linear, x, weight, bias)
+
+
+@lowering("OnnxGlobalAveragePoolWithKnownInputShape", "OnnxGlobalAveragePool")
+def _global_avg_pool(ctx, mod, node, args):
+    x = ctx.tensor(args[0])
+    dims = tuple(range(2 - rank_of(x), 0))  # trailing dims, written negative
+    return ctx.call(torch.mean, x, dims, keepdim=True)
+
+
+_REDUCTIONS = {
+    "ReduceMean": torch.mean,
+    "ReduceSum": torch.sum,
+    "ReduceMax": torch.amax,
+    "ReduceMin": torch.amin,
+    "ReduceProd": None,
+}
+
+
+@lowering("OnnxReduceStaticAxes", "OnnxReduceSumStaticAxes", "OnnxReduceSumDynamicAxes")
+def _reduce(ctx, mod, node, args):
+    x = ctx.tensor(args[0])
+    name = type(mod).__name__
+    if name == "OnnxReduceStaticAxes":
+        op, axes, keepdim = mod.operation_type, mod.axes, mod.keepdims
+    elif name == "OnnxReduceSumStaticAxes":
+        op, axes, keepdim = "ReduceSum", mod._axes, bool(mod._keepdims)
+    else:
+        op, keepdim = "ReduceSum", bool(mod._keepdims)
+        axes = (
+            const_ints(args[1], "ReduceSum axes") if len(args) > 1 and args[1] is not None else None
+        )
+        if not axes and mod._noop_with_empty_axes:
+            return x
+    fn = _REDUCTIONS.get(op)
+    if fn is None:
+        raise LoweringError(f"{op} is not lowered")
+    rank = rank_of(x)
+    dims = tuple(sorted(a % rank - rank for a in axes)) if axes else tuple(range(-rank, 0))
+    return ctx.call(fn, x, dims, keepdim=keepdim)
+
+
+@lowering("Softmax", "LogSoftmax")
+def _softmax(ctx, mod, node, args):
+    fn = torch.softmax if isinstance(mod, nn.Softmax) else torch.log_softmax
+    x = ctx.tensor(args[0])
+    return ctx.call(fn, x, mod.dim % rank_of(x) - rank_of(x))
+
+
+@lowering("OnnxSoftmaxV1V11")
+def _softmax_v1(ctx, mod, node, args):
+    # Softmax-1/11: coerce to 2-D at `axis`, softmax over the flattened tail.
+    x = ctx.tensor(args[0])
+    shape = shape_of(x)
+    axis = mod.axis % len(shape)
+    fn = torch.log_softmax if mod.is_log else torch.softmax
+    if axis == len(shape) - 1:
+        return ctx.call(fn, x, -1)
+    flat = ctx.call(torch.flatten, x, axis)
+    out = ctx.call(fn, flat, -1)
+    return ctx.call(
+        torch.reshape,
+        out,
+        tuple(_one_dynamic_to_minus_one([ctx.size(x, i) for i in range(len(shape))])),
+    )
+
+
+@lowering("LeakyReLU")
+def _leaky_relu(ctx, mod, node, args):
+    return ctx.call(F.leaky_relu, ctx.tensor(args[0]), mod.negative_slope)
+
+
+@lowering("OnnxEinsum")
+def _einsum(ctx, mod, node, args):
+    return ctx.call(torch.einsum, mod.equation, *(ctx.tensor(a) for a in args))
+
+
+# -- convolution, pooling, normalisation ------------------------------------------------
+
+
+def _param(ctx, mod: nn.Module, name: str) -> Const:
+    """A module's parameter/buffer as a weight constant, named for its origin."""
+    tensor = getattr(mod, name)
+    qualified = f"{ctx.node.target}.{name}"
+    origin = ctx.initializer_of(qualified) or qualified
+    return Const(tensor.detach().clone(), initializer=origin)
+
+
+@lowering("Conv1d", "Conv2d", "Conv3d")
+def _conv(ctx, mod, node, args):
+    x = ctx.tensor(args[0])
+    fn = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[len(mod.kernel_size)]
+    weight = ctx.tensor(_param(ctx, mod, "weight"))
+    bias = ctx.tensor(_param(ctx, mod, "bias")) if mod.bias is not None else None
+    padding = mod.padding if isinstance(mod.padding, str) else tuple(mod.padding)
+    return ctx.call(
+        fn, x, weight, bias, tuple(mod.stride), padding, tuple(mod.dilation), mod.groups
+    )
+
+
+@lowering("BatchNorm1d", "BatchNorm2d", "BatchNorm3d")
+def _batch_norm(ctx, mod, node, args):
+    x = ctx.tensor(args[0])
+    stats = [ctx.tensor(_param(ctx, mod, n)) for n in ("running_mean", "running_var")]
+    weight = ctx.tensor(_param(ctx, mod, "weight"))
+    bias = ctx.tensor(_param(ctx, mod, "bias"))
+    return ctx.call(F.batch_norm, x, *stats, weight, bias, False, mod.momentum, mod.eps)
+
+
+@lowering("OnnxBatchNorm")
+def _batch_norm_dynamic(ctx, mod, node, args):
+    x, weight, bias, mean, var = (ctx.tensor(a) for a in args)
+    return ctx.call(F.batch_norm, x, mean, var, weight, bias, False, mod.momentum, mod.epsilon)
+
+
+@lowering("MaxPool1d", "MaxPool2d", "MaxPool3d", "AvgPool1d", "AvgPool2d", "AvgPool3d")
+def _pool(ctx, mod, node, args):
+    x = ctx.tensor(args[0])
+    spatial = int(type(mod).__name__[-2])  # MaxPool2d -> 2
+    if isinstance(mod, (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)):
+        fn = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[spatial]
+        return ctx.call(
+            fn, x, mod.kernel_size, mod.stride, mod.padding, mod.dilation, ceil_mode=mod.ceil_mode
+        )
+    fn = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}[spatial]
+    return ctx.call(
+        fn, x, mod.kernel_size, mod.stride, mod.padding, mod.ceil_mode, mod.count_include_pad
+    )
+
+
+@lowering("OnnxPadStatic", "ConstantPad1d", "ConstantPad2d", "ConstantPad3d", "ZeroPad2d")
+def _pad(ctx, mod, node, args):
+    x = ctx.tensor(args[0])
+    if isinstance(mod, nn.modules.padding._ConstantPadNd):
+        return ctx.call(F.pad, x, tuple(mod.padding), "constant", mod.value)
+    # OnnxPadStatic already holds F.pad's (last dim first) order and mode names.
+    value = mod.constant_value if mod.mode == "constant" else None
+    return ctx.call(F.pad, x, tuple(mod.pads), mod.mode, value)
+
+
+@lowering("OnnxPadDynamic")
+def _pad_dynamic(ctx, mod, node, args):
+    x = ctx.tensor(args[0])
+    pads = const_ints(args[1], "Pad pads")
+    value = args[2].value.item() if len(args) > 2 and isinstance(args[2], Const) else 0.0
+    if len(args) > 3 and args[3] is not None:
+        raise LoweringError("Pad with an axes input is not lowered")
+    return _emit_pad(ctx, x, pads, mod.mode, value)
+
+
+def _emit_pad(ctx, x: fx.Node, pads: list[int], mode: str, value: float | None) -> fx.Node:
+    """ONNX pads [b0, b1, ..., e0, e1, ...] -> F.pad's (last dim first) pairs."""
+    rank = rank_of(x)
+    begins, ends = pads[: len(pads) // 2], pads[len(pads) // 2 :]
+    torch_pads: list[int] = []
+    for axis in reversed(range(rank)):
+        torch_pads += [begins[axis], ends[axis]]
+    while torch_pads[-2:] == [0, 0]:
+        torch_pads = torch_pads[:-2]
+    if not torch_pads:
+        return x
+    mode = {"edge": "replicate"}.get(mode, mode)
+    if mode != "constant":
+        torch_pads = _non_constant_pads(torch_pads, rank, mode)
+    return ctx.call(F.pad, x, tuple(torch_pads), mode, value if mode == "constant" else None)
+
+
+def _non_constant_pads(torch_pads: list[int], rank: int, mode: str) -> list[int]:
+    """F.pad's reflect/replicate take the last 1, 2 or 3 dims of a 2-3, 3-4 or 4-5-D
+    tensor (rank - 1 or rank - 2 dims) and nothing else: pad the list with zero pairs
+    up to such a length (zero padding of a dim changes nothing)."""
+    padded = len(torch_pads) // 2
+    dims = max(padded, rank - 2, 1)
+    if dims > 3 or dims not in (rank - 1, rank - 2):
+        raise LoweringError(
+            f"{mode} padding of {padded} trailing dim(s) of a {rank}-D tensor: F.pad pads "
+            "only the last 1-3 dims, never the first"
+        )
+    return torch_pads + [0, 0] * (dims - padded)
+
+
+@lowering("Sequential")
+def _sequential(ctx, mod, node, args):
+    value = args[0]
+    for child in mod:
+        fn = LOWERINGS.get(type(child).__name__)
+        if fn is None:
+            raise LoweringError(f"no lowering for {type(child).__name__} inside Sequential")
+        value = fn(ctx, child, node, [value])
+        if isinstance(value, fx.Node) and "fxs_shape" not in value.meta:
+            _probe_shape(value)
+    return value
+
+
+def _probe_shape(node: fx.Node) -> None:
+    """Shapes of intermediate nodes inside one lowering are not recorded; the
+    few lowerings that chain (Sequential) only need the rank, which F.pad
+    keeps."""
+    src = node.args[0] if node.args else None
+    if isinstance(src, fx.Node) and "fxs_shape" in src.meta:
+        node.meta["fxs_shape"] = tuple(None for _ in src.meta["fxs_shape"])
+        node.meta["fxs_dtype"] = src.meta.get("fxs_dtype")

@@ -1,0 +1,276 @@
+"""Lowerings of ONNX shape ops: Shape, Cast, Constant, (Un)Squeeze, Concat, Reshape, Flatten,
+Transpose, Tile, Expand, ConstantOfShape, Range.
+"""
+
+from __future__ import annotations
+
+import operator
+
+import torch
+from torch import fx, nn
+
+from ..errors import LoweringError
+from ..shapes import dtype_of, shape_of
+from .table import lowering
+from .values import Const, Sym, as_sym, const_ints, rank_of
+
+# -- shape and casting ---------------------------------------------------------
+
+
+@lowering("OnnxShape")
+def _shape(ctx, mod, node, args):
+    (x,) = args
+    if isinstance(x, Const):
+        shape = list(x.value.shape)
+    elif isinstance(x, Sym):
+        shape = [] if x.scalar else [len(x.items)]
+    else:
+        shape = [ctx.size(x, i) for i in range(rank_of(x))]
+    start, end = mod._start, mod._end
+    return Sym(shape[start:end])
+
+
+@lowering("OnnxCast")
+def _cast(ctx, mod, node, args):
+    (x,) = args
+    dtype = mod.torch_dtype
+    if isinstance(x, Sym) and not dtype.is_floating_point and dtype != torch.bool:
+        return Sym(list(x.items), x.scalar, dtype)
+    if isinstance(x, Const):
+        return Const(x.value.to(dtype))
+    x = ctx.tensor(x)
+    if dtype_of(x) == dtype:
+        return x
+    return ctx.method("to", x, dtype)
+
+
+@lowering("OnnxCopyIdentity", "Identity", "Dropout", "OnnxDropoutDynamic")
+def _identity(ctx, mod, node, args):
+    return args[0]
+
+
+@lowering("OnnxConstant")
+def _constant(ctx, mod, node, args):
+    value = mod.value
+    if not isinstance(value, torch.Tensor):
+        value = torch.tensor(value)
+    return Const(value.clone())
+
+
+@lowering("OnnxUnsqueezeStaticAxes", "OnnxUnsqueezeDynamicAxes")
+def _unsqueeze(ctx, mod, node, args):
+    x = args[0]
+    axes = const_ints(args[1], "Unsqueeze axes") if len(args) > 1 else list(mod._axes)
+    if isinstance(x, Sym) and x.scalar and axes in ([0], [-1]):
+        return Sym(list(x.items), scalar=False, dtype=x.dtype)
+    if isinstance(x, Const):
+        return Const(_unsqueeze_tensor(x.value, axes))
+    x = ctx.tensor(x)
+    out_rank = rank_of(x) + len(axes)
+    for axis in sorted(a % out_rank for a in axes):
+        x = ctx.call(torch.unsqueeze, x, axis)
+    return x
+
+
+def _unsqueeze_tensor(value: torch.Tensor, axes: list[int]) -> torch.Tensor:
+    out_rank = value.dim() + len(axes)
+    for axis in sorted(a % out_rank for a in axes):
+        value = value.unsqueeze(axis)
+    return value
+
+
+@lowering("OnnxSqueezeStaticAxes", "OnnxSqueezeDynamicAxes")
+def _squeeze(ctx, mod, node, args):
+    x = args[0]
+    if len(args) > 1 and args[1] is not None:
+        axes = const_ints(args[1], "Squeeze axes")
+    else:
+        axes = list(getattr(mod, "axes", None) or [])
+    if isinstance(x, Sym) and not x.scalar and len(x.items) == 1 and axes in ([], [0], [-1]):
+        return Sym(list(x.items), scalar=True, dtype=x.dtype)
+    if isinstance(x, Const):
+        value = x.value
+        dims = (
+            [a % value.dim() for a in axes]
+            if axes
+            else [i for i, d in enumerate(value.shape) if d == 1]
+        )
+        return Const(value.squeeze(tuple(dims)) if dims else value)
+    x = ctx.tensor(x)
+    shape = shape_of(x)
+    if axes:
+        dims = tuple(sorted(a % len(shape) for a in axes))
+    else:
+        dims = tuple(i for i, d in enumerate(shape) if d == 1)
+        if any(d is None for d in shape):
+            raise LoweringError("Squeeze without axes on a tensor with dynamic dims")
+    return ctx.call(torch.squeeze, x, dims)
+
+
+@lowering("OnnxConcat")
+def _concat(ctx, mod, node, args):
+    syms = [as_sym(a) for a in args]
+    if all(s is not None and not s.scalar for s in syms) and any(isinstance(a, Sym) for a in args):
+        return Sym([item for s in syms for item in s.items], dtype=syms[0].dtype)
+    if all(isinstance(a, Const) for a in args):
+        return Const(torch.cat([a.value for a in args], dim=mod.axis))
+    return ctx.call(torch.cat, [ctx.tensor(a) for a in args], dim=mod.axis)
+
+
+@lowering("OnnxReshape")
+def _reshape(ctx, mod, node, args):
+    data, shape = args
+    target = as_sym(shape)
+    if target is None:
+        raise LoweringError("Reshape target shape must be a shape computation or a constant")
+    items = list(target.items)
+    if isinstance(data, Const) and target.is_static:
+        return Const(data.value.reshape(_resolve_zeros(items, list(data.value.shape))))
+    if isinstance(data, Sym):
+        data = ctx.tensor(data)
+    x = ctx.tensor(data)
+    in_shape = shape_of(x)
+    # ONNX: 0 copies the input dim (allowzero=0, the only form tf2onnx emits).
+    items = [ctx.size(x, i) if (isinstance(v, int) and v == 0) else v for i, v in enumerate(items)]
+    out_shape = shape_of(node)
+    if out_shape is not None and len(out_shape) == len(items):
+        # a -1 whose size the shape run saw as static is that size
+        items = [
+            d if (isinstance(v, int) and v == -1 and d is not None) else v
+            for v, d in zip(items, out_shape, strict=True)
+        ]
+    items = _one_dynamic_to_minus_one(items)
+    if in_shape is not None and tuple(in_shape) == tuple(items):
+        return x
+    return ctx.call(torch.reshape, x, tuple(items))
+
+
+def _resolve_zeros(items: list[int], shape: list[int]) -> list[int]:
+    return [shape[i] if v == 0 else v for i, v in enumerate(items)]
+
+
+def _one_dynamic_to_minus_one(items: list) -> list:
+    """[s0, 197, 768] -> [-1, 197, 768]: one run-time size can be inferred."""
+    dynamic = [i for i, v in enumerate(items) if not isinstance(v, int)]
+    if len(dynamic) == 1 and -1 not in items:
+        items = list(items)
+        items[dynamic[0]] = -1
+    return items
+
+
+@lowering("OnnxFlatten", "Flatten")
+def _flatten(ctx, mod, node, args):
+    x = ctx.tensor(args[0])
+    if isinstance(mod, nn.Flatten):
+        return ctx.call(torch.flatten, x, mod.start_dim, mod.end_dim)
+    # ONNX Flatten(axis) is always 2-D: [prod(d[:axis]), prod(d[axis:])].
+    rank = rank_of(x)
+    axis = mod.axis + rank if mod.axis < 0 else mod.axis
+    if axis == 0 or axis == rank:
+        return ctx.call(torch.reshape, x, (1, -1) if axis == 0 else (-1, 1))
+    if axis > 1:
+        x = ctx.call(torch.flatten, x, 0, axis - 1)
+    return ctx.call(torch.flatten, x, 1) if rank - axis > 1 else x
+
+
+def _product(ctx, items: list) -> int | fx.Node:
+    result: int | fx.Node = 1
+    for item in items:
+        result = _arith(ctx, operator.mul, result, item)
+    return result
+
+
+def _arith(ctx, op, a, b):
+    if isinstance(a, int) and isinstance(b, int):
+        return _int_op(op, a, b)
+    if op is operator.mul and (a == 1 or b == 1):
+        return b if a == 1 else a
+    node = ctx.call(op, a, b)
+    return node
+
+
+def _int_op(op, a: int, b: int) -> int:
+    if op is operator.floordiv:  # ONNX integer Div truncates toward zero
+        return int(a / b) if (a < 0) != (b < 0) else a // b
+    return op(a, b)
+
+
+@lowering("OnnxTranspose")
+def _transpose(ctx, mod, node, args):
+    (x,) = args
+    if isinstance(x, Const):
+        perm = mod.perm or list(range(x.value.dim()))[::-1]
+        if not x.is_weight:
+            return Const(x.value.permute(perm).contiguous())
+    x = ctx.tensor(x)
+    perm = list(mod.perm) if mod.perm is not None else list(range(rank_of(x)))[::-1]
+    if perm == list(range(len(perm))):
+        return x
+    return ctx.call(torch.permute, x, tuple(perm))
+
+
+@lowering("OnnxTile")
+def _tile(ctx, mod, node, args):
+    x, repeats = args
+    reps = as_sym(repeats)
+    if reps is None:
+        raise LoweringError("Tile repeats must be known at optimize time or a shape computation")
+    if isinstance(x, Const) and reps.is_static:
+        return Const(x.value.repeat(reps.items))
+    x = ctx.tensor(x)
+    if all(isinstance(r, int) and r == 1 for r in reps.items):
+        return x
+    return ctx.method("repeat", x, *reps.items)
+
+
+@lowering("OnnxExpand")
+def _expand(ctx, mod, node, args):
+    x, shape = args
+    target = as_sym(shape)
+    if target is None:
+        raise LoweringError("Expand shape must be known at optimize time or a shape computation")
+    if isinstance(x, Const) and target.is_static:
+        out = torch.broadcast_shapes(tuple(x.value.shape), tuple(target.items))
+        return Const(x.value.expand(out).clone())
+    x = ctx.tensor(x)
+    in_shape = shape_of(x)
+    out_rank = max(len(in_shape), len(target.items))
+    padded_in = (1,) * (out_rank - len(in_shape)) + tuple(in_shape)
+    padded_t = [1] * (out_rank - len(target.items)) + list(target.items)
+    sizes = []
+    for d_in, d_t in zip(padded_in, padded_t, strict=True):
+        if isinstance(d_t, int) and d_t == 1:
+            sizes.append(-1 if d_in != 1 else 1)
+        elif d_in == 1:
+            sizes.append(d_t)
+        elif d_in is None and not isinstance(d_t, int):
+            raise LoweringError("Expand of a dynamic dim to a dynamic size")
+        else:
+            sizes.append(-1)  # equal sizes, or the target broadcasts to the input
+    if all(s == -1 for s in sizes) and len(in_shape) == out_rank:
+        return x
+    return ctx.method("expand", x, *sizes)
+
+
+@lowering("OnnxConstantOfShape")
+def _constant_of_shape(ctx, mod, node, args):
+    (shape,) = args
+    target = as_sym(shape)
+    value = mod.value if hasattr(mod, "value") else torch.tensor([0.0])
+    fill = value.reshape(-1)[0].item()
+    if target.is_static:
+        return Const(torch.full(tuple(target.items), fill, dtype=value.dtype))
+    return ctx.call(torch.full, tuple(target.items), fill, dtype=value.dtype, device=ctx.device())
+
+
+@lowering("OnnxRange")
+def _range(ctx, mod, node, args):
+    start, limit, delta = (as_sym(a) for a in args)
+    if any(s is None for s in (start, limit, delta)):
+        if all(isinstance(a, Const) for a in args):
+            return Const(torch.arange(*(a.value.item() for a in args), dtype=args[0].value.dtype))
+        raise LoweringError("Range with float run-time bounds")
+    values = [s.items[0] for s in (start, limit, delta)]
+    if all(isinstance(v, int) for v in values):
+        return Const(torch.arange(*values, dtype=start.dtype))
+    return ctx.call(torch.arange, *values, dtype=start.dtype, device=ctx.device())

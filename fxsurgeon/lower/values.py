@@ -1,0 +1,208 @@
+"""The values a lowering sees and makes: `Const`, `Sym`, graph nodes, and the `LoweringContext`
+that builds the new graph.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import fx, nn
+
+from ..errors import LoweringError
+from ..shapes import shape_of
+
+INT64_MAX = 2**63 - 1
+INT64_MIN = -(2**63)
+
+
+@dataclass
+class Const:
+    """A tensor known at optimize time. `initializer` names its ONNX origin."""
+
+    value: torch.Tensor
+    initializer: str | None = None
+
+    @property
+    def is_weight(self) -> bool:
+        """Weights stay in the graph (they become parameters); the rest folds."""
+        return (
+            self.value.is_floating_point()
+            and self.value.numel() > 1
+            and self.initializer is not None
+        )
+
+
+@dataclass
+class Sym:
+    """A 0-d or 1-d integer tensor whose elements are ints or int-valued nodes."""
+
+    items: list
+    scalar: bool = False
+    dtype: torch.dtype = torch.int64
+
+    @property
+    def is_static(self) -> bool:
+        return all(isinstance(i, int) for i in self.items)
+
+    def to_const(self) -> Const:
+        value = torch.tensor(self.items, dtype=self.dtype)
+        return Const(value.reshape(()) if self.scalar else value)
+
+
+Value = Any  # Const | Sym | fx.Node | list
+
+
+def is_onnx2torch_module(module: nn.Module) -> bool:
+    return type(module).__module__.startswith("onnx2torch")
+
+
+class LoweringContext:
+    """What a lowering function may use to write into the new graph."""
+
+    def __init__(self, graph: fx.Graph, root: nn.Module, anchor: fx.Node):
+        self.graph = graph
+        self.root = root
+        self.anchor = anchor  # a placeholder, for the device of created tensors
+        self.node: fx.Node | None = None  # the original node being lowered
+        self.rule = "lower"
+        self.initializer_of: Callable[[str], str | None] = lambda name: None
+        self._size_cache: dict[tuple[fx.Node, int], fx.Node] = {}
+        self._const_count = 0
+        self._const_cache: dict[int, str] = {}
+
+    # -- writing nodes -------------------------------------------------------
+    def call(self, target: Callable, *args, **kwargs) -> fx.Node:
+        node = self.graph.call_function(target, tuple(args), kwargs)
+        self._tag(node)
+        return node
+
+    def method(self, name: str, *args, **kwargs) -> fx.Node:
+        node = self.graph.call_method(name, tuple(args), kwargs)
+        self._tag(node)
+        return node
+
+    def _tag(self, node: fx.Node) -> None:
+        if self.node is not None:
+            node.meta["fxsurgeon.rule"] = self.rule
+            node.meta["fxsurgeon.onnx_node"] = str(self.node.target)
+
+    # -- turning values into graph arguments -----------------------------------
+    def tensor(self, value: Value) -> fx.Node:
+        """A graph node holding `value` as a tensor."""
+        if isinstance(value, fx.Node):
+            return value
+        if isinstance(value, Sym):
+            if value.is_static:
+                return self.tensor(value.to_const())
+            node = self.call(
+                torch.tensor, list(value.items), dtype=value.dtype, device=self.device()
+            )
+            return self.call(torch.reshape, node, ()) if value.scalar else node
+        if isinstance(value, Const):
+            return self.constant(value)
+        raise LoweringError(f"cannot use {type(value).__name__} as a tensor")
+
+    def operand(self, value: Value, other_shape: tuple | None = None) -> Any:
+        """Like `tensor`, but a one-element constant that broadcasting does not
+        widen becomes a Python scalar (``x * 0.5`` rather than a buffer)."""
+        scalar = self.scalar_of(value, other_shape)
+        return scalar if scalar is not None else self.tensor(value)
+
+    def scalar_of(self, value: Value, other_shape: tuple | None) -> int | float | None:
+        if isinstance(value, Sym) and value.scalar and len(value.items) == 1:
+            item = value.items[0]
+            return item if other_shape is not None else None
+        if not isinstance(value, Const) or value.value.numel() != 1 or other_shape is None:
+            return None
+        if value.value.dim() > len(other_shape) or value.value.dtype == torch.bool:
+            return None
+        return value.value.item()
+
+    def constant(self, const: Const) -> fx.Node:
+        """A get_attr for a constant; one buffer per distinct tensor object."""
+        key = id(const.value)
+        name = self._const_cache.get(key)
+        if name is None:
+            base = "weights" if const.is_weight else "consts"
+            if not hasattr(self.root, base):
+                self.root.add_module(base, nn.Module())
+            holder = getattr(self.root, base)
+            name = f"c{self._const_count}"
+            self._const_count += 1
+            holder.register_buffer(name, const.value)
+            name = f"{base}.{name}"
+            self._const_cache[key] = name
+        node = self.graph.get_attr(name)
+        node.meta["fxs_shape"] = tuple(const.value.shape)
+        node.meta["fxs_dtype"] = const.value.dtype
+        if const.initializer is not None:
+            node.meta["fxsurgeon.initializer"] = const.initializer
+        if self.node is not None:
+            node.meta["fxsurgeon.onnx_node"] = str(self.node.target)
+        return node
+
+    def device(self) -> fx.Node:
+        return self.graph.call_function(getattr, (self.anchor, "device"))
+
+    def size(self, x: fx.Node, dim: int) -> int | fx.Node:
+        """x.shape[dim] as an int when static, else a ``x.size(dim)`` node."""
+        shape = shape_of(x)
+        if shape is None:
+            raise LoweringError(f"no shape known for {x.format_node()}")
+        dim = dim % len(shape)
+        if shape[dim] is not None:
+            return shape[dim]
+        key = (x, dim)
+        if key not in self._size_cache:
+            node = self.graph.call_method("size", (x, dim))
+            self._size_cache[key] = node
+        return self._size_cache[key]
+
+
+# ---------------------------------------------------------------------------
+# Helpers on values
+# ---------------------------------------------------------------------------
+
+
+def const_ints(value: Value, what: str) -> list[int]:
+    """Static integer contents of a value (axes, starts, pads, ...)."""
+    if isinstance(value, Sym) and value.is_static:
+        return list(value.items)
+    if isinstance(value, Const):
+        return [int(v) for v in value.value.reshape(-1).tolist()]
+    raise LoweringError(f"{what} must be known at optimize time, got a run-time value")
+
+
+def rank_of(x: fx.Node) -> int:
+    shape = shape_of(x)
+    if shape is None:
+        raise LoweringError(f"no shape known for {x.format_node()}")
+    return len(shape)
+
+
+def _sym_from_const(value: Const) -> Sym | None:
+    """Integer constants with few elements take part in shape arithmetic."""
+    v = value.value
+    if v.is_floating_point() or v.dtype == torch.bool or v.dim() > 1 or v.numel() > 16:
+        return None
+    return Sym([int(i) for i in v.reshape(-1).tolist()], scalar=v.dim() == 0, dtype=v.dtype)
+
+
+def as_sym(value: Value) -> Sym | None:
+    if isinstance(value, Sym):
+        return value
+    if isinstance(value, Const):
+        return _sym_from_const(value)
+    return None
+
+
+def set_meta(node: Any, like: fx.Node) -> Any:
+    """Copy the original node's recorded shape onto the node that replaces it."""
+    if isinstance(node, fx.Node):
+        for key in ("fxs_shape", "fxs_dtype"):
+            if key in like.meta:
+                node.meta[key] = like.meta[key]
+    return node
