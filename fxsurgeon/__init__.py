@@ -10,7 +10,7 @@ from .errors import ConvergenceError, FxSurgeonError, InputError, PatternError  
 from .optimize import Report, optimize, report_of  # noqa: E402
 from .params import ParameterOrigin, parameter_origins  # noqa: E402
 from .report import ConversionReport  # noqa: E402
-from .rewrite import Match, Rule  # noqa: E402
+from .fuse import Match, Rule  # noqa: E402
 from .save import load, save  # noqa: E402
 
 __all__ = [

@@ -31,7 +31,7 @@ from torch import fx, nn
 from .errors import InputError
 from .lower import LOWERINGS, is_onnx2torch_module, lower_graph
 from .params import restore_parameters
-from .rewrite import PATTERNS_KEY, apply_rules, load_rules
+from .fuse import PATTERNS_KEY, apply_rules, load_rules
 from .shapes import ExampleInputs, example_inputs_from_specs, propagate_shapes
 
 __all__ = ["optimize", "Report", "report_of", "count_onnx2torch_modules"]

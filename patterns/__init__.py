@@ -1,13 +1,13 @@
 """Built-in rewrite rules, one fusion family per file (installed as ``fxsurgeon.patterns``).
 
-Each file holds module-level `Rule` objects; `fxsurgeon.rewrite.load_rules`
+Each file holds module-level `Rule` objects; `fxsurgeon.fuse.load_rules`
 finds the files with ``importlib.resources``, in ``ORDER`` first, then any
 other ``*.py`` here. Pattern files import what they need from here::
 
     from fxsurgeon.patterns import Match, Rule
 """
 
-from fxsurgeon.rewrite import Match, Rule
+from fxsurgeon.fuse import Match, Rule
 
 __all__ = ["Match", "Rule", "ORDER"]
 

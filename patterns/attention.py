@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from fxsurgeon.patterns import Match, Rule
 
-from fxsurgeon.rewrite import REL_TOL
+from fxsurgeon.fuse import REL_TOL
 
 
 def _attention(q, kT, v, scale, mask=None, is_causal=False):

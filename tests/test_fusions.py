@@ -21,7 +21,7 @@ from onnx import TensorProto, helper, numpy_helper
 from torch import fx, nn
 
 import fxsurgeon
-from fxsurgeon.rewrite import apply_rules, canonicalize, load_rules
+from fxsurgeon.fuse import apply_rules, canonicalize, load_rules
 from fxsurgeon.shapes import ExampleInputs, propagate_shapes
 from fxsurgeon.source import SOURCE_META_KEY
 from fxsurgeon.tensorflow import export_onnx, from_onnx

@@ -1,4 +1,4 @@
-"""The pattern engine (fxsurgeon/rewrite.py): matching, rewriting, phases, loading, debugging.
+"""The pattern engine (fxsurgeon/fuse/): matching, rewriting, phases, loading, debugging.
 
 Graphs here are traced from small torch functions, brought to the canonical
 form and annotated with shapes exactly as `optimize` does after lowering.
@@ -18,7 +18,7 @@ from torch import fx
 
 import fxsurgeon
 from fxsurgeon import ConvergenceError, PatternError, Rule
-from fxsurgeon.rewrite import (
+from fxsurgeon.fuse import (
     PATTERNS_KEY,
     RULE_FILE_KEY,
     RULE_KEY,
