@@ -1,0 +1,140 @@
+"""Parameter names: torch attribute names derived from the TF name scopes."""
+
+from __future__ import annotations
+
+import re
+
+from torch import fx
+
+from .records import _Variable
+
+# TF leaf names -> torch attribute names.
+_LEAF_RENAMES = {
+    "kernel": "weight",
+    "gamma": "weight",
+    "beta": "bias",
+    "moving_mean": "running_mean",
+    "moving_variance": "running_var",
+    "embeddings": "weight",
+}
+
+# Scope components that name TF ops, not layers (dropped from derived names).
+_OP_COMPONENTS = re.compile(
+    r"^(ReadVariableOp.*|Tensordot.*|MatMul.*|BiasAdd.*|Conv2D.*|Conv1D.*|Conv3D.*|"
+    r"batchnorm|FusedBatchNorm.*|mul.*|add.*|sub.*|Reshape.*|transpose.*|Cast.*|"
+    r"embedding_lookup.*|GatherV2.*|Gather.*|Identity.*|convolution.*|Squeeze.*|ExpandDims.*|"
+    r"BatchNorm.*|Gemm.*|Conv.*)$"
+)
+
+
+def torch_name(tf_name: str, drop_prefix: str = "") -> str:
+    """``tf_vi_t/vit/encoder/layer_._0/attention/query/kernel:0`` -> ``vit.encoder.layer_0.attention.query.weight``."""
+    name = tf_name.split(":")[0]
+    if drop_prefix and name.startswith(drop_prefix + "/"):
+        name = name[len(drop_prefix) + 1 :]
+    parts = [_identifier(p) for p in name.split("/") if p]
+    if parts:
+        parts[-1] = _LEAF_RENAMES.get(parts[-1], parts[-1])
+    return ".".join(parts)
+
+
+def _identifier(part: str) -> str:
+    part = re.sub(r"[^0-9a-zA-Z_]+", "_", part.replace(".", ""))
+    part = re.sub(r"_+", "_", part).strip("_") or "_"
+    return f"_{part}" if part[0].isdigit() else part
+
+
+def _common_prefix(names: list[str]) -> str:
+    """The first scope component, when every name shares it (the model's own scope)."""
+    firsts = {n.split("/")[0] for n in names if "/" in n}
+    if len(firsts) == 1 and all("/" in n for n in names):
+        return firsts.pop()
+    return ""
+
+
+def _scope_of(use_node: fx.Node) -> str:
+    """The TF scope of the ONNX node that used a constant, op components dropped.
+
+    onnx2torch names modules after the ONNX node with ``.`` made ``/``
+    (``layer_._0`` -> ``layer_/_0``); `_scope_parts` splits TF names the same way.
+    """
+    onnx_node = use_node.meta.get("fxsurgeon.onnx_node", "")
+    parts = [p for p in onnx_node.split("/") if p]
+    while parts and _OP_COMPONENTS.match(parts[-1]):
+        parts.pop()
+    return "/".join(parts)
+
+
+def _scope_parts(name: str) -> list[str]:
+    """``a/layer_._0/query/kernel:0`` -> ``[a, layer_, _0, query, kernel]`` (the split onnx2torch makes)."""
+    return [p for p in name.split(":")[0].replace(".", "/").split("/") if p]
+
+
+_CALL_SUFFIX = re.compile(r"_\d+$")
+
+
+def _scope_score(variable_name: str, scope: str, model_name: str = "") -> int:
+    """How well a variable's layer scope matches the scope of one use: the longest
+    run of equal consecutive components, wherever it sits in either name.
+
+    Variable names may lack the model's own scope (``dense_b/kernel:0`` used in
+    ``twin/dense_b/MatMul``), so the run is not anchored at the start. Keras 3
+    enters every layer's name scope with a call suffix (layer ``hidden_1``
+    runs under ``mlp_1/hidden_1_1``): when the use's first component is the
+    model name plus such a suffix, one suffix is stripped from each component.
+    """
+    layer = _scope_parts(variable_name)[:-1]
+    used = _scope_parts(scope)
+    if model_name and used and _CALL_SUFFIX.sub("", used[0]) == model_name != used[0]:
+        used = [_CALL_SUFFIX.sub("", p) for p in used]
+    best = 0
+    run = [0] * (len(used) + 1)
+    for a in layer:
+        previous = run
+        run = [0] * (len(used) + 1)
+        for j, b in enumerate(used, start=1):
+            if a == b:
+                run[j] = previous[j - 1] + 1
+                best = max(best, run[j])
+    return best
+
+
+def _name_variables(variables: dict[tuple, _Variable], model_name: str = "") -> None:
+    names = [v.tf_name for v in variables.values() if v.key[0] == "tf"]
+    prefix = _model_prefix(names, model_name)
+    scope_prefix = _common_prefix([v.key[2] for v in variables.values() if v.key[0] == "onnx"])
+    taken: set[str] = set()
+    for var in variables.values():
+        if var.key[0] == "tf":
+            name = torch_name(var.tf_name, prefix)
+        else:
+            base = torch_name(var.key[2], scope_prefix) or "param"
+            role = next((u.role for u in var.uses if u.role), None) or "weight"
+            name = f"{base}.{role}"
+        # the module twin needs its role attribute, whatever TF called the leaf
+        role = next((u.role for u in var.uses if u.role), None)
+        if role is not None:
+            name = f"{name.rsplit('.', 1)[0]}.{role}" if "." in name else role
+        var.name = _unique(name, taken)
+
+
+def _model_prefix(names: list[str], model_name: str) -> str:
+    """The model's own scope in front of every variable name (Hugging Face's
+    ``tf_bert_model/...``), to leave out of torch names. A Keras functional
+    model's variables carry no such scope, and a lone layer's name
+    (``shared/kernel``) is kept."""
+    prefix = _common_prefix(names)
+    if not prefix:
+        return ""
+    if model_name:
+        return prefix if prefix == model_name else ""
+    return prefix if all(len(_scope_parts(n)) > 2 for n in names) else ""
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    candidate, n = name, 1
+    while candidate in taken:
+        candidate = f"{name}_{n}"
+        n += 1
+    taken.add(candidate)
+    return candidate

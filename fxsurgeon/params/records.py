@@ -1,0 +1,59 @@
+"""The records the parameter pass keeps: one per use of a weight, one per TF variable, and the pass
+report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import fx
+
+
+@dataclass(frozen=True)
+class ParameterOrigin:
+    """Where a parameter/buffer of the optimized model came from.
+
+    ``tf_name`` is the TF variable (or, without a TF model, the ONNX
+    initializer); ``perm`` the axis permutation with
+    ``torch_value == tf_value.permute(perm)`` (None when unknown, e.g. no TF
+    model to compare with); ``onnx_initializer`` the ONNX tensor.
+    """
+
+    tf_name: str
+    onnx_initializer: str
+    perm: tuple[int, ...] | None
+    trainable: bool
+
+
+@dataclass
+class _Use:
+    get_attr: fx.Node
+    end: fx.Node  # the node whose value the consumer sees (after absorbed permutes)
+    perm: tuple[int, ...]  # end value == initializer value.permute(perm)
+    value: torch.Tensor  # what the consumer sees: the initializer permuted by `perm`
+    raw_shape: tuple[int, ...]  # the initializer's own shape
+    initializer: str
+    scope: str
+    consumer: fx.Node | None = None
+    role: str | None = None
+
+
+@dataclass
+class _Variable:
+    key: tuple
+    name: str  # dotted torch name
+    tf_name: str
+    initializer: str
+    kind: str  # "parameter" | "buffer"
+    uses: list[_Use] = field(default_factory=list)
+    module_class: Any = None
+
+
+@dataclass
+class ParameterReport:
+    trainable: int = 0
+    origins: dict[str, ParameterOrigin] = field(default_factory=dict)
+    not_trainable: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)

@@ -1,0 +1,65 @@
+"""The parameter pass: every TF variable back as one named parameter (or buffer)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import fx, nn
+
+from ..errors import FxSurgeonError
+from .layout import _equal, _storage
+from .modules import _drop_unused, _hide_structural_constants, _install, _modularize, _rewire
+from .names import _name_variables
+from .records import ParameterOrigin, ParameterReport
+from .roles import _ROLES, _collect_uses
+from .tf_match import (
+    TF_NAMES_KEY,
+    _assign_variables,
+    _keras_momenta,
+    _report_missing_variables,
+    _tf_values,
+)
+
+
+def restore_parameters(gm: fx.GraphModule, source: Any) -> ParameterReport:
+    """Rebuild `gm` (in place; `optimize` owns it) around named parameters."""
+    report = ParameterReport()
+    uses = _collect_uses(gm)
+    variable_map = getattr(source, "variable_map", None)
+    tf_values = _tf_values(source)
+    momenta = _keras_momenta(source)
+    model_name = str(getattr(getattr(source, "tf_model", None), "name", "") or "")
+
+    variables = _assign_variables(uses, variable_map, report, model_name)
+    _name_variables(variables, model_name)
+    for var in variables.values():
+        stored, perm = _storage(var, variable_map)
+        tf_value = tf_values.get(var.tf_name)
+        if perm is not None and tf_value is not None and not _equal(tf_value.permute(perm), stored):
+            raise FxSurgeonError(
+                f"params phase: {var.name} does not equal TF variable {var.tf_name} permuted by "
+                f"{perm} (the variable map does not describe this initializer)"
+            )
+        report.origins[var.name] = ParameterOrigin(
+            var.tf_name, var.initializer, perm, var.kind == "parameter"
+        )
+        tensor: torch.Tensor = nn.Parameter(stored) if var.kind == "parameter" else stored
+        _install(gm, var.name, tensor)
+        for use in var.uses:
+            _rewire(gm, use, var, stored, perm, variable_map)
+
+    # Consumers whose weights are all parameters of one scope become modules.
+    for node in list(gm.graph.nodes):
+        if node.op == "call_function" and node.target in _ROLES:
+            _modularize(gm, node, momenta, report)
+
+    gm.graph.eliminate_dead_code()
+    _hide_structural_constants(gm, report)
+    _drop_unused(gm)
+    gm.graph.lint()
+    gm.recompile()
+    report.trainable = sum(p.numel() for p in gm.parameters() if p.requires_grad)
+    gm.meta[TF_NAMES_KEY] = report.origins
+    _report_missing_variables(source, report)
+    return report

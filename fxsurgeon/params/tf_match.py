@@ -1,0 +1,152 @@
+"""Matching weight constants to TF variables, and the origin record of each parameter."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import torch
+from torch import fx
+
+from .names import _scope_score
+from .records import ParameterOrigin, ParameterReport, _Use, _Variable
+from .roles import _BUFFER_ROLES, _STRUCTURAL
+
+TF_NAMES_KEY = "fxsurgeon.tf_names"
+
+
+def parameter_origins(module: fx.GraphModule) -> dict[str, ParameterOrigin]:
+    """Every parameter/buffer name of an optimized model -> its TF variable (and layout)."""
+    origins = getattr(module, "meta", {}).get(TF_NAMES_KEY)
+    if origins is None:
+        raise ValueError("this module was not made by fxsurgeon.optimize")
+    return dict(origins)
+
+
+def _assign_variables(
+    uses: list[_Use], variable_map, report: ParameterReport, model_name: str = ""
+) -> dict[tuple, _Variable]:
+    """Group uses into variables: by TF variable when known, else by initializer and scope.
+
+    An initializer that holds several equal TF variables (tf2onnx's
+    ``merge_duplication`` keeps one of them) is split back: each use takes the
+    variable whose layer scope best matches its own (`_scope_score`). A tie is
+    a guess, and the report says so.
+    """
+    variables: dict[tuple, _Variable] = {}
+    split_initializers: dict[str, set[str]] = defaultdict(set)
+    for use in uses:
+        if variable_map is not None:
+            origins = variable_map.get(use.initializer) or []
+            if not origins:
+                continue  # structural constant
+            scores = [_scope_score(o.variable.name, use.scope, model_name) for o in origins]
+            best = origins[scores.index(max(scores))]
+            ties = {
+                o.variable.name for o, sc in zip(origins, scores, strict=True) if sc == max(scores)
+            }
+            if len(ties) > 1:
+                report.notes.append(
+                    f"initializer {use.initializer} holds {len(ties)} equal TF variables "
+                    f"({', '.join(sorted(ties))}) and its use in {use.scope or '?'} matches "
+                    f"none better than another: took {best.variable.name}"
+                )
+            key = ("tf", best.variable.name)
+            kind = "parameter" if best.variable.trainable else "buffer"
+            tf_name = best.variable.name
+        else:
+            if not _looks_like_variable(use):
+                continue
+            kind = "buffer" if use.role in _BUFFER_ROLES else "parameter"
+            key = ("onnx", use.initializer, use.scope)
+            split_initializers[use.initializer].add(use.scope)
+            tf_name = use.initializer
+        var = variables.get(key)
+        if var is None:
+            var = variables[key] = _Variable(key, "", tf_name, use.initializer, kind)
+        var.uses.append(use)
+    for initializer, scopes in split_initializers.items():
+        if len(scopes) > 1:
+            report.notes.append(
+                f"initializer {initializer} is used in {len(scopes)} scopes ({', '.join(sorted(scopes))}) "
+                f"and no TF model says whether they share one variable: split into {len(scopes)} parameters"
+            )
+    return variables
+
+
+def _origin(variable_map, initializer: str, tf_name: str):
+    """The `InitializerOrigin` saying how ``initializer`` holds the TF variable ``tf_name``."""
+    for origin in (variable_map or {}).get(initializer, ()):
+        if origin.variable.name == tf_name:
+            return origin
+    return None
+
+
+def _looks_like_variable(use: _Use) -> bool:
+    """Without a TF model: a tf2onnx variable read, or a weight onnx2torch built into a module."""
+    name = use.initializer
+    return "ReadVariableOp" in name or use.role is not None or "/kernel" in name or "/bias" in name
+
+
+def _tf_values(source: Any) -> dict[str, torch.Tensor]:
+    model = getattr(source, "tf_model", None)
+    if model is None:
+        return {}
+    values = {}
+    for variable in getattr(model, "variables", []):
+        name = getattr(variable, "path", None) or variable.name
+        for key in {name, variable.name}:
+            values[key] = torch.from_numpy(variable.numpy().copy())
+    return values
+
+
+def _keras_momenta(source: Any) -> dict[str, float]:
+    """moving_mean variable name -> Keras momentum, for each BatchNormalization layer."""
+    model = getattr(source, "tf_model", None)
+    if model is None:
+        return {}
+    momenta = {}
+    layers = getattr(model, "_flatten_layers", None)
+    candidates = list(layers()) if callable(layers) else list(getattr(model, "layers", []))
+    for layer in candidates:
+        mean = getattr(layer, "moving_mean", None)
+        if mean is not None and hasattr(layer, "momentum"):
+            for key in {getattr(mean, "path", None), mean.name}:
+                if key:
+                    momenta[key] = float(layer.momentum)
+    return momenta
+
+
+def _report_missing_variables(source: Any, report: ParameterReport) -> None:
+    """List every TF variable that came back as nothing, and the constants it went into.
+
+    TensorFlow's graph optimizer folds arithmetic on variables into constants
+    before tf2onnx sees the graph (Keras 3's BatchNormalization: gamma and the
+    moving variance become one ``batchnorm/mul`` scale). Such a constant is a
+    structural constant here; the folded variables cannot be trained.
+    """
+    variables = getattr(source, "tf_variables", ()) or ()
+    model_name = str(getattr(getattr(source, "tf_model", None), "name", "") or "")
+    found = {o.tf_name for o in report.origins.values()}
+    constants = [name for name, why in report.not_trainable.items() if why == _STRUCTURAL]
+    folded_into: dict[str, list[str]] = defaultdict(list)
+    for variable in variables:
+        if variable.name in found:
+            continue
+        suspects = [c for c in constants if _scope_score(variable.name, c, model_name) > 0]
+        for constant in suspects:
+            folded_into[constant].append(variable.name)
+        where = (
+            f"folded away before or by tf2onnx; constants left in its layer: {', '.join(suspects)}"
+            if suspects
+            else "unused, or folded away before or by tf2onnx"
+        )
+        what = "trainable" if variable.trainable else "non-trainable"
+        report.not_trainable[variable.name] = (
+            f"{what} TF variable held by no ONNX initializer ({where}): "
+            "it cannot come back as a parameter"
+        )
+    for constant, names in folded_into.items():
+        report.not_trainable[constant] = (
+            f"{_STRUCTURAL}; in the layer of the folded TF variables {', '.join(names)}"
+        )
