@@ -18,9 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import fx
 
-from .errors import InputError
-
-__all__ = ["ExampleInputs", "example_inputs_from_specs", "propagate_shapes", "shape_of", "dtype_of"]
+from ..errors import InputError
 
 # The two sizes given to every dynamic input dim: batch (dim 0) and others.
 _BATCH_SIZES = (2, 3)
