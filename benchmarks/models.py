@@ -373,11 +373,11 @@ def _cache_path(name: str, suffix: str) -> Path:
 def _export_code() -> str:
     """The source of ``export_onnx`` and of everything in its module it uses, transitively.
 
-    Only this part of ``fxsurgeon/tensorflow.py`` decides what the ONNX file
-    holds; edits elsewhere in the file (``from_onnx``, the variable map) keep
-    the cached exports.
+    Only this part of ``fxsurgeon/frontdoor/export.py`` decides what the ONNX file
+    holds; edits elsewhere (``from_onnx``, the variable map) keep the cached
+    exports.
     """
-    import fxsurgeon.tensorflow as module
+    import fxsurgeon.frontdoor.export as module
 
     seen: set[str] = set()
     todo, parts = ["export_onnx"], []

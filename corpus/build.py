@@ -105,7 +105,7 @@ def _cache_key(name: str) -> str:
     import tf2onnx
     import transformers
 
-    import fxsurgeon.tensorflow
+    import fxsurgeon.frontdoor.export
     from fxsurgeon._compat import import_tensorflow
 
     tf = import_tensorflow()
@@ -114,7 +114,7 @@ def _cache_key(name: str) -> str:
         name,
         Path(inspect.getsourcefile(builder) or "").read_text(),
         inspect.getsource(randomize_variables),
-        Path(fxsurgeon.tensorflow.__file__).read_text(),
+        Path(fxsurgeon.frontdoor.export.__file__).read_text(),
         tf.__version__,
         tf2onnx.__version__,
         onnx.__version__,

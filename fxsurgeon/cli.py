@@ -469,7 +469,7 @@ def _convert(args: argparse.Namespace) -> int:
     if kind == "onnx":
         with steps.step("check_onnx", f"checking {path.name}"):
             check_external_data(path)
-        from .tensorflow import from_onnx
+        from .frontdoor import from_onnx
 
         with steps.step("onnx2torch", "converting with onnx2torch"):
             converted = from_onnx(path)
@@ -478,11 +478,11 @@ def _convert(args: argparse.Namespace) -> int:
         reference: Any = str(path)
         reference_text = f"onnxruntime ({path.name})"
     else:
-        from .tensorflow import from_onnx, load_model
+        from .frontdoor import from_onnx, load_model
 
         with steps.step("load", f"loading {path.name} with TensorFlow"):
             tf_model = load_model(path)
-        from .tensorflow import export_onnx
+        from .frontdoor import export_onnx
 
         signature = _tf_signature(tf_model, specs)
         with steps.step("export", "exporting to ONNX with tf2onnx"), _tf2onnx_errors(path):
@@ -636,7 +636,7 @@ def _verify(args: argparse.Namespace) -> int:
     elif model_path.suffix.lower() == ".onnx" and model_path.is_file():
         check_external_data(model_path)
         from .optimize import optimize
-        from .tensorflow import from_onnx
+        from .frontdoor import from_onnx
 
         model = optimize(from_onnx(model_path))
     elif not model_path.exists():

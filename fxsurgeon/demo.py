@@ -16,7 +16,7 @@ import torch
 
 from .examples import seed_vit
 from .optimize import count_onnx2torch_modules, optimize, report_of
-from .tensorflow import from_tensorflow
+from .frontdoor import from_tensorflow
 
 __all__ = ["run_demo"]
 

@@ -1185,7 +1185,7 @@ def check(
 
     from .errors import FxSurgeonError
     from .optimize import optimize, report_of
-    from .tensorflow import from_onnx
+    from .frontdoor import from_onnx
     from .verify import verify
 
     start = time.perf_counter()

@@ -387,13 +387,13 @@ def _cache_key(name: str) -> str:
     import tf2onnx
     import transformers
 
-    import fxsurgeon.tensorflow
+    import fxsurgeon.frontdoor.export
 
     tf = import_tensorflow()
     parts = [
         inspect.getsource(BUILDERS[name]),
         inspect.getsource(randomize),
-        Path(fxsurgeon.tensorflow.__file__).read_text(),
+        Path(fxsurgeon.frontdoor.export.__file__).read_text(),
         tf.__version__,
         tf2onnx.__version__,
         onnx.__version__,

@@ -1,0 +1,21 @@
+"""The front door: TensorFlow / Keras -> ONNX (tf2onnx) -> torch.fx (onnx2torch).
+
+`export.py` loads and exports a TF model to ONNX, `variables.py` maps ONNX initializers
+back to TF variables, `onnx_import.py` checks an ONNX model and converts it to a
+GraphModule carrying its `fxsurgeon.source.SourceInfo`. The public names are re-exported
+by `fxsurgeon.tensorflow`.
+"""
+
+from .export import TOKEN_INPUTS, export_onnx, load_model
+from .onnx_import import from_onnx, from_tensorflow
+from .variables import map_initializers_to_variables, tf_variables_of
+
+__all__ = [
+    "TOKEN_INPUTS",
+    "export_onnx",
+    "from_onnx",
+    "from_tensorflow",
+    "load_model",
+    "map_initializers_to_variables",
+    "tf_variables_of",
+]

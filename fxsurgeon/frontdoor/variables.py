@@ -1,0 +1,84 @@
+"""TF variables: listing a model's variables, and mapping ONNX initializers back to them."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, numpy_helper
+
+from ..source import (
+    LAYOUTS,
+    InitializerOrigin,
+    TFVariable,
+)
+
+# --------------------------------------------------------------------------- variables
+
+
+def tf_variables_of(model: Any) -> list[tuple[TFVariable, Any]]:
+    """Every variable of a Keras model or loaded SavedModel, with its TF object, once each."""
+    variables = getattr(model, "variables", None)
+    if variables is None:
+        serving = getattr(model, "signatures", {}).get("serving_default")
+        variables = serving.variables if serving is not None else ()
+    seen: set[int] = set()
+    out = []
+    for v in variables:
+        if id(v) in seen:
+            continue
+        seen.add(id(v))
+        name = getattr(v, "path", None) or v.name
+        out.append((TFVariable(str(name), tuple(int(d) for d in v.shape), bool(v.trainable)), v))
+    return out
+
+
+def map_initializers_to_variables(
+    onnx_model: onnx.ModelProto, tf_model: Any
+) -> dict[str, list[InitializerOrigin]]:
+    """ONNX initializer name -> the TF variables whose value it holds, matched by value.
+
+    An initializer holds a variable when its elements, in order, equal the
+    variable's after one of the `LAYOUTS` permutations (tf2onnx keeps Dense
+    kernels as they are and turns Conv kernels HWIO -> OIHW), whatever its
+    shape. Only floating-point tensors are compared, exactly. Several origins
+    for one initializer mean the variables had equal values (ambiguous);
+    initializers equal to no variable are structural constants and absent.
+    """
+    index: dict[tuple[str, bytes], list[tuple[InitializerOrigin, np.ndarray]]] = {}
+    for variable, tf_variable in tf_variables_of(tf_model):
+        value = np.asarray(tf_variable.numpy())
+        if not np.issubdtype(value.dtype, np.floating):
+            continue
+        seen: list[np.ndarray] = []
+        for layout, perm in LAYOUTS.items():
+            if perm is not None and len(perm) != value.ndim:
+                continue
+            arranged = np.ascontiguousarray(value if perm is None else value.transpose(perm))
+            if any(np.array_equal(arranged.ravel(), s.ravel()) for s in seen):
+                continue  # e.g. a [1, n] kernel is the same transposed
+            seen.append(arranged)
+            key = (arranged.dtype.str, _digest(arranged))
+            index.setdefault(key, []).append((InitializerOrigin(variable, layout), arranged))
+    out: dict[str, list[InitializerOrigin]] = {}
+    for initializer in onnx_model.graph.initializer:
+        if initializer.data_type not in (
+            TensorProto.FLOAT,
+            TensorProto.DOUBLE,
+            TensorProto.FLOAT16,
+        ):
+            continue
+        value = np.ascontiguousarray(numpy_helper.to_array(initializer))
+        candidates = index.get((value.dtype.str, _digest(value)), ())
+        origins = [
+            o for o, arranged in candidates if np.array_equal(arranged.ravel(), value.ravel())
+        ]
+        if origins:
+            out[initializer.name] = origins
+    return out
+
+
+def _digest(array: np.ndarray) -> bytes:
+    return hashlib.blake2b(array.reshape(-1).view(np.uint8).data, digest_size=16).digest()
