@@ -635,8 +635,8 @@ def _verify(args: argparse.Namespace) -> int:
         _attach_signature(model, model_path)
     elif model_path.suffix.lower() == ".onnx" and model_path.is_file():
         check_external_data(model_path)
-        from .optimize import optimize
         from .frontdoor import from_onnx
+        from .optimize import optimize
 
         model = optimize(from_onnx(model_path))
     elif not model_path.exists():

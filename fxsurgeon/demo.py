@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from .examples import seed_vit
-from .optimize import count_onnx2torch_modules, optimize, report_of
 from .frontdoor import from_tensorflow
+from .optimize import count_onnx2torch_modules, optimize, report_of
 
 __all__ = ["run_demo"]
 

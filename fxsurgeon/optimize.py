@@ -29,9 +29,9 @@ import torch
 from torch import fx, nn
 
 from .errors import InputError
+from .fuse import PATTERNS_KEY, apply_rules, load_rules
 from .lower import LOWERINGS, is_onnx2torch_module, lower_graph
 from .params import restore_parameters
-from .fuse import PATTERNS_KEY, apply_rules, load_rules
 from .shapes import ExampleInputs, example_inputs_from_specs, propagate_shapes
 
 __all__ = ["optimize", "Report", "report_of", "count_onnx2torch_modules"]

@@ -18,7 +18,8 @@ import zoo
 
 import fxsurgeon
 from fxsurgeon.errors import InputError
-from fxsurgeon.verify import _keras_twin, verify
+from fxsurgeon.verify import verify
+from fxsurgeon.verify.gradients import _keras_twin
 
 
 @functools.cache

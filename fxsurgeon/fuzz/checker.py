@@ -242,7 +242,7 @@ def _error_kind(exc: BaseException) -> str:
 
 def _diagnose(converted: Any, case: FuzzCase, feeds: list, expected: list, patterns: Any) -> str:
     """Which rewrite (or the lowering) broke the graph, by `fxsurgeon.bisect` against onnxruntime."""
-    from ..bisect import bisect
+    from ..verify import bisect
 
     try:
         result = bisect(converted, expected, inputs=feeds, patterns=patterns)

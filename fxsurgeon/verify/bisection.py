@@ -34,11 +34,11 @@ from typing import Any
 import torch
 from torch import fx
 
-from .errors import InputError
-from .optimize import SOURCE_KEY, optimize
-from .verify import Prepared, RewriteInfo, VerifyReport, prepare, rewrite_info
-
-__all__ = ["BisectResult", "bisect"]
+from ..errors import InputError
+from ..optimize import SOURCE_KEY, optimize
+from .api import Prepared, prepare
+from .results import VerifyReport
+from .rewrite_check import RewriteInfo, rewrite_info
 
 
 @dataclass
