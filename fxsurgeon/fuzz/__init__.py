@@ -68,7 +68,7 @@ onnxruntime, `runner.py` runs many and is the ``fxsurgeon fuzz`` command.
 from .checker import FuzzOutcome, check
 from .generator import generate
 from .graph import FuzzCase
-from .runner import FuzzSummary, add_parser, fuzz, fuzz_command
+from .runner import FuzzSummary, add_parser, fuzz, fuzz_command, run
 
 __all__ = [
     "FuzzCase",
@@ -79,4 +79,5 @@ __all__ = [
     "fuzz",
     "fuzz_command",
     "generate",
+    "run",
 ]
