@@ -1,0 +1,147 @@
+"""`generate`: the entry point, and the generator that ties the module tree, regions, blocks and
+writer together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import fx, nn
+
+from .blocks import _BlockKeys
+from .body import _Body
+from .module_tree import _ModuleTree
+from .output import BlockClass, CodegenError, Generated
+from .records import _Class
+from .regions import _RegionFinder
+from .writer import _ClassWriter
+
+
+def generate(
+    gm: fx.GraphModule,
+    *,
+    reuse_blocks: bool = True,
+    input_names: Iterable[str] | None = None,
+    output_names: Iterable[str] | None = None,
+    docstring: str | None = None,
+    class_name: str = "Model",
+) -> Generated:
+    """Write ``gm`` as the source of a standalone module (see the module docstring).
+
+    Args:
+        gm: an optimized GraphModule (anything whose calls are torch, operator
+            and math functions, tensor methods and torch.nn / fxsurgeon.nn modules).
+        reuse_blocks: one class per kind of repeated block; False writes
+            everything inline in ``Model.forward``.
+        input_names, output_names: names for the forward's parameters and
+            returned values (the ONNX graph's); default: the placeholders'.
+        docstring: the class docstring.
+        class_name: the name of the top-level class.
+
+    Raises:
+        CodegenError: a node calls something model.py cannot import without
+            fxsurgeon (an onnx2torch module left unconverted, a Python function
+            from a pattern file), or a module cannot be rebuilt from its attributes.
+    """
+    return _Generator(
+        gm,
+        reuse_blocks=reuse_blocks,
+        input_names=list(input_names) if input_names is not None else None,
+        output_names=list(output_names) if output_names is not None else None,
+        docstring=docstring,
+        class_name=class_name,
+    ).run()
+
+
+class _Generator(_ModuleTree, _RegionFinder, _BlockKeys, _ClassWriter):
+    def __init__(
+        self,
+        gm: fx.GraphModule,
+        *,
+        reuse_blocks: bool,
+        input_names: list[str] | None,
+        output_names: list[str] | None,
+        docstring: str | None,
+        class_name: str,
+    ):
+        self.gm = gm
+        self.graph = gm.graph
+        self.reuse_blocks = reuse_blocks
+        self.input_names = input_names
+        self.output_names = output_names
+        self.docstring = docstring
+        self.class_name = class_name
+        self.order = {n: i for i, n in enumerate(self.graph.nodes)}
+        self.modules = dict(gm.named_modules(remove_duplicate=False))
+        self.state_keys = set(gm.state_dict(keep_vars=True))
+        self.classes: dict[tuple, _Class] = {}  # encoding -> class
+        self.class_names: set[str] = {class_name, "KerasBatchNorm"}
+        self.fallbacks: list[str] = []
+        self.big_constants: dict[str, torch.Tensor] = {}
+        self.copied_sources: dict[str, str] = {}
+        self._signatures: dict[str, tuple] = {}
+        self._ctor_cache: dict[str, tuple[str, nn.Module]] = {}
+        self._check_targets()
+
+    # ------------------------------------------------------------------ checks
+
+    def _check_targets(self) -> None:
+        for node in self.graph.nodes:
+            if node.op == "call_module" and node.target not in self.modules:
+                raise CodegenError(f"node {node.format_node()} calls a module that does not exist")
+            if node.op == "get_attr":
+                value = self._fetch(node.target)
+                if not isinstance(value, torch.Tensor):
+                    raise CodegenError(
+                        f"node {node.format_node()} reads a {type(value).__name__}, not a tensor"
+                    )
+
+    def _fetch(self, target: str) -> Any:
+        owner, _, name = target.rpartition(".")
+        module = self.modules.get(owner)
+        if module is None:
+            raise CodegenError(f"get_attr {target}: no module {owner!r}")
+        return getattr(module, name)
+
+    def is_state(self, target: str) -> bool:
+        """A parameter or persistent buffer (it is in the state dict), not a constant."""
+        return target in self.state_keys
+
+    # ------------------------------------------------------------------ entry
+
+    def run(self) -> Generated:
+        placeholders = [n for n in self.graph.nodes if n.op == "placeholder"]
+        output = next(n for n in self.graph.nodes if n.op == "output")
+        body_nodes = [n for n in self.graph.nodes if n.op not in ("placeholder", "output")]
+        names = self.input_names or []
+        param_names = [
+            names[i] if i < len(names) else str(p.target) for i, p in enumerate(placeholders)
+        ]
+        root = _Body(
+            self,
+            owner="",
+            owner_class=self.class_name,
+            nodes=body_nodes,
+            params=placeholders,
+            param_names=param_names,
+            returns=output.args[0],
+            output_names=self.output_names,
+        )
+        forward = root.emit()
+        instances = {r.path: c.name for c in self.classes.values() for r in c.regions}
+        init = self._init_lines(
+            self.gm, "", root.constants, self.class_name, root_level=True, instances=instances
+        )
+        source = self._module_source(init, forward, root)
+        digest_classes = [
+            BlockClass(
+                c.name,
+                [r.path for r in c.regions],
+                c.representative.digest,
+                len(c.representative.nodes),
+            )
+            for c in self.classes.values()
+        ]
+        return Generated(source, dict(self.big_constants), digest_classes, list(self.fallbacks))
