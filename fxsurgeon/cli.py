@@ -459,7 +459,7 @@ def _convert(args: argparse.Namespace) -> int:
         raise _CliError(f"{outdir}: exists and is not a directory")
 
     from .codegen import CodegenError
-    from .optimize import optimize
+    from .pipeline import optimize
     from .report import ConversionReport, write_report
     from .save import load, save
     from .source import SOURCE_META_KEY
@@ -542,7 +542,7 @@ def _convert(args: argparse.Namespace) -> int:
 def _optimize_kwargs(patterns: list[Path]) -> dict[str, Any]:
     if not patterns:
         return {}
-    from .optimize import optimize
+    from .pipeline import optimize
 
     if "patterns" not in inspect.signature(optimize).parameters:
         raise _CliError("--patterns: this version of fxsurgeon.optimize takes no patterns")
@@ -636,7 +636,7 @@ def _verify(args: argparse.Namespace) -> int:
     elif model_path.suffix.lower() == ".onnx" and model_path.is_file():
         check_external_data(model_path)
         from .frontdoor import from_onnx
-        from .optimize import optimize
+        from .pipeline import optimize
 
         model = optimize(from_onnx(model_path))
     elif not model_path.exists():

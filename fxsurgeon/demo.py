@@ -16,7 +16,7 @@ import torch
 
 from .examples import seed_vit
 from .frontdoor import from_tensorflow
-from .optimize import count_onnx2torch_modules, optimize, report_of
+from .pipeline import count_onnx2torch_modules, optimize, report_of
 
 __all__ = ["run_demo"]
 

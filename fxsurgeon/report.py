@@ -48,7 +48,7 @@ _STEP_NAMES = {
 
 def model_counts(module: nn.Module) -> dict[str, int]:
     """Element counts of a model: trainable, non-trainable, constants; modules and nodes."""
-    from .optimize import count_onnx2torch_modules
+    from .pipeline import count_onnx2torch_modules
 
     persistent = set(module.state_dict(keep_vars=True))
     trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
@@ -112,7 +112,7 @@ class ConversionReport:
     ) -> ConversionReport:
         """A report from an optimized model (and the onnx2torch model it came from)."""
         from . import __version__
-        from .optimize import report_of
+        from .pipeline import report_of
         from .source import SOURCE_META_KEY
 
         report = cls(version=__version__, **extra)

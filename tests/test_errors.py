@@ -10,7 +10,7 @@ from onnx_cases import init, make_model, run_ort, tensor_info
 
 import fxsurgeon
 from fxsurgeon.errors import InputError
-from fxsurgeon.optimize import report_of
+from fxsurgeon.pipeline import report_of
 from fxsurgeon.tensorflow import from_onnx
 
 

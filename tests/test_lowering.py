@@ -9,7 +9,7 @@ import torch
 from onnx import helper
 from onnx_cases import assert_matches_ort, init, make_model, tensor_info
 
-from fxsurgeon.optimize import count_onnx2torch_modules, report_of
+from fxsurgeon.pipeline import count_onnx2torch_modules, report_of
 
 F32, I64 = np.float32, np.int64
 rng = np.random.default_rng(0)

@@ -12,7 +12,7 @@ import torch
 import zoo
 
 import fxsurgeon
-from fxsurgeon.optimize import count_onnx2torch_modules, report_of
+from fxsurgeon.pipeline import count_onnx2torch_modules, report_of
 from fxsurgeon.source import SOURCE_META_KEY
 
 MODELS = [name for name in zoo.TINY if name != "keras3_cnn"]

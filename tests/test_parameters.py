@@ -23,7 +23,7 @@ import zoo
 
 import fxsurgeon
 from fxsurgeon.nn import KerasBatchNorm
-from fxsurgeon.optimize import report_of
+from fxsurgeon.pipeline import report_of
 from fxsurgeon.source import SOURCE_META_KEY
 
 #: Models whose every TF variable reaches the ONNX graph (keras3_cnn's BatchNorm does not).

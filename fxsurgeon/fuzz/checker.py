@@ -92,7 +92,7 @@ def check(
 
     from ..errors import FxSurgeonError
     from ..frontdoor import from_onnx
-    from ..optimize import optimize, report_of
+    from ..pipeline import optimize, report_of
     from ..verify import verify
 
     start = time.perf_counter()

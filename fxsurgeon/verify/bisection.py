@@ -35,7 +35,7 @@ import torch
 from torch import fx
 
 from ..errors import InputError
-from ..optimize import SOURCE_KEY, optimize
+from ..pipeline import SOURCE_KEY, optimize
 from .api import Prepared, prepare
 from .results import VerifyReport
 from .rewrite_check import RewriteInfo, rewrite_info
