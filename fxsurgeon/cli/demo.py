@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .examples import seed_vit
-from .frontdoor import from_tensorflow
-from .pipeline import count_onnx2torch_modules, optimize, report_of
+from ..examples import seed_vit
+from ..frontdoor import from_tensorflow
+from ..pipeline import count_onnx2torch_modules, optimize, report_of
 
 __all__ = ["run_demo"]
 
