@@ -18,7 +18,7 @@ from .records import _Region
 class _BlockKeys:
     """Repeated blocks: the canonical order and encoding that tell two regions are the same block."""
 
-    def _canonical(self, path: str, members: set[fx.Node], scope: str | None) -> _Region:
+    def _canonical(self: Any, path: str, members: set[fx.Node], scope: str | None) -> _Region:
         """The region's nodes in an instance-independent order, and its encoding."""
         structural: dict[fx.Node, str] = {}
         for node in sorted(members, key=self.order.__getitem__):
@@ -62,7 +62,7 @@ class _BlockKeys:
         digest = hashlib.sha256(repr(encoding).encode()).hexdigest()[:16]
         return _Region(path, ordered, inputs, outputs, encoding, digest, scope)
 
-    def _target_key(self, node: fx.Node, path: str) -> Any:
+    def _target_key(self: Any, node: fx.Node, path: str) -> Any:
         if node.op == "call_module":
             return ("module", _relative(str(node.target), path), self.signature(str(node.target)))
         if node.op == "call_function":
@@ -73,7 +73,7 @@ class _BlockKeys:
         return ("method", str(node.target))
 
     def _encode_arg(
-        self,
+        self: Any,
         arg: Any,
         path: str,
         members: set[fx.Node],

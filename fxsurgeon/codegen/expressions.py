@@ -30,7 +30,7 @@ class _Expressions:
 
     # ------------------------------------------------------------------ atoms
 
-    def atom(self, node: fx.Node) -> str:
+    def atom(self: Any, node: fx.Node) -> str:
         if node in self.expr:
             return self.expr[node]
         if node.op == "get_attr":
@@ -46,7 +46,7 @@ class _Expressions:
             return f"self.{self._constant_attrs[target]}"
         raise CodegenError(f"node {node.format_node()} is used before it is computed")
 
-    def render(self, arg: Any, *, index: bool = False) -> str:
+    def render(self: Any, arg: Any, *, index: bool = False) -> str:
         if isinstance(arg, fx.Node):
             return self.atom(arg)
         if isinstance(arg, tuple) and not isinstance(arg, torch.Size):
@@ -69,7 +69,7 @@ class _Expressions:
         text = _literal(arg)
         return text
 
-    def _slice(self, s: slice) -> str:
+    def _slice(self: Any, s: slice) -> str:
         start, stop, step = s.start, s.stop, s.step
         if step in (None, 1) and isinstance(start, int) and start == 0:
             start = None
@@ -88,7 +88,7 @@ class _Expressions:
 
     # ------------------------------------------------------------------ expressions
 
-    def expression(self, node: fx.Node) -> str:
+    def expression(self: Any, node: fx.Node) -> str:
         args, kwargs = node.args, node.kwargs
         if node.op == "call_module":
             rel = _relative(str(node.target), self.owner)
@@ -133,14 +133,14 @@ class _Expressions:
             raise CodegenError(f"node {node.format_node()} {exc}") from None
         return f"{function}({self._call_args(args, kwargs)})"
 
-    def _call_args(self, args: Any, kwargs: dict[str, Any]) -> str:
+    def _call_args(self: Any, args: Any, kwargs: dict[str, Any]) -> str:
         parts = [self.render(a) for a in args]
         parts += [f"{k}={self.render(v)}" for k, v in kwargs.items()]
         return ", ".join(parts)
 
     # ------------------------------------------------------------------ statements
 
-    def _units(self) -> list[fx.Node | _Call]:
+    def _units(self: Any) -> list[fx.Node | _Call]:
         """Nodes and block calls in an order where every block is one call."""
         found = self.gen.find_regions(self.nodes, self.owner)
         self.regions = [r for _, r in found]

@@ -23,7 +23,7 @@ class _ModuleTree:
 
     # ------------------------------------------------------------------ module tree
 
-    def signature(self, path: str) -> tuple:
+    def signature(self: Any, path: str) -> tuple:
         """Structure of the module subtree at ``path``: equal signatures, one class."""
         if path in self._signatures:
             return self._signatures[path]
@@ -51,7 +51,7 @@ class _ModuleTree:
         self._signatures[path] = result
         return result
 
-    def constructor(self, path: str) -> tuple[str, nn.Module]:
+    def constructor(self: Any, path: str) -> tuple[str, nn.Module]:
         """(``nn.Linear(32, 37)``, a module built from it on the meta device)."""
         if path in self._ctor_cache:
             return self._ctor_cache[path]
@@ -131,7 +131,7 @@ class _ModuleTree:
         return text, built
 
     def _init_lines(
-        self,
+        self: Any,
         module: nn.Module,
         path: str,
         constants: list[_Constant],
@@ -152,7 +152,7 @@ class _ModuleTree:
         return lines
 
     def _tree_lines(
-        self, module: nn.Module, path: str, expr: str, instances: dict[str, str]
+        self: Any, module: nn.Module, path: str, expr: str, instances: dict[str, str]
     ) -> list[str]:
         lines: list[str] = []
         built = None
@@ -197,7 +197,7 @@ class _ModuleTree:
             lines += self._tree_lines(child, child_path, child_expr, instances)
         return lines
 
-    def _worth_writing(self, path: str) -> bool:
+    def _worth_writing(self: Any, path: str) -> bool:
         """A subtree with state, a call, or a leaf module (not only constants)."""
         module = self.modules[path]
         if type(module) is not nn.Module:
@@ -208,7 +208,7 @@ class _ModuleTree:
             return True
         return any(type(m) is not nn.Module for m in module.modules())
 
-    def _constant_lines(self, constant: _Constant, owner_class: str) -> list[str]:
+    def _constant_lines(self: Any, constant: _Constant, owner_class: str) -> list[str]:
         tensor = constant.tensor.detach().cpu()
         if tensor.numel() <= INLINE_LIMIT:
             value = _tensor_literal(tensor)
@@ -219,7 +219,7 @@ class _ModuleTree:
             "self.register_buffer", [_string_text(constant.attr), value, "persistent=False"]
         )
 
-    def _tie_lines(self) -> list[str]:
+    def _tie_lines(self: Any) -> list[str]:
         """Modules and parameters registered under several names stay one object."""
         lines = []
         first_module: dict[int, str] = {}

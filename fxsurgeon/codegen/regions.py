@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from typing import Any
 
 from torch import fx, nn
 
@@ -28,7 +29,7 @@ class _RegionFinder:
 
     # ------------------------------------------------------------------ regions
 
-    def find_regions(self, nodes: list[fx.Node], owner: str) -> list[tuple[_Class, _Region]]:
+    def find_regions(self: Any, nodes: list[fx.Node], owner: str) -> list[tuple[_Class, _Region]]:
         """Repeated blocks strictly inside ``owner`` whose regions lie in ``nodes``."""
         if not self.reuse_blocks:
             return []
@@ -78,7 +79,7 @@ class _RegionFinder:
                     queue.append(_join(path, name))
         return found
 
-    def _class_for(self, encoding: tuple, regions: list[_Region]) -> _Class:
+    def _class_for(self: Any, encoding: tuple, regions: list[_Region]) -> _Class:
         if encoding in self.classes:
             cls = self.classes[encoding]
             for region in regions:
@@ -104,7 +105,7 @@ class _RegionFinder:
         self.classes[encoding] = cls
         return cls
 
-    def _touches(self, node: fx.Node, path: str) -> bool:
+    def _touches(self: Any, node: fx.Node, path: str) -> bool:
         if node.op == "call_module":
             return _within(str(node.target), path)
         return any(
@@ -113,7 +114,7 @@ class _RegionFinder:
         )
 
     def _group_regions(
-        self, paths: list[str], body: set[fx.Node], claimed: set[fx.Node]
+        self: Any, paths: list[str], body: set[fx.Node], claimed: set[fx.Node]
     ) -> list[_Region]:
         calls = [n for n in self.graph.nodes if n in body and n.op.startswith("call_")]
         seeds = {p: [n for n in calls if self._touches(n, p) and n not in claimed] for p in paths}
@@ -140,7 +141,7 @@ class _RegionFinder:
         return best
 
     def _instance_regions(
-        self,
+        self: Any,
         paths: list[str],
         seeds: dict[str, list[fx.Node]],
         scopes: dict[str, str | None],
@@ -172,7 +173,7 @@ class _RegionFinder:
         return regions
 
     def _region(
-        self,
+        self: Any,
         path: str,
         seed: set[fx.Node],
         body: set[fx.Node],
@@ -239,7 +240,7 @@ class _RegionFinder:
             return None
         return self._canonical(path, region, scope)
 
-    def _descendants(self, nodes: set[fx.Node]) -> set[fx.Node]:
+    def _descendants(self: Any, nodes: set[fx.Node]) -> set[fx.Node]:
         limit = max(self.order[n] for n in nodes)
         out: set[fx.Node] = set()
         stack = list(nodes)
@@ -250,7 +251,7 @@ class _RegionFinder:
                     stack.append(user)
         return out
 
-    def _ancestors(self, nodes: set[fx.Node]) -> set[fx.Node]:
+    def _ancestors(self: Any, nodes: set[fx.Node]) -> set[fx.Node]:
         limit = min(self.order[n] for n in nodes)
         out: set[fx.Node] = set()
         stack = list(nodes)
@@ -261,7 +262,7 @@ class _RegionFinder:
                     stack.append(arg)
         return out
 
-    def _convex(self, region: set[fx.Node]) -> bool:
+    def _convex(self: Any, region: set[fx.Node]) -> bool:
         """No path leaves the region and comes back into it."""
         outside = {u for n in region for u in n.users if u not in region}
         if not outside:

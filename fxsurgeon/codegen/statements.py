@@ -25,7 +25,7 @@ from .records import _Call
 class _Statements:
     """Statements: the body's nodes written as assignments, block calls and the return."""
 
-    def emit(self) -> list[str]:
+    def emit(self: Any) -> list[str]:
         units = self._units()
         consumers: dict[fx.Node, list[int]] = defaultdict(list)
         for k, unit in enumerate(units):
@@ -65,7 +65,7 @@ class _Statements:
         lines.append(self._emit_return())
         return lines
 
-    def _dies_here(self, value: Any, k: int, last_use: dict[fx.Node, int]) -> bool:
+    def _dies_here(self: Any, value: Any, k: int, last_use: dict[fx.Node, int]) -> bool:
         return (
             isinstance(value, fx.Node)
             and value in self.expr
@@ -74,7 +74,7 @@ class _Statements:
             and _is_identifier(self.expr[value])
         )
 
-    def _name(self, node: fx.Node, inherit: fx.Node | None, default: str | None = None) -> str:
+    def _name(self: Any, node: fx.Node, inherit: fx.Node | None, default: str | None = None) -> str:
         if node in self.strong:
             return self.namer.fresh(self.strong[node])
         if inherit is not None:
@@ -83,7 +83,7 @@ class _Statements:
             return self.namer.fresh(self.weak[node])
         return self.namer.fresh(default or self._base(node))
 
-    def _base(self, node: fx.Node) -> str:
+    def _base(self: Any, node: fx.Node) -> str:
         if node.op == "call_function" and node.target is operator.getitem and node.args:
             indexed = node.args[0]
             if isinstance(indexed, fx.Node) and indexed.op != "get_attr":
@@ -99,7 +99,7 @@ class _Statements:
             return _snake(parts[-1])
         return _base_name(node) or "x"
 
-    def _emit_node(self, node: fx.Node, k: int, last_use: dict[fx.Node, int]) -> str | None:
+    def _emit_node(self: Any, node: fx.Node, k: int, last_use: dict[fx.Node, int]) -> str | None:
         if node.op == "placeholder" or node in self.expr:
             return None  # an input, or an element already unpacked from a tuple
         expr = self.expression(node)
@@ -132,7 +132,7 @@ class _Statements:
         self.expr[node] = name
         return f"{name} = {expr}"
 
-    def _unpack_targets(self, node: fx.Node) -> list[fx.Node | None] | None:
+    def _unpack_targets(self: Any, node: fx.Node) -> list[fx.Node | None] | None:
         """The getitem users of a node returning a tuple, one per element (None: unused)."""
         users = list(node.users)
         if not users or not all(
@@ -156,7 +156,7 @@ class _Statements:
             slots[index] = u
         return slots
 
-    def _emit_call(self, call: _Call, k: int, last_use: dict[fx.Node, int]) -> str:
+    def _emit_call(self: Any, call: _Call, k: int, last_use: dict[fx.Node, int]) -> str:
         cls, region = call.cls, call.region
         args = ", ".join(self.render(v) for v in region.inputs)
         target = _attr_chain("self", _relative(region.path, self.owner))
@@ -176,7 +176,7 @@ class _Statements:
             return f"{target}({args})"
         return f"{', '.join(names)} = {target}({args})"
 
-    def _emit_return(self) -> str:
+    def _emit_return(self: Any) -> str:
         value = self.returns
         if isinstance(value, (list, tuple)):
             self.return_names = [self.render(v) for v in value]

@@ -7,6 +7,7 @@ import builtins
 import inspect
 import re
 import textwrap
+from typing import Any
 
 from .body import _Body
 from .output import CodegenError
@@ -18,7 +19,7 @@ class _ClassWriter:
 
     # ------------------------------------------------------------------ classes
 
-    def class_source(self, cls: _Class) -> list[str]:
+    def class_source(self: Any, cls: _Class) -> list[str]:
         if cls.lines:
             return cls.lines
         rep = cls.representative
@@ -52,7 +53,7 @@ class _ClassWriter:
 
     # ------------------------------------------------------------------ the file
 
-    def _module_source(self, init: list[str], forward: list[str], root: _Body) -> str:
+    def _module_source(self: Any, init: list[str], forward: list[str], root: _Body) -> str:
         # Blocks nested in other blocks first, then in the order they were found.
         classes = sorted(self.classes.values(), key=lambda c: -c.representative.path.count("."))
         class_blocks = ["\n".join(self.class_source(c)) for c in classes]
