@@ -79,9 +79,12 @@ def export(name: str) -> Any:
     path = CACHE_DIR / f"{name}-{_cache_key(name)}.onnx"
     meta_path = path.with_suffix(".json")
     expected = weights_fingerprint(corpus_model.model)
-    if path.exists() and meta_path.exists():
-        if json.loads(meta_path.read_text()).get("fingerprint") == expected:
-            return onnx.load(str(path))
+    if (
+        path.exists()
+        and meta_path.exists()
+        and json.loads(meta_path.read_text()).get("fingerprint") == expected
+    ):
+        return onnx.load(str(path))
     proto = export_onnx(
         corpus_model.model, corpus_model.input_signature, dynamic_axes=corpus_model.dynamic_axes
     )

@@ -40,11 +40,11 @@ class KerasBatchNorm(nn.modules.batchnorm._BatchNorm):
         with torch.no_grad():
             mean = input.mean(dims)
             var = input.var(dims, unbiased=False)
-            self.num_batches_tracked.add_(1)
+            self.num_batches_tracked.add_(1)  # type: ignore[union-attr]
             # momentum=None: torch's cumulative average
             factor = (
-                1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+                1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum  # type: ignore[arg-type]
             )
-            self.running_mean.lerp_(mean, factor)
-            self.running_var.lerp_(var, factor)
+            self.running_mean.lerp_(mean, factor)  # type: ignore[union-attr]
+            self.running_var.lerp_(var, factor)  # type: ignore[union-attr]
         return F.batch_norm(input, None, None, self.weight, self.bias, True, 0.0, self.eps)

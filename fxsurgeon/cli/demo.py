@@ -84,7 +84,7 @@ def run_demo(tiny: bool = False, compile: bool = True, batch_size: int = 2) -> d
     }
     if compile:
         done = _step("torch.compile(fullgraph=True), both models")
-        rows["compile(fullgraph=True)"] = (
+        rows["compile(fullgraph=True)"] = (  # type: ignore[assignment]
             _compiles(converted, x, expected)[0],
             _compiles(optimized, x, expected)[0],
         )

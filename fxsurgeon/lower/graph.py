@@ -62,7 +62,7 @@ def lower_graph(
         set_meta(new, node)
         env[node] = new
         anchor = anchor or new
-    ctx = LoweringContext(graph, root, anchor)
+    ctx = LoweringContext(graph, root, anchor)  # type: ignore[arg-type]
     ctx.initializer_of = initializer_of
 
     def lookup(arg):

@@ -66,7 +66,7 @@ def _steps_for(
     origin = _origin(variable_map, use.initializer, var.tf_name) if perm is not None else None
     if origin is not None:
         layout, laid_shape = _tf_layout(origin)
-        to_layout = tuple(perm.index(i) for i in layout)
+        to_layout = tuple(perm.index(i) for i in layout)  # type: ignore[union-attr]
         if laid_shape == use.raw_shape:
             steps = [("permute", tuple(to_layout[j] for j in use.perm))]
         else:

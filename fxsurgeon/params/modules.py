@@ -4,6 +4,8 @@ scopes.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
@@ -84,7 +86,7 @@ def _modularize(
         if arg is None:
             continue
         if not (
-            isinstance(arg, fx.Node) and arg.op == "get_attr" and arg.target.endswith("." + role)
+            isinstance(arg, fx.Node) and arg.op == "get_attr" and arg.target.endswith("." + role)  # type: ignore[union-attr]
         ):
             return
         params[role] = arg
@@ -99,7 +101,7 @@ def _modularize(
         return
     module.to_empty(device=next(iter(tensors.values())).device)  # built on "meta": no init cost
     if isinstance(module, KerasBatchNorm):
-        module.num_batches_tracked.zero_()
+        module.num_batches_tracked.zero_()  # type: ignore[union-attr]
     existing = _adopt(holder, module, tensors)
     if existing is None:
         return
@@ -138,15 +140,19 @@ def _adopt(
 def _make_module(
     node: fx.Node, tensors: dict[str, torch.Tensor], momenta, mean_origin
 ) -> nn.Module | None:
-    args = node.args
-    weight = tensors.get("weight")
+    args: Any = node.args
+    weight: Any = tensors.get("weight")
     if node.target is F.linear:
         out_f, in_f = weight.shape
         return nn.Linear(in_f, out_f, bias="bias" in tensors, device="meta")
     if node.target is F.layer_norm:
         shape, eps = args[1], args[4] if len(args) > 4 else node.kwargs.get("eps", 1e-5)
         return nn.LayerNorm(
-            tuple(shape), eps=eps, elementwise_affine=True, bias="bias" in tensors, device="meta"
+            tuple(shape),
+            eps=eps,  # type: ignore[arg-type]
+            elementwise_affine=True,
+            bias="bias" in tensors,
+            device="meta",
         )
     if node.target in (F.conv1d, F.conv2d, F.conv3d):
         stride, padding, dilation, groups = (list(args[3:7]) + [1, 0, 1, 1][len(args[3:7]) :])[:4]
@@ -155,7 +161,7 @@ def _make_module(
         return cls(
             in_per_group * groups,
             out_c,
-            tuple(kernel),
+            tuple(kernel),  # type: ignore[arg-type]
             stride=stride,
             padding=padding,
             dilation=dilation,
@@ -172,7 +178,7 @@ def _make_module(
         eps = args[7] if len(args) > 7 else 1e-5
         return KerasBatchNorm(tensors["weight"].shape[0], eps=eps, momentum=momentum, device="meta")
     if node.target is F.embedding:
-        return nn.Embedding(*weight.shape, device="meta")
+        return nn.Embedding(*weight.shape, device="meta")  # type: ignore[misc]
     return None
 
 

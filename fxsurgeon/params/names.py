@@ -112,7 +112,7 @@ def _name_variables(variables: dict[tuple, _Variable], model_name: str = "") -> 
             role = next((u.role for u in var.uses if u.role), None) or "weight"
             name = f"{base}.{role}"
         # the module twin needs its role attribute, whatever TF called the leaf
-        role = next((u.role for u in var.uses if u.role), None)
+        role = next((u.role for u in var.uses if u.role), None)  # type: ignore[assignment]
         if role is not None:
             name = f"{name.rsplit('.', 1)[0]}.{role}" if "." in name else role
         var.name = _unique(name, taken)

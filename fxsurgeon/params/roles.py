@@ -54,13 +54,13 @@ def _permutation_of(node: fx.Node, rank: int) -> tuple[int, ...] | None:
         node.op == "call_method" and target == "permute"
     ):
         dims = args[1] if len(args) == 2 and isinstance(args[1], (tuple, list)) else args[1:]
-        return tuple(d % rank for d in dims) if len(dims) == rank else None
+        return tuple(d % rank for d in dims) if len(dims) == rank else None  # type: ignore[misc, operator]
     if (node.op == "call_function" and target is torch.transpose) or (
         node.op == "call_method" and target == "transpose"
     ):
-        a, b = (d % rank for d in args[1:3])
+        a, b = (d % rank for d in args[1:3])  # type: ignore[operator]
         perm = list(range(rank))
-        perm[a], perm[b] = perm[b], perm[a]
+        perm[a], perm[b] = perm[b], perm[a]  # type: ignore[index]
         return tuple(perm)
     return None
 

@@ -58,7 +58,7 @@ def _assign_variables(
             if not _looks_like_variable(use):
                 continue
             kind = "buffer" if use.role in _BUFFER_ROLES else "parameter"
-            key = ("onnx", use.initializer, use.scope)
+            key = ("onnx", use.initializer, use.scope)  # type: ignore[assignment]
             split_initializers[use.initializer].add(use.scope)
             tf_name = use.initializer
         var = variables.get(key)

@@ -39,7 +39,7 @@ def example_inputs_from_specs(specs: Sequence) -> ExampleInputs:
     Integer inputs are ones: valid token ids, an all-ones attention mask and a
     valid index for every input seen in tf2onnx exports.
     """
-    first, second = [], []
+    first, second = [], []  # type: ignore[var-annotated]
     for spec in specs:
         for k, out in enumerate((first, second)):
             shape = [
