@@ -3,12 +3,16 @@
 Phases, in order (each later phase is written against the output of the
 earlier ones, so the order matters):
 
-1. shapes   - run the input model on two example input sets (see shapes.py);
+1. shapes   - run the input model on two example input sets (shapes/);
 2. lower    - every onnx2torch module becomes torch calls, constant-only
-              subgraphs fold, shape arithmetic becomes Python ints (lower.py);
+              subgraphs fold, shape arithmetic becomes Python ints (lower/);
 3. cleanup  - dead nodes and buffers nobody reads any more go away;
-4. fuse     - pattern phases from ``patterns/`` and user pattern files;
-5. params   - constants that were TF variables become named nn.Parameters.
+4. fuse     - pattern phases from ``patterns/`` and user pattern files (fuse/);
+5. params   - constants that were TF variables become named nn.Parameters (params/).
+
+The phases before and after: the front door (frontdoor/, `fxsurgeon.tensorflow`)
+makes the input, verify/ checks the result (and each rewrite with ``verify=``),
+codegen/ and save.py write it out. docs/architecture.md draws the whole path.
 
 The input module is never modified. The report lands in
 ``optimized.meta["fxsurgeon.report"]`` (see `report_of`).
@@ -203,7 +207,7 @@ def optimize(
     )
     with clock("cleanup"):
         cleanup(out)
-    with clock("fuse"):  # pattern phases (fxsurgeon/rewrite.py, patterns/*.py)
+    with clock("fuse"):  # pattern phases (fxsurgeon/fuse/, patterns/*.py)
         rules = load_rules(patterns or (), disable=disable)
         examples = _examples(model, example_inputs)
         hook = _rewrite_hook(verify, out, examples)
@@ -231,7 +235,7 @@ def optimize(
 
 
 def _rewrite_hook(verify: Any, module: fx.GraphModule, examples: ExampleInputs) -> Any:
-    """The per-rewrite check that ``verify=`` asks for (fxsurgeon/verify.py), or None."""
+    """The per-rewrite check that ``verify=`` asks for (fxsurgeon/verify/), or None."""
     if verify is None or verify is False:
         return None
     from .verify import rewrite_checker

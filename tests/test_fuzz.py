@@ -1,4 +1,4 @@
-"""The differential fuzzer (fxsurgeon/fuzz.py) and the bugs it found.
+"""The differential fuzzer (fxsurgeon/fuzz/) and the bugs it found.
 
 200 random tf2onnx-style graphs, near misses of every built-in pattern
 included, optimized and compared with onnxruntime: not one may change the

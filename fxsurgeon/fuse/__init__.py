@@ -24,7 +24,7 @@ How a pattern matches (see `_Matcher`):
   the tolerance leaves room for a few ulps of float32 arithmetic and no more,
   since a rewrite turns the graph's constant into the math's: 1e-4 let
   ``0.50004 * x * (...)`` become GELU, changing outputs by 1e-4 relative (the
-  fuzzer's find, fxsurgeon/fuzz.py). Integers (dims, shapes) match exactly.
+  fuzzer's find, fxsurgeon/fuzz/). Integers (dims, shapes) match exactly.
 * The pattern is traced with ``torch.fx.symbolic_trace`` and normalised by
   the same canonical form as the lowered model (`canonicalize`): ``torch.mul``,
   ``x.mul(...)`` and ``x * y`` are all ``operator.mul``, ``x.reshape(a, b)`` is

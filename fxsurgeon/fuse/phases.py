@@ -44,7 +44,7 @@ def apply_rules(
         debug: explain, for each rule that matched nothing, its best partial
             match (also on with the environment variable FXSURGEON_DEBUG_PATTERNS=1).
         on_rewrite: a `RewriteHook` run after every rewrite (per-rule
-            verification and bisection, ``fxsurgeon/verify.py``).
+            verification and bisection, ``fxsurgeon/verify/``).
     """
     debug = debug_enabled(debug)
     rules = load_rules() if rules is None else list(rules)

@@ -117,7 +117,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_parser(commands: Any) -> None:
-    """Register ``fuzz`` on the ``fxsurgeon`` command line's subparsers (fxsurgeon/cli.py)."""
+    """Register ``fuzz`` on the ``fxsurgeon`` command line's subparsers (fxsurgeon/cli/)."""
     parser = commands.add_parser(
         "fuzz",
         help="differential fuzzer: random tf2onnx-style graphs, optimized, vs onnxruntime",
