@@ -129,14 +129,14 @@ def test_an_unknown_verify_mode_is_an_input_error(vit):
 def test_bisect_blames_the_lowering_when_the_lowered_model_already_differs(monkeypatch):
     import onnx_cases as cases
 
-    from fxsurgeon import lower
+    from fxsurgeon.lower import elementwise
 
     model = cases.make_model(
         [helper.make_node("Sigmoid", ["x"], ["y"])],
         [cases.tensor_info("x", cases.np.float32, ["N", 4])],
         [cases.tensor_info("y", cases.np.float32, ["N", 4])],
     )
-    monkeypatch.setitem(lower._UNARY_BY_CLASS, "Sigmoid", torch.tanh)  # a broken lowering
+    monkeypatch.setitem(elementwise._UNARY_BY_CLASS, "Sigmoid", torch.tanh)  # a broken lowering
     result = fxsurgeon.bisect(from_onnx(model), model)
     assert result.culprit == "lowering" and not result.found
     assert "fxsurgeon/lower.py" in result.message
