@@ -140,6 +140,9 @@ def run_all(names: list[str], args: argparse.Namespace, console: Any) -> dict[st
     return {n: records[n] for n in names}
 
 
+SHORT = {"onnx2torch_left": "o2t 0", "compile_eager": "eager", "compile_inductor": "inductor"}
+
+
 def print_table(records: dict[str, dict], console: Any) -> None:
     from rich.table import Table
 
@@ -149,7 +152,7 @@ def print_table(records: dict[str, dict], console: Any) -> None:
     table.add_column("export", footer="{}/{}".format(*total["export"]))
     for door, columns in board.COLUMNS.items():
         for column in columns:
-            title = f"{door} {board.TITLES[column]}"
+            title = f"{door} {SHORT.get(column, column)}"
             table.add_column(title, footer="{}/{}".format(*total[f"{door}.{column}"]))
     for name, record in records.items():
         row = [name, board.mark(record["lines"].get("export", {}).get("ok"))]
@@ -172,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
 
     args = _parser().parse_args(argv)
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 200)
     start = time.perf_counter()
     registered = _names()
     names = [n for n in registered if args.select in n]
