@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-slow bench bench-dry-run lint
+.PHONY: install demo test test-slow corpus bench bench-dry-run lint
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -24,6 +24,12 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
+
+# The corpus scoreboard (README "Scoreboard"): corpus/results.json and the README table.
+CORPUS_ARGS ?=
+
+corpus: $(STAMP)
+	$(BIN)/python -m corpus $(CORPUS_ARGS)
 
 # `make bench` (CPU) or `make bench BENCH_DEVICE=cuda`: benchmarks/README.md. Writes
 # .benchmarks/$(BENCH_DEVICE).json, then the README's performance block from every

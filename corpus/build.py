@@ -123,4 +123,6 @@ def _cache_key(name: str) -> str:
         onnx.__version__,
         transformers.__version__,
     ]
+    # a builder that wraps code elsewhere (corpus/models/zoo.py) names those files too
+    parts += [Path(p).read_text() for p in getattr(builder, "cache_sources", ())]
     return hashlib.blake2b("\0".join(parts).encode(), digest_size=8).hexdigest()

@@ -1,0 +1,153 @@
+"""The corpus scoreboard (corpus/score.py, corpus/board.py) on the smallest corpus model."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+import fxsurgeon  # noqa: F401 - the safe import order, before the builders import TensorFlow
+from corpus import board, score
+
+ATOL = score.ATOL
+NEEDS_SHAPES = "InputError: optimize() needs the input shapes"
+
+
+@pytest.fixture(scope="module")
+def mlp_record():
+    return score.score("keras_mlp")
+
+
+def test_scorer_lines_on_keras_mlp(mlp_record):
+    lines = mlp_record["lines"]
+    door_a = {
+        "A.diff",
+        "A.params",
+        "A.onnx2torch_left",
+        "A.fusion.linear",
+        "A.grads",
+        "A.compile_eager",
+        "A.compile_inductor",
+        "A.convert",
+    }
+    door_b = {k.replace("A.", "B.") for k in door_a - {"A.convert"}}
+    assert set(lines) == {"export"} | door_a | door_b
+    assert lines["export"]["ok"] is True
+    failing = {k: lines[k]["reason"] for k in door_a if lines[k]["ok"] is not True}
+    assert not failing, failing
+    assert lines["A.params"]["value"] == lines["A.params"]["tf"] == 548  # 12*16+16+16*16+16+16*4+4
+    assert lines["A.onnx2torch_left"]["value"] == 0
+    assert lines["A.fusion.linear"]["value"] == 3
+    assert lines["A.grads"]["value"] == 6  # three weights, three biases
+    for key in ("A.diff", "A.compile_eager", "A.compile_inductor", "A.convert"):
+        assert 0 <= lines[key]["value"] <= ATOL, (key, lines[key])
+    assert set(lines["A.diff"]["per_case"]) == {"batch 1", "batch 3"}  # no sizes: H/W static
+    for key in door_b:  # the one-liner: a pass, or a failure that says why as "Type: message"
+        assert lines[key]["ok"] is True or ": " in lines[key]["reason"], (key, lines[key])
+    assert lines["B.diff"]["ok"] is True or lines["B.diff"]["reason"].startswith(NEEDS_SHAPES)
+
+
+def _off_by(offset: float):
+    """An `optimize` whose result adds ``offset`` to every output."""
+    real = score._optimize
+
+    def broken(gm):
+        module = real(gm)
+        graph = module.graph
+        output = next(n for n in graph.nodes if n.op == "output")
+        with graph.inserting_before(output):
+            outs = output.args[0]
+            many = isinstance(outs, (list, tuple))
+            shifted = [
+                graph.call_function(torch.add, (o, offset)) for o in (outs if many else [outs])
+            ]
+        output.args = (type(outs)(shifted) if many else shifted[0],)
+        module.recompile()
+        return module
+
+    return broken
+
+
+def test_broken_model_fails_the_diff_line(monkeypatch):
+    monkeypatch.setattr(score, "_optimize", _off_by(1e-3))
+    scorer = score.Scorer("keras_mlp", doors=("A",))
+    assert scorer.export()
+    scorer.run("A.diff", lambda: scorer.diff(scorer.optimized("A"), scorer.cases()))
+    scorer.run("A.params", lambda: scorer.params(scorer.optimized("A")))
+    diff = scorer.lines["A.diff"]
+    assert diff["ok"] is False
+    assert diff["value"] == pytest.approx(1e-3, rel=1e-3)
+    assert diff["reason"].startswith("max |diff| 0.001 > 1e-05 at batch")
+    assert "output logits" in diff["reason"]
+    assert scorer.lines["A.params"]["ok"] is True  # the other lines are not affected
+
+
+def test_an_exception_fails_its_line_only():
+    scorer = score.Scorer("keras_mlp")
+
+    def boom():
+        raise ValueError("no such thing\nsecond line")
+
+    scorer.run("A.grads", boom)
+    scorer.run("A.params", lambda: score.line(True, 1))
+    assert scorer.lines["A.grads"]["ok"] is False
+    assert scorer.lines["A.grads"]["reason"] == "ValueError: no such thing"
+    assert scorer.lines["A.params"]["ok"] is True
+
+
+# --------------------------------------------------------------------------- the CI check
+
+
+def _record(**lines):
+    return {
+        "name": "m",
+        "family": "keras",
+        "lines": {k: {"ok": v, "reason": "why"} for k, v in lines.items()},
+    }
+
+
+EXPECTED = {"m1": ["A.diff", "A.params", "export"], "m2": ["export"]}
+RECORDS = {
+    "m1": _record(export=True, **{"A.diff": True, "A.params": True, "B.diff": False}),
+    "m2": _record(export=True, **{"A.diff": False}),
+}
+
+
+def test_check_passes_when_nothing_regressed():
+    regressions, new = board.compare(EXPECTED, RECORDS)
+    assert regressions == []
+    assert new == []
+
+
+def test_check_fails_on_a_regression_and_lists_new_passes():
+    records = copy.deepcopy(RECORDS)
+    records["m1"]["lines"]["A.params"]["ok"] = False
+    records["m2"]["lines"]["A.diff"]["ok"] = True
+    regressions, new = board.compare(EXPECTED, records)
+    assert regressions == [("m1", "A.params", "why")]
+    assert new == [("m2", "A.diff")]
+
+
+def test_check_a_missing_model_or_line_is_a_regression():
+    records = {"m1": _record(export=True, **{"A.diff": True})}
+    regressions, _ = board.compare(EXPECTED, records)
+    assert ("m1", "A.params", "line missing") in regressions
+    assert ("m2", "export", "model not scored") in regressions
+    partial, _ = board.compare(EXPECTED, records, partial=True)  # a -k run: m2 not selected
+    assert partial == [("m1", "A.params", "line missing")]
+
+
+def test_latency_is_never_expected():
+    record = _record(export=True, latency=True)
+    assert board.expected_of({"m": record}) == {"m": ["export"]}
+
+
+def test_markdown_totals_row():
+    text = board.markdown(RECORDS)
+    rows = [r for r in text.splitlines() if r.startswith("| **total**")]
+    assert len(rows) == 1
+    cells = [c.strip() for c in rows[0].strip("|").split("|")]
+    assert cells[2] == "2/2"  # export
+    assert cells[3] == "1/2"  # A diff
+    assert cells[4] == "1/1"  # A params: only m1 has the line
