@@ -29,6 +29,12 @@ What is absorbed, and why it is exact:
   (sdpa_5), SDPA cannot take both: the band becomes -inf in the mask,
   ``mask.masked_fill(~tril(ones(Sq, Sk)), -inf)``; a causally hidden score was
   -10000 below the visible ones before and is -inf now, both weigh 0.
+* The mask goes in as ``mask.type_as(q)``: the identity under ONNX semantics
+  (Add takes one type: mask, scores and q share it), and in a module cast later
+  (``.to(torch.float64)``, with the mask still made by a float32 Cast) the
+  promotion that the replaced add did. SDPA's contract is a float mask of the
+  query's dtype; torch 2.14's CPU kernel takes a float32 mask with float64
+  queries and silently returns wrong outputs and gradients.
 """
 
 from __future__ import annotations
@@ -48,7 +54,8 @@ def _attention(q, kT, v, scale, mask=None, is_causal=False):
     k = torch.permute(kT, tuple(range(rank - 2)) + (rank - 1, rank - 2))
     options = {}  # only what differs from SDPA's defaults, for readable code
     if mask is not None:
-        options["attn_mask"] = mask
+        # SDPA wants a float mask of the query's dtype (see the module docstring)
+        options["attn_mask"] = mask.type_as(q)
     if is_causal:
         options["is_causal"] = True
     if not math.isclose(scale, 1 / math.sqrt(q.shape[-1]), rel_tol=REL_TOL):

@@ -555,6 +555,19 @@ def test_tiny_gpt2_has_one_causal_sdpa_per_layer():
     assert max_diff_vs_tf("gpt2_tiny", module, batch=2, seq_len=11) < 1e-5
 
 
+@pytest.mark.parametrize("name", ["bert_tiny", "gpt2_tiny"])
+def test_masked_sdpa_follows_a_float64_cast_of_the_module(name):
+    """The mask comes from a float32 Cast of attention_mask; SDPA gets it as q's dtype, so
+    the module cast to float64 still matches TF (torch 2.14 took the float32 mask silently
+    and returned wrong values)."""
+    module = copy.deepcopy(zoo_optimized(name)).to(torch.float64)
+    sdpas = [n for n in module.graph.nodes if n.target is F.scaled_dot_product_attention]
+    assert len(sdpas) == 2
+    assert all(n.kwargs["attn_mask"].target == "type_as" for n in sdpas)
+    assert max_diff_vs_tf(name, module) < 1e-5
+    assert max_diff_vs_tf(name, module, batch=2, seq_len=11) < 1e-5
+
+
 @pytest.fixture(scope="module")
 def gpt2_without_mask():
     """The zoo's GPT-2 exported with input_ids only: the causal band alone."""
