@@ -58,7 +58,9 @@ class CorpusModel:
     name: str
     family: str
     model: Any  # the TF/Keras model, every variable randomised
-    input_signature: Any  # what export_onnx takes: a list or dict of tf.TensorSpec, dynamic dims None
+    input_signature: (
+        Any  # what export_onnx takes: a list or dict of tf.TensorSpec, dynamic dims None
+    )
     output_names: tuple[str, ...]
     make_inputs: Callable[..., dict[str, np.ndarray]]
     tf_outputs: Callable[[dict[str, np.ndarray]], list[np.ndarray]]
@@ -83,7 +85,9 @@ class CorpusModel:
 BUILDERS: dict[str, tuple[str, Callable[[], CorpusModel]]] = {}
 
 
-def register(name: str, *, family: str) -> Callable[[Callable[[], CorpusModel]], Callable[[], CorpusModel]]:
+def register(
+    name: str, *, family: str
+) -> Callable[[Callable[[], CorpusModel]], Callable[[], CorpusModel]]:
     """Register a builder under ``name`` (unique across the corpus)."""
     if family not in FAMILIES:
         raise ValueError(f"{name}: family {family!r} is not one of {FAMILIES}")
@@ -91,7 +95,9 @@ def register(name: str, *, family: str) -> Callable[[Callable[[], CorpusModel]],
     def decorate(builder: Callable[[], CorpusModel]) -> Callable[[], CorpusModel]:
         if name in BUILDERS:
             other = inspect.getsourcefile(BUILDERS[name][1])
-            raise ValueError(f"corpus model {name!r} registered twice ({other} and {inspect.getsourcefile(builder)})")
+            raise ValueError(
+                f"corpus model {name!r} registered twice ({other} and {inspect.getsourcefile(builder)})"
+            )
         BUILDERS[name] = (family, builder)
         return builder
 
@@ -156,7 +162,9 @@ def text_inputs(
     return make_inputs
 
 
-def hf_outputs(model: Any, keys: tuple[str, ...], **call_kwargs: Any) -> Callable[[dict[str, np.ndarray]], list[np.ndarray]]:
+def hf_outputs(
+    model: Any, keys: tuple[str, ...], **call_kwargs: Any
+) -> Callable[[dict[str, np.ndarray]], list[np.ndarray]]:
     """Run a transformers TF model on the dict of inputs; the named output fields."""
 
     def tf_outputs(inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -166,11 +174,15 @@ def hf_outputs(model: Any, keys: tuple[str, ...], **call_kwargs: Any) -> Callabl
     return tf_outputs
 
 
-def keras_outputs(model: Any, names: tuple[str, ...]) -> Callable[[dict[str, np.ndarray]], list[np.ndarray]]:
+def keras_outputs(
+    model: Any, names: tuple[str, ...]
+) -> Callable[[dict[str, np.ndarray]], list[np.ndarray]]:
     """Run a functional Keras model on its inputs, in ``names`` order."""
 
     def tf_outputs(inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
-        out = model([inputs[n] for n in names] if len(names) > 1 else inputs[names[0]], training=False)
+        out = model(
+            [inputs[n] for n in names] if len(names) > 1 else inputs[names[0]], training=False
+        )
         return [np.asarray(o) for o in (out if isinstance(out, (list, tuple)) else [out])]
 
     return tf_outputs

@@ -258,7 +258,7 @@ class Scorer:
         return line(False, count, f"{count} trainable, TF has {tf} ({count - tf:+d})", tf=tf)
 
     def onnx2torch_left(self, module: Any) -> dict[str, Any]:
-        from fxsurgeon.optimize import count_onnx2torch_modules
+        from fxsurgeon.pipeline import count_onnx2torch_modules
 
         census = count_onnx2torch_modules(module)
         left = sum(census.values())
