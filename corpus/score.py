@@ -217,8 +217,11 @@ class Scorer:
             if key.startswith(p + "fusion.") or key == p + "softmax_left":
                 self.run(key, lambda key=key: self.fusion(door, key[len(p) :], counts))
         self.run(p + "grads", lambda: self.grads(self.optimized(door)))
-        self.run(p + "compile_eager", lambda: self.compiled(door, "eager", 1))
-        self.run(p + "compile_inductor", lambda: self.compiled(door, "inductor", 2))
+        # The eager backend is cheap: it captures the graph at every case (batch 1,
+        # 3 and each size, so dynamic shapes are traced). Inductor's C++ codegen is a
+        # third of a model's scoring time: one compile, at batch 3.
+        self.run(p + "compile_eager", lambda: self.compiled(door, "eager", slice(None)))
+        self.run(p + "compile_inductor", lambda: self.compiled(door, "inductor", slice(1, 2)))
         if door == "A":
             self.run("A.convert", self.convert)
 
@@ -301,14 +304,14 @@ class Scorer:
         reason = f"{len(bad)} of {len(named)}: {', '.join(bad[:3])}" if bad else ""
         return line(not bad, len(named) - len(bad), reason, total=len(named))
 
-    def compiled(self, door: str, backend: str, n_cases: int) -> dict[str, Any]:
+    def compiled(self, door: str, backend: str, cases: slice) -> dict[str, Any]:
         import torch
 
         module = self.optimized(door)
         torch._dynamo.reset()
         try:
             compiled = torch.compile(module, fullgraph=True, backend=backend)
-            return self.diff(compiled, self.cases()[:n_cases])
+            return self.diff(compiled, self.cases()[cases])
         finally:
             torch._dynamo.reset()
 
