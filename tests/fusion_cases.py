@@ -26,12 +26,16 @@ def f32(value) -> np.ndarray:
 
 
 def graph(nodes, inputs: dict, outputs, consts: dict) -> onnx.ModelProto:
-    """A checked opset-17 model; `outputs` are names (shapes inferred), `consts` name -> value."""
+    """A checked opset-17 model; `outputs` are names (shapes inferred), `consts` name -> value
+    (float32, but int64 arrays stay int64)."""
     model = make_model(
         nodes,
         [tensor_info(n, np.float32, s) for n, s in inputs.items()],
         [helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in outputs],
-        [init(n, f32(v)) for n, v in consts.items()],
+        [
+            init(n, v if getattr(v, "dtype", None) == np.int64 else f32(v))
+            for n, v in consts.items()
+        ],
     )
     return model
 
