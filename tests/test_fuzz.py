@@ -11,7 +11,6 @@ constant tolerance letting GELU and SDPA rewrites change outputs by 1e-4.
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import onnx_cases as cases
@@ -60,7 +59,6 @@ def test_two_hundred_random_graphs_change_no_numbers(two_hundred):
         assert rule in fired, sorted(fired)
     near = sum(1 for o in summary.outcomes for b in o.blocks if "~" in b)
     assert near >= 60
-    assert summary.seconds < 90
 
 
 def test_a_seed_gives_the_same_graph_every_time():
@@ -234,7 +232,5 @@ def test_optimize_of_a_fuzz_graph_is_deterministic():
     """bisect relies on replaying the same rewrites in the same order."""
     model = generate(11).model
     first = fxsurgeon.optimize(from_onnx(model))
-    start = time.perf_counter()
     second = fxsurgeon.optimize(from_onnx(model))
     assert first.code == second.code
-    assert time.perf_counter() - start < 10

@@ -20,11 +20,12 @@ against: arithmetic as `operator` calls (``x * 0.5``), everything else as
 Python literals.
 
 The table (`table.py`) is filled by the op-family modules, one per ONNX op family:
-`shape_ops`, `indexing`, `elementwise`, `nn_ops`; `graph.py` is the pass that uses it.
+`shape_ops`, `indexing`, `elementwise`, `nn_ops`, `activations`; `graph.py` is the pass that uses
+it.
 """
 
 # The op-family modules fill the table when imported.
-from . import elementwise, indexing, nn_ops, shape_ops  # noqa: F401, E402
+from . import activations, elementwise, indexing, nn_ops, shape_ops  # noqa: F401, E402
 from .graph import LoweringResult, lower_graph
 from .table import LOWERINGS
 from .values import Const, Sym, is_onnx2torch_module

@@ -1,0 +1,289 @@
+"""LayerNorm / RMSNorm fusion (patterns/layer_norm.py): every form found, wrong ones left alone.
+
+ONNX cases are written the way tf2onnx writes each form and compared with
+onnxruntime; the model cases (tiny HF TFMistral, a Keras 3 model) with TensorFlow.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from fusion_cases import (
+    assert_matches_ort,
+    calls,
+    family_count,
+    fused,
+    graph,
+    keras_vs_tf,
+    matches,
+    node,
+    optimized,
+    rng,
+)
+from torch import nn
+
+from fxsurgeon._compat import import_tensorflow
+from fxsurgeon.examples import randomize_variables
+from fxsurgeon.tensorflow import export_onnx
+
+
+def layer_norms(module) -> list[tuple[tuple, bool]]:
+    """(normalized shape, has beta) of each LayerNorm, functional or module."""
+    found = []
+    for item in fused(module, F.layer_norm, nn.LayerNorm):
+        if isinstance(item, nn.LayerNorm):
+            found.append((tuple(item.normalized_shape), item.bias is not None))
+        else:
+            beta = item.args[3] if len(item.args) > 3 else item.kwargs.get("bias")
+            found.append((tuple(item.args[1]), beta is not None))
+    return found
+
+
+LN_FORMS = ("tf", "tf0", "k3", "k30", "direct", "direct0")
+
+
+def _square(nodes: list, d: str, square: str) -> None:
+    if square == "Mul":
+        nodes.append(node("Mul", [d, d], "sq"))
+    else:
+        nodes.append(node("Pow", [d, "two"], "sq"))
+
+
+def _over_std(nodes: list, a: str, out: str, inv: str, swap: bool = False) -> None:
+    """out = a / std, as Reciprocal + Mul or as Div."""
+    if inv == "recip":
+        nodes.append(node("Reciprocal", ["std"], "r"))
+        nodes.append(node("Mul", ["r", a] if swap else [a, "r"], out))
+    else:
+        nodes.append(node("Div", [a, "std"], out))
+
+
+def layer_norm_onnx(
+    form: str,
+    square: str = "Mul",
+    inv: str = "recip",
+    axes=(-1,),
+    affine_shape=(8,),
+    swap: bool = False,
+    expose: str | None = None,
+):
+    """LayerNorm over `axes` of x [N, 5, 8] in one of LN_FORMS."""
+    nodes = [
+        node("ReduceMean", ["x"], "mean", axes=list(axes), keepdims=1),
+        node("Sub", ["x", "mean"], "d"),
+    ]
+    _square(nodes, "d", square)
+    nodes += [
+        node("ReduceMean", ["sq"], "var", axes=list(axes), keepdims=1),
+        node("Add", ["var", "eps"], "ve"),
+        node("Sqrt", ["ve"], "std"),
+    ]
+    with_beta = not form.endswith("0")
+    if form.startswith("direct"):
+        _over_std(nodes, "d", "n", inv)
+        nodes.append(
+            node("Mul", ["gamma", "n"] if swap else ["n", "gamma"], "y" if not with_beta else "ng")
+        )
+        if with_beta:
+            nodes.append(node("Add", ["ng", "beta"], "y"))
+    else:
+        _over_std(nodes, "gamma", "s", inv, swap)
+        nodes.append(node("Mul", ["x", "s"], "xs"))
+        if form == "tf":
+            nodes += [
+                node("Mul", ["mean", "s"], "ms"),
+                node("Sub", ["beta", "ms"], "shift"),
+                node("Add", ["xs", "shift"], "y"),
+            ]
+        elif form == "tf0":
+            nodes += [
+                node("Mul", ["mean", "s"], "ms"),
+                node("Neg", ["ms"], "shift"),
+                node("Add", ["xs", "shift"], "y"),
+            ]
+        else:
+            nodes += [node("Neg", ["mean"], "nm"), node("Mul", ["nm", "s"], "ms")]
+            if form == "k3":
+                nodes += [node("Add", ["ms", "beta"], "shift"), node("Add", ["xs", "shift"], "y")]
+            else:
+                nodes.append(node("Add", ["xs", "ms"], "y"))
+    consts = {"eps": 1e-3, "gamma": 1 + 0.1 * rng.standard_normal(affine_shape)}
+    if with_beta:
+        consts["beta"] = rng.standard_normal(affine_shape) * 0.5
+    if square == "Pow":
+        consts["two"] = 2.0
+    outputs = ["y"] + ([expose] if expose else [])
+    return graph(nodes, {"x": ["N", 5, 8]}, outputs, consts)
+
+
+@pytest.mark.parametrize("form", LN_FORMS)
+@pytest.mark.parametrize("square", ["Mul", "Pow"])
+@pytest.mark.parametrize("inv", ["recip", "div"])
+def test_every_layer_norm_form_is_one_layer_norm(form, square, inv):
+    model = layer_norm_onnx(form, square, inv)
+    module = optimized(model)
+    assert family_count(module, "layer_norm") == 1, matches(module)
+    assert calls(module, F.layer_norm, nn.LayerNorm) == 1
+    assert "sqrt" not in module.code and "mean" not in module.code
+    ((shape, has_beta),) = layer_norms(module)
+    assert shape == (8,) and has_beta != form.endswith("0")
+    assert_matches_ort(module, model)
+
+
+@pytest.mark.parametrize("form", ["tf", "direct"])
+def test_gamma_on_either_side_of_the_product(form):
+    model = layer_norm_onnx(form, swap=True)
+    module = optimized(model)
+    assert calls(module, F.layer_norm, nn.LayerNorm) == 1
+    assert_matches_ort(module, model)
+
+
+@pytest.mark.parametrize("affine_shape", [(5, 8), (1, 5, 8)])
+@pytest.mark.parametrize("form", ["tf", "k3"])
+def test_layer_norm_over_the_last_two_axes(form, affine_shape):
+    """Keras LayerNormalization(axis=[-2, -1]): F.layer_norm(x, (5, 8), ...)."""
+    model = layer_norm_onnx(form, axes=(1, 2), affine_shape=affine_shape)
+    module = optimized(model)
+    assert [shape for shape, _ in layer_norms(module)] == [(5, 8)]
+    assert_matches_ort(module, model)
+
+
+@pytest.mark.parametrize(
+    ("axes", "affine_shape", "why"),
+    [
+        ((1,), (8,), "a non-trailing axis"),
+        ((1, 2), (8,), "gamma/beta broadcast per channel, not as (5, 8)"),
+        ((-1,), (5, 1), "gamma/beta per row"),
+    ],
+)
+def test_layer_norm_that_does_not_broadcast_as_its_axes_is_left_alone(axes, affine_shape, why):
+    model = layer_norm_onnx("tf", axes=axes, affine_shape=affine_shape)
+    module = optimized(model)
+    assert calls(module, F.layer_norm, nn.LayerNorm) == 0, why
+    assert_matches_ort(module, model)
+
+
+@pytest.mark.parametrize("expose", ["mean", "ve", "s"])
+def test_layer_norm_with_an_intermediate_used_outside_is_left_alone(expose):
+    model = layer_norm_onnx("k3", expose=expose)
+    module = optimized(model)
+    assert calls(module, F.layer_norm, nn.LayerNorm) == 0
+    assert_matches_ort(module, model)
+
+
+# --------------------------------------------------------------------------- RMS norm
+
+
+def rms_norm_onnx(form: str, square: str, inv: str, other: bool = False, gamma_shape=(8,)):
+    """RMSNorm of x [N, 5, 8]: 'after' = (x / std) * gamma, 'scale' = x * (gamma / std)."""
+    nodes = [node("Mul", ["z", "z"] if other else ["x", "x"], "sq")] if square == "Mul" else []
+    if square == "Pow":
+        nodes.append(node("Pow", ["x", "two"], "sq"))
+    nodes += [
+        node("ReduceMean", ["sq"], "ms", axes=[-1], keepdims=1),
+        node("Add", ["ms", "eps"], "a"),
+        node("Sqrt", ["a"], "std"),
+    ]
+    if form == "after":
+        _over_std(nodes, "x", "h", inv)
+        nodes.append(node("Mul", ["gamma", "h"], "y"))
+    else:
+        _over_std(nodes, "gamma", "s", inv)
+        nodes.append(node("Mul", ["x", "s"], "y"))
+    consts = {"eps": 1e-6, "two": 2.0, "gamma": 1 + 0.1 * rng.standard_normal(gamma_shape)}
+    if square == "Mul":
+        del consts["two"]
+    inputs = {"x": ["N", 5, 8]} | ({"z": ["N", 5, 8]} if other else {})
+    return graph(nodes, inputs, ["y"], consts)
+
+
+@pytest.mark.parametrize("form", ["after", "scale"])
+@pytest.mark.parametrize("square", ["Mul", "Pow"])
+@pytest.mark.parametrize("inv", ["recip", "div"])
+def test_every_rms_norm_form_is_one_rms_norm(form, square, inv):
+    model = rms_norm_onnx(form, square, inv)
+    module = optimized(model)
+    assert family_count(module, "rms_norm") == 1, matches(module)
+    assert calls(module, F.rms_norm, nn.RMSNorm) == 1 and "sqrt" not in module.code
+    assert_matches_ort(module, model)
+
+
+def test_x_over_the_rms_of_another_tensor_is_not_rms_norm():
+    model = rms_norm_onnx("after", "Mul", "div", other=True)
+    module = optimized(model)
+    assert calls(module, F.rms_norm, nn.RMSNorm) == 0
+    assert_matches_ort(module, model)
+
+
+def test_rms_norm_with_a_per_row_gamma_is_left_alone():
+    model = rms_norm_onnx("after", "Mul", "recip", gamma_shape=(5, 1))
+    module = optimized(model)
+    assert calls(module, F.rms_norm, nn.RMSNorm) == 0
+    assert_matches_ort(module, model)
+
+
+# --------------------------------------------------------------------------- models
+
+
+@functools.cache
+def tiny_mistral():
+    tf = import_tensorflow()
+    from transformers import MistralConfig, TFMistralModel
+
+    config = MistralConfig(
+        vocab_size=50,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=32,
+        sliding_window=None,
+    )
+    model = TFMistralModel(config)
+    model(tf.constant([[1, 2, 3]]))
+    randomize_variables(model, 0)
+    proto = export_onnx(model, {"input_ids": tf.TensorSpec((None, None), tf.int32)})
+    return model, proto
+
+
+def test_tiny_mistral_has_two_rms_norms_per_layer_and_a_final_one():
+    tf = import_tensorflow()
+    model, proto = tiny_mistral()
+    module = optimized(proto)
+    layers = model.config.num_hidden_layers
+    assert calls(module, F.rms_norm, nn.RMSNorm) == 2 * layers + 1
+    assert "sqrt" not in module.code
+    ids = np.random.default_rng(1).integers(0, 50, (2, 7)).astype(np.int32)
+    expected = model(tf.constant(ids)).last_hidden_state.numpy()
+    # tf2onnx turns the rotary inv_freq constants into inputs (one per layer)
+    inv_freq = [layer.self_attn.rotary_emb.inv_freq.numpy() for layer in model.model.layers]
+    with torch.no_grad():
+        got = module(torch.from_numpy(ids), *(torch.from_numpy(f) for f in inv_freq))
+    assert float(np.abs(got.numpy() - expected).max()) <= 1e-5
+
+
+def test_keras3_layer_norms_over_one_and_two_axes():
+    import_tensorflow()
+    import keras
+
+    inp = keras.Input((6, 8))
+    outs = [
+        keras.layers.LayerNormalization()(inp),
+        keras.layers.LayerNormalization(axis=[-2, -1])(inp),
+        keras.layers.LayerNormalization(center=False)(inp),
+        keras.layers.LayerNormalization(rms_scaling=True)(inp),  # neither LN nor RMS: stays
+        keras.layers.GroupNormalization(groups=4)(inp),
+    ]
+    model = keras.Model(inp, outs)
+    randomize_variables(model, 0)
+    x = np.random.default_rng(2).standard_normal((3, 6, 8)).astype(np.float32)
+    module, diff = keras_vs_tf(model, [x])
+    shapes = sorted(shape for shape, _ in layer_norms(module))
+    assert shapes == [(6, 8), (8,), (8,)]
+    assert calls(module, F.rms_norm, nn.RMSNorm) == 0
+    assert diff <= 1e-5
