@@ -268,6 +268,7 @@ def build_cvt() -> CorpusModel:
         config,
         ("last_hidden_state", "cls_token_value"),
         nominal,
+        xfail=GROUPED_CONV,  # the depthwise dw_bn q/k/v projection convs
     )
 
 
