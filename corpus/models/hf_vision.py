@@ -205,6 +205,7 @@ def build_mobilevit() -> CorpusModel:
         config,
         ("last_hidden_state", "pooler_output"),
         nominal,
+        xfail=GROUPED_CONV,  # the inverted residuals' depthwise conv_3x3
     )
 
 
