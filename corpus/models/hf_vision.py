@@ -229,6 +229,7 @@ def build_regnet() -> CorpusModel:
         config,
         ("last_hidden_state", "pooler_output"),
         {},
+        xfail=GROUPED_CONV,  # the grouped 3x3 convs (groups_width=8)
     )
 
 
