@@ -18,9 +18,9 @@ Why exact: each rule absorbs only the formula's own ops and constants (1.0, 3,
 6, 0.16666667 within 1e-6); 1.0 * x is x. Anything with another constant is
 another function and stays: quick-GELU x * sigmoid(1.702 x) is kept as written
 (never GELU, never SiLU); Keras/ONNX HardSigmoid with alpha 0.2 (clamp(0.2 x +
-0.5, 0, 1)) is not torch's hardsigmoid and stays a clamp (see lower.py).
+0.5, 0, 1)) is not torch's hardsigmoid and stays a clamp (see fxsurgeon/lower/activations.py).
 ELU, SELU, Softplus, Softsign, LeakyReLU and ReLU6 arrive as ONNX ops and are
-lowered straight to their F calls (lower.py).
+lowered straight to their F calls (fxsurgeon/lower/activations.py).
 """
 
 from __future__ import annotations

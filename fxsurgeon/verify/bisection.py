@@ -199,7 +199,7 @@ def bisect(
         result.message = (
             f"the lowered model, before any rewrite, already differs from "
             f"{prepared.reference.description}: the fault is in the lowering "
-            "(fxsurgeon/lower.py) or the conversion, not in a rule"
+            "(fxsurgeon/lower/) or the conversion, not in a rule"
         )
         return result
     reports = {0: report_lowered}
@@ -212,7 +212,7 @@ def bisect(
         result.message = (
             f"all {total} rewrites together still match {prepared.reference.description}, "
             "the finished model does not: the fault is in the parameters pass "
-            "(fxsurgeon/params.py), not in a rule"
+            "(fxsurgeon/params/), not in a rule"
         )
         return result
     good, bad = 0, total
