@@ -55,6 +55,7 @@ class Plan:
     sizes: list = field(default_factory=list)  # (size node, operand node, dim) to re-point
     chain: list = field(default_factory=list)  # the score nodes the rewrite replaces
     bands: list = field(default_factory=list)  # (band node, cond) of a multiplicative band
+    head_dim: int | None = None  # D, where static
 
 
 # --------------------------------------------------------------------------- constants
@@ -570,6 +571,7 @@ def recognize(anchor: fx.Node, probs: fx.Node, module: fx.GraphModule) -> Plan |
     q, k = unscale(q, module), unscale(k, module)
     plan.scale *= q.factor * k.factor
     plan.q, plan.k, plan.v = q, k, v
+    plan.head_dim = qs[-1]
     if not (plan.scale == plan.scale and abs(plan.scale) < float("inf")):
         return f"the scale {plan.scale} is not finite"
     return plan

@@ -95,8 +95,7 @@ def _attention(q, k, v, scale, terms, fills, causal):
         mask = mask.masked_fill(keep.logical_not(), float("-inf"))
     if mask is not None:
         options["attn_mask"] = mask
-    d = q.shape[-1]
-    if not isinstance(d, int) or not math.isclose(scale, 1 / math.sqrt(d), rel_tol=REL_TOL):
+    if scale is not None:  # None: SDPA's default 1/sqrt(D) (the check compared it)
         options["scale"] = scale
     return F.scaled_dot_product_attention(q, k, v, **options)
 
@@ -118,7 +117,9 @@ def _recognize_check(probs_index: int):
         match["k"] = (plan.k.base, plan.k.ops)
         match["v_in"] = (plan.v.base, plan.v.ops)
         match["out_ops"] = plan.out_ops
-        match["scale"] = plan.scale
+        d = plan.head_dim
+        default = isinstance(d, int) and math.isclose(plan.scale, 1 / math.sqrt(d), rel_tol=REL_TOL)
+        match["scale"] = None if default else plan.scale
         match["terms"] = list(plan.terms)
         match["fills"] = list(plan.fills)
         match["causal"] = plan.causal
