@@ -40,6 +40,7 @@ class Operand:
     base: fx.Node
     ops: tuple = ()
     factor: float = 1.0  # a constant scale taken off the operand (q * c)
+    sizes: tuple = ()  # (size node, node, dim): size()s of q * c, to read from q (same shape)
 
 
 @dataclass
@@ -56,6 +57,8 @@ class Plan:
     chain: list = field(default_factory=list)  # the score nodes the rewrite replaces
     bands: list = field(default_factory=list)  # (band node, cond) of a multiplicative band
     head_dim: int | None = None  # D, where static
+    reshapes: list = field(default_factory=list)  # reshapes of the scores, core outwards
+    levels: set = field(default_factory=set)  # how many reshapes lie below each mask
 
 
 # --------------------------------------------------------------------------- constants
@@ -203,10 +206,15 @@ def unscale(operand: Operand, module: fx.GraphModule) -> Operand:
             c = scalar(b, module)
             if c is None and node.target is operator.mul:
                 a, c = b, scalar(a, module)
-            if c is None or c == 0.0 or not isinstance(a, fx.Node):
+            if c is None or c == 0.0 or not isinstance(a, fx.Node) or shape(a) != shape(node):
                 break
             factor = c if node.target is operator.mul else 1.0 / c
-            return Operand(a, tuple(ops) + operand.ops, operand.factor * factor)
+            sizes = tuple(
+                (u, a, u.args[1])
+                for u in node.users
+                if u.op == "call_method" and u.target == "size" and len(u.args) == 2
+            )
+            return Operand(a, tuple(ops) + operand.ops, operand.factor * factor, sizes)
         break
     return operand
 
@@ -240,7 +248,22 @@ def walk_scores(node: Any, plan: Plan, module: fx.GraphModule) -> fx.Node:
         return core
     if target is torch.where:
         return _walk_where(node, plan, module)
+    if target is torch.reshape and _keeps_lengths(node):
+        core = walk_scores(args[0], plan, module)
+        plan.reshapes.append(node)
+        plan.chain.append(node)
+        return core
     raise Decline(f"%{node.name} ({getattr(target, '__name__', target)}) is not part of the scores")
+
+
+def _keeps_lengths(node: fx.Node) -> bool:
+    """A reshape of the scores that only splits or merges the batch dims (Lq, Lk stay)."""
+    before, after, target = shape(node.args[0]), shape(node), node.args[1]
+    if before is None or after is None or len(before) < 3 or len(after) < 3:
+        return False
+    if not isinstance(target, tuple) or any(isinstance(d, int) and d < 0 for d in target[:-2]):
+        return False
+    return before[-2:] == after[-2:]
 
 
 def _on_chain(value: Any) -> bool:
@@ -256,6 +279,8 @@ def _on_chain(value: Any) -> bool:
             return True
         if n.target in (operator.add, operator.sub, operator.mul, operator.truediv, operator.neg):
             stack.extend(n.args)
+        elif n.target is torch.reshape:
+            stack.append(n.args[0])
         elif n.target is torch.where:
             stack.extend(n.args[1:])
     return False
@@ -286,6 +311,7 @@ def _walk_sum(node: fx.Node, plan: Plan, module: fx.GraphModule) -> fx.Node:
         raise Decline(f"%{node.name}: the term {term!r} is not a tensor")
     coef_, term = _strip_factors(term, module)
     plan.terms.append((coef * coef_, term))
+    plan.levels.add(len(plan.reshapes))
     return core
 
 
@@ -310,7 +336,7 @@ def _walk_product(node: fx.Node, plan: Plan, module: fx.GraphModule) -> fx.Node:
     if not _on_chain(a) or _on_chain(b):
         raise Decline(f"%{node.name}: not scores times a factor independent of them")
     c = scalar(b, module)
-    if c is not None and c != 0.0:
+    if c is not None and c != 0.0 and shape(a) == shape(node):
         core = walk_scores(a, plan, module)
         _times(plan, c if node.target is operator.mul else 1.0 / c)
         plan.chain.append(node)
@@ -322,6 +348,7 @@ def _walk_product(node: fx.Node, plan: Plan, module: fx.GraphModule) -> fx.Node:
             if plan.terms or plan.fills or plan.bands:
                 raise Decline(f"%{node.name}: a 0/1 band over masked scores")
             plan.bands.append((b, cond))
+            plan.levels.add(len(plan.reshapes))
             plan.chain.append(node)
             return core
     raise Decline(f"%{node.name}: the scale {_name(b)} is not a constant")
@@ -342,6 +369,7 @@ def _walk_where(node: fx.Node, plan: Plan, module: fx.GraphModule) -> fx.Node:
         raise Decline(f"%{node.name}: the condition is not a boolean tensor")
     core = walk_scores(inner, plan, module)
     plan.fills.append((cond, 0.0 if keep else value, value if keep else 0.0))
+    plan.levels.add(len(plan.reshapes))
     plan.chain.append(node)
     return core
 
@@ -541,8 +569,9 @@ def recognize(anchor: fx.Node, probs: fx.Node, module: fx.GraphModule) -> Plan |
         for user in n.users:
             if user in inside:
                 continue
-            if user.op == "call_method" and user.target == "size" and len(user.args) == 2:
-                j = user.args[1] % rank
+            sized = user.op == "call_method" and user.target == "size" and len(user.args) == 2
+            if sized and (n not in plan.reshapes or user.args[1] % len(shape(n)) >= rank - 2):
+                j = user.args[1] % len(shape(n)) + rank - len(shape(n))
                 source = k if j == rank - 1 else q
                 jj = rank - 2 if j >= rank - 2 else j
                 plan.sizes.append((user, source.base, _axis(source.ops, jj)))
@@ -550,6 +579,10 @@ def recognize(anchor: fx.Node, probs: fx.Node, module: fx.GraphModule) -> Plan |
                     lengths[(n, user.args[1])] = "Lk" if j == rank - 1 else "Lq"
                 continue
             return f"%{n.name} is also used outside the attention, by %{user.name}"
+    reason = _frame(plan, q, k, v, qs, vs)
+    if isinstance(reason, str):
+        return reason
+    scores = reason
     forbidden = inside | {v.base}
     for _, t in plan.terms:
         if not _broadcasts(shape(t), scores):
@@ -570,6 +603,7 @@ def recognize(anchor: fx.Node, probs: fx.Node, module: fx.GraphModule) -> Plan |
         return reason
     q, k = unscale(q, module), unscale(k, module)
     plan.scale *= q.factor * k.factor
+    plan.sizes += list(q.sizes) + list(k.sizes)
     plan.q, plan.k, plan.v = q, k, v
     plan.head_dim = qs[-1]
     if not (plan.scale == plan.scale and abs(plan.scale) < float("inf")):
@@ -596,6 +630,28 @@ def _pieces(coef: float, node: fx.Node, band: fx.Node, module) -> list:
             return [(coef, node)]
         out += _pieces(c, x, band, module)
     return out
+
+
+def _frame(plan: Plan, q: Operand, k: Operand, v: Operand, qs: tuple, vs: tuple):
+    """Run SDPA where the masks are: q, k, v reshaped to the batch dims of the reshape of
+    the scores the masks are added after (HF Bart: scores [B*H, L, L] -> [B, H, L, L] for
+    the mask -> back); the output reshaped to the batch dims of the last one. Returns the
+    scores' shape in that frame, or why not."""
+    if not plan.reshapes:
+        return shape(plan.chain[0])
+    if len(plan.levels) > 1:
+        return "masks are added to the scores in frames of different batch dims"
+    level = plan.levels.pop() if plan.levels else 0
+    if not isinstance(qs[-1], int) or not isinstance(vs[-1], int):
+        return "the head dims of q and v are not static"
+    if level:
+        lead = plan.reshapes[level - 1].args[1][:-2]
+        for operand, d in ((q, qs[-1]), (k, qs[-1]), (v, vs[-1])):
+            operand.ops = (*operand.ops, (torch.reshape, ((*lead, -1, d),)))
+    if level != len(plan.reshapes):
+        lead = plan.reshapes[-1].args[1][:-2]
+        plan.out_ops = ((torch.reshape, ((*lead, -1, vs[-1]),)), *plan.out_ops)
+    return shape(plan.reshapes[level - 1]) if level else shape(plan.chain[0])
 
 
 def _absorb_masks(plan: Plan, lengths: dict, same: bool, static: tuple, module) -> str | None:
