@@ -1,40 +1,60 @@
-"""Scaled dot-product attention -> F.scaled_dot_product_attention.
+"""Scaled dot-product attention -> F.scaled_dot_product_attention, by recognition.
 
-    Attention(q, k, v) = softmax(q @ k^T * scale + mask) @ v      q, k, v: [B, H, S, D]
+    Attention(q, k, v) = softmax(q . k^T * scale + mask) . v      q, k, v: [..., L, D]
 
-tf2onnx keeps the head split around it (reshape to [B, S, H, D], transpose to
-[B, H, S, D]) and hands the score MatMul k already transposed: kT = [B, H, D, S]
-(Transpose (0, 2, 3, 1) of the split, or (0, 2, 1, 3) then (0, 1, 3, 2)). The
-rules match the core on the head-split tensors q, kT, v and give SDPA
-k = kT.permute(0, 1, 3, 2); the tidy phase's ``permute_permute`` folds that into
-the head split, so the code reads
+Two rules anchor where attention ends, on the contraction of the probabilities
+with V: ``sdpa_1`` on ``softmax(scores, -1) @ v`` and ``sdpa_2`` on a
+two-operand ``einsum(eq, softmax(scores, -1), v)`` (Keras MultiHeadAttention).
+Their check (`patterns/_attention_scores.py`, ``recognize``) walks the scores
+back to the contraction of Q with K (a MatMul with k^T, or an einsum that
+contracts one feature axis) and reads every step on the way as part of
 
-    q = reshape(linear(x), (B, -1, H, D)).permute(0, 2, 1, 3)   # k, v alike
-    o = scaled_dot_product_attention(q, k, v, ...)              # [B, H, S, D]
-    reshape(o.permute(0, 2, 1, 3), (B, -1, H * D))
+    scores = scale * (q . k) + sum(coef_i * term_i)  [Where(mask, ., fill)]  [* band]
+
+The replacement gives SDPA q, k, v in [..., L, D] (permutes of the einsum or
+matmul operands; the tidy phase folds them into the head split) and permutes
+its [..., Lq, Dv] result to the anchor's layout. Every score node from the
+contraction to the softmax must be read only inside the attention (a
+``size()`` of one is re-pointed to the same dim of q or k, which has the same
+value); anything the scores depend on that is not absorbed declines the match.
 
 What is absorbed, and why it is exact:
 
-* Softmax is shift-invariant, softmax(s + c) = softmax(s) for a scalar c: HF's
-  ``stable_softmax`` adds 1e-9 to the scores (sdpa_1; in sdpa_3 it sits in the
-  mask term, where it stays; in sdpa_4 it is absorbed).
-* ``scale`` is passed through, or left to SDPA's default when it is
-  1/sqrt(D) within the engine's 1e-6 (float32 rounding; 1e-4 would change
-  the scores by up to 1e-4 relative).
-* GPT-2's causal mask s * band - 10000 * (1 - band) (band[i, j] = i >= j - Sk + Sq)
-  becomes ``is_causal=True`` (sdpa_4): exp(-10000 - max) is 0 in float32, and
-  bottom-right alignment equals SDPA's top-left one because self-attention
-  without a KV cache has Sq == Sk (the rule checks the query and key lengths
-  are the same static size or both follow the input). With a padding mask too
-  (sdpa_5), SDPA cannot take both: the band becomes -inf in the mask,
-  ``mask.masked_fill(~tril(ones(Sq, Sk)), -inf)``; a causally hidden score was
-  -10000 below the visible ones before and is -inf now, both weigh 0.
-* The mask goes in as ``mask.type_as(q)``: the identity under ONNX semantics
-  (Add takes one type: mask, scores and q share it), and in a module cast later
-  (``.to(torch.float64)``, with the mask still made by a float32 Cast) the
-  promotion that the replaced add did. SDPA's contract is a float mask of the
-  query's dtype; torch 2.14's CPU kernel takes a float32 mask with float64
-  queries and silently returns wrong outputs and gradients.
+* A constant factor (Python number or one-element constant; multiply or
+  divide) on the scores, on q or on k (looked for through the reshapes and
+  permutes of the head split): (c q) . k = q . (c k) = c (q . k), so all of
+  them multiply into ``scale=``; SDPA's default is used when the product is
+  1/sqrt(D) within the engine's 1e-6 (float32 rounding). A factor applied
+  after a mask would scale its fill: declined. A run-time factor: declined.
+* Softmax is shift-invariant, softmax(s + c) = softmax(s) for one number c
+  added to every score (HF's ``stable_softmax`` + 1e-9): dropped.
+* Additive tensors that do not depend on the scores or on v (a float padding
+  mask, HF's ``(1 - m) * -10000``, a relative-position or ALiBi bias) become
+  ``attn_mask = sum(coef_i * term_i)``, SDPA adds it to the scaled scores:
+  the same sum. Each must broadcast to the scores (shape meta, right-aligned,
+  dims 1 or equal): a bigger one would change the output shape.
+* ``Where(m, scores, fill)`` (a masked fill) with a finite ``fill <= -1e30``
+  (HF's dtype-min) becomes the additive ``where(m, 0, fill)``: s + fill
+  rounds to fill in float32 for |s| < 2**-25 |fill|, so every masked score is
+  the same fill as before, and a fully masked row stays uniform (a boolean
+  ``attn_mask`` would give NaN there). A smaller fill (-1e9) is declined: it
+  would not keep fully masked rows uniform.
+* A causal triangle: a boolean condition that is i >= j at every length (a
+  constant lower triangle of the static length, or ``Range`` rows against
+  ``Range`` columns whose offsets, linear in the score sizes, cancel once
+  Lq == Lk; GPT-2's band i >= j - Lk + Lq is one), in Lq == Lk self-attention
+  (static and equal, or both dynamic and q, k read the same model inputs).
+  It comes as ``Where(tri, scores, fill)`` with fill <= -1e3, or GPT-2's
+  ``scores * band - c * (1 - band)`` with c >= 1e3. Every row keeps its
+  diagonal, so the hidden scores weigh exp(fill - max) = 0 in float32
+  (exp(-1e3) underflows) before, and 0 with SDPA's -inf: ``is_causal=True``.
+  With additive terms too, SDPA cannot take both, so the triangle becomes
+  -inf in the mask: ``mask.masked_fill(~tril(ones(Lq, Lk)), -inf)``. Any
+  other triangle (upper, banded, offset) in a Where stays a mask when its fill
+  is dtype-min, and a multiplicative band that is not causal is declined.
+* Grouped KV heads written as an explicit repeat are plain attention over the
+  repeated k and v. Cross-attention (k, v from another sequence) is plain
+  attention; it is never made causal unless Lq == Lk is proven.
 """
 
 from __future__ import annotations
@@ -44,199 +64,114 @@ import math
 import torch
 import torch.nn.functional as F
 from fxsurgeon.patterns import Match, Rule
+from fxsurgeon.patterns._attention_scores import recognize
 
 from fxsurgeon.fuse import REL_TOL
 
+_EXTRAS = ("q", "k", "v_in", "out_ops", "scale", "terms", "fills", "causal", "sizes")
 
-def _attention(q, kT, v, scale, mask=None, is_causal=False):
-    """The replacement every variant shares: SDPA with k in [B, H, S, D]."""
-    rank = q.dim()
-    k = torch.permute(kT, tuple(range(rank - 2)) + (rank - 1, rank - 2))
+
+def _replay(operand):
+    x, ops = operand
+    for target, args in ops:
+        x = target(x, *args)
+    return x
+
+
+def _attention(q, k, v, scale, terms, fills, causal):
+    """SDPA over q, k, v in [..., L, D] with the recognised scale and masks."""
+    mask = None
+    for coef, term in terms:
+        x = term if coef == 1.0 else term * coef
+        mask = x if mask is None else mask + x
+    for cond, when_true, when_false in fills:
+        x = torch.where(cond, when_true, when_false)
+        mask = x if mask is None else mask + x
     options = {}  # only what differs from SDPA's defaults, for readable code
-    if mask is not None:
-        # SDPA wants a float mask of the query's dtype (see the module docstring)
-        options["attn_mask"] = mask.type_as(q)
-    if is_causal:
+    if causal and mask is None:
         options["is_causal"] = True
-    if not math.isclose(scale, 1 / math.sqrt(q.shape[-1]), rel_tol=REL_TOL):
+    elif causal:  # SDPA takes attn_mask or is_causal, not both: fold the triangle into the mask
+        keep = torch.ones((q.size(-2), k.size(-2)), dtype=torch.bool, device=q.device).tril()
+        mask = mask.masked_fill(keep.logical_not(), float("-inf"))
+    if mask is not None:
+        # SDPA wants a float mask of the query's dtype: torch 2.14 silently computes
+        # garbage for a float32 mask with float64 q/k/v. Under ONNX semantics the two
+        # already share a dtype (no-op); in a module cast later it is the promotion the
+        # replaced `scores + mask` did.
+        options["attn_mask"] = mask.type_as(q)
+    if scale is not None:  # None: SDPA's default 1/sqrt(D) (the check compared it)
         options["scale"] = scale
     return F.scaled_dot_product_attention(q, k, v, **options)
 
 
-def _heads_check(match: Match) -> str | None:
-    q, kT, v = (match.shape(n) for n in ("q", "kT", "v"))
-    if q is None or kT is None or v is None:
-        return "the shapes of q, k, v are not known"
-    if not (len(q) == len(kT) == len(v) == 4):
-        return f"q {q}, k^T {kT}, v {v} are not [B, H, S, D]"
-    if q[-1] is None or q[-1] != kT[-2]:
-        return f"head dims differ: q {q}, k^T {kT}"
-    if not isinstance(match["scale"], float):
-        return f"scale {match['scale']!r} is not a constant"
-    return None
+def _replacement(q, k, v_in, out_ops, scale, terms, fills, causal, sizes):
+    for size, source, axis in sizes:  # the same length, read from q or k (defined earlier)
+        size.node.args = (source.node, axis)
+    out = _attention(_replay(q), _replay(k), _replay(v_in), scale, terms, fills, causal)
+    return _replay((out, out_ops))
 
 
-# -- no mask ------------------------------------------------------------------------------------------
+def _recognize_check(probs_index: int):
+    def check(match: Match) -> str | None:
+        anchor = match.anchor
+        plan = recognize(anchor, anchor.args[probs_index], match.module)
+        if isinstance(plan, str):
+            return plan
+        match["q"] = (plan.q.base, plan.q.ops)
+        match["k"] = (plan.k.base, plan.k.ops)
+        match["v_in"] = (plan.v.base, plan.v.ops)
+        match["out_ops"] = plan.out_ops
+        d = plan.head_dim
+        default = isinstance(d, int) and math.isclose(plan.scale, 1 / math.sqrt(d), rel_tol=REL_TOL)
+        match["scale"] = None if default else plan.scale
+        match["terms"] = list(plan.terms)
+        match["fills"] = list(plan.fills)
+        match["causal"] = plan.causal
+        match["sizes"] = list(plan.sizes)
+        return None
+
+    return check
 
 
-def sdpa_shifted_pattern(q, kT, v, scale: float, shift: float):
-    return torch.matmul(torch.softmax(torch.matmul(q, kT) * scale + shift, -1), v)
+# -- softmax(scores) @ v ------------------------------------------------------------------------
 
 
-def sdpa_shifted_replacement(q, kT, v, scale, shift):
-    return _attention(q, kT, v, scale)
+def sdpa_matmul_pattern(scores: torch.Tensor, v: torch.Tensor):
+    return torch.matmul(torch.softmax(scores, -1), v)
+
+
+def sdpa_matmul_replacement(scores, v, q, k, v_in, out_ops, scale, terms, fills, causal, sizes):
+    return _replacement(q, k, v_in, out_ops, scale, terms, fills, causal, sizes)
 
 
 sdpa_1 = Rule(
     "sdpa_1",
-    sdpa_shifted_pattern,
-    sdpa_shifted_replacement,
-    check=_heads_check,
+    sdpa_matmul_pattern,
+    sdpa_matmul_replacement,
+    check=_recognize_check(0),
     phase="attention",
-    note="tf2onnx, HF TFViT: scores * scale + 1e-9 (stable_softmax), no mask",
+    note="recogniser: softmax(scores, -1) @ v, scores walked back to q @ k^T (HF ViT/BERT/GPT-2)",
 )
 
 
-def sdpa_plain_pattern(q, kT, v, scale: float):
-    return torch.matmul(torch.softmax(torch.matmul(q, kT) * scale, -1), v)
+# -- einsum(eq, softmax(scores), v) ------------------------------------------------------------------
 
 
-def sdpa_plain_replacement(q, kT, v, scale):
-    return _attention(q, kT, v, scale)
+def sdpa_einsum_pattern(equation, scores: torch.Tensor, v: torch.Tensor):
+    return torch.einsum(equation, torch.softmax(scores, -1), v)
+
+
+def sdpa_einsum_replacement(
+    equation, scores, v, q, k, v_in, out_ops, scale, terms, fills, causal, sizes
+):
+    return _replacement(q, k, v_in, out_ops, scale, terms, fills, causal, sizes)
 
 
 sdpa_2 = Rule(
     "sdpa_2",
-    sdpa_plain_pattern,
-    sdpa_plain_replacement,
-    check=_heads_check,
+    sdpa_einsum_pattern,
+    sdpa_einsum_replacement,
+    check=_recognize_check(1),
     phase="attention",
-    note="tf2onnx, Keras-style attention: softmax(q @ k^T * scale) @ v",
-)
-
-
-# -- additive mask ---------------------------------------------------------------------------------------
-
-
-def sdpa_masked_pattern(q, kT, v, scale: float, mask: torch.Tensor):
-    return torch.matmul(torch.softmax(torch.matmul(q, kT) * scale + mask, -1), v)
-
-
-def sdpa_masked_replacement(q, kT, v, scale, mask):
-    return _attention(q, kT, v, scale, mask=mask)
-
-
-def sdpa_masked_check(match: Match) -> str | None:
-    reason = _heads_check(match)
-    if reason is not None:
-        return reason
-    mask, dtype = match.shape("mask"), match.dtype("mask")
-    if mask is None or dtype is None or not dtype.is_floating_point:
-        return f"the mask is not a floating tensor of known shape ({dtype}, {mask})"
-    q, kT = match.shape("q"), match.shape("kT")
-    scores = q[:-1] + kT[-1:]
-    if len(mask) > len(scores):
-        return f"the mask {mask} has more dims than the scores {scores}"
-    for m, s in zip(reversed(mask), reversed(scores), strict=False):
-        if m != 1 and m != s:
-            return f"the mask {mask} does not broadcast to the scores {scores}"
-    return None
-
-
-sdpa_3 = Rule(
-    "sdpa_3",
-    sdpa_masked_pattern,
-    sdpa_masked_replacement,
-    check=sdpa_masked_check,
-    phase="attention",
-    note="tf2onnx, HF TFBert: scores * scale + (1e-9 + (1 - mask) * -10000), mask [B, 1, 1, S]",
-)
-
-
-# -- causal ------------------------------------------------------------------------------------------------
-
-
-def _causal_band(w, index_dtype, device_a, device_b, stop):
-    """HF TFGPT2's causal_attention_mask: band[i, j] = i >= j - Sk + Sq, as [1, 1, Sq, Sk] floats."""
-    q_len, k_len = w.size(2), w.size(3)
-    rows = torch.unsqueeze(torch.arange(0, q_len, 1, dtype=index_dtype, device=device_a), 1)[:stop]
-    cols = torch.arange(0, k_len, 1, dtype=index_dtype, device=device_b) - k_len + q_len
-    return torch.reshape(torch.greater_equal(rows, cols).to(torch.float32), (1, 1, q_len, k_len))
-
-
-def sdpa_causal_pattern(
-    q, kT, v, scale: float, shift: float, big: float, index_dtype, device_a, device_b, stop: int
-):
-    w = torch.matmul(q, kT) * scale
-    band = _causal_band(w, index_dtype, device_a, device_b, stop)
-    return torch.matmul(torch.softmax(w * band + (shift - big * (1.0 - band)), -1), v)
-
-
-def sdpa_causal_replacement(q, kT, v, scale, shift, big, index_dtype, device_a, device_b, stop):
-    return _attention(q, kT, v, scale, is_causal=True)
-
-
-def sdpa_causal_check(match: Match) -> str | None:
-    reason = _heads_check(match)
-    if reason is not None:
-        return reason
-    if match["big"] < 1e3:
-        return f"the mask fill -{match['big']} is too small to zero the masked weights"
-    q_len, k_len = match.shape("q")[-2], match.shape("kT")[-1]
-    if q_len != k_len:
-        return f"query length {q_len} and key length {k_len} differ: not self-attention"
-    if not isinstance(match["stop"], int) or match["stop"] < 10**6:
-        return f"the row slice [:{match['stop']}] may cut rows (the rule takes stops >= 10**6)"
-    return None
-
-
-sdpa_4 = Rule(
-    "sdpa_4",
-    sdpa_causal_pattern,
-    sdpa_causal_replacement,
-    check=sdpa_causal_check,
-    phase="attention",
-    note="tf2onnx, HF TFGPT2: w * band - 10000 * (1 - band) + 1e-9, band from Range >= Range",
-)
-
-
-# -- causal and additive padding mask ----------------------------------------------------------------
-
-
-def sdpa_causal_masked_pattern(
-    q,
-    kT,
-    v,
-    scale: float,
-    big: float,
-    mask: torch.Tensor,
-    index_dtype,
-    device_a,
-    device_b,
-    stop: int,
-):
-    w = torch.matmul(q, kT) * scale
-    band = _causal_band(w, index_dtype, device_a, device_b, stop)
-    return torch.matmul(torch.softmax(w * band - big * (1.0 - band) + mask, -1), v)
-
-
-def sdpa_causal_masked_replacement(
-    q, kT, v, scale, big, mask, index_dtype, device_a, device_b, stop
-):
-    # SDPA takes attn_mask or is_causal, not both: fold the causal band into the mask.
-    causal = torch.ones((q.shape[-2], v.shape[-2]), dtype=torch.bool, device=q.device).tril()
-    return _attention(q, kT, v, scale, mask=mask.masked_fill(causal.logical_not(), float("-inf")))
-
-
-def sdpa_causal_masked_check(match: Match) -> str | None:
-    return sdpa_masked_check(match) or sdpa_causal_check(match)
-
-
-sdpa_5 = Rule(
-    "sdpa_5",
-    sdpa_causal_masked_pattern,
-    sdpa_causal_masked_replacement,
-    check=sdpa_causal_masked_check,
-    phase="attention",
-    note="tf2onnx, HF TFGPT2 with attention_mask: w * band - 10000 * (1 - band) + (1e-9 + (1 - m) * -10000)",
+    note="recogniser: einsum(softmax(scores, -1), v) (Keras MultiHeadAttention)",
 )

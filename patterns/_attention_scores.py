@@ -1,0 +1,530 @@
+"""Recognising attention in the canonical graph: the analysis behind ``attention.py``.
+
+`recognize(match)` starts from ``softmax(scores, -1) @ v`` (a MatMul or a
+two-operand Einsum) and walks ``scores`` back to the contraction of Q with K,
+reading each step as part of an affine form
+
+    scores = scale * (Q . K) + sum(coef_i * term_i) + sum(where-fills) [* causal band]
+
+It returns a `Plan` (how to read q, k, v in [..., L, D] form, the scale, the
+additive terms, the boolean masks, whether the band is causal) or the reason it
+declines. Nothing here mutates the graph; `attention.py` says why each absorbed
+piece is exact.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from fxsurgeon.patterns._attention_graph import (
+    _name,
+    band_condition,
+    is_causal,
+    node_dtype,
+    scalar,
+    shape,
+)
+from torch import fx
+
+#: A finite Where fill at or below this is absorbed by an additive mask with the same fill:
+#: for |s| < 2**-25 * |fill| (1e22 here), s + fill rounds to fill in float32.
+HUGE_FILL = -1e30
+#: A hidden score at or below this (and a visible one in every row) weighs exactly 0:
+#: exp(-1e3) underflows float32 (the smallest subnormal is 1.4e-45 = exp(-103)).
+BIG_FILL = -1e3
+
+_SHAPE_OPS = (torch.permute, torch.reshape, torch.transpose, torch.unsqueeze, torch.squeeze)
+
+
+@dataclass
+class Operand:
+    """``base`` followed by ``ops`` ((target, args) pairs) reads the operand in [..., L, D]."""
+
+    base: fx.Node
+    ops: tuple = ()
+    factor: float = 1.0  # a constant scale taken off the operand (q * c)
+    sizes: tuple = ()  # (size node, node, dim): size()s of q * c, to read from q (same shape)
+
+
+@dataclass
+class Plan:
+    q: Operand
+    k: Operand
+    v: Operand
+    out_ops: tuple  # from SDPA's [..., Lq, Dv] to the anchor's layout
+    scale: float = 1.0
+    terms: list = field(default_factory=list)  # (coef, node): additive, summed into attn_mask
+    fills: list = field(default_factory=list)  # (cond, when_true, when_false): boolean masks
+    causal: bool = False
+    sizes: list = field(default_factory=list)  # (size node, operand node, dim) to re-point
+    chain: list = field(default_factory=list)  # the score nodes the rewrite replaces
+    bands: list = field(default_factory=list)  # (band node, cond) of a multiplicative band
+    head_dim: int | None = None  # D, where static
+    reshapes: list = field(default_factory=list)  # reshapes of the scores, core outwards
+    levels: set = field(default_factory=set)  # how many reshapes lie below each mask
+
+
+def ancestors(node: Any, limit: int = 5000) -> set[fx.Node]:
+    """Every node `node` is computed from (itself included), not looking through size():
+    a mask built from the scores' sizes does not read their values."""
+    seen: set[fx.Node] = set()
+    stack = [node] if isinstance(node, fx.Node) else []
+    while stack and len(seen) < limit:
+        n = stack.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        if n.op == "call_method" and n.target == "size":
+            continue
+        stack.extend(n.all_input_nodes)
+    return seen
+
+
+# --------------------------------------------------------------------------- contractions
+
+
+def einsum_parts(node: fx.Node) -> tuple[str, str, str] | None:
+    """(a, b, out) subscripts of a two-operand einsum without ellipsis or repeats."""
+    if node.op != "call_function" or node.target is not torch.einsum or len(node.args) != 3:
+        return None
+    equation = node.args[0]
+    if not isinstance(equation, str) or "." in equation or "->" not in equation:
+        return None
+    inputs, out = equation.replace(" ", "").split("->")
+    parts = inputs.split(",")
+    if len(parts) != 2 or any(len(set(p)) != len(p) for p in (*parts, out)):
+        return None
+    return parts[0], parts[1], out
+
+
+def _permute_to(letters: str, order: str) -> tuple:
+    perm = tuple(letters.index(c) for c in order)
+    return () if perm == tuple(range(len(perm))) else ((torch.permute, (perm,)),)
+
+
+def qk_contraction(node: Any) -> tuple[Operand, Operand, str] | str:
+    """q, k in [..., L, D] form of a Q.K^T contraction, and the batch letters (einsum)."""
+    if not isinstance(node, fx.Node) or node.op != "call_function":
+        return "the scores do not come from a contraction"
+    if node.target is torch.matmul:
+        a, b = node.args
+        ranks = [len(shape(x) or ()) for x in (a, b)]
+        if ranks[0] < 2 or ranks[0] != ranks[1]:
+            return f"%{node.name}: q and k^T ranks {ranks} differ (or are unknown)"
+        swap = (*range(ranks[0] - 2), ranks[0] - 1, ranks[0] - 2)
+        return Operand(a), Operand(b, ((torch.permute, (swap,)),)), ""
+    parts = einsum_parts(node)
+    if parts is None:
+        return (
+            f"%{node.name} ({getattr(node.target, '__name__', node.target)}) is not a contraction"
+        )
+    a, b, out = parts
+    if len(out) < 2:
+        return f"%{node.name}: the einsum output {out!r} has no (Lq, Lk)"
+    batch, lq, lk = out[:-2], out[-2], out[-1]
+    q_letters, k_letters, q_node, k_node = (
+        (a, b, *node.args[1:]) if lq in a else (b, a, *node.args[2:0:-1])
+    )
+    contracted = [c for c in q_letters if c in k_letters and c not in out]
+    if (
+        lq not in q_letters
+        or lk not in k_letters
+        or lk in q_letters
+        or lq in k_letters
+        or len(contracted) != 1
+        or any(c not in q_letters or c not in k_letters for c in batch)
+        or len(q_letters) != len(out)
+        or len(k_letters) != len(q_letters)
+    ):
+        return f"%{node.name}: einsum {node.args[0]!r} is not q . k over one feature axis"
+    d = contracted[0]
+    q = Operand(q_node, _permute_to(q_letters, batch + lq + d))
+    k = Operand(k_node, _permute_to(k_letters, batch + lk + d))
+    return q, k, batch
+
+
+def pv_contraction(anchor: fx.Node, probs: fx.Node, batch: str) -> tuple[Operand, tuple] | str:
+    """v in [..., Lk, Dv] form and the ops from SDPA's output to the anchor's layout."""
+    if anchor.target is torch.matmul:
+        return Operand(anchor.args[1]), ()
+    parts = einsum_parts(anchor)
+    if parts is None or anchor.args[1] is not probs:
+        return f"%{anchor.name} is not probs . v"
+    p, v_letters, out = parts
+    if len(p) < 2:
+        return f"%{anchor.name}: the probabilities {p!r} have no (Lq, Lk)"
+    p_batch, lq, lk = p[:-2], p[-2], p[-1]
+    dv = [c for c in v_letters if c not in p]
+    if (
+        len(dv) != 1
+        or lk not in v_letters
+        or lk in out
+        or sorted(out) != sorted(p_batch + lq + dv[0])
+        or any(c not in v_letters for c in p_batch)
+        or len(v_letters) != len(p_batch) + 2
+    ):
+        return f"%{anchor.name}: einsum {anchor.args[0]!r} is not probs . v over Lk"
+    v = Operand(anchor.args[2], _permute_to(v_letters, p_batch + lk + dv[0]))
+    return v, _permute_to(p_batch + lq + dv[0], out)
+
+
+def unscale(operand: Operand, module: fx.GraphModule) -> Operand:
+    """Take a constant factor off q or k: q = shape_ops(x * c) reads as shape_ops(x), c."""
+    ops: list = []
+    node = operand.base
+    while isinstance(node, fx.Node) and node.op == "call_function":
+        if node.target in _SHAPE_OPS:
+            ops.insert(0, (node.target, tuple(node.args[1:])))
+            node = node.args[0]
+            continue
+        if node.target in (operator.mul, operator.truediv):
+            a, b = node.args
+            c = scalar(b, module)
+            if c is None and node.target is operator.mul:
+                a, c = b, scalar(a, module)
+            if c is None or c == 0.0 or not isinstance(a, fx.Node) or shape(a) != shape(node):
+                break
+            factor = c if node.target is operator.mul else 1.0 / c
+            sizes = tuple(
+                (u, a, u.args[1])
+                for u in node.users
+                if u.op == "call_method" and u.target == "size" and len(u.args) == 2
+            )
+            return Operand(a, tuple(ops) + operand.ops, operand.factor * factor, sizes)
+        break
+    return operand
+
+
+# --------------------------------------------------------------------------- the scores
+
+
+class Decline(Exception):
+    """The scores are not attention this recogniser can prove exact."""
+
+
+def walk_scores(node: Any, plan: Plan, module: fx.GraphModule) -> fx.Node:
+    """Read `node` as scale * core + terms (+ fills, bands) into `plan`; returns the core.
+
+    Bottom-up: a constant factor met on the way out multiplies the terms found below it.
+    """
+    if not isinstance(node, fx.Node) or node.op != "call_function":
+        raise Decline(f"{node!r} is not computed from a contraction")
+    if node.target is torch.matmul or node.target is torch.einsum:
+        plan.chain.append(node)
+        return node
+    target, args = node.target, node.args
+    if target in (operator.add, operator.sub):
+        return _walk_sum(node, plan, module)
+    if target in (operator.mul, operator.truediv):
+        return _walk_product(node, plan, module)
+    if target is operator.neg:
+        core = walk_scores(args[0], plan, module)
+        _times(plan, -1.0)
+        plan.chain.append(node)
+        return core
+    if target is torch.where:
+        return _walk_where(node, plan, module)
+    if target is torch.reshape and _keeps_lengths(node):
+        core = walk_scores(args[0], plan, module)
+        plan.reshapes.append(node)
+        plan.chain.append(node)
+        return core
+    raise Decline(f"%{node.name} ({getattr(target, '__name__', target)}) is not part of the scores")
+
+
+def _keeps_lengths(node: fx.Node) -> bool:
+    """A reshape of the scores that only splits or merges the batch dims (Lq, Lk stay)."""
+    before, after, target = shape(node.args[0]), shape(node), node.args[1]
+    if before is None or after is None or len(before) < 3 or len(after) < 3:
+        return False
+    if not isinstance(target, tuple) or any(isinstance(d, int) and d < 0 for d in target[:-2]):
+        return False
+    return before[-2:] == after[-2:]
+
+
+def _on_chain(value: Any) -> bool:
+    """Whether `value` is computed from a contraction through score arithmetic."""
+    seen = 0
+    stack = [value]
+    while stack and seen < 200:
+        n = stack.pop()
+        seen += 1
+        if not isinstance(n, fx.Node) or n.op != "call_function":
+            continue
+        if n.target is torch.matmul or n.target is torch.einsum:
+            return True
+        if n.target in (operator.add, operator.sub, operator.mul, operator.truediv, operator.neg):
+            stack.extend(n.args)
+        elif n.target is torch.reshape:
+            stack.append(n.args[0])
+        elif n.target is torch.where:
+            stack.extend(n.args[1:])
+    return False
+
+
+def _times(plan: Plan, c: float) -> None:
+    plan.scale *= c
+    plan.terms = [(coef * c, t) for coef, t in plan.terms]
+    if plan.fills or plan.bands:
+        raise Decline("a factor applied after a mask would scale its fill")
+
+
+def _walk_sum(node: fx.Node, plan: Plan, module: fx.GraphModule) -> fx.Node:
+    a, b = node.args
+    sign = 1.0 if node.target is operator.add else -1.0
+    if _on_chain(a) and not _on_chain(b):
+        core = walk_scores(a, plan, module)
+        term, coef = b, sign
+    elif node.target is operator.add and _on_chain(b) and not _on_chain(a):
+        core = walk_scores(b, plan, module)
+        term, coef = a, 1.0
+    else:
+        raise Decline(f"%{node.name}: not scores plus a term independent of them")
+    plan.chain.append(node)
+    if scalar(term, module) is not None:
+        return core  # the same number added to every score: softmax drops it
+    if not isinstance(term, fx.Node):
+        raise Decline(f"%{node.name}: the term {term!r} is not a tensor")
+    coef_, term = _strip_factors(term, module)
+    plan.terms.append((coef * coef_, term))
+    plan.levels.add(len(plan.reshapes))
+    return core
+
+
+def _strip_factors(term: fx.Node, module: fx.GraphModule) -> tuple[float, fx.Node]:
+    coef = 1.0
+    while term.op == "call_function" and term.target in (operator.mul, operator.truediv):
+        a, b = term.args
+        c = scalar(b, module)
+        if c is None and term.target is operator.mul:
+            a, c = b, scalar(a, module)
+        if c is None or c == 0.0 or not isinstance(a, fx.Node):
+            break
+        coef *= c if term.target is operator.mul else 1.0 / c
+        term = a
+    return coef, term
+
+
+def _walk_product(node: fx.Node, plan: Plan, module: fx.GraphModule) -> fx.Node:
+    a, b = node.args
+    if node.target is operator.mul and not _on_chain(a):
+        a, b = b, a
+    if not _on_chain(a) or _on_chain(b):
+        raise Decline(f"%{node.name}: not scores times a factor independent of them")
+    c = scalar(b, module)
+    if c is not None and c != 0.0 and shape(a) == shape(node):
+        core = walk_scores(a, plan, module)
+        _times(plan, c if node.target is operator.mul else 1.0 / c)
+        plan.chain.append(node)
+        return core
+    if node.target is operator.mul and isinstance(b, fx.Node):
+        cond = band_condition(b)
+        if cond is not None:
+            core = walk_scores(a, plan, module)
+            if plan.terms or plan.fills or plan.bands:
+                raise Decline(f"%{node.name}: a 0/1 band over masked scores")
+            plan.bands.append((b, cond))
+            plan.levels.add(len(plan.reshapes))
+            plan.chain.append(node)
+            return core
+    raise Decline(f"%{node.name}: the scale {_name(b)} is not a constant")
+
+
+def _walk_where(node: fx.Node, plan: Plan, module: fx.GraphModule) -> fx.Node:
+    cond, a, b = node.args
+    if _on_chain(a) and not _on_chain(b):
+        inner, fill, keep = a, b, True
+    elif _on_chain(b) and not _on_chain(a):
+        inner, fill, keep = b, a, False
+    else:
+        raise Decline(f"%{node.name}: not Where(mask, scores, fill)")
+    value = scalar(fill, module)
+    if value is None:
+        raise Decline(f"%{node.name}: the fill {_name(fill)} is not a constant")
+    if not isinstance(cond, fx.Node) or node_dtype(cond) is not torch.bool:
+        raise Decline(f"%{node.name}: the condition is not a boolean tensor")
+    core = walk_scores(inner, plan, module)
+    plan.fills.append((cond, 0.0 if keep else value, value if keep else 0.0))
+    plan.levels.add(len(plan.reshapes))
+    plan.chain.append(node)
+    return core
+
+
+def _std_shape(node: fx.Node, ops: tuple) -> tuple | None:
+    """The shape of `node` after the permute/transpose `ops` of a contraction."""
+    s = shape(node)
+    if s is None:
+        return None
+    s = list(s)
+    for _, (perm,) in ops:  # permutes only
+        s = [s[i] for i in perm]
+    return tuple(s)
+
+
+def _axis(ops: tuple, j: int) -> int:
+    """The axis of an operand that becomes axis `j` after its permute `ops`."""
+    for _, (perm,) in reversed(ops):
+        j = perm[j]
+    return j
+
+
+def _broadcasts(s: tuple | None, scores: tuple) -> bool:
+    if s is None or len(s) > len(scores):
+        return False
+    return all(m == 1 or m == n for m, n in zip(reversed(s), reversed(scores), strict=False))
+
+
+def _inputs(node: fx.Node) -> set:
+    return {n for n in ancestors(node) if n.op == "placeholder"}
+
+
+def recognize(anchor: fx.Node, probs: fx.Node, module: fx.GraphModule) -> Plan | str:
+    """The `Plan` of ``softmax(scores, -1) . v`` at `anchor`, or why it is not attention."""
+    plan = Plan(q=None, k=None, v=None, out_ops=())  # type: ignore[arg-type]
+    try:
+        core = walk_scores(probs.args[0], plan, module)
+    except Decline as exc:
+        return str(exc)
+    found = qk_contraction(core)
+    if isinstance(found, str):
+        return found
+    q, k, batch = found
+    pv = pv_contraction(anchor, probs, batch)
+    if isinstance(pv, str):
+        return pv
+    v, plan.out_ops = pv
+    qs, ks, vs = _std_shape(q.base, q.ops), _std_shape(k.base, k.ops), _std_shape(v.base, v.ops)
+    scores = shape(core)
+    if None in (qs, ks, vs, scores):
+        return "the shapes of q, k, v are not known"
+    if not (len(qs) == len(ks) == len(vs) == len(scores) >= 3):
+        return f"q {qs}, k {ks}, v {vs} are not [..., L, D] of one rank (3 or more)"
+    if qs[:-2] != ks[:-2] or qs[:-2] != vs[:-2] or qs[-1] != ks[-1] or ks[-2] != vs[-2]:
+        return f"q {qs}, k {ks}, v {vs} do not line up as [..., L, D] (batch dims, D, Lk)"
+    # the score nodes are replaced: no one else may read them (a size() of them is re-pointed)
+    rank = len(scores)
+    inside = set(plan.chain) | {probs}
+    lengths: dict = {}
+    for n in plan.chain:
+        for user in n.users:
+            if user in inside:
+                continue
+            sized = user.op == "call_method" and user.target == "size" and len(user.args) == 2
+            if sized and (n not in plan.reshapes or user.args[1] % len(shape(n)) >= rank - 2):
+                j = user.args[1] % len(shape(n)) + rank - len(shape(n))
+                source = k if j == rank - 1 else q
+                jj = rank - 2 if j >= rank - 2 else j
+                plan.sizes.append((user, source.base, _axis(source.ops, jj)))
+                if j >= rank - 2:
+                    lengths[(n, user.args[1])] = "Lk" if j == rank - 1 else "Lq"
+                continue
+            return f"%{n.name} is also used outside the attention, by %{user.name}"
+    reason = _frame(plan, q, k, v, qs, vs)
+    if isinstance(reason, str):
+        return reason
+    scores = reason
+    forbidden = inside | {v.base}
+    for _, t in plan.terms:
+        if not _broadcasts(shape(t), scores):
+            return f"the term %{t.name} {shape(t)} does not broadcast to the scores {scores}"
+        if ancestors(t) & forbidden:
+            return f"the term %{t.name} is computed from the scores or from v"
+    for cond in [c for c, *_ in plan.fills] + [c for _, c in plan.bands]:
+        if not _broadcasts(shape(cond), scores):
+            return f"the mask %{cond.name} {shape(cond)} does not broadcast to the scores {scores}"
+        if ancestors(cond) & forbidden:
+            return f"the mask %{cond.name} is computed from the scores or from v"
+    static = (scores[-2], scores[-1])
+    same = (static[0] is not None and static[0] == static[1]) or (
+        static == (None, None) and _inputs(q.base) == _inputs(k.base)
+    )
+    reason = _absorb_masks(plan, lengths, same, static, module)
+    if reason is not None:
+        return reason
+    q, k = unscale(q, module), unscale(k, module)
+    plan.scale *= q.factor * k.factor
+    plan.sizes += list(q.sizes) + list(k.sizes)
+    plan.q, plan.k, plan.v = q, k, v
+    plan.head_dim = qs[-1]
+    if not (plan.scale == plan.scale and abs(plan.scale) < float("inf")):
+        return f"the scale {plan.scale} is not finite"
+    return plan
+
+
+def _hides(node: fx.Node, band: fx.Node) -> bool:
+    return node.target is operator.sub and node.args == (1.0, band)
+
+
+def _pieces(coef: float, node: fx.Node, band: fx.Node, module) -> list:
+    """A term as a sum of (coef, node) pieces, split until the band's 1 - band (numbers drop)."""
+    coef_, node = _strip_factors(node, module)
+    coef *= coef_
+    if _hides(node, band) or node.target not in (operator.add, operator.sub):
+        return [(coef, node)]
+    out = []
+    for i, x in enumerate(node.args):
+        c = -coef if i == 1 and node.target is operator.sub else coef
+        if scalar(x, module) is not None:
+            continue  # the same number added to every score: dropped (shift invariance)
+        if not isinstance(x, fx.Node):
+            return [(coef, node)]
+        out += _pieces(c, x, band, module)
+    return out
+
+
+def _frame(plan: Plan, q: Operand, k: Operand, v: Operand, qs: tuple, vs: tuple):
+    """Run SDPA where the masks are: q, k, v reshaped to the batch dims of the reshape of
+    the scores the masks are added after (HF Bart: scores [B*H, L, L] -> [B, H, L, L] for
+    the mask -> back); the output reshaped to the batch dims of the last one. Returns the
+    scores' shape in that frame, or why not."""
+    if not plan.reshapes:
+        return shape(plan.chain[0])
+    if len(plan.levels) > 1:
+        return "masks are added to the scores in frames of different batch dims"
+    level = plan.levels.pop() if plan.levels else 0
+    if not isinstance(qs[-1], int) or not isinstance(vs[-1], int):
+        return "the head dims of q and v are not static"
+    if level:
+        lead = plan.reshapes[level - 1].args[1][:-2]
+        for operand, d in ((q, qs[-1]), (k, qs[-1]), (v, vs[-1])):
+            operand.ops = (*operand.ops, (torch.reshape, ((*lead, -1, d),)))
+    if level != len(plan.reshapes):
+        lead = plan.reshapes[-1].args[1][:-2]
+        plan.out_ops = ((torch.reshape, ((*lead, -1, vs[-1]),)), *plan.out_ops)
+    return shape(plan.reshapes[level - 1]) if level else shape(plan.chain[0])
+
+
+def _absorb_masks(plan: Plan, lengths: dict, same: bool, static: tuple, module) -> str | None:
+    for band, cond in plan.bands:
+        if not is_causal(cond, lengths, same, static, module):
+            return f"the 0/1 band %{band.name} is not a causal triangle at every length"
+        pieces = [_pieces(coef, t, band, module) for coef, t in plan.terms]
+        found = [
+            i
+            for i, parts in enumerate(pieces)
+            if any(_hides(t, band) and coef <= BIG_FILL for coef, t in parts)
+        ]
+        if not found:
+            return f"the band %{band.name} has no term -c * (1 - band) with c >= {-BIG_FILL}"
+        parts = pieces[found[0]]
+        hidden = next(p for p in parts if _hides(p[1], band) and p[0] <= BIG_FILL)
+        rest = [p for p in parts if p is not hidden]
+        plan.terms = plan.terms[: found[0]] + rest + plan.terms[found[0] + 1 :]
+        plan.causal = True
+    kept = []
+    for cond, when_true, when_false in plan.fills:
+        fill = when_false if when_true == 0.0 else when_true
+        if when_true == 0.0 and fill <= BIG_FILL and is_causal(cond, lengths, same, static, module):
+            plan.causal = True
+            continue
+        if not (HUGE_FILL >= fill > float("-inf")) or 0.0 not in (when_true, when_false):
+            return (
+                f"Where(%{cond.name}, ...) fills {fill}: only a finite fill <= {HUGE_FILL} "
+                "is the same as an additive mask (fully masked rows stay uniform)"
+            )
+        kept.append((cond, when_true, when_false))
+    plan.fills = kept
+    return None
