@@ -3,7 +3,8 @@
 onnx2torch makes one buffer per use of an initializer, and fxsurgeon's export
 keeps a separate initializer per read of a variable (a shared layer applied
 twice reads its kernel twice). So reads are grouped by *value*: bitwise equal
-tensors (same dtype, same stored shape) are one candidate variable. A group is
+tensors (same dtype, equal up to an axis permutation: `_digest`) are one candidate
+variable. A group is
 one parameter (a shared layer, tied input/output embeddings) unless its scopes
 say otherwise: when every read plays the same role (same consumer, same
 argument position) in layers that differ, the reads are equal variables of
@@ -35,9 +36,12 @@ def _raw(use: _Use) -> torch.Tensor:
 
 
 def _digest(use: _Use) -> tuple:
+    """A key equal for bitwise-equal values in any axis order (tf2onnx stores a kernel read
+    with ``transpose_b`` transposed): the dtype, the sorted shape and the sorted elements."""
     raw = _raw(use)
-    data = raw.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes()
-    return (str(raw.dtype), tuple(raw.shape), hashlib.blake2b(data, digest_size=16).hexdigest())
+    data = torch.sort(raw.detach().cpu().reshape(-1)).values.numpy().tobytes()
+    digest = hashlib.blake2b(data, digest_size=16).hexdigest()
+    return (str(raw.dtype), tuple(sorted(raw.shape)), digest)
 
 
 def _layer(scope: str, exact: bool) -> str:
@@ -58,8 +62,15 @@ def _tie_groups(uses: list[_Use]) -> dict[int, tuple]:
     """id(use) -> the key (``("onnx", group, scope)``) of the variable it reads."""
     by_value: dict[tuple, list[_Use]] = defaultdict(list)
     for use in uses:
-        if use.value.is_floating_point():
-            by_value[_digest(use)].append(use)
+        if not use.value.is_floating_point():
+            continue
+        digest = _digest(use)
+        n = 0  # equal sorted elements are not enough: one must be an axis permutation of the other
+        while (digest, n) in by_value and _steps_by_value(
+            _raw(by_value[digest, n][0]), _raw(use)
+        ) is None:
+            n += 1
+        by_value[digest, n].append(use)
     keys: dict[int, tuple] = {}
     for digest, group in by_value.items():
         raw = _raw(group[0])
@@ -98,3 +109,17 @@ def _note_splits(variables: dict[tuple, _Variable], report: ParameterReport) -> 
                 f"initializers {', '.join(initializers)} hold equal values read in "
                 f"{', '.join(sorted({u.scope for u in group[0].uses}))}: one parameter (tied)"
             )
+
+
+def _steps_by_value(stored: torch.Tensor, wanted: torch.Tensor) -> list | None:
+    """Without a TF layout: the permutation (then reshape) of `stored` that equals `wanted`
+    bitwise, for reads of one value tied by `ties.py` (a transposed copy of a tied table)."""
+    import itertools
+
+    if stored.numel() != wanted.numel() or stored.dim() > 5:
+        return None
+    for perm in itertools.permutations(range(stored.dim())):
+        moved = stored.permute(perm)
+        if torch.equal(moved.reshape(wanted.shape), wanted):
+            return [("permute", perm), ("reshape", tuple(wanted.shape))]
+    return None
