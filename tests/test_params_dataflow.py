@@ -255,3 +255,63 @@ def test_tied_embeddings_are_one_parameter_on_both_front_doors():
         with torch.no_grad():
             got = module(torch.from_numpy(ids)).numpy()
         assert np.abs(got - model(ids).numpy()).max() <= 1e-5, door
+
+
+# --------------------------------------------------------------------------- FSDP2
+
+FSDP_STEPS, FSDP_BATCH, FSDP_LR = 3, 8, 0.1
+
+
+def _fsdp_train(module, x: torch.Tensor) -> None:
+    optimizer = torch.optim.SGD(module.parameters(), lr=FSDP_LR)
+    for _ in range(FSDP_STEPS):
+        optimizer.zero_grad()
+        module(x).square().mean().backward()
+        optimizer.step()
+
+
+def _fsdp_worker(rank: int, world: int, port: int, model_path: str, out_path: str) -> None:
+    import os
+
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        module, x = torch.load(model_path, weights_only=False)
+        fully_shard(module, mesh=init_device_mesh("cpu", (world,)))
+        per_rank = FSDP_BATCH // world
+        _fsdp_train(module, x[rank * per_rank : (rank + 1) * per_rank])
+        state = {k: v.full_tensor() for k, v in module.state_dict().items()}
+        if rank == 0:
+            torch.save(state, out_path)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_fsdp2_on_two_gloo_processes_matches_one_process(tmp_path):
+    """``fully_shard`` (FSDP2) on CPU/gloo: two processes on half a batch each, parameters
+    sharded, equal one process on the whole batch after 3 SGD steps (model from ONNX alone)."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    module = _from_onnx_alone("keras_mlp")
+    x = torch.from_numpy(zoo.build("keras_mlp").make_inputs(FSDP_BATCH, seed=7)["features"])
+    model_path, out_path = tmp_path / "model.pt", tmp_path / "state.pt"
+    torch.save((module, x), model_path)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_fsdp_worker, args=(2, port, str(model_path), str(out_path)), nprocs=2)
+
+    reference = torch.load(model_path, weights_only=False)[0]
+    before = {k: v.clone() for k, v in reference.state_dict().items()}
+    _fsdp_train(reference, x)
+    got = torch.load(out_path)
+    assert got.keys() == reference.state_dict().keys()
+    assert any(not torch.equal(before[k], v) for k, v in reference.state_dict().items())
+    for key, value in reference.state_dict().items():
+        torch.testing.assert_close(got[key], value, rtol=1e-5, atol=1e-7)
