@@ -19,6 +19,10 @@ Consumers with a module twin become modules (``F.linear`` -> ``nn.Linear``,
 placed in a hierarchy rebuilt from the TF name scopes, so ``state_dict`` keys
 read ``vit.encoder.layer_0.attention.attention.query.weight``.
 
+Without a TF variable map, `dataflow.py` decides trainability from how the
+graph reads each constant (its docstring states the rule) and `ties.py` which
+reads of equal values are one parameter (shared layers, tied embeddings).
+
 `restore.py` is the pass; `roles.py` finds what each weight constant is used as,
 `tf_match.py` which TF variable it was, `layout.py` how it is stored, `names.py` what
 it is called, and `modules.py` rebuilds the module hierarchy around it.

@@ -7,6 +7,7 @@ import torch
 from ..source import LAYOUTS
 from .records import _Use, _Variable
 from .tf_match import _origin
+from .ties import _steps_by_value
 
 
 def _tf_layout(origin) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -78,7 +79,9 @@ def _steps_for(
         inverse = _inverse(first_perm)
         steps = [("permute", tuple(inverse[p] for p in use.perm))]
     else:
-        return None
+        steps = _steps_by_value(stored, use.value)  # type: ignore[assignment]
+        if steps is None:
+            return None
     out, shape = [], tuple(stored.shape)
     for kind, arg in steps:
         if kind == "permute" and not _is_identity(arg):

@@ -199,7 +199,9 @@ def _hide_structural_constants(gm: fx.GraphModule, report: ParameterReport) -> N
         node.target = f"constants.{name}"
         initializer = node.meta.get("fxsurgeon.initializer")
         if initializer and tensor.is_floating_point() and tensor.numel() > 1:
-            report.not_trainable.setdefault(initializer, _STRUCTURAL)
+            report.not_trainable.setdefault(
+                initializer, report.structural.get(initializer, _STRUCTURAL)
+            )
     for name in ("weights", "consts"):
         if hasattr(gm, name):
             delattr(gm, name)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
 
 from torch import fx
 
+from .dataflow import reading_kind
 from .records import _Variable
 
 # TF leaf names -> torch attribute names.
@@ -23,7 +25,7 @@ _OP_COMPONENTS = re.compile(
     r"^(ReadVariableOp.*|Tensordot.*|MatMul.*|BiasAdd.*|Conv2D.*|Conv1D.*|Conv3D.*|"
     r"batchnorm|FusedBatchNorm.*|mul.*|add.*|sub.*|Reshape.*|transpose.*|Cast.*|"
     r"embedding_lookup.*|GatherV2.*|Gather.*|Identity.*|convolution.*|Squeeze.*|ExpandDims.*|"
-    r"BatchNorm.*|Gemm.*|Conv.*)$"
+    r"BatchNorm.*|Gemm.*|Conv.*|Repeat.*|Tile.*|concat.*|Concat.*|Expand.*|strided_slice.*)$"
 )
 
 
@@ -100,22 +102,50 @@ def _scope_score(variable_name: str, scope: str, model_name: str = "") -> int:
 
 
 def _name_variables(variables: dict[tuple, _Variable], model_name: str = "") -> None:
+    """Give every variable a torch name: from its TF name, else from the scope that reads it.
+
+    Without a TF name the module path is the layer scope of the first read and
+    the leaf says how it is read (`reading_kind`: ``weight``, ``bias``,
+    ``scale``, ``token``, ``embedding``; a module twin's own attribute wins).
+    Where two such variables would get one name, each also takes the op that
+    reads it as a component (``bert.embeddings.gather_1.weight``).
+    """
     names = [v.tf_name for v in variables.values() if v.key[0] == "tf"]
     prefix = _model_prefix(names, model_name)
     scope_prefix = _common_prefix([v.key[2] for v in variables.values() if v.key[0] == "onnx"])
-    taken: set[str] = set()
-    for var in variables.values():
+    wanted: dict[tuple, str] = {}
+    for key, var in variables.items():
+        role = next((u.role for u in var.uses if u.role), None)
         if var.key[0] == "tf":
             name = torch_name(var.tf_name, prefix)
+            if role is not None:  # the module twin needs its role attribute
+                name = f"{name.rsplit('.', 1)[0]}.{role}" if "." in name else role
         else:
-            base = torch_name(var.key[2], scope_prefix) or "param"
-            role = next((u.role for u in var.uses if u.role), None) or "weight"
-            name = f"{base}.{role}"
-        # the module twin needs its role attribute, whatever TF called the leaf
-        role = next((u.role for u in var.uses if u.role), None)  # type: ignore[assignment]
-        if role is not None:
-            name = f"{name.rsplit('.', 1)[0]}.{role}" if "." in name else role
+            scope = re.sub(r"_/_(\d+)(?=/|$)", r"_\1", var.key[2])  # onnx2torch's layer_/_0
+            base = torch_name(scope + "/_", scope_prefix).rsplit(".", 1)[0]
+            name = _join(base, role or reading_kind(var.uses[0].end))
+        wanted[key] = name
+    counts = Counter(wanted.values())
+    taken: set[str] = set()
+    for key, var in variables.items():
+        name = wanted[key]
+        if var.key[0] == "onnx" and counts[name] > 1:
+            base, _, leaf = name.rpartition(".")
+            name = _join(_join(base, _op_part(var.uses[0].get_attr)), leaf)
         var.name = _unique(name, taken)
+
+
+def _join(base: str, leaf: str) -> str:
+    return f"{base}.{leaf}" if base and base != "_" else leaf
+
+
+def _op_part(use_node: fx.Node) -> str:
+    """The op component of the ONNX node that read a constant (``Gather_1`` -> ``gather_1``)."""
+    parts = [p for p in use_node.meta.get("fxsurgeon.onnx_node", "").split("/") if p]
+    ops = []
+    while parts and _OP_COMPONENTS.match(parts[-1]):
+        ops.insert(0, parts.pop())
+    return _identifier(ops[0]).lower() if ops else "op"
 
 
 def _model_prefix(names: list[str], model_name: str) -> str:

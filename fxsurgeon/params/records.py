@@ -56,4 +56,5 @@ class ParameterReport:
     trainable: int = 0
     origins: dict[str, ParameterOrigin] = field(default_factory=dict)
     not_trainable: dict[str, str] = field(default_factory=dict)
+    structural: dict[str, str] = field(default_factory=dict)  # initializer -> why not a weight
     notes: list[str] = field(default_factory=list)

@@ -24,7 +24,7 @@ _ROLES: dict[Any, dict[int, str]] = {
     F.embedding: {1: "weight"},
 }
 _BUFFER_ROLES = {"running_mean", "running_var"}
-_STRUCTURAL = "structural constant (no TF variable holds it)"
+_STRUCTURAL = "structural constant: folded from constants (no initializer of its own)"
 
 
 def _absorb_permutes(node: fx.Node) -> tuple[fx.Node, tuple[int, ...]]:

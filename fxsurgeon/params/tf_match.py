@@ -8,11 +8,17 @@ from typing import Any
 import torch
 from torch import fx
 
+from .dataflow import structural_reason
 from .names import _scope_score
 from .records import ParameterOrigin, ParameterReport, _Use, _Variable
-from .roles import _BUFFER_ROLES, _STRUCTURAL
+from .roles import _BUFFER_ROLES
+from .ties import _note_splits, _tie_groups, _untied_key
 
 TF_NAMES_KEY = "fxsurgeon.tf_names"
+_FOLDED = (
+    "read as data, but bitwise equal to no TF variable through the layouts tf2onnx applies: "
+    "a variable folded with a constant (by TF's graph optimizer or tf2onnx), not invertible here"
+)
 
 
 def parameter_origins(module: fx.GraphModule) -> dict[str, ParameterOrigin]:
@@ -34,12 +40,15 @@ def _assign_variables(
     a guess, and the report says so.
     """
     variables: dict[tuple, _Variable] = {}
-    split_initializers: dict[str, set[str]] = defaultdict(set)
+    groups = _tie_groups(uses) if variable_map is None else {}
     for use in uses:
         if variable_map is not None:
             origins = variable_map.get(use.initializer) or []
             if not origins:
-                continue  # structural constant
+                report.structural[use.initializer] = structural_reason(use.value, use.end) or (
+                    _FOLDED
+                )
+                continue
             scores = [_scope_score(o.variable.name, use.scope, model_name) for o in origins]
             best = origins[scores.index(max(scores))]
             ties = {
@@ -55,22 +64,19 @@ def _assign_variables(
             kind = "parameter" if best.variable.trainable else "buffer"
             tf_name = best.variable.name
         else:
-            if not _looks_like_variable(use):
+            reason = structural_reason(use.value, use.end)
+            if reason is not None:
+                report.structural[use.initializer] = reason
                 continue
             kind = "buffer" if use.role in _BUFFER_ROLES else "parameter"
-            key = ("onnx", use.initializer, use.scope)  # type: ignore[assignment]
-            split_initializers[use.initializer].add(use.scope)
+            key = _untied_key(use, groups)  # type: ignore[assignment]
             tf_name = use.initializer
         var = variables.get(key)
         if var is None:
             var = variables[key] = _Variable(key, "", tf_name, use.initializer, kind)
         var.uses.append(use)
-    for initializer, scopes in split_initializers.items():
-        if len(scopes) > 1:
-            report.notes.append(
-                f"initializer {initializer} is used in {len(scopes)} scopes ({', '.join(sorted(scopes))}) "
-                f"and no TF model says whether they share one variable: split into {len(scopes)} parameters"
-            )
+    if variable_map is None:
+        _note_splits(variables, report)
     return variables
 
 
@@ -80,12 +86,6 @@ def _origin(variable_map, initializer: str, tf_name: str):
         if origin.variable.name == tf_name:
             return origin
     return None
-
-
-def _looks_like_variable(use: _Use) -> bool:
-    """Without a TF model: a tf2onnx variable read, or a weight onnx2torch built into a module."""
-    name = use.initializer
-    return "ReadVariableOp" in name or use.role is not None or "/kernel" in name or "/bias" in name
 
 
 def _tf_values(source: Any) -> dict[str, torch.Tensor]:
@@ -128,7 +128,7 @@ def _report_missing_variables(source: Any, report: ParameterReport) -> None:
     variables = getattr(source, "tf_variables", ()) or ()
     model_name = str(getattr(getattr(source, "tf_model", None), "name", "") or "")
     found = {o.tf_name for o in report.origins.values()}
-    constants = [name for name, why in report.not_trainable.items() if why == _STRUCTURAL]
+    constants = [name for name in report.not_trainable if name in report.structural]
     folded_into: dict[str, list[str]] = defaultdict(list)
     for variable in variables:
         if variable.name in found:
@@ -148,5 +148,6 @@ def _report_missing_variables(source: Any, report: ParameterReport) -> None:
         )
     for constant, names in folded_into.items():
         report.not_trainable[constant] = (
-            f"{_STRUCTURAL}; in the layer of the folded TF variables {', '.join(names)}"
+            f"{report.not_trainable[constant]}; in the layer of the folded TF variables "
+            f"{', '.join(names)}"
         )

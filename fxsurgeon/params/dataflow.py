@@ -1,0 +1,183 @@
+"""Trainability from dataflow: is a floating-point constant a learned tensor or part of a formula?
+
+Without the TF model nothing names the variables (tf2onnx calls an initializer
+after the op that reads it: ``.../Gather/resource:0``, ``const_fold_opt__697``),
+so the decision is made from how the graph reads the tensor and what it holds.
+
+The rule. A floating-point initializer is a **weight** (an ``nn.Parameter``)
+when computation reads it as data: a MatMul/Gemm/Conv operand, a Gather table,
+an operand of an Add/Mul on the activation path (biases, scales, position
+embeddings), a Concat/Tile/Expand source joined to activations (class tokens),
+a recurrent weight. It is **structural** (a non-persistent buffer) only when it
+provably is not a learned value:
+
+* it is not floating point (shape and index tensors);
+* it has one element: a constant of a formula (``eps``, ``0.5``, ``sqrt(d)``,
+  a mask fill such as ``-1e4`` or the dtype's minimum);
+* it holds an infinity or NaN, or only one value of magnitude >= 1e4 (a mask
+  fill broadcast to a shape);
+* it is a causal triangle: two values, laid out as a lower or upper triangle
+  over its last two axes (the same in every leading slice);
+* it is a range: at least three elements along one axis forming an exact
+  arithmetic progression (position ids), or a geometric one (rotary
+  frequencies ``base ** (-2i/d)``);
+* no computation reads it as data: its every reader is a comparison or the
+  condition of a ``where``.
+
+Everything else is a weight. A learned tensor that happens to look like a
+formula constant (a learned scalar, a weight trained into an exact range) is
+told apart only by the TF model (`tf_match.py` matches variables by value).
+"""
+
+from __future__ import annotations
+
+import operator
+
+import torch
+from torch import fx
+
+_COMPARISONS = {
+    torch.eq,
+    torch.ne,
+    torch.lt,
+    torch.le,
+    torch.gt,
+    torch.ge,
+    operator.eq,
+    operator.ne,
+    operator.lt,
+    operator.le,
+    operator.gt,
+    operator.ge,
+}
+_COMPARISON_METHODS = {"eq", "ne", "lt", "le", "gt", "ge"}
+_FILL_MAGNITUDE = 1e4
+
+
+def structural_reason(value: torch.Tensor, end: fx.Node) -> str | None:
+    """Why `value` (read at `end`) is a structural constant; None when it is a weight."""
+    if not value.is_floating_point():
+        return "structural constant: not floating point (a shape or index tensor)"
+    if value.numel() <= 1:
+        return "structural constant: one element, a constant of a formula (eps, a scale, a fill)"
+    v = value.detach().to(torch.float64)
+    if not torch.isfinite(v).all():
+        return "structural constant: holds inf or NaN (a mask fill)"
+    first = v.reshape(-1)[0]
+    if bool((v == first).all()) and abs(float(first)) >= _FILL_MAGNITUDE:
+        return f"structural constant: every element is {float(first):g} (a mask fill)"
+    if _is_triangle(v):
+        return "structural constant: a causal triangle over the last two axes"
+    if _is_range(v):
+        return (
+            "structural constant: an exact arithmetic or geometric range (positions, frequencies)"
+        )
+    if not _read_as_data(end):
+        return "structural constant: read only by comparisons or as a where condition"
+    return None
+
+
+def _is_triangle(v: torch.Tensor) -> bool:
+    if v.dim() < 2 or min(v.shape[-2:]) < 2:
+        return False
+    values = torch.unique(v)
+    if values.numel() != 2:
+        return False
+    high = (v == values[1]).reshape(-1, *v.shape[-2:])
+    if not bool((high == high[0]).all()):
+        return False
+    square = high[0]
+    rows, cols = square.shape
+    ones = torch.ones(rows, cols, dtype=torch.bool)
+    for candidate in (square, ~square):
+        counts = candidate.sum(dim=1)
+        nonfull = [i for i in range(rows) if 0 < int(counts[i]) < cols]
+        if not nonfull:
+            continue
+        i = nonfull[0]
+        k_lower = int(counts[i]) - i - 1
+        k_upper = cols - int(counts[i]) - i
+        if torch.equal(candidate, torch.tril(ones, k_lower)) or torch.equal(
+            candidate, torch.triu(ones, k_upper)
+        ):
+            return True
+    return False
+
+
+def _is_range(v: torch.Tensor) -> bool:
+    long = [d for d, size in enumerate(v.shape) if size > 1]
+    if len(long) != 1 or v.shape[long[0]] < 3:
+        return False
+    seq = v.reshape(-1)
+    steps = seq[1:] - seq[:-1]
+    if bool((steps == steps[0]).all()) and float(steps[0]) != 0.0:
+        return _exact_arithmetic(seq)
+    if bool((seq > 0).all()) or bool((seq < 0).all()):
+        ratios = seq[1:] / seq[:-1]
+        return bool(torch.allclose(ratios, ratios[0].expand_as(ratios), rtol=1e-6, atol=0.0)) and (
+            float(ratios[0]) != 1.0
+        )
+    return False
+
+
+def _exact_arithmetic(seq: torch.Tensor) -> bool:
+    """The elements are start + i * step exactly (as the stored dtype rounds them)."""
+    start, step = seq[0], seq[1] - seq[0]
+    expected = start + step * torch.arange(seq.numel(), dtype=seq.dtype)
+    return bool(torch.equal(expected, seq))
+
+
+def _read_as_data(end: fx.Node) -> bool:
+    for user in end.users:
+        if user.op == "call_function" and user.target in _COMPARISONS:
+            continue
+        if user.op == "call_method" and user.target in _COMPARISON_METHODS:
+            continue
+        if (
+            user.op == "call_function"
+            and user.target is torch.where
+            and user.args[0] is end
+            and all(a is not end for a in user.args[1:])
+        ):
+            continue
+        return True
+    return False
+
+
+def reading_kind(end: fx.Node) -> str:
+    """A word for how the graph reads a weight, for its name: weight, bias, scale, token, table."""
+    from .roles import _ROLES  # roles -> names -> here: import when called
+
+    user = next(iter(end.users), None)
+    while user is not None and len(end.users) == 1 and _reshapes(user) and user.args[0] is end:
+        end, user = user, next(iter(user.users), None)
+    if user is None or user.op not in ("call_function", "call_method"):
+        return "weight"
+    positions = [i for i, a in enumerate(user.args) if a is end]
+    role = _ROLES.get(user.target, {}).get(positions[0]) if len(positions) == 1 else None
+    if role is not None:
+        return role
+    target = user.target
+    name = getattr(target, "__name__", str(target))
+    if name in ("addmm", "baddbmm", "addmv", "addbmm") and user.args and user.args[0] is end:
+        return "bias"
+    if name in ("embedding", "index_select") or target is torch.nn.functional.embedding:
+        return "weight"
+    if name in ("cat", "concat", "tile", "expand", "repeat", "broadcast_to", "expand_as"):
+        return "token"
+    if name in ("add", "iadd", "sub") or target in (operator.add, operator.sub):
+        return (
+            "bias" if sum(1 for s in end.meta.get("fxs_shape", ()) if s != 1) <= 1 else "embedding"
+        )
+    if name in ("mul", "imul") or target is operator.mul:
+        return "scale"
+    return "weight"
+
+
+_RESHAPES = {"reshape", "view", "squeeze", "unsqueeze", "flatten", "permute", "t", "transpose"}
+
+
+def _reshapes(node: fx.Node) -> bool:
+    """An op that only rearranges its input's elements (a weight read through it keeps its kind)."""
+    name = node.target if node.op == "call_method" else getattr(node.target, "__name__", "")
+    return node.op in ("call_function", "call_method") and name in _RESHAPES

@@ -1,0 +1,125 @@
+"""Ties without the TF model: which reads of weights are one parameter.
+
+onnx2torch makes one buffer per use of an initializer, and fxsurgeon's export
+keeps a separate initializer per read of a variable (a shared layer applied
+twice reads its kernel twice). So reads are grouped by *value*: bitwise equal
+tensors (same dtype, equal up to an axis permutation: `_digest`) are one candidate
+variable. A group is
+one parameter (a shared layer, tied input/output embeddings) unless its scopes
+say otherwise: when every read plays the same role (same consumer, same
+argument position) in layers that differ, the reads are equal variables of
+different layers that tf2onnx merged (``merge_duplication``), and each layer
+gets its own parameter, with a note.
+
+Layers are compared up to Keras's call suffix (``shared`` and ``shared_1`` are
+one layer applied twice), except for tensors holding a single repeated value
+(zeros, ones: initial values many layers share), which split on any scope
+difference.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import defaultdict
+
+import torch
+
+from .records import ParameterReport, _Use, _Variable
+
+_CALL_SUFFIX = re.compile(r"^(.*[^_])_\d+$")
+
+
+def _raw(use: _Use) -> torch.Tensor:
+    inverse = tuple(use.perm.index(i) for i in range(len(use.perm)))
+    return use.value.permute(inverse).contiguous()
+
+
+def _digest(use: _Use) -> tuple:
+    """A key equal for bitwise-equal values in any axis order (tf2onnx stores a kernel read
+    with ``transpose_b`` transposed): the dtype, the sorted shape and the sorted elements."""
+    raw = _raw(use)
+    data = torch.sort(raw.detach().cpu().reshape(-1)).values.numpy().tobytes()
+    digest = hashlib.blake2b(data, digest_size=16).hexdigest()
+    return (str(raw.dtype), tuple(sorted(raw.shape)), digest)
+
+
+def _layer(scope: str, exact: bool) -> str:
+    if exact:
+        return scope
+    return "/".join(_CALL_SUFFIX.sub(r"\1", part) for part in scope.split("/"))
+
+
+def _reading(use: _Use) -> tuple:
+    consumer = use.end.users and next(iter(use.end.users))
+    if not consumer:
+        return ("none",)
+    positions = tuple(i for i, a in enumerate(consumer.args) if a is use.end)
+    return (consumer.op, str(consumer.target), positions)
+
+
+def _tie_groups(uses: list[_Use]) -> dict[int, tuple]:
+    """id(use) -> the key (``("onnx", group, scope)``) of the variable it reads."""
+    by_value: dict[tuple, list[_Use]] = defaultdict(list)
+    for use in uses:
+        if not use.value.is_floating_point():
+            continue
+        digest = _digest(use)
+        n = 0  # equal sorted elements are not enough: one must be an axis permutation of the other
+        while (digest, n) in by_value and _steps_by_value(
+            _raw(by_value[digest, n][0]), _raw(use)
+        ) is None:
+            n += 1
+        by_value[digest, n].append(use)
+    keys: dict[int, tuple] = {}
+    for digest, group in by_value.items():
+        raw = _raw(group[0])
+        uniform = bool((raw == raw.reshape(-1)[0]).all())
+        layers = {_layer(u.scope, uniform) for u in group}
+        readings = {_reading(u) for u in group}
+        split = len(layers) > 1 and len(readings) == 1
+        for use in group:
+            part = _layer(use.scope, uniform) if split else group[0].scope
+            keys[id(use)] = ("onnx", digest, part)
+    return keys
+
+
+def _untied_key(use: _Use, groups: dict[int, tuple]) -> tuple:
+    """The variable key of `use`: ``("onnx", value digest, layer scope)``."""
+    return groups[id(use)]
+
+
+def _note_splits(variables: dict[tuple, _Variable], report: ParameterReport) -> None:
+    """Say where one value became several parameters, and where reads were tied."""
+    by_digest: dict[tuple, list[_Variable]] = defaultdict(list)
+    for var in variables.values():
+        if var.key[0] == "onnx":
+            by_digest[var.key[1]].append(var)
+    for group in by_digest.values():
+        initializers = sorted({u.initializer for v in group for u in v.uses})
+        if len(group) > 1:
+            scopes = sorted(v.key[2] for v in group)
+            report.notes.append(
+                f"initializer {', '.join(initializers)} is read with the same role in "
+                f"{len(scopes)} layers ({', '.join(scopes)}) and no TF model says whether they "
+                f"share one variable: split into {len(scopes)} parameters"
+            )
+        elif len(initializers) > 1:
+            report.notes.append(
+                f"initializers {', '.join(initializers)} hold equal values read in "
+                f"{', '.join(sorted({u.scope for u in group[0].uses}))}: one parameter (tied)"
+            )
+
+
+def _steps_by_value(stored: torch.Tensor, wanted: torch.Tensor) -> list | None:
+    """Without a TF layout: the permutation (then reshape) of `stored` that equals `wanted`
+    bitwise, for reads of one value tied by `ties.py` (a transposed copy of a tied table)."""
+    import itertools
+
+    if stored.numel() != wanted.numel() or stored.dim() > 5:
+        return None
+    for perm in itertools.permutations(range(stored.dim())):
+        moved = stored.permute(perm)
+        if torch.equal(moved.reshape(wanted.shape), wanted):
+            return [("permute", perm), ("reshape", tuple(wanted.shape))]
+    return None

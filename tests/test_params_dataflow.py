@@ -1,0 +1,317 @@
+"""Trainability from dataflow (`fxsurgeon/params/dataflow.py`) and ties without the TF model.
+
+Without the TF model, a floating-point initializer is a parameter when the
+graph reads it as data and a structural constant only when it provably is no
+learned value (a formula scalar, a mask fill, a causal triangle, a range, a
+tensor only compared). These tests hold both sides of that rule, the counts
+of the zoo models against TF with and without the TF model, the names, and
+one parameter per shared layer and per tied embedding.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+
+import numpy as np
+import pytest
+import torch
+import zoo
+from torch import fx
+
+import fxsurgeon
+from fxsurgeon.params.dataflow import structural_reason
+from fxsurgeon.pipeline import report_of
+
+# --------------------------------------------------------------------------- the rule
+
+
+def _read_by(consumer, *, position: int = 1) -> fx.Node:
+    """A get_attr node read by `consumer` at argument `position` (the other is an activation)."""
+    graph = fx.Graph()
+    x = graph.placeholder("x")
+    c = graph.get_attr("c")
+    args = [x, x, x]
+    args[position] = c
+    graph.output(graph.call_function(consumer, tuple(args[: max(2, position + 1)])))
+    return c
+
+
+RNG = torch.Generator().manual_seed(0)
+
+WEIGHTS = {
+    "random matrix": torch.randn(4, 3, generator=RNG),
+    "random bias": torch.randn(6, generator=RNG),
+    "zero bias (a fresh layer)": torch.zeros(6),
+    "unit gamma (a fresh layer)": torch.ones(6),
+    "position table": torch.randn(1, 5, 4, generator=RNG),
+    "class token": torch.randn(1, 1, 4, generator=RNG),
+}
+
+STRUCTURAL = {
+    "eps": (torch.tensor([1e-6]), "one element"),
+    "0.5": (torch.tensor(0.5), "one element"),
+    "mask fill -1e4": (torch.full((1, 1, 4, 4), -1e4), "mask fill"),
+    "dtype-min fill": (torch.full((2, 3), torch.finfo(torch.float32).min), "mask fill"),
+    "-inf fill": (torch.tensor([0.0, float("-inf")]), "inf or NaN"),
+    "causal triangle": (torch.tril(torch.ones(1, 1, 5, 5)), "causal triangle"),
+    "additive causal mask": (torch.triu(torch.full((4, 4), -1e9), 1), "causal triangle"),
+    "position ids": (torch.arange(7, dtype=torch.float32).reshape(1, 7), "range"),
+    "rotary frequencies": (10000.0 ** (-torch.arange(0, 8, 2, dtype=torch.float32) / 8), "range"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(WEIGHTS))
+@pytest.mark.parametrize("consumer", [torch.add, torch.mul, torch.matmul, torch.cat])
+def test_tensors_read_as_data_are_weights(name, consumer):
+    value = WEIGHTS[name]
+    if consumer is torch.cat:
+        graph = fx.Graph()
+        x, c = graph.placeholder("x"), graph.get_attr("c")
+        graph.output(graph.call_function(torch.cat, ([c, x], 1)))
+        end = c
+    else:
+        end = _read_by(consumer)
+    assert structural_reason(value, end) is None
+
+
+@pytest.mark.parametrize("name", sorted(STRUCTURAL))
+def test_formula_constants_are_structural_with_a_reason(name):
+    value, why = STRUCTURAL[name]
+    reason = structural_reason(value, _read_by(torch.add))
+    assert reason is not None and why in reason, reason
+
+
+def test_integer_tensors_and_comparison_only_reads_are_structural():
+    assert "not floating point" in structural_reason(torch.arange(5), _read_by(torch.add))
+    weights = torch.randn(3, 3, generator=RNG)
+    assert "comparisons" in structural_reason(weights, _read_by(operator.gt, position=1))
+    graph = fx.Graph()
+    x, c = graph.placeholder("x"), graph.get_attr("c")
+    graph.output(graph.call_function(torch.where, (c, x, x)))
+    assert "where condition" in structural_reason(weights, c)
+    graph = fx.Graph()
+    x, c = graph.placeholder("x"), graph.get_attr("c")
+    graph.output(graph.call_function(torch.where, (x, c, x)))  # selected: data
+    assert structural_reason(weights, c) is None
+
+
+def test_a_random_vector_is_not_mistaken_for_a_range_or_triangle():
+    for seed in range(20):
+        g = torch.Generator().manual_seed(seed)
+        assert structural_reason(torch.randn(8, generator=g), _read_by(torch.add)) is None
+        binary = (torch.rand(5, 5, generator=g) > 0.5).float()
+        if not torch.equal(binary, torch.tril(binary)):
+            assert structural_reason(binary, _read_by(torch.mul)) is None
+
+
+# --------------------------------------------------------------------------- the zoo
+
+
+NO_TF_MODEL = ("vit_tiny", "bert_tiny", "gpt2_tiny", "keras_cnn", "keras_mlp", "keras3_cnn")
+FORBIDDEN = re.compile(r"(^|\.)(weight\.weight|param(_\d+)?|const_\d+)($|\.)")
+
+
+def _from_onnx_alone(name: str):
+    from fxsurgeon.tensorflow import from_onnx
+
+    return fxsurgeon.optimize(from_onnx(zoo.export(name)))
+
+
+@pytest.mark.parametrize("name", NO_TF_MODEL)
+def test_without_the_tf_model_every_learned_tensor_is_a_parameter(name):
+    """The count equals TF's; no float initializer of a weight is left as a buffer.
+
+    keras3_cnn's BatchNorm reaches ONNX folded into one scale and one shift
+    per channel (TF's optimizer): without the TF model they are read as data,
+    so they are parameters (2*C, as gamma and beta were)."""
+    module = _from_onnx_alone(name)
+    report = report_of(module)
+    assert report.trainable_after == zoo.build(name).trainable_params
+    for initializer, why in report.not_trainable.items():
+        assert why.startswith("structural constant:"), (initializer, why)
+        assert "no TF variable" not in why
+    for key in dict(module.named_parameters()):
+        assert not FORBIDDEN.search(key), key
+        assert all(p.isidentifier() for p in key.split(".")), key
+
+
+@pytest.mark.parametrize("name", ["vit_tiny", "gpt2_tiny"])
+def test_without_the_tf_model_every_parameter_gets_a_gradient(name):
+    module = _from_onnx_alone(name)
+    from fxsurgeon.source import SOURCE_META_KEY
+
+    specs = zoo.convert(name).meta[SOURCE_META_KEY].input_specs
+    inputs = zoo.build(name).make_inputs(2, seed=1)
+    out = module(*[torch.from_numpy(inputs[s.name]) for s in specs])
+    outs = out if isinstance(out, (tuple, list)) else [out]
+    sum(o.float().square().mean() for o in outs if o.is_floating_point()).backward()
+    for key, p in module.named_parameters():
+        assert p.grad is not None and bool(p.grad.abs().sum() > 0), key
+
+
+def test_names_without_the_tf_model_come_from_the_reading_scopes():
+    keys = set(dict(_from_onnx_alone("bert_tiny").named_parameters()))
+    assert "bert.encoder.layer_0.attention.self.query.weight" in keys
+    embeddings = {k for k in keys if k.startswith("bert.embeddings.") and "LayerNorm" not in k}
+    assert len(embeddings) == 3 and all(k.endswith(".weight") for k in embeddings)
+    keys = set(dict(_from_onnx_alone("vit_tiny").named_parameters()))
+    assert {"vit.embeddings.token", "vit.embeddings.embedding"} <= keys
+
+
+# --------------------------------------------------------------------------- ties
+
+
+def _tf_keras():
+    zoo.import_tensorflow()
+    import tf_keras
+
+    return tf_keras
+
+
+def _shared_model():
+    """One Dense layer applied at two depths."""
+    tf_keras = _tf_keras()
+    x = tf_keras.Input((6,), name="features")
+    shared = tf_keras.layers.Dense(6, activation="tanh", name="shared")
+    h = tf_keras.layers.Dense(6, name="middle")(shared(x))
+    model = tf_keras.Model(x, shared(h), name="reuse")
+    fxsurgeon.examples.randomize_variables(model, seed=3)
+    return model
+
+
+def _tied_model():
+    """An embedding whose matrix is also the output projection (tied input/output embeddings)."""
+    tf_keras = _tf_keras()
+    tf = zoo.import_tensorflow()
+
+    class TiedHead(tf_keras.layers.Layer):
+        def __init__(self, embedding, **kwargs):
+            super().__init__(**kwargs)
+            self.embedding = embedding
+
+        def call(self, h):
+            return tf.matmul(h, self.embedding.embeddings, transpose_b=True)
+
+    ids = tf_keras.Input((5,), dtype="int32", name="ids")
+    embedding = tf_keras.layers.Embedding(11, 4, name="tokens")
+    h = tf_keras.layers.Dense(4, activation="tanh", name="mix")(embedding(ids))
+    model = tf_keras.Model(ids, TiedHead(embedding, name="head")(h), name="tied")
+    fxsurgeon.examples.randomize_variables(model, seed=4)
+    return model
+
+
+def _both_front_doors(model):
+    from fxsurgeon.tensorflow import export_onnx, from_onnx
+
+    proto = export_onnx(model)
+    return {
+        "with TF": fxsurgeon.optimize(from_onnx(proto, tf_model=model)),
+        "ONNX alone": fxsurgeon.optimize(from_onnx(proto)),
+    }
+
+
+def _tensors_read(module) -> dict[str, torch.Tensor]:
+    out = {}
+    for node in module.graph.nodes:
+        if node.op == "get_attr":
+            out.setdefault(str(node.target), module.get_parameter(str(node.target)))
+    return out
+
+
+def test_a_layer_reused_at_two_depths_is_one_parameter_on_both_front_doors():
+    model = _shared_model()
+    x = np.random.default_rng(0).standard_normal((3, 6)).astype(np.float32)
+    for door, module in _both_front_doors(model).items():
+        assert report_of(module).trainable_after == 84, door  # shared 42 + middle 42
+        calls = [n.target for n in module.graph.nodes if n.op == "call_module"]
+        shared = [t for t in calls if "shared" in t]
+        assert len(shared) == 2, (door, calls)
+        first, second = (module.get_submodule(t) for t in shared)
+        assert first.weight is second.weight, door
+        with torch.no_grad():
+            got = module(torch.from_numpy(x)).numpy()
+        assert np.abs(got - model(x).numpy()).max() <= 1e-5, door
+
+
+def test_tied_embeddings_are_one_parameter_on_both_front_doors():
+    model = _tied_model()
+    ids = np.random.default_rng(1).integers(0, 11, (2, 5)).astype(np.int32)
+    for door, module in _both_front_doors(model).items():
+        assert report_of(module).trainable_after == 11 * 4 + 4 * 4 + 4, door
+        tables = [p for p in module.parameters() if tuple(p.shape) in ((11, 4), (4, 11))]
+        assert len(tables) == 1, door
+        readers = [
+            n
+            for n in module.graph.nodes
+            if n.op == "get_attr" and module.get_parameter(str(n.target)) is tables[0]
+        ] + [
+            n
+            for n in module.graph.nodes
+            if n.op == "call_module"
+            and getattr(module.get_submodule(str(n.target)), "weight", None) is tables[0]
+        ]
+        assert len(readers) >= 2, door  # the lookup and the projection read the same tensor
+        with torch.no_grad():
+            got = module(torch.from_numpy(ids)).numpy()
+        assert np.abs(got - model(ids).numpy()).max() <= 1e-5, door
+
+
+# --------------------------------------------------------------------------- FSDP2
+
+FSDP_STEPS, FSDP_BATCH, FSDP_LR = 3, 8, 0.1
+
+
+def _fsdp_train(module, x: torch.Tensor) -> None:
+    optimizer = torch.optim.SGD(module.parameters(), lr=FSDP_LR)
+    for _ in range(FSDP_STEPS):
+        optimizer.zero_grad()
+        module(x).square().mean().backward()
+        optimizer.step()
+
+
+def _fsdp_worker(rank: int, world: int, port: int, model_path: str, out_path: str) -> None:
+    import os
+
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        module, x = torch.load(model_path, weights_only=False)
+        fully_shard(module, mesh=init_device_mesh("cpu", (world,)))
+        per_rank = FSDP_BATCH // world
+        _fsdp_train(module, x[rank * per_rank : (rank + 1) * per_rank])
+        state = {k: v.full_tensor() for k, v in module.state_dict().items()}
+        if rank == 0:
+            torch.save(state, out_path)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_fsdp2_on_two_gloo_processes_matches_one_process(tmp_path):
+    """``fully_shard`` (FSDP2) on CPU/gloo: two processes on half a batch each, parameters
+    sharded, equal one process on the whole batch after 3 SGD steps (model from ONNX alone)."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    module = _from_onnx_alone("keras_mlp")
+    x = torch.from_numpy(zoo.build("keras_mlp").make_inputs(FSDP_BATCH, seed=7)["features"])
+    model_path, out_path = tmp_path / "model.pt", tmp_path / "state.pt"
+    torch.save((module, x), model_path)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_fsdp_worker, args=(2, port, str(model_path), str(out_path)), nprocs=2)
+
+    reference = torch.load(model_path, weights_only=False)[0]
+    before = {k: v.clone() for k, v in reference.state_dict().items()}
+    _fsdp_train(reference, x)
+    got = torch.load(out_path)
+    assert got.keys() == reference.state_dict().keys()
+    assert any(not torch.equal(before[k], v) for k, v in reference.state_dict().items())
+    for key, value in reference.state_dict().items():
+        torch.testing.assert_close(got[key], value, rtol=1e-5, atol=1e-7)
