@@ -117,7 +117,10 @@ def _cache_key(name: str) -> str:
         name,
         Path(inspect.getsourcefile(builder) or "").read_text(),
         inspect.getsource(randomize_variables),
-        Path(fxsurgeon.frontdoor.export.__file__).read_text(),
+        *(
+            p.read_text()
+            for p in sorted(Path(fxsurgeon.frontdoor.export.__file__).parent.glob("*.py"))
+        ),
         tf.__version__,
         tf2onnx.__version__,
         onnx.__version__,

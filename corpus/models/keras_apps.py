@@ -4,24 +4,18 @@ Each model is built at the smallest input side it accepts (32x32 for most,
 71x71 Xception, 75x75 InceptionV3) with random weights (nothing downloaded).
 Only the batch dim is dynamic.
 
-Keras 3 BatchNormalization is folded by TensorFlow's graph optimizer into a
-``Mul`` scale and an ``Add`` offset before tf2onnx sees it (see the module
-docstring of `fxsurgeon.tensorflow`), so its gamma and beta are in no ONNX
-initializer: ``bn_folded`` is their count, taken from the model's own
-BatchNormalization layers (InceptionV3's use ``scale=False``: beta only).
-Grappler also multiplies the scale into the kernel of a convolution that feeds
-only that BatchNorm, so those kernels are in no initializer either (not
-counted in ``bn_folded``). ``nominal`` counts the Dense layers (``linear``)
-and, for ConvNeXt, its LayerNormalization and GELU; convolutions are not
-counted.
+Keras 3 BatchNormalization keeps its gamma, beta and moving statistics as
+initializers of their own, and the preceding Conv its kernel (the export keeps
+TF's constant folding off the variables, see `fxsurgeon.frontdoor.freeze`), so
+``bn_folded`` is 0. ``nominal`` counts the Dense layers (``linear``) and, for
+ConvNeXt, its LayerNormalization and GELU; convolutions are not counted.
 
 Keras 3 has no RegNet: ``keras_regnetx002`` is tf_keras's, whose
-BatchNormalization exports as a node (nothing folded). ConvNeXt and RegNet are
-``xfail``: their grouped Conv2D (ConvNeXt's depthwise 7x7, RegNet's 3x3 group
-convolutions) runs as an XLA function that tf2onnx cannot convert.
+BatchNormalization exports as a node. ConvNeXt's depthwise 7x7 and RegNet's
+3x3 group convolutions run as an XLA function call, which the export inlines.
 ConvNeXt and EfficientNetV2 are built without their input preprocessing
 (``include_preprocessing=False``): its ``Normalization(mean=..., variance=...)``
-holds eager constants that the export turns into extra graph inputs;
+holds eager constants (which the export now freezes as constants);
 ``keras_normalization_const`` in `keras_layers` is that case on its own.
 """
 
@@ -41,26 +35,6 @@ from ..registry import (
 )
 
 CLASSES = 10
-#: Keras 3 and tf_keras run a grouped Conv2D (ConvNeXt's 7x7 depthwise, RegNet's group
-#: convs) as a ``tf.function(jit_compile=True)`` on CPU, which tf2onnx cannot convert.
-GROUPED_CONV_XFAIL = (
-    "tf2onnx: a grouped Conv2D runs as an XLA tf.function, left a (Stateful)PartitionedCall"
-)
-BN_REASON = (
-    "Keras 3 BatchNormalization is folded to Mul/Add constants by TF's grappler before tf2onnx "
-    "(which also pushes the scale into the kernel of a Conv right before it)"
-)
-
-
-def _bn_trainable(model: Any) -> int:
-    """The gamma+beta elements of the model's BatchNormalization layers."""
-    import keras
-
-    total = 0
-    for layer in model._flatten_layers():
-        if isinstance(layer, keras.layers.BatchNormalization):
-            total += sum(int(w.numpy().size) for w in layer.trainable_weights)
-    return total
 
 
 def _application(
@@ -80,7 +54,6 @@ def _application(
         weights=None, input_shape=shape, classes=CLASSES, **kwargs
     )
     randomize(model)
-    bn = _bn_trainable(model)
     return CorpusModel(
         name=name,
         family="cnn",
@@ -91,8 +64,8 @@ def _application(
         tf_outputs=keras_outputs(model, ("image",)),
         trainable_params=trainable_count(model),
         nominal=nominal,
-        bn_folded=bn,
-        bn_folded_reason=BN_REASON if bn else "",
+        bn_folded=0,
+        bn_folded_reason="",
     )
 
 
@@ -131,15 +104,13 @@ def build_convnext_tiny() -> CorpusModel:
     # depths (3, 3, 9, 3) = 18 blocks, each dwconv -> LN -> Dense(4C) -> GELU -> Dense(C):
     # layer_norm = 18 + stem 1 + 3 downsampling + head 1 = 23; gelu = 18;
     # linear = 2 * 18 + predictions 1 = 37.
-    model = _application(
+    return _application(
         "keras_convnext_tiny",
         "ConvNeXtTiny",
         32,
         {"layer_norm": 23, "gelu": 18, "linear": 37},
         include_preprocessing=False,
     )
-    model.xfail = GROUPED_CONV_XFAIL
-    return model
 
 
 @register("keras_efficientnetv2_b0", family="cnn")
@@ -164,6 +135,5 @@ def build_mobilenet() -> CorpusModel:
 def build_regnetx002() -> CorpusModel:
     """RegNetX002 from tf_keras: Keras 3 has no RegNet. Its BatchNormalization stays a node."""
     # linear=1: the predictions Dense head.
-    model = _application("keras_regnetx002", "RegNetX002", 32, {"linear": 1}, library="tf_keras")
-    model.xfail = GROUPED_CONV_XFAIL  # its X blocks' 3x3 convolutions are grouped
-    return model
+    # its X blocks' 3x3 convolutions are grouped (inlined XLA calls)
+    return _application("keras_regnetx002", "RegNetX002", 32, {"linear": 1}, library="tf_keras")

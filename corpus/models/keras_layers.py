@@ -35,7 +35,6 @@ from ..registry import (
     tf_module,
     trainable_count,
 )
-from .keras_apps import GROUPED_CONV_XFAIL
 
 SEQ_SIZES = (5, 9)
 SEQ_LEN = 7  # default sequence length
@@ -478,7 +477,7 @@ def build_grouped_conv() -> CorpusModel:
     h = layers.GlobalAveragePooling2D(name="pool")(h)
     y = layers.Dense(4, name="logits")(h)
     model = keras.Model(image, y, name="grouped_conv")
-    corpus_model = _corpus_model(
+    return _corpus_model(
         "keras_grouped_conv",
         "keras",
         model,
@@ -486,8 +485,6 @@ def build_grouped_conv() -> CorpusModel:
         float_inputs("image", shape),
         {"linear": 1},
     )
-    corpus_model.xfail = GROUPED_CONV_XFAIL
-    return corpus_model
 
 
 @register("keras_group_norm", family="keras")

@@ -23,13 +23,18 @@ What the export does on top of plain tf2onnx, and why:
   ``approximate=False``) through as an ``Erfc`` node, which ONNX does not have;
   it is rewritten as ``Sub(1, Erf(x))``.
 
-Limits: TensorFlow's own graph optimization folds constant subexpressions of
-the frozen graph, so a variable that only enters through arithmetic on other
-constants is not an initializer of its own. Keras 3's BatchNormalization is
-such a case (it becomes one ``Mul`` scale and one ``Add`` offset; tf-keras
-emits a real ``BatchNormalization`` node), and so are all-zero biases
-(``x + 0`` is simplified away). ``from_onnx`` warns about trainable variables
-that no initializer holds.
+* **Every variable an initializer of its own, no captured inputs, XLA calls
+  inlined.** The conversion is `fxsurgeon.frontdoor.freeze.convert_function`
+  rather than tf2onnx's ``from_function``: captured eager constants are frozen
+  (not graph inputs), calls Keras compiles with XLA (grouped ``Conv2D``) are
+  inlined, and no constant folder combines a variable with other constants, so
+  Keras 3's BatchNormalization keeps gamma, beta and the moving statistics (as
+  ``Add``/``Sqrt``/``Reciprocal``/``Mul``/``Sub`` on them; tf-keras emits a
+  ``BatchNormalization`` node) and the preceding Conv keeps its own kernel.
+
+Limits: TensorFlow's graph optimizer still simplifies ``x + 0``, so an all-zero
+bias can be absent. ``from_onnx`` warns about trainable variables that no
+initializer holds.
 """
 
 from __future__ import annotations
@@ -38,7 +43,6 @@ import contextlib
 import importlib
 import logging
 import re
-import warnings
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -52,6 +56,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from .._compat import import_tensorflow
 from ..errors import InputError
+from .freeze import convert_function
 
 #: Integer inputs whose dim 1 (the sequence) is made dynamic, besides the batch dim.
 TOKEN_INPUTS = frozenset(
@@ -180,11 +185,8 @@ def export_onnx(
     """
     model = load_model(model_or_path) if isinstance(model_or_path, (str, Path)) else model_or_path
     tf = import_tensorflow()
-    import tf2onnx.convert
-
     traceable = _traceable(model, input_signature, tf)
     specs = _dynamic_specs(traceable.specs, dynamic_axes or {}, tf)
-    _warn_keras3_batchnorm(model)
 
     names: list[str] = []  # output names, filled in while tracing
 
@@ -195,8 +197,10 @@ def export_onnx(
         return [t for _, t in named]
 
     function = tf.function(flat_call, input_signature=specs)
-    with _weight_preserving_optimizers(), _quiet_about_erfc():
-        proto, _ = tf2onnx.convert.from_function(function, input_signature=specs, opset=opset)
+    with _quiet_about_erfc():
+        proto = convert_function(
+            function, specs, opset=opset, optimizers=_weight_preserving_optimizers()
+        )
     _rename_outputs(proto, names)
     _replace_erfc(proto)
     onnx.checker.check_model(proto)
@@ -320,31 +324,12 @@ def _named_outputs(out: Any, output_names: list[str] | None, tf: Any) -> list[tu
     return [(name, t) for name, t in zip(output_names, items, strict=True) if tf.is_tensor(t)]
 
 
-def _warn_keras3_batchnorm(model: Any) -> None:
-    try:
-        import keras
-    except ImportError:
-        return
-    if not isinstance(model, keras.Model) or not hasattr(model, "_flatten_layers"):
-        return
-    if any(isinstance(layer, keras.layers.BatchNormalization) for layer in model._flatten_layers()):
-        warnings.warn(
-            f"{model.name}: Keras 3 BatchNormalization exports as a folded Mul/Add; its "
-            "gamma, beta and moving statistics are not in the ONNX graph. Build the model "
-            "with tf_keras to keep a BatchNormalization node.",
-            stacklevel=3,
-        )
-
-
-@contextlib.contextmanager
-def _weight_preserving_optimizers() -> Iterator[None]:
-    """Run tf2onnx's optimizers minus ``merge_duplication`` and the Conv+BatchNorm fold.
+def _weight_preserving_optimizers() -> OrderedDict[str, Any]:
+    """tf2onnx's optimizers minus ``merge_duplication`` and the Conv+BatchNorm fold.
 
     ``remove_back_to_back`` is kept but without its Conv+BatchNormalization
     handler: its other handlers collapse the Transpose pairs that the transpose
-    optimizer leaves around every NHWC op (hundreds in a ResNet). tf2onnx's
-    ``from_function`` takes no ``optimizers=``, so the list is swapped in for
-    the duration of the export.
+    optimizer leaves around every NHWC op (hundreds in a ResNet).
     """
     from tf2onnx import optimizer
     from tf2onnx.optimizer import back_to_back_optimizer
@@ -360,17 +345,11 @@ def _weight_preserving_optimizers() -> Iterator[None]:
             finally:
                 back_to_back_optimizer._func_map = handlers
 
-    chosen = OrderedDict(
+    return OrderedDict(
         (name, BackToBackKeepingBatchNorm if name == "remove_back_to_back" else factory)
         for name, factory in optimizer._optimizers.items()
         if name != "merge_duplication"
     )
-    original = optimizer._get_optimizers
-    optimizer._get_optimizers = lambda: chosen
-    try:
-        yield
-    finally:
-        optimizer._get_optimizers = original
 
 
 class _ErfcLogFilter(logging.Filter):

@@ -1,0 +1,235 @@
+"""tf2onnx's ``from_function``, redone so that every TF variable survives as an initializer.
+
+`convert_function` turns a traced ``tf.function`` into ONNX the way
+``tf2onnx.convert.from_function`` does (freeze, grappler, tf2onnx's handlers
+and ONNX optimizers), with four differences, each general:
+
+* **Captures are not inputs.** ``from_function`` lists every non-resource
+  tensor the function captures (an eager constant: a sinusoidal table, rotary
+  ``inv_freq``, Keras ``Normalization`` statistics) as a graph input. Only the
+  signature's own inputs are inputs here; freezing makes the captures constants.
+* **XLA-only calls are inlined.** Keras runs some ops (grouped ``Conv2D`` on
+  CPU) as a ``tf.function(jit_compile=True)``, which freezes into a
+  ``(Stateful)PartitionedCall`` with ``_XlaMustCompile`` / ``_noinline`` that
+  tf2onnx cannot convert. Those attributes are dropped and grappler's function
+  optimizer inlines the call like any other.
+* **Variables stay opaque to constant folding.** Once frozen, a variable is a
+  ``Const``, and three folders combine it with other constants: grappler
+  (Keras 3 BatchNormalization's ``rsqrt(var + eps) * gamma`` becomes one
+  tensor, and that scale is multiplied into the preceding Conv kernel), tf2onnx's
+  TF-side folding, and its ONNX ``fold_constants``. Here grappler sees the
+  variables as placeholders, and the two tf2onnx folders fold a value computed
+  from a variable only through value-preserving ops (`VALUE_PRESERVING_TF`,
+  `VALUE_PRESERVING_ONNX`: layout changes, which `LAYOUTS` maps back). So each
+  variable is an initializer of its own, and arithmetic on it is ONNX nodes.
+* **Optimizers** are chosen by the caller (`export` leaves out the ones that
+  merge or fold weights).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+import onnx
+
+from .._compat import import_tensorflow
+
+#: TF ops whose output holds the values of their first input (possibly reshaped or permuted).
+VALUE_PRESERVING_TF = frozenset({"Identity", "Reshape", "Squeeze", "ExpandDims", "Transpose"})
+#: TF ops whose output does not depend on the values of their inputs.
+SHAPE_ONLY_TF = frozenset({"Shape", "ShapeN", "Size", "Rank"})
+#: ONNX ops that only move the values of their first input around.
+VALUE_PRESERVING_ONNX = frozenset(
+    {"Identity", "Reshape", "Squeeze", "Unsqueeze", "Transpose", "Flatten"}
+)
+#: Function attributes that keep grappler from inlining a call (XLA-compiled functions).
+_NO_INLINE_ATTRS = ("_XlaMustCompile", "_noinline")
+
+
+def convert_function(
+    function: Any, specs: list[Any], *, opset: int, optimizers: Mapping[str, Any]
+) -> onnx.ModelProto:
+    """ONNX for ``function`` traced on ``specs`` (see the module docstring)."""
+    tf = import_tensorflow()
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2,
+    )
+    from tf2onnx import tf_loader
+    from tf2onnx.convert import _convert_common, tensor_names_from_structed
+
+    concrete = function.get_concrete_function(*specs)
+    captured = {internal.name for _, internal in concrete.graph.captures}
+    variables = {
+        internal.name.split(":")[0]
+        for external, internal in concrete.graph.captures
+        if external.dtype == tf.resource
+    }
+    input_names = [t.name for t in concrete.inputs if t.name not in captured]
+    output_names = [t.name for t in concrete.outputs if t.dtype != tf.resource]
+    renames = tensor_names_from_structed(concrete, input_names, output_names)
+
+    with tf.device("/cpu:0"):
+        frozen = convert_variables_to_constants_v2(
+            concrete, lower_control_flow=False, aggressive_inlining=True
+        )
+        graph_def = frozen.graph.as_graph_def(add_shapes=True)
+        graph_def = tf_loader.fix_freezing_errors_part2(graph_def)
+        _allow_inlining(graph_def)
+        variable_consts = {n.name for n in graph_def.node if n.op == "Const"} & variables
+        keys = _variable_keys(
+            tf.make_ndarray(n.attr["value"].tensor)
+            for n in graph_def.node
+            if n.name in variable_consts
+        )
+        graph_def = _optimize_with_opaque(graph_def, variable_consts, input_names, output_names)
+        with _folding_spares_variables(variable_consts, keys, optimizers) as chosen:
+            proto, _ = _convert_common(
+                graph_def,
+                name=concrete.name,
+                continue_on_error=True,
+                opset=opset,
+                input_names=input_names,
+                output_names=output_names,
+                tensors_to_rename=renames,
+                optimizers=chosen,
+            )
+    return proto
+
+
+def _allow_inlining(graph_def: Any) -> None:
+    """Drop the XLA-only no-inline attributes from every function and call node."""
+    for function in graph_def.library.function:
+        for attr in _NO_INLINE_ATTRS:
+            if attr in function.attr:
+                del function.attr[attr]
+    nodes = list(graph_def.node)
+    for function in graph_def.library.function:
+        nodes.extend(function.node_def)
+    for node in nodes:
+        for attr in _NO_INLINE_ATTRS:
+            if attr in node.attr:
+                del node.attr[attr]
+
+
+def _optimize_with_opaque(
+    graph_def: Any, opaque: set[str], input_names: list[str], output_names: list[str]
+) -> Any:
+    """tf2onnx's grappler pass with the ``opaque`` constants seen as placeholders."""
+    tf = import_tensorflow()
+    from tf2onnx import tf_loader
+
+    originals = {}
+    for node in graph_def.node:
+        if node.name not in opaque:
+            continue
+        originals[node.name] = type(node)()
+        originals[node.name].CopyFrom(node)
+        tensor = node.attr["value"].tensor
+        dtype, shape = tensor.dtype, tensor.tensor_shape
+        node.op = "Placeholder"
+        node.ClearField("attr")
+        node.attr["dtype"].type = dtype
+        node.attr["shape"].shape.CopyFrom(shape)
+    with tf.Graph().as_default() as graph, tf_loader.tf_session(graph=graph):
+        tf.import_graph_def(graph_def, name="")
+        optimized = tf_loader.tf_optimize(input_names, output_names, graph_def)
+    for node in optimized.node:
+        if node.name in originals:
+            node.CopyFrom(originals[node.name])
+    return optimized
+
+
+def _variable_dependent(graph: Any, variable_consts: set[str]) -> tuple[set[str], set[str]]:
+    """(tensors holding a variable's values, tensors computed from a variable) of ``graph``."""
+    valued: set[str] = set()
+    mixed: set[str] = set()
+    ops = list(graph.get_operations())
+    changed = True
+    while changed:  # graph order need not be topological; iterate to the fixed point
+        changed = False
+        for op in ops:
+            outputs = [t.name for t in op.outputs]
+            if op.type in SHAPE_ONLY_TF or not outputs:
+                continue
+            inputs = [t.name for t in op.inputs]
+            if op.type == "Const" and op.name in variable_consts:
+                target = valued
+            elif op.type in VALUE_PRESERVING_TF and inputs and inputs[0] in valued:
+                target = mixed if any(i in mixed for i in inputs) else valued
+            elif any(i in valued or i in mixed for i in inputs):
+                target = mixed
+            else:
+                continue
+            new = [t for t in outputs if t not in target]
+            if new:
+                target.update(new)
+                changed = True
+    return valued, mixed - valued
+
+
+def _variable_keys(values: Iterator[np.ndarray]) -> set[tuple[str, int, bytes]]:
+    """Order-free keys of the variables' float values (any layout of one matches)."""
+    keys = set()
+    for value in values:
+        if np.issubdtype(value.dtype, np.floating):
+            keys.add(_order_free_key(value))
+    return keys
+
+
+def _order_free_key(value: np.ndarray) -> tuple[str, int, bytes]:
+    flat = np.sort(np.ascontiguousarray(value).reshape(-1))
+    digest = hashlib.blake2b(flat.view(np.uint8).data, digest_size=16).digest()
+    return (flat.dtype.str, flat.size, digest)
+
+
+@contextlib.contextmanager
+def _folding_spares_variables(
+    variable_consts: set[str], keys: set[tuple[str, int, bytes]], optimizers: Mapping[str, Any]
+) -> Iterator[dict[str, Any]]:
+    """tf2onnx's TF-side and ONNX-side constant folding, sparing values computed from variables.
+
+    Yields the optimizer map to pass to tf2onnx, its ``fold_constants`` replaced.
+    """
+    from tf2onnx import tfonnx
+    from tf2onnx.optimizer.const_fold_optimizer import ConstFoldOptimizer
+
+    original = tfonnx.compute_const_folding_using_tf
+
+    def compute_const_folding(graph: Any, const_node_values: Any, graph_outputs: Any) -> Any:
+        values, shapes = original(graph, const_node_values, graph_outputs)
+        _, mixed = _variable_dependent(graph, variable_consts)
+        return {k: v for k, v in values.items() if k not in mixed}, shapes
+
+    class FoldSparingVariables(ConstFoldOptimizer):
+        """Folds no op but a layout change when a constant input holds a variable."""
+
+        def _fold_node(self, node: Any, graph: Any) -> bool:
+            if node.type not in VALUE_PRESERVING_ONNX and any(
+                _holds_variable(inp, keys) for inp in node.inputs if inp is not None
+            ):
+                return False
+            return super()._fold_node(node, graph)
+
+    chosen = {
+        name: FoldSparingVariables if name == "fold_constants" else factory
+        for name, factory in optimizers.items()
+    }
+    tfonnx.compute_const_folding_using_tf = compute_const_folding
+    try:
+        yield chosen
+    finally:
+        tfonnx.compute_const_folding_using_tf = original
+
+
+def _holds_variable(node: Any, keys: set[tuple[str, int, bytes]]) -> bool:
+    if not node.is_const():
+        return False
+    value = node.get_tensor_value(as_list=False)
+    value = np.asarray(value)
+    if not np.issubdtype(value.dtype, np.floating) or value.size == 0:
+        return False
+    return _order_free_key(value) in keys
