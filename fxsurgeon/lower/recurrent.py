@@ -27,7 +27,6 @@ from ..errors import LoweringError
 from .table import lowering
 from .values import Const
 
-_TORCH_ORDER = {"LSTM": (0, 2, 3, 1), "GRU": (1, 0, 2), "RNN": (0,)}
 _DEFAULT = {"LSTM": ("Sigmoid", "Tanh", "Tanh"), "GRU": ("Sigmoid", "Tanh")}
 
 
@@ -60,32 +59,20 @@ def _refusal(mod, given) -> str | None:
     return None
 
 
-def _reorder(tensor: torch.Tensor, op: str, hidden: int) -> torch.Tensor:
-    blocks = tensor.split(hidden, dim=0)
-    return torch.cat([blocks[i] for i in _TORCH_ORDER[op]], dim=0).contiguous()
-
-
-def _weight(ctx, value: Const, tensor: torch.Tensor):
-    return ctx.tensor(Const(tensor, initializer=value.initializer))
-
-
 def _flat_weights(ctx, mod, given) -> list:
-    """torch's per-direction ``w_ih, w_hh, b_ih, b_hh``, gates in torch's order."""
-    hidden, gates = mod.hidden_size, len(_TORCH_ORDER[mod.op])
+    """torch's per-direction ``w_ih, w_hh, b_ih, b_hh``, gates in torch's order, each a weight
+    constant named after the ONNX initializer it comes from."""
+    from ..frontdoor import torch_weights  # noqa: PLC0415 - the converter's own layout
+
     w, r, b = given["W"], given["R"], given.get("B")
     for name, value in (("W", w), ("R", r), ("B", b)):
         if value is not None and not isinstance(value, Const):
             raise LoweringError(f"the {name} input must be a constant (an initializer)")
-    params = []
-    for d in range(mod.num_directions):
-        bias = b.value[d] if b is not None else w.value.new_zeros(2 * gates * hidden)
-        parts = (w.value[d], r.value[d], bias[: gates * hidden], bias[gates * hidden :])
-        sources = (w, r, b or w, b or w)
-        params += [
-            _weight(ctx, src, _reorder(part, mod.op, hidden))
-            for part, src in zip(parts, sources, strict=True)
-        ]
-    return params
+    names = (w.initializer or "W", r.initializer or "R", b.initializer if b is not None else None)
+    pieces = torch_weights(
+        mod.op, mod.hidden_size, w.value, r.value, b.value if b is not None else None, names
+    )
+    return [ctx.tensor(Const(tensor, initializer=name)) for name, tensor in pieces]
 
 
 def _initial(ctx, mod, given, slot, x):

@@ -19,7 +19,7 @@ import onnx
 from . import control_flow, conv, recurrent, scan_ops
 from .control_flow import OnnxIf
 from .conv import OnnxConvSame
-from .recurrent import OnnxRecurrent
+from .recurrent import TORCH_GATE_ORDER, OnnxRecurrent, torch_weights
 from .registry import ConverterError
 from .scan_ops import OnnxCumSumSpec
 from .scope import OPSETS
@@ -56,6 +56,8 @@ __all__ = [
     "OnnxCumSumSpec",
     "OnnxIf",
     "OnnxRecurrent",
+    "TORCH_GATE_ORDER",
+    "torch_weights",
     "convert",
     "register",
 ]

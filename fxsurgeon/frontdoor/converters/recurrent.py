@@ -185,3 +185,34 @@ def register() -> None:
     for op in ("LSTM", "GRU", "RNN"):
         for version in (7, 14):
             add(op, version, _convert)
+
+
+# -- torch's weights ------------------------------------------------------------------------
+
+# torch's gate order as indices into ONNX's (LSTM i,o,f,c -> i,f,g,o; GRU z,r,h -> r,z,n).
+TORCH_GATE_ORDER = {"LSTM": (0, 2, 3, 1), "GRU": (1, 0, 2), "RNN": (0,)}
+_PIECES = ("kernel", "recurrent/kernel", "bias", "recurrent/bias")
+
+
+def torch_weights(op: str, hidden: int, w, r, b, names: tuple[str, str, str | None]):
+    """torch's flat weights (``w_ih, w_hh, b_ih, b_hh`` per direction) from ONNX's W, R, B.
+
+    Returns ``(name, tensor)`` pairs. Each name is derived from the ONNX
+    initializer it comes from (``W/forward/kernel``, ``R/backward/recurrent/kernel``, ...):
+    the lowering tags the weight constants with these names, and
+    `map_initializers_to_variables` maps them to TF variables (a Keras LSTM
+    kernel is ``w_ih`` transposed: Keras's gate order i,f,c,o is torch's).
+    """
+    w, r = torch.as_tensor(w), torch.as_tensor(r)
+    gates = len(TORCH_GATE_ORDER[op])
+    out = []
+    for d in range(w.shape[0]):
+        direction = "forward" if d == 0 else "backward"
+        bias = torch.as_tensor(b)[d] if b is not None else w.new_zeros(2 * gates * hidden)
+        parts = (w[d], r[d], bias[: gates * hidden], bias[gates * hidden :])
+        sources = (names[0], names[1], names[2] or names[0], names[2] or names[0])
+        for part, source, piece in zip(parts, sources, _PIECES, strict=True):
+            blocks = part.split(hidden, dim=0)
+            ordered = torch.cat([blocks[i] for i in TORCH_GATE_ORDER[op]], dim=0).contiguous()
+            out.append((f"{source}/{direction}/{piece}", ordered))
+    return out
