@@ -249,7 +249,7 @@ def cleanup(gm: fx.GraphModule) -> None:
     used_attrs = {n.target for n in gm.graph.nodes if n.op == "get_attr"}
     used_modules = {n.target for n in gm.graph.nodes if n.op == "call_module"}
     for holder_name, holder in list(gm.named_children()):
-        if holder_name in used_modules:
+        if holder_name in used_modules or holder_name in used_attrs:  # torch.cond branches
             continue
         for name in list(holder._buffers):
             if f"{holder_name}.{name}" not in used_attrs:

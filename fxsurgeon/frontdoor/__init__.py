@@ -2,10 +2,12 @@
 
 `export.py` loads and exports a TF model to ONNX, `variables.py` maps ONNX initializers
 back to TF variables, `onnx_import.py` checks an ONNX model and converts it to a
-GraphModule carrying its `fxsurgeon.source.SourceInfo`. The public names are re-exported
+GraphModule carrying its `fxsurgeon.source.SourceInfo`; `converters/` holds fxsurgeon's own
+onnx2torch converters (If, LSTM/GRU/RNN, CumSum, SAME-padded Conv). The public names are re-exported
 by `fxsurgeon.tensorflow`.
 """
 
+from .converters import torch_weights
 from .export import TOKEN_INPUTS, export_onnx, load_model
 from .onnx_import import from_onnx, from_tensorflow
 from .variables import map_initializers_to_variables, tf_variables_of
@@ -18,4 +20,5 @@ __all__ = [
     "load_model",
     "map_initializers_to_variables",
     "tf_variables_of",
+    "torch_weights",
 ]

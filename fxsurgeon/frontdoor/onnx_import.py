@@ -12,7 +12,6 @@ import onnx
 import torch
 from onnx import TensorProto, numpy_helper
 
-from .._compat import import_onnx2torch
 from ..errors import InputError
 from ..source import (
     SOURCE_META_KEY,
@@ -22,6 +21,7 @@ from ..source import (
     TensorSource,
     TFVariable,
 )
+from . import converters
 from .export import _TORCH_DTYPES, export_onnx, load_model
 from .variables import map_initializers_to_variables, tf_variables_of
 
@@ -45,11 +45,10 @@ def from_onnx(
     returned in eval mode, which is what the ONNX graph computes.
     """
     model, where = _load_onnx(onnx_model_or_path)
-    onnx2torch = import_onnx2torch()
     try:
-        gm = onnx2torch.convert(model, attach_onnx_mapping=True)
+        gm = converters.convert(model)
     except NotImplementedError as exc:
-        raise InputError(f"{where}: onnx2torch cannot convert it: {exc}") from exc
+        raise InputError(f"{where}: cannot convert it: {exc}") from exc
     gm.eval()  # the ONNX graph is inference: BatchNorm must use its running statistics
 
     tf_variables: tuple[TFVariable, ...] = ()

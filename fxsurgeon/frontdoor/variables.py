@@ -14,6 +14,7 @@ from ..source import (
     InitializerOrigin,
     TFVariable,
 )
+from .converters import TORCH_GATE_ORDER, torch_weights
 
 # --------------------------------------------------------------------------- variables
 
@@ -63,21 +64,39 @@ def map_initializers_to_variables(
             key = (arranged.dtype.str, _digest(arranged))
             index.setdefault(key, []).append((InitializerOrigin(variable, layout), arranged))
     out: dict[str, list[InitializerOrigin]] = {}
-    for initializer in onnx_model.graph.initializer:
-        if initializer.data_type not in (
-            TensorProto.FLOAT,
-            TensorProto.DOUBLE,
-            TensorProto.FLOAT16,
-        ):
-            continue
-        value = np.ascontiguousarray(numpy_helper.to_array(initializer))
+    for name, value in _float_tensors(onnx_model):
+        value = np.ascontiguousarray(value)
         candidates = index.get((value.dtype.str, _digest(value)), ())
         origins = [
             o for o, arranged in candidates if np.array_equal(arranged.ravel(), value.ravel())
         ]
         if origins:
-            out[initializer.name] = origins
+            out[name] = origins
     return out
+
+
+def _float_tensors(onnx_model: onnx.ModelProto):
+    """(name, array) of each float initializer, and of each torch-layout weight that the
+    lowering makes from a recurrent node's W, R, B (tf2onnx reorders their gates, so the
+    initializers themselves equal no TF variable)."""
+    floats = (TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16)
+    initializers = {t.name: t for t in onnx_model.graph.initializer if t.data_type in floats}
+    for name, tensor in initializers.items():
+        yield name, numpy_helper.to_array(tensor)
+    for node in onnx_model.graph.node:
+        if node.op_type not in TORCH_GATE_ORDER:
+            continue
+        names = [*node.input[1:4], "", "", ""][:3]
+        if not all(n in initializers for n in names[:2]) or (
+            names[2] and names[2] not in initializers
+        ):
+            continue
+        arrays = [numpy_helper.to_array(initializers[n]) if n else None for n in names]
+        hidden = next(a.i for a in node.attribute if a.name == "hidden_size")
+        for piece, tensor in torch_weights(
+            node.op_type, hidden, *arrays, tuple(n or None for n in names)
+        ):
+            yield piece, tensor.numpy()
 
 
 def _digest(array: np.ndarray) -> bytes:

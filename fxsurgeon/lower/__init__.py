@@ -20,12 +20,21 @@ against: arithmetic as `operator` calls (``x * 0.5``), everything else as
 Python literals.
 
 The table (`table.py`) is filled by the op-family modules, one per ONNX op family:
-`shape_ops`, `indexing`, `elementwise`, `nn_ops`, `activations`; `graph.py` is the pass that uses
-it.
+`shape_ops`, `indexing`, `elementwise`, `nn_ops`, `activations`, `recurrent` (LSTM/GRU/RNN),
+`control_flow` (If), `spec_fixes` (CumSum, SAME-padded Conv); `graph.py` is the pass that uses it.
 """
 
 # The op-family modules fill the table when imported.
-from . import activations, elementwise, indexing, nn_ops, shape_ops  # noqa: F401, E402
+from . import (  # noqa: F401, E402
+    activations,
+    control_flow,
+    elementwise,
+    indexing,
+    nn_ops,
+    recurrent,
+    shape_ops,
+    spec_fixes,
+)
 from .graph import LoweringResult, lower_graph
 from .table import LOWERINGS
 from .values import Const, Sym, is_onnx2torch_module

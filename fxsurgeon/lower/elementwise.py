@@ -111,7 +111,7 @@ def _unary(ctx, mod, node, args):
 @lowering("OnnxCompare", "OnnxLogical")
 def _compare(ctx, mod, node, args):
     fn = getattr(mod, "compare_function", None) or mod.logic_op_function
-    a, b = args
+    a, b = (v.to_const() if isinstance(v, Sym) and v.is_static else v for v in args)
     if isinstance(a, Const) and isinstance(b, Const):
         return Const(fn(a.value, b.value))
     return ctx.call(fn, ctx.tensor(a), ctx.tensor(b))

@@ -1,0 +1,127 @@
+"""Lowering of ONNX If (`OnnxIf`, fxsurgeon's converter).
+
+Each branch is an onnx2torch GraphModule. It is given the shapes of the values
+it was run on (the module keeps the inputs of its last two calls, the two
+example runs of the shapes phase) and lowered with the same table as the outer
+graph. Then:
+
+* a predicate known at optimize time (a `Const`, e.g. from static shapes)
+  picks its branch, which is written inline;
+* a run-time predicate becomes ``torch.cond(pred, then, else, operands)`` with
+  both lowered branches as submodules; both must give outputs of the same
+  shapes and dtypes (torch.cond's rule), else it is refused.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import fx
+
+from ..errors import LoweringError
+from ..shapes import ExampleInputs, propagate_shapes
+from .table import lowering
+from .values import Const, Sym
+
+
+def lower_branch(branch: fx.GraphModule, examples: list) -> fx.GraphModule:
+    """`branch` with shape meta from the recorded inputs, lowered to plain torch."""
+    from .graph import lower_graph
+
+    if len(examples) < 2:
+        raise LoweringError("the branch was never run, so its shapes are unknown")
+    work = copy.deepcopy(branch)
+    propagate_shapes(work, ExampleInputs(examples[-2], examples[-1]))
+    lowered = lower_graph(work)
+    if lowered.unconverted:
+        raise LoweringError(f"the branch keeps modules it cannot lower: {lowered.unconverted}")
+    return lowered.module
+
+
+def inline(ctx, gm: fx.GraphModule, operands: list):
+    """Write `gm`'s nodes into the new graph with its inputs bound to `operands`."""
+    env: dict[fx.Node, object] = {}
+    inputs = iter(operands)
+    result = None
+    for node in gm.graph.nodes:
+        if node.op == "placeholder":
+            env[node] = next(inputs)
+        elif node.op == "get_attr":
+            tensor = _fetch(gm, node.target)
+            env[node] = ctx.tensor(Const(tensor, node.meta.get("fxsurgeon.initializer")))
+        elif node.op == "output":
+            result = fx.node.map_arg(node.args[0], lambda n: env[n])
+        elif node.op in ("call_function", "call_method"):
+            new = ctx.graph.node_copy(node, lambda n: env[n])
+            new.meta.update({k: v for k, v in node.meta.items() if k.startswith("fxs")})
+            ctx._tag(new)
+            env[node] = new
+        else:
+            raise LoweringError(f"cannot inline a {node.op} node ({node.format_node()})")
+    return list(result) if isinstance(result, (tuple, list)) else result
+
+
+def _fetch(gm, target):
+    obj = gm
+    for part in target.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _predicate(value):
+    if isinstance(value, Sym) and value.is_static:
+        value = value.to_const()
+    if isinstance(value, Const):
+        return bool(value.value.reshape(-1)[0])
+    return None
+
+
+_COUNTER = [0]
+
+
+@lowering("OnnxIf")
+def _if(ctx, mod, node, args):
+    cond, *outer = args
+    operands = [ctx.tensor(a) for a in outer]
+    known = _predicate(cond)
+    if known is not None:
+        branch = lower_branch(mod.then_branch if known else mod.else_branch, mod.examples)
+        return inline(ctx, branch, operands)
+    then_gm = lower_branch(mod.then_branch, mod.examples)
+    else_gm = lower_branch(mod.else_branch, mod.examples)
+    _same_outputs(then_gm, else_gm)
+    _COUNTER[0] += 1
+    names = []
+    for kind, gm in (("then", then_gm), ("else", else_gm)):
+        name = f"if_{kind}_{_COUNTER[0]}"
+        ctx.root.add_module(name, gm)
+        names.append(ctx.graph.get_attr(name))
+    pred = ctx.call(torch.reshape, ctx.tensor(cond), ())
+    out = ctx.call(torch.cond, pred, names[0], names[1], tuple(operands))
+    if mod.outputs == 1:
+        return ctx.call(_first, out)
+    return [ctx.call(_item, out, i) for i in range(mod.outputs)]
+
+
+def _first(outputs):
+    """torch.cond returns a tuple; a one-output If gives its tensor."""
+    return outputs[0] if isinstance(outputs, (tuple, list)) else outputs
+
+
+def _item(outputs, index: int):
+    return outputs[index]
+
+
+def _same_outputs(then_gm, else_gm):
+    def described(gm):
+        out = next(n for n in gm.graph.nodes if n.op == "output").args[0]
+        outs = out if isinstance(out, (tuple, list)) else (out,)
+        return [(n.meta.get("fxs_shape"), n.meta.get("fxs_dtype")) for n in outs]
+
+    a, b = described(then_gm), described(else_gm)
+    if a != b:
+        raise LoweringError(
+            f"the branches give outputs of different shapes/dtypes ({a} vs {b}): "
+            "torch.cond cannot express it"
+        )

@@ -1,0 +1,65 @@
+"""Lowerings of fxsurgeon's own converters for ops onnx2torch gets wrong or refuses:
+CumSum (`OnnxCumSumSpec`) and Conv with SAME auto_pad (`OnnxConvSame`)."""
+
+from __future__ import annotations
+
+import operator
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import LoweringError
+from ..shapes import shape_of
+from .table import lowering
+from .values import const_ints, rank_of
+
+_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+
+
+@lowering("OnnxCumSumSpec")
+def _cumsum(ctx, mod, node, args):
+    x = ctx.tensor(args[0])
+    rank = rank_of(x)
+    (axis,) = const_ints(args[1], "CumSum's axis")
+    axis %= rank
+    if mod.reverse:
+        x = ctx.call(torch.flip, x, (axis,))
+    if mod.exclusive:  # [0, x0, x0 + x1, ...]: the sum of the elements before each one
+        head = (slice(None),) * axis + (slice(0, 1),)
+        body = (slice(None),) * axis + (slice(None, -1),)
+        zeros = ctx.call(torch.zeros_like, ctx.call(operator.getitem, x, head))
+        x = ctx.call(torch.cat, [zeros, ctx.call(operator.getitem, x, body)], axis)
+    y = ctx.call(torch.cumsum, x, axis)
+    return ctx.call(torch.flip, y, (axis,)) if mod.reverse else y
+
+
+@lowering("OnnxConvSame")
+def _conv_same(ctx, mod, node, args):
+    x = ctx.tensor(args[0])
+    shape = shape_of(x)
+    if shape is None:
+        raise LoweringError("no shape known for the Conv input")
+    sizes = shape[2:]
+    if any(s is None for s, stride in zip(sizes, mod.strides, strict=True) if stride != 1):
+        raise LoweringError("SAME padding with a stride > 1 on a dynamic dim depends on its size")
+    # With stride 1 the pad is (k - 1) * d whatever the size: any size stands in.
+    sizes = [s if s is not None else 1 for s in sizes]
+    pads = _same_pads(sizes, mod.kernel, mod.strides, mod.dilations, mod.upper)
+    flat = [p for pair in reversed(pads) for p in pair]
+    if any(flat):
+        x = ctx.call(F.pad, x, flat)
+    weight = ctx.tensor(args[1])
+    bias = ctx.tensor(args[2]) if len(args) > 2 and args[2] is not None else None
+    conv = _CONV[len(mod.kernel)]
+    return ctx.call(conv, x, weight, bias, mod.strides, 0, mod.dilations, mod.groups)
+
+
+def _same_pads(sizes, kernel, strides, dilations, upper: bool) -> list[tuple[int, int]]:
+    """(begin, end) per spatial dim for SAME auto_pad: output size ceil(in / stride), the
+    odd pad at the end (SAME_UPPER) or the start (SAME_LOWER)."""
+    pads = []
+    for size, k, s, d in zip(sizes, kernel, strides, dilations, strict=True):
+        total = max(0, (-(-size // s) - 1) * s + (k - 1) * d + 1 - size)
+        small = total // 2
+        pads.append((small, total - small) if upper else (total - small, small))
+    return pads
