@@ -6,16 +6,18 @@ GraphModule carrying its `fxsurgeon.source.SourceInfo`. The public names are re-
 by `fxsurgeon.tensorflow`.
 """
 
-from .export import TOKEN_INPUTS, export_onnx, load_model
-from .onnx_import import from_onnx, from_tensorflow
+from .export import TOKEN_INPUTS, export_onnx, load_model, quiet_tensorflow
+from .onnx_import import ONNX2TORCH_WARNINGS_KEY, from_onnx, from_tensorflow
 from .variables import map_initializers_to_variables, tf_variables_of
 
 __all__ = [
+    "ONNX2TORCH_WARNINGS_KEY",
     "TOKEN_INPUTS",
     "export_onnx",
     "from_onnx",
     "from_tensorflow",
     "load_model",
     "map_initializers_to_variables",
+    "quiet_tensorflow",
     "tf_variables_of",
 ]

@@ -195,7 +195,7 @@ def export_onnx(
         return [t for _, t in named]
 
     function = tf.function(flat_call, input_signature=specs)
-    with _weight_preserving_optimizers(), _quiet_about_erfc():
+    with _weight_preserving_optimizers(), _quiet_about_erfc(), quiet_tensorflow():
         proto, _ = tf2onnx.convert.from_function(function, input_signature=specs, opset=opset)
     _rename_outputs(proto, names)
     _replace_erfc(proto)
@@ -384,6 +384,42 @@ class _ErfcLogFilter(logging.Filter):
         return not (
             erfc_op or re.fullmatch(r"Unsupported ops: Counter\(\{'Erfc': \d+\}\)", message)
         )
+
+
+#: Python loggers that TensorFlow and tf2onnx write their progress and notices to.
+_TF_LOGGERS = ("tensorflow", "tf2onnx", "absl", "h5py")
+
+
+@contextlib.contextmanager
+def quiet_tensorflow() -> Iterator[None]:
+    """TensorFlow's, absl's and tf2onnx's logs and Python warnings silenced; errors still shown.
+
+    TF's C++ logs are set by ``TF_CPP_MIN_LOG_LEVEL``, which `import_tensorflow`
+    sets (to 2: errors only) unless the user did before TensorFlow is imported.
+    Here the Python loggers are raised to ERROR and warnings ignored for the
+    duration of the call; an exception still propagates as it is.
+    """
+    loggers = [logging.getLogger(name) for name in _TF_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    absl_level = None
+    try:
+        from absl import logging as absl_logging
+
+        absl_level = absl_logging.get_verbosity()
+        absl_logging.set_verbosity(absl_logging.ERROR)
+    except ImportError:  # pragma: no cover - absl comes with TensorFlow
+        absl_logging = None
+    for logger in loggers:
+        logger.setLevel(max(logger.level, logging.ERROR))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+        if absl_logging is not None and absl_level is not None:
+            absl_logging.set_verbosity(absl_level)
 
 
 @contextlib.contextmanager
