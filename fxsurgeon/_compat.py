@@ -81,7 +81,12 @@ def import_onnx2torch():
 
 
 def import_tensorflow():
-    """Import TensorFlow after making the order safe; a clear error if missing."""
+    """Import TensorFlow after making the order safe; a clear error if missing.
+
+    TF's C++ logs are limited to errors (``TF_CPP_MIN_LOG_LEVEL=2``) unless the
+    environment says otherwise: it only counts when set before the import.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     ensure_safe_import_order()
     try:
         import tensorflow as tf

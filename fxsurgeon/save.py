@@ -36,7 +36,14 @@ from typing import Any
 import torch
 from torch import fx, nn
 
-from .codegen import BlockClass, CodegenError, Generated, generate
+from .codegen import (
+    RENAMED_KEY,
+    BlockClass,
+    CodegenError,
+    Generated,
+    generate,
+    with_identifier_names,
+)
 from .errors import InputError
 from .report import ConversionReport, write_report
 from .source import SOURCE_META_KEY
@@ -103,6 +110,7 @@ def save(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     inputs = _example_inputs(model, example_inputs) if check else None
+    model = with_identifier_names(model)  # a renamed copy when a name is no identifier
     generated = _generate(model, reuse_blocks)
     _write(directory, model, generated)
     saved = Saved(directory, generated.classes, generated.fallbacks)
@@ -129,6 +137,7 @@ def save(
             for c in saved.classes
         ],
         "fallbacks": list(saved.fallbacks),
+        "renamed": dict(model.meta.get(RENAMED_KEY, {})),
         "self_check_max_abs": saved.check_max_abs,
         "notes": notes,
     }

@@ -2,7 +2,7 @@
 
 200 random tf2onnx-style graphs, near misses of every built-in pattern
 included, optimized and compared with onnxruntime: not one may change the
-numbers. Then one regression test per bug the fuzzer found (each written
+numbers, and each one's model.py must reload to the same outputs bit for bit. Then one regression test per bug the fuzzer found (each written
 against onnxruntime, like the fuzzer): ONNX Min lowered as Max; reflect/edge
 Pad of one dim of a 3-D/4-D tensor crashing at run time; the engine's 1e-4
 constant tolerance letting GELU and SDPA rewrites change outputs by 1e-4.
@@ -43,13 +43,14 @@ gelu_sigmoid_1 = Rule("gelu_sigmoid_1", pattern, replacement, note="wrong on pur
 
 @pytest.fixture(scope="module")
 def two_hundred() -> FuzzSummary:
-    return fuzz(range(200))
+    return fuzz(range(200), codegen=True)  # each passing graph also through model.py
 
 
 def test_two_hundred_random_graphs_change_no_numbers(two_hundred):
     summary = two_hundred
     print("\n" + summary.table())
     assert not summary.bad, summary.table()
+    assert summary.count("codegen") == 0  # model.py reloads to the same outputs, bit for bit
     assert summary.count("pass") >= 190  # the rest: clear FxSurgeonErrors, counted by kind
     fired = set()
     for outcome in summary.outcomes:

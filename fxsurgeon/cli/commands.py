@@ -86,6 +86,7 @@ def _attach_signature(model: Any, directory: Path) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before anything imports TensorFlow
     from .demo import run_demo
 
     run_demo(tiny=args.tiny, compile=not args.no_compile)

@@ -1,30 +1,27 @@
 """The demo: the article's ViT through TF -> ONNX -> onnx2torch -> fxsurgeon.
 
-Prints a before/after table: onnx2torch modules, fx nodes, trainable
-parameters, max difference against TensorFlow, whether
-``torch.compile(fullgraph=True)`` works, and eager latency.
+Prints a before/after table (onnx2torch's GraphModule vs the model.py that
+convert writes): onnx2torch modules, fx nodes, trainable parameters, max
+difference against TensorFlow, whether ``torch.compile(fullgraph=True)`` works,
+eager latency, and onnxruntime's latency on the exported graph.
 """
 
 from __future__ import annotations
 
+import tempfile
 import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 
 from ..examples import seed_vit
-from ..frontdoor import from_tensorflow
+from ..frontdoor import ONNX2TORCH_WARNINGS_KEY, export_onnx, from_onnx
 from ..pipeline import count_onnx2torch_modules, optimize, report_of
+from ..save import load, save
+from .progress import _Steps
 
 __all__ = ["run_demo"]
-
-
-def _step(message: str) -> Callable[[], None]:
-    print(f"- {message} ...", end="", flush=True)
-    start = time.perf_counter()
-    return lambda: print(f" {time.perf_counter() - start:.1f} s", flush=True)
 
 
 def _latency(module: torch.nn.Module, inputs: torch.Tensor) -> float:
@@ -49,28 +46,44 @@ def _compiles(
     return "yes", float(np.abs(out - expected).max())
 
 
+def _quietly(function: Any, *args: Any) -> Any:
+    """Run onnx2torch's modules with their UserWarnings (about its own indexing) kept silent."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module=r"onnx2torch(\.|$)")
+        return function(*args)
+
+
 def run_demo(tiny: bool = False, compile: bool = True, batch_size: int = 2) -> dict[str, Any]:
-    """Run the whole path on the seed ViT and print the before/after table."""
-    done = _step(
-        f"building TFViTForImageClassification ({'tiny' if tiny else 'ViT-Base'}, random weights)"
-    )
-    example = seed_vit(tiny=tiny)
-    done()
-    done = _step("exporting with tf2onnx and converting with onnx2torch")
-    converted = from_tensorflow(example.model, example.input_signature)
-    done()
-    done = _step("fxsurgeon.optimize")
-    start = time.perf_counter()
-    optimized = optimize(converted)
-    optimize_s = time.perf_counter() - start
-    done()
+    """Run convert's path on the seed ViT and print the before/after table.
+
+    The steps are the ones ``fxsurgeon convert`` runs (export with tf2onnx,
+    onnx2torch, optimize, save model.py + safetensors, load model.py), shown
+    with the same progress display; TensorFlow's and tf2onnx's logs are
+    silenced by the front door and onnx2torch's warnings are counted, not printed.
+    """
+    steps = _Steps(quiet=False)
+    kind = "tiny" if tiny else "ViT-Base"
+    with steps.step("build", f"building TFViTForImageClassification ({kind}, random weights)"):
+        example = seed_vit(tiny=tiny)
+    with steps.step("export", "exporting to ONNX with tf2onnx"):
+        proto = export_onnx(example.model, example.input_signature)
+    with steps.step("onnx2torch", "converting with onnx2torch"):
+        converted = from_onnx(proto, tf_model=example.model)
+    with steps.step("optimize", "optimizing (fxsurgeon.optimize)"):
+        optimized = optimize(converted)
+    folder = tempfile.mkdtemp(prefix="fxsurgeon-demo-")
+    with steps.step("save", f"writing {folder}/model.py and model.safetensors"):
+        save(optimized, folder)
+    loaded = load(folder)
 
     inputs = example.make_inputs(batch_size, seed=1)
     expected = example.tf_outputs(inputs)
     x = torch.from_numpy(inputs)
     with torch.no_grad():
-        diff_before = float(np.abs(converted(x).numpy() - expected).max())
-        diff_after = float(np.abs(optimized(x).numpy() - expected).max())
+        diff_before = float(np.abs(_quietly(converted, x).numpy() - expected).max())
+        diff_after = float(np.abs(loaded(x).numpy() - expected).max())
 
     report = report_of(optimized)
     rows = {
@@ -83,27 +96,53 @@ def run_demo(tiny: bool = False, compile: bool = True, batch_size: int = 2) -> d
         "max |diff| vs TF": (diff_before, diff_after),
     }
     if compile:
-        done = _step("torch.compile(fullgraph=True), both models")
-        rows["compile(fullgraph=True)"] = (  # type: ignore[assignment]
-            _compiles(converted, x, expected)[0],
-            _compiles(optimized, x, expected)[0],
-        )
-        done()
-    done = _step("timing eager forward passes")
-    before_s, after_s = _latency(converted, x), _latency(optimized, x)
-    done()
+        with steps.step("compile", "torch.compile(fullgraph=True), both models"):
+            rows["compile(fullgraph=True)"] = (  # type: ignore[assignment]
+                _quietly(_compiles, converted, x, expected)[0],
+                _compiles(loaded, x, expected)[0],
+            )
+    with steps.step("latency", "timing eager forward passes and onnxruntime"):
+        before_s, after_s = _quietly(_latency, converted, x), _latency(loaded, x)
+        ort_s = _ort_latency(proto, inputs)
     rows[f"latency (ms, batch {batch_size})"] = (before_s * 1e3, after_s * 1e3)
 
+    warned = converted.meta.get(ONNX2TORCH_WARNINGS_KEY, [])
     print()
     print(
-        f"{example.name}: {example.trainable_parameters:,} trainable TF parameters; optimize() took {optimize_s:.1f} s"
+        f"{example.name}: {example.trainable_parameters:,} trainable TF parameters; "
+        f"optimize() took {steps.timings['optimize']:.1f} s; model.py in {folder}"
     )
     print(f"{'':28} {'onnx2torch':>22} {'fxsurgeon':>22}")
     for name, (before, after) in rows.items():
         print(f"{name:28} {_fmt(before):>22} {_fmt(after):>22}")
+    print(f"{'onnxruntime latency (ms)':28} {_fmt(ort_s * 1e3):>45}")
     if report.matches:
         print("fusions: " + ", ".join(f"{k} x{v}" for k, v in sorted(report.matches.items())))
-    return {"rows": rows, "optimize_s": optimize_s, "tf_parameters": example.trainable_parameters}
+    print(f"onnx2torch warnings while converting: {len(warned)} (captured, not printed)")
+    return {
+        "rows": rows,
+        "optimize_s": steps.timings["optimize"],
+        "tf_parameters": example.trainable_parameters,
+        "onnxruntime_s": ort_s,
+        "onnx2torch_warnings": len(warned),
+        "directory": folder,
+    }
+
+
+def _ort_latency(proto: Any, inputs: np.ndarray) -> float:
+    """Median seconds of one onnxruntime run of the exported graph (CPU)."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    feed = {session.get_inputs()[0].name: inputs}
+    session.run(None, feed)
+    times = []
+    deadline = time.perf_counter() + 1.0
+    while time.perf_counter() < deadline or len(times) < 3:
+        start = time.perf_counter()
+        session.run(None, feed)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
 
 
 def _fmt(value: Any) -> str:

@@ -51,10 +51,12 @@ its constructor and state), `regions.py` (the nodes each module owns) and `block
 (which regions are the same repeated block), `body.py` with `expressions.py` and
 `statements.py` (a forward's statements), `literals.py` (how calls and values are
 spelled), `helpers.py` (graph and scope helpers), `records.py` (regions, classes,
-constants) and `writer.py` (the classes and the file).
+constants), `writer.py` (the classes and the file) and `names.py` (member names
+that are no identifiers, renamed for model.py: `with_identifier_names`).
 """
 
 from .generator import generate
+from .names import RENAMED_KEY, with_identifier_names
 from .output import CONSTANTS_PREFIX, INLINE_LIMIT, BlockClass, CodegenError, Generated
 
 __all__ = [
@@ -63,5 +65,7 @@ __all__ = [
     "CodegenError",
     "BlockClass",
     "Generated",
+    "RENAMED_KEY",
     "generate",
+    "with_identifier_names",
 ]

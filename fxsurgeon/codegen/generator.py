@@ -13,6 +13,7 @@ from torch import fx, nn
 from .blocks import _BlockKeys
 from .body import _Body
 from .module_tree import _ModuleTree
+from .names import with_identifier_names
 from .output import BlockClass, CodegenError, Generated
 from .records import _Class
 from .regions import _RegionFinder
@@ -40,13 +41,16 @@ def generate(
         docstring: the class docstring.
         class_name: the name of the top-level class.
 
+    Member names that are no identifiers are written as `with_identifier_names`
+    renames them: save the weights of ``with_identifier_names(gm)``.
+
     Raises:
         CodegenError: a node calls something model.py cannot import without
             fxsurgeon (an onnx2torch module left unconverted, a Python function
             from a pattern file), or a module cannot be rebuilt from its attributes.
     """
     return _Generator(
-        gm,
+        with_identifier_names(gm),
         reuse_blocks=reuse_blocks,
         input_names=list(input_names) if input_names is not None else None,
         output_names=list(output_names) if output_names is not None else None,

@@ -43,9 +43,11 @@ def _relative(target: str, path: str) -> str:
 
 
 def _digest(tensor: torch.Tensor) -> str:
-    data = tensor.detach().cpu().contiguous()
-    raw = data.view(torch.uint8) if data.numel() else data
-    return hashlib.sha256(raw.numpy().tobytes() if raw.numel() else b"").hexdigest()[:16]
+    """Digest of a tensor's dtype, shape and bytes (any dtype, 0-d and empty tensors included)."""
+    data = tensor.detach().cpu().contiguous().reshape(-1)  # 0-d tensors cannot be viewed as bytes
+    raw = data.view(torch.uint8).numpy().tobytes() if data.numel() else b""
+    head = f"{data.dtype}{tuple(tensor.shape)}".encode()
+    return hashlib.sha256(head + raw).hexdigest()[:16]
 
 
 def _join(path: str, name: str) -> str:

@@ -181,6 +181,14 @@ def _attr_chain(base: str, dotted: str) -> str:
     return out
 
 
+def _assignment(base: str, dotted: str, value: str) -> str:
+    """``self.a.b = value``; ``setattr(self.a, "0", value)`` when the last part is no identifier."""
+    owner, _, last = dotted.rpartition(".")
+    if _is_identifier(last):
+        return f"{_attr_chain(base, dotted)} = {value}"
+    return f"setattr({_attr_chain(base, owner)}, {_string_text(last)}, {value})"
+
+
 def _snake(name: str) -> str:
     name = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name)
     name = re.sub(r"\W+", "_", name).strip("_").lower()

@@ -12,7 +12,15 @@ import torch
 from torch import nn
 
 from .helpers import _digest, _join, _same, _within
-from .literals import _attr_chain, _literal, _string_text, _tensor_literal, _wrap_call, _zeros
+from .literals import (
+    _assignment,
+    _attr_chain,
+    _literal,
+    _string_text,
+    _tensor_literal,
+    _wrap_call,
+    _zeros,
+)
 from .output import _COPYABLE_MODULES, CONSTANTS_PREFIX, INLINE_LIMIT, CodegenError
 from .records import _Constant
 from .writer import _copyable_source
@@ -168,7 +176,7 @@ class _ModuleTree:
                 lines.append(f"{expr}.register_parameter({_string_text(name)}, None)")
                 continue
             grad = "" if tensor.requires_grad else ", requires_grad=False"
-            lines.append(f"{_attr_chain(expr, name)} = nn.Parameter({_zeros(tensor)}{grad})")
+            lines.append(_assignment(expr, name, f"nn.Parameter({_zeros(tensor)}{grad})"))
         for name, buffer in module._buffers.items():
             full = _join(path, name)
             if name in built_buffers and full in self.state_keys:
@@ -188,12 +196,12 @@ class _ModuleTree:
             if not self._worth_writing(child_path):
                 continue
             if child_path in instances:
-                lines.append(f"{child_expr} = {instances[child_path]}()")
+                lines.append(_assignment(expr, name, f"{instances[child_path]}()"))
                 continue
             if type(child) is nn.Module:
-                lines.append(f"{child_expr} = nn.Module()")
+                lines.append(_assignment(expr, name, "nn.Module()"))
             else:
-                lines.append(f"{child_expr} = {self.constructor(child_path)[0]}")
+                lines.append(_assignment(expr, name, self.constructor(child_path)[0]))
             lines += self._tree_lines(child, child_path, child_expr, instances)
         return lines
 
@@ -227,13 +235,13 @@ class _ModuleTree:
         for name, module in self.gm.named_modules(remove_duplicate=False):
             if name and id(module) in first_module:
                 source = first_module[id(module)]
-                lines.append(f"{_attr_chain('self', name)} = {_attr_chain('self', source)}")
+                lines.append(_assignment("self", name, _attr_chain("self", source)))
                 tied.append(name)
             first_module.setdefault(id(module), name)
         first_param: dict[int, str] = {}
         for name, param in self.gm.named_parameters(remove_duplicate=False):
             if id(param) in first_param and not any(_within(name, t) for t in tied):
                 source = first_param[id(param)]
-                lines.append(f"{_attr_chain('self', name)} = {_attr_chain('self', source)}")
+                lines.append(_assignment("self", name, _attr_chain("self", source)))
             first_param.setdefault(id(param), name)
         return lines

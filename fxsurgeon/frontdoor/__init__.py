@@ -8,17 +8,19 @@ by `fxsurgeon.tensorflow`.
 """
 
 from .converters import torch_weights
-from .export import TOKEN_INPUTS, export_onnx, load_model
-from .onnx_import import from_onnx, from_tensorflow
+from .export import TOKEN_INPUTS, export_onnx, load_model, quiet_tensorflow
+from .onnx_import import ONNX2TORCH_WARNINGS_KEY, from_onnx, from_tensorflow
 from .variables import map_initializers_to_variables, tf_variables_of
 
 __all__ = [
+    "ONNX2TORCH_WARNINGS_KEY",
     "TOKEN_INPUTS",
     "export_onnx",
     "from_onnx",
     "from_tensorflow",
     "load_model",
     "map_initializers_to_variables",
+    "quiet_tensorflow",
     "tf_variables_of",
     "torch_weights",
 ]

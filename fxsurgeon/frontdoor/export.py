@@ -197,7 +197,7 @@ def export_onnx(
         return [t for _, t in named]
 
     function = tf.function(flat_call, input_signature=specs)
-    with _quiet_about_erfc():
+    with _quiet_about_erfc(), quiet_tensorflow():
         proto = convert_function(
             function, specs, opset=opset, optimizers=_weight_preserving_optimizers()
         )
@@ -363,6 +363,42 @@ class _ErfcLogFilter(logging.Filter):
         return not (
             erfc_op or re.fullmatch(r"Unsupported ops: Counter\(\{'Erfc': \d+\}\)", message)
         )
+
+
+#: Python loggers that TensorFlow and tf2onnx write their progress and notices to.
+_TF_LOGGERS = ("tensorflow", "tf2onnx", "absl", "h5py")
+
+
+@contextlib.contextmanager
+def quiet_tensorflow() -> Iterator[None]:
+    """TensorFlow's, absl's and tf2onnx's logs and Python warnings silenced; errors still shown.
+
+    TF's C++ logs are set by ``TF_CPP_MIN_LOG_LEVEL``, which `import_tensorflow`
+    sets (to 2: errors only) unless the user did before TensorFlow is imported.
+    Here the Python loggers are raised to ERROR and warnings ignored for the
+    duration of the call; an exception still propagates as it is.
+    """
+    loggers = [logging.getLogger(name) for name in _TF_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    absl_level = None
+    try:
+        from absl import logging as absl_logging
+
+        absl_level = absl_logging.get_verbosity()
+        absl_logging.set_verbosity(absl_logging.ERROR)
+    except ImportError:  # pragma: no cover - absl comes with TensorFlow
+        absl_logging = None
+    for logger in loggers:
+        logger.setLevel(max(logger.level, logging.ERROR))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+        if absl_logging is not None and absl_level is not None:
+            absl_logging.set_verbosity(absl_level)
 
 
 @contextlib.contextmanager

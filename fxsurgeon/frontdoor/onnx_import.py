@@ -25,6 +25,9 @@ from . import converters
 from .export import _TORCH_DTYPES, export_onnx, load_model
 from .variables import map_initializers_to_variables, tf_variables_of
 
+#: ``gm.meta`` key: the warnings onnx2torch gave while converting (their messages).
+ONNX2TORCH_WARNINGS_KEY = "fxsurgeon.onnx2torch_warnings"
+
 # --------------------------------------------------------------------------- ONNX -> fx
 
 
@@ -46,9 +49,13 @@ def from_onnx(
     """
     model, where = _load_onnx(onnx_model_or_path)
     try:
-        gm = converters.convert(model)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            gm = converters.convert(model)
     except NotImplementedError as exc:
         raise InputError(f"{where}: cannot convert it: {exc}") from exc
+    # onnx2torch's warnings are about its own modules, which optimize replaces: kept, not printed
+    gm.meta[ONNX2TORCH_WARNINGS_KEY] = [str(w.message).strip() for w in caught]
     gm.eval()  # the ONNX graph is inference: BatchNorm must use its running statistics
 
     tf_variables: tuple[TFVariable, ...] = ()

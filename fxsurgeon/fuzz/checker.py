@@ -36,7 +36,7 @@ class FuzzOutcome:
     @property
     def bad(self) -> bool:
         """A silent numeric change, a crash or an invalid graph: what the fuzzer hunts."""
-        return self.status in ("mismatch", "crash", "invalid")
+        return self.status in ("mismatch", "crash", "invalid", "codegen")
 
     @property
     def repro(self) -> str:
@@ -85,8 +85,15 @@ def check(
     *,
     patterns: Sequence[str] | None = None,
     diagnose: bool = True,
+    codegen: bool = False,
 ) -> FuzzOutcome:
-    """Optimize the case's graph and compare it with onnxruntime at `CHECK_SIZES`."""
+    """Optimize the case's graph and compare it with onnxruntime at `CHECK_SIZES`.
+
+    With ``codegen``, a graph that passes is also written as model.py
+    (`fxsurgeon.save`), loaded back and run on the same inputs: its outputs
+    must equal the optimized GraphModule's bit for bit (status ``codegen``
+    otherwise, a bug like a mismatch).
+    """
     import onnx
     import onnxruntime as ort
 
@@ -139,6 +146,8 @@ def check(
             outcome.message = "; ".join(problems[:3])
             if diagnose and converted is not None:
                 outcome.diagnosis = _diagnose(converted, case, feeds, expected, patterns)
+    if codegen and outcome.status == "pass":
+        _check_codegen(outcome, optimized, case, feeds)
     fired = _family_counts(outcome.fired)
     if outcome.status != "pass":  # nothing was fused or declined: optimize did not finish
         outcome.seconds = time.perf_counter() - start
@@ -151,6 +160,46 @@ def check(
             outcome.unfused[family] += max(0, n - fired[family])
     outcome.seconds = time.perf_counter() - start
     return outcome
+
+
+def _check_codegen(outcome: FuzzOutcome, optimized: Any, case: FuzzCase, feeds: list) -> None:
+    """model.py of ``optimized`` must load and give its outputs bit for bit."""
+    import tempfile
+
+    import torch
+
+    from ..save import load, save
+
+    order = [name for name, _, _ in case.inputs]
+    try:
+        with tempfile.TemporaryDirectory(prefix="fxsurgeon-fuzz-") as folder:
+            inputs = tuple(torch.from_numpy(feeds[0][n]) for n in order)
+            save(optimized, folder, example_inputs=inputs)
+            loaded = load(folder)
+            for feed in feeds:
+                inputs = tuple(torch.from_numpy(feed[n]) for n in order)
+                with torch.no_grad():
+                    expected, got = optimized(*inputs), loaded(*inputs)
+                expected = list(expected) if isinstance(expected, (list, tuple)) else [expected]
+                got = list(got) if isinstance(got, (list, tuple)) else [got]
+                for i, (e, g) in enumerate(zip(expected, got, strict=True)):
+                    _assert_bitwise(i, e, g)
+    except Exception as exc:  # noqa: BLE001 - every failure of model.py is a codegen bug
+        outcome.status, outcome.kind = "codegen", f"codegen: {type(exc).__name__}"
+        outcome.message = f"model.py: {type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}"
+
+
+def _assert_bitwise(index: int, expected: Any, got: Any) -> None:
+    if (got.dtype, got.shape) != (expected.dtype, expected.shape):
+        raise AssertionError(
+            f"output {index}: {got.dtype}{list(got.shape)}, the GraphModule's "
+            f"{expected.dtype}{list(expected.shape)}"
+        )
+    if expected.is_floating_point() and not expected.isnan().equal(got.isnan()):
+        raise AssertionError(f"output {index}: NaNs in other places")
+    if not expected.nan_to_num().equal(got.nan_to_num()):
+        diff = (expected.double() - got.double()).abs().nan_to_num().max()
+        raise AssertionError(f"output {index} differs from the GraphModule's by {diff:.3g}")
 
 
 #: A float32 result passes the float64 judge when its max error against the float64

@@ -25,6 +25,7 @@ class FuzzSummary:
 
     outcomes: list[FuzzOutcome] = field(default_factory=list)
     seconds: float = 0.0
+    codegen: bool = False  # each passing graph was also written as model.py and reloaded
 
     @property
     def bad(self) -> list[FuzzOutcome]:
@@ -56,6 +57,8 @@ class FuzzSummary:
         lines += [f"      {k}  x{v}" for k, v in kinds.most_common()]
         lines.append(f"  silent numeric changes      {self.count('mismatch')}")
         lines.append(f"  crashes                     {self.count('crash')}")
+        if self.codegen:
+            lines.append(f"  model.py failures (codegen) {self.count('codegen')}")
         lines.append(f"  invalid graphs (fuzzer bug) {self.count('invalid')}")
         near = sum(len([b for b in o.blocks if "~" in b]) for o in self.outcomes)
         lines.append(
@@ -82,11 +85,12 @@ def fuzz(
     patterns: Sequence[str] | None = None,
     diagnose: bool = True,
     progress: Callable[[FuzzOutcome], None] | None = None,
+    codegen: bool = False,
 ) -> FuzzSummary:
-    """Generate and check the graph of every seed."""
+    """Generate and check the graph of every seed (``codegen``: and its model.py)."""
     import warnings
 
-    summary = FuzzSummary()
+    summary = FuzzSummary(codegen=codegen)
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -97,7 +101,7 @@ def fuzz(
                 outcome = FuzzOutcome(seed, "invalid", [], type(exc).__name__)
                 outcome.message = f"generate({seed}) failed: {traceback.format_exc(limit=4)}"
             else:
-                outcome = check(case, patterns=patterns, diagnose=diagnose)
+                outcome = check(case, patterns=patterns, diagnose=diagnose, codegen=codegen)
             summary.outcomes.append(outcome)
             if progress is not None:
                 progress(outcome)
@@ -112,6 +116,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--save", metavar="DIR", help="write the ONNX of every bad graph here")
     parser.add_argument(
         "--patterns", action="append", default=[], metavar="FILE", help="user pattern file"
+    )
+    parser.add_argument(
+        "--codegen",
+        action="store_true",
+        help="also write each passing graph as model.py, reload it and compare bit for bit",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="one line per graph")
 
@@ -164,7 +173,7 @@ def fuzz_command(argv: Sequence[str] | argparse.Namespace | None = None) -> int:
             sys.stdout.flush()
 
     seeds = range(args.seed, args.seed + args.count)
-    summary = fuzz(seeds, patterns=args.patterns or None, progress=progress)
+    summary = fuzz(seeds, patterns=args.patterns or None, progress=progress, codegen=args.codegen)
     if args.save:
         folder = Path(args.save)
         folder.mkdir(parents=True, exist_ok=True)
