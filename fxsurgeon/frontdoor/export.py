@@ -43,6 +43,7 @@ import contextlib
 import importlib
 import logging
 import re
+import warnings
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
