@@ -73,6 +73,8 @@ TOKEN_INPUTS = frozenset(
 
 #: The tf2onnx back-to-back handler that folds BatchNormalization into a Conv.
 _CONV_BATCHNORM = ("Conv", "BatchNormalization")
+#: The tf2onnx back-to-back handler that merges Reshape(Reshape(x, a), b) into Reshape(x, b).
+_RESHAPE = ("Reshape",)
 
 _TORCH_DTYPES: dict[int, torch.dtype] = {
     TensorProto.FLOAT: torch.float32,
@@ -338,9 +340,10 @@ def _weight_preserving_optimizers() -> OrderedDict[str, Any]:
     class BackToBackKeepingBatchNorm(back_to_back_optimizer.BackToBackOptimizer):
         def _optimize_at_current_graph_level(self, g: Any) -> Any:
             handlers = back_to_back_optimizer._func_map
-            back_to_back_optimizer._func_map = {
-                ops: handler for ops, handler in handlers.items() if ops != _CONV_BATCHNORM
-            }
+            chosen = {ops: h for ops, h in handlers.items() if ops != _CONV_BATCHNORM}
+            if _RESHAPE in chosen:
+                chosen[_RESHAPE] = _reshape_merge_without_copied_dims(chosen[_RESHAPE])
+            back_to_back_optimizer._func_map = chosen
             try:
                 return super()._optimize_at_current_graph_level(g)
             finally:
@@ -351,6 +354,27 @@ def _weight_preserving_optimizers() -> OrderedDict[str, Any]:
         for name, factory in optimizer._optimizers.items()
         if name != "merge_duplication"
     )
+
+
+def _reshape_merge_without_copied_dims(merge: Any) -> Any:
+    """tf2onnx's Reshape+Reshape merge, only where it is exact.
+
+    ``Reshape(Reshape(x, a), b)`` is ``Reshape(x, b)`` unless ``b`` has a 0 (ONNX:
+    copy that dim of the input, here ``Reshape(x, a)``'s, not ``x``'s) or is not
+    a constant. tf2onnx merges regardless, which breaks e.g. a Tensordot
+    ``[B*S, C] -> [B, S, C]`` followed by a head split ``[0, 0, H, D]``.
+    """
+
+    def handler(g: Any, node: Any, consumers: Any) -> Any:
+        if len(consumers) == 1 and consumers[0].type == "Reshape":
+            shape = consumers[0].inputs[1]
+            if shape is None or not shape.is_const():
+                return []
+            if 0 in np.asarray(shape.get_tensor_value(as_list=False)).reshape(-1):
+                return []
+        return merge(g, node, consumers)
+
+    return handler
 
 
 class _ErfcLogFilter(logging.Filter):
