@@ -295,3 +295,43 @@ def test_keras_lstm_exports_to_an_lstm_op_and_matches_tensorflow(kind):
             with torch.no_grad():
                 got = optimized(torch.from_numpy(x)).numpy()
             np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
+
+
+def test_optimize_takes_an_onnx_proto_and_converts_it_with_from_onnx():
+    model = recurrent_model("GRU", "bidirectional", attrs={"linear_before_reset": 1})
+    optimized = fxsurgeon.optimize(model)
+    assert_lowered(optimized)
+    x = rnd(5, 2, 3)
+    expected = run_ort(model, [x])
+    with torch.no_grad():
+        got = optimized(torch.from_numpy(x))
+    np.testing.assert_allclose(got[0].numpy(), expected[0], atol=1e-5, rtol=0)
+
+
+def test_an_op_no_converter_knows_is_refused_naming_it():
+    """A Loop (tf2onnx's form of Keras GRU/SimpleRNN) is not converted yet: the error says so."""
+    body = helper.make_graph(
+        [
+            helper.make_node("Identity", ["c"], ["c_out"]),
+            helper.make_node("Add", ["v", "v"], ["v_out"]),
+        ],
+        "body",
+        [
+            tensor_info("i", I64, []),
+            helper.make_tensor_value_info("c", onnx.TensorProto.BOOL, []),
+            tensor_info("v", F32, [2]),
+        ],
+        [
+            helper.make_tensor_value_info("c_out", onnx.TensorProto.BOOL, []),
+            tensor_info("v_out", F32, [2]),
+        ],
+    )
+    node = helper.make_node("Loop", ["n", "", "x"], ["y"], body=body)
+    model = make_model(
+        [node],
+        [tensor_info("x", F32, [2])],
+        [tensor_info("y", F32, [2])],
+        [init("n", np.array(3, I64))],
+    )
+    with pytest.raises(InputError, match="Loop"):
+        fxsurgeon.optimize(model)
