@@ -103,10 +103,17 @@ def count_onnx2torch_modules(module: nn.Module) -> dict[str, int]:
 
 
 def _check_input(model: Any) -> fx.GraphModule:
+    if isinstance(model, (str, os.PathLike)) or type(model).__name__ == "ModelProto":
+        # An ONNX file or proto: fxsurgeon's own converters handle the ops that
+        # onnx2torch.convert cannot (If, LSTM/GRU/RNN, SAME-padded Conv) or gets wrong (CumSum).
+        from .frontdoor import from_onnx
+
+        return from_onnx(model)
     if not isinstance(model, fx.GraphModule):
         raise InputError(
             f"optimize() takes the torch.fx.GraphModule that onnx2torch.convert returns, "
-            f"got {type(model).__module__}.{type(model).__name__}"
+            f"or an ONNX model/path (converted with fxsurgeon.from_onnx, which converts "
+            f"ops onnx2torch cannot), got {type(model).__module__}.{type(model).__name__}"
         )
     if model.meta.get(SOURCE_KEY) is not None:
         return model

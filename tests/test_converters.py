@@ -257,3 +257,81 @@ def test_optimize_is_plain_after_from_onnx():
     model = recurrent_model("LSTM", "forward")
     optimized = fxsurgeon.optimize(from_onnx(model))
     assert_lowered(optimized)
+
+
+# -- Keras RNNs through tf2onnx, against TensorFlow ------------------------------------------
+
+
+def _keras_rnn(kind: str):
+    import keras
+
+    x = keras.Input((None, 3), name="x")
+    layer = {
+        "lstm": lambda: keras.layers.LSTM(4, name="rnn"),
+        "bilstm": lambda: keras.layers.Bidirectional(keras.layers.LSTM(4), name="rnn"),
+    }[kind]()
+    y = keras.layers.Dense(2, name="head")(layer(x))
+    model = keras.Model(x, y)
+    fxsurgeon.examples.randomize_variables(model, seed=3)
+    return model
+
+
+@pytest.mark.parametrize("kind", ["lstm", "bilstm"])
+def test_keras_lstm_exports_to_an_lstm_op_and_matches_tensorflow(kind):
+    """tf2onnx emits one ONNX LSTM op for these (GRU/SimpleRNN export as a Loop instead)."""
+    from fxsurgeon.tensorflow import export_onnx
+
+    model = _keras_rnn(kind)
+    proto = export_onnx(model)
+    assert [n.op_type for n in proto.graph.node].count("LSTM") == 1
+    optimized = fxsurgeon.optimize(from_onnx(proto, tf_model=model))
+    assert_lowered(optimized)
+    trainable = sum(p.numel() for p in optimized.parameters() if p.requires_grad)
+    assert trainable == sum(int(np.prod(v.shape)) for v in model.trainable_variables)
+    for batch in (1, 3):
+        for steps in (4, 9):
+            x = rnd(batch, steps, 3)
+            expected = np.asarray(model(x))
+            with torch.no_grad():
+                got = optimized(torch.from_numpy(x)).numpy()
+            np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
+
+
+def test_optimize_takes_an_onnx_proto_and_converts_it_with_from_onnx():
+    model = recurrent_model("GRU", "bidirectional", attrs={"linear_before_reset": 1})
+    optimized = fxsurgeon.optimize(model)
+    assert_lowered(optimized)
+    x = rnd(5, 2, 3)
+    expected = run_ort(model, [x])
+    with torch.no_grad():
+        got = optimized(torch.from_numpy(x))
+    np.testing.assert_allclose(got[0].numpy(), expected[0], atol=1e-5, rtol=0)
+
+
+def test_an_op_no_converter_knows_is_refused_naming_it():
+    """A Loop (tf2onnx's form of Keras GRU/SimpleRNN) is not converted yet: the error says so."""
+    body = helper.make_graph(
+        [
+            helper.make_node("Identity", ["c"], ["c_out"]),
+            helper.make_node("Add", ["v", "v"], ["v_out"]),
+        ],
+        "body",
+        [
+            tensor_info("i", I64, []),
+            helper.make_tensor_value_info("c", onnx.TensorProto.BOOL, []),
+            tensor_info("v", F32, [2]),
+        ],
+        [
+            helper.make_tensor_value_info("c_out", onnx.TensorProto.BOOL, []),
+            tensor_info("v_out", F32, [2]),
+        ],
+    )
+    node = helper.make_node("Loop", ["n", "", "x"], ["y"], body=body)
+    model = make_model(
+        [node],
+        [tensor_info("x", F32, [2])],
+        [tensor_info("y", F32, [2])],
+        [init("n", np.array(3, I64))],
+    )
+    with pytest.raises(InputError, match="Loop"):
+        fxsurgeon.optimize(model)
