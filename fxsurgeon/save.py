@@ -279,7 +279,10 @@ def _example_inputs(
 def _check(directory: Path, model: fx.GraphModule, inputs: tuple[torch.Tensor, ...]) -> float:
     """Max |model.py - GraphModule| on ``inputs``; CodegenError beyond `CHECK_ATOL`."""
     device = next((t.device for t in model.parameters()), torch.device("cpu"))
-    written = load(directory, device=device)
+    try:
+        written = load(directory, device=device)
+    except Exception as exc:  # a model.py that does not load is a codegen fault, like a diff
+        raise CodegenError(f"model.py does not load: {type(exc).__name__}: {exc}") from exc
     inputs = tuple(t.to(device) for t in inputs)
     was_training = model.training
     model.eval()

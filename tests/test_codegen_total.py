@@ -210,6 +210,39 @@ def test_repeated_blocks_with_zero_d_constants_of_their_own(tmp_path):
     assert "torch.tensor([], dtype=torch.bfloat16)" in source
 
 
+class Biased(nn.Module):
+    def __init__(self, width: int):
+        super().__init__()
+        self.bias = nn.Parameter(torch.randn(width))
+
+    def forward(self, x, weight):
+        return torch.relu(nn.functional.linear(x, weight, self.bias) * 2.0)
+
+
+class SameForwardOtherShapes(nn.Module):
+    """Blocks with one forward but parameters of two shapes (fuzz seeds 527, 640, 675, 887)."""
+
+    def __init__(self):
+        super().__init__()
+        self.weights = nn.Module()
+        self.weights.wide = nn.Parameter(torch.randn(8, 3))
+        self.weights.narrow = nn.Parameter(torch.randn(4, 8))
+        self.add_0, self.add_1 = Biased(8), Biased(8)
+        self.add_2, self.add_3 = Biased(4), Biased(4)
+
+    def forward(self, x):
+        a = self.add_0(x, self.weights.wide) + self.add_1(x, self.weights.wide)
+        return self.add_2(a, self.weights.narrow) + self.add_3(a, self.weights.narrow)
+
+
+def test_equal_forwards_over_other_parameter_shapes_are_two_classes(tmp_path):
+    gm = traced(SameForwardOtherShapes())
+    saved = fxsurgeon.save(gm, tmp_path, example_inputs=(torch.randn(2, 3),))
+    assert not saved.inline
+    assert sorted(c.instances for c in saved.classes) == [["add_0", "add_1"], ["add_2", "add_3"]]
+    round_trip(gm, (torch.randn(2, 3),), tmp_path)
+
+
 # --------------------------------------------------------------------------- names
 
 

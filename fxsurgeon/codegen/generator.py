@@ -80,7 +80,7 @@ class _Generator(_ModuleTree, _RegionFinder, _BlockKeys, _ClassWriter):
         self.order = {n: i for i, n in enumerate(self.graph.nodes)}
         self.modules = dict(gm.named_modules(remove_duplicate=False))
         self.state_keys = set(gm.state_dict(keep_vars=True))
-        self.classes: dict[tuple, _Class] = {}  # encoding -> class
+        self.classes: dict[tuple, _Class] = {}  # (module signature, encoding) -> class
         self.class_names: set[str] = {class_name, "KerasBatchNorm"}
         self.fallbacks: list[str] = []
         self.big_constants: dict[str, torch.Tensor] = {}

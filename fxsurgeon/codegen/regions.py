@@ -80,8 +80,11 @@ class _RegionFinder:
         return found
 
     def _class_for(self: Any, encoding: tuple, regions: list[_Region]) -> _Class:
-        if encoding in self.classes:
-            cls = self.classes[encoding]
+        # One class per forward *and* module structure: equal forwards over parameters of
+        # other shapes (a bias of 8 and one of 4) are two classes.
+        key = (self.signature(regions[0].path), encoding)
+        if key in self.classes:
+            cls = self.classes[key]
             for region in regions:
                 region.inputs = [region.inputs[i] for i in cls.input_order]
             cls.regions += regions
@@ -102,7 +105,7 @@ class _RegionFinder:
             name, k = f"{base}{k}", k + 1
         self.class_names.add(name)
         cls = _Class(name, regions[0], list(regions), input_order=order)
-        self.classes[encoding] = cls
+        self.classes[key] = cls
         return cls
 
     def _touches(self: Any, node: fx.Node, path: str) -> bool:

@@ -163,11 +163,17 @@ def check(
 
 
 def _check_codegen(outcome: FuzzOutcome, optimized: Any, case: FuzzCase, feeds: list) -> None:
-    """model.py of ``optimized`` must load and give its outputs bit for bit."""
+    """model.py of ``optimized`` must load and give its outputs bit for bit.
+
+    A `CodegenError` is a clear error (not a bug) only when optimize's report
+    lists an onnx2torch module it left unconverted: model.py cannot import onnx2torch.
+    """
     import tempfile
 
     import torch
 
+    from ..codegen import CodegenError
+    from ..pipeline import report_of
     from ..save import load, save
 
     order = [name for name, _, _ in case.inputs]
@@ -184,9 +190,20 @@ def _check_codegen(outcome: FuzzOutcome, optimized: Any, case: FuzzCase, feeds: 
                 got = list(got) if isinstance(got, (list, tuple)) else [got]
                 for i, (e, g) in enumerate(zip(expected, got, strict=True)):
                     _assert_bitwise(i, e, g)
-    except Exception as exc:  # noqa: BLE001 - every failure of model.py is a codegen bug
-        outcome.status, outcome.kind = "codegen", f"codegen: {type(exc).__name__}"
-        outcome.message = f"model.py: {type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}"
+    except CodegenError as exc:
+        if not report_of(optimized).unconverted:
+            _codegen_failed(outcome, exc)
+            return
+        # optimize left an onnx2torch module (its report says which): a clear error, no bug
+        outcome.status, outcome.kind = "error", _error_kind(exc)
+        outcome.message = f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # noqa: BLE001 - any other failure of model.py is a codegen bug
+        _codegen_failed(outcome, exc)
+
+
+def _codegen_failed(outcome: FuzzOutcome, exc: BaseException) -> None:
+    outcome.status, outcome.kind = "codegen", f"codegen: {type(exc).__name__}"
+    outcome.message = f"model.py: {type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}"
 
 
 def _assert_bitwise(index: int, expected: Any, got: Any) -> None:
