@@ -108,13 +108,24 @@ def test_non_trainable_variables_are_buffers_and_constants_stay_out_of_the_state
         assert bname not in origins
 
 
-def test_structural_constants_are_non_persistent_buffers_never_parameters():
-    """keras3_cnn keeps the folded BatchNorm scale and offset as graph constants."""
+def test_keras3_batch_norm_comes_back_as_parameters_and_statistics_buffers():
+    """fxsurgeon's export keeps Keras 3's BatchNormalization unfolded (frontdoor/freeze.py):
+    gamma and beta are parameters, the moving statistics persistent buffers, each with
+    its TF variable; constants that remain are non-persistent and have no origin."""
     module = optimized("keras3_cnn")
     origins = fxsurgeon.parameter_origins(module)
-    constants = {n for n, _ in module.named_buffers()} - persistent_names(module)
-    assert constants, "keras3_cnn has folded BatchNorm constants"
-    assert all(c.startswith("constants.") and c not in origins for c in constants)
+    params_of = {
+        o.tf_name for name, o in origins.items() if name in dict(module.named_parameters())
+    }
+    for layer in ("bn_1", "bn_2"):
+        for leaf in ("gamma", "beta"):
+            assert f"{layer}/{leaf}" in params_of, (layer, leaf, sorted(params_of))
+    persistent = persistent_names(module)
+    params = {n for n, _ in module.named_parameters()}
+    stats = {n for n, o in origins.items() if "moving_" in o.tf_name}
+    assert len(stats) == 4 and stats <= persistent and not stats & params
+    constants = {n for n, _ in module.named_buffers()} - persistent
+    assert all(c not in origins for c in constants)
     variables = {tf_name(v) for v in zoo.build("keras3_cnn").model.trainable_variables}
     assert all(origins[p].tf_name in variables for p, _ in module.named_parameters())
 
@@ -307,8 +318,8 @@ def test_a_shared_layer_stays_one_parameter(export):
 
     model = _shared_dense_model()
     proto = _plain_tf2onnx(model) if export == "plain_tf2onnx" else export_onnx(model)
-    # tf2onnx merges the two reads of each variable; fxsurgeon's export keeps both
-    assert len(proto.graph.initializer) == (2 if export == "plain_tf2onnx" else 4)
+    # one initializer per variable, read twice (fxsurgeon's export folds nothing into copies)
+    assert len(proto.graph.initializer) == 2
     module = fxsurgeon.optimize(from_onnx(proto, tf_model=model))
     origins = fxsurgeon.parameter_origins(module)
     params = dict(module.named_parameters())
@@ -325,24 +336,17 @@ def test_a_shared_layer_stays_one_parameter(export):
 # --------------------------------------------------------------------------- report
 
 
-def test_variables_folded_before_export_are_listed_as_not_trainable():
-    """Keras 3's BatchNormalization reaches ONNX as one Mul and one Add (TF's
-    grappler folds gamma, beta and the moving statistics): none can come back."""
+def test_keras3_batch_norm_variables_are_all_held_after_export():
+    """Keras 3's BatchNormalization used to reach ONNX folded by TF's grappler (one Mul,
+    one Add, and gamma multiplied into the conv kernel); the export now keeps every
+    variable an initializer of its own, so none is missing and the count equals TF's."""
     module = optimized("keras3_cnn")
     report = report_of(module)
     model = zoo.build("keras3_cnn").model
     held = {o.tf_name for o in fxsurgeon.parameter_origins(module).values()}
     missing = {tf_name(v) for v in model.variables} - held
-    assert missing == {
-        f"{layer}/{leaf}"
-        for layer in ("bn_1", "bn_2")
-        for leaf in ("gamma", "beta", "moving_mean", "moving_variance")
-    }
-    for variable in missing:
-        assert "folded" in report.not_trainable[variable], report.not_trainable[variable]
-    assert "bn_1/gamma" in report.not_trainable["cnn3_1/bn_1_1/batchnorm/mul:0"]
-    bn_params = sum(int(np.prod(v.shape)) for v in model.trainable_variables if "bn_" in tf_name(v))
-    assert report.trainable_after == zoo.build("keras3_cnn").trainable_params - bn_params
+    assert missing == set()
+    assert report.trainable_after == zoo.build("keras3_cnn").trainable_params
 
 
 # --------------------------------------------------------------------------- safetensors
