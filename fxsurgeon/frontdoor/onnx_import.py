@@ -206,6 +206,6 @@ def _warn_unmapped(
         )
         warnings.warn(
             f"{where}: {len(missing)} trainable TF variable(s) are held by no ONNX initializer "
-            f"(folded into constants by the export): {shown}",
+            f"(unused by the graph, or folded into constants by the export): {shown}",
             stacklevel=3,
         )
