@@ -13,6 +13,10 @@ from ._compat import ensure_safe_import_order
 
 ensure_safe_import_order()
 
+from .frontdoor.onnx2torch_hook import install as _record_onnx2torch_sources  # noqa: E402
+
+_record_onnx2torch_sources()  # the bare one-liner: optimize(onnx2torch.convert(onnx_model))
+
 from .codegen import CodegenError  # noqa: E402
 from .errors import ConvergenceError, FxSurgeonError, InputError, PatternError  # noqa: E402
 from .frontdoor import export_onnx, from_onnx, from_tensorflow  # noqa: E402

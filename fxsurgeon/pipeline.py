@@ -33,6 +33,7 @@ import torch
 from torch import fx, nn
 
 from .errors import InputError
+from .frontdoor.onnx2torch_hook import NO_RECORD_KEY
 from .fuse import PATTERNS_KEY, apply_rules, load_rules
 from .lower import LOWERINGS, is_onnx2torch_module, lower_graph
 from .params import restore_parameters
@@ -149,9 +150,12 @@ def _examples(model: fx.GraphModule, example_inputs: Sequence | None) -> Example
     source = getattr(model, "meta", {}).get(SOURCE_KEY)
     if source is not None and getattr(source, "input_specs", None):
         return example_inputs_from_specs(source.input_specs)
+    why = model.meta.get(NO_RECORD_KEY)
     raise InputError(
-        "optimize() needs the input shapes: convert with fxsurgeon.from_onnx / "
-        "fxsurgeon.from_tensorflow (they record them), or pass example_inputs=(tensor, ...)"
+        "optimize() needs the input shapes, and this GraphModule does not carry them"
+        + (f" ({why})" if why else " (it was converted before fxsurgeon was imported)")
+        + ": import fxsurgeon before calling onnx2torch.convert (it then records them), "
+        "convert with fxsurgeon.from_onnx, or pass example_inputs=(tensor, ...)"
     )
 
 
