@@ -21,6 +21,7 @@ from .codegen import CodegenError  # noqa: E402
 from .errors import ConvergenceError, FxSurgeonError, InputError, PatternError  # noqa: E402
 from .frontdoor import export_onnx, from_onnx, from_tensorflow  # noqa: E402
 from .fuse import Match, Rule  # noqa: E402
+from .inference import freeze  # noqa: E402
 from .params import ParameterOrigin, parameter_origins  # noqa: E402
 from .pipeline import Report, optimize, report_of  # noqa: E402
 from .report import ConversionReport  # noqa: E402
@@ -46,6 +47,7 @@ __all__ = [
     "export_onnx",
     "verify",
     "VerifyReport",
+    "freeze",
     "Report",
     "report_of",
     "parameter_origins",
