@@ -146,3 +146,55 @@ def test_ops_onnx2torch_lacks_convert_through_fxsurgeons_converters():
     for g, e in zip(got, run_ort(model, [x]), strict=True):
         assert np.abs(g.numpy() - e).max() <= ATOL
     assert report_of(module).trainable_after > 0
+
+
+def test_a_graph_with_two_if_nodes_keeps_its_record_and_opset():
+    """Each If branch is converted by a nested convert: the record and the opset
+    version of the outer graph hold for the second If and for the result."""
+    from onnx_cases import init
+
+    F32 = np.float32
+
+    def branch(name, nodes, out):
+        return helper.make_graph(nodes, name, [], [tensor_info(out, F32, None)])
+
+    nodes = [
+        helper.make_node("ReduceMean", ["x"], ["m"], keepdims=0),
+        helper.make_node("Greater", ["m", "zero"], ["p"]),
+    ]
+    for k in (1, 2):
+        axes = helper.make_node(
+            "Constant", [], [f"ax{k}"], value=helper.make_tensor("a", 7, [1], [0])
+        )
+        then = branch(
+            "then", [axes, helper.make_node("Unsqueeze", ["x", f"ax{k}"], [f"t{k}"])], f"t{k}"
+        )
+        other = [
+            axes,
+            helper.make_node("Sub", ["x", "w"], [f"d{k}"]),
+            helper.make_node("Unsqueeze", [f"d{k}", f"ax{k}"], [f"e{k}"]),
+        ]
+        nodes.append(
+            helper.make_node(
+                "If", ["p"], [f"y{k}"], then_branch=then, else_branch=branch("else", other, f"e{k}")
+            )
+        )
+    model = make_model(
+        nodes,
+        [tensor_info("x", F32, ["N", 4])],
+        [tensor_info("y1", F32, [1, "N", 4]), tensor_info("y2", F32, [1, "N", 4])],
+        [
+            init("w", np.arange(4, dtype=F32)),
+            init("zero", np.array(0.0, F32)),
+        ],
+    )
+    module = fxsurgeon.optimize(import_onnx2torch().convert(model))
+    front = fxsurgeon.optimize(fxsurgeon.from_onnx(model))
+    assert report_of(module).unconverted == report_of(front).unconverted == {}
+    assert report_of(module).trainable_after == report_of(front).trainable_after
+    for sign in (1.0, -1.0):
+        x = (np.abs(np.random.default_rng(0).standard_normal((3, 4))) * sign).astype(F32)
+        with torch.no_grad():
+            got = module(torch.from_numpy(x))
+        for g, e in zip(got, run_ort(model, [x]), strict=True):
+            assert np.abs(g.numpy() - e).max() <= ATOL

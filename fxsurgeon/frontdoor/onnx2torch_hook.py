@@ -90,14 +90,22 @@ def _patch(module: types.ModuleType) -> None:
     setattr(module, _PATCHED, True)
 
 
+def _stack() -> list:
+    """This thread's converts in progress (an If branch is converted inside its graph's
+    convert): (the ONNX model, the token restoring fxsurgeon's opset record)."""
+    if not hasattr(_state, "stack"):
+        _state.stack = []
+    return _state.stack
+
+
 def _recording_shape_inference(original):
     def safe_shape_inference(onnx_model_or_path):
         from .converters.scope import OPSETS
 
         model = original(onnx_model_or_path)
         given = type(onnx_model_or_path).__name__ == "ModelProto"  # the user's, not a copy
-        _state.model = onnx_model_or_path if given else model
-        OPSETS.set(tuple(model.opset_import))  # fxsurgeon's converters read it
+        token = OPSETS.set(tuple(model.opset_import))  # fxsurgeon's converters read it
+        _stack().append((onnx_model_or_path if given else model, token))
         return model
 
     return safe_shape_inference
@@ -126,7 +134,7 @@ def _converter_lookup(original):
 
 
 def _no_converter(domain: str, op: str, version: int) -> str:
-    model = getattr(_state, "model", None)
+    model = _stack()[-1][0] if _stack() else None
     nodes = [
         n.name or f"#{i}"
         for i, n in enumerate(model.graph.node if model is not None else ())
@@ -153,8 +161,11 @@ class _FxWithRecord:
         gm = self._fx.GraphModule(*args, **kwargs)
         from .converters.scope import OPSETS
 
-        model, _state.model = getattr(_state, "model", None), None
-        OPSETS.set(None)
+        stack = _stack()
+        model = None
+        if stack:
+            model, token = stack.pop()
+            OPSETS.reset(token)
         if model is not None:
             from ..errors import InputError
             from .onnx_import import record_source
