@@ -84,6 +84,29 @@ def tensordot_prod_of_dims():
     return model, lambda b: [x_of(b, b + 2, 6)]
 
 
+def slice_to_a_run_time_end():
+    """ConvBERT's slice: the end is computed from a dynamic dim (L - 1), a start from it too."""
+    nodes = [
+        helper.make_node("Shape", ["x"], ["s"]),
+        helper.make_node("Gather", ["s", "one"], ["l"], axis=0),
+        helper.make_node("Unsqueeze", ["l", "axes0"], ["l1"]),
+        helper.make_node("Sub", ["l1", "one1"], ["end"]),
+        helper.make_node("Sub", ["l1", "three"], ["start"]),
+        helper.make_node("Slice", ["x", "start", "end", "axes2"], ["y"]),
+    ]
+    inits = [
+        init("one", np.array(1, I64)),
+        init("axes0", np.array([0], I64)),
+        init("one1", np.array([1], I64)),
+        init("three", np.array([3], I64)),
+        init("axes2", np.array([2], I64)),
+    ]
+    model = make_model(
+        nodes, [tensor_info("x", F32, ["N", "L", "L"])], [tensor_info("y", F32, None)], inits
+    )
+    return model, lambda b: [x_of(b, b + 3, b + 3)]
+
+
 def split_uneven():
     nodes = [
         helper.make_node("Split", ["x", "s"], ["a", "b"], axis=2),
@@ -155,6 +178,7 @@ CASES = {
     "reduce_prod_two_axes": single("ReduceProd", {"axes": [0, 2], "keepdims": 0}),
     "reduce_prod_keepdims": single("ReduceProd", {"axes": [-1, 1], "keepdims": 1}),
     "tensordot_prod_of_dims": tensordot_prod_of_dims,
+    "slice_to_a_run_time_end": slice_to_a_run_time_end,
     "softmax_axis1": single("Softmax", {"axis": 1}),
     "flatten_axis2": single("Flatten", {"axis": 2}, x_shape=("N", 2, 3, 4)),
     "flatten_axis_last": single("Flatten", {"axis": -1}, x_shape=("N", 2, 3)),
