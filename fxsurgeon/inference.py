@@ -40,7 +40,7 @@ def freeze(model: fx.GraphModule) -> fx.GraphModule:
 def _module(gm: fx.GraphModule, node: fx.Node) -> nn.Module | None:
     if node.op != "call_module":
         return None
-    return gm.get_submodule(node.target)
+    return gm.get_submodule(str(node.target))
 
 
 def _fold_bn_into_conv(gm: fx.GraphModule, bn_node: fx.Node) -> bool:
@@ -54,10 +54,12 @@ def _fold_bn_into_conv(gm: fx.GraphModule, bn_node: fx.Node) -> bool:
     if not isinstance(conv_node, fx.Node) or len(conv_node.users) != 1:
         return False
     conv = _module(gm, conv_node)
-    if type(conv) not in _CONVS or conv.out_channels != bn.num_features:
+    if not isinstance(conv, _CONVS) or type(conv) not in _CONVS:
+        return False
+    if conv.out_channels != bn.num_features:
         return False
     fused = fuse_conv_bn_eval(conv, bn)
-    _set_submodule(gm, conv_node.target, fused)
+    _set_submodule(gm, str(conv_node.target), fused)
     bn_node.replace_all_uses_with(conv_node)
     gm.graph.erase_node(bn_node)
     return True

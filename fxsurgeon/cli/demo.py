@@ -136,7 +136,7 @@ def _ort_latency(proto: Any, inputs: np.ndarray) -> float:
     session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     feed = {session.get_inputs()[0].name: inputs}
     session.run(None, feed)
-    times = []
+    times: list[float] = []
     deadline = time.perf_counter() + 1.0
     while time.perf_counter() < deadline or len(times) < 3:
         start = time.perf_counter()

@@ -92,8 +92,8 @@ def with_identifier_names(gm: fx.GraphModule) -> fx.GraphModule:
 
     root = nn.Module()  # the new root's members, renamed, in gm's order
     plan = plans[""]
-    for key, value in gm._parameters.items():
-        root._parameters[plan.get(key, key)] = value
+    for key, param in gm._parameters.items():
+        root._parameters[plan.get(key, key)] = param
     for key, value in gm._buffers.items():
         root._buffers[plan.get(key, key)] = value
     root._non_persistent_buffers_set = {plan.get(k, k) for k in gm._non_persistent_buffers_set}

@@ -406,13 +406,14 @@ def quiet_tensorflow() -> Iterator[None]:
     loggers = [logging.getLogger(name) for name in _TF_LOGGERS]
     levels = [logger.level for logger in loggers]
     absl_level = None
+    absl_logging: Any = None
     try:
         from absl import logging as absl_logging
 
         absl_level = absl_logging.get_verbosity()
         absl_logging.set_verbosity(absl_logging.ERROR)
     except ImportError:  # pragma: no cover - absl comes with TensorFlow
-        absl_logging = None
+        pass
     for logger in loggers:
         logger.setLevel(max(logger.level, logging.ERROR))
     try:

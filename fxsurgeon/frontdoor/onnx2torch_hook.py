@@ -84,10 +84,14 @@ class _PatchingLoader(importlib.abc.Loader):
 def _patch(module: types.ModuleType) -> None:
     if getattr(module, _PATCHED, False):
         return
-    module.safe_shape_inference = _recording_shape_inference(module.safe_shape_inference)
-    module.get_converter = _converter_lookup(module.get_converter)
-    module.fx = _FxWithRecord(module.fx)
-    setattr(module, _PATCHED, True)
+    wrapped = {
+        "safe_shape_inference": _recording_shape_inference(module.safe_shape_inference),
+        "get_converter": _converter_lookup(module.get_converter),
+        "fx": _FxWithRecord(module.fx),
+        _PATCHED: True,
+    }
+    for name, value in wrapped.items():
+        setattr(module, name, value)
 
 
 def _stack() -> list:

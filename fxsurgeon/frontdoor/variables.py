@@ -91,11 +91,10 @@ def _float_tensors(onnx_model: onnx.ModelProto):
             names[2] and names[2] not in initializers
         ):
             continue
-        arrays = [numpy_helper.to_array(initializers[n]) if n else None for n in names]
+        w, r, b = (numpy_helper.to_array(initializers[n]) if n else None for n in names)
         hidden = next(a.i for a in node.attribute if a.name == "hidden_size")
-        for piece, tensor in torch_weights(
-            node.op_type, hidden, *arrays, tuple(n or None for n in names)
-        ):
+        slots = (names[0], names[1], names[2] or None)
+        for piece, tensor in torch_weights(node.op_type, hidden, w, r, b, slots):
             yield piece, tensor.numpy()
 
 

@@ -15,6 +15,7 @@ graph. Then:
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import torch
 from torch import fx
@@ -41,7 +42,7 @@ def lower_branch(branch: fx.GraphModule, examples: list) -> fx.GraphModule:
 
 def inline(ctx, gm: fx.GraphModule, operands: list):
     """Write `gm`'s nodes into the new graph with its inputs bound to `operands`."""
-    env: dict[fx.Node, object] = {}
+    env: dict[fx.Node, Any] = {}
     inputs = iter(operands)
     result = None
     for node in gm.graph.nodes:

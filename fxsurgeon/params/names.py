@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from torch import fx
+from torch import fx, nn
 
 from .dataflow import reading_kind
 from .records import _Variable
@@ -155,7 +155,7 @@ def _clear_of_modules(gm: fx.GraphModule, variables: dict[tuple, _Variable]) -> 
 
 def _blocked_at(gm: fx.GraphModule, parts: list[str], called: set[str]) -> int | None:
     """The first component of ``parts`` that cannot hold what follows it, or None."""
-    obj = gm
+    obj: nn.Module = gm
     for i, part in enumerate(parts):
         last = i == len(parts) - 1
         child = obj._modules.get(part)
@@ -175,7 +175,7 @@ def _join(base: str, leaf: str) -> str:
 def _op_part(use_node: fx.Node) -> str:
     """The op component of the ONNX node that read a constant (``Gather_1`` -> ``gather_1``)."""
     parts = [p for p in use_node.meta.get("fxsurgeon.onnx_node", "").split("/") if p]
-    ops = []
+    ops: list[str] = []
     while parts and _OP_COMPONENTS.match(parts[-1]):
         ops.insert(0, parts.pop())
     return _identifier(ops[0]).lower() if ops else "op"

@@ -51,9 +51,9 @@ def _layer(scope: str, exact: bool) -> str:
 
 
 def _reading(use: _Use) -> tuple:
-    consumer = use.end.users and next(iter(use.end.users))
-    if not consumer:
+    if not use.end.users:
         return ("none",)
+    consumer = next(iter(use.end.users))
     positions = tuple(i for i, a in enumerate(consumer.args) if a is use.end)
     return (consumer.op, str(consumer.target), positions)
 

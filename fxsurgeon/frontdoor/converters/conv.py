@@ -47,7 +47,7 @@ class OnnxConvSpec(nn.Module):
         self.pads = None if pads is None else tuple(tuple(p) for p in pads)
 
     def forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None):
-        pads = self.pads
+        pads: tuple | list | None = self.pads
         if pads is None:
             kernel = self.kernel or tuple(weight.shape[2:])
             pads = same_pads(x.shape[2:], kernel, self.strides, self.dilations, self.upper)
