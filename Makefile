@@ -53,3 +53,4 @@ bench-dry-run: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check fxsurgeon patterns tests benchmarks
 	$(BIN)/ruff format --check fxsurgeon patterns
+	$(BIN)/python -m mypy
