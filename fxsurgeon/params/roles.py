@@ -78,6 +78,26 @@ def _consumer_role(end: fx.Node) -> tuple[fx.Node | None, str | None]:
     return user, roles[positions[0]]
 
 
+def _unit_reshape(
+    end: fx.Node, perm: tuple[int, ...], value: torch.Tensor
+) -> tuple[fx.Node, torch.Tensor] | None:
+    """The single reshape of an unpermuted constant that only adds or drops dims of size 1
+    (``[1, C, 1, 1] -> [C]`` in front of F.batch_norm), and the value it reads."""
+    if len(end.users) != 1 or perm != tuple(range(len(perm))):
+        return None
+    user = next(iter(end.users))
+    if user.op != "call_function" or user.target is not torch.reshape or user.args[0] is not end:
+        return None
+    shape = user.args[1] if len(user.args) == 2 else None
+    if not isinstance(shape, (tuple, list)) or not all(
+        isinstance(d, int) and d >= 0 for d in shape
+    ):
+        return None
+    if [d for d in shape if d != 1] != [d for d in value.shape if d != 1]:
+        return None
+    return user, value.reshape(tuple(shape))
+
+
 def _collect_uses(gm: fx.GraphModule) -> list[_Use]:
     uses = []
     for node in list(gm.graph.nodes):
@@ -88,13 +108,20 @@ def _collect_uses(gm: fx.GraphModule) -> list[_Use]:
             continue
         end, perm = _absorb_permutes(node)
         consumer, role = _consumer_role(end)
+        seen = value.permute(perm) if perm != tuple(range(value.dim())) else value
+        raw_shape = tuple(value.shape)
+        unit = _unit_reshape(end, perm, value) if role is None else None
+        if unit is not None and _consumer_role(unit[0])[1] is not None:
+            end, seen = unit  # read as that shape: stored so, with the consumer's role
+            perm, raw_shape = tuple(range(seen.dim())), tuple(seen.shape)
+            consumer, role = _consumer_role(end)
         uses.append(
             _Use(
                 get_attr=node,
                 end=end,
                 perm=perm,
-                value=value.permute(perm) if perm != tuple(range(value.dim())) else value,
-                raw_shape=tuple(value.shape),
+                value=seen,
+                raw_shape=raw_shape,
                 initializer=node.meta["fxsurgeon.initializer"],
                 scope=_scope_of(node),
                 consumer=consumer,
