@@ -98,7 +98,23 @@ def _unit_reshape(
     return user, value.reshape(tuple(shape))
 
 
-def _collect_uses(gm: fx.GraphModule) -> list[_Use]:
+def _keeps_tf_shape(variable_map, initializer: str, raw_shape: tuple[int, ...]) -> bool:
+    """The initializer holds a TF variable in its own shape (GPT-2's ``[1, n]`` bias read
+    as ``[n]``): it is stored so, TF's layout known, and the reshape stays in the graph."""
+    from .layout import _tf_layout  # roles -> layout -> tf_match -> roles: import when called
+
+    origins = (variable_map or {}).get(initializer) or []
+    return any(_tf_layout(o)[1] == raw_shape for o in origins)
+
+
+def _collect_uses(gm: fx.GraphModule, variable_map=None) -> list[_Use]:
+    """Every read of a floating-point weight constant, with its role where a consumer has one.
+
+    A role consumer reading a constant through a reshape of unit dims only
+    (``[1, C, 1, 1] -> [C]`` in front of F.batch_norm) reads it in that shape:
+    the use takes the role and the reshaped value, unless the TF variable is
+    held in the initializer's own shape (`_keeps_tf_shape`).
+    """
     uses = []
     for node in list(gm.graph.nodes):
         if node.op != "get_attr" or "fxsurgeon.initializer" not in node.meta:
@@ -110,8 +126,13 @@ def _collect_uses(gm: fx.GraphModule) -> list[_Use]:
         consumer, role = _consumer_role(end)
         seen = value.permute(perm) if perm != tuple(range(value.dim())) else value
         raw_shape = tuple(value.shape)
+        initializer = node.meta["fxsurgeon.initializer"]
         unit = _unit_reshape(end, perm, value) if role is None else None
-        if unit is not None and _consumer_role(unit[0])[1] is not None:
+        if (
+            unit is not None
+            and _consumer_role(unit[0])[1] is not None
+            and not _keeps_tf_shape(variable_map, initializer, raw_shape)
+        ):
             end, seen = unit  # read as that shape: stored so, with the consumer's role
             perm, raw_shape = tuple(range(seen.dim())), tuple(seen.shape)
             consumer, role = _consumer_role(end)
@@ -122,7 +143,7 @@ def _collect_uses(gm: fx.GraphModule) -> list[_Use]:
                 perm=perm,
                 value=seen,
                 raw_shape=raw_shape,
-                initializer=node.meta["fxsurgeon.initializer"],
+                initializer=initializer,
                 scope=_scope_of(node),
                 consumer=consumer,
                 role=role,
