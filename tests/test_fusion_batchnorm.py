@@ -374,13 +374,15 @@ def keras3_variants():
 
 
 @pytest.mark.parametrize("with_tf_model", [True, False])
-def test_keras3_batch_norm_variants(with_tf_model):
+def test_keras3_batch_norm_variants(with_tf_model, tmp_path):
+    """Each a KerasBatchNorm (center=False: bias=False; neither: affine=False) but scale=False,
+    a beta without gamma, which no torch BatchNorm holds: that one stays F.batch_norm."""
     model, proto = keras3_variants()
     module = fxsurgeon.optimize(
         from_onnx(proto, tf_model=model if with_tf_model else None), verify="per_rule"
     )
     assert batch_norms(module) == 4, matches(module)
-    assert calls(module, F.batch_norm) == 0  # each a KerasBatchNorm, gamma or beta or not
+    assert calls(module, F.batch_norm) == 1
     assert "sqrt" not in module.code
     trainable = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
     assert sum(p.numel() for p in module.parameters() if p.requires_grad) == trainable == 16
@@ -397,3 +399,5 @@ def test_keras3_batch_norm_variants(with_tf_model):
             got = module(*(torch.from_numpy(i) for i in inputs))
         for g, e in zip(got, expected, strict=True):
             assert float(np.abs(g.numpy() - np.asarray(e)).max()) <= 1e-5
+    fxsurgeon.save(module, tmp_path)  # model.py rebuilds each module, checked against `module`
+    assert fxsurgeon.load(tmp_path).state_dict().keys() == module.state_dict().keys()

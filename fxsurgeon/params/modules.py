@@ -176,11 +176,18 @@ def _make_module(
         if mean_origin is not None and mean_origin.tf_name in momenta:
             momentum = 1.0 - momenta[mean_origin.tf_name]
         eps = args[7] if len(args) > 7 else 1e-5
+        # Keras center=False: no beta (torch's BatchNorm bias=False); scale=False and
+        # center=False: neither (affine=False). A beta without gamma has no module
+        # form (model.py could not rebuild it): that call stays functional.
+        affine = {"weight", "bias"} & set(tensors)
+        if affine == {"bias"}:
+            return None
         channels = tensors["running_mean"].shape[0]
-        module = KerasBatchNorm(channels, eps=eps, momentum=momentum, device="meta")
-        for role in ("weight", "bias"):  # Keras scale=False / center=False: no gamma / beta
-            if role not in tensors:
-                module.register_parameter(role, None)
+        module = KerasBatchNorm(
+            channels, eps=eps, momentum=momentum, affine=bool(affine), device="meta"
+        )
+        if affine == {"weight"}:
+            module.register_parameter("bias", None)
         return module
     if node.target is F.embedding:
         return nn.Embedding(*weight.shape, device="meta")  # type: ignore[misc]
