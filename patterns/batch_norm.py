@@ -43,7 +43,10 @@ against two), a difference of a few float32 ulps of the output.
 
 The parameters pass reads F.batch_norm's arguments by role: gamma and beta
 become trainable parameters, mean and var buffers (running statistics), and a
-call whose four tensors sit in one scope becomes a ``KerasBatchNorm`` module.
+call whose tensors sit in one scope becomes a ``KerasBatchNorm`` module (without
+beta: ``bias=False``; without both: ``affine=False``; a beta without gamma has
+no torch module form and stays F.batch_norm). Without the TF model the module's
+momentum is the call's 0.0 (nothing tells Keras' momentum); with it, Keras'.
 """
 
 from __future__ import annotations
