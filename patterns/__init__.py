@@ -12,4 +12,4 @@ from fxsurgeon.fuse import Match, Rule
 __all__ = ["Match", "Rule", "ORDER"]
 
 #: File order; within a phase, rules run in this order (and in file order).
-ORDER = ("cleanup", "linear", "layer_norm", "gelu", "attention")
+ORDER = ("cleanup", "linear", "layer_norm", "gelu", "attention", "batch_norm")

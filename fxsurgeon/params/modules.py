@@ -170,13 +170,25 @@ def _make_module(
             device="meta",
         )
     if node.target is F.batch_norm:
-        if not {"weight", "bias", "running_mean", "running_var"} <= set(tensors):
+        if not {"running_mean", "running_var"} <= set(tensors):
             return None
         momentum = args[6] if len(args) > 6 else 0.1
         if mean_origin is not None and mean_origin.tf_name in momenta:
             momentum = 1.0 - momenta[mean_origin.tf_name]
         eps = args[7] if len(args) > 7 else 1e-5
-        return KerasBatchNorm(tensors["weight"].shape[0], eps=eps, momentum=momentum, device="meta")
+        # Keras center=False: no beta (torch's BatchNorm bias=False); scale=False and
+        # center=False: neither (affine=False). A beta without gamma has no module
+        # form (model.py could not rebuild it): that call stays functional.
+        affine = {"weight", "bias"} & set(tensors)
+        if affine == {"bias"}:
+            return None
+        channels = tensors["running_mean"].shape[0]
+        module = KerasBatchNorm(
+            channels, eps=eps, momentum=momentum, affine=bool(affine), device="meta"
+        )
+        if affine == {"weight"}:
+            module.register_parameter("bias", None)
+        return module
     if node.target is F.embedding:
         return nn.Embedding(*weight.shape, device="meta")  # type: ignore[misc]
     return None

@@ -25,7 +25,7 @@ _OP_COMPONENTS = re.compile(
     r"^(ReadVariableOp.*|Tensordot.*|MatMul.*|BiasAdd.*|Conv2D.*|Conv1D.*|Conv3D.*|"
     r"batchnorm|FusedBatchNorm.*|mul.*|add.*|sub.*|Reshape.*|transpose.*|Cast.*|"
     r"embedding_lookup.*|GatherV2.*|Gather.*|Identity.*|convolution.*|Squeeze.*|ExpandDims.*|"
-    r"BatchNorm.*|Gemm.*|Conv.*|Repeat.*|Tile.*|concat.*|Concat.*|Expand.*|strided_slice.*)$"
+    r"BatchNorm.*|Gemm.*|Conv.*|Repeat.*|Tile.*|concat.*|Concat.*|Expand.*|strided_slice.*|Neg.*)$"
 )
 
 

@@ -33,7 +33,9 @@ class _Use:
     end: fx.Node  # the node whose value the consumer sees (after absorbed permutes)
     perm: tuple[int, ...]  # end value == initializer value.permute(perm)
     value: torch.Tensor  # what the consumer sees: the initializer permuted by `perm`
-    raw_shape: tuple[int, ...]  # the initializer's own shape
+    # the initializer's own shape, or the shape a role consumer reads it in through a
+    # reshape of unit dims only (roles._unit_reshape: [1, C, 1, 1] -> [C] for F.batch_norm)
+    raw_shape: tuple[int, ...]
     initializer: str
     scope: str
     consumer: fx.Node | None = None

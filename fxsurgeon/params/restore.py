@@ -25,8 +25,8 @@ from .tf_match import (
 def restore_parameters(gm: fx.GraphModule, source: Any) -> ParameterReport:
     """Rebuild `gm` (in place; `optimize` owns it) around named parameters."""
     report = ParameterReport()
-    uses = _collect_uses(gm)
     variable_map = getattr(source, "variable_map", None)
+    uses = _collect_uses(gm, variable_map)
     tf_values = _tf_values(source)
     momenta = _keras_momenta(source)
     model_name = str(getattr(getattr(source, "tf_model", None), "name", "") or "")

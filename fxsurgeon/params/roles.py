@@ -78,7 +78,43 @@ def _consumer_role(end: fx.Node) -> tuple[fx.Node | None, str | None]:
     return user, roles[positions[0]]
 
 
-def _collect_uses(gm: fx.GraphModule) -> list[_Use]:
+def _unit_reshape(
+    end: fx.Node, perm: tuple[int, ...], value: torch.Tensor
+) -> tuple[fx.Node, torch.Tensor] | None:
+    """The single reshape of an unpermuted constant that only adds or drops dims of size 1
+    (``[1, C, 1, 1] -> [C]`` in front of F.batch_norm), and the value it reads."""
+    if len(end.users) != 1 or perm != tuple(range(len(perm))):
+        return None
+    user = next(iter(end.users))
+    if user.op != "call_function" or user.target is not torch.reshape or user.args[0] is not end:
+        return None
+    shape = user.args[1] if len(user.args) == 2 else None
+    if not isinstance(shape, (tuple, list)) or not all(
+        isinstance(d, int) and d >= 0 for d in shape
+    ):
+        return None
+    if [d for d in shape if d != 1] != [d for d in value.shape if d != 1]:
+        return None
+    return user, value.reshape(tuple(shape))
+
+
+def _keeps_tf_shape(variable_map, initializer: str, raw_shape: tuple[int, ...]) -> bool:
+    """The initializer holds a TF variable in its own shape (GPT-2's ``[1, n]`` bias read
+    as ``[n]``): it is stored so, TF's layout known, and the reshape stays in the graph."""
+    from .layout import _tf_layout  # roles -> layout -> tf_match -> roles: import when called
+
+    origins = (variable_map or {}).get(initializer) or []
+    return any(_tf_layout(o)[1] == raw_shape for o in origins)
+
+
+def _collect_uses(gm: fx.GraphModule, variable_map=None) -> list[_Use]:
+    """Every read of a floating-point weight constant, with its role where a consumer has one.
+
+    A role consumer reading a constant through a reshape of unit dims only
+    (``[1, C, 1, 1] -> [C]`` in front of F.batch_norm) reads it in that shape:
+    the use takes the role and the reshaped value, unless the TF variable is
+    held in the initializer's own shape (`_keeps_tf_shape`).
+    """
     uses = []
     for node in list(gm.graph.nodes):
         if node.op != "get_attr" or "fxsurgeon.initializer" not in node.meta:
@@ -88,14 +124,26 @@ def _collect_uses(gm: fx.GraphModule) -> list[_Use]:
             continue
         end, perm = _absorb_permutes(node)
         consumer, role = _consumer_role(end)
+        seen = value.permute(perm) if perm != tuple(range(value.dim())) else value
+        raw_shape = tuple(value.shape)
+        initializer = node.meta["fxsurgeon.initializer"]
+        unit = _unit_reshape(end, perm, value) if role is None else None
+        if (
+            unit is not None
+            and _consumer_role(unit[0])[1] is not None
+            and not _keeps_tf_shape(variable_map, initializer, raw_shape)
+        ):
+            end, seen = unit  # read as that shape: stored so, with the consumer's role
+            perm, raw_shape = tuple(range(seen.dim())), tuple(seen.shape)
+            consumer, role = _consumer_role(end)
         uses.append(
             _Use(
                 get_attr=node,
                 end=end,
                 perm=perm,
-                value=value.permute(perm) if perm != tuple(range(value.dim())) else value,
-                raw_shape=tuple(value.shape),
-                initializer=node.meta["fxsurgeon.initializer"],
+                value=seen,
+                raw_shape=raw_shape,
+                initializer=initializer,
                 scope=_scope_of(node),
                 consumer=consumer,
                 role=role,
