@@ -122,9 +122,9 @@ def _from_onnx_alone(name: str):
 def test_without_the_tf_model_every_learned_tensor_is_a_parameter(name):
     """The count equals TF's; no float initializer of a weight is left as a buffer.
 
-    keras3_cnn's BatchNorm reaches ONNX folded into one scale and one shift
-    per channel (TF's optimizer): without the TF model they are read as data,
-    so they are parameters (2*C, as gamma and beta were)."""
+    keras3_cnn's BatchNorm reaches ONNX as arithmetic on gamma, beta and the
+    moving statistics: patterns/batch_norm.py recognises it, so the statistics
+    are buffers without the TF model too."""
     module = _from_onnx_alone(name)
     report = report_of(module)
     assert report.trainable_after == zoo.build(name).trainable_params
