@@ -1,6 +1,6 @@
 """fxsurgeon's own ONNX -> torch converters, added to onnx2torch's registry.
 
-onnx2torch cannot convert some ops that tf2onnx emits (If, LSTM, GRU, RNN, Conv
+onnx2torch cannot convert some ops that tf2onnx emits (If, Loop, LSTM, GRU, RNN, Conv
 with ``auto_pad=SAME_*``) and converts some wrongly (CumSum's default
 direction). Each family file here defines a module that computes its op by the
 ONNX spec and a converter for the op versions it covers; `register` adds them
@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import onnx
 
-from . import control_flow, conv, recurrent, scan_ops
+from . import control_flow, conv, loop, recurrent, scan_ops
 from .control_flow import OnnxIf
 from .conv import OnnxConvSame
+from .loop import OnnxLoop
 from .recurrent import TORCH_GATE_ORDER, OnnxRecurrent, torch_weights
 from .registry import ConverterError
 from .scan_ops import OnnxCumSumSpec
@@ -32,7 +33,7 @@ def register() -> None:
     global _REGISTERED
     if _REGISTERED:
         return
-    for family in (recurrent, control_flow, scan_ops, conv):
+    for family in (recurrent, control_flow, loop, scan_ops, conv):
         family.register()
     _REGISTERED = True
 
@@ -55,6 +56,7 @@ __all__ = [
     "OnnxConvSame",
     "OnnxCumSumSpec",
     "OnnxIf",
+    "OnnxLoop",
     "OnnxRecurrent",
     "TORCH_GATE_ORDER",
     "torch_weights",
