@@ -23,7 +23,7 @@ from .loop import OnnxLoop
 from .recurrent import TORCH_GATE_ORDER, OnnxRecurrent, torch_weights
 from .registry import ConverterError
 from .scan_ops import OnnxCumSumSpec
-from .scope import OPSETS
+from .scope import OPSETS, track_opsets
 
 _REGISTERED = False
 
@@ -35,6 +35,7 @@ def register() -> None:
         return
     for family in (recurrent, control_flow, loop, scan_ops, conv):
         family.register()
+    track_opsets()
     _REGISTERED = True
 
 

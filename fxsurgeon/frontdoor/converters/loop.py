@@ -71,10 +71,11 @@ def _convert(node, graph):
         body_gm = convert_subgraph(body, outer, graph)
     except NotImplementedError as exc:
         raise ConverterError(node, f"the body cannot be converted: {exc}") from exc
-    carried = len(node.input_values) - 2
+    names = list(node.proto.input)  # input_values drops an empty (absent) condition
+    carried = len(names) - 2
     scans = len(body.output) - 1 - carried
     module = OnnxLoop(body_gm, carried, scans)
-    inputs = (node.input_values[0], *node.input_values[2:], *outer)
+    inputs = (names[0], *names[2:], *outer)
     return module, mapping_of(node, inputs)
 
 

@@ -59,6 +59,8 @@ class _Scope:
         node = self.producer.get(name)
         if node is not None and node.op_type == "Constant":
             return numpy_helper.to_array(node.attribute[0].t)
+        if node is None and self.parent is not None:
+            return self.parent.const(name)
         return None
 
 
@@ -160,6 +162,9 @@ class LoopBound:
         inputs = [i.name for i in self.body_graph.input]
         outputs = [o.name for o in self.body_graph.output]
         self.body.bound[inputs[0]] = _affine(i=1)
+        # The body's condition input is the condition of the step before (or the initial one):
+        # true by induction, since the proof shows each of them true.
+        self.body.bound[inputs[1]] = []
         for k, name in enumerate(inputs[2:]):
             initial = self.loop.input[2 + k]
             try:

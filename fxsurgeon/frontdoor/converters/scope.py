@@ -12,6 +12,37 @@ from onnx import helper
 OPSETS: contextvars.ContextVar[tuple | None] = contextvars.ContextVar("opsets", default=None)
 
 
+# The opset version onnx2torch is converting the current node at, per domain: recorded by
+# `track_opsets` so that a subgraph met through a plain ``onnx2torch.convert`` (where `OPSETS`
+# is not set) is converted at its model's opset too.
+_CURRENT: dict[str, int] = {}
+
+
+def track_opsets() -> None:
+    """Make onnx2torch record the opset version of each node it converts (once)."""
+    import onnx2torch.converter as converter
+
+    original = converter.get_converter
+    if getattr(original, "fxsurgeon_tracks", False):
+        return
+
+    def get_converter(domain, operation_type, version):
+        _CURRENT[domain] = version
+        return original(domain=domain, operation_type=operation_type, version=version)
+
+    get_converter.fxsurgeon_tracks = True
+    converter.get_converter = get_converter
+
+
+def _opsets() -> list:
+    opsets = OPSETS.get()
+    if opsets:
+        return list(opsets)
+    if _CURRENT:
+        return [helper.make_opsetid(domain, v) for domain, v in _CURRENT.items()]
+    return [helper.make_opsetid("", onnx.defs.onnx_opset_version())]
+
+
 def free_names(graph: onnx.GraphProto) -> set[str]:
     """Names `graph` reads that it neither defines nor takes as inputs (outer-scope values)."""
     defined = {i.name for i in graph.input} | {t.name for t in graph.initializer}
@@ -67,8 +98,7 @@ def convert_subgraph(graph: onnx.GraphProto, outer: list[str], enclosing):
         list(graph.initializer),
         value_info=list(graph.value_info),
     )
-    opsets = OPSETS.get() or (helper.make_opsetid("", onnx.defs.onnx_opset_version()),)
-    model = helper.make_model(sub, opset_imports=list(opsets))
+    model = helper.make_model(sub, opset_imports=_opsets())
     gm = onnx2torch.convert(model, attach_onnx_mapping=True)
     gm.eval()
     return gm

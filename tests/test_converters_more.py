@@ -1,0 +1,215 @@
+"""More of fxsurgeon's converters and lowerings against onnxruntime: Loop with a trip count
+(static, and from a run-time size with tf2onnx's repeated bound as its condition), and the
+Loops that are refused (a condition that may stop early or reads data, a while loop)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, helper
+from onnx_cases import assert_matches_ort, init, make_model, tensor_info
+
+from fxsurgeon.errors import InputError
+from fxsurgeon.lower.loop import run_loop
+from fxsurgeon.pipeline import report_of
+from fxsurgeon.tensorflow import from_onnx
+
+F32, I64 = np.float32, np.int64
+rng = np.random.default_rng(11)
+
+
+def rnd(*shape):
+    return rng.standard_normal(shape).astype(F32)
+
+
+def assert_lowered(optimized):
+    report = report_of(optimized)
+    assert report.unconverted == {}, report.unconverted
+    kept = [type(m).__name__ for m in optimized.modules() if "converters" in type(m).__module__]
+    assert kept == []
+
+
+def bool_info(name):
+    return helper.make_tensor_value_info(name, TensorProto.BOOL, [])
+
+
+# -- Loop ------------------------------------------------------------------------------------
+
+
+def rnn_loop_model(
+    trip: str,
+    cond_nodes=(),
+    cond_out="c_in",
+    cond_init="",
+    extra_inits=(),
+    outer_nodes=(),
+    steps="T",
+):
+    """An RNN written as tf2onnx writes Keras's while loop: carried (time, h, T), scan output h.
+
+    x: [T, N, 3]; h_{t+1} = tanh(x[time] @ W + h_t @ R); ``trip`` names the trip count M.
+    """
+    body_nodes = [
+        helper.make_node("Add", ["time", "one"], ["time_next"]),
+        helper.make_node("Gather", ["x", "time"], ["x_t"], axis=0),
+        helper.make_node("MatMul", ["x_t", "W"], ["xw"]),
+        helper.make_node("MatMul", ["h", "R"], ["hr"]),
+        helper.make_node("Add", ["xw", "hr"], ["pre"]),
+        helper.make_node("Tanh", ["pre"], ["h_next"]),
+        helper.make_node("Identity", ["h_next"], ["h_scan"]),
+        helper.make_node("Identity", ["T"], ["T_out"]),
+        *cond_nodes,
+    ]
+    body = helper.make_graph(
+        body_nodes,
+        "body",
+        [
+            tensor_info("i", I64, []),
+            bool_info("c_in"),
+            tensor_info("time", I64, []),
+            tensor_info("h", F32, ["N", 4]),
+            tensor_info("T", I64, []),
+        ],
+        [
+            bool_info(cond_out),
+            tensor_info("time_next", I64, []),
+            tensor_info("h_next", F32, ["N", 4]),
+            tensor_info("T_out", I64, []),
+            tensor_info("h_scan", F32, ["N", 4]),
+        ],
+    )
+    nodes = [
+        helper.make_node("Shape", ["x"], ["shape"]),
+        helper.make_node("Gather", ["shape", "zero"], ["steps"], axis=0),
+        helper.make_node("Gather", ["shape", "one"], ["batch"], axis=0),
+        helper.make_node("Unsqueeze", ["batch", "zero1"], ["batch1"]),
+        helper.make_node("Concat", ["batch1", "four1"], ["h_shape"], axis=0),
+        helper.make_node("Expand", ["zerof", "h_shape"], ["h0"]),
+        *outer_nodes,
+        helper.make_node(
+            "Loop",
+            [trip, cond_init, "zero", "h0", "steps"],
+            ["time_end", "h_end", "T_end", "hs"],
+            body=body,
+        ),
+        # Identity: onnx2torch returns a multi-output node whole when graph outputs are its outputs.
+        helper.make_node("Identity", ["h_end"], ["h_last"]),
+        helper.make_node("Identity", ["hs"], ["h_all"]),
+    ]
+    inits = [
+        init("W", rnd(3, 4)),
+        init("R", rnd(4, 4) * 0.5),
+        init("zero", np.array(0, I64)),
+        init("one", np.array(1, I64)),
+        init("zero1", np.array([0], I64)),
+        init("four1", np.array([4], I64)),
+        init("zerof", np.array(0.0, F32)),
+        *extra_inits,
+    ]
+    outputs = [tensor_info("h_last", F32, ["N", 4]), tensor_info("h_all", F32, None)]
+    return make_model(nodes, [tensor_info("x", F32, [steps, "N", 3])], outputs, inits)
+
+
+def name_loop(model, name):
+    next(n for n in model.graph.node if n.op_type == "Loop").name = name
+
+
+# tf2onnx's condition: counter < T and time + 1 < T (T carried through, M the same size).
+TF_COND = [
+    helper.make_node("Cast", ["i"], ["i_f"], to=TensorProto.FLOAT),
+    helper.make_node("Cast", ["T"], ["T_f"], to=TensorProto.FLOAT),
+    helper.make_node("Less", ["i_f", "T_f"], ["below_count"]),
+    helper.make_node("Less", ["time_next", "T"], ["below_time"]),
+    helper.make_node("And", ["below_count", "below_time"], ["c_out"]),
+]
+
+
+def tf_style_loop_model():
+    go = helper.make_node("Less", ["zero", "steps"], ["go"])
+    return rnn_loop_model("steps", TF_COND, "c_out", "go", outer_nodes=[go])
+
+
+def test_loop_over_a_run_time_length_with_tf2onnx_condition_matches_onnxruntime():
+    model = tf_style_loop_model()
+    for steps, batch in ((5, 2), (3, 3), (1, 2)):
+        optimized = assert_matches_ort(model, [rnd(steps, batch, 3)])
+    assert_lowered(optimized)
+    assert run_loop in {n.target for n in optimized.graph.nodes}
+    # The weights (Loop operands read by the body from outside) become parameters.
+    assert sum(p.numel() for p in optimized.parameters()) == 3 * 4 + 4 * 4
+
+
+def test_lowered_loop_compiles_in_one_graph_and_gives_gradients():
+    optimized = from_onnx(tf_style_loop_model())
+    import fxsurgeon
+
+    optimized = fxsurgeon.optimize(optimized)
+    compiled = torch.compile(optimized, fullgraph=True, backend="eager")
+    for steps, batch in ((4, 2), (6, 3)):
+        x = torch.from_numpy(rnd(steps, batch, 3))
+        for got, want in zip(compiled(x), optimized(x), strict=True):
+            torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
+    x = torch.from_numpy(rnd(4, 2, 3))
+    optimized(x)[0].sum().backward()
+    grads = [p.grad for p in optimized.parameters()]
+    assert grads and all(g is not None and bool(g.abs().sum() > 0) for g in grads)
+
+
+def test_loop_with_a_static_trip_count_and_no_condition():
+    model = rnn_loop_model("three", extra_inits=[init("three", np.array(3, I64))], steps=4)
+    for batch in (2, 5):
+        optimized = assert_matches_ort(model, [rnd(4, batch, 3)])
+    assert_lowered(optimized)
+
+
+def test_loop_whose_condition_passes_its_input_through_runs_all_steps():
+    model = rnn_loop_model("steps", cond_nodes=[], cond_out="c_in")
+    for steps, batch in ((4, 2), (2, 3)):
+        optimized = assert_matches_ort(model, [rnd(steps, batch, 3)])
+    assert_lowered(optimized)
+
+
+@pytest.mark.parametrize(
+    "cond_nodes, inits, why",
+    [
+        # Stops after two steps whatever M is.
+        (
+            [helper.make_node("Less", ["time_next", "two"], ["c_out"])],
+            [init("two", np.array(2, I64))],
+            "may be false",
+        ),
+        # Reads the data: a ReduceSum of the state.
+        (
+            [
+                helper.make_node("ReduceSum", ["h_next"], ["s"], keepdims=0),
+                helper.make_node("Less", ["s", "big"], ["c_out"]),
+            ],
+            [init("big", np.array(100.0, F32))],
+            "ReduceSum",
+        ),
+        # time + 2 < T is false after step M - 2.
+        (
+            [
+                helper.make_node("Add", ["time_next", "one"], ["t2"]),
+                helper.make_node("Less", ["t2", "T"], ["c_out"]),
+            ],
+            [],
+            "may be false",
+        ),
+    ],
+)
+def test_loop_whose_condition_may_stop_it_early_is_refused_naming_it(cond_nodes, inits, why):
+    model = rnn_loop_model("steps", cond_nodes, "c_out", extra_inits=inits)
+    name_loop(model, "my_loop")
+    with pytest.raises(InputError, match=rf"'my_loop' \(op Loop\).*{why}"):
+        from_onnx(model)
+
+
+def test_while_loop_without_trip_count_is_refused():
+    go = init("go", np.array(True))
+    model = rnn_loop_model("", TF_COND, "c_out", cond_init="go", extra_inits=[go])
+    name_loop(model, "while")
+    with pytest.raises(InputError, match=r"'while' \(op Loop\).*no trip count"):
+        from_onnx(model)
