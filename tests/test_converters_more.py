@@ -5,12 +5,12 @@ Loops that are refused (a condition that may stop early or reads data, a while l
 from __future__ import annotations
 
 import numpy as np
-import onnx
 import pytest
 import torch
 from onnx import TensorProto, helper
-from onnx_cases import assert_matches_ort, init, make_model, tensor_info
+from onnx_cases import assert_matches_ort, init, make_model, run_ort, tensor_info
 
+import fxsurgeon
 from fxsurgeon.errors import InputError
 from fxsurgeon.lower.loop import run_loop
 from fxsurgeon.pipeline import report_of
@@ -57,7 +57,10 @@ def rnn_loop_model(
         helper.make_node("MatMul", ["x_t", "W"], ["xw"]),
         helper.make_node("MatMul", ["h", "R"], ["hr"]),
         helper.make_node("Add", ["xw", "hr"], ["pre"]),
-        helper.make_node("Tanh", ["pre"], ["h_next"]),
+        # Split-13 (split sizes as an input): converted at the model's opset, not the newest.
+        helper.make_node("Split", ["pre", "halves"], ["lo", "hi"], axis=1),
+        helper.make_node("Concat", ["hi", "lo"], ["swapped"], axis=1),
+        helper.make_node("Tanh", ["swapped"], ["h_next"]),
         helper.make_node("Identity", ["h_next"], ["h_scan"]),
         helper.make_node("Identity", ["T"], ["T_out"]),
         *cond_nodes,
@@ -106,6 +109,7 @@ def rnn_loop_model(
         init("zero1", np.array([0], I64)),
         init("four1", np.array([4], I64)),
         init("zerof", np.array(0.0, F32)),
+        init("halves", np.array([2, 2], I64)),
         *extra_inits,
     ]
     outputs = [tensor_info("h_last", F32, ["N", 4]), tensor_info("h_all", F32, None)]
@@ -142,10 +146,7 @@ def test_loop_over_a_run_time_length_with_tf2onnx_condition_matches_onnxruntime(
 
 
 def test_lowered_loop_compiles_in_one_graph_and_gives_gradients():
-    optimized = from_onnx(tf_style_loop_model())
-    import fxsurgeon
-
-    optimized = fxsurgeon.optimize(optimized)
+    optimized = fxsurgeon.optimize(from_onnx(tf_style_loop_model()))
     compiled = torch.compile(optimized, fullgraph=True, backend="eager")
     for steps, batch in ((4, 2), (6, 3)):
         x = torch.from_numpy(rnd(steps, batch, 3))
@@ -155,6 +156,20 @@ def test_lowered_loop_compiles_in_one_graph_and_gives_gradients():
     optimized(x)[0].sum().backward()
     grads = [p.grad for p in optimized.parameters()]
     assert grads and all(g is not None and bool(g.abs().sum() > 0) for g in grads)
+
+
+def test_one_liner_onnx2torch_convert_converts_the_loop_body_at_the_model_opset():
+    """``optimize(onnx2torch.convert(model))``: no fxsurgeon.from_onnx to record the opset."""
+    from fxsurgeon._compat import import_onnx2torch
+
+    model = tf_style_loop_model()
+    x = rnd(3, 2, 3)
+    gm = import_onnx2torch().convert(model)
+    optimized = fxsurgeon.optimize(gm, example_inputs=(torch.from_numpy(x),))
+    assert_lowered(optimized)
+    got = optimized(torch.from_numpy(x))
+    for g, e in zip(got, run_ort(model, [x]), strict=True):
+        np.testing.assert_allclose(g.detach().numpy(), e, atol=1e-5, rtol=0)
 
 
 def test_loop_with_a_static_trip_count_and_no_condition():

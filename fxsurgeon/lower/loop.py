@@ -18,6 +18,7 @@ parameters like every other weight.
 
 from __future__ import annotations
 
+import copy
 import operator
 
 import torch
@@ -45,6 +46,33 @@ def run_loop(body: fx.GraphModule, steps: int, carried: int, scans: int, *values
     return (*state, *(torch.stack(y) for y in ys))
 
 
+def _bind_constants(mod, values: list):
+    """The body with its outer inputs that are known now (shape arithmetic, split sizes,
+    axes; not weights, which stay operands to become parameters) written in as constants,
+    so that its lowering sees them as `Const`; the remaining operands and example inputs."""
+    body = copy.deepcopy(mod.body)
+    placeholders = [n for n in body.graph.nodes if n.op == "placeholder"]
+    fixed: set[int] = set()
+    for k in range(mod.carried, len(values)):  # loop-carried values change at each step
+        value = values[k]
+        if isinstance(value, Sym) and value.is_static:
+            value = value.to_const()
+        if not isinstance(value, Const) or value.is_weight:
+            continue
+        node = placeholders[2 + k]  # after the step number and the condition
+        name = f"fxs_outer_{k}"
+        body.register_buffer(name, value.value)
+        with body.graph.inserting_after(node):
+            attr = body.graph.get_attr(name)
+        node.replace_all_uses_with(attr)
+        body.graph.erase_node(node)
+        fixed.add(2 + k)
+    body.recompile()
+    kept = [v for k, v in enumerate(values) if 2 + k not in fixed]
+    examples = [tuple(a for k, a in enumerate(ex) if k not in fixed) for ex in mod.examples]
+    return body, kept, examples
+
+
 def _steps(trip) -> int | fx.Node:
     if isinstance(trip, Const):
         return int(trip.value.reshape(-1)[0])
@@ -62,7 +90,8 @@ def _loop(ctx, mod, node, args):
     steps = _steps(trip)
     if mod.scans and isinstance(steps, int) and steps <= 0:
         raise LoweringError("a Loop with scan outputs that runs 0 steps: their shape is unknown")
-    body = lower_branch(mod.body, mod.examples)
+    body, values, examples = _bind_constants(mod, values)
+    body = lower_branch(body, examples)
     _COUNTER[0] += 1
     name = f"loop_body_{_COUNTER[0]}"
     ctx.root.add_module(name, body)
