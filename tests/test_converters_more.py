@@ -5,6 +5,7 @@ Loops that are refused (a condition that may stop early or reads data, a while l
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from onnx import TensorProto, helper
@@ -228,3 +229,110 @@ def test_while_loop_without_trip_count_is_refused():
     name_loop(model, "while")
     with pytest.raises(InputError, match=r"'while' \(op Loop\).*no trip count"):
         from_onnx(model)
+
+
+# -- GatherND / ScatterND -----------------------------------------------------------------
+
+
+def model_at(nodes, inputs, outputs, inits=(), opset=17):
+    model = make_model(nodes, inputs, outputs, inits)
+    model.opset_import[0].version = opset
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def indices_into(sizes, lead, negative=True):
+    """Random indices of shape lead + [len(sizes)], some negative (counting from the end)."""
+    parts = [rng.integers(-s if negative else 0, s, size=lead) for s in sizes]
+    return np.stack(parts, axis=-1).astype(I64)
+
+
+@pytest.mark.parametrize(
+    "batch_dims, data_shape, index_lead, depth",
+    [
+        (0, [5, 4, 3], [2, 3], 2),  # picks [3]-vectors
+        (0, [5, 4], [6], 2),  # picks scalars
+        (1, [2, 6, 3], [2, 4], 1),  # ViT-MAE: kept patches per batch row
+        (1, [2, 5, 4, 3], [2, 3], 2),
+        (2, [2, 3, 5, 2], [2, 3, 4], 1),
+    ],
+)
+def test_gather_nd_with_batch_dims_matches_onnxruntime(batch_dims, data_shape, index_lead, depth):
+    node = helper.make_node("GatherND", ["data", "idx"], ["y"], batch_dims=batch_dims)
+    data_dims = ["N", *data_shape[1:]]
+    index_dims = (["N"] if batch_dims else [index_lead[0]]) + [
+        *index_lead[1:],
+        depth,
+    ]
+    model = make_model(
+        [node],
+        [tensor_info("data", F32, data_dims), tensor_info("idx", I64, index_dims)],
+        [tensor_info("y", F32, None)],
+    )
+    for n in (data_shape[0], data_shape[0] + 2):
+        data = rnd(n, *data_shape[1:])
+        lead = [n if batch_dims else index_lead[0], *index_lead[1:]]
+        sizes = data.shape[batch_dims : batch_dims + depth]
+        optimized = assert_matches_ort(model, [data, indices_into(sizes, lead)])
+    assert_lowered(optimized)
+
+
+def scatter_model(reduction, depth, data_shape, lead):
+    attrs = {} if reduction == "none" else {"reduction": reduction}
+    node = helper.make_node("ScatterND", ["data", "idx", "upd"], ["y"], **attrs)
+    updates_dims = [*lead, *data_shape[depth:]]
+    return model_at(
+        [node],
+        [
+            tensor_info("data", F32, ["N", *data_shape[1:]]),
+            tensor_info("idx", I64, [*lead, depth]),
+            tensor_info("upd", F32, updates_dims),
+        ],
+        [tensor_info("y", F32, None)],
+        opset=18,
+    )
+
+
+@pytest.mark.parametrize("reduction", ["none", "add", "mul", "max", "min"])
+@pytest.mark.parametrize("depth, data_shape, lead", [(1, [6, 3], [4]), (2, [5, 4, 2], [3, 2])])
+def test_scatter_nd_every_reduction_matches_onnxruntime(reduction, depth, data_shape, lead):
+    model = scatter_model(reduction, depth, data_shape, lead)
+    for n in (data_shape[0], data_shape[0] + 3):
+        shape = [n, *data_shape[1:]]
+        count = int(np.prod(lead))
+        if reduction == "none":  # distinct targets: duplicates are undefined without a reduction
+            flat = rng.permutation(int(np.prod(shape[:depth])))[:count]
+            idx = np.stack(np.unravel_index(flat, shape[:depth]), -1).reshape(*lead, depth)
+            idx = idx - np.array(shape[:depth]) * (rng.random(idx.shape) < 0.5)  # some negative
+        else:  # repeated targets: the reduction combines them
+            idx = indices_into(shape[:depth], lead)
+            idx.reshape(-1, depth)[1] = idx.reshape(-1, depth)[0]
+        updates = rnd(*lead, *shape[depth:])
+        optimized = assert_matches_ort(model, [rnd(*shape), idx.astype(I64), updates])
+    assert_lowered(optimized)
+
+
+def test_gather_and_scatter_nd_compile_in_one_graph():
+    """No index is read on the host: both run under torch.compile(fullgraph=True)."""
+    gather = helper.make_node("GatherND", ["data", "idx"], ["g"], batch_dims=1)
+    scatter = helper.make_node("ScatterND", ["data", "idx2", "upd"], ["s"], reduction="add")
+    model = model_at(
+        [gather, scatter],
+        [
+            tensor_info("data", F32, ["N", 6, 3]),
+            tensor_info("idx", I64, ["N", 4, 1]),
+            tensor_info("idx2", I64, [5, 2]),
+            tensor_info("upd", F32, [5, 3]),
+        ],
+        [tensor_info("g", F32, None), tensor_info("s", F32, None)],
+        opset=16,
+    )
+    optimized = fxsurgeon.optimize(from_onnx(model))
+    assert_lowered(optimized)
+    compiled = torch.compile(optimized, fullgraph=True, backend="eager")
+    for n in (2, 3):
+        inputs = [rnd(n, 6, 3), indices_into([6], [n, 4]), indices_into([n, 6], [5]), rnd(5, 3)]
+        expected = run_ort(model, inputs)
+        got = compiled(*(torch.from_numpy(i) for i in inputs))
+        for g, e in zip(got, expected, strict=True):
+            np.testing.assert_allclose(g.numpy(), e, atol=1e-5, rtol=0)

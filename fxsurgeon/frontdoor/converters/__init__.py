@@ -1,22 +1,24 @@
 """fxsurgeon's own ONNX -> torch converters, added to onnx2torch's registry.
 
-onnx2torch cannot convert some ops that tf2onnx emits (If, Loop, LSTM, GRU, RNN, Conv
-with ``auto_pad=SAME_*``) and converts some wrongly (CumSum's default
-direction). Each family file here defines a module that computes its op by the
-ONNX spec and a converter for the op versions it covers; `register` adds them
-all. ``fxsurgeon.optimize`` lowers these modules to plain torch
-(``fxsurgeon/lower/recurrent.py``, ``control_flow.py``); a node that cannot be
-expressed is refused with an error naming the node and the op.
+onnx2torch cannot convert some ops that tf2onnx emits (If, Loop, LSTM, GRU,
+RNN, Conv with ``auto_pad=SAME_*``, GatherND with ``batch_dims``, ScatterND
+with a reduction) and converts some wrongly (CumSum's default direction). Each
+family file here defines a module that computes its op by the ONNX spec and a
+converter for the op versions it covers; `register` adds them all.
+``fxsurgeon.optimize`` lowers these modules to plain torch
+(``fxsurgeon/lower/recurrent.py``, ``control_flow.py``, ``loop.py``,
+``nd_index.py``); a node that cannot be expressed is refused with an error
+naming the node and the op.
 
 `convert` is ``onnx2torch.convert`` with these converters and with the model's
-opset recorded for converting subgraphs (If branches).
+opset recorded for converting subgraphs (If branches, Loop bodies).
 """
 
 from __future__ import annotations
 
 import onnx
 
-from . import control_flow, conv, loop, recurrent, scan_ops
+from . import control_flow, conv, loop, nd_index, recurrent, scan_ops
 from .control_flow import OnnxIf
 from .conv import OnnxConvSame
 from .loop import OnnxLoop
@@ -33,7 +35,7 @@ def register() -> None:
     global _REGISTERED
     if _REGISTERED:
         return
-    for family in (recurrent, control_flow, loop, scan_ops, conv):
+    for family in (recurrent, control_flow, loop, nd_index, scan_ops, conv):
         family.register()
     track_opsets()
     _REGISTERED = True
