@@ -336,3 +336,38 @@ def test_gather_and_scatter_nd_compile_in_one_graph():
         got = compiled(*(torch.from_numpy(i) for i in inputs))
         for g, e in zip(got, expected, strict=True):
             np.testing.assert_allclose(g.numpy(), e, atol=1e-5, rtol=0)
+
+
+# -- Einsum ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "equation, shapes",
+    [
+        ("bij,bjk->bik", [["N", 3, 4], ["N", 4, 2]]),  # batched matmul
+        ("ij,jk", [[3, 4], [4, "N"]]),  # implicit output: letters once, sorted
+        ("ba,ca", [["N", 3], [2, 3]]),  # implicit output sorted (a summed): "bc"
+        ("...ij,...jk->...ik", [["N", 2, 3, 4], [1, 2, 4, 5]]),  # ellipsis, broadcast batch
+        ("...ii->...i", [["N", 3, 3]]),  # diagonal
+        ("ii", [[4, 4]]),  # trace, implicit scalar output
+        ("i i ->", [[4, 4]]),  # spaces
+        ("bi,bi->b", [["N", 5], ["N", 5]]),  # row dot products
+        ("i,j->ij", [["N"], [3]]),  # outer product
+        ("bhqd,bhkd->bhqk", [["N", 2, 3, 4], ["N", 2, 5, 4]]),  # attention scores
+        ("ij...,jk...->ik...", [[2, 3, "N"], [3, 4, 1]]),  # trailing ellipsis, size-1 broadcast
+        ("Ab,bC->AC", [["N", 3], [3, 2]]),  # upper-case letters
+        ("iij->j", [[3, 3, "N"]]),  # repeated index, summed diagonal
+    ],
+)
+def test_einsum_every_form_matches_onnxruntime(equation, shapes):
+    names = [f"x{k}" for k in range(len(shapes))]
+    node = helper.make_node("Einsum", names, ["y"], equation=equation)
+    model = make_model(
+        [node],
+        [tensor_info(n, F32, s) for n, s in zip(names, shapes, strict=True)],
+        [tensor_info("y", F32, None)],
+    )
+    for size in (2, 4):
+        inputs = [rnd(*[size if d == "N" else d for d in s]) for s in shapes]
+        optimized = assert_matches_ort(model, inputs)
+    assert_lowered(optimized)
