@@ -235,8 +235,11 @@ def test_while_loop_without_trip_count_is_refused():
 
 
 def model_at(nodes, inputs, outputs, inits=(), opset=17):
-    model = make_model(nodes, inputs, outputs, inits)
-    model.opset_import[0].version = opset
+    """`make_model` at another opset (ScatterND's max/min need 18, Resize-10 needs 10)."""
+    graph = helper.make_graph(list(nodes), "case", list(inputs), list(outputs), list(inits))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
     onnx.checker.check_model(model, full_check=True)
     return model
 
@@ -371,3 +374,110 @@ def test_einsum_every_form_matches_onnxruntime(equation, shapes):
         inputs = [rnd(*[size if d == "N" else d for d in s]) for s in shapes]
         optimized = assert_matches_ort(model, inputs)
     assert_lowered(optimized)
+
+
+# -- Resize ---------------------------------------------------------------------------------
+
+
+def resize_model(attrs, scales=None, sizes=None, dims=("N", 2, 4, 6), opset=17):
+    inputs = ["x", "", "scales" if scales is not None else "", "sizes" if sizes is not None else ""]
+    while inputs[-1] == "":
+        inputs.pop()
+    inits = [init("scales", np.array(scales, F32))] if scales is not None else []
+    inits += [init("sizes", np.array(sizes, I64))] if sizes is not None else []
+    node = helper.make_node("Resize", inputs, ["y"], name="my_resize", **attrs)
+    return model_at(
+        [node], [tensor_info("x", F32, list(dims))], [tensor_info("y", F32, None)], inits, opset
+    )
+
+
+NEAREST, LINEAR, CUBIC = ({"mode": m} for m in ("nearest", "linear", "cubic"))
+
+
+def ctm(mode, transform, **more):
+    return {**mode, "coordinate_transformation_mode": transform, **more}
+
+
+EXACT_RESIZES = [
+    (ctm(NEAREST, "asymmetric", nearest_mode="floor"), [1, 1, 2, 3]),
+    (ctm(NEAREST, "asymmetric", nearest_mode="floor"), [1, 1, 0.5, 0.5]),
+    (ctm(NEAREST, "tf_half_pixel_for_nn", nearest_mode="floor"), [1, 1, 1.5, 0.5]),
+    (ctm(NEAREST, "half_pixel", nearest_mode="round_prefer_ceil"), [1, 1, 0.5, 1.5]),
+    (ctm(NEAREST, "half_pixel"), [1, 1, 2, 3]),  # ONNX's default rounding: no ties here
+    (ctm(NEAREST, "pytorch_half_pixel", nearest_mode="round_prefer_ceil"), [1, 1, 2, 2]),
+    (ctm(LINEAR, "half_pixel"), [1, 1, 2, 0.5]),
+    (ctm(LINEAR, "half_pixel"), [1, 1, 1.5, 2.5]),
+    (ctm(LINEAR, "align_corners"), [1, 1, 2, 0.5]),
+    (ctm(LINEAR, "pytorch_half_pixel"), [1, 1, 2, 3]),
+    (ctm(CUBIC, "half_pixel"), [1, 1, 2, 0.5]),
+    (ctm(CUBIC, "align_corners"), [1, 1, 1.5, 2]),
+]
+
+
+@pytest.mark.parametrize("attrs, scales", EXACT_RESIZES)
+@pytest.mark.parametrize("by", ["scales", "sizes"])
+def test_resize_in_every_exact_form_matches_onnxruntime(attrs, scales, by):
+    if by == "scales":
+        model = resize_model(attrs, scales=scales)
+    else:  # the same output sizes, given as sizes (scale out/in), batch dynamic through Shape
+        sizes = [2, 2, int(4 * scales[2]), int(6 * scales[3])]
+        model = resize_model(attrs, sizes=sizes, dims=(2, 2, 4, 6))
+    for batch in (2, 3) if by == "scales" else (2,):
+        optimized = assert_matches_ort(model, [rnd(batch, 2, 4, 6)])
+    assert_lowered(optimized)
+    calls = {n.target for n in optimized.graph.nodes}
+    assert torch.nn.functional.interpolate in calls
+
+
+def test_resize_on_dynamic_spatial_dims_matches_onnxruntime():
+    model = resize_model(ctm(LINEAR, "half_pixel"), scales=[1, 1, 2, 0.5], dims=("N", 2, "H", "W"))
+    for shape in ((2, 2, 4, 6), (1, 2, 5, 8)):
+        optimized = assert_matches_ort(model, [rnd(*shape)])
+    assert_lowered(optimized)
+
+
+def test_resize10_nearest_upsampling_matches_onnxruntime():
+    node = helper.make_node("Resize", ["x", "scales"], ["y"], mode="nearest")
+    model = model_at(
+        [node],
+        [tensor_info("x", F32, ["N", 2, 3, 4])],
+        [tensor_info("y", F32, None)],
+        [init("scales", np.array([1, 1, 2, 3], F32))],
+        opset=10,
+    )
+    for batch in (1, 2):
+        optimized = assert_matches_ort(model, [rnd(batch, 2, 3, 4)])
+    assert_lowered(optimized)
+
+
+@pytest.mark.parametrize(
+    "attrs, why",
+    [
+        (ctm(NEAREST, "asymmetric", nearest_mode="round_prefer_floor"), "no torch interpolation"),
+        (ctm(NEAREST, "align_corners", nearest_mode="floor"), "no torch interpolation"),
+        (ctm(LINEAR, "asymmetric"), "no torch interpolation"),
+        (ctm(LINEAR, "tf_crop_and_resize"), "no torch interpolation"),
+        (ctm(CUBIC, "half_pixel", cubic_coeff_a=-0.5), "cubic_coeff_a"),
+        (ctm(CUBIC, "half_pixel", exclude_outside=1), "exclude_outside"),
+        (ctm(LINEAR, "half_pixel", antialias=1), "antialias"),
+    ],
+)
+def test_resize_torch_cannot_express_is_refused_naming_it(attrs, why):
+    model = resize_model(attrs, scales=[1, 1, 2, 2], opset=18)
+    with pytest.raises(InputError, match=rf"'my_resize' \(op Resize\).*{why}"):
+        from_onnx(model)
+
+
+@pytest.mark.parametrize(
+    "attrs, scales, why",
+    [
+        (ctm(NEAREST, "half_pixel"), [1, 1, 0.5, 0.5], "halfway"),  # ties round the other way
+        (ctm(LINEAR, "pytorch_half_pixel"), [1, 1, 0.25, 1.5], "may be 1"),
+        (ctm(LINEAR, "half_pixel"), [2, 1, 2, 2], "batch or channel"),
+    ],
+)
+def test_resize_whose_scales_torch_cannot_follow_is_refused(attrs, scales, why):
+    """The form is exact in general but not at these scales: refused when optimize runs it."""
+    model = resize_model(attrs, scales=scales)
+    with pytest.raises(InputError, match=rf"Resize.*{why}"):
+        fxsurgeon.optimize(from_onnx(model))

@@ -21,8 +21,8 @@ Python literals.
 
 The table (`table.py`) is filled by the op-family modules, one per ONNX op family:
 `shape_ops`, `indexing`, `elementwise`, `nn_ops`, `activations`, `recurrent` (LSTM/GRU/RNN),
-`control_flow` (If), `loop` (Loop), `nd_index` (GatherND, ScatterND), `spec_fixes` (CumSum,
-SAME-padded Conv); `graph.py` is the pass that uses it.
+`control_flow` (If), `loop` (Loop), `nd_index` (GatherND, ScatterND), `resize`, `spec_fixes`
+(CumSum, SAME-padded Conv); `graph.py` is the pass that uses it.
 """
 
 # The op-family modules fill the table when imported.
@@ -35,6 +35,7 @@ from . import (  # noqa: F401, E402
     nd_index,
     nn_ops,
     recurrent,
+    resize,
     shape_ops,
     spec_fixes,
 )

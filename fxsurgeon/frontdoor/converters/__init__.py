@@ -2,7 +2,8 @@
 
 onnx2torch cannot convert some ops that tf2onnx emits (If, Loop, LSTM, GRU,
 RNN, Conv with ``auto_pad=SAME_*``, GatherND with ``batch_dims``, ScatterND
-with a reduction) and converts some wrongly (CumSum's default direction). Each
+with a reduction) and converts some wrongly (CumSum's default direction,
+Resize whose sampling differs from torch's). Each
 family file here defines a module that computes its op by the ONNX spec and a
 converter for the op versions it covers; `register` adds them all.
 ``fxsurgeon.optimize`` lowers these modules to plain torch
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import onnx
 
-from . import control_flow, conv, loop, nd_index, recurrent, scan_ops
+from . import control_flow, conv, loop, nd_index, recurrent, resize, scan_ops
 from .control_flow import OnnxIf
 from .conv import OnnxConvSame
 from .loop import OnnxLoop
@@ -35,7 +36,7 @@ def register() -> None:
     global _REGISTERED
     if _REGISTERED:
         return
-    for family in (recurrent, control_flow, loop, nd_index, scan_ops, conv):
+    for family in (recurrent, control_flow, loop, nd_index, resize, scan_ops, conv):
         family.register()
     track_opsets()
     _REGISTERED = True
