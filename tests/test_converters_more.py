@@ -481,3 +481,30 @@ def test_resize_whose_scales_torch_cannot_follow_is_refused(attrs, scales, why):
     model = resize_model(attrs, scales=scales)
     with pytest.raises(InputError, match=rf"Resize.*{why}"):
         fxsurgeon.optimize(from_onnx(model))
+
+
+# -- TopK -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("largest", [1, 0])
+@pytest.mark.parametrize("axis", [-1, 1])
+def test_top_k_keeps_ties_in_index_order_like_onnxruntime(largest, axis):
+    """ViT-MAE's argsort: TopK over a whole axis (k from Shape), with ties in the data."""
+    nodes = [
+        helper.make_node("Shape", ["x"], ["shape"]),
+        helper.make_node("Gather", ["shape", "axis"], ["k0"], axis=0),
+        helper.make_node("Unsqueeze", ["k0", "zero1"], ["k"]),
+        helper.make_node("TopK", ["x", "k"], ["v", "i"], axis=axis, largest=largest),
+        helper.make_node("Identity", ["v"], ["values"]),
+        helper.make_node("Identity", ["i"], ["indices"]),
+    ]
+    model = model_at(
+        nodes,
+        [tensor_info("x", F32, ["N", 6, 5])],
+        [tensor_info("values", F32, None), tensor_info("indices", I64, None)],
+        [init("axis", np.array(axis % 3, I64)), init("zero1", np.array([0], I64))],
+    )
+    for batch in (2, 3):
+        x = np.round(rnd(batch, 6, 5)).astype(F32)  # few distinct values: many ties
+        optimized = assert_matches_ort(model, [x])
+    assert_lowered(optimized)

@@ -21,7 +21,7 @@ Python literals.
 
 The table (`table.py`) is filled by the op-family modules, one per ONNX op family:
 `shape_ops`, `indexing`, `elementwise`, `nn_ops`, `activations`, `recurrent` (LSTM/GRU/RNN),
-`control_flow` (If), `loop` (Loop), `nd_index` (GatherND, ScatterND), `resize`, `spec_fixes`
+`control_flow` (If), `loop` (Loop), `nd_index` (GatherND, ScatterND), `resize`, `sorting` (TopK), `spec_fixes`
 (CumSum, SAME-padded Conv); `graph.py` is the pass that uses it.
 """
 
@@ -37,6 +37,7 @@ from . import (  # noqa: F401, E402
     recurrent,
     resize,
     shape_ops,
+    sorting,
     spec_fixes,
 )
 from .graph import LoweringResult, lower_graph
