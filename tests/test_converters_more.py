@@ -508,3 +508,48 @@ def test_top_k_keeps_ties_in_index_order_like_onnxruntime(largest, axis):
         x = np.round(rnd(batch, 6, 5)).astype(F32)  # few distinct values: many ties
         optimized = assert_matches_ort(model, [x])
     assert_lowered(optimized)
+
+
+# -- Keras through tf2onnx, against TensorFlow ----------------------------------------------
+
+
+def _keras_model(kind: str):
+    import keras
+
+    x = keras.Input((None, 3), name="x")
+    if kind == "where":  # tf.where(x > 0, log(x), 0): the branch not taken is NaN at x <= 0
+        safe_log = keras.layers.Lambda(
+            lambda t: keras.ops.where(t > 0, keras.ops.log(t), keras.ops.zeros_like(t))
+        )(x)
+        y = keras.layers.Dense(2, name="head")(safe_log)
+    else:
+        layer = {"gru": keras.layers.GRU, "simple_rnn": keras.layers.SimpleRNN}[kind]
+        y = keras.layers.Dense(2, name="head")(layer(4, name="rnn")(x))
+    model = keras.Model(x, y)
+    fxsurgeon.examples.randomize_variables(model, seed=5)
+    return model
+
+
+@pytest.mark.parametrize("kind", ["gru", "simple_rnn", "where"])
+def test_keras_loop_and_where_models_match_tensorflow(kind):
+    """GRU/SimpleRNN export as a Loop; tf.where exports as Where (mul/add spreads the NaN of
+    the branch not taken)."""
+    from fxsurgeon.tensorflow import export_onnx
+
+    model = _keras_model(kind)
+    proto = export_onnx(model)
+    ops = [n.op_type for n in proto.graph.node]
+    assert ("Loop" in ops) == (kind != "where")
+    if kind == "where":
+        assert "Where" in ops
+    optimized = fxsurgeon.optimize(from_onnx(proto, tf_model=model))
+    assert_lowered(optimized)
+    trainable = sum(p.numel() for p in optimized.parameters() if p.requires_grad)
+    assert trainable == sum(int(np.prod(v.shape)) for v in model.trainable_variables)
+    for batch, steps in ((1, 4), (3, 9)):
+        x = rnd(batch, steps, 3)
+        expected = np.asarray(model(x))
+        with torch.no_grad():
+            got = optimized(torch.from_numpy(x)).numpy()
+        assert not np.isnan(expected).any()
+        np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
