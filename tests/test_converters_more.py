@@ -553,3 +553,17 @@ def test_keras_loop_and_where_models_match_tensorflow(kind):
             got = optimized(torch.from_numpy(x)).numpy()
         assert not np.isnan(expected).any()
         np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
+
+
+def test_resize10_nearest_downsampling_is_refused():
+    """Resize-10's nearest takes the pixel above when downsampling; torch's the one below."""
+    node = helper.make_node("Resize", ["x", "scales"], ["y"], mode="nearest", name="my_resize")
+    model = model_at(
+        [node],
+        [tensor_info("x", F32, ["N", 2, 4, 6])],
+        [tensor_info("y", F32, None)],
+        [init("scales", np.array([1, 1, 0.5, 0.5], F32))],
+        opset=10,
+    )
+    with pytest.raises(InputError, match=r"Resize.*downsampling"):
+        fxsurgeon.optimize(from_onnx(model))

@@ -52,6 +52,8 @@ class _Scope:
         self.producer = {out: node for node in graph.node for out in node.output}
         self.consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
         self.bound: dict[str, object] = {}
+        # The graph's own inputs: never read as the enclosing graph's values of the same name.
+        self.inputs = {i.name for i in graph.input}
 
     def const(self, name: str):
         if name in self.consts:
@@ -101,6 +103,8 @@ class LoopBound:
             return scope.bound[name]
         if scope is self.outer and self._root(scope, name) == self.m_root:
             return _affine(self.static_m) if self.static_m is not None else _affine(m=1)
+        if name in scope.inputs:
+            raise Unproven(f"{name!r} is a run-time input (not a constant or induction variable)")
         const = scope.const(name)
         if const is not None:
             return self._from_const(const, name)
