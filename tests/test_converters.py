@@ -329,29 +329,11 @@ def test_optimize_takes_an_onnx_proto_and_converts_it_with_from_onnx():
 
 
 def test_an_op_no_converter_knows_is_refused_naming_it():
-    """A Loop (tf2onnx's form of Keras GRU/SimpleRNN) is not converted yet: the error says so."""
-    body = helper.make_graph(
-        [
-            helper.make_node("Identity", ["c"], ["c_out"]),
-            helper.make_node("Add", ["v", "v"], ["v_out"]),
-        ],
-        "body",
-        [
-            tensor_info("i", I64, []),
-            helper.make_tensor_value_info("c", onnx.TensorProto.BOOL, []),
-            tensor_info("v", F32, [2]),
-        ],
-        [
-            helper.make_tensor_value_info("c_out", onnx.TensorProto.BOOL, []),
-            tensor_info("v_out", F32, [2]),
-        ],
-    )
-    node = helper.make_node("Loop", ["n", "", "x"], ["y"], body=body)
+    """Det: neither onnx2torch nor fxsurgeon converts it; the error names the op and node."""
     model = make_model(
-        [node],
-        [tensor_info("x", F32, [2])],
-        [tensor_info("y", F32, [2])],
-        [init("n", np.array(3, I64))],
+        [helper.make_node("Det", ["x"], ["y"], name="det_0")],
+        [tensor_info("x", F32, ["N", 3, 3])],
+        [tensor_info("y", F32, ["N"])],
     )
-    with pytest.raises(InputError, match="Loop"):
+    with pytest.raises(InputError, match=r"Det-\d+ \(node det_0\)"):
         fxsurgeon.optimize(model)

@@ -32,6 +32,12 @@ def _gather(ctx, mod, node, args):
     if idx is not None and idx.is_static and idx.scalar:
         return ctx.call(torch.select, x, axis, idx.items[0])
     index = ctx.tensor(indices)
+    if shape_of(index) == ():
+        # A run-time 0-d index (a Loop's step): as a 1-element index, which indexing takes
+        # without reading its value on the host (x[t] with a 0-d t is an item() to torch.compile).
+        one = ctx.call(torch.reshape, index, (1,))
+        picked = ctx.call(operator.getitem, x, (slice(None),) * axis + (one,))
+        return ctx.call(torch.squeeze, picked, axis)
     if axis == 0:
         return ctx.call(operator.getitem, x, index)
     return ctx.call(operator.getitem, x, (slice(None),) * axis + (index,))

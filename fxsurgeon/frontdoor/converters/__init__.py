@@ -1,24 +1,28 @@
 """fxsurgeon's own ONNX -> torch converters, added to onnx2torch's registry.
 
-onnx2torch cannot convert some ops that tf2onnx emits (If, LSTM, GRU, RNN, Conv
-with ``auto_pad=SAME_*``) and converts some wrongly (CumSum's default
-direction). Each family file here defines a module that computes its op by the
-ONNX spec and a converter for the op versions it covers; `register` adds them
-all. ``fxsurgeon.optimize`` lowers these modules to plain torch
-(``fxsurgeon/lower/recurrent.py``, ``control_flow.py``); a node that cannot be
-expressed is refused with an error naming the node and the op.
+onnx2torch cannot convert some ops that tf2onnx emits (If, Loop, LSTM, GRU,
+RNN, Conv with ``auto_pad=SAME_*``, GatherND with ``batch_dims``, ScatterND
+with a reduction) and converts some wrongly (CumSum's default direction,
+Resize whose sampling differs from torch's). Each
+family file here defines a module that computes its op by the ONNX spec and a
+converter for the op versions it covers; `register` adds them all.
+``fxsurgeon.optimize`` lowers these modules to plain torch
+(``fxsurgeon/lower/recurrent.py``, ``control_flow.py``, ``loop.py``,
+``nd_index.py``); a node that cannot be expressed is refused with an error
+naming the node and the op.
 
 `convert` is ``onnx2torch.convert`` with these converters and with the model's
-opset recorded for converting subgraphs (If branches).
+opset recorded for converting subgraphs (If branches, Loop bodies).
 """
 
 from __future__ import annotations
 
 import onnx
 
-from . import control_flow, conv, recurrent, scan_ops
+from . import control_flow, conv, loop, nd_index, recurrent, resize, scan_ops
 from .control_flow import OnnxIf
 from .conv import OnnxConvSpec
+from .loop import OnnxLoop
 from .recurrent import TORCH_GATE_ORDER, OnnxRecurrent, torch_weights
 from .registry import ConverterError
 from .scan_ops import OnnxCumSumSpec
@@ -32,7 +36,7 @@ def register() -> None:
     global _REGISTERED
     if _REGISTERED:
         return
-    for family in (recurrent, control_flow, scan_ops, conv):
+    for family in (recurrent, control_flow, loop, nd_index, resize, scan_ops, conv):
         family.register()
     _REGISTERED = True
 
@@ -55,6 +59,7 @@ __all__ = [
     "OnnxConvSpec",
     "OnnxCumSumSpec",
     "OnnxIf",
+    "OnnxLoop",
     "OnnxRecurrent",
     "TORCH_GATE_ORDER",
     "torch_weights",

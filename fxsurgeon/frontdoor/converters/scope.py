@@ -12,6 +12,15 @@ from onnx import helper
 OPSETS: contextvars.ContextVar[tuple | None] = contextvars.ContextVar("opsets", default=None)
 
 
+def _opsets() -> list:
+    """The opsets of the model being converted: set by `convert` here, and by the
+    onnx2torch hook (onnx2torch_hook.py) for a plain ``onnx2torch.convert``."""
+    opsets = OPSETS.get()
+    if opsets:
+        return list(opsets)
+    return [helper.make_opsetid("", onnx.defs.onnx_opset_version())]
+
+
 def free_names(graph: onnx.GraphProto) -> set[str]:
     """Names `graph` reads that it neither defines nor takes as inputs (outer-scope values)."""
     defined = {i.name for i in graph.input} | {t.name for t in graph.initializer}
@@ -67,8 +76,7 @@ def convert_subgraph(graph: onnx.GraphProto, outer: list[str], enclosing):
         list(graph.initializer),
         value_info=list(graph.value_info),
     )
-    opsets = OPSETS.get() or (helper.make_opsetid("", onnx.defs.onnx_opset_version()),)
-    model = helper.make_model(sub, opset_imports=list(opsets))
+    model = helper.make_model(sub, opset_imports=_opsets())
     gm = onnx2torch.convert(model, attach_onnx_mapping=True)
     gm.eval()
     return gm

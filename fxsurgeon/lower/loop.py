@@ -1,0 +1,103 @@
+"""Lowering of ONNX Loop (`OnnxLoop`, fxsurgeon's converter) to a Python loop over a lowered body.
+
+The converter only keeps Loops that run exactly ``M`` steps (their condition is
+proven never to stop them early), so the loop is ``for step in range(M)``. The
+body is lowered like If's branches (``control_flow.lower_branch``: shapes from
+the inputs of its first step in the two example runs) and becomes a submodule;
+`run_loop` is the one call in the outer graph that runs it, feeding the
+loop-carried values back and stacking the scan outputs along a new first axis.
+
+``M`` must be known at optimize time or be a size of a run-time tensor (a `Sym`
+item, ``x.size(1)``): the loop is then plain Python over an int, which
+torch.compile unrolls (one graph per length, no graph break). A trip count
+computed from tensor data is refused (the spec module is kept and reported).
+The loop-carried and outer values (the RNN's weights among them) are operands
+of the call, so the weights stay constants of the outer graph and become
+parameters like every other weight.
+"""
+
+from __future__ import annotations
+
+import copy
+import operator
+
+import torch
+from torch import fx
+
+from ..errors import LoweringError
+from .control_flow import lower_branch
+from .table import lowering
+from .values import Const, Sym, as_sym
+
+_COUNTER = [0]
+
+
+def run_loop(body: fx.GraphModule, steps: int, carried: int, scans: int, *values):
+    """ONNX Loop for exactly `steps` steps: the final carried values, then the stacked scans."""
+    state, outer = list(values[:carried]), values[carried:]
+    device = values[0].device
+    cond = torch.ones((), dtype=torch.bool, device=device)
+    ys: list[list[torch.Tensor]] = [[] for _ in range(scans)]
+    for step in range(steps):
+        out = body(torch.tensor(step, dtype=torch.int64, device=device), cond, *state, *outer)
+        state = list(out[1 : 1 + carried])
+        for y, value in zip(ys, out[1 + carried :], strict=True):
+            y.append(value)
+    return (*state, *(torch.stack(y) for y in ys))
+
+
+def _bind_constants(mod, values: list):
+    """The body with its outer inputs that are known now (shape arithmetic, split sizes,
+    axes; not weights, which stay operands to become parameters) written in as constants,
+    so that its lowering sees them as `Const`; the remaining operands and example inputs."""
+    body = copy.deepcopy(mod.body)
+    placeholders = [n for n in body.graph.nodes if n.op == "placeholder"]
+    fixed: set[int] = set()
+    for k in range(mod.carried, len(values)):  # loop-carried values change at each step
+        value = values[k]
+        if isinstance(value, Sym) and value.is_static:
+            value = value.to_const()
+        if not isinstance(value, Const) or value.is_weight:
+            continue
+        node = placeholders[2 + k]  # after the step number and the condition
+        name = f"fxs_outer_{k}"
+        body.register_buffer(name, value.value)
+        with body.graph.inserting_after(node):
+            attr = body.graph.get_attr(name)
+        node.replace_all_uses_with(attr)
+        body.graph.erase_node(node)
+        fixed.add(2 + k)
+    body.recompile()
+    kept = [v for k, v in enumerate(values) if 2 + k not in fixed]
+    examples = [tuple(a for k, a in enumerate(ex) if k not in fixed) for ex in mod.examples]
+    return body, kept, examples
+
+
+def _steps(trip) -> int | fx.Node:
+    if isinstance(trip, Const):
+        return int(trip.value.reshape(-1)[0])
+    sym = as_sym(trip)
+    if isinstance(sym, Sym) and len(sym.items) == 1:
+        return sym.items[0]
+    raise LoweringError(
+        "the Loop's trip count is computed from tensor data, not from constants or sizes"
+    )
+
+
+@lowering("OnnxLoop")
+def _loop(ctx, mod, node, args):
+    trip, *values = args
+    steps = _steps(trip)
+    if mod.scans and isinstance(steps, int) and steps <= 0:
+        raise LoweringError("a Loop with scan outputs that runs 0 steps: their shape is unknown")
+    body, values, examples = _bind_constants(mod, values)
+    body = lower_branch(body, examples)
+    _COUNTER[0] += 1
+    name = f"loop_body_{_COUNTER[0]}"
+    ctx.root.add_module(name, body)
+    operands = [ctx.tensor(v) for v in values]
+    out = ctx.call(run_loop, ctx.graph.get_attr(name), steps, mod.carried, mod.scans, *operands)
+    count = mod.carried + mod.scans
+    if count == 1:
+        return ctx.call(operator.getitem, out, 0)
+    return [ctx.call(operator.getitem, out, k) for k in range(count)]

@@ -1,0 +1,92 @@
+"""Lowerings of GatherND and ScatterND (`OnnxGatherNDSpec`, `OnnxScatterNDSpec`) to torch calls.
+
+The same steps as the spec modules (``frontdoor/converters/nd_index.py``), as
+graph nodes: the ``k`` indexed dims become one row-major index (each component
+taken modulo its size, so negative indices count from the end), then
+
+* GatherND: data flattened to ``[batch, K, rest...]``, indices to
+  ``[batch, Q]``, one advanced-indexing gather, reshaped to
+  ``indices.shape[:-1] + data.shape[batch_dims + k:]``;
+* ScatterND: data flattened to ``[K, rest...]``, then ``index_copy``
+  (reduction none), ``index_add`` (add) or ``index_reduce`` with
+  ``prod``/``amax``/``amin`` (mul/max/min, the data's own values included, as
+  the spec's loop over the updates does), reshaped back.
+
+Sizes come from the shape meta (ints, or ``x.size(d)`` for dynamic dims); the
+index depth ``k`` must be static (it fixes the output's rank).
+"""
+
+from __future__ import annotations
+
+import operator
+
+import torch
+
+from ..errors import LoweringError
+from ..frontdoor.converters.nd_index import REDUCE
+from ..shapes import shape_of
+from .table import lowering
+
+
+def _shape(ctx, x, what: str) -> list:
+    shape = shape_of(x)
+    if shape is None:
+        raise LoweringError(f"no shape known for {what}")
+    return [ctx.size(x, d) for d in range(len(shape))]
+
+
+def _depth(ctx, indices) -> int:
+    shape = shape_of(indices)
+    if shape is None or shape[-1] is None:
+        raise LoweringError("the index depth (the indices' last dim) must be static")
+    return shape[-1]
+
+
+def _linear(ctx, indices, sizes: list):
+    """The last dim of `indices` as one row-major index into dims of `sizes`."""
+    indices = ctx.method("long", indices)
+    lin = None
+    for j, size in enumerate(sizes):
+        part = ctx.call(operator.getitem, indices, (Ellipsis, j))
+        part = ctx.call(torch.remainder, part, size)
+        lin = (
+            part if lin is None else ctx.call(operator.add, ctx.call(operator.mul, lin, size), part)
+        )
+    return lin
+
+
+@lowering("OnnxGatherNDSpec")
+def _gather_nd(ctx, mod, node, args):
+    data, indices = (ctx.tensor(a) for a in args)
+    dims, k, b = _shape(ctx, data, "GatherND's data"), _depth(ctx, indices), mod.batch_dims
+    index_dims = _shape(ctx, indices, "GatherND's indices")
+    lin = _linear(ctx, indices, dims[b : b + k])
+    if b == 0:
+        flat = ctx.call(torch.unsqueeze, data, 0)
+        rows = ctx.call(torch.reshape, lin, (1, -1))
+    else:
+        flat = ctx.call(torch.flatten, data, 0, b - 1)
+        rows = ctx.call(torch.flatten, lin, 0, b - 1)
+    flat = ctx.call(torch.flatten, flat, 1, k)  # [batch, K, rest...]
+    batch = ctx.method("size", flat, 0)
+    rows = ctx.call(torch.reshape, rows, (batch, -1))  # [batch, Q]
+    arange = ctx.call(torch.arange, batch, device=ctx.device())
+    picked = ctx.call(operator.getitem, flat, (ctx.call(torch.unsqueeze, arange, 1), rows))
+    return ctx.call(torch.reshape, picked, (*index_dims[:-1], *dims[b + k :]))
+
+
+@lowering("OnnxScatterNDSpec")
+def _scatter_nd(ctx, mod, node, args):
+    data, indices, updates = (ctx.tensor(a) for a in args)
+    dims, k = _shape(ctx, data, "ScatterND's data"), _depth(ctx, indices)
+    lin = ctx.call(torch.reshape, _linear(ctx, indices, dims[:k]), (-1,))
+    flat = ctx.call(torch.flatten, data, 0, k - 1) if k > 1 else data
+    upd = ctx.call(torch.reshape, updates, (-1, *dims[k:]))
+    if mod.reduction == "none":
+        out = ctx.call(torch.index_copy, flat, 0, lin, upd)
+    elif mod.reduction == "add":
+        out = ctx.call(torch.index_add, flat, 0, lin, upd)
+    else:
+        reduce = REDUCE[mod.reduction]
+        out = ctx.call(torch.index_reduce, flat, 0, lin, upd, reduce, include_self=True)
+    return ctx.call(torch.reshape, out, tuple(dims)) if k > 1 else out

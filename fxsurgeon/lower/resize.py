@@ -1,0 +1,78 @@
+"""Lowering of Resize (`OnnxResizeSpec`, fxsurgeon's converter) to F.interpolate.
+
+The converter has picked the torch mode whose sampling points are ONNX's; what
+depends on the scales (``no_ties``, ``out_gt_1``, ``upsample``, see
+``frontdoor/converters/resize.py``) is checked here on the scales or sizes
+known at optimize time. Sizes may hold run-time dims (``x.size(0)``) for the
+batch and channels, which must be the input's own; scales must be constants.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch.nn.functional as F
+
+from ..errors import LoweringError
+from ..frontdoor.converters.resize import ResizeError, plan
+from ..shapes import shape_of
+from .table import lowering
+from .values import Const, as_sym
+
+
+def _given(value) -> bool:
+    if value is None:
+        return False
+    if isinstance(value, Const):
+        return value.value.numel() > 0
+    sym = as_sym(value)
+    return sym is None or len(sym.items) > 0
+
+
+@lowering("OnnxResizeSpec")
+def _resize(ctx, mod, node, args):
+    x = ctx.tensor(args[0])
+    shape = shape_of(x)
+    if shape is None:
+        raise LoweringError("no shape known for the Resize input")
+    given = dict(zip(mod.slots, args[1:], strict=True))
+    ins = list(shape[2:])
+    try:
+        mode = mod.torch_mode(len(ins))
+        if _given(given.get("sizes")):
+            return _by_sizes(ctx, mod, x, mode, ins, given["sizes"])
+        return _by_scales(ctx, mod, x, mode, ins, given.get("scales"))
+    except ResizeError as exc:
+        raise LoweringError(str(exc)) from exc
+
+
+def _by_sizes(ctx, mod, x, mode, ins, sizes):
+    sym = as_sym(sizes)
+    if sym is None:
+        raise LoweringError("Resize sizes computed from tensor data")
+    items = list(sym.items)
+    for dim in (0, 1):
+        if items[dim] != ctx.size(x, dim):
+            raise LoweringError("torch cannot resize the batch or channel dims")
+    outs = items[2:]
+    plan(mod.rule, ins, [o if isinstance(o, int) else None for o in outs], None)
+    return ctx.call(F.interpolate, x, size=tuple(outs), mode=mode, align_corners=mod.align_corners)
+
+
+def _by_scales(ctx, mod, x, mode, ins, scales):
+    if not isinstance(scales, Const):
+        raise LoweringError("Resize scales must be known at optimize time")
+    values = [float(s) for s in scales.value.reshape(-1).tolist()]
+    if values[:2] != [1.0, 1.0]:
+        raise LoweringError("torch cannot scale the batch or channel dims")
+    factors = values[2:]
+    outs = [math.floor(i * s) if i is not None else None for i, s in zip(ins, factors, strict=True)]
+    plan(mod.rule, ins, outs, factors)
+    return ctx.call(
+        F.interpolate,
+        x,
+        scale_factor=tuple(factors),
+        mode=mode,
+        align_corners=mod.align_corners,
+        recompute_scale_factor=False,
+    )

@@ -1,0 +1,569 @@
+"""More of fxsurgeon's converters and lowerings against onnxruntime: Loop with a trip count
+(static, and from a run-time size with tf2onnx's repeated bound as its condition), and the
+Loops that are refused (a condition that may stop early or reads data, a while loop)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, helper
+from onnx_cases import assert_matches_ort, init, make_model, run_ort, tensor_info
+
+import fxsurgeon
+from fxsurgeon.errors import InputError
+from fxsurgeon.lower.loop import run_loop
+from fxsurgeon.pipeline import report_of
+from fxsurgeon.tensorflow import from_onnx
+
+F32, I64 = np.float32, np.int64
+rng = np.random.default_rng(11)
+
+
+def rnd(*shape):
+    return rng.standard_normal(shape).astype(F32)
+
+
+def assert_lowered(optimized):
+    report = report_of(optimized)
+    assert report.unconverted == {}, report.unconverted
+    kept = [type(m).__name__ for m in optimized.modules() if "converters" in type(m).__module__]
+    assert kept == []
+
+
+def bool_info(name):
+    return helper.make_tensor_value_info(name, TensorProto.BOOL, [])
+
+
+# -- Loop ------------------------------------------------------------------------------------
+
+
+def rnn_loop_model(
+    trip: str,
+    cond_nodes=(),
+    cond_out="c_in",
+    cond_init="",
+    extra_inits=(),
+    outer_nodes=(),
+    steps="T",
+):
+    """An RNN written as tf2onnx writes Keras's while loop: carried (time, h, T), scan output h.
+
+    x: [T, N, 3]; h_{t+1} = tanh(x[time] @ W + h_t @ R); ``trip`` names the trip count M.
+    """
+    body_nodes = [
+        helper.make_node("Add", ["time", "one"], ["time_next"]),
+        helper.make_node("Gather", ["x", "time"], ["x_t"], axis=0),
+        helper.make_node("MatMul", ["x_t", "W"], ["xw"]),
+        helper.make_node("MatMul", ["h", "R"], ["hr"]),
+        helper.make_node("Add", ["xw", "hr"], ["pre"]),
+        # Split-13 (split sizes as an input): converted at the model's opset, not the newest.
+        helper.make_node("Split", ["pre", "halves"], ["lo", "hi"], axis=1),
+        helper.make_node("Concat", ["hi", "lo"], ["swapped"], axis=1),
+        helper.make_node("Tanh", ["swapped"], ["h_next"]),
+        helper.make_node("Identity", ["h_next"], ["h_scan"]),
+        helper.make_node("Identity", ["T"], ["T_out"]),
+        *cond_nodes,
+    ]
+    body = helper.make_graph(
+        body_nodes,
+        "body",
+        [
+            tensor_info("i", I64, []),
+            bool_info("c_in"),
+            tensor_info("time", I64, []),
+            tensor_info("h", F32, ["N", 4]),
+            tensor_info("T", I64, []),
+        ],
+        [
+            bool_info(cond_out),
+            tensor_info("time_next", I64, []),
+            tensor_info("h_next", F32, ["N", 4]),
+            tensor_info("T_out", I64, []),
+            tensor_info("h_scan", F32, ["N", 4]),
+        ],
+    )
+    nodes = [
+        helper.make_node("Shape", ["x"], ["shape"]),
+        helper.make_node("Gather", ["shape", "zero"], ["steps"], axis=0),
+        helper.make_node("Gather", ["shape", "one"], ["batch"], axis=0),
+        helper.make_node("Unsqueeze", ["batch", "zero1"], ["batch1"]),
+        helper.make_node("Concat", ["batch1", "four1"], ["h_shape"], axis=0),
+        helper.make_node("Expand", ["zerof", "h_shape"], ["h0"]),
+        *outer_nodes,
+        helper.make_node(
+            "Loop",
+            [trip, cond_init, "zero", "h0", "steps"],
+            ["time_end", "h_end", "T_end", "hs"],
+            body=body,
+        ),
+        # Identity: onnx2torch returns a multi-output node whole when graph outputs are its outputs.
+        helper.make_node("Identity", ["h_end"], ["h_last"]),
+        helper.make_node("Identity", ["hs"], ["h_all"]),
+    ]
+    inits = [
+        init("W", rnd(3, 4)),
+        init("R", rnd(4, 4) * 0.5),
+        init("zero", np.array(0, I64)),
+        init("one", np.array(1, I64)),
+        init("zero1", np.array([0], I64)),
+        init("four1", np.array([4], I64)),
+        init("zerof", np.array(0.0, F32)),
+        init("halves", np.array([2, 2], I64)),
+        *extra_inits,
+    ]
+    outputs = [tensor_info("h_last", F32, ["N", 4]), tensor_info("h_all", F32, None)]
+    return make_model(nodes, [tensor_info("x", F32, [steps, "N", 3])], outputs, inits)
+
+
+def name_loop(model, name):
+    next(n for n in model.graph.node if n.op_type == "Loop").name = name
+
+
+# tf2onnx's condition: counter < T and time + 1 < T (T carried through, M the same size).
+TF_COND = [
+    helper.make_node("Cast", ["i"], ["i_f"], to=TensorProto.FLOAT),
+    helper.make_node("Cast", ["T"], ["T_f"], to=TensorProto.FLOAT),
+    helper.make_node("Less", ["i_f", "T_f"], ["below_count"]),
+    helper.make_node("Less", ["time_next", "T"], ["below_time"]),
+    helper.make_node("And", ["below_count", "below_time"], ["c_out"]),
+]
+
+
+def tf_style_loop_model():
+    go = helper.make_node("Less", ["zero", "steps"], ["go"])
+    return rnn_loop_model("steps", TF_COND, "c_out", "go", outer_nodes=[go])
+
+
+def test_loop_over_a_run_time_length_with_tf2onnx_condition_matches_onnxruntime():
+    model = tf_style_loop_model()
+    for steps, batch in ((5, 2), (3, 3), (1, 2)):
+        optimized = assert_matches_ort(model, [rnd(steps, batch, 3)])
+    assert_lowered(optimized)
+    assert run_loop in {n.target for n in optimized.graph.nodes}
+    # The weights (Loop operands read by the body from outside) become parameters.
+    assert sum(p.numel() for p in optimized.parameters()) == 3 * 4 + 4 * 4
+
+
+def test_lowered_loop_compiles_in_one_graph_and_gives_gradients():
+    optimized = fxsurgeon.optimize(from_onnx(tf_style_loop_model()))
+    compiled = torch.compile(optimized, fullgraph=True, backend="eager")
+    for steps, batch in ((4, 2), (6, 3)):
+        x = torch.from_numpy(rnd(steps, batch, 3))
+        for got, want in zip(compiled(x), optimized(x), strict=True):
+            torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
+    x = torch.from_numpy(rnd(4, 2, 3))
+    optimized(x)[0].sum().backward()
+    grads = [p.grad for p in optimized.parameters()]
+    assert grads and all(g is not None and bool(g.abs().sum() > 0) for g in grads)
+
+
+def test_one_liner_onnx2torch_convert_converts_the_loop_body_at_the_model_opset():
+    """``optimize(onnx2torch.convert(model))``: no fxsurgeon.from_onnx to record the opset."""
+    from fxsurgeon._compat import import_onnx2torch
+
+    model = tf_style_loop_model()
+    x = rnd(3, 2, 3)
+    gm = import_onnx2torch().convert(model)
+    optimized = fxsurgeon.optimize(gm, example_inputs=(torch.from_numpy(x),))
+    assert_lowered(optimized)
+    got = optimized(torch.from_numpy(x))
+    for g, e in zip(got, run_ort(model, [x]), strict=True):
+        np.testing.assert_allclose(g.detach().numpy(), e, atol=1e-5, rtol=0)
+
+
+def test_loop_with_a_static_trip_count_and_no_condition():
+    model = rnn_loop_model("three", extra_inits=[init("three", np.array(3, I64))], steps=4)
+    for batch in (2, 5):
+        optimized = assert_matches_ort(model, [rnd(4, batch, 3)])
+    assert_lowered(optimized)
+
+
+def test_loop_whose_condition_passes_its_input_through_runs_all_steps():
+    model = rnn_loop_model("steps", cond_nodes=[], cond_out="c_in")
+    for steps, batch in ((4, 2), (2, 3)):
+        optimized = assert_matches_ort(model, [rnd(steps, batch, 3)])
+    assert_lowered(optimized)
+
+
+@pytest.mark.parametrize(
+    "cond_nodes, inits, why",
+    [
+        # Stops after two steps whatever M is.
+        (
+            [helper.make_node("Less", ["time_next", "two"], ["c_out"])],
+            [init("two", np.array(2, I64))],
+            "may be false",
+        ),
+        # Reads the data: a ReduceSum of the state.
+        (
+            [
+                helper.make_node("ReduceSum", ["h_next"], ["s"], keepdims=0),
+                helper.make_node("Less", ["s", "big"], ["c_out"]),
+            ],
+            [init("big", np.array(100.0, F32))],
+            "ReduceSum",
+        ),
+        # time + 2 < T is false after step M - 2.
+        (
+            [
+                helper.make_node("Add", ["time_next", "one"], ["t2"]),
+                helper.make_node("Less", ["t2", "T"], ["c_out"]),
+            ],
+            [],
+            "may be false",
+        ),
+    ],
+)
+def test_loop_whose_condition_may_stop_it_early_is_refused_naming_it(cond_nodes, inits, why):
+    model = rnn_loop_model("steps", cond_nodes, "c_out", extra_inits=inits)
+    name_loop(model, "my_loop")
+    with pytest.raises(InputError, match=rf"'my_loop' \(op Loop\).*{why}"):
+        from_onnx(model)
+
+
+def test_while_loop_without_trip_count_is_refused():
+    go = init("go", np.array(True))
+    model = rnn_loop_model("", TF_COND, "c_out", cond_init="go", extra_inits=[go])
+    name_loop(model, "while")
+    with pytest.raises(InputError, match=r"'while' \(op Loop\).*no trip count"):
+        from_onnx(model)
+
+
+# -- GatherND / ScatterND -----------------------------------------------------------------
+
+
+def model_at(nodes, inputs, outputs, inits=(), opset=17):
+    """`make_model` at another opset (ScatterND's max/min need 18, Resize-10 needs 10)."""
+    graph = helper.make_graph(list(nodes), "case", list(inputs), list(outputs), list(inits))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def indices_into(sizes, lead, negative=True):
+    """Random indices of shape lead + [len(sizes)], some negative (counting from the end)."""
+    parts = [rng.integers(-s if negative else 0, s, size=lead) for s in sizes]
+    return np.stack(parts, axis=-1).astype(I64)
+
+
+@pytest.mark.parametrize(
+    "batch_dims, data_shape, index_lead, depth",
+    [
+        (0, [5, 4, 3], [2, 3], 2),  # picks [3]-vectors
+        (0, [5, 4], [6], 2),  # picks scalars
+        (1, [2, 6, 3], [2, 4], 1),  # ViT-MAE: kept patches per batch row
+        (1, [2, 5, 4, 3], [2, 3], 2),
+        (2, [2, 3, 5, 2], [2, 3, 4], 1),
+    ],
+)
+def test_gather_nd_with_batch_dims_matches_onnxruntime(batch_dims, data_shape, index_lead, depth):
+    node = helper.make_node("GatherND", ["data", "idx"], ["y"], batch_dims=batch_dims)
+    data_dims = ["N", *data_shape[1:]]
+    index_dims = (["N"] if batch_dims else [index_lead[0]]) + [
+        *index_lead[1:],
+        depth,
+    ]
+    model = make_model(
+        [node],
+        [tensor_info("data", F32, data_dims), tensor_info("idx", I64, index_dims)],
+        [tensor_info("y", F32, None)],
+    )
+    for n in (data_shape[0], data_shape[0] + 2):
+        data = rnd(n, *data_shape[1:])
+        lead = [n if batch_dims else index_lead[0], *index_lead[1:]]
+        sizes = data.shape[batch_dims : batch_dims + depth]
+        optimized = assert_matches_ort(model, [data, indices_into(sizes, lead)])
+    assert_lowered(optimized)
+
+
+def scatter_model(reduction, depth, data_shape, lead):
+    attrs = {} if reduction == "none" else {"reduction": reduction}
+    node = helper.make_node("ScatterND", ["data", "idx", "upd"], ["y"], **attrs)
+    updates_dims = [*lead, *data_shape[depth:]]
+    return model_at(
+        [node],
+        [
+            tensor_info("data", F32, ["N", *data_shape[1:]]),
+            tensor_info("idx", I64, [*lead, depth]),
+            tensor_info("upd", F32, updates_dims),
+        ],
+        [tensor_info("y", F32, None)],
+        opset=18,
+    )
+
+
+@pytest.mark.parametrize("reduction", ["none", "add", "mul", "max", "min"])
+@pytest.mark.parametrize("depth, data_shape, lead", [(1, [6, 3], [4]), (2, [5, 4, 2], [3, 2])])
+def test_scatter_nd_every_reduction_matches_onnxruntime(reduction, depth, data_shape, lead):
+    model = scatter_model(reduction, depth, data_shape, lead)
+    for n in (data_shape[0], data_shape[0] + 3):
+        shape = [n, *data_shape[1:]]
+        count = int(np.prod(lead))
+        if reduction == "none":  # distinct targets: duplicates are undefined without a reduction
+            flat = rng.permutation(int(np.prod(shape[:depth])))[:count]
+            idx = np.stack(np.unravel_index(flat, shape[:depth]), -1).reshape(*lead, depth)
+            idx = idx - np.array(shape[:depth]) * (rng.random(idx.shape) < 0.5)  # some negative
+        else:  # repeated targets: the reduction combines them
+            idx = indices_into(shape[:depth], lead)
+            idx.reshape(-1, depth)[1] = idx.reshape(-1, depth)[0]
+        updates = rnd(*lead, *shape[depth:])
+        optimized = assert_matches_ort(model, [rnd(*shape), idx.astype(I64), updates])
+    assert_lowered(optimized)
+
+
+def test_gather_and_scatter_nd_compile_in_one_graph():
+    """No index is read on the host: both run under torch.compile(fullgraph=True)."""
+    gather = helper.make_node("GatherND", ["data", "idx"], ["g"], batch_dims=1)
+    scatter = helper.make_node("ScatterND", ["data", "idx2", "upd"], ["s"], reduction="add")
+    model = model_at(
+        [gather, scatter],
+        [
+            tensor_info("data", F32, ["N", 6, 3]),
+            tensor_info("idx", I64, ["N", 4, 1]),
+            tensor_info("idx2", I64, [5, 2]),
+            tensor_info("upd", F32, [5, 3]),
+        ],
+        [tensor_info("g", F32, None), tensor_info("s", F32, None)],
+        opset=16,
+    )
+    optimized = fxsurgeon.optimize(from_onnx(model))
+    assert_lowered(optimized)
+    compiled = torch.compile(optimized, fullgraph=True, backend="eager")
+    for n in (2, 3):
+        inputs = [rnd(n, 6, 3), indices_into([6], [n, 4]), indices_into([n, 6], [5]), rnd(5, 3)]
+        expected = run_ort(model, inputs)
+        got = compiled(*(torch.from_numpy(i) for i in inputs))
+        for g, e in zip(got, expected, strict=True):
+            np.testing.assert_allclose(g.numpy(), e, atol=1e-5, rtol=0)
+
+
+# -- Einsum ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "equation, shapes",
+    [
+        ("bij,bjk->bik", [["N", 3, 4], ["N", 4, 2]]),  # batched matmul
+        ("ij,jk", [[3, 4], [4, "N"]]),  # implicit output: letters once, sorted
+        ("ba,ca", [["N", 3], [2, 3]]),  # implicit output sorted (a summed): "bc"
+        ("...ij,...jk->...ik", [["N", 2, 3, 4], [1, 2, 4, 5]]),  # ellipsis, broadcast batch
+        ("...ii->...i", [["N", 3, 3]]),  # diagonal
+        ("ii", [[4, 4]]),  # trace, implicit scalar output
+        ("i i ->", [[4, 4]]),  # spaces
+        ("bi,bi->b", [["N", 5], ["N", 5]]),  # row dot products
+        ("i,j->ij", [["N"], [3]]),  # outer product
+        ("bhqd,bhkd->bhqk", [["N", 2, 3, 4], ["N", 2, 5, 4]]),  # attention scores
+        ("ij...,jk...->ik...", [[2, 3, "N"], [3, 4, 1]]),  # trailing ellipsis, size-1 broadcast
+        ("Ab,bC->AC", [["N", 3], [3, 2]]),  # upper-case letters
+        ("iij->j", [[3, 3, "N"]]),  # repeated index, summed diagonal
+    ],
+)
+def test_einsum_every_form_matches_onnxruntime(equation, shapes):
+    names = [f"x{k}" for k in range(len(shapes))]
+    node = helper.make_node("Einsum", names, ["y"], equation=equation)
+    model = make_model(
+        [node],
+        [tensor_info(n, F32, s) for n, s in zip(names, shapes, strict=True)],
+        [tensor_info("y", F32, None)],
+    )
+    for size in (2, 4):
+        inputs = [rnd(*[size if d == "N" else d for d in s]) for s in shapes]
+        optimized = assert_matches_ort(model, inputs)
+    assert_lowered(optimized)
+
+
+# -- Resize ---------------------------------------------------------------------------------
+
+
+def resize_model(attrs, scales=None, sizes=None, dims=("N", 2, 4, 6), opset=17):
+    inputs = ["x", "", "scales" if scales is not None else "", "sizes" if sizes is not None else ""]
+    while inputs[-1] == "":
+        inputs.pop()
+    inits = [init("scales", np.array(scales, F32))] if scales is not None else []
+    inits += [init("sizes", np.array(sizes, I64))] if sizes is not None else []
+    node = helper.make_node("Resize", inputs, ["y"], name="my_resize", **attrs)
+    return model_at(
+        [node], [tensor_info("x", F32, list(dims))], [tensor_info("y", F32, None)], inits, opset
+    )
+
+
+NEAREST, LINEAR, CUBIC = ({"mode": m} for m in ("nearest", "linear", "cubic"))
+
+
+def ctm(mode, transform, **more):
+    return {**mode, "coordinate_transformation_mode": transform, **more}
+
+
+EXACT_RESIZES = [
+    (ctm(NEAREST, "asymmetric", nearest_mode="floor"), [1, 1, 2, 3]),
+    (ctm(NEAREST, "asymmetric", nearest_mode="floor"), [1, 1, 0.5, 0.5]),
+    (ctm(NEAREST, "tf_half_pixel_for_nn", nearest_mode="floor"), [1, 1, 1.5, 0.5]),
+    (ctm(NEAREST, "half_pixel", nearest_mode="round_prefer_ceil"), [1, 1, 0.5, 1.5]),
+    (ctm(NEAREST, "half_pixel"), [1, 1, 2, 3]),  # ONNX's default rounding: no ties here
+    (ctm(NEAREST, "pytorch_half_pixel", nearest_mode="round_prefer_ceil"), [1, 1, 2, 2]),
+    (ctm(LINEAR, "half_pixel"), [1, 1, 2, 0.5]),
+    (ctm(LINEAR, "half_pixel"), [1, 1, 1.5, 2.5]),
+    (ctm(LINEAR, "align_corners"), [1, 1, 2, 0.5]),
+    (ctm(LINEAR, "pytorch_half_pixel"), [1, 1, 2, 3]),
+    (ctm(CUBIC, "half_pixel"), [1, 1, 2, 0.5]),
+    (ctm(CUBIC, "align_corners"), [1, 1, 1.5, 2]),
+]
+
+
+@pytest.mark.parametrize("attrs, scales", EXACT_RESIZES)
+@pytest.mark.parametrize("by", ["scales", "sizes"])
+def test_resize_in_every_exact_form_matches_onnxruntime(attrs, scales, by):
+    if by == "scales":
+        model = resize_model(attrs, scales=scales)
+    else:  # the same output sizes, given as sizes (scale out/in), batch dynamic through Shape
+        sizes = [2, 2, int(4 * scales[2]), int(6 * scales[3])]
+        model = resize_model(attrs, sizes=sizes, dims=(2, 2, 4, 6))
+    for batch in (2, 3) if by == "scales" else (2,):
+        optimized = assert_matches_ort(model, [rnd(batch, 2, 4, 6)])
+    assert_lowered(optimized)
+    calls = {n.target for n in optimized.graph.nodes}
+    assert torch.nn.functional.interpolate in calls
+
+
+def test_resize_on_dynamic_spatial_dims_matches_onnxruntime():
+    model = resize_model(ctm(LINEAR, "half_pixel"), scales=[1, 1, 2, 0.5], dims=("N", 2, "H", "W"))
+    for shape in ((2, 2, 4, 6), (1, 2, 5, 8)):
+        optimized = assert_matches_ort(model, [rnd(*shape)])
+    assert_lowered(optimized)
+
+
+def test_resize10_nearest_upsampling_matches_onnxruntime():
+    node = helper.make_node("Resize", ["x", "scales"], ["y"], mode="nearest")
+    model = model_at(
+        [node],
+        [tensor_info("x", F32, ["N", 2, 3, 4])],
+        [tensor_info("y", F32, None)],
+        [init("scales", np.array([1, 1, 2, 3], F32))],
+        opset=10,
+    )
+    for batch in (1, 2):
+        optimized = assert_matches_ort(model, [rnd(batch, 2, 3, 4)])
+    assert_lowered(optimized)
+
+
+@pytest.mark.parametrize(
+    "attrs, why",
+    [
+        (ctm(NEAREST, "asymmetric", nearest_mode="round_prefer_floor"), "no torch interpolation"),
+        (ctm(NEAREST, "align_corners", nearest_mode="floor"), "no torch interpolation"),
+        (ctm(LINEAR, "asymmetric"), "no torch interpolation"),
+        (ctm(LINEAR, "tf_crop_and_resize"), "no torch interpolation"),
+        (ctm(CUBIC, "half_pixel", cubic_coeff_a=-0.5), "cubic_coeff_a"),
+        (ctm(CUBIC, "half_pixel", exclude_outside=1), "exclude_outside"),
+        (ctm(LINEAR, "half_pixel", antialias=1), "antialias"),
+    ],
+)
+def test_resize_torch_cannot_express_is_refused_naming_it(attrs, why):
+    model = resize_model(attrs, scales=[1, 1, 2, 2], opset=18)
+    with pytest.raises(InputError, match=rf"'my_resize' \(op Resize\).*{why}"):
+        from_onnx(model)
+
+
+@pytest.mark.parametrize(
+    "attrs, scales, why",
+    [
+        (ctm(NEAREST, "half_pixel"), [1, 1, 0.5, 0.5], "halfway"),  # ties round the other way
+        (ctm(LINEAR, "pytorch_half_pixel"), [1, 1, 0.25, 1.5], "may be 1"),
+        (ctm(LINEAR, "half_pixel"), [2, 1, 2, 2], "batch or channel"),
+    ],
+)
+def test_resize_whose_scales_torch_cannot_follow_is_refused(attrs, scales, why):
+    """The form is exact in general but not at these scales: refused when optimize runs it."""
+    model = resize_model(attrs, scales=scales)
+    with pytest.raises(InputError, match=rf"Resize.*{why}"):
+        fxsurgeon.optimize(from_onnx(model))
+
+
+# -- TopK -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("largest", [1, 0])
+@pytest.mark.parametrize("axis", [-1, 1])
+def test_top_k_keeps_ties_in_index_order_like_onnxruntime(largest, axis):
+    """ViT-MAE's argsort: TopK over a whole axis (k from Shape), with ties in the data."""
+    nodes = [
+        helper.make_node("Shape", ["x"], ["shape"]),
+        helper.make_node("Gather", ["shape", "axis"], ["k0"], axis=0),
+        helper.make_node("Unsqueeze", ["k0", "zero1"], ["k"]),
+        helper.make_node("TopK", ["x", "k"], ["v", "i"], axis=axis, largest=largest),
+        helper.make_node("Identity", ["v"], ["values"]),
+        helper.make_node("Identity", ["i"], ["indices"]),
+    ]
+    model = model_at(
+        nodes,
+        [tensor_info("x", F32, ["N", 6, 5])],
+        [tensor_info("values", F32, None), tensor_info("indices", I64, None)],
+        [init("axis", np.array(axis % 3, I64)), init("zero1", np.array([0], I64))],
+    )
+    for batch in (2, 3):
+        x = np.round(rnd(batch, 6, 5)).astype(F32)  # few distinct values: many ties
+        optimized = assert_matches_ort(model, [x])
+    assert_lowered(optimized)
+
+
+# -- Keras through tf2onnx, against TensorFlow ----------------------------------------------
+
+
+def _keras_model(kind: str):
+    import keras
+
+    x = keras.Input((None, 3), name="x")
+    if kind == "where":  # tf.where(x > 0, log(x), 0): the branch not taken is NaN at x <= 0
+        safe_log = keras.layers.Lambda(
+            lambda t: keras.ops.where(t > 0, keras.ops.log(t), keras.ops.zeros_like(t))
+        )(x)
+        y = keras.layers.Dense(2, name="head")(safe_log)
+    else:
+        layer = {"gru": keras.layers.GRU, "simple_rnn": keras.layers.SimpleRNN}[kind]
+        y = keras.layers.Dense(2, name="head")(layer(4, name="rnn")(x))
+    model = keras.Model(x, y)
+    fxsurgeon.examples.randomize_variables(model, seed=5)
+    return model
+
+
+@pytest.mark.parametrize("kind", ["gru", "simple_rnn", "where"])
+def test_keras_loop_and_where_models_match_tensorflow(kind):
+    """GRU/SimpleRNN export as a Loop; tf.where exports as Where (mul/add spreads the NaN of
+    the branch not taken)."""
+    from fxsurgeon.tensorflow import export_onnx
+
+    model = _keras_model(kind)
+    proto = export_onnx(model)
+    ops = [n.op_type for n in proto.graph.node]
+    assert ("Loop" in ops) == (kind != "where")
+    if kind == "where":
+        assert "Where" in ops
+    optimized = fxsurgeon.optimize(from_onnx(proto, tf_model=model))
+    assert_lowered(optimized)
+    trainable = sum(p.numel() for p in optimized.parameters() if p.requires_grad)
+    assert trainable == sum(int(np.prod(v.shape)) for v in model.trainable_variables)
+    for batch, steps in ((1, 4), (3, 9)):
+        x = rnd(batch, steps, 3)
+        expected = np.asarray(model(x))
+        with torch.no_grad():
+            got = optimized(torch.from_numpy(x)).numpy()
+        assert not np.isnan(expected).any()
+        np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
+
+
+def test_resize10_nearest_downsampling_is_refused():
+    """Resize-10's nearest takes the pixel above when downsampling; torch's the one below."""
+    node = helper.make_node("Resize", ["x", "scales"], ["y"], mode="nearest", name="my_resize")
+    model = model_at(
+        [node],
+        [tensor_info("x", F32, ["N", 2, 4, 6])],
+        [tensor_info("y", F32, None)],
+        [init("scales", np.array([1, 1, 0.5, 0.5], F32))],
+        opset=10,
+    )
+    with pytest.raises(InputError, match=r"Resize.*downsampling"):
+        fxsurgeon.optimize(from_onnx(model))
