@@ -418,3 +418,21 @@ def test_the_command_exits_2_without_traceback_unless_debug(tmp_path):
     ]
     debug = subprocess.run([*command, "--debug"], capture_output=True, text=True, env=env)
     assert debug.returncode == 2 and "Traceback" in debug.stderr
+
+
+def test_demo_prints_no_log_line_and_no_warning():
+    """`fxsurgeon demo` (tiny, no compile) in a fresh process with no TF_CPP_* set: stderr
+    holds only the progress lines, stdout only the table; TF's C++ lines go to a file."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TF_CPP")}
+    done = subprocess.run(
+        [sys.executable, "-m", "fxsurgeon", "demo", "--tiny", "--no-compile"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    assert [line for line in done.stderr.splitlines() if not line.startswith("- ")] == []
+    assert "vit-tiny" in done.stdout and "Warning" not in done.stdout
+    log = done.stdout.rsplit("native log lines: in ", 1)[1].strip()
+    assert Path(log).is_file()

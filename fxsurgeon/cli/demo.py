@@ -8,8 +8,14 @@ eager latency, and onnxruntime's latency on the exported graph.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import sys
 import tempfile
 import time
+import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -46,10 +52,43 @@ def _compiles(
     return "yes", float(np.abs(out - expected).max())
 
 
+@contextlib.contextmanager
+def native_logs_to(path: str) -> Iterator[None]:
+    """Send what C/C++ code writes to file descriptor 2 into ``path``; Python's stderr stays.
+
+    TensorFlow's and XLA's C++ loggers write to fd 2 before absl is initialised
+    (``cudart_stub``, ``cpu_feature_guard``, grappler's session lines), whatever
+    ``TF_CPP_MIN_LOG_LEVEL`` says. fd 2 goes to the file; ``sys.stderr`` is rebound
+    to a duplicate of the original descriptor, so Python's own messages still show.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    python_stderr = sys.stderr
+    with open(path, "ab") as log:
+        os.dup2(log.fileno(), 2)
+    sys.stderr = os.fdopen(os.dup(saved), "w", buffering=1)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        sys.stderr.close()
+        sys.stderr = python_stderr
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _quiet_python_loggers() -> None:
+    """transformers' notice that its TF classes are deprecated, inductor's "no CUDA runtime"."""
+    for name in ("transformers", "torch.utils.cpp_extension"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    with contextlib.suppress(ImportError):
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+
+
 def _quietly(function: Any, *args: Any) -> Any:
     """Run onnx2torch's modules with their UserWarnings (about its own indexing) kept silent."""
-    import warnings
-
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", module=r"onnx2torch(\.|$)")
         return function(*args)
@@ -60,9 +99,19 @@ def run_demo(tiny: bool = False, compile: bool = True, batch_size: int = 2) -> d
 
     The steps are the ones ``fxsurgeon convert`` runs (export with tf2onnx,
     onnx2torch, optimize, save model.py + safetensors, load model.py), shown
-    with the same progress display; TensorFlow's and tf2onnx's logs are
-    silenced by the front door and onnx2torch's warnings are counted, not printed.
+    with the same progress display. TensorFlow's and tf2onnx's Python logs are
+    silenced by the front door, their C++ log lines go to ``native-stderr.log``
+    in the demo folder (`native_logs_to`), onnx2torch's warnings are counted,
+    not printed.
     """
+    folder = tempfile.mkdtemp(prefix="fxsurgeon-demo-")
+    native_log = os.path.join(folder, "native-stderr.log")
+    with native_logs_to(native_log):
+        return _run(folder, native_log, tiny, compile, batch_size)
+
+
+def _run(folder: str, native_log: str, tiny: bool, compile: bool, batch_size: int) -> dict:
+    _quiet_python_loggers()
     steps = _Steps(quiet=False)
     kind = "tiny" if tiny else "ViT-Base"
     with steps.step("build", f"building TFViTForImageClassification ({kind}, random weights)"):
@@ -72,8 +121,7 @@ def run_demo(tiny: bool = False, compile: bool = True, batch_size: int = 2) -> d
     with steps.step("onnx2torch", "converting with onnx2torch"):
         converted = from_onnx(proto, tf_model=example.model)
     with steps.step("optimize", "optimizing (fxsurgeon.optimize)"):
-        optimized = optimize(converted)
-    folder = tempfile.mkdtemp(prefix="fxsurgeon-demo-")
+        optimized = _quietly(optimize, converted)  # it runs onnx2torch's modules
     with steps.step("save", f"writing {folder}/model.py and model.safetensors"):
         save(optimized, folder)
     loaded = load(folder)
@@ -119,6 +167,7 @@ def run_demo(tiny: bool = False, compile: bool = True, batch_size: int = 2) -> d
     if report.matches:
         print("fusions: " + ", ".join(f"{k} x{v}" for k, v in sorted(report.matches.items())))
     print(f"onnx2torch warnings while converting: {len(warned)} (captured, not printed)")
+    print(f"TensorFlow's native log lines: in {native_log}")
     return {
         "rows": rows,
         "optimize_s": steps.timings["optimize"],

@@ -24,10 +24,9 @@ REDUCE = {"mul": "prod", "max": "amax", "min": "amin"}
 
 def linear_index(indices: torch.Tensor, sizes: list[int]) -> torch.Tensor:
     """The last dim of `indices` (one index per size in `sizes`) as one row-major index."""
-    lin = None
+    lin = torch.zeros_like(indices[..., 0])
     for j, size in enumerate(sizes):
-        part = torch.remainder(indices[..., j], size)  # [-s, s - 1] -> [0, s - 1]
-        lin = part if lin is None else lin * size + part
+        lin = lin * size + torch.remainder(indices[..., j], size)  # [-s, s - 1] -> [0, s - 1]
     return lin
 
 
