@@ -1,4 +1,14 @@
-"""fxsurgeon: make the PyTorch model you get from TensorFlow through ONNX plain PyTorch."""
+"""fxsurgeon: make the PyTorch model you get from TensorFlow through ONNX plain PyTorch.
+
+Everything the README shows is importable from here: `optimize`, `from_tensorflow`,
+`from_onnx`, `export_onnx`, `verify` (the subpackage, callable as its `verify`
+function),
+`save`, `load`, `bisect`, `report_of`, `parameter_origins`.
+"""
+
+import sys
+import types
+from typing import Any
 
 from ._compat import ensure_safe_import_order
 
@@ -6,15 +16,34 @@ ensure_safe_import_order()
 
 from .codegen import CodegenError  # noqa: E402
 from .errors import ConvergenceError, FxSurgeonError, InputError, PatternError  # noqa: E402
+from .frontdoor import export_onnx, from_onnx, from_tensorflow  # noqa: E402
 from .fuse import Match, Rule  # noqa: E402
 from .params import ParameterOrigin, parameter_origins  # noqa: E402
-from .pipeline import Report, optimize, report_of  # noqa: E402
+from .pipeline import LazyOptimized, Report, optimize, report_of  # noqa: E402
 from .report import ConversionReport  # noqa: E402
 from .save import load, save  # noqa: E402
-from .verify import BisectResult, bisect  # noqa: E402
+from .verify import BisectResult, VerifyReport, bisect  # noqa: E402
+
+
+class _CallableModule(types.ModuleType):
+    """``fxsurgeon.verify`` is the subpackage and, called, its `verify` function."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.verify(*args, **kwargs)
+
+
+# The README's ``fxsurgeon.verify(model, reference)``, while ``fxsurgeon.verify.VerifyReport``
+# and ``import fxsurgeon.verify.api`` keep working.
+sys.modules[f"{__name__}.verify"].__class__ = _CallableModule
 
 __all__ = [
     "optimize",
+    "LazyOptimized",
+    "from_tensorflow",
+    "from_onnx",
+    "export_onnx",
+    "verify",
+    "VerifyReport",
     "Report",
     "report_of",
     "parameter_origins",

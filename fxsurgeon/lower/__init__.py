@@ -24,7 +24,7 @@ The table (`table.py`) is filled by the op-family modules, one per ONNX op famil
 """
 
 # The op-family modules fill the table when imported.
-from . import elementwise, indexing, nn_ops, shape_ops  # noqa: F401, E402
+from . import elementwise, indexing, nn_modules, nn_ops, shape_ops  # noqa: F401, E402
 from .graph import LoweringResult, lower_graph
 from .table import LOWERINGS
 from .values import Const, Sym, is_onnx2torch_module

@@ -40,7 +40,7 @@ def _binary(ctx, mod, node, args):
     integer = (dtype_of(a_node or b_node) or torch.float32) in (torch.int32, torch.int64)
     if op is operator.truediv and integer:
         return ctx.call(torch.div, ctx.tensor(a), ctx.tensor(b), rounding_mode="trunc")
-    out_shape = shape_of(node)
+    out_shape = ctx.out_shape(a, b)
     lhs = ctx.operand(a, out_shape if _same_shape(b, out_shape) else None)
     rhs = ctx.operand(b, out_shape if _same_shape(a, out_shape) else None)
     if not isinstance(lhs, fx.Node) and not isinstance(rhs, fx.Node):
@@ -122,7 +122,7 @@ def _where(ctx, mod, node, args):
     if all(isinstance(a, Const) for a in args):
         return Const(torch.where(*(a.value for a in args)))
     cond, a, b = args
-    out_shape = shape_of(node)
+    out_shape = ctx.out_shape(cond, a, b)
     return ctx.call(
         torch.where,
         ctx.tensor(cond),
