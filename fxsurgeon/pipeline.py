@@ -38,7 +38,7 @@ from torch import fx, nn
 
 from .errors import InputError
 from .fuse import PATTERNS_KEY, apply_rules, load_rules
-from .lower import is_onnx2torch_module, lower_graph
+from .lower import is_onnx2torch_module, lower_graph, onnx2torch_classes
 from .params import restore_parameters
 from .shapes import ExampleInputs, SymbolicShapes, signatures
 
@@ -129,8 +129,9 @@ def _as_graph_module(model: Any) -> fx.GraphModule:
 
 
 def _is_torch_nn(module: nn.Module) -> bool:
-    """onnx2torch emits some ONNX ops as torch.nn modules (Clip(0, 6) -> nn.ReLU6)."""
-    return type(module).__module__.startswith("torch.nn.")
+    """onnx2torch emits some ONNX ops as torch.nn modules (Clip(0, 6) -> nn.ReLU6);
+    the list comes from its converter registry (fxsurgeon/lower/coverage.py)."""
+    return onnx2torch_classes().get(type(module).__name__) is type(module)
 
 
 def _check_input(model: Any) -> fx.GraphModule:

@@ -25,8 +25,17 @@ The table (`table.py`) is filled by the op-family modules, one per ONNX op famil
 
 # The op-family modules fill the table when imported.
 from . import elementwise, indexing, nn_modules, nn_ops, shape_ops  # noqa: F401, E402
+from .coverage import onnx2torch_classes
 from .graph import LoweringResult, lower_graph
 from .table import LOWERINGS
 from .values import Const, Sym, is_onnx2torch_module
 
-__all__ = ["Const", "Sym", "LOWERINGS", "lower_graph", "LoweringResult", "is_onnx2torch_module"]
+__all__ = [
+    "onnx2torch_classes",
+    "Const",
+    "Sym",
+    "LOWERINGS",
+    "lower_graph",
+    "LoweringResult",
+    "is_onnx2torch_module",
+]

@@ -111,7 +111,8 @@ class SymbolicShapes:
         return result
 
     def fake(self, tensor: torch.Tensor) -> torch.Tensor:
-        return self.mode.from_tensor(tensor)
+        """A constant of the graph: its sizes are its own, never symbols."""
+        return self.mode.from_tensor(tensor, static_shapes=True)
 
     def _note_forced(self, where: str, op: str) -> None:
         if len(self.forced) == len(self._symbols):
