@@ -18,7 +18,7 @@ from .errors import ConvergenceError, FxSurgeonError, InputError, PatternError  
 from .frontdoor import export_onnx, from_onnx, from_tensorflow  # noqa: E402
 from .fuse import Match, Rule  # noqa: E402
 from .params import ParameterOrigin, parameter_origins  # noqa: E402
-from .pipeline import Report, optimize, report_of  # noqa: E402
+from .pipeline import LazyOptimized, Report, optimize, report_of  # noqa: E402
 from .report import ConversionReport  # noqa: E402
 from .save import load, save  # noqa: E402
 from .verify import BisectResult, VerifyReport, bisect  # noqa: E402
@@ -37,6 +37,7 @@ sys.modules[f"{__name__}.verify"].__class__ = _CallableModule
 
 __all__ = [
     "optimize",
+    "LazyOptimized",
     "from_tensorflow",
     "from_onnx",
     "export_onnx",

@@ -35,8 +35,17 @@ from . import (  # noqa: F401, E402
     shape_ops,
     spec_fixes,
 )
+from .coverage import onnx2torch_classes
 from .graph import LoweringResult, lower_graph
 from .table import LOWERINGS
 from .values import Const, Sym, is_onnx2torch_module
 
-__all__ = ["Const", "Sym", "LOWERINGS", "lower_graph", "LoweringResult", "is_onnx2torch_module"]
+__all__ = [
+    "onnx2torch_classes",
+    "Const",
+    "Sym",
+    "LOWERINGS",
+    "lower_graph",
+    "LoweringResult",
+    "is_onnx2torch_module",
+]
