@@ -138,8 +138,6 @@ def _emitted_by_a_converter(module: nn.Module) -> bool:
     converters added to that registry (fxsurgeon/frontdoor/converters/)."""
     if is_onnx2torch_module(module):
         return True
-    if type(module).__module__.startswith("fxsurgeon.frontdoor.converters"):
-        return True
     return onnx2torch_classes().get(type(module).__name__) is type(module)
 
 
@@ -204,7 +202,7 @@ def optimize(
     disable: Sequence[str] = (),
     debug_patterns: bool = False,
     verify: str | Callable[..., Any] | None = None,
-) -> fx.GraphModule:
+) -> fx.GraphModule | LazyOptimized:
     """Turn an onnx2torch GraphModule into plain PyTorch; `model` is not modified.
 
     Dynamic dims are decided by analysis (fxsurgeon/shapes/symbolic.py): every

@@ -21,7 +21,8 @@ Python literals.
 
 The table (`table.py`) is filled by the op-family modules, one per ONNX op family:
 `shape_ops`, `indexing`, `elementwise`, `nn_ops`, `activations`, `recurrent` (LSTM/GRU/RNN),
-`control_flow` (If), `spec_fixes` (CumSum, SAME-padded Conv); `graph.py` is the pass that uses it.
+`control_flow` (If), `spec_fixes` (CumSum, SAME-padded Conv); `graph.py` is the pass that uses it;
+`coverage.py` lists the classes the converters can emit (docs/coverage.md).
 """
 
 # The op-family modules fill the table when imported.

@@ -15,6 +15,7 @@ any other (fxsurgeon/shapes/symbolic.py). Then:
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import torch
 from torch import fx
@@ -40,7 +41,7 @@ def lower_branch(ctx, branch: fx.GraphModule, operands: list[fx.Node]) -> fx.Gra
 
 def inline(ctx, gm: fx.GraphModule, operands: list):
     """Write `gm`'s nodes into the new graph with its inputs bound to `operands`."""
-    env: dict[fx.Node, object] = {}
+    env: dict[fx.Node, Any] = {}
     inputs = iter(operands)
     result = None
     for node in gm.graph.nodes:

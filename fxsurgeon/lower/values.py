@@ -82,15 +82,18 @@ class ShapedGraph(fx.Graph):
         return node
 
     def evaluate(self, node: fx.Node) -> None:
-        args, kwargs = fx.node.map_arg((node.args, node.kwargs), lambda n: n.meta.get("val"))
+        values: Any = fx.node.map_arg((node.args, node.kwargs), lambda n: n.meta.get("val"))
+        args, kwargs = values
+        target: Any = node.target
+        fn: Callable[..., Any]
         if node.op == "get_attr":
-            fn, args = self._fetch, (node.target,)
+            fn, args = self._fetch, (target,)
         elif node.op == "call_method":
-            fn, args = (lambda obj, *a, **k: getattr(obj, node.target)(*a, **k)), args
+            fn = getattr(type(args[0]), target)  # x.size(1) as Tensor.size(x, 1)
         elif node.op == "call_module":
-            fn = self.root.get_submodule(node.target)  # type: ignore[union-attr]
+            fn = self.root.get_submodule(target)  # type: ignore[union-attr]
         else:
-            fn = node.target
+            fn = target
         op = getattr(node.target, "__name__", str(node.target))
         try:
             value = self.shapes.run(fn, args, kwargs, self.where, op)

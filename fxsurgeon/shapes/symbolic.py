@@ -92,11 +92,13 @@ class SymbolicShapes:
     def __post_init__(self) -> None:
         self.env = ShapeEnv(duck_shape=False)
         self.mode = FakeTensorMode(shape_env=self.env, allow_non_fake_inputs=True)
+        self.mode.cache_enabled = False  # `run` keeps results by sizes; the mode's cache only costs
         self.fake_inputs = []
         self._symbols: dict[Any, tuple[str, int]] = {}
+        self._memo: dict[Any, Any] = {}  # see run
         for sig in self.inputs:
             dynamic = [DimDynamic.STATIC if d is not None else DimDynamic.DYNAMIC for d in sig.dims]
-            context = StatelessSymbolicContext(dynamic_sizes=dynamic)
+            context: Any = StatelessSymbolicContext(dynamic_sizes=dynamic)
             real = torch.empty(sig.hints, dtype=sig.dtype)
             fake = self.mode.from_tensor(real, symbolic_context=context)
             for i, size in enumerate(fake.shape):
@@ -115,12 +117,24 @@ class SymbolicShapes:
     def run(self, fn: Any, args: Sequence, kwargs: dict, where: str, op: str) -> Any:
         """``fn(*args, **kwargs)`` on fake values; notes any input dim it forced.
 
-        The Python dispatcher is on, as under torch.export: composite ops whose
-        C++ kernels read concrete sizes (``torch.lstm``) take their symbolic
-        decompositions."""
-        with self.mode, enable_python_dispatcher():
-            result = fn(*args, **kwargs)
+        A call on the same sizes as an earlier one (the next layer's) gives the
+        earlier result: what a native op gives for fake inputs depends only on
+        their sizes, strides and dtypes, and any guard it added holds already.
+        A composite op whose C++ kernel reads concrete sizes (``torch.lstm``)
+        is run again with the Python dispatcher on, as under torch.export, so
+        that it takes its symbolic decomposition."""
+        key = _memo_key((fn, args, kwargs))
+        if key is not None and key in self._memo:
+            return self._memo[key]
+        try:
+            with self.mode:
+                result = fn(*args, **kwargs)
+        except Exception:  # noqa: BLE001 - the second try raises what is wrong
+            with self.mode, enable_python_dispatcher():
+                result = fn(*args, **kwargs)
         self._note_forced(where, op)
+        if key is not None:
+            self._memo[key] = result
         return result
 
     def fake(self, tensor: torch.Tensor) -> torch.Tensor:
@@ -189,6 +203,47 @@ class SymbolicShapes:
             else:
                 out.append(torch.ones(shape, dtype=sig.dtype))
         return tuple(out)
+
+
+_LITERALS = (int, float, bool, str, type(None), torch.dtype, torch.device, torch.layout)
+
+
+def _memo_key(value: Any) -> Any:
+    """A hashable description of a call's function and arguments by sizes,
+    strides and dtypes (symbols as their current expressions), or None when
+    one of them is not described so (a module, a fake tensor holding data)."""
+    if isinstance(value, torch.Tensor):
+        if getattr(value, "constant", None) is not None:
+            return None
+        sizes = tuple(_memo_key(d) for d in value.shape)
+        strides = tuple(_memo_key(d) for d in value.stride())
+        return ("tensor", sizes, strides, value.dtype, value.device)
+    if isinstance(value, (torch.SymInt, torch.SymFloat, torch.SymBool)):
+        return ("sym", type(value), value.node.expr)
+    if isinstance(value, _LITERALS):
+        return (type(value), value)
+    if isinstance(value, (tuple, list)):
+        items = tuple(_memo_key(v) for v in value)
+        return None if None in items else (type(value), items)
+    if isinstance(value, dict):
+        items = tuple((k, _memo_key(v)) for k, v in sorted(value.items()))
+        return None if any(v is None for _, v in items) else ("dict", items)
+    if isinstance(value, slice):
+        return _memo_key(("slice", value.start, value.stop, value.step))
+    if value is Ellipsis:
+        return "..."
+    if callable(value) and not isinstance(value, torch.nn.Module) and _stable(value):
+        return ("fn", value)
+    return None
+
+
+def _stable(fn: Any) -> bool:
+    """A function that names the same computation every time it is seen: a
+    module-level function or builtin, or a method of a class (not a closure)."""
+    if getattr(fn, "__closure__", None):
+        return False
+    name = getattr(fn, "__qualname__", "")
+    return "<lambda>" not in name and "<locals>" not in name
 
 
 def signatures(
