@@ -117,9 +117,10 @@ def _cache_key(name: str) -> str:
         name,
         Path(inspect.getsourcefile(builder) or "").read_text(),
         inspect.getsource(randomize_variables),
+        # the files the export runs (not the ONNX -> fx side of the front door)
         *(
-            p.read_text()
-            for p in sorted(Path(fxsurgeon.frontdoor.export.__file__).parent.glob("*.py"))
+            (Path(fxsurgeon.frontdoor.export.__file__).parent / f).read_text()
+            for f in ("export.py", "freeze.py")
         ),
         tf.__version__,
         tf2onnx.__version__,

@@ -13,10 +13,15 @@ from ._compat import ensure_safe_import_order
 
 ensure_safe_import_order()
 
+from .frontdoor.onnx2torch_hook import install as _record_onnx2torch_sources  # noqa: E402
+
+_record_onnx2torch_sources()  # the bare one-liner: optimize(onnx2torch.convert(onnx_model))
+
 from .codegen import CodegenError  # noqa: E402
 from .errors import ConvergenceError, FxSurgeonError, InputError, PatternError  # noqa: E402
 from .frontdoor import export_onnx, from_onnx, from_tensorflow  # noqa: E402
 from .fuse import Match, Rule  # noqa: E402
+from .inference import freeze  # noqa: E402
 from .params import ParameterOrigin, parameter_origins  # noqa: E402
 from .pipeline import LazyOptimized, Report, optimize, report_of  # noqa: E402
 from .report import ConversionReport  # noqa: E402
@@ -43,6 +48,7 @@ __all__ = [
     "export_onnx",
     "verify",
     "VerifyReport",
+    "freeze",
     "Report",
     "report_of",
     "parameter_origins",

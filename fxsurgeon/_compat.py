@@ -71,13 +71,19 @@ def import_onnx2torch():
     """
     ensure_safe_import_order()
     import onnx2torch
+
+    teach_same_meaning_versions()
+    return onnx2torch
+
+
+def teach_same_meaning_versions() -> None:
+    """Register onnx2torch's converter for the op versions in `_SAME_MEANING` (idempotent)."""
     from onnx2torch.node_converters.registry import _CONVERTER_REGISTRY, OperationDescription
 
     for op, version, same_as in _SAME_MEANING:
         new, old = OperationDescription("", op, version), OperationDescription("", op, same_as)
         if new not in _CONVERTER_REGISTRY and old in _CONVERTER_REGISTRY:
             _CONVERTER_REGISTRY[new] = _CONVERTER_REGISTRY[old]
-    return onnx2torch
 
 
 def import_tensorflow():

@@ -37,6 +37,7 @@ import torch
 from torch import fx, nn
 
 from .errors import InputError
+from .frontdoor.onnx2torch_hook import NO_RECORD_KEY
 from .fuse import PATTERNS_KEY, apply_rules, load_rules
 from .lower import is_onnx2torch_module, lower_graph, onnx2torch_classes
 from .params import restore_parameters
@@ -244,7 +245,8 @@ def optimize(
     shapes = _analysis(model, example_inputs)
     if shapes is None:
         options = dict(patterns=patterns, disable=disable, debug_patterns=debug_patterns)
-        return LazyOptimized(model, options | {"verify": verify})
+        why = model.meta.get(NO_RECORD_KEY) or "it was converted before fxsurgeon was imported"
+        return LazyOptimized(model, options | {"verify": verify}, why)
     report = Report()
     clock = _Clock(report)
 
@@ -360,17 +362,23 @@ class LazyOptimized(nn.Module):
     ``parameters()`` is empty. ``report_of`` works after the first call.
     """
 
-    def __init__(self, source: fx.GraphModule, options: dict[str, Any]):
+    def __init__(self, source: fx.GraphModule, options: dict[str, Any], why: str = ""):
         super().__init__()
         self._source = [source]  # a list: not a submodule, so not in parameters()
         self._options = options
+        self.why = why  # why the GraphModule carries no input record
         self.optimized: fx.GraphModule | None = None
         self.meta: dict[str, Any] = {}
 
     def materialize(self, *inputs: torch.Tensor) -> fx.GraphModule:
         if self.optimized is None:
-            self.optimized = optimize(self._source[0], example_inputs=inputs, **self._options)
-            self.meta = self.optimized.meta
+            optimized = optimize(self._source[0], example_inputs=inputs, **self._options)
+            assert isinstance(optimized, fx.GraphModule)  # example inputs: never lazy
+            optimized.meta[REPORT_KEY].notes.append(
+                "input ranks and dtypes read from the first call: the GraphModule "
+                f"carries no record of its ONNX inputs ({self.why})"
+            )
+            self.optimized, self.meta = optimized, optimized.meta
         return self.optimized
 
     def forward(self, *inputs: torch.Tensor) -> Any:

@@ -240,7 +240,27 @@ def test_same_padded_strided_conv_on_dynamic_dims_keeps_the_spec_module():
         [init("w", rnd(3, 2, 3, 3))],
     )
     optimized = assert_matches_ort(model, [rnd(2, 2, 7, 8)])
-    assert "stride > 1" in report_of(optimized).unconverted["OnnxConvSame"][0]
+    assert "stride > 1" in report_of(optimized).unconverted["OnnxConvSpec"][0]
+
+
+@pytest.mark.parametrize("pads", [[0, 0, 0, 0], [1, 2, 1, 2], [2, 0, 1, 3]])
+def test_conv_with_a_computed_weight_matches_onnxruntime(pads):
+    """Weight normalisation (HuBERT's positional conv): the weight is g * v, computed in
+    the graph, which onnx2torch's Conv converter cannot take; grouped, explicit pads."""
+    nodes = [
+        helper.make_node("Mul", ["v", "g"], ["w"]),
+        helper.make_node("Conv", ["x", "w", "b"], ["y"], group=2, pads=pads, strides=[1, 2]),
+    ]
+    model = make_model(
+        nodes,
+        [tensor_info("x", F32, ["N", 4, "H", "W"])],
+        [tensor_info("y", F32, None)],
+        [init("v", rnd(6, 2, 3, 3)), init("g", rnd(6, 1, 1, 1)), init("b", rnd(6))],
+    )
+    for shape in ((2, 4, 6, 7), (3, 4, 5, 9)):
+        optimized = assert_matches_ort(model, [rnd(*shape)])
+    assert_lowered(optimized)
+    assert report_of(optimized).trainable_after == 6 * 2 * 3 * 3 + 6 + 6
 
 
 # -- refusals ------------------------------------------------------------------------------

@@ -62,6 +62,51 @@ def single(
     return build
 
 
+def tensordot_prod_of_dims():
+    """tf2onnx's Tensordot over a dynamic batch: Reshape(x, [ReduceProd(Shape(x)[:-1]), C])."""
+    nodes = [
+        helper.make_node("Shape", ["x"], ["s"]),
+        helper.make_node("Slice", ["s", "start", "end"], ["lead"]),
+        helper.make_node("ReduceProd", ["lead"], ["rows"], keepdims=1),
+        helper.make_node("Concat", ["rows", "tail"], ["target"], axis=0),
+        helper.make_node("Reshape", ["x", "target"], ["flat"]),
+        helper.make_node("MatMul", ["flat", "w"], ["y"]),
+    ]
+    inits = [
+        init("start", np.array([0], I64)),
+        init("end", np.array([-1], I64)),
+        init("tail", np.array([6], I64)),
+        init("w", x_of(6, 5)),
+    ]
+    model = make_model(
+        nodes, [tensor_info("x", F32, ["N", "H", 6])], [tensor_info("y", F32, None)], inits
+    )
+    return model, lambda b: [x_of(b, b + 2, 6)]
+
+
+def slice_to_a_run_time_end():
+    """ConvBERT's slice: the end is computed from a dynamic dim (L - 1), a start from it too."""
+    nodes = [
+        helper.make_node("Shape", ["x"], ["s"]),
+        helper.make_node("Gather", ["s", "one"], ["l"], axis=0),
+        helper.make_node("Unsqueeze", ["l", "axes0"], ["l1"]),
+        helper.make_node("Sub", ["l1", "one1"], ["end"]),
+        helper.make_node("Sub", ["l1", "three"], ["start"]),
+        helper.make_node("Slice", ["x", "start", "end", "axes2"], ["y"]),
+    ]
+    inits = [
+        init("one", np.array(1, I64)),
+        init("axes0", np.array([0], I64)),
+        init("one1", np.array([1], I64)),
+        init("three", np.array([3], I64)),
+        init("axes2", np.array([2], I64)),
+    ]
+    model = make_model(
+        nodes, [tensor_info("x", F32, ["N", "L", "L"])], [tensor_info("y", F32, None)], inits
+    )
+    return model, lambda b: [x_of(b, b + 3, b + 3)]
+
+
 def split_uneven():
     nodes = [
         helper.make_node("Split", ["x", "s"], ["a", "b"], axis=2),
@@ -130,6 +175,10 @@ CASES = {
     "reduce_sum_axes_input": single(
         "ReduceSum", {"keepdims": 0}, inputs=("x", "a"), inits=[init("a", np.array([1], I64))]
     ),
+    "reduce_prod_two_axes": single("ReduceProd", {"axes": [0, 2], "keepdims": 0}),
+    "reduce_prod_keepdims": single("ReduceProd", {"axes": [-1, 1], "keepdims": 1}),
+    "tensordot_prod_of_dims": tensordot_prod_of_dims,
+    "slice_to_a_run_time_end": slice_to_a_run_time_end,
     "softmax_axis1": single("Softmax", {"axis": 1}),
     "flatten_axis2": single("Flatten", {"axis": 2}, x_shape=("N", 2, 3, 4)),
     "flatten_axis_last": single("Flatten", {"axis": -1}, x_shape=("N", 2, 3)),

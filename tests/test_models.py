@@ -95,18 +95,39 @@ def test_trainable_parameters_equal_tensorflow(name):
     assert report_of(module).trainable_after == trainable
 
 
-def test_keras3_folded_batchnorm_is_reported_not_hidden():
-    """Keras 3's BatchNormalization reaches ONNX folded into one scale and one
-    offset (TF's own graph optimizer does it); gamma and the moving variance
-    cannot come back, and the report says so, variable by variable."""
-    module = optimized("keras3_cnn")
+def test_a_variable_no_initializer_holds_is_reported_not_hidden():
+    """A TF variable the exported graph never reads cannot come back as a parameter;
+    the report lists it by name instead of dropping it silently."""
+    from fxsurgeon._compat import import_tensorflow
+    from fxsurgeon.examples import randomize_variables
+
+    tf = import_tensorflow()
+    import keras
+
+    class TwoHeads(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.used = keras.layers.Dense(4, name="used")
+            self.spare = keras.layers.Dense(3, name="spare")
+
+        def call(self, x):
+            return self.used(x)
+
+    model = TwoHeads()
+    model(np.zeros((1, 5), np.float32))
+    model.spare.build((None, 5))
+    randomize_variables(model, 0)
+    proto = fxsurgeon.export_onnx(model, [tf.TensorSpec((None, 5), tf.float32)])
+    module = fxsurgeon.optimize(fxsurgeon.from_onnx(proto, tf_model=model))
     report = report_of(module)
-    tf_model = zoo.build("keras3_cnn").model
-    missing = {v.path for v in tf_model.trainable_variables} - {
-        o.tf_name for o in fxsurgeon.parameter_origins(module).values()
-    }
-    assert missing and all(v in report.not_trainable for v in missing)
-    assert max_diff_vs_tf("keras3_cnn", module) <= ATOL
+    spare = {v.path for v in model.spare.trainable_variables}
+    assert len(spare) == 2 and spare <= set(report.not_trainable)
+    assert all("held by no ONNX initializer" in report.not_trainable[v] for v in spare)
+    assert report.trainable_after == 5 * 4 + 4
+    x = np.random.default_rng(1).standard_normal((3, 5)).astype(np.float32)
+    with torch.no_grad():
+        got = module(torch.from_numpy(x)).numpy()
+    assert np.abs(got - model(x).numpy()).max() <= ATOL
 
 
 def test_optimize_leaves_the_input_module_unchanged():

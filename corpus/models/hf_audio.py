@@ -100,10 +100,6 @@ def _wave(
         twin=hf_twin(model, pt_class),
         twin_inputs=torch_inputs,
         note="GroupNorm (feature encoder conv 0) and a weight-normed grouped positional conv are not counted",
-        xfail=(
-            "the positional conv embedding is a grouped Conv1D (groups=4): tf_keras calls it through a "
-            "jit_compile tf.function, which tf2onnx leaves as a PartitionedCall node (no ONNX op)"
-        ),
     )
 
 

@@ -113,7 +113,6 @@ def build_convnext() -> CorpusModel:
         config,
         ("last_hidden_state", "pooler_output"),
         nominal,
-        xfail=GROUPED_CONV,  # the 7x7 depthwise dwconv of every layer
     )
 
 
@@ -176,7 +175,6 @@ def build_segformer() -> CorpusModel:
         config,
         ("last_hidden_state",),
         nominal,
-        xfail=GROUPED_CONV,  # the MixFFN 3x3 depthwise dwconv
     )
 
 
@@ -205,7 +203,6 @@ def build_mobilevit() -> CorpusModel:
         config,
         ("last_hidden_state", "pooler_output"),
         nominal,
-        xfail=GROUPED_CONV,  # the inverted residuals' depthwise conv_3x3
     )
 
 
@@ -229,7 +226,6 @@ def build_regnet() -> CorpusModel:
         config,
         ("last_hidden_state", "pooler_output"),
         {},
-        xfail=GROUPED_CONV,  # the grouped 3x3 convs (groups_width=8)
     )
 
 
@@ -270,7 +266,6 @@ def build_cvt() -> CorpusModel:
         config,
         ("last_hidden_state", "cls_token_value"),
         nominal,
-        xfail=GROUPED_CONV,  # the depthwise dw_bn q/k/v projection convs
     )
 
 

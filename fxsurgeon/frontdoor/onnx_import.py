@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -53,19 +54,34 @@ def from_onnx(
             warnings.simplefilter("always")
             gm = converters.convert(model)
     except NotImplementedError as exc:
-        raise InputError(f"{where}: cannot convert it: {exc}") from exc
+        raise InputError(f"{where}: onnx2torch cannot convert it: {exc}") from exc
     # onnx2torch's warnings are about its own modules, which optimize replaces: kept, not printed
     gm.meta[ONNX2TORCH_WARNINGS_KEY] = [str(w.message).strip() for w in caught]
     gm.eval()  # the ONNX graph is inference: BatchNorm must use its running statistics
+    if gm.meta.get(SOURCE_META_KEY) is None:  # recorded by the hook (onnx2torch_hook.py)
+        record_source(gm, model)
+    if tf_model is None:
+        return gm
 
-    tf_variables: tuple[TFVariable, ...] = ()
-    if tf_model is not None:
-        tf_variables = tuple(v for v, _ in tf_variables_of(tf_model))
-        if variable_map is None:
-            variable_map = map_initializers_to_variables(model, tf_model)
-        _warn_unmapped(tf_variables, variable_map, where)
+    tf_variables = tuple(v for v, _ in tf_variables_of(tf_model))
+    if variable_map is None:
+        variable_map = map_initializers_to_variables(model, tf_model)
+    _warn_unmapped(tf_variables, variable_map, where)
+    gm.meta[SOURCE_META_KEY] = dataclasses.replace(
+        gm.meta[SOURCE_META_KEY],
+        variable_map=variable_map,
+        tf_variables=tf_variables,
+        tf_model=tf_model,
+    )
+    return gm
 
-    initializers = {t.name: t for t in model.graph.initializer}
+
+def record_source(gm: torch.fx.GraphModule, model: onnx.ModelProto) -> None:
+    """Put the `SourceInfo` of ``model`` (no TensorFlow side) on ``gm.meta``.
+
+    ``gm`` is onnx2torch's conversion of ``model`` with ``onnx_mapping`` on its modules.
+    """
+    initializers = {t.name for t in model.graph.initializer}
     gm.meta[SOURCE_META_KEY] = SourceInfo(
         onnx_model=model,
         input_specs=tuple(
@@ -74,11 +90,7 @@ def from_onnx(
         output_names=tuple(o.name for o in model.graph.output),
         buffer_to_initializer=_buffer_to_initializer(gm),
         parameter_to_initializer=_parameter_to_initializer(gm, model),
-        variable_map=variable_map,
-        tf_variables=tf_variables,
-        tf_model=tf_model,
     )
-    return gm
 
 
 def from_tensorflow(
@@ -206,6 +218,6 @@ def _warn_unmapped(
         )
         warnings.warn(
             f"{where}: {len(missing)} trainable TF variable(s) are held by no ONNX initializer "
-            f"(folded into constants by the export): {shown}",
+            f"(unused by the graph, or folded into constants by the export): {shown}",
             stacklevel=3,
         )

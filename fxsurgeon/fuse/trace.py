@@ -36,6 +36,11 @@ class PatternReport:
     #: rule -> why an ``on_rewrite`` hook undid its rewrites (one entry per undone match)
     declined: dict[str, list[str]] = field(default_factory=dict)
 
+    def __getstate__(self) -> dict:
+        # Rules hold the pattern files' functions, often closures: a pickled model
+        # (torch.save, multiprocessing) keeps what the rules did, not the rules.
+        return {**self.__dict__, "rules": {}}
+
     def table(self) -> str:
         """The per-rule hits/attempts/time table (tinygrad's TRACK_MATCH_STATS)."""
         lines = [f"{'rule':28} {'phase':10} {'hits':>5} {'attempts':>9} {'ms':>8}  file"]

@@ -49,10 +49,15 @@ def _slice(ctx, mod, node, args):
     data, starts, ends = args[:3]
     axes = args[3] if len(args) > 3 else None
     steps = args[4] if len(args) > 4 else None
+    axes = const_ints(axes, "Slice axes") if axes is not None else None
+    steps = const_ints(steps, "Slice steps") if steps is not None else None
+    symbolic = _symbolic_bounds(starts, ends)
+    if symbolic is not None and not isinstance(data, (Sym, Const)):
+        return _slice_symbolic(ctx, ctx.tensor(data), *symbolic, axes, steps)
     starts = const_ints(starts, "Slice starts")
     ends = const_ints(ends, "Slice ends")
-    axes = const_ints(axes, "Slice axes") if axes is not None else list(range(len(starts)))
-    steps = const_ints(steps, "Slice steps") if steps is not None else [1] * len(starts)
+    axes = axes if axes is not None else list(range(len(starts)))
+    steps = steps if steps is not None else [1] * len(starts)
     if isinstance(data, Sym) and not data.scalar:
         (start, end, step) = _onnx_slice_bounds(len(data.items), starts[0], ends[0], steps[0])
         return Sym(
@@ -84,6 +89,29 @@ def _slice(ctx, mod, node, args):
     for axis, kept in flips:
         out = ctx.call(torch.index_select, out, axis, ctx.tensor(Const(torch.tensor(kept))))
     return out
+
+
+def _symbolic_bounds(starts, ends) -> tuple[list, list] | None:
+    """Starts and ends as ints and int-valued nodes (sizes computed at run time), when at
+    least one is not static; None when both are static (or not shape values at all)."""
+    s, e = as_sym(starts), as_sym(ends)
+    if s is None or e is None or (s.is_static and e.is_static):
+        return None
+    return list(s.items), list(e.items)
+
+
+def _slice_symbolic(ctx, x, starts, ends, axes, steps):
+    """Slice with run-time starts/ends: for step > 0 Python's slice clamps and wraps negative
+    indices exactly as ONNX does, so the run-time values go straight into the index."""
+    rank = rank_of(x)
+    axes = axes if axes is not None else list(range(len(starts)))
+    steps = steps if steps is not None else [1] * len(starts)
+    index: list = [slice(None)] * rank
+    for start, end, axis, step in zip(starts, ends, axes, steps, strict=True):
+        if step <= 0:
+            raise LoweringError("Slice with run-time bounds and a negative step")
+        index[axis % rank] = slice(start, end, None if step == 1 else step)
+    return ctx.call(operator.getitem, x, tuple(index))
 
 
 def _onnx_slice_bounds(dim: int, start: int, end: int, step: int) -> tuple[int, int, int]:

@@ -12,9 +12,9 @@ from torch import fx, nn
 
 from ..errors import LoweringError
 from ..shapes import shape_of
-from .shape_ops import _one_dynamic_to_minus_one
+from .shape_ops import _arith, _one_dynamic_to_minus_one
 from .table import LOWERINGS, lowering
-from .values import Const, const_ints, rank_of
+from .values import Const, Sym, const_ints, rank_of
 
 # -- linear algebra, reductions, activations --------------------------------------------
 
@@ -65,13 +65,19 @@ _REDUCTIONS = {
     "ReduceSum": torch.sum,
     "ReduceMax": torch.amax,
     "ReduceMin": torch.amin,
-    "ReduceProd": None,
+    "ReduceProd": torch.prod,
+}
+# shape arithmetic (a 1-D Sym reduced over its only axis): Tensordot's Prod of dims
+_SYM_REDUCTIONS = {
+    "ReduceSum": operator.add,
+    "ReduceProd": operator.mul,
+    "ReduceMax": max,
+    "ReduceMin": min,
 }
 
 
 @lowering("OnnxReduceStaticAxes", "OnnxReduceSumStaticAxes", "OnnxReduceSumDynamicAxes")
 def _reduce(ctx, mod, node, args):
-    x = ctx.tensor(args[0])
     name = type(mod).__name__
     if name == "OnnxReduceStaticAxes":
         op, axes, keepdim = mod.operation_type, mod.axes, mod.keepdims
@@ -83,13 +89,31 @@ def _reduce(ctx, mod, node, args):
             const_ints(args[1], "ReduceSum axes") if len(args) > 1 and args[1] is not None else None
         )
         if not axes and mod._noop_with_empty_axes:
-            return x
+            return args[0] if isinstance(args[0], Sym) else ctx.tensor(args[0])
     fn = _REDUCTIONS.get(op)
     if fn is None:
         raise LoweringError(f"{op} is not lowered")
+    if isinstance(args[0], Sym) and op in _SYM_REDUCTIONS:
+        return _reduce_sym(ctx, _SYM_REDUCTIONS[op], args[0], axes, keepdim)
+    x = ctx.tensor(args[0])
     rank = rank_of(x)
     dims = tuple(sorted(a % rank - rank for a in axes)) if axes else tuple(range(-rank, 0))
-    return ctx.call(fn, x, dims, keepdim=keepdim)
+    if fn is not torch.prod:
+        return ctx.call(fn, x, dims, keepdim=keepdim)
+    for dim in sorted((d + rank for d in dims), reverse=True):  # torch.prod: one dim at a time
+        x = ctx.call(torch.prod, x, dim, keepdim=keepdim)
+    return x
+
+
+def _reduce_sym(ctx, op, sym: Sym, axes, keepdim: bool) -> Sym:
+    if axes and (sym.scalar or any(a not in (0, -1) for a in axes)):
+        raise LoweringError("a shape value reduced over an axis it does not have")
+    if sym.scalar:
+        return sym
+    acc = sym.items[0]
+    for item in sym.items[1:]:
+        acc = _arith(ctx, op, acc, item)
+    return Sym([acc], scalar=not keepdim, dtype=sym.dtype)
 
 
 @lowering("Softmax", "LogSoftmax")

@@ -1,5 +1,5 @@
 """Lowerings of fxsurgeon's own converters for ops onnx2torch gets wrong or refuses:
-CumSum (`OnnxCumSumSpec`) and Conv with SAME auto_pad (`OnnxConvSame`)."""
+CumSum (`OnnxCumSumSpec`) and Conv with SAME auto_pad or a computed weight (`OnnxConvSpec`)."""
 
 from __future__ import annotations
 
@@ -33,24 +33,38 @@ def _cumsum(ctx, mod, node, args):
     return ctx.call(torch.flip, y, (axis,)) if mod.reverse else y
 
 
-@lowering("OnnxConvSame")
-def _conv_same(ctx, mod, node, args):
+@lowering("OnnxConvSpec")
+def _conv_spec(ctx, mod, node, args):
     x = ctx.tensor(args[0])
-    shape = shape_of(x)
-    if shape is None:
-        raise LoweringError("no shape known for the Conv input")
-    sizes = shape[2:]
-    if any(s is None for s, stride in zip(sizes, mod.strides, strict=True) if stride != 1):
-        raise LoweringError("SAME padding with a stride > 1 on a dynamic dim depends on its size")
-    # With stride 1 the pad is (k - 1) * d whatever the size: any size stands in.
-    sizes = [s if s is not None else 1 for s in sizes]
-    pads = _same_pads(sizes, mod.kernel, mod.strides, mod.dilations, mod.upper)
+    pads = mod.pads
+    if pads is None:  # SAME
+        shape = shape_of(x)
+        if shape is None:
+            raise LoweringError("no shape known for the Conv input")
+        sizes = shape[2:]
+        if any(s is None for s, stride in zip(sizes, mod.strides, strict=True) if stride != 1):
+            raise LoweringError(
+                "SAME padding with a stride > 1 on a dynamic dim depends on its size"
+            )
+        # With stride 1 the pad is (k - 1) * d whatever the size: any size stands in.
+        sizes = [s if s is not None else 1 for s in sizes]
+        weight_shape = shape_of(ctx.tensor(args[1]))
+        kernel = mod.kernel or (tuple(weight_shape[2:]) if weight_shape else None)
+        if kernel is None or any(k is None for k in kernel):
+            raise LoweringError("SAME padding with a computed weight of unknown kernel size")
+        pads = _same_pads(sizes, kernel, mod.strides, mod.dilations, mod.upper)
+    if all(begin == end for begin, end in pads):  # symmetric: the conv pads itself
+        weight = ctx.tensor(args[1])
+        bias = ctx.tensor(args[2]) if len(args) > 2 and args[2] is not None else None
+        conv = _CONV[len(mod.strides)]
+        padding = tuple(begin for begin, _ in pads)
+        return ctx.call(conv, x, weight, bias, mod.strides, padding, mod.dilations, mod.groups)
     flat = [p for pair in reversed(pads) for p in pair]
     if any(flat):
         x = ctx.call(F.pad, x, flat)
     weight = ctx.tensor(args[1])
     bias = ctx.tensor(args[2]) if len(args) > 2 and args[2] is not None else None
-    conv = _CONV[len(mod.kernel)]
+    conv = _CONV[len(mod.strides)]
     return ctx.call(conv, x, weight, bias, mod.strides, 0, mod.dilations, mod.groups)
 
 

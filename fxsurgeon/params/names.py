@@ -135,6 +135,39 @@ def _name_variables(variables: dict[tuple, _Variable], model_name: str = "") -> 
         var.name = _unique(name, taken)
 
 
+def _clear_of_modules(gm: fx.GraphModule, variables: dict[tuple, _Variable]) -> None:
+    """Rename a variable whose module path runs into something of `gm` that is not a
+    plain container: a module the graph calls (a kept ``OnnxRecurrent`` named ``GRU``)
+    or a non-module attribute (its ``op``). The blocked component gets a suffix."""
+    called = {str(n.target) for n in gm.graph.nodes if n.op == "call_module"}
+    taken = {v.name for v in variables.values()}
+    for var in variables.values():
+        parts = var.name.split(".")
+        n = 1
+        while (i := _blocked_at(gm, parts, called)) is not None:
+            parts[i] = f"{var.name.split('.')[i]}_{n}"
+            n += 1
+        name = ".".join(parts)
+        if name != var.name:
+            taken.discard(var.name)
+            var.name = _unique(name, taken)
+
+
+def _blocked_at(gm: fx.GraphModule, parts: list[str], called: set[str]) -> int | None:
+    """The first component of ``parts`` that cannot hold what follows it, or None."""
+    obj = gm
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        child = obj._modules.get(part)
+        if child is None:
+            exists = hasattr(obj, part) and part not in obj._parameters and part not in obj._buffers
+            return i if exists or (not last and part in obj._parameters) else None
+        if last or ".".join(parts[: i + 1]) in called:
+            return i
+        obj = child
+    return None
+
+
 def _join(base: str, leaf: str) -> str:
     return f"{base}.{leaf}" if base and base != "_" else leaf
 

@@ -10,7 +10,7 @@ from torch import fx, nn
 from ..errors import FxSurgeonError
 from .layout import _equal, _storage
 from .modules import _drop_unused, _hide_structural_constants, _install, _modularize, _rewire
-from .names import _name_variables
+from .names import _clear_of_modules, _name_variables
 from .records import ParameterOrigin, ParameterReport
 from .roles import _ROLES, _collect_uses
 from .tf_match import (
@@ -33,6 +33,7 @@ def restore_parameters(gm: fx.GraphModule, source: Any) -> ParameterReport:
 
     variables = _assign_variables(uses, variable_map, report, model_name)
     _name_variables(variables, model_name)
+    _clear_of_modules(gm, variables)
     for var in variables.values():
         stored, perm = _storage(var, variable_map)
         tf_value = tf_values.get(var.tf_name)

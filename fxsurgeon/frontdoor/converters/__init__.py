@@ -18,7 +18,7 @@ import onnx
 
 from . import control_flow, conv, recurrent, scan_ops
 from .control_flow import OnnxIf
-from .conv import OnnxConvSame
+from .conv import OnnxConvSpec
 from .recurrent import TORCH_GATE_ORDER, OnnxRecurrent, torch_weights
 from .registry import ConverterError
 from .scan_ops import OnnxCumSumSpec
@@ -52,7 +52,7 @@ def convert(model: onnx.ModelProto):
 
 __all__ = [
     "ConverterError",
-    "OnnxConvSame",
+    "OnnxConvSpec",
     "OnnxCumSumSpec",
     "OnnxIf",
     "OnnxRecurrent",

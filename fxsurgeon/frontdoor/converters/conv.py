@@ -1,7 +1,8 @@
-"""ONNX Conv with ``auto_pad=SAME_UPPER``/``SAME_LOWER``, which onnx2torch refuses.
+"""ONNX Conv with ``auto_pad=SAME_UPPER``/``SAME_LOWER``, or a weight computed in the graph,
+which onnx2torch refuses.
 
 SAME padding depends on the input size when a stride is above 1, so
-`OnnxConvSame` computes the pads from the input at run time as the ONNX spec
+`OnnxConvSpec` computes the pads from the input at run time as the ONNX spec
 says (output size ``ceil(in / stride)``, the odd pad at the end for SAME_UPPER
 and at the start for SAME_LOWER). The weight and bias stay node inputs (ONNX
 initializers), so they become parameters like any other weight. Conv nodes
@@ -30,43 +31,62 @@ def same_pads(sizes, kernel, strides, dilations, upper: bool) -> list[tuple[int,
     return pads
 
 
-class OnnxConvSame(nn.Module):
-    """Conv(x, W[, B]) with SAME padding computed from the input size."""
+class OnnxConvSpec(nn.Module):
+    """Conv(x, W[, B]) as the ONNX spec says, W and B taken as inputs: SAME padding
+    computed from the input size (``pads=None``), or the node's explicit ``pads``
+    (``(begin, end)`` per spatial dim) where onnx2torch's converter cannot take the
+    node (a weight computed in the graph, e.g. weight normalisation)."""
 
-    def __init__(self, kernel, strides, dilations, groups: int, upper: bool):
+    def __init__(self, kernel, strides, dilations, groups: int, upper: bool = True, pads=None):
         super().__init__()
-        self.kernel = tuple(kernel)
+        self.kernel = None if kernel is None else tuple(kernel)  # None: the weight's, at run time
         self.strides = tuple(strides)
         self.dilations = tuple(dilations)
         self.groups = groups
         self.upper = upper
+        self.pads = None if pads is None else tuple(tuple(p) for p in pads)
 
     def forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None):
-        pads = same_pads(x.shape[2:], self.kernel, self.strides, self.dilations, self.upper)
+        pads = self.pads
+        if pads is None:
+            kernel = self.kernel or tuple(weight.shape[2:])
+            pads = same_pads(x.shape[2:], kernel, self.strides, self.dilations, self.upper)
         flat = [p for begin_end in reversed(pads) for p in begin_end]  # F.pad: last dim first
         x = F.pad(x, flat)
-        conv = _CONV[len(self.kernel)]
+        conv = _CONV[len(self.strides)]
         return conv(x, weight, bias, self.strides, 0, self.dilations, self.groups)
 
 
 def _converter(original):
     def convert(node, graph):
         auto_pad = node.attributes.get("auto_pad", "NOTSET")
-        if auto_pad not in ("SAME_UPPER", "SAME_LOWER"):
+        computed = any(name and name not in graph.initializers for name in node.input_values[1:3])
+        if auto_pad not in ("SAME_UPPER", "SAME_LOWER") and not computed:
             return original(node, graph)
+        attrs = node.attributes
+        kernel = attrs.get("kernel_shape")
         weight = graph.initializers.get(node.input_values[1])
-        if weight is None:
+        if kernel is None and weight is not None:
+            kernel = weight.to_numpy().shape[2:]
+        given = [len(v) for k in ("strides", "dilations") if (v := attrs.get(k)) is not None]
+        spatial = (
+            len(kernel) if kernel is not None else (given or [len(attrs.get("pads", [])) // 2])[0]
+        )
+        if not spatial:
             from .registry import ConverterError
 
-            raise ConverterError(node, "the weight is not an initializer")
-        spatial = len(weight.to_numpy().shape) - 2
-        attrs = node.attributes
-        module = OnnxConvSame(
-            kernel=attrs.get("kernel_shape", weight.to_numpy().shape[2:]),
+            raise ConverterError(node, "the weight is computed and no attribute gives its rank")
+        pads = None
+        if auto_pad not in ("SAME_UPPER", "SAME_LOWER"):
+            flat = list(attrs.get("pads", [0] * 2 * spatial))  # VALID and NOTSET: explicit
+            pads = list(zip(flat[:spatial], flat[spatial:], strict=True))
+        module = OnnxConvSpec(
+            kernel=kernel,
             strides=attrs.get("strides", [1] * spatial),
             dilations=attrs.get("dilations", [1] * spatial),
             groups=int(attrs.get("group", 1)),
-            upper=auto_pad == "SAME_UPPER",
+            upper=auto_pad != "SAME_LOWER",
+            pads=pads,
         )
         return module, mapping_of(node)
 
