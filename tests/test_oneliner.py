@@ -185,7 +185,9 @@ def test_relu6_from_onnx2torch_is_accepted_and_lowered():
 
 
 def test_foreign_torch_module_is_still_refused():
-    gm = import_onnx2torch().convert(_matmul_model())
+    """A GraphModule without the record of its conversion is checked module by module."""
+    gm = copy.deepcopy(import_onnx2torch().convert(_matmul_model()))
+    gm.meta.pop(SOURCE_KEY, None)
     gm.add_module("extra", torch.nn.Hardshrink())  # onnx2torch never emits nn.Hardshrink
     out = next(n for n in gm.graph.nodes if n.op == "output")
     with gm.graph.inserting_before(out):

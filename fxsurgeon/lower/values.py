@@ -66,6 +66,13 @@ def is_onnx2torch_module(module: nn.Module) -> bool:
     return type(module).__module__.startswith("onnx2torch")
 
 
+def _cond_shapes(pred: Any, then_branch: Any, else_branch: Any, operands: Any) -> tuple:
+    """What ``torch.cond`` gives, for the analysis: the then-branch run on the
+    fake operands (torch.cond itself would trace both branches with dynamo)."""
+    out = then_branch(*operands)
+    return tuple(out) if isinstance(out, (tuple, list)) else (out,)
+
+
 class ShapedGraph(fx.Graph):
     """An fx.Graph that runs every node it creates on fake tensors (see module doc)."""
 
@@ -92,6 +99,8 @@ class ShapedGraph(fx.Graph):
             fn = getattr(type(args[0]), target)  # x.size(1) as Tensor.size(x, 1)
         elif node.op == "call_module":
             fn = self.root.get_submodule(target)  # type: ignore[union-attr]
+        elif target is torch.cond:  # both branches give the same shapes (control_flow.py)
+            fn = _cond_shapes
         else:
             fn = target
         op = getattr(node.target, "__name__", str(node.target))

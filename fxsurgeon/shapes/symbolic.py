@@ -17,8 +17,10 @@ which is a guard of the ShapeEnv (``s0 != 1``), never a specialisation.
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from collections.abc import Sequence
+import logging
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -126,12 +128,14 @@ class SymbolicShapes:
         key = _memo_key((fn, args, kwargs))
         if key is not None and key in self._memo:
             return self._memo[key]
-        try:
-            with self.mode:
-                result = fn(*args, **kwargs)
-        except Exception:  # noqa: BLE001 - the second try raises what is wrong
-            with self.mode, enable_python_dispatcher():
-                result = fn(*args, **kwargs)
+        # a failing meta function is our LoweringError, not an ERROR log line of torch's
+        with _quiet(_FAKE_LOG):
+            try:
+                with self.mode:
+                    result = fn(*args, **kwargs)
+            except Exception:  # noqa: BLE001 - the second try raises what is wrong
+                with self.mode, enable_python_dispatcher():
+                    result = fn(*args, **kwargs)
         self._note_forced(where, op)
         if key is not None:
             self._memo[key] = result
@@ -203,6 +207,19 @@ class SymbolicShapes:
             else:
                 out.append(torch.ones(shape, dtype=sig.dtype))
         return tuple(out)
+
+
+_FAKE_LOG = logging.getLogger("torch._subclasses.fake_tensor")
+
+
+@contextlib.contextmanager
+def _quiet(logger: logging.Logger) -> Iterator[None]:
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 _LITERALS = (int, float, bool, str, type(None), torch.dtype, torch.device, torch.layout)
