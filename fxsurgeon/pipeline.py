@@ -94,11 +94,13 @@ class Report:
         return "\n".join(lines)
 
 
-def report_of(module: fx.GraphModule) -> Report:
-    """The report `optimize` attached to the module it returned."""
+def report_of(module: nn.Module) -> Report:
+    """The report `optimize` attached to the module it returned (a `LazyOptimized`
+    has one after its first call)."""
+    meta: Any = getattr(module, "meta", None)
     try:
-        return module.meta[REPORT_KEY]
-    except (AttributeError, KeyError):
+        return meta[REPORT_KEY]
+    except (TypeError, KeyError):
         raise InputError("this module was not made by fxsurgeon.optimize") from None
 
 

@@ -17,7 +17,7 @@ import torch
 
 from ..examples import seed_vit
 from ..frontdoor import ONNX2TORCH_WARNINGS_KEY, export_onnx, from_onnx
-from ..pipeline import count_onnx2torch_modules, optimize, report_of
+from ..pipeline import LazyOptimized, count_onnx2torch_modules, optimize, report_of
 from ..save import load, save
 from .progress import _Steps
 
@@ -73,6 +73,7 @@ def run_demo(tiny: bool = False, compile: bool = True, batch_size: int = 2) -> d
         converted = from_onnx(proto, tf_model=example.model)
     with steps.step("optimize", "optimizing (fxsurgeon.optimize)"):
         optimized = optimize(converted)
+        assert not isinstance(optimized, LazyOptimized)  # from_onnx records the inputs: eager
     folder = tempfile.mkdtemp(prefix="fxsurgeon-demo-")
     with steps.step("save", f"writing {folder}/model.py and model.safetensors"):
         save(optimized, folder)
@@ -136,7 +137,7 @@ def _ort_latency(proto: Any, inputs: np.ndarray) -> float:
     session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     feed = {session.get_inputs()[0].name: inputs}
     session.run(None, feed)
-    times = []
+    times: list[float] = []
     deadline = time.perf_counter() + 1.0
     while time.perf_counter() < deadline or len(times) < 3:
         start = time.perf_counter()
