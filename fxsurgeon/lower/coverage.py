@@ -37,11 +37,11 @@ def onnx2torch_classes() -> dict[str, type]:
     The registry is read with fxsurgeon's converters added (what ``from_onnx``
     converts with): their modules are found through the wrappers that
     registered them, and an onnx2torch converter they replace drops out."""
+    from .. import frontdoor
     from .._compat import import_onnx2torch
-    from ..frontdoor.converters import register
 
     import_onnx2torch()
-    register()
+    frontdoor.converters.register()  # what a conversion does first (the onnx2torch hook)
     from onnx2torch.node_converters.registry import _CONVERTER_REGISTRY
 
     found: dict[str, type] = {}
