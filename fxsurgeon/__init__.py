@@ -23,7 +23,7 @@ from .frontdoor import export_onnx, from_onnx, from_tensorflow  # noqa: E402
 from .fuse import Match, Rule  # noqa: E402
 from .inference import freeze  # noqa: E402
 from .params import ParameterOrigin, parameter_origins  # noqa: E402
-from .pipeline import Report, optimize, report_of  # noqa: E402
+from .pipeline import LazyOptimized, Report, optimize, report_of  # noqa: E402
 from .report import ConversionReport  # noqa: E402
 from .save import load, save  # noqa: E402
 from .verify import BisectResult, VerifyReport, bisect  # noqa: E402
@@ -42,6 +42,7 @@ sys.modules[f"{__name__}.verify"].__class__ = _CallableModule
 
 __all__ = [
     "optimize",
+    "LazyOptimized",
     "from_tensorflow",
     "from_onnx",
     "export_onnx",

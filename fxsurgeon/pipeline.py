@@ -3,9 +3,13 @@
 Phases, in order (each later phase is written against the output of the
 earlier ones, so the order matters):
 
-1. shapes   - run the input model on two example input sets (shapes/);
+1. shapes   - the input signature: ranks and dtypes, each input dim fixed or a
+              symbol (shapes/symbolic.py);
 2. lower    - every onnx2torch module becomes torch calls, constant-only
-              subgraphs fold, shape arithmetic becomes Python ints (lower/);
+              subgraphs fold, shape arithmetic becomes Python ints or
+              ``x.size(i)``; each native op is run on fake tensors with
+              symbolic sizes as it is written, so a dim is static only where
+              the graph forces it (lower/);
 3. cleanup  - dead nodes and buffers nobody reads any more go away;
 4. fuse     - pattern phases from ``patterns/`` and user pattern files (fuse/);
 5. params   - constants that were TF variables become named nn.Parameters (params/).
@@ -35,11 +39,11 @@ from torch import fx, nn
 from .errors import InputError
 from .frontdoor.onnx2torch_hook import NO_RECORD_KEY
 from .fuse import PATTERNS_KEY, apply_rules, load_rules
-from .lower import LOWERINGS, is_onnx2torch_module, lower_graph
+from .lower import is_onnx2torch_module, lower_graph, onnx2torch_classes
 from .params import restore_parameters
-from .shapes import ExampleInputs, example_inputs_from_specs, propagate_shapes
+from .shapes import ExampleInputs, SymbolicShapes, signatures
 
-__all__ = ["optimize", "Report", "report_of", "count_onnx2torch_modules"]
+__all__ = ["optimize", "Report", "report_of", "count_onnx2torch_modules", "LazyOptimized"]
 
 SOURCE_KEY = "fxsurgeon.source"
 REPORT_KEY = "fxsurgeon.report"
@@ -62,6 +66,8 @@ class Report:
     not_trainable: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    dynamic_dims: list[str] = field(default_factory=list)  # "input_ids[1]"
+    forced_dims: list[str] = field(default_factory=list)  # what fixed which input dim
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -88,11 +94,13 @@ class Report:
         return "\n".join(lines)
 
 
-def report_of(module: fx.GraphModule) -> Report:
-    """The report `optimize` attached to the module it returned."""
+def report_of(module: nn.Module) -> Report:
+    """The report `optimize` attached to the module it returned (a `LazyOptimized`
+    has one after its first call)."""
+    meta: Any = getattr(module, "meta", None)
     try:
-        return module.meta[REPORT_KEY]
-    except (AttributeError, KeyError):
+        return meta[REPORT_KEY]
+    except (TypeError, KeyError):
         raise InputError("this module was not made by fxsurgeon.optimize") from None
 
 
@@ -103,19 +111,41 @@ def count_onnx2torch_modules(module: nn.Module) -> dict[str, int]:
     )
 
 
-def _check_input(model: Any) -> fx.GraphModule:
+def _as_graph_module(model: Any) -> fx.GraphModule:
+    """An onnx2torch GraphModule as is; an ONNX ModelProto or path through
+    `from_onnx`; a Keras model through `from_tensorflow`."""
+    if isinstance(model, fx.GraphModule):
+        return model
+    kind = f"{type(model).__module__}.{type(model).__name__}"
     if isinstance(model, (str, os.PathLike)) or type(model).__name__ == "ModelProto":
         # An ONNX file or proto: fxsurgeon's own converters handle the ops that
         # onnx2torch.convert cannot (If, LSTM/GRU/RNN, SAME-padded Conv) or gets wrong (CumSum).
         from .frontdoor import from_onnx
 
         return from_onnx(model)
-    if not isinstance(model, fx.GraphModule):
-        raise InputError(
-            f"optimize() takes the torch.fx.GraphModule that onnx2torch.convert returns, "
-            f"or an ONNX model/path (converted with fxsurgeon.from_onnx, which converts "
-            f"ops onnx2torch cannot), got {type(model).__module__}.{type(model).__name__}"
-        )
+    if kind.startswith(("keras", "tf_keras", "tensorflow")):
+        from .frontdoor import from_tensorflow
+
+        return from_tensorflow(model)
+    raise InputError(
+        "optimize() takes the torch.fx.GraphModule that onnx2torch.convert returns, an "
+        "ONNX model/path (converted with fxsurgeon.from_onnx, which converts ops onnx2torch "
+        f"cannot), or a Keras model; got {kind}"
+    )
+
+
+def _emitted_by_a_converter(module: nn.Module) -> bool:
+    """A module onnx2torch's registry can emit: its own ``Onnx*`` classes, the
+    torch.nn modules it writes some ops as (Clip(0, 6) -> nn.ReLU6; the list
+    comes from the registry, fxsurgeon/lower/coverage.py), and fxsurgeon's
+    converters added to that registry (fxsurgeon/frontdoor/converters/)."""
+    if is_onnx2torch_module(module):
+        return True
+    return onnx2torch_classes().get(type(module).__name__) is type(module)
+
+
+def _check_input(model: Any) -> fx.GraphModule:
+    model = _as_graph_module(model)
     if model.meta.get(SOURCE_KEY) is not None:
         return model
     # onnx2torch writes one call_module per ONNX node (plus getitem for
@@ -126,7 +156,7 @@ def _check_input(model: Any) -> fx.GraphModule:
         )
         if node.op == "call_module":
             module = model.get_submodule(node.target)
-            foreign = not is_onnx2torch_module(module) and type(module).__name__ not in LOWERINGS
+            foreign = not _emitted_by_a_converter(module)
         if foreign:
             raise InputError(
                 f"this GraphModule was not made by onnx2torch (node {node.format_node()}); "
@@ -135,47 +165,65 @@ def _check_input(model: Any) -> fx.GraphModule:
     return model
 
 
-def _examples(model: fx.GraphModule, example_inputs: Sequence | None) -> ExampleInputs:
-    placeholders = [n for n in model.graph.nodes if n.op == "placeholder"]
-    if example_inputs is not None:
-        first = tuple(example_inputs)
-        if len(first) != len(placeholders):
-            raise InputError(
-                f"the model takes {len(placeholders)} inputs "
-                f"({', '.join(p.name for p in placeholders)}), got {len(first)} example inputs"
-            )
-        # The batch dim (0) of every input is taken as dynamic.
-        second = tuple(torch.cat([t, t[:1]]) if t.dim() else t for t in first)
-        return ExampleInputs(first, second)
-    source = getattr(model, "meta", {}).get(SOURCE_KEY)
-    if source is not None and getattr(source, "input_specs", None):
-        return example_inputs_from_specs(source.input_specs)
-    why = model.meta.get(NO_RECORD_KEY)
-    raise InputError(
-        "optimize() needs the input shapes, and this GraphModule does not carry them"
-        + (f" ({why})" if why else " (it was converted before fxsurgeon was imported)")
-        + ": import fxsurgeon before calling onnx2torch.convert (it then records them), "
-        "convert with fxsurgeon.from_onnx, or pass example_inputs=(tensor, ...)"
-    )
+def _analysis(model: fx.GraphModule, example_inputs: Sequence | None) -> SymbolicShapes | None:
+    """The symbolic input signature: from example tensors (their ranks and
+    dtypes; every dim a symbol) or from the ONNX input specs of the model's
+    `SourceInfo` (their None dims are symbols). None, for `LazyOptimized`,
+    only when the model has neither."""
+    names = [n.name for n in model.graph.nodes if n.op == "placeholder"]
+    source = model.meta.get(SOURCE_KEY)
+    specs = getattr(source, "input_specs", None) if source is not None else None
+    if example_inputs is None and specs is None:
+        return None
+    return SymbolicShapes(signatures(names, specs, example_inputs))
+
+
+def _examples(shapes: SymbolicShapes, example_inputs: Sequence | None) -> ExampleInputs:
+    """Two real input sets that satisfy the analysis (for the pattern phases'
+    checks): free symbolic dims differ between them."""
+    first = tuple(example_inputs) if example_inputs is not None else shapes.example_inputs()
+    return ExampleInputs(first, shapes.example_inputs(bump=2))
+
+
+def _describe_dims(shapes: SymbolicShapes, report: Report) -> None:
+    report.forced_dims = [str(f) for f in shapes.forced]
+    forced = {(f.input, f.dim) for f in shapes.forced}
+    for (name, dim), free in shapes.free_dims().items():
+        if (name, dim) in forced:
+            continue
+        report.dynamic_dims.append(f"{name}[{dim}]")
+        if not free:
+            report.notes.append(f"input {name} dim {dim} is tied to other dims by an equation")
+    report.notes += report.forced_dims
 
 
 def optimize(
-    model: fx.GraphModule,
+    model: Any,
     example_inputs: Sequence[torch.Tensor] | None = None,
     *,
     patterns: Sequence[str | os.PathLike] | None = None,
     disable: Sequence[str] = (),
     debug_patterns: bool = False,
     verify: str | Callable[..., Any] | None = None,
-) -> fx.GraphModule:
+) -> fx.GraphModule | LazyOptimized:
     """Turn an onnx2torch GraphModule into plain PyTorch; `model` is not modified.
 
+    Dynamic dims are decided by analysis (fxsurgeon/shapes/symbolic.py): every
+    input dim that is not fixed is a symbol, and stays dynamic in the result
+    unless an op of the graph forces it to a constant; ``report.forced_dims``
+    names each forced dim and the node that forced it, ``report.dynamic_dims``
+    the dims left dynamic.
+
     Args:
-        model: what ``onnx2torch.convert`` returned, ideally through
-            ``fxsurgeon.from_onnx``/``from_tensorflow`` so that the input shapes
-            and the ONNX initializer names are known.
-        example_inputs: one input per graph input; needed only when the model
-            does not carry its input shapes. Dim 0 of each is taken as dynamic.
+        model: what ``onnx2torch.convert`` returned (bare, or through
+            ``fxsurgeon.from_onnx``/``from_tensorflow``, which also record the
+            ONNX initializer and TF variable names), or an ``onnx.ModelProto``,
+            a path to an .onnx file, or a Keras model (converted with those).
+            A bare GraphModule and no ``example_inputs``: the input ranks and
+            dtypes are not known yet, so the result is a `LazyOptimized`
+            module that optimizes on its first call (see there).
+        example_inputs: one tensor per graph input. Only their ranks and
+            dtypes are used; every dim stays symbolic.
         patterns: user pattern files or directories (see README.md, "Fusions and pattern files"),
             run with the built-in ones from ``fxsurgeon.patterns``. They are
             Python code, executed on load: name only files you trust.
@@ -196,6 +244,11 @@ def optimize(
             (``fxsurgeon.verify.RewriteChecker``).
     """
     model = _check_input(model)
+    shapes = _analysis(model, example_inputs)
+    if shapes is None:
+        options = dict(patterns=patterns, disable=disable, debug_patterns=debug_patterns)
+        why = model.meta.get(NO_RECORD_KEY) or "it was converted before fxsurgeon was imported"
+        return LazyOptimized(model, options | {"verify": verify}, why)
     report = Report()
     clock = _Clock(report)
 
@@ -206,10 +259,9 @@ def optimize(
     report.onnx2torch_before = count_onnx2torch_modules(model)
     report.trainable_before = _trainable(model)
 
-    with clock("shapes"):
-        propagate_shapes(work, _examples(model, example_inputs))
     with clock("lower"):
-        lowered = lower_graph(work, source.initializer_of if source is not None else None)
+        lowered = lower_graph(work, shapes, source.initializer_of if source is not None else None)
+    _describe_dims(shapes, report)
     out = lowered.module
     report.lowered, report.folded, report.unconverted = (
         lowered.lowered,
@@ -220,7 +272,7 @@ def optimize(
         cleanup(out)
     with clock("fuse"):  # pattern phases (fxsurgeon/fuse/, patterns/*.py)
         rules = load_rules(patterns or (), disable=disable)
-        examples = _examples(model, example_inputs)
+        examples = _examples(shapes, example_inputs)
         hook = _rewrite_hook(verify, out, examples)
         fused = apply_rules(out, rules, examples=examples, debug=debug_patterns, on_rewrite=hook)
         if hasattr(hook, "finish"):  # the per-rule check's last word: outputs vs the lowered graph
@@ -297,3 +349,39 @@ class _Timed:
         self.timings[self.name] = (
             self.timings.get(self.name, 0.0) + time.perf_counter() - self.start
         )
+
+
+class LazyOptimized(nn.Module):
+    """What ``optimize(gm)`` returns for a bare onnx2torch GraphModule.
+
+    onnx2torch keeps no input ranks or dtypes, so they are read from the first
+    call, as PyTorch's lazy modules (``torch.nn.LazyLinear``) read their input
+    size: ``forward(*inputs)`` runs ``optimize(gm, example_inputs=inputs)``
+    once (the inputs give ranks and dtypes only; every dim stays symbolic, so
+    later calls may use other sizes), keeps the result as ``.optimized`` and
+    calls it. As with torch's lazy modules, call the model once before
+    building an optimizer or calling ``torch.compile``: before that,
+    ``parameters()`` is empty. ``report_of`` works after the first call.
+    """
+
+    def __init__(self, source: fx.GraphModule, options: dict[str, Any], why: str = ""):
+        super().__init__()
+        self._source = [source]  # a list: not a submodule, so not in parameters()
+        self._options = options
+        self.why = why  # why the GraphModule carries no input record
+        self.optimized: fx.GraphModule | None = None
+        self.meta: dict[str, Any] = {}
+
+    def materialize(self, *inputs: torch.Tensor) -> fx.GraphModule:
+        if self.optimized is None:
+            optimized = optimize(self._source[0], example_inputs=inputs, **self._options)
+            assert isinstance(optimized, fx.GraphModule)  # example inputs: never lazy
+            optimized.meta[REPORT_KEY].notes.append(
+                "input ranks and dtypes read from the first call: the GraphModule "
+                f"carries no record of its ONNX inputs ({self.why})"
+            )
+            self.optimized, self.meta = optimized, optimized.meta
+        return self.optimized
+
+    def forward(self, *inputs: torch.Tensor) -> Any:
+        return self.materialize(*inputs)(*inputs)

@@ -105,21 +105,29 @@ def test_convert_imported_before_fxsurgeon_still_records(tmp_path):
     assert int(done.stdout.split()[-1]) == zoo.build("keras_mlp").trainable_params
 
 
-def test_converted_before_fxsurgeon_was_imported_is_a_clear_error(tmp_path):
+def test_converted_before_fxsurgeon_was_imported_is_optimized_on_its_first_call(tmp_path):
+    """No record of the ONNX inputs: a LazyOptimized reads their ranks and dtypes
+    from the first call, says so in the report, and matches the eager result."""
+    path = _mlp_file(tmp_path)
+    width = onnx.load(path).graph.input[0].type.tensor_type.shape.dim[1].dim_value
     done = _run(
         f"""
+        import torch
         from onnx2torch import convert
-        gm = convert({_mlp_file(tmp_path)!r})
+        gm = convert({path!r})
         import fxsurgeon
-        try:
-            fxsurgeon.optimize(gm)
-        except fxsurgeon.InputError as exc:
-            print("InputError:", exc)
+        lazy = fxsurgeon.optimize(gm)
+        print("lazy:", isinstance(lazy, fxsurgeon.LazyOptimized))
+        x = torch.randn(3, {width})
+        eager = fxsurgeon.optimize(gm, example_inputs=(x,))
+        print("same:", torch.equal(lazy(x), eager(x)))
+        print("\\n".join(fxsurgeon.report_of(lazy).notes))
         """
     )
     assert done.returncode == 0, done.stderr
+    assert "lazy: True" in done.stdout
+    assert "same: True" in done.stdout
     assert "converted before fxsurgeon was imported" in done.stdout
-    assert "example_inputs" in done.stdout
 
 
 def test_an_op_nobody_converts_names_its_node():

@@ -10,7 +10,7 @@ from onnx_cases import init, make_model, run_ort, tensor_info
 
 import fxsurgeon
 from fxsurgeon.errors import InputError
-from fxsurgeon.pipeline import report_of
+from fxsurgeon.pipeline import SOURCE_KEY, report_of
 from fxsurgeon.tensorflow import from_onnx
 
 
@@ -30,15 +30,20 @@ def test_a_graph_module_not_from_onnx2torch_is_refused_naming_the_node():
         fxsurgeon.optimize(traced)
 
 
-def test_missing_input_shapes_are_asked_for():
-    onnx2torch = fxsurgeon._compat.import_onnx2torch()
+def test_a_lazy_module_called_with_the_wrong_inputs_names_them():
+    """Without a SourceInfo and example inputs, optimize gives a LazyOptimized;
+    its first call with another number of inputs than the graph takes says so."""
     model = make_model(
         [helper.make_node("Relu", ["x"], ["y"])],
         [tensor_info("x", np.float32, ["N", 3])],
         [tensor_info("y", np.float32, ["N", 3])],
     )
-    with pytest.raises(InputError, match="example_inputs"):
-        fxsurgeon.optimize(onnx2torch.convert(model))
+    converted = from_onnx(model)
+    converted.meta.pop(SOURCE_KEY)
+    lazy = fxsurgeon.optimize(converted)
+    assert isinstance(lazy, fxsurgeon.LazyOptimized)
+    with pytest.raises(InputError, match=r"takes 1 inputs \(\w+\), got 2"):
+        lazy(torch.ones(2, 3), torch.ones(2, 3))
 
 
 def test_wrong_number_of_example_inputs_names_the_inputs():
@@ -105,15 +110,20 @@ def test_a_valid_model_with_an_unused_initializer_loses_the_buffer():
     )
 
 
-def test_an_onnx2torch_module_that_crashes_is_named():
-    """onnx2torch's Flatten(axis=0) raises in eager mode; optimize runs the model
-    to learn shapes and says which node broke instead of failing deep inside."""
+def test_flatten_onnx2torch_crashes_on_is_lowered_by_the_spec():
+    """onnx2torch's Flatten(axis=0) raises when run; optimize never runs the
+    model (shapes come from the analysis) and lowers it by the ONNX spec:
+    the output is [1, N * 6] and matches onnxruntime at two batch sizes."""
     model = make_model(
         [helper.make_node("Flatten", ["x"], ["y"], axis=0)],
         [tensor_info("x", np.float32, ["N", 2, 3])],
         [tensor_info("y", np.float32, [1, None])],
     )
-    with pytest.raises(
-        InputError, match="running the model on example inputs failed at node %flatten"
-    ):
-        fxsurgeon.optimize(from_onnx(model))
+    optimized = fxsurgeon.optimize(from_onnx(model))
+    assert report_of(optimized).unconverted == {}
+    for batch in (1, 4):
+        x = np.random.default_rng(batch).standard_normal((batch, 2, 3)).astype(np.float32)
+        expected = run_ort(model, [x])[0]
+        got = optimized(torch.from_numpy(x)).numpy()
+        assert got.shape == expected.shape == (1, batch * 6)
+        np.testing.assert_array_equal(got, expected)

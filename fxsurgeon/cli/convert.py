@@ -42,7 +42,7 @@ def _convert(args: argparse.Namespace) -> int:
         raise _CliError(f"{outdir}: exists and is not a directory")
 
     from ..codegen import CodegenError
-    from ..pipeline import optimize
+    from ..pipeline import LazyOptimized, optimize
     from ..report import ConversionReport, write_report
     from ..save import load, save
     from ..source import SOURCE_META_KEY
@@ -77,6 +77,7 @@ def _convert(args: argparse.Namespace) -> int:
 
     with steps.step("optimize", "optimizing (fxsurgeon.optimize)"):
         optimized = optimize(converted, **optimize_kwargs)
+        assert not isinstance(optimized, LazyOptimized)  # from_onnx records the inputs: eager
 
     report = ConversionReport.of(
         optimized, converted, source=str(path), source_kind=_KIND_TEXT[kind], output_dir=str(outdir)

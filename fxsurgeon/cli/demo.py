@@ -23,7 +23,7 @@ import torch
 
 from ..examples import seed_vit
 from ..frontdoor import ONNX2TORCH_WARNINGS_KEY, export_onnx, from_onnx
-from ..pipeline import count_onnx2torch_modules, optimize, report_of
+from ..pipeline import LazyOptimized, count_onnx2torch_modules, optimize, report_of
 from ..save import load, save
 from .progress import _Steps
 
@@ -122,6 +122,7 @@ def _run(folder: str, native_log: str, tiny: bool, compile: bool, batch_size: in
         converted = from_onnx(proto, tf_model=example.model)
     with steps.step("optimize", "optimizing (fxsurgeon.optimize)"):
         optimized = _quietly(optimize, converted)  # it runs onnx2torch's modules
+        assert not isinstance(optimized, LazyOptimized)  # from_onnx records the inputs: eager
     with steps.step("save", f"writing {folder}/model.py and model.safetensors"):
         save(optimized, folder)
     loaded = load(folder)

@@ -22,7 +22,8 @@ Python literals.
 The table (`table.py`) is filled by the op-family modules, one per ONNX op family:
 `shape_ops`, `indexing`, `elementwise`, `nn_ops`, `activations`, `recurrent` (LSTM/GRU/RNN),
 `control_flow` (If), `loop` (Loop), `nd_index` (GatherND, ScatterND), `resize`, `sorting` (TopK), `spec_fixes`
-(CumSum, SAME-padded Conv); `graph.py` is the pass that uses it.
+(CumSum, Conv by the spec); `graph.py` is the pass that uses it; `coverage.py` lists the
+classes the converters can emit (docs/coverage.md).
 """
 
 # The op-family modules fill the table when imported.
@@ -40,8 +41,17 @@ from . import (  # noqa: F401, E402
     sorting,
     spec_fixes,
 )
+from .coverage import onnx2torch_classes
 from .graph import LoweringResult, lower_graph
 from .table import LOWERINGS
 from .values import Const, Sym, is_onnx2torch_module
 
-__all__ = ["Const", "Sym", "LOWERINGS", "lower_graph", "LoweringResult", "is_onnx2torch_module"]
+__all__ = [
+    "onnx2torch_classes",
+    "Const",
+    "Sym",
+    "LOWERINGS",
+    "lower_graph",
+    "LoweringResult",
+    "is_onnx2torch_module",
+]

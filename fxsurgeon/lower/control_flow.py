@@ -1,9 +1,9 @@
 """Lowering of ONNX If (`OnnxIf`, fxsurgeon's converter).
 
-Each branch is an onnx2torch GraphModule. It is given the shapes of the values
-it was run on (the module keeps the inputs of its last two calls, the two
-example runs of the shapes phase) and lowered with the same table as the outer
-graph. Then:
+Each branch is an onnx2torch GraphModule. It is lowered with the same table as
+the outer graph, in the same shape analysis: its inputs are the fake values
+(symbolic sizes) of the outer operands, so a dim a branch forces is reported as
+any other (fxsurgeon/shapes/symbolic.py). Then:
 
 * a predicate known at optimize time (a `Const`, e.g. from static shapes)
   picks its branch, which is written inline;
@@ -21,20 +21,19 @@ import torch
 from torch import fx
 
 from ..errors import LoweringError
-from ..shapes import ExampleInputs, propagate_shapes
 from .table import lowering
 from .values import Const, Sym
 
 
-def lower_branch(branch: fx.GraphModule, examples: list) -> fx.GraphModule:
-    """`branch` with shape meta from the recorded inputs, lowered to plain torch."""
+def lower_branch(ctx, branch: fx.GraphModule, operands: list[fx.Node]) -> fx.GraphModule:
+    """`branch` lowered to plain torch, its inputs shaped as the outer `operands`."""
     from .graph import lower_graph
 
-    if len(examples) < 2:
-        raise LoweringError("the branch was never run, so its shapes are unknown")
+    fakes = [n.meta.get("val") for n in operands]
+    if not all(isinstance(f, torch.Tensor) for f in fakes):
+        raise LoweringError("an operand of the If has no known shape")
     work = copy.deepcopy(branch)
-    propagate_shapes(work, ExampleInputs(examples[-2], examples[-1]))
-    lowered = lower_graph(work)
+    lowered = lower_graph(work, ctx.graph.shapes.with_inputs(fakes))
     if lowered.unconverted:
         raise LoweringError(f"the branch keeps modules it cannot lower: {lowered.unconverted}")
     return lowered.module
@@ -87,10 +86,10 @@ def _if(ctx, mod, node, args):
     operands = [ctx.tensor(a) for a in outer]
     known = _predicate(cond)
     if known is not None:
-        branch = lower_branch(mod.then_branch if known else mod.else_branch, mod.examples)
+        branch = lower_branch(ctx, mod.then_branch if known else mod.else_branch, operands)
         return inline(ctx, branch, operands)
-    then_gm = lower_branch(mod.then_branch, mod.examples)
-    else_gm = lower_branch(mod.else_branch, mod.examples)
+    then_gm = lower_branch(ctx, mod.then_branch, operands)
+    else_gm = lower_branch(ctx, mod.else_branch, operands)
     _same_outputs(then_gm, else_gm)
     _COUNTER[0] += 1
     names = []

@@ -1,9 +1,10 @@
 """Lowerings of ONNX elementwise math: binary and unary operations, comparisons, Where, Min/Max,
-Clip.
+Clip, Mod, variadic Sum/Mean.
 """
 
 from __future__ import annotations
 
+import functools
 import operator
 
 import torch
@@ -40,7 +41,7 @@ def _binary(ctx, mod, node, args):
     integer = (dtype_of(a_node or b_node) or torch.float32) in (torch.int32, torch.int64)
     if op is operator.truediv and integer:
         return ctx.call(torch.div, ctx.tensor(a), ctx.tensor(b), rounding_mode="trunc")
-    out_shape = shape_of(node)
+    out_shape = ctx.out_shape(a, b)
     lhs = ctx.operand(a, out_shape if _same_shape(b, out_shape) else None)
     rhs = ctx.operand(b, out_shape if _same_shape(a, out_shape) else None)
     if not isinstance(lhs, fx.Node) and not isinstance(rhs, fx.Node):
@@ -90,10 +91,11 @@ _UNARY_BY_CLASS = {
     "Sigmoid": torch.sigmoid,
     "Tanh": torch.tanh,
     "OnnxNot": torch.logical_not,
+    "OnnxIsNaN": torch.isnan,
 }
 
 
-@lowering(*_UNARY_BY_CLASS, "OnnxFunction", "OnnxNeg")
+@lowering(*_UNARY_BY_CLASS, "OnnxFunction", "OnnxNeg", "OnnxRound")
 def _unary(ctx, mod, node, args):
     (x,) = args
     name = type(mod).__name__
@@ -101,6 +103,8 @@ def _unary(ctx, mod, node, args):
         fn = operator.neg
     elif name == "OnnxFunction":
         fn = mod.function
+    elif name == "OnnxRound":  # Ceil, Floor, Round (torch.round: half to even, as ONNX)
+        fn = mod.round_function
     else:
         fn = _UNARY_BY_CLASS[name]
     if isinstance(x, Const) and not x.is_weight:
@@ -122,7 +126,7 @@ def _where(ctx, mod, node, args):
     if all(isinstance(a, Const) for a in args):
         return Const(torch.where(*(a.value for a in args)))
     cond, a, b = args
-    out_shape = shape_of(node)
+    out_shape = ctx.out_shape(cond, a, b)
     return ctx.call(
         torch.where,
         ctx.tensor(cond),
@@ -153,3 +157,20 @@ def _clip(ctx, mod, node, args):
     low = low.item() if isinstance(low, torch.Tensor) else low
     high = high.item() if isinstance(high, torch.Tensor) else high
     return ctx.call(torch.clamp, x, low, high)
+
+
+@lowering("OnnxMod")
+def _mod(ctx, mod, node, args):
+    """ONNX Mod: fmod=1 is C fmod (sign of the dividend), fmod=0 the sign of the divisor."""
+    fn = torch.fmod if mod.fmod else torch.remainder
+    return ctx.call(fn, ctx.tensor(args[0]), ctx.tensor(args[1]))
+
+
+@lowering("OnnxSum", "OnnxMean")
+def _sum_mean(ctx, mod, node, args):
+    """Variadic Sum/Mean with broadcasting: a left fold of additions."""
+    tensors = [ctx.tensor(a) for a in args]
+    total = functools.reduce(lambda a, b: ctx.call(operator.add, a, b), tensors)
+    if type(mod).__name__ == "OnnxMean" and len(tensors) > 1:
+        total = ctx.call(operator.truediv, total, len(tensors))
+    return total

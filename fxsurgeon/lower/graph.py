@@ -12,8 +12,9 @@ import torch
 from torch import fx, nn
 
 from ..errors import LoweringError
+from ..shapes import SymbolicShapes
 from .table import LOWERINGS
-from .values import Const, LoweringContext, Sym, Value, set_meta
+from .values import Const, LoweringContext, ShapedGraph, Sym, Value
 
 # ---------------------------------------------------------------------------
 # The pass
@@ -38,9 +39,14 @@ def _const_module_value(module: nn.Module, args: list) -> Value:
 
 def lower_graph(
     gm: fx.GraphModule,
+    shapes: SymbolicShapes,
     initializer_of: Callable[[str], str | None] | None = None,
 ) -> LoweringResult:
-    """Lower every onnx2torch module of `gm` (which must carry shape meta).
+    """Lower every onnx2torch module of `gm`, its input shapes given by `shapes`.
+
+    Shapes are analysed as the native graph is written (see values.py): the
+    lowered graph's nodes carry ``fxs_shape`` with None for every dim that
+    stays symbolic, and `shapes.forced` lists the input dims the graph fixed.
 
     `initializer_of` names the ONNX initializer behind a buffer or module
     parameter of `gm` (``SourceInfo.initializer_of``); without it the tensor's
@@ -49,7 +55,7 @@ def lower_graph(
     ``unconverted``.
     """
     initializer_of = initializer_of or (lambda name: None)
-    graph = fx.Graph()
+    graph = ShapedGraph(shapes)
     root = nn.Module()
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     env: dict[fx.Node, Value] = {}
@@ -57,9 +63,13 @@ def lower_graph(
     anchor = None
     shared_weights: dict[str, torch.Tensor] = {}
 
-    for node in placeholders:
+    if len(placeholders) != len(shapes.fake_inputs):
+        raise LoweringError(
+            f"the graph has {len(placeholders)} inputs, the shape analysis {len(shapes.fake_inputs)}"
+        )
+    for node, fake in zip(placeholders, shapes.fake_inputs, strict=True):
         new = graph.placeholder(node.name)
-        set_meta(new, node)
+        graph.record(new, fake)
         env[node] = new
         anchor = anchor or new
     ctx = LoweringContext(graph, root, anchor)  # type: ignore[arg-type]
@@ -90,11 +100,11 @@ def lower_graph(
                 raise LoweringError(f"unexpected node kind {node.op!r}")
         except LoweringError as exc:
             raise LoweringError(f"while lowering {node.format_node()}: {exc}") from exc
-        value = env.get(node)
-        if isinstance(value, fx.Node):
-            set_meta(value, node)
 
-    module = fx.GraphModule(root, graph)
+    graph.refresh()
+    plain = fx.Graph()  # later passes write nodes without the analysis
+    plain.output(plain.graph_copy(graph, {}))
+    module = fx.GraphModule(root, plain)
     module.graph.eliminate_dead_code()
     module.recompile()
     result.module = module
@@ -120,6 +130,7 @@ def _lower_module(ctx, gm, node, args, result: LoweringResult) -> Value:
     module = gm.get_submodule(node.target)
     name = type(module).__name__
     ctx.rule = f"lower:{name}"
+    ctx.graph.where = f"{node.target} ({name})"
     fn = LOWERINGS.get(name)
     reason = "no lowering for this module class"
     if fn is not None:

@@ -263,16 +263,4 @@ def _sequential(ctx, mod, node, args):
         if fn is None:
             raise LoweringError(f"no lowering for {type(child).__name__} inside Sequential")
         value = fn(ctx, child, node, [value])
-        if isinstance(value, fx.Node) and "fxs_shape" not in value.meta:
-            _probe_shape(value)
     return value
-
-
-def _probe_shape(node: fx.Node) -> None:
-    """Shapes of intermediate nodes inside one lowering are not recorded; the
-    few lowerings that chain (Sequential) only need the rank, which F.pad
-    keeps."""
-    src = node.args[0] if node.args else None
-    if isinstance(src, fx.Node) and "fxs_shape" in src.meta:
-        node.meta["fxs_shape"] = tuple(None for _ in src.meta["fxs_shape"])
-        node.meta["fxs_dtype"] = src.meta.get("fxs_dtype")

@@ -132,17 +132,20 @@ def _reshape(ctx, mod, node, args):
     in_shape = shape_of(x)
     # ONNX: 0 copies the input dim (allowzero=0, the only form tf2onnx emits).
     items = [ctx.size(x, i) if (isinstance(v, int) and v == 0) else v for i, v in enumerate(items)]
-    out_shape = shape_of(node)
-    if out_shape is not None and len(out_shape) == len(items):
-        # a -1 whose size the shape run saw as static is that size
-        items = [
-            d if (isinstance(v, int) and v == -1 and d is not None) else v
-            for v, d in zip(items, out_shape, strict=True)
-        ]
     items = _one_dynamic_to_minus_one(items)
     if in_shape is not None and tuple(in_shape) == tuple(items):
         return x
-    return ctx.call(torch.reshape, x, tuple(items))
+    out = ctx.call(torch.reshape, x, tuple(items))
+    out_shape = shape_of(out)
+    if -1 in items and out_shape is not None and out_shape[items.index(-1)] is not None:
+        # the analysis shows the -1 static: write that size
+        items[items.index(-1)] = out_shape[items.index(-1)]
+        ctx.graph.erase_node(out)
+        items = _one_dynamic_to_minus_one(items)
+        if tuple(in_shape) == tuple(items):
+            return x
+        out = ctx.call(torch.reshape, x, tuple(items))
+    return out
 
 
 def _resolve_zeros(items: list[int], shape: list[int]) -> list[int]:

@@ -1,5 +1,12 @@
 """The values a lowering sees and makes: `Const`, `Sym`, graph nodes, and the `LoweringContext`
 that builds the new graph.
+
+Every node the context writes is run at once on fake tensors with symbolic
+sizes (`fxsurgeon.shapes.SymbolicShapes`): ``node.meta["val"]`` holds the fake
+value while lowering, and ``fxs_shape``/``fxs_dtype`` are read from it (None
+for a dim that stays symbolic). So a lowering can ask for the shape of any
+node it wrote, and ``ctx.size`` gives an int exactly when the analysis shows
+the dim constant.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ import torch
 from torch import fx, nn
 
 from ..errors import LoweringError
-from ..shapes import shape_of
+from ..shapes import SymbolicShapes, shape_of
 
 INT64_MAX = 2**63 - 1
 INT64_MIN = -(2**63)
@@ -59,19 +66,109 @@ def is_onnx2torch_module(module: nn.Module) -> bool:
     return type(module).__module__.startswith("onnx2torch")
 
 
+def _cond_shapes(pred: Any, then_branch: Any, else_branch: Any, operands: Any) -> tuple:
+    """What ``torch.cond`` gives, for the analysis: the then-branch run on the
+    fake operands (torch.cond itself would trace both branches with dynamo)."""
+    out = then_branch(*operands)
+    return tuple(out) if isinstance(out, (tuple, list)) else (out,)
+
+
+class ShapedGraph(fx.Graph):
+    """An fx.Graph that runs every node it creates on fake tensors (see module doc)."""
+
+    def __init__(self, shapes: SymbolicShapes):
+        super().__init__()
+        self.shapes = shapes
+        self.root: nn.Module | None = None
+        self.where = "input"  # the onnx2torch node being lowered, for the forced-dims report
+
+    def create_node(self, op, target, args=None, kwargs=None, name=None, type_expr=None):
+        node = super().create_node(op, target, args, kwargs, name, type_expr)
+        if op not in ("placeholder", "output"):
+            self.evaluate(node)
+        return node
+
+    def evaluate(self, node: fx.Node) -> None:
+        values: Any = fx.node.map_arg((node.args, node.kwargs), lambda n: n.meta.get("val"))
+        args, kwargs = values
+        target: Any = node.target
+        fn: Callable[..., Any]
+        if node.op == "get_attr":
+            fn, args = self._fetch, (target,)
+        elif node.op == "call_method":
+            fn = getattr(type(args[0]), target)  # x.size(1) as Tensor.size(x, 1)
+        elif node.op == "call_module":
+            fn = self.root.get_submodule(target)  # type: ignore[union-attr]
+        elif target is torch.cond:  # both branches give the same shapes (control_flow.py)
+            fn = _cond_shapes
+        else:
+            fn = target
+        op = getattr(node.target, "__name__", str(node.target))
+        try:
+            value = self.shapes.run(fn, args, kwargs, self.where, op)
+        except Exception as exc:
+            if node.op == "call_module":  # a module kept as is: its shape stays unknown
+                return
+            raise LoweringError(
+                f"shape analysis of {node.format_node()} failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        self.record(node, value)
+
+    def record(self, node: fx.Node, value: Any) -> None:
+        node.meta["val"] = value
+        self._describe(node, value)
+
+    def _describe(self, node: fx.Node, value: Any) -> None:
+        """``fxs_shape``/``fxs_dtype`` for a tensor, ``fxs_multi`` for a tuple of them."""
+        if isinstance(value, torch.Tensor):
+            node.meta["fxs_shape"] = self.shapes.shape(value)
+            node.meta["fxs_dtype"] = value.dtype
+        elif isinstance(value, (tuple, list)):
+            node.meta["fxs_multi"] = [self._element(v) for v in value]
+
+    def _element(self, value: Any) -> Any:
+        if isinstance(value, torch.Tensor):
+            return (self.shapes.shape(value), value.dtype)
+        if isinstance(value, (tuple, list)):
+            return [self._element(v) for v in value]
+        return None
+
+    def _fetch(self, target: str) -> Any:
+        obj: Any = self.root
+        for part in target.split("."):
+            obj = getattr(obj, part)
+        return self.shapes.fake(obj) if isinstance(obj, torch.Tensor) else obj
+
+    def refresh(self) -> None:
+        """Re-read every shape (later ops may have forced earlier symbols), drop fake values."""
+        for node in self.nodes:
+            self._describe(node, node.meta.pop("val", None))
+
+
 class LoweringContext:
     """What a lowering function may use to write into the new graph."""
 
-    def __init__(self, graph: fx.Graph, root: nn.Module, anchor: fx.Node):
+    def __init__(self, graph: ShapedGraph, root: nn.Module, anchor: fx.Node):
         self.graph = graph
+        graph.root = root
         self.root = root
         self.anchor = anchor  # a placeholder, for the device of created tensors
-        self.node: fx.Node | None = None  # the original node being lowered
+        self._node: fx.Node | None = None  # the original node being lowered
         self.rule = "lower"
         self.initializer_of: Callable[[str], str | None] = lambda name: None
         self._size_cache: dict[tuple[fx.Node, int], fx.Node] = {}
         self._const_count = 0
         self._const_cache: dict[int, str] = {}
+
+    @property
+    def node(self) -> fx.Node | None:
+        return self._node
+
+    @node.setter
+    def node(self, node: fx.Node | None) -> None:
+        self._node = node
+        if node is not None:
+            self.graph.where = str(node.target)
 
     # -- writing nodes -------------------------------------------------------
     def call(self, target: Callable, *args, **kwargs) -> fx.Node:
@@ -135,9 +232,7 @@ class LoweringContext:
             holder.register_buffer(name, const.value)
             name = f"{base}.{name}"
             self._const_cache[key] = name
-        node = self.graph.get_attr(name)
-        node.meta["fxs_shape"] = tuple(const.value.shape)
-        node.meta["fxs_dtype"] = const.value.dtype
+        node = self.graph.get_attr(name)  # ShapedGraph records its shape and dtype
         if const.initializer is not None:
             node.meta["fxsurgeon.initializer"] = const.initializer
         if self.node is not None:
@@ -147,14 +242,32 @@ class LoweringContext:
     def device(self) -> fx.Node:
         return self.graph.call_function(getattr, (self.anchor, "device"))
 
+    def out_shape(self, *values: Value) -> tuple | None:
+        """The broadcast shape of `values` (None for symbolic dims), or None if unknown."""
+        shapes = []
+        for value in values:
+            if isinstance(value, fx.Node) and isinstance(value.meta.get("val"), torch.Tensor):
+                shapes.append(value.meta["val"].shape)
+            elif isinstance(value, Const):
+                shapes.append(value.value.shape)
+            elif isinstance(value, Sym):
+                shapes.append(() if value.scalar else (len(value.items),))
+            else:
+                return None
+        analysis = self.graph.shapes
+        out = analysis.run(torch.broadcast_shapes, shapes, {}, self.graph.where, "broadcast")
+        return tuple(analysis.static(d) for d in out)
+
     def size(self, x: fx.Node, dim: int) -> int | fx.Node:
-        """x.shape[dim] as an int when static, else a ``x.size(dim)`` node."""
-        shape = shape_of(x)
-        if shape is None:
+        """x.shape[dim] as an int when the analysis shows it constant, else a
+        ``x.size(dim)`` node."""
+        value = x.meta.get("val")
+        if not isinstance(value, torch.Tensor):
             raise LoweringError(f"no shape known for {x.format_node()}")
-        dim = dim % len(shape)
-        if shape[dim] is not None:
-            return shape[dim]
+        dim = dim % value.dim()
+        static = self.graph.shapes.static(value.shape[dim])
+        if static is not None:
+            return static
         key = (x, dim)
         if key not in self._size_cache:
             node = self.graph.call_method("size", (x, dim))
@@ -197,12 +310,3 @@ def as_sym(value: Value) -> Sym | None:
     if isinstance(value, Const):
         return _sym_from_const(value)
     return None
-
-
-def set_meta(node: Any, like: fx.Node) -> Any:
-    """Copy the original node's recorded shape onto the node that replaces it."""
-    if isinstance(node, fx.Node):
-        for key in ("fxs_shape", "fxs_dtype"):
-            if key in like.meta:
-                node.meta[key] = like.meta[key]
-    return node

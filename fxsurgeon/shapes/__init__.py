@@ -1,7 +1,10 @@
 """Shapes: every node's output shape and dtype, static dims told from dynamic ones.
 
-`propagate.py` runs the graph on two sets of example inputs and records
-``node.meta["fxs_shape"]`` and ``node.meta["fxs_dtype"]``.
+`symbolic.py` is the analysis the lowering uses: input dims become ShapeEnv
+symbols, native ops run on fake tensors, a dim is static only when the graph
+forces it (and the node that forced it is recorded). `propagate.py` runs a
+graph on two sets of example inputs and records ``node.meta["fxs_shape"]`` and
+``node.meta["fxs_dtype"]``; the fuse phase uses it for nodes that rewrites made.
 """
 
 from .propagate import (
@@ -11,5 +14,16 @@ from .propagate import (
     propagate_shapes,
     shape_of,
 )
+from .symbolic import ForcedDim, InputSignature, SymbolicShapes, signatures
 
-__all__ = ["ExampleInputs", "example_inputs_from_specs", "propagate_shapes", "shape_of", "dtype_of"]
+__all__ = [
+    "ForcedDim",
+    "InputSignature",
+    "SymbolicShapes",
+    "signatures",
+    "ExampleInputs",
+    "example_inputs_from_specs",
+    "propagate_shapes",
+    "shape_of",
+    "dtype_of",
+]

@@ -1,0 +1,285 @@
+"""Symbolic shapes: which dims are static, decided by analysis, not by trial runs.
+
+Every input dim that is not known to be a constant becomes a fresh symbol of a
+torch ``ShapeEnv`` (no duck sizing: two dims are the same only when the graph
+says so, e.g. by broadcasting them). The lowering (fxsurgeon/lower/) runs each
+native op it writes on fake tensors whose sizes are those symbols
+(`SymbolicShapes.run`), so every new node knows its shape as ``SymInt``s.
+
+A dim is static when its symbol has been replaced by a constant, i.e. when an
+op forced it (a Reshape to a constant size, a MatMul with a weight, a broadcast
+with a static dim). The node that first forced a symbol is recorded in
+`SymbolicShapes.forced` and lands in the report. Nothing here runs the model
+on real data: the hints (2 for batch, 5 for other dims, or the sizes of given
+example tensors) only decide the branches torch's meta functions take, each of
+which is a guard of the ShapeEnv (``s0 != 1``), never a specialisation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch._dispatch.python import enable_python_dispatcher
+from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.fx.experimental.symbolic_shapes import DimDynamic, ShapeEnv, StatelessSymbolicContext
+
+from ..errors import InputError
+
+# The hints of symbolic dims that come without an example: batch and others.
+BATCH_HINT = 2
+OTHER_HINT = 5
+
+
+@dataclass(frozen=True)
+class InputSignature:
+    """One graph input: rank, dtype, and each dim either fixed (int) or symbolic (None)."""
+
+    name: str
+    dtype: torch.dtype
+    dims: tuple[int | None, ...]
+    hints: tuple[int, ...]
+
+    @classmethod
+    def from_spec(cls, spec: Any) -> InputSignature:
+        """From an `InputSpec` (ONNX input): its None dims become symbols."""
+        hints = tuple(
+            d if d is not None else (BATCH_HINT if i == 0 else OTHER_HINT)
+            for i, d in enumerate(spec.shape)
+        )
+        return cls(spec.name, spec.dtype, tuple(spec.shape), hints)
+
+    @classmethod
+    def from_tensor(cls, name: str, tensor: torch.Tensor) -> InputSignature:
+        """From an example tensor: only its rank and dtype count; every dim is symbolic.
+
+        Its sizes are the hints; 0 and 1 would be specialised by torch, so they
+        are hinted as 2 (the hint never becomes a constraint)."""
+        hints = tuple(max(int(d), 2) for d in tensor.shape)
+        return cls(name, tensor.dtype, (None,) * tensor.dim(), hints)
+
+
+@dataclass
+class ForcedDim:
+    """An input dim that the graph forces to a constant, and the node that did it."""
+
+    input: str
+    dim: int
+    value: int
+    node: str  # the onnx2torch node (module path and class) being lowered
+    op: str  # the native op whose shape rule forced it
+
+    def __str__(self) -> str:
+        return (
+            f"input {self.input} dim {self.dim} is fixed to {self.value} by node "
+            f"{self.node} ({self.op})"
+        )
+
+
+@dataclass
+class SymbolicShapes:
+    """The ShapeEnv, the fake inputs, and what forced which dim."""
+
+    inputs: list[InputSignature]
+    env: ShapeEnv = field(init=False)
+    mode: FakeTensorMode = field(init=False)
+    fake_inputs: list[torch.Tensor] = field(init=False)
+    forced: list[ForcedDim] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.env = ShapeEnv(duck_shape=False)
+        self.mode = FakeTensorMode(shape_env=self.env, allow_non_fake_inputs=True)
+        self.mode.cache_enabled = False  # `run` keeps results by sizes; the mode's cache only costs
+        self.fake_inputs = []
+        self._symbols: dict[Any, tuple[str, int]] = {}
+        self._memo: dict[Any, Any] = {}  # see run
+        for sig in self.inputs:
+            dynamic = [DimDynamic.STATIC if d is not None else DimDynamic.DYNAMIC for d in sig.dims]
+            context: Any = StatelessSymbolicContext(dynamic_sizes=dynamic)
+            real = torch.empty(sig.hints, dtype=sig.dtype)
+            fake = self.mode.from_tensor(real, symbolic_context=context)
+            for i, size in enumerate(fake.shape):
+                if isinstance(size, torch.SymInt):
+                    self._symbols[size.node.expr] = (sig.name, i)
+            self.fake_inputs.append(fake)
+
+    def with_inputs(self, fake_inputs: Sequence[torch.Tensor]) -> SymbolicShapes:
+        """The same analysis (ShapeEnv, symbols, forced dims) for a subgraph whose
+        inputs are `fake_inputs`, values of this one (an If branch)."""
+        sub = copy.copy(self)
+        sub.fake_inputs = list(fake_inputs)
+        return sub
+
+    # -- running ops -------------------------------------------------------------
+    def run(self, fn: Any, args: Sequence, kwargs: dict, where: str, op: str) -> Any:
+        """``fn(*args, **kwargs)`` on fake values; notes any input dim it forced.
+
+        A call on the same sizes as an earlier one (the next layer's) gives the
+        earlier result: what a native op gives for fake inputs depends only on
+        their sizes, strides and dtypes, and any guard it added holds already.
+        A composite op whose C++ kernel reads concrete sizes (``torch.lstm``)
+        is run again with the Python dispatcher on, as under torch.export, so
+        that it takes its symbolic decomposition."""
+        key = _memo_key((fn, args, kwargs))
+        if key is not None and key in self._memo:
+            return self._memo[key]
+        # a failing meta function is our LoweringError, not an ERROR log line of torch's
+        with _quiet(_FAKE_LOG):
+            try:
+                with self.mode:
+                    result = fn(*args, **kwargs)
+            except Exception:  # noqa: BLE001 - the second try raises what is wrong
+                with self.mode, enable_python_dispatcher():
+                    result = fn(*args, **kwargs)
+        self._note_forced(where, op)
+        if key is not None:
+            self._memo[key] = result
+        return result
+
+    def fake(self, tensor: torch.Tensor) -> torch.Tensor:
+        """A constant of the graph: its sizes are its own, never symbols."""
+        return self.mode.from_tensor(tensor, static_shapes=True)
+
+    def _note_forced(self, where: str, op: str) -> None:
+        if len(self.forced) == len(self._symbols):
+            return
+        known = {(f.input, f.dim) for f in self.forced}
+        for symbol, (name, dim) in self._symbols.items():
+            if (name, dim) in known:
+                continue
+            value = self.env.replace(symbol)
+            if value.is_number:
+                self.forced.append(ForcedDim(name, dim, int(value), where, op))
+
+    # -- reading shapes ------------------------------------------------------------
+    def static(self, size: Any) -> int | None:
+        """A size as an int when the analysis shows it constant, else None."""
+        if isinstance(size, int):
+            return size
+        if isinstance(size, torch.SymInt):
+            expr = self.env.replace(size.node.expr)
+            return int(expr) if expr.is_number else None
+        return None
+
+    def shape(self, value: Any) -> tuple[int | None, ...] | None:
+        if not isinstance(value, torch.Tensor):
+            return None
+        return tuple(self.static(d) for d in value.shape)
+
+    def free_dims(self) -> dict[tuple[str, int], bool]:
+        """For each symbolic input dim: True if no guard ties it to an equation
+        (then any size the meta rules accept works)."""
+        tied: set = set()
+        for guard in self.env.guards:
+            expr = guard.expr
+            if type(expr).__name__ == "Equality":
+                tied |= expr.free_symbols
+        result = {}
+        for symbol, key in self._symbols.items():
+            value = self.env.replace(symbol)
+            result[key] = not value.is_number and not (value.free_symbols & tied)
+        return result
+
+    def example_inputs(self, bump: int = 0) -> tuple[torch.Tensor, ...]:
+        """Real inputs that satisfy the analysis: forced dims at their value,
+        free symbolic dims at hint + `bump`. Integer inputs are ones (valid
+        token ids and masks), floats seeded normal."""
+        free = self.free_dims()
+        forced = {(f.input, f.dim): f.value for f in self.forced}
+        out = []
+        for sig in self.inputs:
+            shape = []
+            for i, (dim, hint) in enumerate(zip(sig.dims, sig.hints, strict=True)):
+                if dim is not None:
+                    shape.append(dim)
+                elif (sig.name, i) in forced:
+                    shape.append(forced[(sig.name, i)])
+                else:
+                    shape.append(hint + bump if free.get((sig.name, i)) else hint)
+            generator = torch.Generator().manual_seed(1234)
+            if sig.dtype.is_floating_point:
+                out.append(torch.randn(shape, generator=generator).to(sig.dtype))
+            else:
+                out.append(torch.ones(shape, dtype=sig.dtype))
+        return tuple(out)
+
+
+_FAKE_LOG = logging.getLogger("torch._subclasses.fake_tensor")
+
+
+@contextlib.contextmanager
+def _quiet(logger: logging.Logger) -> Iterator[None]:
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+_LITERALS = (int, float, bool, str, type(None), torch.dtype, torch.device, torch.layout)
+
+
+def _memo_key(value: Any) -> Any:
+    """A hashable description of a call's function and arguments by sizes,
+    strides and dtypes (symbols as their current expressions), or None when
+    one of them is not described so (a module, a fake tensor holding data)."""
+    if isinstance(value, torch.Tensor):
+        if getattr(value, "constant", None) is not None:
+            return None
+        sizes = tuple(_memo_key(d) for d in value.shape)
+        strides = tuple(_memo_key(d) for d in value.stride())
+        return ("tensor", sizes, strides, value.dtype, value.device)
+    if isinstance(value, (torch.SymInt, torch.SymFloat, torch.SymBool)):
+        return ("sym", type(value), value.node.expr)
+    if isinstance(value, _LITERALS):
+        return (type(value), value)
+    if isinstance(value, (tuple, list)):
+        items = tuple(_memo_key(v) for v in value)
+        return None if None in items else (type(value), items)
+    if isinstance(value, dict):
+        items = tuple((k, _memo_key(v)) for k, v in sorted(value.items()))
+        return None if any(v is None for _, v in items) else ("dict", items)
+    if isinstance(value, slice):
+        return _memo_key(("slice", value.start, value.stop, value.step))
+    if value is Ellipsis:
+        return "..."
+    if callable(value) and not isinstance(value, torch.nn.Module) and _stable(value):
+        return ("fn", value)
+    return None
+
+
+def _stable(fn: Any) -> bool:
+    """A function that names the same computation every time it is seen: a
+    module-level function or builtin, or a method of a class (not a closure)."""
+    if getattr(fn, "__closure__", None):
+        return False
+    name = getattr(fn, "__qualname__", "")
+    return "<lambda>" not in name and "<locals>" not in name
+
+
+def signatures(
+    names: Sequence[str], specs: Sequence | None, example_inputs: Sequence | None
+) -> list[InputSignature]:
+    """Input signatures from example tensors (ranks/dtypes only) or ONNX input specs."""
+    if example_inputs is not None:
+        tensors = list(example_inputs)
+        if len(tensors) != len(names):
+            raise InputError(
+                f"the model takes {len(names)} inputs ({', '.join(names)}), "
+                f"got {len(tensors)} example inputs"
+            )
+        return [InputSignature.from_tensor(n, t) for n, t in zip(names, tensors, strict=True)]
+    if specs is None:
+        raise InputError("no input signature: give example inputs or a model with ONNX input specs")
+    if len(specs) != len(names):
+        raise InputError(
+            f"the model takes {len(names)} inputs ({', '.join(names)}), "
+            f"its ONNX input specs name {len(specs)}"
+        )
+    return [InputSignature.from_spec(s) for s in specs]
