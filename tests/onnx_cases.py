@@ -30,9 +30,9 @@ def init(name: str, value) -> onnx.TensorProto:
     return numpy_helper.from_array(np.asarray(value), name)
 
 
-def make_model(nodes, inputs, outputs, initializers=()) -> onnx.ModelProto:
+def make_model(nodes, inputs, outputs, initializers=(), opset=OPSET) -> onnx.ModelProto:
     graph = helper.make_graph(list(nodes), "case", list(inputs), list(outputs), list(initializers))
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = 8
     model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
     onnx.checker.check_model(model, full_check=True)
@@ -63,3 +63,13 @@ def assert_matches_ort(model: onnx.ModelProto, inputs: Sequence[np.ndarray], ato
         assert g.dtype == e.dtype, (g.dtype, e.dtype)
         np.testing.assert_allclose(g, e, atol=atol, rtol=0)
     return optimized
+
+
+def assert_lowered(optimized) -> None:
+    """Nothing unconverted, and no module of fxsurgeon's converters left."""
+    from fxsurgeon.pipeline import report_of
+
+    report = report_of(optimized)
+    assert report.unconverted == {}, report.unconverted
+    kept = [type(m).__name__ for m in optimized.modules() if "converters" in type(m).__module__]
+    assert kept == []

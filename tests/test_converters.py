@@ -10,7 +10,7 @@ import onnx
 import pytest
 import torch
 from onnx import helper
-from onnx_cases import assert_matches_ort, init, make_model, run_ort, tensor_info
+from onnx_cases import assert_lowered, assert_matches_ort, init, make_model, run_ort, tensor_info
 
 import fxsurgeon
 from fxsurgeon.errors import InputError
@@ -24,13 +24,6 @@ GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
 
 def rnd(*shape):
     return rng.standard_normal(shape).astype(F32)
-
-
-def assert_lowered(optimized):
-    report = report_of(optimized)
-    assert report.unconverted == {}, report.unconverted
-    kept = [type(m).__name__ for m in optimized.modules() if "converters" in type(m).__module__]
-    assert kept == []
 
 
 # -- LSTM / GRU / RNN ---------------------------------------------------------------------

@@ -5,16 +5,14 @@ Loops that are refused (a condition that may stop early or reads data, a while l
 from __future__ import annotations
 
 import numpy as np
-import onnx
 import pytest
 import torch
 from onnx import TensorProto, helper
-from onnx_cases import assert_matches_ort, init, make_model, run_ort, tensor_info
+from onnx_cases import assert_lowered, assert_matches_ort, init, make_model, run_ort, tensor_info
 
 import fxsurgeon
 from fxsurgeon.errors import InputError
 from fxsurgeon.lower.loop import run_loop
-from fxsurgeon.pipeline import report_of
 from fxsurgeon.tensorflow import from_onnx
 
 F32, I64 = np.float32, np.int64
@@ -23,13 +21,6 @@ rng = np.random.default_rng(11)
 
 def rnd(*shape):
     return rng.standard_normal(shape).astype(F32)
-
-
-def assert_lowered(optimized):
-    report = report_of(optimized)
-    assert report.unconverted == {}, report.unconverted
-    kept = [type(m).__name__ for m in optimized.modules() if "converters" in type(m).__module__]
-    assert kept == []
 
 
 def bool_info(name):
@@ -236,12 +227,7 @@ def test_while_loop_without_trip_count_is_refused():
 
 def model_at(nodes, inputs, outputs, inits=(), opset=17):
     """`make_model` at another opset (ScatterND's max/min need 18, Resize-10 needs 10)."""
-    graph = helper.make_graph(list(nodes), "case", list(inputs), list(outputs), list(inits))
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    model.ir_version = 8
-    model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
-    onnx.checker.check_model(model, full_check=True)
-    return model
+    return make_model(nodes, inputs, outputs, inits, opset=opset)
 
 
 def indices_into(sizes, lead, negative=True):

@@ -8,12 +8,18 @@ by `fxsurgeon.tensorflow`.
 """
 
 from .converters import torch_weights
+from .converters.nd_index import REDUCE as SCATTER_REDUCTIONS
+from .converters.resize import ResizeError
+from .converters.resize import plan as resize_plan
 from .export import TOKEN_INPUTS, export_onnx, load_model, quiet_tensorflow
 from .onnx_import import ONNX2TORCH_WARNINGS_KEY, from_onnx, from_tensorflow
 from .variables import map_initializers_to_variables, tf_variables_of
 
 __all__ = [
     "ONNX2TORCH_WARNINGS_KEY",
+    "SCATTER_REDUCTIONS",
+    "ResizeError",
+    "resize_plan",
     "TOKEN_INPUTS",
     "export_onnx",
     "from_onnx",

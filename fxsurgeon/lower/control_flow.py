@@ -27,11 +27,16 @@ from .values import Const, Sym
 
 def lower_branch(ctx, branch: fx.GraphModule, operands: list[fx.Node]) -> fx.GraphModule:
     """`branch` lowered to plain torch, its inputs shaped as the outer `operands`."""
+    return lower_subgraph(ctx, branch, [n.meta.get("val") for n in operands])
+
+
+def lower_subgraph(ctx, branch: fx.GraphModule, fakes: list) -> fx.GraphModule:
+    """`branch` (an If branch, a Loop body) lowered to plain torch in the same shape
+    analysis as the graph around it, its inputs the fake values `fakes`."""
     from .graph import lower_graph
 
-    fakes = [n.meta.get("val") for n in operands]
     if not all(isinstance(f, torch.Tensor) for f in fakes):
-        raise LoweringError("an operand of the If has no known shape")
+        raise LoweringError("an operand of the subgraph has no known shape")
     work = copy.deepcopy(branch)
     lowered = lower_graph(work, ctx.graph.shapes.with_inputs(fakes))
     if lowered.unconverted:

@@ -2,8 +2,8 @@
 
 The converter only keeps Loops that run exactly ``M`` steps (their condition is
 proven never to stop them early), so the loop is ``for step in range(M)``. The
-body is lowered like If's branches (``control_flow.lower_branch``: shapes from
-the inputs of its first step in the two example runs) and becomes a submodule;
+body is lowered like If's branches (``control_flow.lower_subgraph``, in the
+shape analysis of the graph around it) and becomes a submodule;
 `run_loop` is the one call in the outer graph that runs it, feeding the
 loop-carried values back and stacking the scan outputs along a new first axis.
 
@@ -25,9 +25,9 @@ import torch
 from torch import fx
 
 from ..errors import LoweringError
-from .control_flow import lower_branch
+from .control_flow import lower_subgraph
 from .table import lowering
-from .values import Const, Sym, as_sym
+from .values import SHAPE_FUNCTIONS, Const, Sym, as_sym
 
 _COUNTER = [0]
 
@@ -44,6 +44,19 @@ def run_loop(body: fx.GraphModule, steps: int, carried: int, scans: int, *values
         for y, value in zip(ys, out[1 + carried :], strict=True):
             y.append(value)
     return (*state, *(torch.stack(y) for y in ys))
+
+
+def _loop_shapes(body: fx.GraphModule, steps, carried: int, scans: int, *values):
+    """What `run_loop` gives, for the shape analysis: one step of the body, the scans
+    stacked `steps` times (iterating a symbolic trip count would pin it)."""
+    state, outer = list(values[:carried]), values[carried:]
+    step = torch.zeros((), dtype=torch.int64)
+    out = body(step, torch.ones((), dtype=torch.bool), *state, *outer)
+    ys = out[1 + carried :]
+    return (*out[1 : 1 + carried], *(y.new_empty((steps, *y.shape)) for y in ys))
+
+
+SHAPE_FUNCTIONS[run_loop] = _loop_shapes
 
 
 def _bind_constants(mod, values: list):
@@ -67,10 +80,31 @@ def _bind_constants(mod, values: list):
         node.replace_all_uses_with(attr)
         body.graph.erase_node(node)
         fixed.add(2 + k)
+    fixed |= _drop_the_condition(body, placeholders, mod.carried, fixed)
     body.recompile()
     kept = [v for k, v in enumerate(values) if 2 + k not in fixed]
-    examples = [tuple(a for k, a in enumerate(ex) if k not in fixed) for ex in mod.examples]
-    return body, kept, examples
+    return body, kept
+
+
+def _drop_the_condition(
+    body: fx.GraphModule, placeholders: list, carried: int, bound: set[int]
+) -> set[int]:
+    """The body's condition output is its condition input (true at every step: the
+    converter proved it), so what only computed the condition goes, and the outer
+    inputs only it read (tf2onnx's ``time < T`` on the sequence length, which would
+    turn a dynamic size into a tensor) stop being operands. Their positions."""
+    output = next(n for n in body.graph.nodes if n.op == "output")
+    results = list(output.args[0])
+    results[0] = placeholders[1]
+    output.args = (tuple(results),)
+    body.graph.eliminate_dead_code()
+    unused = set()
+    for position in range(2 + carried, len(placeholders)):  # outer inputs only
+        node = placeholders[position]
+        if position not in bound and not node.users:
+            body.graph.erase_node(node)
+            unused.add(position)
+    return unused
 
 
 def _steps(trip) -> int | fx.Node:
@@ -90,12 +124,17 @@ def _loop(ctx, mod, node, args):
     steps = _steps(trip)
     if mod.scans and isinstance(steps, int) and steps <= 0:
         raise LoweringError("a Loop with scan outputs that runs 0 steps: their shape is unknown")
-    body, values, examples = _bind_constants(mod, values)
-    body = lower_branch(body, examples)
+    body, values = _bind_constants(mod, values)
+    operands = [ctx.tensor(v) for v in values]
+    shapes = ctx.graph.shapes
+    step_and_cond = [
+        shapes.fake(torch.zeros((), dtype=torch.int64)),
+        shapes.fake(torch.ones((), dtype=torch.bool)),
+    ]
+    body = lower_subgraph(ctx, body, step_and_cond + [n.meta.get("val") for n in operands])
     _COUNTER[0] += 1
     name = f"loop_body_{_COUNTER[0]}"
     ctx.root.add_module(name, body)
-    operands = [ctx.tensor(v) for v in values]
     out = ctx.call(run_loop, ctx.graph.get_attr(name), steps, mod.carried, mod.scans, *operands)
     count = mod.carried + mod.scans
     if count == 1:

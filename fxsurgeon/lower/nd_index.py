@@ -23,7 +23,7 @@ import operator
 import torch
 
 from ..errors import LoweringError
-from ..frontdoor.converters.nd_index import REDUCE
+from ..frontdoor import SCATTER_REDUCTIONS as REDUCE
 from ..shapes import shape_of
 from .table import lowering
 

@@ -13,8 +13,9 @@ import math
 
 import torch.nn.functional as F
 
-from ..errors import LoweringError
-from ..frontdoor.converters.resize import ResizeError, plan
+from ..errors import InputError, LoweringError
+from ..frontdoor import ResizeError
+from ..frontdoor import resize_plan as plan
 from ..shapes import shape_of
 from .table import lowering
 from .values import Const, as_sym
@@ -42,8 +43,11 @@ def _resize(ctx, mod, node, args):
         if _given(given.get("sizes")):
             return _by_sizes(ctx, mod, x, mode, ins, given["sizes"])
         return _by_scales(ctx, mod, x, mode, ins, given.get("scales"))
-    except ResizeError as exc:
-        raise LoweringError(str(exc)) from exc
+    except ResizeError as exc:  # exact nowhere: refused, never kept to fail at run time
+        where = node.meta.get("fxsurgeon.onnx_node") or node.name
+        raise InputError(
+            f"ONNX node {where!r} (op Resize) cannot be computed by torch: {exc}"
+        ) from exc
 
 
 def _by_sizes(ctx, mod, x, mode, ins, sizes):
@@ -64,7 +68,7 @@ def _by_scales(ctx, mod, x, mode, ins, scales):
         raise LoweringError("Resize scales must be known at optimize time")
     values = [float(s) for s in scales.value.reshape(-1).tolist()]
     if values[:2] != [1.0, 1.0]:
-        raise LoweringError("torch cannot scale the batch or channel dims")
+        raise ResizeError("torch cannot scale the batch or channel dims")
     factors = values[2:]
     outs = [math.floor(i * s) if i is not None else None for i, s in zip(ins, factors, strict=True)]
     plan(mod.rule, ins, outs, factors)

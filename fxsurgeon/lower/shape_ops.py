@@ -5,6 +5,7 @@ Transpose, Tile, Expand, ConstantOfShape, Range.
 from __future__ import annotations
 
 import operator
+from typing import Any
 
 import torch
 from torch import fx, nn
@@ -241,18 +242,31 @@ def _expand(ctx, mod, node, args):
     padded_in = (1,) * (out_rank - len(in_shape)) + tuple(in_shape)
     padded_t = [1] * (out_rank - len(target.items)) + list(target.items)
     sizes = []
-    for d_in, d_t in zip(padded_in, padded_t, strict=True):
+    offset = out_rank - len(in_shape)
+    for k, (d_in, d_t) in enumerate(zip(padded_in, padded_t, strict=True)):
         if isinstance(d_t, int) and d_t == 1:
             sizes.append(-1 if d_in != 1 else 1)
         elif d_in == 1:
             sizes.append(d_t)
         elif d_in is None and not isinstance(d_t, int):
-            raise LoweringError("Expand of a dynamic dim to a dynamic size")
+            if not (k >= offset and _same_symbol(x, k - offset, d_t)):
+                raise LoweringError("Expand of a dynamic dim to a dynamic size")
+            sizes.append(-1)  # the analysis proves them the same size
         else:
             sizes.append(-1)  # equal sizes, or the target broadcasts to the input
     if all(s == -1 for s in sizes) and len(in_shape) == out_rank:
         return x
     return ctx.method("expand", x, *sizes)
+
+
+def _same_symbol(x: fx.Node, dim: int, size: Any) -> bool:
+    """Whether dim `dim` of `x` and the size node `size` are one symbol of the analysis."""
+    fake = x.meta.get("val")
+    other = size.meta.get("val") if isinstance(size, fx.Node) else None
+    if not isinstance(fake, torch.Tensor) or not isinstance(other, torch.SymInt):
+        return False
+    mine = fake.shape[dim]
+    return isinstance(mine, torch.SymInt) and mine.node.expr == other.node.expr
 
 
 @lowering("OnnxConstantOfShape")

@@ -25,6 +25,11 @@ INT64_MAX = 2**63 - 1
 INT64_MIN = -(2**63)
 
 
+#: Calls the shape analysis does not run but asks for their output shapes:
+#: ``run_loop`` (loop.py) would iterate over a symbolic trip count.
+SHAPE_FUNCTIONS: dict[Callable[..., Any], Callable[..., Any]] = {}
+
+
 @dataclass
 class Const:
     """A tensor known at optimize time. `initializer` names its ONNX origin."""
@@ -96,11 +101,19 @@ class ShapedGraph(fx.Graph):
         if node.op == "get_attr":
             fn, args = self._fetch, (target,)
         elif node.op == "call_method":
+            if not isinstance(args[0], torch.Tensor):  # e.g. the output of a kept module
+                raise LoweringError(f"no shape known for the input of {node.format_node()}")
             fn = getattr(type(args[0]), target)  # x.size(1) as Tensor.size(x, 1)
         elif node.op == "call_module":
             fn = self.root.get_submodule(target)  # type: ignore[union-attr]
         elif target is torch.cond:  # both branches give the same shapes (control_flow.py)
             fn = _cond_shapes
+        elif target in SHAPE_FUNCTIONS:  # a call whose shapes are worked out, not run
+            fn = SHAPE_FUNCTIONS[target]
+        elif target is torch.tensor and any(isinstance(i, torch.SymInt) for i in args[0]):
+            # sizes become data (a Sym as a tensor): running torch.tensor on the symbols
+            # would pin them to their example values; the data is unknown, the shape is not
+            fn, args = torch.empty, ((len(args[0]),),)
         else:
             fn = target
         op = getattr(node.target, "__name__", str(node.target))
