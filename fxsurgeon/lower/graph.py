@@ -12,7 +12,7 @@ import torch
 from torch import fx, nn
 
 from ..errors import LoweringError
-from ..shapes import SymbolicShapes
+from ..shapes import SymbolicShapes, shape_of
 from .table import LOWERINGS
 from .values import Const, LoweringContext, ShapedGraph, Sym, Value
 
@@ -138,6 +138,13 @@ def _lower_module(ctx, gm, node, args, result: LoweringResult) -> Value:
             value = fn(ctx, module, node, args)
         except LoweringError as exc:
             reason = str(exc)
+        except (TypeError, AttributeError):
+            # a lowering reading the shape of an input nobody knows (a kept module's
+            # output): that input is why, not a bug of the lowering
+            unknown = [a for a in args if isinstance(a, fx.Node) and shape_of(a) is None]
+            if not unknown:
+                raise
+            reason = f"no shape known for its input {unknown[0].name} (a module kept before it)"
         else:
             result.lowered[name] = result.lowered.get(name, 0) + 1
             if isinstance(value, (Const, Sym)):
