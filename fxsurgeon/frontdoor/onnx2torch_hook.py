@@ -104,8 +104,12 @@ def _stack() -> list:
 
 def _recording_shape_inference(original):
     def safe_shape_inference(onnx_model_or_path):
+        from .._compat import teach_same_meaning_versions
+        from . import converters
         from .converters.scope import OPSETS
 
+        converters.register()  # once per convert, before any converter is looked up
+        teach_same_meaning_versions()
         model = original(onnx_model_or_path)
         given = type(onnx_model_or_path).__name__ == "ModelProto"  # the user's, not a copy
         token = OPSETS.set(tuple(model.opset_import))  # fxsurgeon's converters read it
@@ -117,11 +121,6 @@ def _recording_shape_inference(original):
 
 def _converter_lookup(original):
     def get_converter(domain, operation_type, version):
-        from .._compat import teach_same_meaning_versions
-        from . import converters
-
-        converters.register()
-        teach_same_meaning_versions()
         try:
             converter = original(domain=domain, operation_type=operation_type, version=version)
         except NotImplementedError:

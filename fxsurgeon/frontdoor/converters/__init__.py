@@ -26,7 +26,6 @@ from .loop import OnnxLoop
 from .recurrent import TORCH_GATE_ORDER, OnnxRecurrent, torch_weights
 from .registry import ConverterError
 from .scan_ops import OnnxCumSumSpec
-from .scope import OPSETS
 
 _REGISTERED = False
 
@@ -42,16 +41,12 @@ def register() -> None:
 
 
 def convert(model: onnx.ModelProto):
-    """``onnx2torch.convert(model, attach_onnx_mapping=True)`` with fxsurgeon's converters."""
+    """``onnx2torch.convert(model, attach_onnx_mapping=True)`` with fxsurgeon's converters:
+    the onnx2torch hook (``onnx2torch_hook.py``, installed by ``import fxsurgeon``)
+    registers them and records the model's opsets for every convert."""
     from ..._compat import import_onnx2torch
 
-    onnx2torch = import_onnx2torch()
-    register()
-    token = OPSETS.set(tuple(model.opset_import))
-    try:
-        return onnx2torch.convert(model, attach_onnx_mapping=True)
-    finally:
-        OPSETS.reset(token)
+    return import_onnx2torch().convert(model, attach_onnx_mapping=True)
 
 
 __all__ = [
