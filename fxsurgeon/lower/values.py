@@ -26,7 +26,8 @@ INT64_MIN = -(2**63)
 
 
 #: Calls the shape analysis does not run but asks for their output shapes:
-#: ``run_loop`` (loop.py) would iterate over a symbolic trip count.
+#: ``torch.cond`` would trace both branches with dynamo, ``run_loop`` (loop.py) would
+#: iterate over a symbolic trip count.
 SHAPE_FUNCTIONS: dict[Callable[..., Any], Callable[..., Any]] = {}
 
 
@@ -78,6 +79,9 @@ def _cond_shapes(pred: Any, then_branch: Any, else_branch: Any, operands: Any) -
     return tuple(out) if isinstance(out, (tuple, list)) else (out,)
 
 
+SHAPE_FUNCTIONS[torch.cond] = _cond_shapes  # both branches give the same shapes (control_flow.py)
+
+
 class ShapedGraph(fx.Graph):
     """An fx.Graph that runs every node it creates on fake tensors (see module doc)."""
 
@@ -106,8 +110,6 @@ class ShapedGraph(fx.Graph):
             fn = getattr(type(args[0]), target)  # x.size(1) as Tensor.size(x, 1)
         elif node.op == "call_module":
             fn = self.root.get_submodule(target)  # type: ignore[union-attr]
-        elif target is torch.cond:  # both branches give the same shapes (control_flow.py)
-            fn = _cond_shapes
         elif target in SHAPE_FUNCTIONS:  # a call whose shapes are worked out, not run
             fn = SHAPE_FUNCTIONS[target]
         elif target is torch.tensor and any(isinstance(i, torch.SymInt) for i in args[0]):
