@@ -17,7 +17,7 @@ from typing import Any
 #: table columns per door: (title, line key or "fusions" for every fusion.* and softmax_left)
 COLUMNS = {
     "A": ("diff", "params", "onnx2torch_left", "compile_eager", "compile_inductor", "grads")
-    + ("fusions", "convert"),
+    + ("fusions", "convert", "bfloat16", "half"),
     "B": ("diff", "params", "onnx2torch_left", "compile_eager", "compile_inductor", "grads")
     + ("fusions",),
 }
@@ -30,6 +30,8 @@ TITLES = {
     "grads": "grads",
     "fusions": "fusions",
     "convert": "convert",
+    "bfloat16": ".to(bf16)",
+    "half": ".half()",
 }
 DOOR_TITLES = {
     "A": "A: from_onnx(export, tf_model=...) + optimize",

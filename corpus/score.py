@@ -12,7 +12,10 @@ Lines per door: ``diff`` (every output vs TF at batch 1, 3 and each size),
 ``params`` (trainable count vs TF), ``onnx2torch_left``, ``compile_eager``,
 ``compile_inductor``, ``grads``, ``fusion.<key>`` per nominal key,
 ``softmax_left`` (models with attention); door A also has ``convert`` (the
-``fxsurgeon convert`` round trip, loaded with TF/onnx2torch/fxsurgeon blocked).
+``fxsurgeon convert`` round trip, loaded with TF/onnx2torch/fxsurgeon blocked)
+and ``bfloat16`` / ``half`` (a copy after ``.to(torch.bfloat16)`` / ``.half()``
+runs every case, judged by `fxsurgeon.verify`'s fp64 rule, that of
+torch._dynamo's accuracy checker, against the float32 optimized model).
 ``latency`` (``--latency``) is measured separately, 2 threads, after scoring.
 The record is JSON: ``{"name", "family", "lines": {"A.diff": {...}}, "wall": {...}}``.
 """
@@ -39,6 +42,8 @@ import numpy as np
 ATOL = 1e-5
 DOORS = ("A", "B")
 FUSION_KEYS = ("sdpa", "layer_norm", "rms_norm", "gelu", "linear")
+#: the half-precision lines of door A: line key -> how the copy is cast
+PRECISIONS = ("bfloat16", "half")
 CONVERT_TIMEOUT_S = 600
 LATENCY_ROUNDS = 21
 
@@ -123,7 +128,7 @@ class Scorer:
         if self.model is not None and self.model.nominal.get("sdpa", 0) > 0:
             keys.append("softmax_left")
         if door == "A":
-            keys.append("convert")
+            keys += ["convert", *PRECISIONS]
         return [f"{door}.{k}" for k in keys]
 
     # ------------------------------------------------------------------ export
@@ -224,6 +229,8 @@ class Scorer:
         self.run(p + "compile_inductor", lambda: self.compiled(door, "inductor", slice(1, 2)))
         if door == "A":
             self.run("A.convert", self.convert)
+            for how in PRECISIONS:
+                self.run(f"A.{how}", lambda how=how: self.precision(self.optimized(door), how))
 
     # ------------------------------------------------------------------ the lines
 
@@ -314,6 +321,37 @@ class Scorer:
             return self.diff(compiled, self.cases()[cases])
         finally:
             torch._dynamo.reset()
+
+    def precision(self, module: Any, how: str) -> dict[str, Any]:
+        """A copy cast by ``.to(torch.bfloat16)`` or ``.half()`` runs every case.
+
+        Judged by `fxsurgeon.verify` against the float32 module: its fp64 rule
+        (torch._dynamo's ``same(ref, res, fp64_ref=...)``) compares the error of
+        the low-precision copy with float32's, both against a float64 run.
+        """
+        import copy
+
+        import torch
+
+        from fxsurgeon.verify import verify
+
+        dtype = torch.bfloat16 if how == "bfloat16" else torch.float16
+        low = copy.deepcopy(module)
+        low = low.to(dtype) if how == "bfloat16" else low.half()
+        cases = [self.ordered(inputs) for _, inputs, _ in self.cases()]
+        report = verify(low, module, inputs=cases)
+        floats = [r for r in report.results if r.ref_dtype and "float" in r.ref_dtype]
+        wrong = sorted({str(r.dtype) for r in floats} - {str(dtype).removeprefix("torch.")})
+        if wrong:
+            return line(False, None, f"floating outputs in {wrong}, not {how}")
+        if report.passed:
+            return line(True, report.max_abs)
+        bad = report.failures[0]
+        reason = (
+            f"{len(report.failures)} of {len(report.results)} outputs fail the fp64 rule; "
+            f"first: output {bad.output} case {bad.case}: {bad.message or bad.tolerance}"
+        )
+        return line(False, report.max_abs, reason[:300])
 
     def convert(self) -> dict[str, Any]:
         """``fxsurgeon convert`` on the cached ONNX, then model.py loaded with imports blocked."""

@@ -30,8 +30,10 @@ def test_scorer_lines_on_keras_mlp(mlp_record):
         "A.compile_eager",
         "A.compile_inductor",
         "A.convert",
+        "A.bfloat16",
+        "A.half",
     }
-    door_b = {k.replace("A.", "B.") for k in door_a - {"A.convert"}}
+    door_b = {k.replace("A.", "B.") for k in door_a - {"A.convert", "A.bfloat16", "A.half"}}
     assert set(lines) == {"export"} | door_a | door_b
     assert lines["export"]["ok"] is True
     failing = {k: lines[k]["reason"] for k in door_a if lines[k]["ok"] is not True}
@@ -43,6 +45,8 @@ def test_scorer_lines_on_keras_mlp(mlp_record):
     for key in ("A.diff", "A.compile_eager", "A.compile_inductor", "A.convert"):
         assert 0 <= lines[key]["value"] <= ATOL, (key, lines[key])
     assert set(lines["A.diff"]["per_case"]) == {"batch 1", "batch 3"}  # no sizes: H/W static
+    for key in ("A.bfloat16", "A.half"):  # low precision: off by rounding, never by 0 or 1e-5
+        assert 1e-5 < lines[key]["value"] < 0.1, (key, lines[key])
     for key in door_b:  # the one-liner: a pass, or a failure that says why as "Type: message"
         assert lines[key]["ok"] is True or ": " in lines[key]["reason"], (key, lines[key])
     assert lines["B.diff"]["ok"] is True or lines["B.diff"]["reason"].startswith(NEEDS_SHAPES)
@@ -81,6 +85,34 @@ def test_broken_model_fails_the_diff_line(monkeypatch):
     assert diff["reason"].startswith("max |diff| 0.001 > 1e-05 at batch")
     assert "output logits" in diff["reason"]
     assert scorer.lines["A.params"]["ok"] is True  # the other lines are not affected
+
+
+_REAL_OPTIMIZE = score._optimize
+
+
+def _pinned_to_float32(gm):
+    """An `optimize` whose result casts every output to float32 (a pinned dtype)."""
+    module = _REAL_OPTIMIZE(gm)
+    graph = module.graph
+    output = next(n for n in graph.nodes if n.op == "output")
+    with graph.inserting_before(output):
+        outs = output.args[0]
+        many = isinstance(outs, (list, tuple))
+        pinned = [graph.call_method("float", (o,)) for o in (outs if many else [outs])]
+    output.args = (type(outs)(pinned) if many else pinned[0],)
+    module.recompile()
+    return module
+
+
+def test_a_model_pinned_to_float32_fails_the_half_precision_lines(monkeypatch):
+    monkeypatch.setattr(score, "_optimize", _pinned_to_float32)
+    scorer = score.Scorer("keras_mlp", doors=("A",))
+    assert scorer.export()
+    for how in score.PRECISIONS:
+        scorer.run(f"A.{how}", lambda how=how: scorer.precision(scorer.optimized("A"), how))
+        entry = scorer.lines[f"A.{how}"]
+        assert entry["ok"] is False, entry
+        assert entry["reason"] == f"floating outputs in ['float32'], not {how}"
 
 
 def test_an_exception_fails_its_line_only():
