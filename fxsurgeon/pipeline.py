@@ -178,11 +178,29 @@ def _analysis(model: fx.GraphModule, example_inputs: Sequence | None) -> Symboli
     return SymbolicShapes(signatures(names, specs, example_inputs))
 
 
-def _examples(shapes: SymbolicShapes, example_inputs: Sequence | None) -> ExampleInputs:
+def _examples(
+    shapes: SymbolicShapes, example_inputs: Sequence | None, module: fx.GraphModule
+) -> ExampleInputs:
     """Two real input sets that satisfy the analysis (for the pattern phases'
-    checks): free symbolic dims differ between them."""
+    checks): symbolic dims differ between them.
+
+    The second set bumps the free dims (those no guard ties to an equation).
+    A size the graph computes as data (a reshape target built from Shape
+    nodes) is a fresh symbol to the analysis, so a relation it implies, such
+    as a decoder's batch equal to its encoder's, can be missed; the set is
+    therefore run through ``module`` first, and when it fails there, every
+    symbolic dim that is not forced is bumped together instead.
+    """
     first = tuple(example_inputs) if example_inputs is not None else shapes.example_inputs()
-    return ExampleInputs(first, shapes.example_inputs(bump=2))
+    candidates = (shapes.example_inputs(bump=2), shapes.example_inputs(bump=2, every=True))
+    for second in candidates[:-1]:
+        try:
+            with torch.no_grad():
+                module(*second)
+        except Exception:  # noqa: BLE001 - any failure: the analysis missed a relation
+            continue
+        return ExampleInputs(first, second)
+    return ExampleInputs(first, candidates[-1])
 
 
 def _describe_dims(shapes: SymbolicShapes, report: Report) -> None:
@@ -272,7 +290,7 @@ def optimize(
         cleanup(out)
     with clock("fuse"):  # pattern phases (fxsurgeon/fuse/, patterns/*.py)
         rules = load_rules(patterns or (), disable=disable)
-        examples = _examples(shapes, example_inputs)
+        examples = _examples(shapes, example_inputs, out)
         hook = _rewrite_hook(verify, out, examples)
         fused = apply_rules(out, rules, examples=examples, debug=debug_patterns, on_rewrite=hook)
         if hasattr(hook, "finish"):  # the per-rule check's last word: outputs vs the lowered graph

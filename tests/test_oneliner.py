@@ -196,3 +196,77 @@ def test_foreign_torch_module_is_still_refused():
     gm.recompile()
     with pytest.raises(fxsurgeon.InputError, match="not made by onnx2torch"):
         fxsurgeon.optimize(gm)
+
+
+def _cross_reshape_model() -> onnx.ModelProto:
+    """Reshape enc [b, n, 8] to [batch of dec, -1, 2, 4], as a decoder's
+    cross-attention reshapes the encoder's keys with its own batch size: the
+    target is data computed from dec's Shape, so the analysis sees a fresh
+    symbol, not dec's batch, and cannot know that the two batches must agree."""
+    nodes = [
+        helper.make_node("Shape", ["dec"], ["dec_shape"]),
+        helper.make_node("Gather", ["dec_shape", "zero"], ["dec_batch"], axis=0),
+        helper.make_node("Unsqueeze", ["dec_batch", "axes0"], ["dec_batch_1"]),
+        helper.make_node("Concat", ["dec_batch_1", "rest"], ["target"], axis=0),
+        helper.make_node("Reshape", ["enc", "target"], ["heads"], name="cross_reshape"),
+        helper.make_node("ReduceSum", ["dec", "axes1"], ["pooled"], keepdims=1),
+        helper.make_node("Unsqueeze", ["pooled", "axes1"], ["pooled_4d"]),
+        helper.make_node("Reshape", ["pooled_4d", "pool_shape"], ["pooled_heads"]),
+        helper.make_node("Add", ["heads", "pooled_heads"], ["summed"]),
+        helper.make_node("MatMul", ["summed", "W"], ["projected"]),
+        helper.make_node("Add", ["projected", "bias"], ["out"]),
+    ]
+    inits = [
+        numpy_helper.from_array(np.array(0, np.int64), "zero"),
+        numpy_helper.from_array(np.array([0], np.int64), "axes0"),
+        numpy_helper.from_array(np.array([1], np.int64), "axes1"),
+        numpy_helper.from_array(np.array([-1, 2, 4], np.int64), "rest"),
+        numpy_helper.from_array(np.array([0, 1, 2, 4], np.int64), "pool_shape"),
+        numpy_helper.from_array(np.linspace(-1, 1, 12, dtype=np.float32).reshape(4, 3), "W"),
+        numpy_helper.from_array(np.array([0.5, -0.25, 1.0], np.float32), "bias"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "cross",
+        [
+            helper.make_tensor_value_info("enc", TensorProto.FLOAT, ["b", "n", 8]),
+            helper.make_tensor_value_info("dec", TensorProto.FLOAT, ["c", "m", 8]),
+        ],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["c", None, 2, 3])],
+        inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def test_example_inputs_keep_dims_the_graph_relates_through_data(monkeypatch):
+    """When the analysis calls one input's dims free and another's tied, bumping
+    only the free ones breaks a relation that the graph states as data (the
+    batches of enc and dec): the second example set is run first, and when it
+    fails every dim of the inputs is bumped together, so the pattern phases get
+    two sets the model runs on, differing in every dynamic dim."""
+    from fxsurgeon.pipeline import _analysis, _examples
+    from fxsurgeon.shapes.symbolic import SymbolicShapes
+
+    def misjudged(self):  # dec's dims free, enc's tied
+        return {key: key[0] == self.inputs[-1].name for key in self._symbols.values()}
+
+    monkeypatch.setattr(SymbolicShapes, "free_dims", misjudged)
+    converted = fxsurgeon.from_onnx(_cross_reshape_model())
+    shapes = _analysis(converted, None)
+    free_only = shapes.example_inputs(bump=2)
+    with pytest.raises(RuntimeError, match="invalid for input of size"):
+        converted(*free_only)  # the set the analysis alone would give
+    examples = _examples(shapes, None, converted)
+    converted(*examples.second)
+    for first, second in zip(examples.first, examples.second, strict=True):
+        assert first.shape[:2] != second.shape[:2]
+        assert all(a != b for a, b in zip(first.shape[:2], second.shape[:2], strict=True))
+
+    model = fxsurgeon.optimize(converted)
+    assert count_onnx2torch_modules(model) == {}
+    w = torch.linspace(-1, 1, 12).reshape(4, 3)
+    for batch, n, m in ((1, 3, 2), (3, 6, 4), (5, 2, 7)):
+        enc, dec = torch.randn(batch, n, 8), torch.randn(batch, m, 8)
+        summed = enc.reshape(batch, -1, 2, 4) + dec.sum(1, keepdim=True).reshape(batch, 1, 2, 4)
+        want = summed @ w + torch.tensor([0.5, -0.25, 1.0])
+        torch.testing.assert_close(model(enc, dec), want)

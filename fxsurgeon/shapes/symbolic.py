@@ -185,11 +185,13 @@ class SymbolicShapes:
             result[key] = not value.is_number and not (value.free_symbols & tied)
         return result
 
-    def example_inputs(self, bump: int = 0) -> tuple[torch.Tensor, ...]:
+    def example_inputs(self, bump: int = 0, *, every: bool = False) -> tuple[torch.Tensor, ...]:
         """Real inputs that satisfy the analysis: forced dims at their value,
-        free symbolic dims at hint + `bump`. Integer inputs are ones (valid
-        token ids and masks), floats seeded normal."""
-        free = self.free_dims()
+        free symbolic dims at hint + `bump` (with `every`, all symbolic dims
+        that are not forced: dims of one role then stay equal across inputs,
+        as an encoder's and a decoder's batch must). Integer inputs are ones
+        (valid token ids and masks), floats seeded normal."""
+        free = {key: True for key in self._symbols.values()} if every else self.free_dims()
         forced = {(f.input, f.dim): f.value for f in self.forced}
         out = []
         for sig in self.inputs:
