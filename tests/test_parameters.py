@@ -333,6 +333,58 @@ def test_a_shared_layer_stays_one_parameter(export):
     assert _max_diff_vs_keras(module, model) <= 1e-6
 
 
+def _embedding_called_from_two_parents():
+    """One Embedding layer called inside two parent layers (an encoder and a decoder
+    sharing their token table, as Marian and BART do): its lookups are scoped
+    ``encoder/shared`` and ``decoder/shared``."""
+    tf_keras = _tf_keras()
+    shared = tf_keras.layers.Embedding(11, 4, name="shared")
+
+    class Side(tf_keras.layers.Layer):
+        def __init__(self, table, **kwargs):
+            super().__init__(**kwargs)
+            self.table = table
+            self.dense = tf_keras.layers.Dense(4, name="dense")
+
+        def call(self, ids):
+            return self.dense(self.table(ids))
+
+    ids_a = tf_keras.Input((None,), dtype="int32", name="ids_a")
+    ids_b = tf_keras.Input((None,), dtype="int32", name="ids_b")
+    encoder, decoder = Side(shared, name="encoder"), Side(shared, name="decoder")
+    model = tf_keras.Model([ids_a, ids_b], encoder(ids_a) + decoder(ids_b), name="tied")
+    model([np.zeros((1, 3), np.int32), np.zeros((1, 3), np.int32)])
+    rng = np.random.default_rng(2)
+    for variable in model.variables:
+        variable.assign((rng.standard_normal(variable.shape) / 2).astype(np.float32))
+    return model
+
+
+def test_an_embedding_called_from_two_parent_scopes_is_one_parameter_without_tf():
+    """The lookups' scopes differ in their parents only: the layer that owns the table
+    is one (``shared``), so without the TF model its reads are one parameter, as TF has."""
+    from fxsurgeon.tensorflow import export_onnx, from_onnx
+
+    model = _embedding_called_from_two_parents()
+    proto = export_onnx(model)
+    tables = [t.name for t in proto.graph.initializer if list(t.dims) == [11, 4]]
+    assert len(tables) == 1  # one variable, one initializer, read by both lookups
+    readers = sorted(n.name for n in proto.graph.node if tables[0] in n.input)
+    assert readers == [
+        "tied/decoder/shared/embedding_lookup",
+        "tied/encoder/shared/embedding_lookup",
+    ]
+    module = fxsurgeon.optimize(from_onnx(proto))
+    tables = [p for p in module.parameters() if tuple(p.shape) == (11, 4)]
+    assert len(tables) == 1
+    tf_count = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
+    assert report_of(module).trainable_after == tf_count
+    ids = [np.array([[1, 4, 9]], np.int32), np.array([[2, 3, 10]], np.int32)]
+    with torch.no_grad():
+        got = module(*(torch.from_numpy(i) for i in ids)).numpy()
+    assert np.abs(got - model(ids, training=False).numpy()).max() <= 1e-6
+
+
 # --------------------------------------------------------------------------- report
 
 

@@ -10,6 +10,7 @@ one parameter per shared layer and per tied embedding.
 
 from __future__ import annotations
 
+import math
 import operator
 import re
 
@@ -94,6 +95,79 @@ def test_integer_tensors_and_comparison_only_reads_are_structural():
     x, c = graph.placeholder("x"), graph.get_attr("c")
     graph.output(graph.call_function(torch.where, (x, c, x)))  # selected: data
     assert structural_reason(weights, c) is None
+
+
+def _angles(positions: int, dim: int) -> torch.Tensor:
+    """pos / 10000 ** (2 (j // 2) / dim), in float64 (as HF's numpy code computes it)."""
+    pos = torch.arange(positions, dtype=torch.float64)[:, None]
+    j = torch.arange(dim, dtype=torch.float64)
+    return pos / 10000.0 ** (2 * torch.div(j, 2, rounding_mode="floor") / dim)
+
+
+def _halves(positions: int, dim: int) -> torch.Tensor:
+    """Marian / Pegasus: sines of the even columns, then cosines of the odd ones."""
+    angles = _angles(positions, dim)
+    return torch.cat([angles[:, 0::2].sin(), angles[:, 1::2].cos()], 1).float()
+
+
+def _interleaved(positions: int, dim: int) -> torch.Tensor:
+    """The original Transformer: sin and cos alternate."""
+    angles = _angles(positions, dim)
+    table = angles.clone()
+    table[:, 0::2], table[:, 1::2] = angles[:, 0::2].sin(), angles[:, 1::2].cos()
+    return table.float()
+
+
+def _fairseq(positions: int, dim: int, padding_idx: int = 1) -> torch.Tensor:
+    """XGLM / Speech2Text: computed in float32, frequencies exp(-i log(1e4) / (d/2 - 1)),
+    and the padding row zeroed."""
+    half = dim // 2
+    freqs = torch.exp(torch.arange(half, dtype=torch.float32) * -(math.log(10000) / (half - 1)))
+    angles = torch.arange(positions, dtype=torch.float32)[:, None] * freqs[None, :]
+    table = torch.cat([angles.sin(), angles.cos()], 1)
+    table[padding_idx] = 0
+    return table
+
+
+SINUSOIDS = {
+    "halves": _halves(64, 32),
+    "halves, 1026 positions": _halves(1026, 64),
+    "interleaved": _interleaved(50, 16),
+    "interleaved, positions on axis 1": _interleaved(50, 16).T.contiguous(),
+    "fairseq with a padding row": _fairseq(66, 32),
+    "fairseq, 1026 positions": _fairseq(1026, 64),
+    "with a leading batch dim": _halves(20, 8)[None],
+}
+
+
+@pytest.mark.parametrize("name", sorted(SINUSOIDS))
+def test_sinusoidal_position_tables_are_structural(name):
+    reason = structural_reason(SINUSOIDS[name], _read_by(torch.add))
+    assert reason is not None and "sinusoidal position table" in reason, reason
+
+
+def test_tables_that_are_not_exact_sinusoids_are_weights():
+    g = torch.Generator().manual_seed(0)
+    near_misses = {
+        "random table": torch.randn(64, 32, generator=g) * 0.3,
+        "random table clamped to [-1, 1]": torch.randn(64, 32, generator=g).clamp(-1, 1),
+        "a sinusoid table trained a little": _halves(64, 32)
+        + 1e-3 * torch.randn(64, 32, generator=g),
+        "a sinusoid table scaled by 1.5": 1.5 * _halves(64, 32),
+        "a linear ramp in every column": torch.linspace(0, 1, 64)[:, None].repeat(1, 8),
+        "three positions only": _halves(3, 8),
+        "two padding rows apart": torch.cat(
+            [
+                _halves(8, 8)[:2],
+                torch.zeros(1, 8),
+                _halves(8, 8)[3:5],
+                torch.zeros(1, 8),
+                _halves(8, 8)[6:7],
+            ]
+        ),
+    }
+    for name, value in near_misses.items():
+        assert structural_reason(value, _read_by(torch.add)) is None, name
 
 
 def test_a_random_vector_is_not_mistaken_for_a_range_or_triangle():

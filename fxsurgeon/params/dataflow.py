@@ -21,6 +21,15 @@ provably is not a learned value:
 * it is a range: at least three elements along one axis forming an exact
   arithmetic progression (position ids), or a geometric one (rotary
   frequencies ``base ** (-2i/d)``);
+* it is a sinusoidal position table: along one axis (the positions, at least
+  four), every column is a sinusoid ``a sin(w p) + b cos(w p)``, which is what
+  ``c(p+1) + c(p-1) = 2 cos(w) c(p)`` says for each run of non-zero rows (a
+  padding row is zeros; at most two rows outside runs of three go unchecked),
+  within float32's rounding of the arguments; its
+  values lie in [-1, 1], reach beyond 1/2, and at least one column oscillates
+  (``cos w < 1``). Whether the halves are sines then cosines or interleaved,
+  and how the frequencies are spaced, does not matter: the recurrence is the
+  property every such layout shares, and a learned table breaks it at once;
 * no computation reads it as data: its every reader is a comparison or the
   condition of a ``where``.
 
@@ -72,6 +81,8 @@ def structural_reason(value: torch.Tensor, end: fx.Node) -> str | None:
         return (
             "structural constant: an exact arithmetic or geometric range (positions, frequencies)"
         )
+    if _is_sinusoid_table(v):
+        return "structural constant: a sinusoidal position table (sin/cos of position x frequency)"
     if not _read_as_data(end):
         return "structural constant: read only by comparisons or as a where condition"
     return None
@@ -118,6 +129,57 @@ def _is_range(v: torch.Tensor) -> bool:
             float(ratios[0]) != 1.0
         )
     return False
+
+
+_SINUSOID_MIN_ROWS = 4
+# float32 rounds an argument p*w (|w| <= 1) by up to p * 2**-24; the three-term
+# residual sums three such errors, each scaled by at most 2: allow 8 ulps per row
+_ARG_ULP = 2.0**-24
+
+
+def _is_sinusoid_table(v: torch.Tensor) -> bool:
+    """Every column a sinusoid of the row index, along either axis (module docstring)."""
+    table = v.squeeze()
+    if table.dim() != 2 or float(table.abs().max()) > 1.0 + 1e-6:
+        return False
+    if float(table.abs().max()) < 0.5:
+        return False
+    return any(_columns_are_sinusoids(t) for t in (table, table.T))
+
+
+def _columns_are_sinusoids(table: torch.Tensor) -> bool:
+    rows = table.shape[0]
+    if rows < _SINUSOID_MIN_ROWS:
+        return False
+    nonzero = table.ne(0).any(dim=1).tolist()
+    runs, start = [], None
+    for i, flag in enumerate([*nonzero, False]):
+        if flag and start is None:
+            start = i
+        elif not flag and start is not None:
+            runs.append((start, i))
+            start = None
+    # a run of one or two rows (fairseq's row 0 before its zero padding row)
+    # has no three-term relation to check: at most two such rows are allowed
+    if sum(end - begin for begin, end in runs if end - begin < 3) > 2:
+        return False
+    runs = [(begin, end) for begin, end in runs if end - begin >= 3]
+    if sum(end - begin for begin, end in runs) < _SINUSOID_MIN_ROWS:
+        return False
+    oscillates = False
+    for begin, end in runs:
+        c = table[begin:end]
+        middle, outer = c[1:-1], c[2:] + c[:-2]
+        norm = (middle * middle).sum(dim=0)
+        k = torch.where(norm > 0, (outer * middle).sum(dim=0) / norm.clamp_min(1e-300), 2.0)
+        if bool((k.abs() > 2.0 + 1e-6).any()):
+            return False
+        residual = (outer - k * middle).abs()
+        positions = torch.arange(begin + 1, end - 1, dtype=table.dtype).unsqueeze(1)
+        if bool((residual > 8 * _ARG_ULP * (positions + 2) + 1e-6).any()):
+            return False
+        oscillates = oscillates or bool((k < 2.0 - 1e-3).any())
+    return oscillates
 
 
 def _exact_arithmetic(seq: torch.Tensor) -> bool:

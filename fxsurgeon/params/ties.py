@@ -12,9 +12,14 @@ different layers that tf2onnx merged (``merge_duplication``), and each layer
 gets its own parameter, with a note.
 
 Layers are compared up to Keras's call suffix (``shared`` and ``shared_1`` are
-one layer applied twice), except for tensors holding a single repeated value
-(zeros, ones: initial values many layers share), which split on any scope
-difference.
+one layer applied twice). Reads of ONE initializer are compared by the layer
+that owns the variable, the innermost component of the reading scope:
+``encoder/model.shared`` and ``decoder/model.shared`` are one embedding layer
+called from two parents (a tied embedding), while ``dense_a`` and ``dense_b``
+are two layers whose equal variables were merged. Equal values in distinct
+initializers are compared by the whole scope. Tensors holding a single
+repeated value (zeros, ones: initial values many layers share) split on any
+scope difference.
 """
 
 from __future__ import annotations
@@ -76,8 +81,11 @@ def _tie_groups(uses: list[_Use]) -> dict[int, tuple]:
         raw = _raw(group[0])
         uniform = bool((raw == raw.reshape(-1)[0]).all())
         layers = {_layer(u.scope, uniform) for u in group}
+        one_initializer = len({u.initializer for u in group}) == 1
+        owners = {layer.rsplit("/", 1)[-1] for layer in layers} if one_initializer else layers
+        owners = layers if uniform else owners
         readings = {_reading(u) for u in group}
-        split = len(layers) > 1 and len(readings) == 1
+        split = len(owners) > 1 and len(readings) == 1
         for use in group:
             part = _layer(use.scope, uniform) if split else group[0].scope
             keys[id(use)] = ("onnx", digest, part)
