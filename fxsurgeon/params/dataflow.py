@@ -22,7 +22,12 @@ provably is not a learned value:
   arithmetic progression (position ids), or a geometric one (rotary
   frequencies ``base ** (-2i/d)``);
 * no computation reads it as data: its every reader is a comparison or the
-  condition of a ``where``.
+  condition of a ``where``;
+* it is the all-zero hidden-hidden bias ``b_hh`` of an LSTM or simple RNN
+  (``torch.lstm``/``rnn_tanh``/``rnn_relu`` with biases): there ``b_ih`` and
+  ``b_hh`` enter only as their sum, so a zero ``b_hh`` adds nothing the learned
+  ``b_ih`` cannot (tf2onnx writes Keras's one bias into ``b_ih``, zeros into
+  ``b_hh``). A GRU's ``b_hn`` sits inside the reset gate and always counts.
 
 Everything else is a weight. A learned tensor that happens to look like a
 formula constant (a learned scalar, a weight trained into an exact range) is
@@ -74,7 +79,30 @@ def structural_reason(value: torch.Tensor, end: fx.Node) -> str | None:
         )
     if not _read_as_data(end):
         return "structural constant: read only by comparisons or as a where condition"
+    if _is_summed_recurrent_bias(end) and not bool(v.any()):
+        return "structural constant: the zero b_hh of an LSTM/RNN, summed with its learned b_ih"
     return None
+
+
+_SUMMED_BIAS_RECURRENCES = {torch.lstm, torch.rnn_tanh, torch.rnn_relu}
+
+
+def _is_summed_recurrent_bias(end: fx.Node) -> bool:
+    """`end` is read only as a ``b_hh`` (4th of each direction's 4) of a recurrence whose
+    two biases enter as a sum: ``torch.lstm(x, hx, params, has_biases, ...)``."""
+    if not end.users:
+        return False
+    for user in end.users:
+        if user.op != "call_function" or user.target not in _SUMMED_BIAS_RECURRENCES:
+            return False
+        params = user.args[2] if len(user.args) > 3 else None
+        if not isinstance(params, (list, tuple)) or user.args[3] is not True:
+            return False
+        if len(params) % 4 or end in user.args[:2] or end in user.args[3:]:
+            return False
+        if any(p is end and i % 4 != 3 for i, p in enumerate(params)):
+            return False
+    return True
 
 
 def _is_triangle(v: torch.Tensor) -> bool:

@@ -19,6 +19,7 @@ from .tf_match import (
     _keras_momenta,
     _report_missing_variables,
     _tf_values,
+    complete_variable_map,
 )
 
 
@@ -27,6 +28,7 @@ def restore_parameters(gm: fx.GraphModule, source: Any) -> ParameterReport:
     report = ParameterReport()
     variable_map = getattr(source, "variable_map", None)
     uses = _collect_uses(gm, variable_map)
+    variable_map = complete_variable_map(uses, variable_map, source)
     tf_values = _tf_values(source)
     momenta = _keras_momenta(source)
     model_name = str(getattr(getattr(source, "tf_model", None), "name", "") or "")
