@@ -10,6 +10,8 @@ all-zero ``b_hh`` of an LSTM/RNN structural (it enters only summed with
 
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 import pytest
 import torch
@@ -194,3 +196,111 @@ def test_a_recurrence_without_the_tf_model_counts_like_tf(kind, bidirectional):
     with torch.no_grad():
         got = module(torch.from_numpy(x)).numpy()
     assert np.abs(got - model(x).numpy()).max() <= 1e-5
+
+
+# --------------------------------------------------------------------------- sinusoid tables, bounds
+
+
+def _positions(n: int, d: int) -> tuple[torch.Tensor, torch.Tensor]:
+    inv_freq = 1.0 / (10000 ** (torch.arange(0, d, 2, dtype=torch.float32) / d))
+    angles = torch.arange(n, dtype=torch.float32)[:, None] * inv_freq[None, :]
+    return angles.sin(), angles.cos()
+
+
+def _gathered_table():
+    graph = fx.Graph()
+    ids = graph.placeholder("ids")
+    table = graph.get_attr("table")
+    graph.output(graph.call_function(torch.nn.functional.embedding, (ids, table)))
+    return table
+
+
+def test_sinusoid_tables_and_clamp_bounds_are_structural():
+    sin, cos = _positions(64, 4)
+    rotary = torch.cat([sin, cos], dim=-1)  # GPT-J's embed_positions
+    interleaved = torch.stack([sin, cos], dim=-1).reshape(1, 64, 4)  # Transformer's PE
+    bounds = torch.tensor([1e9, 1e9, -1e9, -1e9])  # tf2onnx's slice clamp
+    for value, why in ((rotary, "sinusoid"), (interleaved, "sinusoid"), (bounds, "1e4")):
+        reason = structural_reason(value, _gathered_table())
+        assert reason is not None and why in reason, reason
+
+
+def test_tables_that_only_look_like_sinusoids_are_weights():
+    sin, cos = _positions(64, 4)
+    noisy = torch.cat([sin, cos], dim=-1) + 1e-2 * _random(64, 4)  # a table trained from one
+    noisy[0] = torch.tensor([0.0, 0.0, 1.0, 1.0])
+    random = torch.rand(64, 4, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    random[0] = torch.tensor([0.0, 0.0, 1.0, 1.0])
+    ones = torch.ones(64, 4)  # a fresh layer's ones
+    mixed = torch.tensor([1e9, 1e9, -1e9, 3.0])  # one ordinary value: no bound
+    for value in (noisy, random, ones, mixed):
+        assert structural_reason(value, _gathered_table()) is None
+
+
+# --------------------------------------------------------------------------- one-element variables
+
+
+def test_a_dense_1_bias_written_as_a_literal_comes_back_as_a_parameter():
+    keras = _keras()
+    x = keras.Input((6,), name="x")
+    h = keras.layers.Dense(4, activation="relu", name="trunk")(x)
+    y = keras.layers.Dense(1, activation="sigmoid", name="score")(h)
+    model = keras.Model(x, y, name="scorer")
+    fxsurgeon.examples.randomize_variables(model, seed=9)
+    module = _door_a(model)
+    assert report_of(module).trainable_after == _trainable(model)
+    bias = model.get_layer("score").bias.numpy()
+    (name,) = [
+        n
+        for n, o in fxsurgeon.params.parameter_origins(module).items()
+        if o.tf_name == "score/bias"
+    ]
+    assert torch.equal(module.get_parameter(name).detach(), torch.from_numpy(bias))
+    data = np.random.default_rng(2).standard_normal((3, 6)).astype(np.float32)
+    out = module(torch.from_numpy(data))
+    assert np.abs(out.detach().numpy() - model(data).numpy()).max() <= 1e-5
+    out.sum().backward()
+    assert module.get_parameter(name).grad is not None
+
+
+def _literal_graph(scope: str, number: float):
+    """``x * number`` (an ONNX node in `scope`) and ``layer_norm(x, eps=number)``."""
+    graph = fx.Graph()
+    x = graph.placeholder("x")
+    mul = graph.call_function(operator.mul, (x, number))
+    mul.meta["fxsurgeon.onnx_node"] = f"{scope}/Mul"
+    norm = graph.call_function(torch.nn.functional.layer_norm, (mul, (4,), None, None, number))
+    norm.meta["fxsurgeon.onnx_node"] = "head/LayerNorm"
+    graph.output(norm)
+    return fx.GraphModule(torch.nn.Module(), graph)
+
+
+def _literal_source(value: torch.Tensor, trainable: bool = True):
+    source = _Source({"head/scale": value})
+    source.tf_variables = (TFVariable("head/scale", tuple(value.shape), trainable),)
+    return source
+
+
+@pytest.mark.parametrize(
+    ("scope", "trainable", "restored"),
+    [("head", True, True), ("body", True, False), ("head", False, False)],
+)
+def test_a_literal_is_restored_only_in_its_layer_for_a_trainable_variable(
+    scope, trainable, restored
+):
+    from fxsurgeon.params.literals import restore_literals
+    from fxsurgeon.params.records import ParameterReport
+    from fxsurgeon.params.tf_match import _tf_values
+
+    value = torch.tensor([0.37])
+    gm = _literal_graph(scope, float(value))
+    source = _literal_source(value, trainable)
+    report = ParameterReport()
+    restore_literals(gm, source, report, _tf_values(source))
+    gm.recompile()
+    numbers = [a for n in gm.graph.nodes for a in n.args if type(a) is float]
+    assert len(numbers) == (1 if restored else 2)  # the layer_norm eps is never a variable
+    assert bool(report.origins) is restored
+    x = torch.randn(2, 4)
+    want = torch.nn.functional.layer_norm(x * float(value), (4,), eps=float(value))
+    assert torch.equal(gm(x), want)

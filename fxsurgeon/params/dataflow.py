@@ -14,13 +14,17 @@ provably is not a learned value:
 * it is not floating point (shape and index tensors);
 * it has one element: a constant of a formula (``eps``, ``0.5``, ``sqrt(d)``,
   a mask fill such as ``-1e4`` or the dtype's minimum);
-* it holds an infinity or NaN, or only one value of magnitude >= 1e4 (a mask
-  fill broadcast to a shape);
+* it holds an infinity or NaN, or only values of magnitude >= 1e4 (a mask
+  fill broadcast to a shape, tf2onnx's ``±1e9`` clamp bounds of a slice);
 * it is a causal triangle: two values, laid out as a lower or upper triangle
   over its last two axes (the same in every leading slice);
 * it is a range: at least three elements along one axis forming an exact
   arithmetic progression (position ids), or a geometric one (rotary
   frequencies ``base ** (-2i/d)``);
+* it is a sinusoid table (rotary or sinusoidal positions): a ``[positions, d]``
+  matrix (unit dims aside, at least 4 positions, one column not constant)
+  whose every column starts at 0 or 1 and obeys ``c[p+1] + c[p-1] = k c[p]``
+  (a sine or cosine of ``p * w``, ``k = 2 cos w``) to float32 rounding;
 * no computation reads it as data: its every reader is a comparison or the
   condition of a ``where``;
 * it is the all-zero hidden-hidden bias ``b_hh`` of an LSTM or simple RNN
@@ -68,15 +72,18 @@ def structural_reason(value: torch.Tensor, end: fx.Node) -> str | None:
     v = value.detach().to(torch.float64)
     if not torch.isfinite(v).all():
         return "structural constant: holds inf or NaN (a mask fill)"
-    first = v.reshape(-1)[0]
-    if bool((v == first).all()) and abs(float(first)) >= _FILL_MAGNITUDE:
-        return f"structural constant: every element is {float(first):g} (a mask fill)"
+    if bool((v.abs() >= _FILL_MAGNITUDE).all()):
+        return (
+            "structural constant: every element has magnitude >= 1e4 (a mask fill or a clamp bound)"
+        )
     if _is_triangle(v):
         return "structural constant: a causal triangle over the last two axes"
     if _is_range(v):
         return (
             "structural constant: an exact arithmetic or geometric range (positions, frequencies)"
         )
+    if _is_sinusoid_table(v):
+        return "structural constant: a sinusoid table (sines/cosines of position * frequency)"
     if not _read_as_data(end):
         return "structural constant: read only by comparisons or as a where condition"
     if _is_summed_recurrent_bias(end) and not bool(v.any()):
@@ -146,6 +153,25 @@ def _is_range(v: torch.Tensor) -> bool:
             float(ratios[0]) != 1.0
         )
     return False
+
+
+_SINUSOID_ATOL = 1e-4
+
+
+def _is_sinusoid_table(v: torch.Tensor) -> bool:
+    table = v.reshape([d for d in v.shape if d != 1])
+    if table.dim() != 2 or table.shape[0] < 4 or bool((table.abs() > 1.0 + 1e-6).any()):
+        return False
+    if bool((table == table[0]).all()):
+        return False  # every column constant: nothing says it is a sinusoid
+    if not bool(((table[0] == 0) | (table[0] == 1)).all()):
+        return False
+    middle, around = table[1:-1], table[2:] + table[:-2]
+    weight = (middle * middle).sum(dim=0)
+    k = torch.where(weight > 0, (middle * around).sum(dim=0) / weight.clamp_min(1e-30), 2.0)
+    if bool((k.abs() > 2.0 + 1e-6).any()):
+        return False
+    return bool(((around - k * middle).abs() <= _SINUSOID_ATOL).all())
 
 
 def _exact_arithmetic(seq: torch.Tensor) -> bool:
