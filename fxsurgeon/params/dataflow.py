@@ -14,8 +14,8 @@ provably is not a learned value:
 * it is not floating point (shape and index tensors);
 * it has one element: a constant of a formula (``eps``, ``0.5``, ``sqrt(d)``,
   a mask fill such as ``-1e4`` or the dtype's minimum);
-* it holds an infinity or NaN, or only one value of magnitude >= 1e4 (a mask
-  fill broadcast to a shape);
+* it holds an infinity or NaN, or only values of magnitude >= 1e4 (a mask
+  fill broadcast to a shape, tf2onnx's ``±1e9`` clamp bounds of a slice);
 * it is a causal triangle: two values, laid out as a lower or upper triangle
   over its last two axes (the same in every leading slice);
 * it is a range: at least three elements along one axis forming an exact
@@ -31,7 +31,12 @@ provably is not a learned value:
   and how the frequencies are spaced, does not matter: the recurrence is the
   property every such layout shares, and a learned table breaks it at once;
 * no computation reads it as data: its every reader is a comparison or the
-  condition of a ``where``.
+  condition of a ``where``;
+* it is the all-zero hidden-hidden bias ``b_hh`` of an LSTM or simple RNN
+  (``torch.lstm``/``rnn_tanh``/``rnn_relu`` with biases): there ``b_ih`` and
+  ``b_hh`` enter only as their sum, so a zero ``b_hh`` adds nothing the learned
+  ``b_ih`` cannot (tf2onnx writes Keras's one bias into ``b_ih``, zeros into
+  ``b_hh``). A GRU's ``b_hn`` sits inside the reset gate and always counts.
 
 Everything else is a weight. A learned tensor that happens to look like a
 formula constant (a learned scalar, a weight trained into an exact range) is
@@ -72,9 +77,10 @@ def structural_reason(value: torch.Tensor, end: fx.Node) -> str | None:
     v = value.detach().to(torch.float64)
     if not torch.isfinite(v).all():
         return "structural constant: holds inf or NaN (a mask fill)"
-    first = v.reshape(-1)[0]
-    if bool((v == first).all()) and abs(float(first)) >= _FILL_MAGNITUDE:
-        return f"structural constant: every element is {float(first):g} (a mask fill)"
+    if bool((v.abs() >= _FILL_MAGNITUDE).all()):
+        return (
+            "structural constant: every element has magnitude >= 1e4 (a mask fill or a clamp bound)"
+        )
     if _is_triangle(v):
         return "structural constant: a causal triangle over the last two axes"
     if _is_range(v):
@@ -85,7 +91,30 @@ def structural_reason(value: torch.Tensor, end: fx.Node) -> str | None:
         return "structural constant: a sinusoidal position table (sin/cos of position x frequency)"
     if not _read_as_data(end):
         return "structural constant: read only by comparisons or as a where condition"
+    if _is_summed_recurrent_bias(end) and not bool(v.any()):
+        return "structural constant: the zero b_hh of an LSTM/RNN, summed with its learned b_ih"
     return None
+
+
+_SUMMED_BIAS_RECURRENCES = {torch.lstm, torch.rnn_tanh, torch.rnn_relu}
+
+
+def _is_summed_recurrent_bias(end: fx.Node) -> bool:
+    """`end` is read only as a ``b_hh`` (4th of each direction's 4) of a recurrence whose
+    two biases enter as a sum: ``torch.lstm(x, hx, params, has_biases, ...)``."""
+    if not end.users:
+        return False
+    for user in end.users:
+        if user.op != "call_function" or user.target not in _SUMMED_BIAS_RECURRENCES:
+            return False
+        params = user.args[2] if len(user.args) > 3 else None
+        if not isinstance(params, (list, tuple)) or user.args[3] is not True:
+            return False
+        if len(params) % 4 or end in user.args[:2] or end in user.args[3:]:
+            return False
+        if any(p is end and i % 4 != 3 for i, p in enumerate(params)):
+            return False
+    return True
 
 
 def _is_triangle(v: torch.Tensor) -> bool:

@@ -13,7 +13,7 @@ from .ties import _steps_by_value
 def _tf_layout(origin) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """(L, shape): the initializer holds ``tf_value.permute(L)`` (of that shape), maybe reshaped."""
     shape = tuple(origin.variable.shape)
-    perm = LAYOUTS[origin.layout] or tuple(range(len(shape)))
+    perm = getattr(origin, "perm", None) or LAYOUTS[origin.layout] or tuple(range(len(shape)))
     return perm, tuple(shape[i] for i in perm)
 
 

@@ -9,6 +9,7 @@ from torch import fx, nn
 
 from ..errors import FxSurgeonError
 from .layout import _equal, _storage
+from .literals import restore_literals
 from .modules import _drop_unused, _hide_structural_constants, _install, _modularize, _rewire
 from .names import _clear_of_modules, _name_variables
 from .records import ParameterOrigin, ParameterReport
@@ -19,6 +20,7 @@ from .tf_match import (
     _keras_momenta,
     _report_missing_variables,
     _tf_values,
+    complete_variable_map,
 )
 
 
@@ -27,6 +29,7 @@ def restore_parameters(gm: fx.GraphModule, source: Any) -> ParameterReport:
     report = ParameterReport()
     variable_map = getattr(source, "variable_map", None)
     uses = _collect_uses(gm, variable_map)
+    variable_map = complete_variable_map(uses, variable_map, source)
     tf_values = _tf_values(source)
     momenta = _keras_momenta(source)
     model_name = str(getattr(getattr(source, "tf_model", None), "name", "") or "")
@@ -58,6 +61,7 @@ def restore_parameters(gm: fx.GraphModule, source: Any) -> ParameterReport:
     gm.graph.eliminate_dead_code()
     _hide_structural_constants(gm, report)
     _drop_unused(gm)
+    restore_literals(gm, source, report, tf_values)
     gm.graph.lint()
     gm.recompile()
     report.trainable = sum(p.numel() for p in gm.parameters() if p.requires_grad)

@@ -1,24 +1,106 @@
-"""Matching weight constants to TF variables, and the origin record of each parameter."""
+"""Matching weight constants to TF variables, and the origin record of each parameter.
+
+The variable map (`fxsurgeon.frontdoor.variables`) matches ONNX initializers to
+TF variables through the few layouts tf2onnx applies to a kernel. A weight
+constant it does not know is matched again here, by value, through **any**
+axis permutation followed by a reshape that keeps the element order
+(`complete_variable_map`): tf2onnx's constant folding of an Einsum stores a
+MultiHeadAttention kernel ``[d, heads, k]`` as ``[1, 1, heads, k, d]``, and a
+constant the lowering names after its module (a Conv's ``.weight``) carries no
+initializer name the map knows. The rule: the constant has more than one
+element and is not one repeated value (a zeros or ones tensor matches every
+fresh layer; value says nothing there), and its elements equal, in order, those
+of a TF variable of the same dtype permuted by one axis permutation. Variables
+no initializer holds are preferred; equal candidates are all kept (the scope
+decides, as for the map's own ambiguous matches).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import fx
 
+from ..source import InitializerOrigin
 from .dataflow import structural_reason
 from .names import _scope_score
 from .records import ParameterOrigin, ParameterReport, _Use, _Variable
 from .roles import _BUFFER_ROLES
-from .ties import _note_splits, _tie_groups, _untied_key
+from .ties import _note_splits, _raw, _tie_groups, _untied_key
 
 TF_NAMES_KEY = "fxsurgeon.tf_names"
 _FOLDED = (
     "read as data, but bitwise equal to no TF variable through the layouts tf2onnx applies: "
     "a variable folded with a constant (by TF's graph optimizer or tf2onnx), not invertible here"
 )
+
+
+@dataclass(frozen=True)
+class PermutedOrigin(InitializerOrigin):
+    """An initializer holds ``variable.transpose(perm)`` (then maybe reshaped), found by value."""
+
+    perm: tuple[int, ...] = ()
+
+    def to_tf(self, value: Any) -> np.ndarray:
+        permuted_shape = tuple(self.variable.shape[p] for p in self.perm)
+        return np.asarray(value).reshape(permuted_shape).transpose(np.argsort(self.perm))
+
+    def from_tf(self, value: Any, shape: tuple[int, ...]) -> np.ndarray:
+        return np.ascontiguousarray(np.asarray(value).transpose(self.perm)).reshape(shape)
+
+
+def complete_variable_map(uses: list[_Use], variable_map, source: Any):
+    """`variable_map` plus a `PermutedOrigin` for each weight constant it does not know
+    (the rule is in the module docstring); None stays None (no TF model)."""
+    if variable_map is None:
+        return None
+    unknown = {u.initializer: u for u in uses if not variable_map.get(u.initializer)}
+    tf_values = _tf_values(source)
+    if not unknown or not tf_values:
+        return variable_map
+    held = {o.variable.name for origins in variable_map.values() for o in origins}
+    index: dict[tuple, list] = defaultdict(list)
+    for variable in getattr(source, "tf_variables", ()) or ():
+        value = tf_values.get(variable.name)
+        if value is not None and value.is_floating_point() and value.numel() > 1:
+            index[_sorted_digest(value)].append((variable, value))
+    completed = dict(variable_map)
+    for initializer, use in unknown.items():
+        raw = _raw(use)
+        if raw.numel() <= 1 or bool((raw == raw.reshape(-1)[0]).all()):
+            continue
+        origins = []
+        for variable, value in index.get(_sorted_digest(raw), ()):
+            perm = _permutation_to(value, raw)
+            if perm is not None:
+                origins.append(PermutedOrigin(variable, f"permuted{perm}", perm))
+        free = [o for o in origins if o.variable.name not in held]
+        if free or origins:
+            completed[initializer] = free or origins
+    return completed
+
+
+def _sorted_digest(value: torch.Tensor) -> tuple:
+    data = torch.sort(value.detach().cpu().reshape(-1)).values.numpy().tobytes()
+    return (str(value.dtype), hashlib.blake2b(data, digest_size=16).hexdigest())
+
+
+def _permutation_to(value: torch.Tensor, raw: torch.Tensor) -> tuple[int, ...] | None:
+    """The first axis permutation ``p`` with ``value.permute(p)`` equal to `raw` element by
+    element (any shape), or None. Ranks above 6 are not searched (720 orders)."""
+    if value.dim() > 6:
+        return None
+    flat = raw.reshape(-1)
+    for perm in itertools.permutations(range(value.dim())):
+        if torch.equal(value.permute(perm).reshape(-1), flat):
+            return perm
+    return None
 
 
 def parameter_origins(module: fx.GraphModule) -> dict[str, ParameterOrigin]:

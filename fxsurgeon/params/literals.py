@@ -1,0 +1,109 @@
+"""One-element TF variables that the lowering wrote into the graph as Python numbers.
+
+The lowering makes a one-element constant operand that broadcasting does not
+widen a Python scalar (``x + 0.5`` rather than a buffer), a learned one-element
+variable too (a ``Dense(1)`` bias: ``score + -0.0025``). With the TF model, a
+trainable one-element variable that no weight constant holds any more is found
+back as such a literal: a float argument of an elementwise arithmetic node in
+the variable's layer scope (`_scope_score` > 0) equal to the variable's value
+in its dtype. Every such literal becomes a read of one new parameter, held in
+TF's shape and read as a 0-d tensor (which promotes like the Python number it
+replaces). Without the TF model a one-element constant stays a constant of a
+formula (`dataflow.py`): nothing tells a learned scalar from ``eps``.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+import torch
+from torch import fx, nn
+
+from .modules import _install
+from .names import _model_prefix, _scope_of, _scope_score, torch_name
+from .records import ParameterOrigin, ParameterReport
+
+_ARITHMETIC = {
+    operator.add,
+    operator.sub,
+    operator.mul,
+    operator.truediv,
+    torch.add,
+    torch.sub,
+    torch.mul,
+    torch.div,
+    torch.rsub,
+    torch.maximum,
+    torch.minimum,
+}
+_ARITHMETIC_METHODS = {"add", "sub", "mul", "div", "rsub"}
+
+
+def restore_literals(
+    gm: fx.GraphModule, source: Any, report: ParameterReport, tf_values: dict[str, torch.Tensor]
+) -> None:
+    """Give each trainable one-element TF variable that became literals a parameter (see above)."""
+    model_name = str(getattr(getattr(source, "tf_model", None), "name", "") or "")
+    found = {o.tf_name for o in report.origins.values()}
+    prefix = _model_prefix(sorted(found), model_name)
+    for variable in getattr(source, "tf_variables", ()) or ():
+        value = tf_values.get(variable.name)
+        if not variable.trainable or variable.name in found or value is None:
+            continue
+        if value.numel() != 1 or not value.is_floating_point():
+            continue
+        number = float(value.reshape(-1)[0])
+        sites = [
+            (node, i)
+            for node in gm.graph.nodes
+            if _is_arithmetic(node) and _scope_score(variable.name, _scope_of(node), model_name)
+            for i, arg in enumerate(node.args)
+            if type(arg) is float and arg == number
+        ]
+        if not sites:
+            continue
+        name = _free_name(gm, torch_name(variable.name, prefix))
+        _install(gm, name, nn.Parameter(value.detach().clone()))
+        report.origins[name] = ParameterOrigin(
+            variable.name, "", tuple(range(value.dim())), trainable=True
+        )
+        for node, i in sites:
+            with gm.graph.inserting_before(node):
+                read = gm.graph.get_attr(name)
+                scalar = gm.graph.call_function(torch.reshape, (read, ()))
+            read.meta["fxs_shape"], scalar.meta["fxs_shape"] = tuple(value.shape), ()
+            scalar.meta["fxsurgeon.rule"] = "params"
+            node.args = tuple(scalar if j == i else a for j, a in enumerate(node.args))
+
+
+def _is_arithmetic(node: fx.Node) -> bool:
+    if node.op == "call_function":
+        return node.target in _ARITHMETIC
+    return node.op == "call_method" and node.target in _ARITHMETIC_METHODS
+
+
+def _free_name(gm: fx.GraphModule, name: str) -> str:
+    """`name`, or ``path_leaf`` beside it where the path is a module twin (an nn.Linear
+    without bias must not get one: the graph adds it) or already holds the leaf."""
+    path, _, leaf = name.rpartition(".")
+    try:
+        holder = gm.get_submodule(path) if path else gm
+    except AttributeError:
+        return name
+    if type(holder) is nn.Module and not hasattr(holder, leaf):
+        return name
+    parent, _, last = path.rpartition(".")
+    candidate, n = f"{parent + '.' if parent else ''}{last}_{leaf}", 1
+    while _exists(gm, candidate):
+        candidate, n = f"{parent + '.' if parent else ''}{last}_{leaf}_{n}", n + 1
+    return candidate
+
+
+def _exists(gm: fx.GraphModule, dotted: str) -> bool:
+    obj: Any = gm
+    for part in dotted.split("."):
+        if not hasattr(obj, part):
+            return False
+        obj = getattr(obj, part)
+    return True
