@@ -15,9 +15,11 @@ import operator
 import re
 
 import numpy as np
+import onnx
 import pytest
 import torch
 import zoo
+from onnx import TensorProto, helper, numpy_helper
 from torch import fx
 
 import fxsurgeon
@@ -389,3 +391,56 @@ def test_fsdp2_on_two_gloo_processes_matches_one_process(tmp_path):
     assert any(not torch.equal(before[k], v) for k, v in reference.state_dict().items())
     for key, value in reference.state_dict().items():
         torch.testing.assert_close(got[key], value, rtol=1e-5, atol=1e-7)
+
+
+# --------------------------------------------------------------------------- folded weights
+
+
+def _read_through(op: str) -> onnx.ModelProto:
+    """x [N, 4] plus a weight read through `op` with constant operands: a Gather by a
+    constant index map (a relative-position bias table) or a Reshape (a folded kernel)."""
+    table = numpy_helper.from_array(np.linspace(-1, 1, 12, dtype=np.float32).reshape(6, 2), "T")
+    if op == "Gather":
+        index = numpy_helper.from_array(np.array([[0, 1], [5, 2]], np.int64), "index")
+        read = helper.make_node("Gather", ["T", "index"], ["read"], axis=0)
+    else:
+        index = numpy_helper.from_array(np.array([2, 2, 3], np.int64), "shape")
+        read = helper.make_node("Reshape", ["T", "shape"], ["read"])
+    flat = numpy_helper.from_array(np.array([1, -1], np.int64), "flat")
+    nodes = [
+        read,
+        helper.make_node("Reshape", ["read", "flat"], ["row"]),
+        helper.make_node("Slice", ["row", "zero", "four", "one"], ["first"]),
+        helper.make_node("Add", ["x", "first"], ["y"]),
+    ]
+    ints = [
+        numpy_helper.from_array(np.array([v], np.int64), n)
+        for n, v in (("zero", 0), ("four", 4), ("one", 1))
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "read_through",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])],
+        [table, index, flat, *ints],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+@pytest.mark.parametrize("op", ["Gather", "Reshape"])
+def test_a_weight_read_through_constant_indexing_stays_one_parameter(op):
+    """A weight gathered by a constant index map or reshaped by a constant shape is
+    still that initializer's table: it comes back as one 12-element parameter (the
+    gathered copy is not invertible to it), and the outputs stay exact."""
+    proto = _read_through(op)
+    module = fxsurgeon.optimize(fxsurgeon.from_onnx(proto))
+    params = [p for p in module.parameters() if p.requires_grad]
+    assert len(params) == 1 and params[0].numel() == 12
+    if op == "Gather":  # the table itself, not the gathered copy
+        assert tuple(params[0].shape) == (6, 2)
+    table = torch.linspace(-1, 1, 12).reshape(6, 2)
+    read = table[torch.tensor([[0, 1], [5, 2]])] if op == "Gather" else table.reshape(2, 2, 3)
+    x = torch.randn(3, 4)
+    torch.testing.assert_close(module(x), x + read.reshape(1, -1)[:, :4])
+    module(x).sum().backward()
+    assert all(p.grad is not None and bool(p.grad.any()) for p in params)

@@ -22,7 +22,10 @@ def _gather(ctx, mod, node, args):
     if isinstance(data, Sym) and idx is not None and idx.is_static and axis == 0:
         picked = [data.items[i] for i in idx.items]
         return Sym(picked, scalar=idx.scalar, dtype=data.dtype)
-    if isinstance(data, Const) and isinstance(indices, Const):
+    if isinstance(data, Const) and isinstance(indices, Const) and not data.is_weight:
+        # a weight gathered by constant indices (a relative-position bias table read
+        # through its index map) stays a gather: the table is the parameter, the
+        # gathered copy is not invertible to it
         return Const(_onnx_gather(data.value, indices.value, axis))
     if sym is not None and isinstance(data, Sym):
         data = ctx.tensor(data)

@@ -126,7 +126,9 @@ def _reshape(ctx, mod, node, args):
         raise LoweringError("Reshape target shape must be a shape computation or a constant")
     items = list(target.items)
     if isinstance(data, Const) and target.is_static:
-        return Const(data.value.reshape(_resolve_zeros(items, list(data.value.shape))))
+        # a reshaped weight is still that initializer's tensor (params match it by value)
+        shape = _resolve_zeros(items, list(data.value.shape))
+        return Const(data.value.reshape(shape), initializer=data.initializer)
     if isinstance(data, Sym):
         data = ctx.tensor(data)
     x = ctx.tensor(data)
