@@ -102,7 +102,7 @@ class _Generator(_ModuleTree, _RegionFinder, _BlockKeys, _ClassWriter):
             self.used_helpers = parent.used_helpers
         self._signatures: dict[str, tuple] = {}
         self._ctor_cache: dict[str, tuple[str, nn.Module]] = {}
-        self.subgraph_set = set(subgraph_paths(self.modules))
+        self.subgraph_set = set(subgraph_paths(self.graph, self.modules))
         self._check_targets()
 
     # ------------------------------------------------------------------ checks

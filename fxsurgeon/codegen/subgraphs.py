@@ -60,11 +60,11 @@ def runtime_helpers() -> dict[int, tuple[str, Callable[..., Any], Callable[..., 
     return table
 
 
-def subgraph_paths(modules: dict[str, nn.Module]) -> list[str]:
-    """Paths of the GraphModules in the tree (the root excepted) that no other one holds: the
-    subgraphs this graph passes to torch.cond or run_loop (those nested deeper are theirs)."""
-    paths = [p for p, m in modules.items() if p and isinstance(m, fx.GraphModule)]
-    return [p for p in paths if not any(p.startswith(q + ".") for q in paths)]
+def subgraph_paths(graph: fx.Graph, modules: dict[str, nn.Module]) -> list[str]:
+    """Paths of the GraphModules this graph reads as values (``get_attr``): the subgraphs it
+    passes to torch.cond or run_loop. Those nested in them are theirs."""
+    reads = {str(n.target) for n in graph.nodes if n.op == "get_attr"}
+    return sorted(p for p in reads if isinstance(modules.get(p), fx.GraphModule))
 
 
 def subgraph_role(graph: fx.Graph, path: str) -> str:
