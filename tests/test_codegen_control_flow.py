@@ -205,3 +205,47 @@ class _Accumulate(nn.Module):
 
 def _uses_numpy(x: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(np.asarray(x))
+
+
+def nested_conds() -> fx.GraphModule:
+    """cond(x.sum() > 0, outer_then, outer_else, (x,)); outer_then is itself
+    cond(x.mean() > 0.5, inner_then, inner_else, (x,)) over subgraphs of its own."""
+
+    def branch(make, **children: nn.Module) -> fx.GraphModule:
+        owner = nn.Module()
+        for name, child in children.items():
+            owner.add_module(name, child)
+        graph = fx.Graph()
+        x = graph.placeholder("x")
+        graph.output(make(graph, x))
+        return fx.GraphModule(owner, graph)
+
+    def cond(graph, x, then_name, else_name, reduce, bound):
+        pred = graph.call_function(torch.greater, (graph.call_method(reduce, (x,)), bound))
+        then, other = graph.get_attr(then_name), graph.get_attr(else_name)
+        return graph.call_function(torch.cond, (pred, then, other, (x,)))
+
+    outer_then = branch(
+        lambda g, x: cond(g, x, "inner_then", "inner_else", "mean", 0.5),
+        inner_then=branch(lambda g, x: g.call_function(torch.exp, (x,))),
+        inner_else=branch(lambda g, x: g.call_function(torch.sin, (x,))),
+    )
+    root = nn.Module()
+    root.add_module("outer_then", outer_then)
+    root.add_module("outer_else", branch(lambda g, x: g.call_function(torch.neg, (x,))))
+    graph = fx.Graph()
+    x = graph.placeholder("x")
+    graph.output(cond(graph, x, "outer_then", "outer_else", "sum", 0.0))
+    return fx.GraphModule(root, graph)
+
+
+def test_a_cond_inside_a_branch_is_a_class_inside_the_branch_class(tmp_path):
+    gm = nested_conds()
+    cases = [(torch.full((2, 2), 1.0),), (torch.full((2, 2), 0.25),), (torch.full((2, 2), -1.0),)]
+    with torch.no_grad():  # exp, sin and neg: each case takes another way
+        assert_bitwise([torch.exp(cases[0][0])], [gm(*cases[0])])
+        assert_bitwise([torch.sin(cases[1][0])], [gm(*cases[1])])
+        assert_bitwise([torch.neg(cases[2][0])], [gm(*cases[2])])
+    source = check_everywhere(gm, cases, tmp_path)
+    assert "self.inner_then = InnerThen()" in source and "self.outer_then = OuterThen()" in source
+    assert source.index("class InnerThen(") < source.index("class OuterThen(")
