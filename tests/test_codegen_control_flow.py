@@ -249,3 +249,23 @@ def test_a_cond_inside_a_branch_is_a_class_inside_the_branch_class(tmp_path):
     source = check_everywhere(gm, cases, tmp_path)
     assert "self.inner_then = InnerThen()" in source and "self.outer_then = OuterThen()" in source
     assert source.index("class InnerThen(") < source.index("class OuterThen(")
+
+
+class _Scaled(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(rnd(3))
+
+    def forward(self, x):
+        return torch.relu(x) * self.scale
+
+
+def test_a_graph_module_called_as_a_module_is_a_class_of_its_own(tmp_path):
+    root = nn.Module()
+    root.inner = fx.symbolic_trace(_Scaled())
+    graph = fx.Graph()
+    x = graph.placeholder("x")
+    graph.output(graph.call_module("inner", (graph.call_function(torch.neg, (x,)),)))
+    gm = fx.GraphModule(root, graph)
+    source = check_everywhere(gm, [(rnd(2, 3),), (rnd(4, 3),)], tmp_path)
+    assert "self.inner = Inner()" in source and "self.inner(neg)" in source

@@ -61,9 +61,10 @@ def runtime_helpers() -> dict[int, tuple[str, Callable[..., Any], Callable[..., 
 
 
 def subgraph_paths(graph: fx.Graph, modules: dict[str, nn.Module]) -> list[str]:
-    """Paths of the GraphModules this graph reads as values (``get_attr``): the subgraphs it
-    passes to torch.cond or run_loop. Those nested in them are theirs."""
-    reads = {str(n.target) for n in graph.nodes if n.op == "get_attr"}
+    """Paths of the GraphModules this graph reads as values (``get_attr``: the subgraphs it
+    passes to torch.cond or run_loop) or calls (``call_module``). Those nested in them are
+    theirs."""
+    reads = {str(n.target) for n in graph.nodes if n.op in ("get_attr", "call_module")}
     return sorted(p for p in reads if isinstance(modules.get(p), fx.GraphModule))
 
 
