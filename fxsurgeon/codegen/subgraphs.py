@@ -53,8 +53,15 @@ def runtime_helpers() -> dict[int, tuple[str, Callable[..., Any], Callable[..., 
     copy of), for the functions lowerings put in graphs that model.py cannot import."""
     from ..lower import control_flow, loop
 
-    table = {id(torch.cond): ("run_cond", torch.cond, run_cond)}
-    for function in (loop.run_loop, control_flow._first, control_flow._item):
+    table: dict[int, tuple[str, Callable[..., Any], Callable[..., Any]]] = {
+        id(torch.cond): ("run_cond", torch.cond, run_cond)
+    }
+    functions: tuple[Callable[..., Any], ...] = (
+        loop.run_loop,
+        control_flow._first,
+        control_flow._item,
+    )
+    for function in functions:
         table[id(function)] = (function.__name__, function, function)
     assert {name for name, _, _ in table.values()} == set(HELPER_NAMES)
     return table
@@ -103,25 +110,27 @@ def function_source(function: Callable[..., Any], allowed: set[str]) -> str:
     spans: list[tuple[int, int]] = []
     offsets = _line_offsets(raw)
 
-    def at(line: int, col: int) -> int:
+    def start(node: ast.AST) -> int:
+        return offsets[node.lineno - 1] + node.col_offset  # type: ignore[attr-defined]
+
+    def end(node: ast.AST) -> int:
+        line, col = getattr(node, "end_lineno", None), getattr(node, "end_col_offset", None)
+        assert line is not None and col is not None  # parsed source has positions
         return offsets[line - 1] + col
 
     for node in ast.walk(definition):
         if isinstance(node, ast.arg) and node.annotation is not None:
-            name_end = at(node.lineno, node.col_offset) + len(node.arg.encode())
-            spans.append((name_end, at(node.annotation.end_lineno, node.annotation.end_col_offset)))
+            spans.append((start(node) + len(node.arg.encode()), end(node.annotation)))
         elif isinstance(node, ast.AnnAssign):
             if node.value is None:
                 raise CodegenError(f"cannot copy {function.__qualname__}: a bare annotation")
-            start = at(node.target.end_lineno, node.target.end_col_offset)
-            spans.append((start, at(node.annotation.end_lineno, node.annotation.end_col_offset)))
+            spans.append((end(node.target), end(node.annotation)))
     returns = definition.returns
     if returns is not None:
-        end = at(returns.end_lineno, returns.end_col_offset)
-        arrow = raw.rindex(b"->", 0, at(returns.lineno, returns.col_offset))
-        spans.append((len(raw[:arrow].rstrip()), end))
-    for start, end in sorted(spans, reverse=True):
-        raw = raw[:start] + raw[end:]
+        arrow = raw.rindex(b"->", 0, start(returns))
+        spans.append((len(raw[:arrow].rstrip()), end(returns)))
+    for first, last in sorted(spans, reverse=True):
+        raw = raw[:first] + raw[last:]
     source = raw.decode()
     missing = _globals_read(ast.parse(source)) - allowed - set(dir(builtins))
     if missing:
