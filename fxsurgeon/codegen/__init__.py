@@ -45,14 +45,20 @@ of the encoding is reported. Correctness comes first: `fxsurgeon.save` also
 runs the written model against the GraphModule and falls back to inline code
 if they differ.
 
+Control flow (`subgraphs.py`): a GraphModule the graph passes to torch.cond or run_loop (an
+ONNX If or Loop that optimize lowered) becomes a class of its own, generated as the model is;
+torch.cond is written as ``run_cond`` and fxsurgeon's run_loop is copied into model.py, which
+still imports nothing of fxsurgeon.
+
 The files: `output.py` (what codegen returns, and its error), `generator.py`
 (`generate` and the generator), `module_tree.py` (one class per distinct module subtree,
 its constructor and state), `regions.py` (the nodes each module owns) and `blocks.py`
 (which regions are the same repeated block), `body.py` with `expressions.py` and
 `statements.py` (a forward's statements), `literals.py` (how calls and values are
 spelled), `helpers.py` (graph and scope helpers), `records.py` (regions, classes,
-constants), `writer.py` (the classes and the file) and `names.py` (member names
-that are no identifiers, renamed for model.py: `with_identifier_names`).
+constants), `writer.py` (the classes and the file), `subgraphs.py` (subgraphs, and the
+helpers copied into model.py) and `names.py` (member names that are no identifiers,
+renamed for model.py: `with_identifier_names`).
 """
 
 from .generator import generate

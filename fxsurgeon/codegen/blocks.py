@@ -87,7 +87,7 @@ class _BlockKeys:
                 target = str(arg.target)
                 if self.is_state(target) and _within(target, path):
                     return ("self", _relative(target, path))
-                if not self.is_state(target):
+                if not self.is_state(target) and not self.is_subgraph(target):
                     tensor = self._fetch(target)
                     return ("const", str(tensor.dtype), tuple(tensor.shape), _digest(tensor))
             if inputs is None:

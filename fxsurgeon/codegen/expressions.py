@@ -35,7 +35,7 @@ class _Expressions:
             return self.expr[node]
         if node.op == "get_attr":
             target = str(node.target)
-            if self.gen.is_state(target):
+            if self.gen.is_state(target) or self.gen.is_subgraph(target):
                 if not _within(target, self.owner):
                     raise CodegenError(f"{self.owner_class} reads {target} from outside its block")
                 return _attr_chain("self", _relative(target, self.owner))
@@ -127,6 +127,9 @@ class _Expressions:
             ):
                 rest = [rest[0][0]]
             return f"{self.render(args[0])}.{method}({', '.join(self.render(a) for a in rest)})"
+        helper = self.gen.helper(target)
+        if helper is not None:  # run_loop, ...: copied into model.py
+            return f"{helper}({self._call_args(args, kwargs)})"
         try:
             function = _function_text(target)
         except CodegenError as exc:

@@ -9,7 +9,7 @@ import math
 from typing import Any
 
 import torch
-from torch import nn
+from torch import fx, nn
 
 from .helpers import _digest, _join, _same, _within
 from .literals import (
@@ -51,6 +51,9 @@ class _ModuleTree:
             persistent = full in self.state_keys
             value = None if persistent else _digest(tensor)
             own.append(("b", name, tuple(tensor.shape), str(tensor.dtype), persistent, value))
+        if isinstance(module, fx.GraphModule):  # a subgraph: equal only to itself
+            self._signatures[path] = ("subgraph", path)
+            return self._signatures[path]
         kind = "container" if type(module) is nn.Module else self.constructor(path)[0]
         children = tuple(
             (name, self.signature(_join(path, name))) for name, _ in module.named_children()
@@ -146,8 +149,13 @@ class _ModuleTree:
         owner_class: str,
         root_level: bool = False,
         instances: dict[str, str] | None = None,
+        hook: bool = True,
     ) -> list[str]:
-        """``__init__`` body lines rebuilding the subtree at ``path`` as ``self``."""
+        """``__init__`` body lines rebuilding the subtree at ``path`` as ``self``.
+
+        ``root_level``: the class of a whole graph (ties of shared members written);
+        ``hook``: it is the model's class, which loads the big constants of every class.
+        """
         lines = ["super().__init__()"]
         instances = instances or {}
         lines += self._tree_lines(module, path, "self", instances)
@@ -155,7 +163,7 @@ class _ModuleTree:
             lines += self._constant_lines(constant, owner_class)
         if root_level:
             lines += self._tie_lines()
-            if self.big_constants:
+            if hook and self.big_constants:
                 lines.append("self.register_load_state_dict_pre_hook(_load_constants)")
         return lines
 

@@ -14,6 +14,7 @@ already has (members keep their order; unchanged names are reserved first).
 from __future__ import annotations
 
 import keyword
+from typing import Any
 
 from torch import fx, nn
 
@@ -52,6 +53,24 @@ def _renames(module: nn.Module) -> dict[str, str]:
     return out
 
 
+def _with_graph(members: nn.Module, graph: fx.Graph, rename: Any) -> fx.GraphModule:
+    """A GraphModule with the members of ``members`` (classes kept) running a copy of
+    ``graph`` whose module and attribute targets are ``rename(target)``."""
+    copied = fx.Graph()
+    copied.output(copied.graph_copy(graph, {}))
+    for node in copied.nodes:
+        if node.op in ("call_module", "get_attr"):
+            node.target = rename(str(node.target))
+    made = fx.GraphModule(members, copied)
+    # GraphModule copies only what the graph uses: give it every member, classes kept
+    made._modules = dict(members._modules)
+    made._parameters = dict(members._parameters)
+    made._buffers = dict(members._buffers)
+    made._non_persistent_buffers_set = set(members._non_persistent_buffers_set)
+    made.training = members.training
+    return made
+
+
 def with_identifier_names(gm: fx.GraphModule) -> fx.GraphModule:
     """``gm``, or a copy (sharing its tensors) whose member names model.py can write.
 
@@ -80,7 +99,17 @@ def with_identifier_names(gm: fx.GraphModule) -> fx.GraphModule:
             plan.get(k, k): rebuilt(c, f"{path}.{k}" if path else k) if c is not None else None
             for k, c in module._modules.items()
         }
+        if isinstance(module, fx.GraphModule) and _renamed_under(path):
+            # a subgraph (a torch.cond branch, a loop body): its own graph names its members
+            prefix = new_path(path) + "."
+            new = _with_graph(
+                new, module.graph, lambda t: new_path(f"{path}.{t}").removeprefix(prefix)
+            )
+            copies[id(module)] = new
         return new
+
+    def _renamed_under(path: str) -> bool:
+        return any(plan and (p == path or p.startswith(path + ".")) for p, plan in plans.items())
 
     def new_path(dotted: str) -> str:
         parts, owner, out = dotted.split("."), "", []
@@ -99,18 +128,7 @@ def with_identifier_names(gm: fx.GraphModule) -> fx.GraphModule:
     root._non_persistent_buffers_set = {plan.get(k, k) for k in gm._non_persistent_buffers_set}
     for key, child in gm._modules.items():
         root._modules[plan.get(key, key)] = rebuilt(child, key) if child is not None else None
-    graph = fx.Graph()
-    value_map: dict[fx.Node, fx.Node] = {}
-    graph.output(graph.graph_copy(gm.graph, value_map))
-    for node in graph.nodes:
-        if node.op in ("call_module", "get_attr"):
-            node.target = new_path(str(node.target))
-    renamed_gm = fx.GraphModule(root, graph)
-    # GraphModule copies only what the graph uses: give it every member, classes kept
-    renamed_gm._modules = dict(root._modules)
-    renamed_gm._parameters = dict(root._parameters)
-    renamed_gm._buffers = dict(root._buffers)
-    renamed_gm._non_persistent_buffers_set = set(root._non_persistent_buffers_set)
+    renamed_gm = _with_graph(root, gm.graph, new_path)
     renamed_gm.training = gm.training
     keys = {k: new_path(k) for k in gm.state_dict(keep_vars=True)}
     renamed_gm.meta = dict(gm.meta)

@@ -12,6 +12,7 @@ from typing import Any
 from .body import _Body
 from .output import CodegenError
 from .records import _Class
+from .subgraphs import HELPER_NAMES, function_source
 
 
 class _ClassWriter:
@@ -37,6 +38,7 @@ class _ClassWriter:
         cls.param_names = body.param_names
         cls.return_names = body.return_names
         instances = {r2.path: c2.name for c2 in self.classes.values() for r2 in c2.regions}
+        instances.update(self.subgraphs)
         init = self._init_lines(
             self.modules[rep.path], rep.path, body.constants, cls.name, instances=instances
         )
@@ -53,17 +55,14 @@ class _ClassWriter:
 
     # ------------------------------------------------------------------ the file
 
-    def _module_source(self: Any, init: list[str], forward: list[str], root: _Body) -> str:
-        # Blocks nested in other blocks first, then in the order they were found.
-        classes = sorted(self.classes.values(), key=lambda c: -c.representative.path.count("."))
-        class_blocks = ["\n".join(self.class_source(c)) for c in classes]
-        root_lines = [f"class {self.class_name}(nn.Module):"]
-        root_lines += _docstring(self.docstring or "The model, as plain PyTorch.", "    ")
-        root_lines.append("")
-        root_lines += _method("__init__", ["self"], init)
-        root_lines.append("")
-        root_lines += _method("forward", ["self", *root.param_names], forward)
-        parts = [*self.copied_sources.values(), *class_blocks, "\n".join(root_lines)]
+    def _module_source(self: Any, classes: list[str]) -> str:
+        """model.py: imports, copied code, the classes (``classes``, the model's last), loaders."""
+        helpers = [
+            function_source(self.used_helpers[name], {"torch", "math", "operator"})
+            for name in HELPER_NAMES
+            if name in self.used_helpers
+        ]
+        parts = [*self.copied_sources.values(), *helpers, *classes]
         if self.big_constants:
             parts.append(_LOAD_CONSTANTS)
         parts.append(_LOAD_FUNCTION.format(cls=self.class_name))
