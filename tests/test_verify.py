@@ -404,3 +404,44 @@ def test_torch_onnx_and_stored_references_do_not_need_tensorflow(monkeypatch, de
     assert verify(gm, dense_onnx).passed
     assert verify(gm, copy.deepcopy(gm), (x,)).passed
     assert verify(gm, gm(x), (x,)).passed
+
+
+def _wrapped_embedding_onnx(rows: int = 50) -> onnx.ModelProto:
+    """Keras 3's Embedding as tf2onnx writes it: ``where(ids < 0, ids + rows, ids)``
+    spelled with Less, Not, Cast and Mul/Add, then Gather from the table."""
+    table = np.linspace(-1, 1, rows * 4, dtype=np.float32).reshape(rows, 4)
+    nodes = [
+        helper.make_node("Add", ["ids", "rows"], ["wrapped"]),
+        helper.make_node("Less", ["ids", "zero"], ["negative"]),
+        helper.make_node("Not", ["negative"], ["kept"]),
+        helper.make_node("Cast", ["kept"], ["kept_i"], to=TensorProto.INT32),
+        helper.make_node("Mul", ["ids", "kept_i"], ["as_is"]),
+        helper.make_node("Cast", ["negative"], ["negative_i"], to=TensorProto.INT32),
+        helper.make_node("Mul", ["negative_i", "wrapped"], ["shifted"]),
+        helper.make_node("Add", ["shifted", "as_is"], ["index"]),
+        helper.make_node("Gather", ["table", "index"], ["y"], axis=0),
+    ]
+    inits = [
+        numpy_helper.from_array(table, "table"),
+        numpy_helper.from_array(np.array(rows, np.int32), "rows"),
+        numpy_helper.from_array(np.array(0, np.int32), "zero"),
+    ]
+    return _onnx_model(
+        nodes,
+        [helper.make_tensor_value_info("ids", TensorProto.INT32, ["n", "l"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", "l", 4])],
+        inits,
+    )
+
+
+def test_generated_ids_stay_below_a_table_reached_through_index_wrapping():
+    """Ids reach the Gather through Add/Mul/Where-like arithmetic (Keras 3 wraps
+    negative ids): the table's 50 rows still bound the generated ids, so onnxruntime
+    never sees an index out of range (the default vocabulary is 100)."""
+    import fxsurgeon
+
+    proto = _wrapped_embedding_onnx()
+    model = fxsurgeon.optimize(fxsurgeon.from_onnx(proto))
+    report = verify(model, proto, batch_sizes=(2, 3), seed=1)
+    assert report.passed, report.table()
+    assert len(report.results) == 2

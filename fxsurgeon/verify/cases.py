@@ -13,7 +13,14 @@ import torch
 
 from fxsurgeon.errors import InputError
 
-from .data import _DEFAULT_VOCAB, _INDEX_PRESERVING_OPS, _Case, _shape_text, _Spec
+from .data import (
+    _DEFAULT_VOCAB,
+    _INDEX_PRESERVING_OPS,
+    _INDEX_SELECTING_OPS,
+    _Case,
+    _shape_text,
+    _Spec,
+)
 from .references import _is_leaf_value
 from .running import _to_numpy
 from .signatures import _spec_names
@@ -187,7 +194,8 @@ def _index_bounds(specs: list[_Spec], owners: list[Any]) -> dict[str, int]:
 
 
 def _onnx_index_bounds(model: Any) -> dict[str, int]:
-    """Follow each graph input through index-preserving ops into Gather(data=initializer)."""
+    """Follow each graph input through index-preserving ops, and the arithmetic that
+    selects or wraps an index (Add, Mul, Where's branches), into Gather(data=initializer)."""
     graph = model.graph
     sizes = {t.name: list(t.dims) for t in graph.initializer}
     consumers: dict[str, list[tuple[Any, int]]] = {}
@@ -208,11 +216,21 @@ def _onnx_index_bounds(model: Any) -> dict[str, int]:
                     axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
                     if dims:
                         found.append(dims[axis])
-                elif node.op_type in _INDEX_PRESERVING_OPS and position == 0:
+                elif _carries_index(node, position):
                     frontier.extend(node.output)
         if found:
             bounds[graph_input.name] = min(found)
     return bounds
+
+
+def _carries_index(node: Any, position: int) -> bool:
+    """Whether operand `position` of `node` flows into its output as an index: the data
+    of an index-preserving op, any operand of Add/Mul, a branch (not the condition) of Where."""
+    if node.op_type in _INDEX_PRESERVING_OPS:
+        return position == 0
+    if node.op_type == "Where":
+        return position > 0
+    return node.op_type in _INDEX_SELECTING_OPS
 
 
 def _embedding_tables(owner: Any) -> list[tuple[str, int]]:

@@ -25,6 +25,10 @@ _DEFAULT_VOCAB = 100
 _INDEX_PRESERVING_OPS = frozenset(
     {"Cast", "Identity", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Expand", "Transpose"}
 )
+#: ops an index goes through at any operand on its way to a Gather: Keras 3's Embedding
+#: wraps negative ids as ``where(ids < 0, ids + rows, ids)``, which tf2onnx writes with
+#: Mul/Add by the condition's 0/1 casts; the table's rows still bound the input ids
+_INDEX_SELECTING_OPS = frozenset({"Add", "Mul", "Where"})
 
 
 # --------------------------------------------------------------------------- data
