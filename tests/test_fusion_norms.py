@@ -72,13 +72,18 @@ def layer_norm_onnx(
     expose: str | None = None,
     x_shape=("N", 5, 8),
     var_axes=None,
+    mean_via=None,
 ):
     """LayerNorm over `axes` of x (default [N, 5, 8]) in one of LN_FORMS; `var_axes`
-    (default `axes`) is where the variance is taken."""
-    nodes = [
-        node("ReduceMean", ["x"], "mean", axes=list(axes), keepdims=1),
-        node("Sub", ["x", "mean"], "d"),
-    ]
+    (default `axes`) is where the variance is taken; `mean_via` (inner, outer) reshapes
+    the mean twice before the Sub (tf2onnx's round trip)."""
+    nodes = [node("ReduceMean", ["x"], "mean", axes=list(axes), keepdims=1)]
+    centred = "mean"
+    if mean_via is not None:
+        nodes.append(node("Reshape", ["mean", "inner"], "mean_inner"))
+        nodes.append(node("Reshape", ["mean_inner", "outer"], "mean_outer"))
+        centred = "mean_outer"
+    nodes.append(node("Sub", ["x", centred], "d"))
     _square(nodes, "d", square)
     nodes += [
         node("ReduceMean", ["sq"], "var", axes=list(var_axes or axes), keepdims=1),
@@ -119,6 +124,8 @@ def layer_norm_onnx(
         consts["beta"] = rng.standard_normal(affine_shape) * 0.5
     if square == "Pow":
         consts["two"] = 2.0
+    if mean_via is not None:
+        consts["inner"], consts["outer"] = (np.array(s, dtype=np.int64) for s in mean_via)
     outputs = ["y"] + ([expose] if expose else [])
     return graph(nodes, {"x": list(x_shape)}, outputs, consts)
 
@@ -222,6 +229,23 @@ def test_channel_norm_that_is_not_a_layer_norm_is_left_alone(affine_shape, var_a
     )
     module = optimized(model)
     assert calls(module, F.layer_norm, nn.LayerNorm) == 0, why
+    assert_matches_ort(module, model)
+
+
+@pytest.mark.parametrize(("outer", "expect"), [((-1, 1, 3, 5), 1), ((1, 2, 1, 3, 5), 0)])
+def test_mean_reshaped_to_another_rank_and_back(outer, expect):
+    """tf2onnx reshapes a ConvNeXt norm's mean [N, 1, H, W] to [1, -1, H, W, 1] and back:
+    a round trip to its own shape is the mean (cleanup.reshape_round_trip); back to
+    another shape (one more dim) it is not, and the norm is left alone."""
+    model = layer_norm_onnx(
+        "k3",
+        axes=(1,),
+        affine_shape=(4, 1, 1),
+        x_shape=(2, 4, 3, 5),
+        mean_via=((1, -1, 3, 5, 1), outer),
+    )
+    module = optimized(model)
+    assert calls(module, F.layer_norm, nn.LayerNorm) == expect
     assert_matches_ort(module, model)
 
 
