@@ -375,6 +375,24 @@ def test_a_scale_after_a_padding_where_keeps_it_an_additive_mask():
     assert "attn_mask" in call.kwargs and call.kwargs["scale"] == pytest.approx(0.3)
 
 
+@pytest.mark.parametrize(("factor", "expect"), [(0.5, 1), (-0.5, 0)])
+def test_a_factor_after_a_causal_band(factor, expect):
+    """GPT-2's band, scores * band - 1e4 * (1 - band), then a factor: it commutes with the
+    band and scales the hiding term (a negative one makes the hidden scores the largest)."""
+    g, scores, v = plain(scale=None)
+    band = g.op("Cast", [causal_range(g, scores)], "band", to=TensorProto.FLOAT)
+    kept = g.op("Mul", [scores, band], "kept")
+    hidden = g.op("Sub", [g.const("one_f", 1.0), band], "hidden")
+    big = g.op("Mul", [hidden, g.const("big", 1e4)], "big_hidden")
+    masked = g.op("Sub", [kept, big], "masked")
+    model = finish(g, g.op("Mul", [masked, g.const("factor", factor)], "scaled"), v)
+    if not expect:
+        refused(model)
+        return
+    module = fused(model)
+    assert sdpa_calls(module)[0].kwargs == {"is_causal": True}
+
+
 @pytest.mark.parametrize(
     ("fill", "factor", "why"),
     [
