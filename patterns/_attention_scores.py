@@ -35,6 +35,8 @@ HUGE_FILL = -1e30
 #: A hidden score at or below this (and a visible one in every row) weighs exactly 0:
 #: exp(-1e3) underflows float32 (the smallest subnormal is 1.4e-45 = exp(-103)).
 BIG_FILL = -1e3
+#: The largest finite float32: a fill scaled past it is -inf in the model (declined).
+F32_MAX = float(torch.finfo(torch.float32).max)
 
 _SHAPE_OPS = (torch.permute, torch.reshape, torch.transpose, torch.unsqueeze, torch.squeeze)
 
@@ -266,10 +268,24 @@ def _on_chain(value: Any) -> bool:
 
 
 def _times(plan: Plan, c: float) -> None:
+    """A constant factor on everything read so far: the scale, the terms and the fills.
+
+    Where(m, s, fill) * c = Where(m, s * c, fill * c) (GPT-J divides by sqrt(D) after its
+    causal Where): the fill is scaled too, and `_absorb_masks` judges the scaled fill (a
+    negative factor makes it positive: declined there). A 0/1 band commutes with the
+    factor, (s * band) * c = (s * c) * band; its hiding term is among the terms.
+    """
     plan.scale *= c
     plan.terms = [(coef * c, t) for coef, t in plan.terms]
-    if plan.fills or plan.bands:
-        raise Decline("a factor applied after a mask would scale its fill")
+    fills = []
+    for cond, when_true, when_false in plan.fills:
+        scaled = (when_true * c, when_false * c)
+        if any(abs(x) > F32_MAX for x in scaled):
+            raise Decline(
+                f"the fill of Where(%{cond.name}, ...) times {c} leaves the float32 range"
+            )
+        fills.append((cond, *scaled))
+    plan.fills = fills
 
 
 def _walk_sum(node: fx.Node, plan: Plan, module: fx.GraphModule) -> fx.Node:

@@ -25,7 +25,11 @@ What is absorbed, and why it is exact:
   permutes of the head split): (c q) . k = q . (c k) = c (q . k), so all of
   them multiply into ``scale=``; SDPA's default is used when the product is
   1/sqrt(D) within the engine's 1e-6 (float32 rounding). A factor applied
-  after a mask would scale its fill: declined. A run-time factor: declined.
+  after a Where scales its fill too (GPT-J: Where(causal, s, dtype-min) /
+  sqrt(D)), Where(m, s, f) * c = Where(m, s * c, f * c), and the scaled fill
+  is what the rules below judge (a negative factor makes it positive:
+  declined; one past the float32 range: declined). A factor after a 0/1
+  band commutes with it. A run-time factor: declined.
 * Softmax is shift-invariant, softmax(s + c) = softmax(s) for one number c
   added to every score (HF's ``stable_softmax`` + 1e-9): dropped.
 * Additive tensors that do not depend on the scores or on v (a float padding

@@ -6,6 +6,9 @@
     x.to(dtype)                  -> x              x has that dtype already
     reshape(reshape(x, s), t)    -> reshape(x, t)  tidy phase only: earlier it would merge the
                                                    Tensordot reshapes that linear.py looks for
+    reshape(reshape(x, s), t)    -> x              t is x's own shape (both ends: tf2onnx's
+                                                   round trip through [1, -1, 1, 1, 1] of a
+                                                   ConvNeXt LayerNorm's mean hides the norm)
 
 A reshape target is x's own shape when it has x's rank and every entry but at
 most one is provably x's dim there (the same int, or ``x.size(i)``): the
@@ -173,4 +176,31 @@ reshape_reshape = Rule(
     reshape_reshape_replacement,
     phase="tidy",
     note="attention head merge reshape followed by what is left of a Tensordot flatten",
+)
+
+
+# -- reshape(reshape(x, s), t) -> x, t the shape of x ---------------------------------------------
+
+
+def reshape_round_trip_pattern(x, inner: tuple, outer: tuple):
+    return torch.reshape(torch.reshape(x, inner), outer)
+
+
+def reshape_round_trip_replacement(x, inner: tuple, outer: tuple):
+    return x
+
+
+def reshape_round_trip_check(match: Match) -> str | None:
+    # reshapes keep the row-major order: reshape(reshape(x, s), t) = reshape(x, t), and that
+    # is x when t is x's own shape
+    return same_shape(match, match["x"], match["outer"])
+
+
+reshape_round_trip = Rule(
+    "reshape_round_trip",
+    reshape_round_trip_pattern,
+    reshape_round_trip_replacement,
+    check=reshape_round_trip_check,
+    phase=BOTH_ENDS,
+    note="tf2onnx: Reshape to another rank and back (ConvNeXt LayerNorm's mean, 1x1 spatial)",
 )

@@ -3,11 +3,21 @@
     LayerNorm(x) = (x - mean(x)) / sqrt(var(x) + eps) * gamma + beta,  var(x) = mean((x - mean(x))^2)
     RMSNorm(x)   = x / sqrt(mean(x^2) + eps) * gamma
 
-mean and var are taken over the trailing dims D (one dim for a plain LayerNorm,
-several for Keras ``LayerNormalization(axis=[-2, -1])``); the fused call gets
-``normalized_shape = x.shape[D]``, and gamma / beta only where their shape,
-less leading 1s, is exactly that (they then broadcast as F.layer_norm applies
-them; anything else is declined).
+mean and var are taken over the same constant dims D of x (one dim for a plain
+LayerNorm, several for Keras ``LayerNormalization(axis=[-2, -1])``). The fused
+call gets ``normalized_shape = x.shape[D]`` (static), and gamma / beta only
+where they hold one value per position of D and broadcast along every other
+dim: right-aligned to x, their shape is x's size on D and 1 elsewhere (then
+a reshape to ``normalized_shape`` keeps their order; anything else, a gamma
+per row or per width, is declined).
+
+D need not be the trailing dims: ConvNeXt normalises the channels of NCHW
+(tf2onnx moves the NHWC LayerNormalization to axis 1, gamma [C, 1, 1]). That
+is the same formula on the view with D last, so the replacement permutes D
+last (the other dims keep their order), applies F.layer_norm / F.rms_norm
+over the trailing dims and permutes back: each output element is computed from
+the same elements, with the same gamma / beta entry, as before. The permutes
+fold away where a channels-last op follows (tidy phase).
 
 The rules are generated from the parts of the math, each written every way an
 exporter writes it (add and mul match in either operand order):
@@ -108,67 +118,83 @@ def _direct(x, gamma, eps, dims, square, inv):
 
 
 def _normalized_shape(match: Match) -> tuple | str:
-    """x.shape over the reduced dims, if those are the trailing dims and static."""
+    """x.shape over the reduced dims D (static, constant), and the permutation that
+    moves D last (None when D already is the trailing dims)."""
     shape, dims = match.shape("x"), match["dims"]
     if shape is None:
         return "the shape of x is not known"
     rank = len(shape)
     if not isinstance(dims, tuple) or not dims or not all(isinstance(d, int) for d in dims):
         return f"reduction dims {dims!r} are not constant"
-    dims = tuple(sorted(d % rank for d in dims))
-    if dims != tuple(range(rank - len(dims), rank)):
-        return f"reduces dims {dims} of a {rank}-D input, not the trailing dims"
-    normalized = shape[rank - len(dims) :]
-    if any(d is None for d in normalized):
+    if any(not -rank <= d < rank for d in dims):
+        return f"reduction dims {dims} are out of range for a {rank}-D input"
+    dims = tuple(sorted({d % rank for d in dims}))
+    normalized = tuple(shape[d] for d in dims)
+    if any(not isinstance(d, int) for d in normalized):
         return f"the normalized dims {normalized} are not static"
-    return tuple(normalized)
+    perm = tuple(d for d in range(rank) if d not in dims) + dims
+    return normalized, (None if perm == tuple(range(rank)) else perm)
 
 
-def _affine_check(match: Match, normalized: tuple, name: str) -> str | None:
-    shape = match.shape(name)
+def _affine_check(match: Match, dims: tuple, name: str) -> str | None:
+    """`name` (gamma or beta) must hold one value per position of the normalized dims and
+    broadcast along every other dim: right-aligned to x, x's size on D and 1 elsewhere."""
+    shape, x_shape = match.shape(name), match.shape("x")
     if shape is None:
         return f"{name} is not a tensor of known shape"
-    trimmed = tuple(shape)
-    while len(trimmed) > len(normalized) and trimmed[0] == 1:
-        trimmed = trimmed[1:]
-    if trimmed != normalized:
-        return f"{name} has shape {shape}, which does not broadcast as {normalized}"
-    if len(shape) > match.rank("x"):
+    rank = len(x_shape)
+    if len(shape) > rank:
         return f"{name} {shape} would add dims to the output"
+    padded = (1,) * (rank - len(shape)) + tuple(shape)
+    want = tuple(x_shape[d] if d in dims else 1 for d in range(rank))
+    if padded != want:
+        return f"{name} has shape {shape}, which does not broadcast as {want} (one per {dims})"
     if not (match.dtype(name) or torch.int64).is_floating_point:
         return f"{name} is not floating point"
     return None
 
 
 def _norm_check(match: Match, affine: tuple[str, ...]) -> str | None:
-    normalized = _normalized_shape(match)
-    if isinstance(normalized, str):
-        return normalized
+    found = _normalized_shape(match)
+    if isinstance(found, str):
+        return found
+    normalized, perm = found
+    rank = len(match.shape("x"))
+    dims = tuple(sorted(d % rank for d in match["dims"]))
     for name in affine:
-        reason = _affine_check(match, normalized, name)
+        reason = _affine_check(match, dims, name)
         if reason is not None:
             return reason
     eps = match["eps"]
     if not isinstance(eps, float) or eps < 0:
         return f"epsilon {eps!r} is not a non-negative number"
     match["normalized_shape"] = normalized
+    match["perm"] = perm
     return None
 
 
 def _as_shape(value, normalized: tuple):
+    """gamma / beta as `normalized`: its other dims are all 1, so a reshape keeps the order."""
     if value is None or tuple(value.shape) == normalized:
         return value
     return torch.reshape(value, normalized)
 
 
-def _layer_norm_replacement(x, gamma, beta, eps, normalized_shape):
-    return F.layer_norm(
-        x,
-        normalized_shape,
-        _as_shape(gamma, normalized_shape),
-        _as_shape(beta, normalized_shape),
-        eps,
-    )
+def _inverse(perm: tuple) -> tuple:
+    return tuple(perm.index(i) for i in range(len(perm)))
+
+
+def _over_last_dims(norm, x, perm):
+    """`norm` (over the trailing dims) applied where the reduced dims are: x permuted to
+    put them last, normalised, permuted back (no permute when they already are last)."""
+    if perm is None:
+        return norm(x)
+    return torch.permute(norm(torch.permute(x, perm)), _inverse(perm))
+
+
+def _layer_norm_replacement(x, gamma, beta, eps, normalized_shape, perm):
+    gamma, beta = _as_shape(gamma, normalized_shape), _as_shape(beta, normalized_shape)
+    return _over_last_dims(lambda t: F.layer_norm(t, normalized_shape, gamma, beta, eps), x, perm)
 
 
 def _layer_norm_rule(name: str, form: str, square: str, inv: str) -> Rule:
@@ -179,8 +205,8 @@ def _layer_norm_rule(name: str, form: str, square: str, inv: str) -> Rule:
         def pattern(x, gamma, beta, eps: float, dims: tuple):
             return body(x, gamma, beta, eps, dims, sq, iv)
 
-        def replacement(x, gamma, beta, eps, normalized_shape):
-            return _layer_norm_replacement(x, gamma, beta, eps, normalized_shape)
+        def replacement(x, gamma, beta, eps, normalized_shape, perm):
+            return _layer_norm_replacement(x, gamma, beta, eps, normalized_shape, perm)
 
         def check(match: Match) -> str | None:
             return _norm_check(match, ("gamma", "beta"))
@@ -190,8 +216,8 @@ def _layer_norm_rule(name: str, form: str, square: str, inv: str) -> Rule:
         def pattern(x, gamma, eps: float, dims: tuple):
             return body(x, gamma, None, eps, dims, sq, iv)
 
-        def replacement(x, gamma, eps, normalized_shape):
-            return _layer_norm_replacement(x, gamma, None, eps, normalized_shape)
+        def replacement(x, gamma, eps, normalized_shape, perm):
+            return _layer_norm_replacement(x, gamma, None, eps, normalized_shape, perm)
 
         def check(match: Match) -> str | None:
             return _norm_check(match, ("gamma",))
@@ -224,8 +250,9 @@ def _rms_norm_rule(name: str, form: str, square: str, inv: str) -> Rule:
     def pattern(x, gamma, eps: float, dims: tuple):
         return body(x, gamma, eps, dims, sq, iv)
 
-    def replacement(x, gamma, eps, normalized_shape):
-        return F.rms_norm(x, normalized_shape, _as_shape(gamma, normalized_shape), eps)
+    def replacement(x, gamma, eps, normalized_shape, perm):
+        gamma = _as_shape(gamma, normalized_shape)
+        return _over_last_dims(lambda t: F.rms_norm(t, normalized_shape, gamma, eps), x, perm)
 
     def check(match: Match) -> str | None:
         return _norm_check(match, ("gamma",))

@@ -332,6 +332,83 @@ def test_causal_triangle_and_padding_mask_fold_into_one_mask():
     assert "attn_mask" in sdpa_calls(module)[0].kwargs
 
 
+# ------------------------------------------------------------- must match: a factor after Where
+
+
+def gptj_scores(g: Graph, scores: str, fill: float, factor: str = "div") -> str:
+    """GPT-J: Where(causal, q @ k^T, fill), then the scale: Div by sqrt(D) or Mul by 1/sqrt(D)."""
+    tri = causal_range(g, scores)
+    masked = g.op("Where", [tri, scores, g.const("fill", fill)], "causal_scores")
+    if factor == "div":
+        return g.op("Div", [masked, g.const("sqrt_d", np.sqrt(D))], "scaled")
+    return g.op("Mul", [masked, g.const("inv_sqrt_d", SCALE)], "scaled")
+
+
+@pytest.mark.parametrize("factor", ["div", "mul"])
+@pytest.mark.parametrize("fill", [-1e9, F32_MIN])
+def test_a_scale_after_the_causal_where_scales_its_fill(fill, factor):
+    g, scores, v = plain(scale=None)
+    module = fused(finish(g, gptj_scores(g, scores, fill, factor), v))
+    assert sdpa_calls(module)[0].kwargs == {"is_causal": True}
+
+
+def test_gptj_causal_where_then_scale_then_padding_mask():
+    """GPT-J's whole score chain: Where(causal, qk, dtype-min) / sqrt(D) + (1 - m) * -1e4."""
+    g, scores, v = plain(scale=None)
+    scaled = gptj_scores(g, scores, F32_MIN)
+    keep = g.input("keep", ["N", 1, 1, "S"])
+    hidden = g.op("Sub", [g.const("one_f", 1.0), keep], "hidden")
+    pad = g.op("Mul", [hidden, g.const("big", -10000.0)], "pad")
+    logits = g.op("Add", [scaled, pad], "logits")
+    module = fused(finish(g, logits, v))
+    (call,) = sdpa_calls(module)
+    assert "attn_mask" in call.kwargs and "scale" not in call.kwargs
+
+
+def test_a_scale_after_a_padding_where_keeps_it_an_additive_mask():
+    g, scores, v = plain(scale=None)
+    keep = g.input("keep", ["N", 1, 1, "S"], np.bool_)
+    masked = g.op("Where", [keep, scores, g.const("fill", F32_MIN)], "masked")
+    scaled = g.op("Mul", [masked, g.const("factor", 0.3)], "scaled")
+    module = fused(finish(g, scaled, v))
+    (call,) = sdpa_calls(module)
+    assert "attn_mask" in call.kwargs and call.kwargs["scale"] == pytest.approx(0.3)
+
+
+@pytest.mark.parametrize(("factor", "expect"), [(0.5, 1), (-0.5, 0)])
+def test_a_factor_after_a_causal_band(factor, expect):
+    """GPT-2's band, scores * band - 1e4 * (1 - band), then a factor: it commutes with the
+    band and scales the hiding term (a negative one makes the hidden scores the largest)."""
+    g, scores, v = plain(scale=None)
+    band = g.op("Cast", [causal_range(g, scores)], "band", to=TensorProto.FLOAT)
+    kept = g.op("Mul", [scores, band], "kept")
+    hidden = g.op("Sub", [g.const("one_f", 1.0), band], "hidden")
+    big = g.op("Mul", [hidden, g.const("big", 1e4)], "big_hidden")
+    masked = g.op("Sub", [kept, big], "masked")
+    model = finish(g, g.op("Mul", [masked, g.const("factor", factor)], "scaled"), v)
+    if not expect:
+        refused(model)
+        return
+    module = fused(model)
+    assert sdpa_calls(module)[0].kwargs == {"is_causal": True}
+
+
+@pytest.mark.parametrize(
+    ("fill", "factor", "why"),
+    [
+        (F32_MIN, -0.5, "a negative factor makes the fill the largest score"),
+        (F32_MIN, 4.0, "the scaled fill is -inf in float32"),
+        (-1e9, 0.5, "a small fill stays small: fully masked rows would change"),
+    ],
+)
+def test_a_factor_after_a_where_that_spoils_its_fill_is_refused(fill, factor, why):
+    g, scores, v = plain(scale=None)
+    keep = g.input("keep", ["N", 1, 1, "S"], np.bool_)
+    masked = g.op("Where", [keep, scores, g.const("fill", fill)], "masked")
+    scaled = g.op("Mul", [masked, g.const("factor", factor)], "scaled")
+    refused(finish(g, scaled, v))
+
+
 # --------------------------------------------------------------------------- must match: layouts
 
 

@@ -70,15 +70,23 @@ def layer_norm_onnx(
     affine_shape=(8,),
     swap: bool = False,
     expose: str | None = None,
+    x_shape=("N", 5, 8),
+    var_axes=None,
+    mean_via=None,
 ):
-    """LayerNorm over `axes` of x [N, 5, 8] in one of LN_FORMS."""
-    nodes = [
-        node("ReduceMean", ["x"], "mean", axes=list(axes), keepdims=1),
-        node("Sub", ["x", "mean"], "d"),
-    ]
+    """LayerNorm over `axes` of x (default [N, 5, 8]) in one of LN_FORMS; `var_axes`
+    (default `axes`) is where the variance is taken; `mean_via` (inner, outer) reshapes
+    the mean twice before the Sub (tf2onnx's round trip)."""
+    nodes = [node("ReduceMean", ["x"], "mean", axes=list(axes), keepdims=1)]
+    centred = "mean"
+    if mean_via is not None:
+        nodes.append(node("Reshape", ["mean", "inner"], "mean_inner"))
+        nodes.append(node("Reshape", ["mean_inner", "outer"], "mean_outer"))
+        centred = "mean_outer"
+    nodes.append(node("Sub", ["x", centred], "d"))
     _square(nodes, "d", square)
     nodes += [
-        node("ReduceMean", ["sq"], "var", axes=list(axes), keepdims=1),
+        node("ReduceMean", ["sq"], "var", axes=list(var_axes or axes), keepdims=1),
         node("Add", ["var", "eps"], "ve"),
         node("Sqrt", ["ve"], "std"),
     ]
@@ -116,8 +124,10 @@ def layer_norm_onnx(
         consts["beta"] = rng.standard_normal(affine_shape) * 0.5
     if square == "Pow":
         consts["two"] = 2.0
+    if mean_via is not None:
+        consts["inner"], consts["outer"] = (np.array(s, dtype=np.int64) for s in mean_via)
     outputs = ["y"] + ([expose] if expose else [])
-    return graph(nodes, {"x": ["N", 5, 8]}, outputs, consts)
+    return graph(nodes, {"x": list(x_shape)}, outputs, consts)
 
 
 @pytest.mark.parametrize("form", LN_FORMS)
@@ -155,7 +165,7 @@ def test_layer_norm_over_the_last_two_axes(form, affine_shape):
 @pytest.mark.parametrize(
     ("axes", "affine_shape", "why"),
     [
-        ((1,), (8,), "a non-trailing axis"),
+        ((1,), (8,), "reduces axis 1, gamma/beta along the last axis"),
         ((1, 2), (8,), "gamma/beta broadcast per channel, not as (5, 8)"),
         ((-1,), (5, 1), "gamma/beta per row"),
     ],
@@ -175,16 +185,96 @@ def test_layer_norm_with_an_intermediate_used_outside_is_left_alone(expose):
     assert_matches_ort(module, model)
 
 
+# ------------------------------------------------------- over the channel axis (NCHW, ConvNeXt)
+
+NCHW = ("N", 4, 3, 5)
+
+
+@pytest.mark.parametrize("form", LN_FORMS)
+@pytest.mark.parametrize("axes", [(1,), (-3,)])
+def test_layer_norm_over_the_channel_axis_is_a_layer_norm_of_the_channels_last_view(form, axes):
+    """ConvNeXt's LayerNorm over C of NCHW (tf2onnx moves the NHWC one there, gamma [C, 1, 1]):
+    permute C last, F.layer_norm over (C,), permute back; the permutes fold where a
+    channels-last op follows."""
+    model = layer_norm_onnx(form, axes=axes, affine_shape=(4, 1, 1), x_shape=NCHW)
+    module = optimized(model)
+    assert family_count(module, "layer_norm") == 1, matches(module)
+    ((shape, has_beta),) = layer_norms(module)
+    assert shape == (4,) and has_beta != form.endswith("0")
+    assert "sqrt" not in module.code and "mean" not in module.code
+    assert_matches_ort(module, model)
+
+
+@pytest.mark.parametrize("affine_shape", [(4, 1, 5), (1, 4, 1, 5)])
+def test_layer_norm_over_two_axes_that_are_not_adjacent(affine_shape):
+    model = layer_norm_onnx("k3", axes=(1, 3), affine_shape=affine_shape, x_shape=NCHW)
+    module = optimized(model)
+    assert [shape for shape, _ in layer_norms(module)] == [(4, 5)]
+    assert_matches_ort(module, model)
+
+
+@pytest.mark.parametrize(
+    ("affine_shape", "var_axes", "why"),
+    [
+        ((5,), None, "gamma/beta per position of W, the reduction over C"),
+        ((3, 1), None, "gamma/beta per row H"),
+        ((4, 3, 1), None, "gamma/beta per (C, H): more than one value per channel"),
+        ((4, 1, 1), (2,), "the mean over C, the variance over H"),
+        ((4, 1, 1), (1, 2), "the variance over more axes than the mean"),
+    ],
+)
+def test_channel_norm_that_is_not_a_layer_norm_is_left_alone(affine_shape, var_axes, why):
+    model = layer_norm_onnx(
+        "tf", axes=(1,), affine_shape=affine_shape, x_shape=NCHW, var_axes=var_axes
+    )
+    module = optimized(model)
+    assert calls(module, F.layer_norm, nn.LayerNorm) == 0, why
+    assert_matches_ort(module, model)
+
+
+@pytest.mark.parametrize(("outer", "expect"), [((-1, 1, 3, 5), 1), ((1, 2, 1, 3, 5), 0)])
+def test_mean_reshaped_to_another_rank_and_back(outer, expect):
+    """tf2onnx reshapes a ConvNeXt norm's mean [N, 1, H, W] to [1, -1, H, W, 1] and back:
+    a round trip to its own shape is the mean (cleanup.reshape_round_trip); back to
+    another shape (one more dim) it is not, and the norm is left alone."""
+    model = layer_norm_onnx(
+        "k3",
+        axes=(1,),
+        affine_shape=(4, 1, 1),
+        x_shape=(2, 4, 3, 5),
+        mean_via=((1, -1, 3, 5, 1), outer),
+    )
+    module = optimized(model)
+    assert calls(module, F.layer_norm, nn.LayerNorm) == expect
+    assert_matches_ort(module, model)
+
+
+@pytest.mark.parametrize("expose", ["mean", "ve", "s"])
+def test_channel_norm_with_an_intermediate_used_outside_is_left_alone(expose):
+    model = layer_norm_onnx("tf", axes=(1,), affine_shape=(4, 1, 1), x_shape=NCHW, expose=expose)
+    module = optimized(model)
+    assert calls(module, F.layer_norm, nn.LayerNorm) == 0
+    assert_matches_ort(module, model)
+
+
 # --------------------------------------------------------------------------- RMS norm
 
 
-def rms_norm_onnx(form: str, square: str, inv: str, other: bool = False, gamma_shape=(8,)):
-    """RMSNorm of x [N, 5, 8]: 'after' = (x / std) * gamma, 'scale' = x * (gamma / std)."""
+def rms_norm_onnx(
+    form: str,
+    square: str,
+    inv: str,
+    other: bool = False,
+    gamma_shape=(8,),
+    axes=(-1,),
+    x_shape=("N", 5, 8),
+):
+    """RMSNorm of x over `axes`: 'after' = (x / std) * gamma, 'scale' = x * (gamma / std)."""
     nodes = [node("Mul", ["z", "z"] if other else ["x", "x"], "sq")] if square == "Mul" else []
     if square == "Pow":
         nodes.append(node("Pow", ["x", "two"], "sq"))
     nodes += [
-        node("ReduceMean", ["sq"], "ms", axes=[-1], keepdims=1),
+        node("ReduceMean", ["sq"], "ms", axes=list(axes), keepdims=1),
         node("Add", ["ms", "eps"], "a"),
         node("Sqrt", ["a"], "std"),
     ]
@@ -197,7 +287,7 @@ def rms_norm_onnx(form: str, square: str, inv: str, other: bool = False, gamma_s
     consts = {"eps": 1e-6, "two": 2.0, "gamma": 1 + 0.1 * rng.standard_normal(gamma_shape)}
     if square == "Mul":
         del consts["two"]
-    inputs = {"x": ["N", 5, 8]} | ({"z": ["N", 5, 8]} if other else {})
+    inputs = {"x": list(x_shape)} | ({"z": list(x_shape)} if other else {})
     return graph(nodes, inputs, ["y"], consts)
 
 
@@ -221,6 +311,24 @@ def test_x_over_the_rms_of_another_tensor_is_not_rms_norm():
 
 def test_rms_norm_with_a_per_row_gamma_is_left_alone():
     model = rms_norm_onnx("after", "Mul", "recip", gamma_shape=(5, 1))
+    module = optimized(model)
+    assert calls(module, F.rms_norm, nn.RMSNorm) == 0
+    assert_matches_ort(module, model)
+
+
+@pytest.mark.parametrize("form", ["after", "scale"])
+def test_rms_norm_over_the_channel_axis(form):
+    model = rms_norm_onnx(form, "Pow", "div", gamma_shape=(4, 1, 1), axes=(1,), x_shape=NCHW)
+    module = optimized(model)
+    assert family_count(module, "rms_norm") == 1, matches(module)
+    (norm,) = fused(module, F.rms_norm, nn.RMSNorm)
+    shape = norm.normalized_shape if isinstance(norm, nn.RMSNorm) else norm.args[1]
+    assert tuple(shape) == (4,)
+    assert_matches_ort(module, model)
+
+
+def test_rms_norm_over_the_channel_axis_with_gamma_per_width_is_left_alone():
+    model = rms_norm_onnx("after", "Mul", "recip", gamma_shape=(5,), axes=(1,), x_shape=NCHW)
     module = optimized(model)
     assert calls(module, F.rms_norm, nn.RMSNorm) == 0
     assert_matches_ort(module, model)
