@@ -67,7 +67,8 @@ class CorpusModel:
     trainable_params: int
     #: sizes of the dynamic non-batch dim to score (>= 2 values), () if only the batch is dynamic
     sizes: tuple[int, ...] = ()
-    #: expected fusions from the config: keys among sdpa, layer_norm, rms_norm, gelu, linear
+    #: expected fusions from the config: keys among sdpa, layer_norm, rms_norm, gelu, linear;
+    #: and ``softmax``, the softmaxes that are not attention (they stay: ``softmax_left``)
     nominal: dict[str, int] = field(default_factory=dict)
     #: BatchNorm channels (gamma+beta count) that the exported ONNX folds away, with the reason
     bn_folded: int = 0

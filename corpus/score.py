@@ -279,8 +279,10 @@ class Scorer:
         if not counts:
             counts.update(fusion_counts(self.optimized(door)))
         found = counts["softmax" if key == "softmax_left" else key.split(".", 1)[1]]
-        if key == "softmax_left":
-            return line(found == 0, found, f"{found} softmax left" if found else "")
+        if key == "softmax_left":  # beyond the softmaxes the builder says are not attention
+            kept = self.model.nominal.get("softmax", 0)
+            reason = f"{found} softmax left, {kept} not attention" if found != kept else ""
+            return line(found == kept, found, reason, nominal=kept)
         nominal = self.model.nominal[key.split(".", 1)[1]]
         ok = found == nominal
         return line(ok, found, "" if ok else f"{found} found, nominal {nominal}", nominal=nominal)

@@ -193,8 +193,8 @@ def build_convbert() -> CorpusModel:
     # (key_conv_attn_layer is a SeparableConv1D, not a dense); 2 x 8 + embeddings_project = 17
     # linear; embeddings LN + 2 x 2 = 5 layer_norm; 2 gelu; sdpa: the softmax self-attention
     # over num_heads/head_ratio = 2 heads, one per layer = 2 (the span-based dynamic conv's
-    # softmax over kernel taps is a conv, not attention)
-    nominal = dict(sdpa=2, layer_norm=5, gelu=2, linear=17)
+    # softmax over kernel taps is a conv, not attention: one per layer stays, softmax=2)
+    nominal = dict(sdpa=2, layer_norm=5, gelu=2, linear=17, softmax=2)
     return _hf_model(
         "hf_convbert",
         "encoder",
