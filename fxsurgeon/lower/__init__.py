@@ -40,6 +40,7 @@ from . import (  # noqa: F401, E402
     shape_ops,
     sorting,
     spec_fixes,
+    tensor_ops,
 )
 from .coverage import onnx2torch_classes
 from .graph import LoweringResult, lower_graph

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import onnx
 
-from . import control_flow, conv, loop, nd_index, recurrent, resize, scan_ops
+from . import control_flow, conv, loop, nd_index, recurrent, resize, scan_ops, tensor_ops
 from .control_flow import OnnxIf
 from .conv import OnnxConvSpec
 from .loop import OnnxLoop
@@ -35,7 +35,7 @@ def register() -> None:
     global _REGISTERED
     if _REGISTERED:
         return
-    for family in (recurrent, control_flow, loop, nd_index, resize, scan_ops, conv):
+    for family in (recurrent, control_flow, loop, nd_index, resize, scan_ops, conv, tensor_ops):
         family.register()
     _REGISTERED = True
 

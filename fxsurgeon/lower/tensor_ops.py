@@ -1,0 +1,96 @@
+"""Lowerings of EyeLike, ReverseSequence and Size (``frontdoor/converters/tensor_ops.py``).
+
+* Size: a `Sym` scalar, the product of the input's sizes (ints, or
+  ``x.size(d)`` nodes for dynamic dims), so that it takes part in the shape
+  arithmetic like Shape does;
+* EyeLike: a constant when both dims are static, else
+  ``(arange(cols) - arange(rows)[:, None] == k).to(dtype)`` over the symbolic sizes;
+* ReverseSequence: the spec module's gather, as graph nodes: a ``[T, B]``
+  source index ``where(t < len, len - 1 - t, t)`` built from ``arange`` and the
+  run-time lengths (no host read: it compiles in one graph), broadcast over the
+  trailing dims and gathered along the time axis. The batch size stays the
+  lengths' (equal to the input's by the spec).
+"""
+
+from __future__ import annotations
+
+import operator
+
+import torch
+
+from ..errors import LoweringError
+from ..frontdoor.converters.tensor_ops import eye_like, reverse_sequence
+from ..shapes import dtype_of
+from .table import lowering
+from .values import Const, Sym, rank_of
+
+
+def _dims(ctx, x) -> list:
+    """The sizes of `x`: ints where known, ``x.size(d)`` nodes where dynamic."""
+    if isinstance(x, Const):
+        return list(x.value.shape)
+    if isinstance(x, Sym):
+        return [] if x.scalar else [len(x.items)]
+    return [ctx.size(x, d) for d in range(rank_of(x))]
+
+
+@lowering("OnnxSizeSpec")
+def _size(ctx, mod, node, args):
+    dims = _dims(ctx, args[0])
+    total = 1
+    for dim in dims:
+        if isinstance(dim, int):
+            total *= dim
+    for dim in (d for d in dims if not isinstance(d, int)):
+        total = dim if isinstance(total, int) and total == 1 else ctx.call(operator.mul, total, dim)
+    return Sym([total], scalar=True)
+
+
+def _dtype(x) -> torch.dtype | None:
+    if isinstance(x, Const):
+        return x.value.dtype
+    if isinstance(x, Sym):
+        return x.dtype
+    return dtype_of(x)
+
+
+@lowering("OnnxEyeLikeSpec")
+def _eye_like(ctx, mod, node, args):
+    (x,) = args
+    dims = _dims(ctx, x)
+    if len(dims) != 2:
+        raise LoweringError(f"EyeLike needs a 2-D input, got rank {len(dims)}")
+    dtype = mod.dtype if mod.dtype is not None else _dtype(x)
+    if dtype is None:
+        raise LoweringError("EyeLike's input dtype is unknown")
+    rows, cols = dims
+    if isinstance(rows, int) and isinstance(cols, int):
+        return Const(eye_like(rows, cols, mod.k, dtype, "cpu"))
+    device = ctx.device()
+    i = ctx.call(torch.unsqueeze, ctx.call(torch.arange, rows, device=device), 1)
+    j = ctx.call(torch.arange, cols, device=device)
+    diagonal = ctx.call(operator.eq, ctx.call(operator.sub, j, i), mod.k)
+    return ctx.method("to", diagonal, dtype)
+
+
+@lowering("OnnxReverseSequenceSpec")
+def _reverse_sequence(ctx, mod, node, args):
+    x, lens = (ctx.tensor(a) for a in args)
+    rank, t = rank_of(x), mod.time_axis
+    if rank < 2:
+        raise LoweringError(f"ReverseSequence needs an input of rank 2 or more, got {rank}")
+    if isinstance(args[0], Const) and isinstance(args[1], Const):
+        return Const(reverse_sequence(args[0].value, args[1].value, t))
+    steps = ctx.call(torch.arange, ctx.size(x, t), device=ctx.device())
+    steps = ctx.call(torch.unsqueeze, steps, 1)  # [T, 1]
+    lens = ctx.call(torch.unsqueeze, ctx.method("long", lens), 0)  # [1, B]
+    back = ctx.call(operator.sub, ctx.call(operator.sub, lens, 1), steps)
+    index = ctx.call(torch.where, ctx.call(operator.lt, steps, lens), back, steps)  # [T, B]
+    if t == 1:
+        index = ctx.call(torch.transpose, index, 0, 1)  # [B, T]
+    for _ in range(rank - 2):
+        index = ctx.call(torch.unsqueeze, index, -1)
+    # -1 keeps the lengths' batch size: the analysis gives it a symbol of its own, equal to
+    # the input's by the spec but not by anything it can see (gather only needs it <= x's)
+    index = ctx.method("expand", index, *(-1 if d < 2 else ctx.size(x, d) for d in range(rank)))
+    return ctx.call(torch.gather, x, t, index)
