@@ -17,6 +17,7 @@ import pytest
 import torch
 from onnx import helper
 
+from fxsurgeon.lower.control_flow import compare_sizes
 from fxsurgeon.pipeline import report_of
 from tests.onnx_cases import (
     assert_lowered,
@@ -38,10 +39,13 @@ def _branch(name, nodes, out):
     return helper.make_graph(nodes, name, [], [tensor_info(out, F32, None)])
 
 
-def causal_if_model(pred_from_data: bool = False):
+def causal_if_model(pred: str = "size"):
     """y[b, i, j] = x[b, j] * (j <= i) if T > 1 else x[b, j] * 3 (shape [B, T, T] both ways).
 
-    Both branches read the outer scalars B and T (shape computations) and x."""
+    Both branches read the outer scalars B and T (shape computations) and x. The
+    predicate: "size" (int32 T > 1, as tf2onnx), "float" (float(T) > 1.0, as in
+    hf_marian), "float_sizes" (float(T) > float(B): rounding may tie two large
+    sizes, so not a comparison of sizes), "data" (sum(x) > 0)."""
     then_nodes = [
         _node("Unsqueeze", ["B", "ax0"], ["b1"]),
         _node("Unsqueeze", ["T", "ax0"], ["t1"]),
@@ -72,16 +76,25 @@ def causal_if_model(pred_from_data: bool = False):
         _node("Slice", ["s", "one_1d", "two_1d", "zero_1d"], ["t_1d"]),
         _node("Squeeze", ["t_1d", "zero_1d"], ["T"]),
     ]
-    if pred_from_data:
-        nodes += [
-            _node("ReduceSum", ["x"], ["total"], keepdims=0),
-            _node("Greater", ["total", "zero_f"], ["p"]),
-        ]
-    else:
-        nodes += [
+    nodes += {
+        "size": [
             _node("Cast", ["T"], ["t_i32"], to=6),  # tf2onnx casts the size to int32
             _node("Greater", ["t_i32", "one_i32"], ["p"]),
-        ]
+        ],
+        "float": [
+            _node("Cast", ["T"], ["t_f"], to=1),
+            _node("Greater", ["t_f", "one_f"], ["p"]),
+        ],
+        "float_sizes": [
+            _node("Cast", ["T"], ["t_f"], to=1),
+            _node("Cast", ["B"], ["b_f"], to=1),
+            _node("Greater", ["t_f", "b_f"], ["p"]),
+        ],
+        "data": [
+            _node("ReduceSum", ["x"], ["total"], keepdims=0),
+            _node("Greater", ["total", "zero_f"], ["p"]),
+        ],
+    }[pred]
     nodes.append(
         _node(
             "If",
@@ -121,18 +134,19 @@ def _rnd(*shape):
     return np.random.default_rng(sum(shape)).standard_normal(shape).astype(F32)
 
 
-def test_a_size_predicate_lowers_both_branches_with_outer_shapes():
-    model = causal_if_model()
+@pytest.mark.parametrize("pred", ["size", "float"])
+def test_a_size_predicate_lowers_both_branches_with_outer_shapes(pred):
+    model = causal_if_model(pred)
     optimized = optimize_onnx(model)
     assert_lowered(optimized)
     report = report_of(optimized)
     assert report.forced_dims == [], report.forced_dims
-    targets = {n.target for n in optimized.graph.nodes}
-    assert torch.cond in targets
+    (cond,) = [n for n in optimized.graph.nodes if n.target is torch.cond]
+    assert cond.args[0].target is compare_sizes  # a SymBool on the length, not a tensor
     # neither branch keeps a module: both are plain torch
-    conds = [m for name, m in optimized.named_children() if name.startswith("if_")]
-    assert len(conds) == 2
-    for branch in conds:
+    branches = [m for name, m in optimized.named_children() if name.startswith("if_")]
+    assert len(branches) == 2
+    for branch in branches:
         assert all(n.op != "call_module" for n in branch.graph.nodes)
     # decoder length > 1 (then) and == 1 (else), batch and length never seen at optimize
     for batch, length in [(2, 3), (1, 1), (3, 1), (2, 7), (5, 2)]:
@@ -141,19 +155,30 @@ def test_a_size_predicate_lowers_both_branches_with_outer_shapes():
 
 def test_the_output_of_a_size_if_keeps_symbolic_dims_downstream():
     """The If's output shape is known (symbolic), so what follows it lowers too."""
+    optimized = optimize_onnx(causal_if_model())
+    out = [n for n in optimized.graph.nodes if n.op == "output"][0].args[0]
+    out = out[0] if isinstance(out, (tuple, list)) else out
+    assert out.meta.get("fxs_shape") == (None, None, None)
+
+
+def test_a_size_if_compiles_with_dynamic_shapes():
     model = causal_if_model()
     optimized = optimize_onnx(model)
-    cond_out = [n for n in optimized.graph.nodes if n.op == "output"][0].args[0]
-    cond_out = cond_out[0] if isinstance(cond_out, (tuple, list)) else cond_out
-    assert cond_out.meta.get("fxs_shape") == (None, None, None)
+    compiled = torch.compile(optimized, backend="eager", dynamic=True, fullgraph=True)
+    try:
+        for batch, length in [(2, 3), (3, 5), (2, 1)]:
+            _check(compiled, model, _rnd(batch, length))
+    finally:
+        torch._dynamo.reset()
 
 
-@pytest.mark.parametrize("positive", [True, False])
-def test_a_data_predicate_stays_a_run_time_cond(positive):
-    model = causal_if_model(pred_from_data=True)
+@pytest.mark.parametrize("pred", ["data", "float_sizes"])
+def test_a_predicate_not_on_sizes_alone_stays_a_run_time_tensor(pred):
+    model = causal_if_model(pred)
     optimized = optimize_onnx(model)
     assert_lowered(optimized)
-    assert torch.cond in {n.target for n in optimized.graph.nodes}
-    for batch, length in [(2, 3), (1, 1), (4, 5)]:
-        x = np.abs(_rnd(batch, length)) * (1.0 if positive else -1.0)
-        _check(optimized, model, x)
+    (cond,) = [n for n in optimized.graph.nodes if n.target is torch.cond]
+    assert cond.args[0].target is not compare_sizes
+    for batch, length in [(2, 3), (1, 1), (4, 5), (3, 2), (2, 2)]:
+        for sign in (1.0, -1.0):
+            _check(optimized, model, np.abs(_rnd(batch, length)) * sign)

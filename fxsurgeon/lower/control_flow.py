@@ -22,7 +22,9 @@ in the outer graph, and a dim a branch forces is reported as any other
 from __future__ import annotations
 
 import copy
+import math
 import operator
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -261,25 +263,59 @@ def _scalar(ctx, value):
     if fn in _ONE_ELEMENT:
         return _scalar(ctx, args[0])
     if fn in _COMPARE:
-        a, b = (_scalar(ctx, v) for v in args[:2])
+        a, b = _exact(*(_scalar(ctx, v) for v in args[:2]))
         if a is None or b is None:
             return None
         return ctx.call(compare_sizes, _COMPARE[fn].__name__, a, b)
     if fn is torch.logical_not:
         a = _scalar(ctx, args[0])
-        return None if a is None else ctx.call(torch.sym_not, a)
+        if a is None or isinstance(a, _Rounded):
+            return None
+        return ctx.call(torch.sym_not, a)
     return None
 
 
+@dataclass
+class _Rounded:
+    """A size cast to a floating type with `bits` of mantissa: exact up to 2**bits."""
+
+    item: Any
+    bits: int
+
+
+def _exact(a, b):
+    """The operands of a comparison, where comparing the integers is what the
+    float comparison gives; None for one that is not.
+
+    A rounded size compared with a constant c, |c| < 2**bits: rounding to
+    nearest is monotonic and exact below 2**bits, so a size beyond that rounds
+    to at least 2**bits > c, as the size itself is; two rounded sizes may tie
+    where the sizes do not (refused)."""
+    if isinstance(a, _Rounded) and isinstance(b, _Rounded):
+        return None, None
+    for x, y in ((a, b), (b, a)):
+        if isinstance(x, _Rounded):
+            if not isinstance(y, (int, float)) or abs(y) >= 2**x.bits:
+                return None, None
+            return (x.item, y) if x is a else (y, x.item)
+    if isinstance(a, float) or isinstance(b, float):  # a float constant and a plain size
+        return None, None
+    return a, b
+
+
 def _cast(ctx, node: fx.Node):
-    """A cast of a size between integer types keeps its value (sizes fit any of them)."""
+    """A cast of a size: between integer types it keeps its value (sizes fit any of
+    them); to a floating type it is rounded (`_Rounded`)."""
     dtype = node.args[1] if len(node.args) > 1 else node.kwargs.get("dtype")
     source = node.args[0].meta.get("val")
-    if dtype not in _INTEGER or not isinstance(source, torch.Tensor):
+    if not isinstance(source, torch.Tensor) or source.dtype not in _INTEGER:
         return None
-    if source.dtype not in _INTEGER:
-        return None
-    return _scalar(ctx, node.args[0])
+    item = _scalar(ctx, node.args[0])
+    if item is None or isinstance(item, _Rounded) or dtype in _INTEGER:
+        return item
+    if isinstance(dtype, torch.dtype) and dtype.is_floating_point:
+        return _Rounded(item, 1 - round(math.log2(torch.finfo(dtype).eps)))  # float32: 24
+    return None
 
 
 def _first(outputs):
