@@ -40,7 +40,7 @@ def _branch(name, nodes, out):
 
 
 def causal_if_model(pred: str = "size"):
-    """y[b, i, j] = x[b, j] * (j <= i) if T > 1 else x[b, j] * 3 (shape [B, T, T] both ways).
+    """y[b, i, j] = x[b, j] * (j <= i) * T if T > 1 else x[b, j] * 3 (shape [B, T, T] both ways).
 
     Both branches read the outer scalars B and T (shape computations) and x. The
     predicate: "size" (int32 T > 1, as tf2onnx), "float" (float(T) > 1.0, as in
@@ -58,7 +58,9 @@ def causal_if_model(pred: str = "size"):
         _node("Cast", ["keep"], ["keep_f"], to=1),
         _node("Mul", ["ones", "keep_f"], ["mask"]),
         _node("Unsqueeze", ["x", "ax1"], ["x3"]),
-        _node("Mul", ["mask", "x3"], ["t_out"]),
+        _node("Mul", ["mask", "x3"], ["masked"]),
+        _node("Cast", ["T"], ["t_scale"], to=1),  # a size as data: must not pin T
+        _node("Mul", ["masked", "t_scale"], ["t_out"]),
     ]
     else_nodes = [
         _node("Add", ["T", "zero_i"], ["t_plus"]),  # a constant of the branch, as tf2onnx

@@ -32,7 +32,7 @@ from torch import fx
 
 from ..errors import LoweringError
 from .table import lowering
-from .values import Const, Sym, Value
+from .values import BRANCH_OUTPUTS, Const, Sym, Value
 
 
 def operands_of(ctx, values: list[Value]) -> tuple[list[Value], list[fx.Node]]:
@@ -116,6 +116,7 @@ def lower_bound(ctx, branch: fx.GraphModule, values: list[Value], operands: list
     lowered = lower_graph(work, shapes, bind=binder(ctx, values, operands))
     if lowered.unconverted:
         raise LoweringError(f"the branch keeps modules it cannot lower: {lowered.unconverted}")
+    BRANCH_OUTPUTS[lowered.module] = lowered.outputs
     return lowered.module
 
 
@@ -184,7 +185,7 @@ def _if(ctx, mod, node, args):
         return inline(ctx, lower_bound(ctx, branch, outer, operands), operands)
     then_gm = lower_bound(ctx, mod.then_branch, outer, operands)
     else_gm = lower_bound(ctx, mod.else_branch, outer, operands)
-    _same_outputs(ctx, then_gm, else_gm, operands)
+    _same_outputs(then_gm, else_gm)
     _COUNTER[0] += 1
     names = []
     for kind, gm in (("then", then_gm), ("else", else_gm)):
@@ -327,14 +328,12 @@ def _item(outputs, index: int):
     return outputs[index]
 
 
-def _same_outputs(ctx, then_gm, else_gm, operands):
+def _same_outputs(then_gm, else_gm):
     """Both branches give outputs of the same dtypes and the same shapes, as
     expressions of the symbolic sizes (torch.cond's rule)."""
-    fakes = [n.meta["val"] for n in operands]
-    shapes = ctx.graph.shapes
 
     def described(gm):
-        out = shapes.run(gm, fakes, {}, ctx.graph.where, "If branch")
+        out = BRANCH_OUTPUTS[gm]
         outs = out if isinstance(out, (tuple, list)) else (out,)
         return [(tuple(_expr(d) for d in o.shape), o.dtype) for o in outs]
 

@@ -27,6 +27,7 @@ class LoweringResult:
     lowered: dict[str, int] = field(default_factory=dict)  # class name -> count
     unconverted: dict[str, list[str]] = field(default_factory=dict)  # class -> node names
     folded: int = 0
+    outputs: Any = None  # the fake values of the outputs (symbolic sizes), before refresh
 
 
 def _const_module_value(module: nn.Module, args: list) -> Value:
@@ -113,6 +114,8 @@ def lower_graph(
         except LoweringError as exc:
             raise LoweringError(f"while lowering {node.format_node()}: {exc}") from exc
 
+    output = next(n for n in graph.nodes if n.op == "output")
+    result.outputs = fx.node.map_arg(output.args[0], lambda n: n.meta.get("val"))
     graph.refresh()
     plain = fx.Graph()  # later passes write nodes without the analysis
     plain.output(plain.graph_copy(graph, {}))
