@@ -131,6 +131,7 @@ def lower_subgraph(ctx, branch: fx.GraphModule, fakes: list) -> fx.GraphModule:
     lowered = lower_graph(work, ctx.graph.shapes.with_inputs(fakes))
     if lowered.unconverted:
         raise LoweringError(f"the branch keeps modules it cannot lower: {lowered.unconverted}")
+    BRANCH_OUTPUTS[lowered.module] = lowered.outputs
     return lowered.module
 
 
