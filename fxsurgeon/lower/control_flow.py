@@ -1,20 +1,30 @@
 """Lowering of ONNX If (`OnnxIf`, fxsurgeon's converter).
 
 Each branch is an onnx2torch GraphModule. It is lowered with the same table as
-the outer graph, in the same shape analysis: its inputs are the fake values
-(symbolic sizes) of the outer operands, so a dim a branch forces is reported as
-any other (fxsurgeon/shapes/symbolic.py). Then:
+the outer graph, in the same shape analysis, and with what that analysis knows
+of the outer values it reads (`operands_of`): a constant stays a constant and a
+shape computation (``Shape(x)[1]``, arithmetic on sizes) stays one, computed
+again inside the branch from the outer tensors whose sizes it reads, which are
+the branch's inputs. So an Expand or Range of a branch on outer sizes lowers as
+in the outer graph, and a dim a branch forces is reported as any other
+(fxsurgeon/shapes/symbolic.py). Then:
 
 * a predicate known at optimize time (a `Const`, e.g. from static shapes)
   picks its branch, which is written inline;
 * a run-time predicate becomes ``torch.cond(pred, then, else, operands)`` with
   both lowered branches as submodules; both must give outputs of the same
-  shapes and dtypes (torch.cond's rule), else it is refused.
+  dtypes and the same shapes as expressions of the symbolic sizes (torch.cond's
+  rule), else it is refused. A predicate that is a function of sizes only
+  (a decoder's "length > 1") is a SymBool (`size_predicate`), never decided by
+  the example's sizes; one computed from tensor data is a 0-d bool tensor.
 """
 
 from __future__ import annotations
 
 import copy
+import math
+import operator
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -22,12 +32,92 @@ from torch import fx
 
 from ..errors import LoweringError
 from .table import lowering
-from .values import Const, Sym
+from .values import BRANCH_OUTPUTS, Const, Sym, Value
 
 
-def lower_branch(ctx, branch: fx.GraphModule, operands: list[fx.Node]) -> fx.GraphModule:
-    """`branch` lowered to plain torch, its inputs shaped as the outer `operands`."""
-    return lower_subgraph(ctx, branch, [n.meta.get("val") for n in operands])
+def operands_of(ctx, values: list[Value]) -> tuple[list[Value], list[fx.Node]]:
+    """`values` with weights as graph nodes, and the outer tensors a subgraph whose
+    inputs are `values` reads at run time.
+
+    A constant (not a weight) is written into the subgraph; a shape computation
+    (a `Sym` whose items are sizes of outer tensors, and arithmetic on them) is
+    computed again inside it from those tensors, which become operands: so what
+    the analysis knows of an outer value is known of it inside the subgraph, as
+    ONNX's scoping says it is the same value. A weight stays an operand (it
+    becomes a parameter of the outer graph)."""
+    operands: list[fx.Node] = []
+
+    def need(node: fx.Node) -> None:
+        if node not in operands:
+            operands.append(node)
+
+    values = [ctx.tensor(v) if isinstance(v, Const) and v.is_weight else v for v in values]
+    for value in values:
+        if isinstance(value, Sym):
+            for item in value.items:
+                _size_sources(item, need)
+        elif isinstance(value, fx.Node):
+            need(value)
+        elif not isinstance(value, Const):
+            raise LoweringError(f"cannot pass a {type(value).__name__} into a subgraph")
+    return values, operands or [ctx.anchor]  # an operand gives the device
+
+
+def _size_sources(item, need) -> None:
+    """The outer tensors whose sizes the shape item `item` is computed from."""
+    todo, seen = [item], set()
+    while todo:
+        node = todo.pop()
+        if not isinstance(node, fx.Node) or node in seen:
+            continue
+        seen.add(node)
+        if isinstance(node.meta.get("val"), torch.Tensor):
+            need(node)
+        else:
+            todo.extend(node.all_input_nodes)
+
+
+def binder(ctx, values: list[Value], operands: list[fx.Node]):
+    """The `bind` of `lower_graph` for a subgraph: its inputs from `values`, the outer
+    nodes copied into the subgraph's graph over its placeholders (`operands`')."""
+
+    def bind(sub, placeholders: list[fx.Node]) -> list[Value]:
+        copied: dict[fx.Node, fx.Node] = dict(zip(operands, placeholders, strict=True))
+
+        def copy_node(node: fx.Node) -> fx.Node:
+            if node not in copied:
+                copied[node] = sub.graph.node_copy(node, copy_node)
+            return copied[node]
+
+        bound: list[Value] = []
+        for value in values:
+            if isinstance(value, Sym):
+                items = [copy_node(i) if isinstance(i, fx.Node) else i for i in value.items]
+                bound.append(Sym(items, scalar=value.scalar, dtype=value.dtype))
+            elif isinstance(value, fx.Node):
+                bound.append(copied[value])
+            else:
+                bound.append(value)
+        return bound
+
+    return bind
+
+
+def lower_bound(ctx, branch: fx.GraphModule, values: list[Value], operands: list[fx.Node]):
+    """`branch` lowered to plain torch with its inputs bound to the outer `values`
+    (`operands_of`); its inputs are `operands`."""
+    from .graph import lower_graph
+
+    fakes = [n.meta.get("val") for n in operands]
+    if not all(isinstance(f, torch.Tensor) for f in fakes):
+        raise LoweringError("an operand of the subgraph has no known shape")
+    work = copy.deepcopy(branch)
+    shapes = ctx.graph.shapes.with_inputs(fakes)
+    lowered = lower_graph(work, shapes, bind=binder(ctx, values, operands))
+    if lowered.unconverted:
+        raise LoweringError(f"the branch keeps modules it cannot lower: {lowered.unconverted}")
+    BRANCH_OUTPUTS[lowered.module] = lowered.outputs
+    return lowered.module
 
 
 def lower_subgraph(ctx, branch: fx.GraphModule, fakes: list) -> fx.GraphModule:
@@ -41,6 +131,7 @@ def lower_subgraph(ctx, branch: fx.GraphModule, fakes: list) -> fx.GraphModule:
     lowered = lower_graph(work, ctx.graph.shapes.with_inputs(fakes))
     if lowered.unconverted:
         raise LoweringError(f"the branch keeps modules it cannot lower: {lowered.unconverted}")
+    BRANCH_OUTPUTS[lowered.module] = lowered.outputs
     return lowered.module
 
 
@@ -88,13 +179,13 @@ _COUNTER = [0]
 @lowering("OnnxIf")
 def _if(ctx, mod, node, args):
     cond, *outer = args
-    operands = [ctx.tensor(a) for a in outer]
+    outer, operands = operands_of(ctx, outer)
     known = _predicate(cond)
     if known is not None:
-        branch = lower_branch(ctx, mod.then_branch if known else mod.else_branch, operands)
-        return inline(ctx, branch, operands)
-    then_gm = lower_branch(ctx, mod.then_branch, operands)
-    else_gm = lower_branch(ctx, mod.else_branch, operands)
+        branch = mod.then_branch if known else mod.else_branch
+        return inline(ctx, lower_bound(ctx, branch, outer, operands), operands)
+    then_gm = lower_bound(ctx, mod.then_branch, outer, operands)
+    else_gm = lower_bound(ctx, mod.else_branch, outer, operands)
     _same_outputs(then_gm, else_gm)
     _COUNTER[0] += 1
     names = []
@@ -102,11 +193,131 @@ def _if(ctx, mod, node, args):
         name = f"if_{kind}_{_COUNTER[0]}"
         ctx.root.add_module(name, gm)
         names.append(ctx.graph.get_attr(name))
-    pred = ctx.call(torch.reshape, ctx.tensor(cond), ())
+    pred = size_predicate(ctx, cond)
+    if pred is None:  # computed from tensor data: a run-time tensor
+        pred = ctx.call(torch.reshape, ctx.tensor(cond), ())
     out = ctx.call(torch.cond, pred, names[0], names[1], tuple(operands))
     if mod.outputs == 1:
         return ctx.call(_first, out)
     return [ctx.call(_item, out, i) for i in range(mod.outputs)]
+
+
+_COMPARE = {
+    torch.greater: operator.gt,
+    torch.gt: operator.gt,
+    torch.less: operator.lt,
+    torch.lt: operator.lt,
+    torch.greater_equal: operator.ge,
+    torch.ge: operator.ge,
+    torch.less_equal: operator.le,
+    torch.le: operator.le,
+    torch.eq: operator.eq,
+    torch.ne: operator.ne,
+    torch.logical_and: operator.and_,
+    torch.logical_or: operator.or_,
+}
+_BY_NAME = {fn.__name__: fn for fn in _COMPARE.values()}
+
+
+def compare_sizes(name: str, a, b):
+    """``a <name> b`` on sizes (ints, SymInts or bools): a bool, a SymBool while traced.
+
+    A call of its own: the canonical form of the graph (fxsurgeon/fuse/canon.py)
+    spells ``operator.gt`` as ``torch.greater``, which takes tensors only."""
+    return _BY_NAME[name](a, b)
+
+
+_ONE_ELEMENT = (torch.reshape, torch.squeeze, torch.unsqueeze, torch.flatten)
+_INTEGER = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
+
+
+def size_predicate(ctx, cond) -> fx.Node | None:
+    """`cond` as a SymBool (``x.size(1) > 1``) when it is a function of sizes and
+    constants only, so that torch.cond sees a predicate on symbols (torch.compile
+    keeps it symbolic, no guard on a tensor's data); None for a predicate computed
+    from tensor data."""
+    value = _scalar(ctx, cond)
+    if not isinstance(value, fx.Node) or not isinstance(value.meta.get("val"), torch.SymBool):
+        return None
+    return value
+
+
+def _scalar(ctx, value):
+    """One-element `value` as an int/bool or a node of a SymInt/SymBool; None if it
+    reads tensor data (or an op this does not follow)."""
+    if isinstance(value, Sym) and len(value.items) == 1:
+        return value.items[0]
+    if isinstance(value, Const):
+        return value.value.reshape(-1)[0].item() if value.value.numel() == 1 else None
+    if not isinstance(value, fx.Node):
+        return None
+    if value.op == "get_attr":
+        return _scalar(ctx, Const(_fetch(ctx.root, value.target)))
+    if value.op == "call_method" and value.target == "to":
+        return _cast(ctx, value)
+    if value.op != "call_function":
+        return None
+    fn, args = value.target, value.args
+    if fn is torch.tensor and isinstance(args[0], (list, tuple)) and len(args[0]) == 1:
+        item = args[0][0]
+        integer = value.kwargs.get("dtype") in _INTEGER
+        return item if integer and isinstance(item, (int, fx.Node)) else None
+    if fn in _ONE_ELEMENT:
+        return _scalar(ctx, args[0])
+    if fn in _COMPARE:
+        a, b = _exact(*(_scalar(ctx, v) for v in args[:2]))
+        if a is None or b is None:
+            return None
+        return ctx.call(compare_sizes, _COMPARE[fn].__name__, a, b)
+    if fn is torch.logical_not:
+        a = _scalar(ctx, args[0])
+        if a is None or isinstance(a, _Rounded):
+            return None
+        return ctx.call(torch.sym_not, a)
+    return None
+
+
+@dataclass
+class _Rounded:
+    """A size cast to a floating type with `bits` of mantissa: exact up to 2**bits."""
+
+    item: Any
+    bits: int
+
+
+def _exact(a, b):
+    """The operands of a comparison, where comparing the integers is what the
+    float comparison gives; None for one that is not.
+
+    A rounded size compared with a constant c, |c| < 2**bits: rounding to
+    nearest is monotonic and exact below 2**bits, so a size beyond that rounds
+    to at least 2**bits > c, as the size itself is; two rounded sizes may tie
+    where the sizes do not (refused)."""
+    if isinstance(a, _Rounded) and isinstance(b, _Rounded):
+        return None, None
+    for x, y in ((a, b), (b, a)):
+        if isinstance(x, _Rounded):
+            if not isinstance(y, (int, float)) or abs(y) >= 2**x.bits:
+                return None, None
+            return (x.item, y) if x is a else (y, x.item)
+    if isinstance(a, float) or isinstance(b, float):  # a float constant and a plain size
+        return None, None
+    return a, b
+
+
+def _cast(ctx, node: fx.Node):
+    """A cast of a size: between integer types it keeps its value (sizes fit any of
+    them); to a floating type it is rounded (`_Rounded`)."""
+    dtype = node.args[1] if len(node.args) > 1 else node.kwargs.get("dtype")
+    source = node.args[0].meta.get("val")
+    if not isinstance(source, torch.Tensor) or source.dtype not in _INTEGER:
+        return None
+    item = _scalar(ctx, node.args[0])
+    if item is None or isinstance(item, _Rounded) or dtype in _INTEGER:
+        return item
+    if isinstance(dtype, torch.dtype) and dtype.is_floating_point:
+        return _Rounded(item, 1 - round(math.log2(torch.finfo(dtype).eps)))  # float32: 24
+    return None
 
 
 def _first(outputs):
@@ -119,10 +330,13 @@ def _item(outputs, index: int):
 
 
 def _same_outputs(then_gm, else_gm):
+    """Both branches give outputs of the same dtypes and the same shapes, as
+    expressions of the symbolic sizes (torch.cond's rule)."""
+
     def described(gm):
-        out = next(n for n in gm.graph.nodes if n.op == "output").args[0]
+        out = BRANCH_OUTPUTS[gm]
         outs = out if isinstance(out, (tuple, list)) else (out,)
-        return [(n.meta.get("fxs_shape"), n.meta.get("fxs_dtype")) for n in outs]
+        return [(tuple(_expr(d) for d in o.shape), o.dtype) for o in outs]
 
     a, b = described(then_gm), described(else_gm)
     if a != b:
@@ -130,3 +344,7 @@ def _same_outputs(then_gm, else_gm):
             f"the branches give outputs of different shapes/dtypes ({a} vs {b}): "
             "torch.cond cannot express it"
         )
+
+
+def _expr(size):
+    return size.node.expr if isinstance(size, torch.SymInt) else size

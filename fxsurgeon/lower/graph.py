@@ -27,6 +27,7 @@ class LoweringResult:
     lowered: dict[str, int] = field(default_factory=dict)  # class name -> count
     unconverted: dict[str, list[str]] = field(default_factory=dict)  # class -> node names
     folded: int = 0
+    outputs: Any = None  # the fake values of the outputs (symbolic sizes), before refresh
 
 
 def _const_module_value(module: nn.Module, args: list) -> Value:
@@ -41,6 +42,7 @@ def lower_graph(
     gm: fx.GraphModule,
     shapes: SymbolicShapes,
     initializer_of: Callable[[str], str | None] | None = None,
+    bind: Callable[[LoweringContext, list[fx.Node]], list[Value]] | None = None,
 ) -> LoweringResult:
     """Lower every onnx2torch module of `gm`, its input shapes given by `shapes`.
 
@@ -53,6 +55,11 @@ def lower_graph(
     own name stands in. Returns a new GraphModule; `gm` is not modified.
     Modules without a lowering are copied as they are and listed in
     ``unconverted``.
+
+    `bind` (a subgraph's lowering, control_flow.py) gives the values of `gm`'s inputs
+    from the new graph's placeholders, one per fake input of `shapes`: what the
+    graph around a subgraph knows of a value (a constant, a shape computation on
+    symbolic sizes) is then known inside it too.
     """
     initializer_of = initializer_of or (lambda name: None)
     graph = ShapedGraph(shapes)
@@ -63,17 +70,23 @@ def lower_graph(
     anchor = None
     shared_weights: dict[str, torch.Tensor] = {}
 
-    if len(placeholders) != len(shapes.fake_inputs):
+    if bind is None and len(placeholders) != len(shapes.fake_inputs):
         raise LoweringError(
             f"the graph has {len(placeholders)} inputs, the shape analysis {len(shapes.fake_inputs)}"
         )
-    for node, fake in zip(placeholders, shapes.fake_inputs, strict=True):
-        new = graph.placeholder(node.name)
+    names = [n.name for n in placeholders] if bind is None else []
+    inputs = []
+    for k, fake in enumerate(shapes.fake_inputs):
+        new = graph.placeholder(names[k] if names else f"operand_{k}")
         graph.record(new, fake)
-        env[node] = new
+        inputs.append(new)
         anchor = anchor or new
     ctx = LoweringContext(graph, root, anchor)  # type: ignore[arg-type]
     ctx.initializer_of = initializer_of
+    values = inputs if bind is None else bind(ctx, inputs)
+    if len(values) != len(placeholders):
+        raise LoweringError(f"the graph has {len(placeholders)} inputs, {len(values)} are bound")
+    env.update(zip(placeholders, values, strict=True))
 
     def lookup(arg):
         return fx.node.map_arg(arg, lambda n: env[n]) if not isinstance(arg, fx.Node) else env[arg]
@@ -101,6 +114,8 @@ def lower_graph(
         except LoweringError as exc:
             raise LoweringError(f"while lowering {node.format_node()}: {exc}") from exc
 
+    output = next(n for n in graph.nodes if n.op == "output")
+    result.outputs = fx.node.map_arg(output.args[0], lambda n: n.meta.get("val"))
     graph.refresh()
     plain = fx.Graph()  # later passes write nodes without the analysis
     plain.output(plain.graph_copy(graph, {}))

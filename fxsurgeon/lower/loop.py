@@ -27,7 +27,7 @@ from torch import fx
 from ..errors import LoweringError
 from .control_flow import lower_subgraph
 from .table import lowering
-from .values import SHAPE_FUNCTIONS, Const, Sym, as_sym
+from .values import BRANCH_OUTPUTS, SHAPE_FUNCTIONS, Const, Sym, as_sym
 
 _COUNTER = [0]
 
@@ -50,8 +50,10 @@ def _loop_shapes(body: fx.GraphModule, steps, carried: int, scans: int, *values)
     """What `run_loop` gives, for the shape analysis: one step of the body, the scans
     stacked `steps` times (iterating a symbolic trip count would pin it)."""
     state, outer = list(values[:carried]), values[carried:]
-    step = torch.zeros((), dtype=torch.int64)
-    out = body(step, torch.ones((), dtype=torch.bool), *state, *outer)
+    out = BRANCH_OUTPUTS.get(body)  # as lowered on these operands (values.py says why)
+    if out is None:
+        step = torch.zeros((), dtype=torch.int64)
+        out = body(step, torch.ones((), dtype=torch.bool), *state, *outer)
     ys = out[1 + carried :]
     return (*out[1 : 1 + carried], *(y.new_empty((steps, *y.shape)) for y in ys))
 

@@ -11,6 +11,7 @@ the dim constant.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -72,10 +73,19 @@ def is_onnx2torch_module(module: nn.Module) -> bool:
     return type(module).__module__.startswith("onnx2torch")
 
 
+#: A lowered branch -> the fake values of its outputs, recorded as it was lowered
+#: (control_flow.py). Running the branch again would not give them: ``torch.tensor``
+#: on sizes pins its symbols when run, which the analysis avoids node by node.
+BRANCH_OUTPUTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def _cond_shapes(pred: Any, then_branch: Any, else_branch: Any, operands: Any) -> tuple:
-    """What ``torch.cond`` gives, for the analysis: the then-branch run on the
-    fake operands (torch.cond itself would trace both branches with dynamo)."""
-    out = then_branch(*operands)
+    """What ``torch.cond`` gives, for the analysis: the then-branch's outputs as
+    recorded when it was lowered on these operands (else run on the fake operands;
+    torch.cond itself would trace both branches with dynamo)."""
+    out = BRANCH_OUTPUTS.get(then_branch)
+    if out is None:
+        out = then_branch(*operands)
     return tuple(out) if isinstance(out, (tuple, list)) else (out,)
 
 
