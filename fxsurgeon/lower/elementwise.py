@@ -149,7 +149,7 @@ def _where(ctx, mod, node, args):
     if all(isinstance(a, Const) for a in args):
         return Const(torch.where(*(a.value for a in args)))
     cond, a, b = args
-    syms = [sym_math.sym_operand(v) for v in args]
+    syms = [sym_math.condition(cond), sym_math.sym_operand(a), sym_math.sym_operand(b)]
     if all(s is not None for s in syms) and (isinstance(a, Sym) or isinstance(b, Sym)):
         picked = sym_math.where(*syms)
         if picked is not None:

@@ -64,6 +64,16 @@ def sym_operand(value: Any) -> Sym | None:
     return Sym([int(i) for i in v.reshape(-1).tolist()], scalar=v.dim() == 0, dtype=v.dtype)
 
 
+def condition(value: Any) -> Sym | None:
+    """A Where condition known now (a bool constant or a decided comparison) as a `Sym`."""
+    if isinstance(value, Sym):
+        return value if value.is_static else None
+    if not isinstance(value, Const) or value.value.dim() > 1 or value.value.numel() > 16:
+        return None
+    items = [int(bool(v)) for v in value.value.reshape(-1).tolist()]
+    return Sym(items, scalar=value.value.dim() == 0, dtype=torch.bool)
+
+
 def is_float(sym: Sym) -> bool:
     return sym.dtype.is_floating_point
 
