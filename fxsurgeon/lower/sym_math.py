@@ -185,7 +185,9 @@ def _assert_exact(ctx, item: fx.Node, bound: int, dtype: torch.dtype) -> None:
     fake = _fake(item)
     if isinstance(fake, torch.SymInt) and statically_known_true(abs(fake) <= bound):
         return
-    within = ctx.call(operator.le, ctx.call(abs, item), bound)
+    # |item| <= bound written as max(|item|, bound) == bound: the canonical form turns
+    # operator.le into torch.less_equal, a tensor op (fuse/canon.py)
+    within = ctx.call(operator.eq, ctx.call(torch.sym_max, ctx.call(abs, item), bound), bound)
     ctx.call(
         torch._assert,
         within,
