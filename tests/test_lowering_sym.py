@@ -100,11 +100,11 @@ def strided_slice_masks():
     ]
     model = make_model(
         nodes,
-        [tensor_info("q", F32, ["B", 2, "Q", 16]), tensor_info("k", F32, ["B", 2, 16, 3])],
+        [tensor_info("q", F32, ["B", 2, "Q", "K"]), tensor_info("k", F32, ["B", 2, "K", 3])],
         [tensor_info("y", F32, None)],
         inits,
     )
-    return model, lambda n: [x_of(2, 2, n, 16), x_of(2, 2, 16, 3)]
+    return model, lambda n: [x_of(2, 2, n, n + 2), x_of(2, 2, n + 2, 3)]
 
 
 def range_of_a_float_length():

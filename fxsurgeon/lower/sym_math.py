@@ -182,9 +182,14 @@ def cast(ctx, sym: Sym, dtype: torch.dtype) -> Sym | None:
 
 
 def _assert_exact(ctx, item: fx.Node, bound: int, dtype: torch.dtype) -> None:
+    """Write ``assert |item| <= bound`` (run time) and tell the analysis the same bound."""
     fake = _fake(item)
-    if isinstance(fake, torch.SymInt) and statically_known_true(abs(fake) <= bound):
-        return
+    if isinstance(fake, torch.SymInt):
+        if statically_known_true(abs(fake) <= bound):
+            return
+        # the analysis learns the bound as a range of the size (the == form below is
+        # opaque to it), so that later comparisons with larger constants are decided
+        ctx.graph.shapes.run(torch._check, (abs(fake) <= bound,), {}, ctx.graph.where, "Cast")
     # |item| <= bound written as max(|item|, bound) == bound: the canonical form turns
     # operator.le into torch.less_equal, a tensor op (fuse/canon.py)
     within = ctx.call(operator.eq, ctx.call(torch.sym_max, ctx.call(abs, item), bound), bound)
