@@ -254,3 +254,27 @@ def test_pad_keeps_the_padded_dims_dynamic():
     assert report_of(optimized).forced_dims == []
     for n in (2, 5):
         _assert_matches(optimized, model, [x_of(n, n + 1, 4)])
+
+
+def test_a_reshaped_weight_stays_a_parameter():
+    """Keras einsum reshapes a kernel by a shape it computes: the kernel is still learned."""
+    nodes = [
+        helper.make_node("Shape", ["w"], ["sw"]),
+        helper.make_node("Gather", ["sw", "lead"], ["dw"], axis=0),
+        helper.make_node("ReduceProd", ["dw"], ["rows"], keepdims=1),
+        helper.make_node("Concat", ["rows", "minus1"], ["target"], axis=0),
+        helper.make_node("Reshape", ["w", "target"], ["w2"]),
+        helper.make_node("MatMul", ["x", "w2"], ["y"]),
+    ]
+    inits = [
+        init("w", x_of(2, 3, 4)),
+        init("lead", np.array([0, 1], I64)),
+        init("minus1", np.array([-1], I64)),
+    ]
+    model = make_model(
+        nodes, [tensor_info("x", F32, ["N", 6])], [tensor_info("y", F32, None)], inits
+    )
+    optimized = optimize_onnx(model)
+    params = [p for p in optimized.parameters() if p.requires_grad]
+    assert sum(p.numel() for p in params) == 24
+    _assert_matches(optimized, model, [x_of(3, 6)])

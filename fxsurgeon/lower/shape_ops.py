@@ -128,7 +128,9 @@ def _reshape(ctx, mod, node, args):
     if target is None:
         raise LoweringError("Reshape target shape must be a shape computation or a constant")
     items = list(target.items)
-    if isinstance(data, Const) and target.is_static:
+    if isinstance(data, Const) and target.is_static and not data.is_weight:
+        # a weight stays the graph constant it is (it becomes a parameter), reshaped at run
+        # time as Transpose does: folding would lose its initializer
         return Const(data.value.reshape(_resolve_zeros(items, list(data.value.shape))))
     if isinstance(data, Sym):
         data = ctx.tensor(data)
