@@ -12,6 +12,7 @@ from torch import fx
 
 from ..errors import LoweringError
 from ..shapes import dtype_of, shape_of
+from . import sym_math
 from .shape_ops import _arith
 from .table import lowering
 from .values import Const, Sym, as_sym
@@ -32,7 +33,7 @@ def _binary(ctx, mod, node, args):
         fn = mod.math_op_function
         op = _BINARY.get(fn, operator.truediv)
     sa, sb = as_sym(a), as_sym(b)
-    if sa is not None and sb is not None and (isinstance(a, Sym) or isinstance(b, Sym)):
+    if _sym_ints(a, b, sa, sb):
         return _sym_binary(ctx, op, sa, sb)
     if isinstance(a, Const) and isinstance(b, Const) and not (a.is_weight or b.is_weight):
         return Const(_eval_binary(op, a.value, b.value))
@@ -47,6 +48,13 @@ def _binary(ctx, mod, node, args):
     if not isinstance(lhs, fx.Node) and not isinstance(rhs, fx.Node):
         lhs = ctx.tensor(a)
     return ctx.call(op, lhs, rhs)
+
+
+def _sym_ints(a, b, sa, sb) -> bool:
+    """Integer shape arithmetic (a float `Sym`, from a Cast, divides as floats: a tensor)."""
+    if sa is None or sb is None or not (isinstance(a, Sym) or isinstance(b, Sym)):
+        return False
+    return not (sym_math.is_float(sa) or sym_math.is_float(sb))
 
 
 def _same_shape(value, out_shape) -> bool:
@@ -107,6 +115,8 @@ def _unary(ctx, mod, node, args):
         fn = mod.round_function
     else:
         fn = _UNARY_BY_CLASS[name]
+    if isinstance(x, Sym) and x.is_static:  # a decided comparison of sizes (Not)
+        x = x.to_const()
     if isinstance(x, Const) and not x.is_weight:
         return Const(fn(x.value))
     return ctx.call(fn, ctx.tensor(x))
@@ -115,10 +125,23 @@ def _unary(ctx, mod, node, args):
 @lowering("OnnxCompare", "OnnxLogical")
 def _compare(ctx, mod, node, args):
     fn = getattr(mod, "compare_function", None) or mod.logic_op_function
+    decided = _sym_compare(fn, *args)
+    if decided is not None:
+        return decided
     a, b = (v.to_const() if isinstance(v, Sym) and v.is_static else v for v in args)
     if isinstance(a, Const) and isinstance(b, Const):
         return Const(fn(a.value, b.value))
     return ctx.call(fn, ctx.tensor(a), ctx.tensor(b))
+
+
+def _sym_compare(fn, a, b) -> Sym | None:
+    """A comparison of sizes the analysis decides, as a static bool `Sym` (see sym_math)."""
+    if not (isinstance(a, Sym) or isinstance(b, Sym)):
+        return None
+    sa, sb = sym_math.sym_operand(a), sym_math.sym_operand(b)
+    if sa is None or sb is None:
+        return None
+    return sym_math.compare(fn, sa, sb)
 
 
 @lowering("OnnxWhere")
@@ -126,6 +149,11 @@ def _where(ctx, mod, node, args):
     if all(isinstance(a, Const) for a in args):
         return Const(torch.where(*(a.value for a in args)))
     cond, a, b = args
+    syms = [sym_math.condition(cond), sym_math.sym_operand(a), sym_math.sym_operand(b)]
+    if all(s is not None for s in syms) and (isinstance(a, Sym) or isinstance(b, Sym)):
+        picked = sym_math.where(*syms)
+        if picked is not None:
+            return picked
     out_shape = ctx.out_shape(cond, a, b)
     return ctx.call(
         torch.where,
@@ -144,6 +172,11 @@ def _min_max(ctx, mod, node, args):
         fn = torch.maximum
     else:
         raise LoweringError(f"OnnxMinMax with an unknown operator {mod._operator!r}")
+    syms = [sym_math.sym_operand(a) for a in args]
+    if all(s is not None for s in syms) and any(isinstance(a, Sym) for a in args):
+        picked = sym_math.min_max(ctx, fn is torch.maximum, syms)
+        if picked is not None:
+            return picked
     out = ctx.tensor(args[0])
     for other in args[1:]:
         out = ctx.call(fn, out, ctx.tensor(other))

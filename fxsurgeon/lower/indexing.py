@@ -61,7 +61,7 @@ def _slice(ctx, mod, node, args):
     axes = const_ints(axes, "Slice axes") if axes is not None else None
     steps = const_ints(steps, "Slice steps") if steps is not None else None
     symbolic = _symbolic_bounds(starts, ends)
-    if symbolic is not None and not isinstance(data, (Sym, Const)):
+    if symbolic is not None and not isinstance(data, Sym):
         return _slice_symbolic(ctx, ctx.tensor(data), *symbolic, axes, steps)
     starts = const_ints(starts, "Slice starts")
     ends = const_ints(ends, "Slice ends")

@@ -12,6 +12,7 @@ from torch import fx, nn
 
 from ..errors import LoweringError
 from ..shapes import dtype_of, shape_of
+from . import sym_math
 from .table import lowering
 from .values import Const, Sym, as_sym, const_ints, rank_of
 
@@ -35,8 +36,10 @@ def _shape(ctx, mod, node, args):
 def _cast(ctx, mod, node, args):
     (x,) = args
     dtype = mod.torch_dtype
-    if isinstance(x, Sym) and not dtype.is_floating_point and dtype != torch.bool:
-        return Sym(list(x.items), x.scalar, dtype)
+    if isinstance(x, Sym):
+        cast = sym_math.cast(ctx, x, dtype)
+        if cast is not None:
+            return cast
     if isinstance(x, Const):
         return Const(x.value.to(dtype))
     x = ctx.tensor(x)
@@ -284,12 +287,20 @@ def _constant_of_shape(ctx, mod, node, args):
 
 @lowering("OnnxRange")
 def _range(ctx, mod, node, args):
-    start, limit, delta = (as_sym(a) for a in args)
-    if any(s is None for s in (start, limit, delta)):
-        if all(isinstance(a, Const) for a in args):
-            return Const(torch.arange(*(a.value.item() for a in args), dtype=args[0].value.dtype))
-        raise LoweringError("Range with float run-time bounds")
-    values = [s.items[0] for s in (start, limit, delta)]
+    """ONNX Range: start + i * delta for i < ceil((limit - start) / delta). With integer
+    bounds (an int `Sym`, or a float one holding integers: a length cast to float) this
+    is torch.arange over the same ints, the length staying a SymInt."""
+    if all(isinstance(a, Const) for a in args):
+        return Const(torch.arange(*(a.value.item() for a in args), dtype=args[0].value.dtype))
+    bounds = [sym_math.sym_operand(a) for a in args]
+    if any(b is None or not b.scalar for b in bounds):
+        raise LoweringError("Range with run-time bounds that are not integers known to be exact")
+    dtype = args[0].dtype if isinstance(args[0], Sym) else args[0].value.dtype
+    if any(b.dtype != dtype for b in bounds):
+        raise LoweringError("Range with bounds of different types")
+    values = [b.items[0] for b in bounds]
+    if values[2] == 0:
+        raise LoweringError("Range with a zero delta")
     if all(isinstance(v, int) for v in values):
-        return Const(torch.arange(*values, dtype=start.dtype))
-    return ctx.call(torch.arange, *values, dtype=start.dtype, device=ctx.device())
+        return Const(torch.arange(*values, dtype=dtype))
+    return ctx.call(torch.arange, *values, dtype=dtype, device=ctx.device())

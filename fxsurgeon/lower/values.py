@@ -11,6 +11,7 @@ the dim constant.
 
 from __future__ import annotations
 
+import operator
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -120,6 +121,8 @@ class ShapedGraph(fx.Graph):
             fn = getattr(type(args[0]), target)  # x.size(1) as Tensor.size(x, 1)
         elif node.op == "call_module":
             fn = self.root.get_submodule(target)  # type: ignore[union-attr]
+        elif target is operator.getitem and args[0] is None:
+            return  # an output of a module kept as is: its shape stays unknown
         elif target in SHAPE_FUNCTIONS:  # a call whose shapes are worked out, not run
             fn = SHAPE_FUNCTIONS[target]
         elif target is torch.tensor and any(isinstance(i, torch.SymInt) for i in args[0]):

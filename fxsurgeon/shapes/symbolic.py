@@ -122,20 +122,16 @@ class SymbolicShapes:
         A call on the same sizes as an earlier one (the next layer's) gives the
         earlier result: what a native op gives for fake inputs depends only on
         their sizes, strides and dtypes, and any guard it added holds already.
-        A composite op whose C++ kernel reads concrete sizes (``torch.lstm``)
-        is run again with the Python dispatcher on, as under torch.export, so
-        that it takes its symbolic decomposition."""
+        Ops run with the Python dispatcher on, as under torch.export: a composite
+        op whose C++ kernel reads concrete sizes (``torch.lstm``, ``F.pad``'s
+        ``constant_pad_nd``) then takes its symbolic decomposition instead of
+        pinning the dims it reads to their example sizes."""
         key = _memo_key((fn, args, kwargs))
         if key is not None and key in self._memo:
             return self._memo[key]
         # a failing meta function is our LoweringError, not an ERROR log line of torch's
-        with _quiet(_FAKE_LOG):
-            try:
-                with self.mode:
-                    result = fn(*args, **kwargs)
-            except Exception:  # noqa: BLE001 - the second try raises what is wrong
-                with self.mode, enable_python_dispatcher():
-                    result = fn(*args, **kwargs)
+        with _quiet(_FAKE_LOG), self.mode, enable_python_dispatcher():
+            result = fn(*args, **kwargs)
         self._note_forced(where, op)
         if key is not None:
             self._memo[key] = result
