@@ -309,7 +309,8 @@ def _cast(ctx, node: fx.Node):
     """A cast of a size: between integer types it keeps its value (sizes fit any of
     them); to a floating type it is rounded (`_Rounded`)."""
     dtype = node.args[1] if len(node.args) > 1 else node.kwargs.get("dtype")
-    source = node.args[0].meta.get("val")
+    arg = node.args[0]
+    source = arg.meta.get("val") if isinstance(arg, fx.Node) else None
     if not isinstance(source, torch.Tensor) or source.dtype not in _INTEGER:
         return None
     item = _scalar(ctx, node.args[0])

@@ -165,7 +165,7 @@ def cast(ctx, sym: Sym, dtype: torch.dtype) -> Sym | None:
         truth = [decide(operator.ne, item, 0) for item in sym.items]
         if any(t is None for t in truth):
             return None
-        return Sym([int(t) for t in truth], sym.scalar, dtype)
+        return Sym([int(bool(t)) for t in truth], sym.scalar, dtype)
     if not dtype.is_floating_point or sym.dtype == torch.bool:
         return Sym(list(sym.items), sym.scalar, dtype)  # the items are integers already
     bound = FLOAT_EXACT.get(dtype)
