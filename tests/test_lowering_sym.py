@@ -278,3 +278,37 @@ def test_a_reshaped_weight_stays_a_parameter():
     params = [p for p in optimized.parameters() if p.requires_grad]
     assert sum(p.numel() for p in params) == 24
     _assert_matches(optimized, model, [x_of(3, 6)])
+
+
+def test_a_size_comparison_is_decided_for_sizes_0_and_1_too():
+    """The shape analysis takes symbolic dims to be at least 2 (torch specialises 0
+    and 1); a comparison folds only when it also holds at 1 (and at 0 where sympy's
+    positive symbols allow it), so a decoder's "length > 1" stays a run-time
+    question while "length >= 0" and "length == -1" are decided."""
+    import operator
+
+    from torch import fx
+
+    from fxsurgeon.lower.sym_math import decide
+    from fxsurgeon.shapes.symbolic import InputSignature, SymbolicShapes
+
+    shapes = SymbolicShapes([InputSignature("x", torch.float32, (None, None), (2, 5))])
+    (x,) = shapes.fake_inputs
+    graph = fx.Graph()
+    length, batch = graph.placeholder("length"), graph.placeholder("batch")
+    length.meta["val"], batch.meta["val"] = x.shape[1], x.shape[0]
+    assert decide(operator.gt, length, 1) is None
+    assert decide(operator.eq, length, 1) is None
+    assert decide(operator.gt, length, 0) is True  # sizes are positive symbols to sympy
+    assert decide(operator.ge, length, 0) is True
+    assert decide(operator.eq, length, -1) is False
+    assert decide(operator.lt, length, 2**24) is None  # no bound known
+    assert decide(operator.ge, graph_mul(graph, length, batch), 0) is True
+
+
+def graph_mul(graph, a, b):
+    import operator
+
+    node = graph.call_function(operator.mul, (a, b))
+    node.meta["val"] = a.meta["val"] * b.meta["val"]
+    return node

@@ -259,9 +259,14 @@ def _scalar(ctx, value):
         return None
     fn, args = value.target, value.args
     if fn is torch.tensor and isinstance(args[0], (list, tuple)) and len(args[0]) == 1:
-        item = args[0][0]
-        integer = value.kwargs.get("dtype") in _INTEGER
-        return item if integer and isinstance(item, (int, fx.Node)) else None
+        item, dtype = args[0][0], value.kwargs.get("dtype")
+        if not isinstance(item, (int, fx.Node)):
+            return None
+        if dtype in _INTEGER:
+            return item
+        if isinstance(dtype, torch.dtype) and dtype.is_floating_point:  # a size cast to float
+            return _Rounded(item, _mantissa_bits(dtype))
+        return None
     if fn in _ONE_ELEMENT:
         return _scalar(ctx, args[0])
     if fn in _COMPARE:
@@ -317,8 +322,13 @@ def _cast(ctx, node: fx.Node):
     if item is None or isinstance(item, _Rounded) or dtype in _INTEGER:
         return item
     if isinstance(dtype, torch.dtype) and dtype.is_floating_point:
-        return _Rounded(item, 1 - round(math.log2(torch.finfo(dtype).eps)))  # float32: 24
+        return _Rounded(item, _mantissa_bits(dtype))
     return None
+
+
+def _mantissa_bits(dtype: torch.dtype) -> int:
+    """Integers up to 2**bits are exact in `dtype` (float32: 24)."""
+    return 1 - round(math.log2(torch.finfo(dtype).eps))
 
 
 def _first(outputs):

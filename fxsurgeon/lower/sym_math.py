@@ -10,7 +10,8 @@ Every rule here is exact or refuses (returns None, and the caller keeps its tens
 
 * a comparison involving a run-time size folds only when the shape analysis proves its
   outcome for every size (``statically_known_true``: a size is never negative, and a bound
-  asserted below holds);
+  asserted below holds) and it also holds with any of its sizes at 0 or 1, which the
+  analysis itself assumes away (`_always`);
 * an int -> float Cast keeps the int values only where the float type holds them exactly:
   a static value is checked now, a run-time one gets a ``torch._assert`` that it is within
   the type's exact integer range (2**24 for float32), so a larger size stops with a clear
@@ -20,9 +21,11 @@ Every rule here is exact or refuses (returns None, and the caller keeps its tens
 
 from __future__ import annotations
 
+import itertools
 import operator
 from typing import Any
 
+import sympy
 import torch
 from torch import fx
 from torch.fx.experimental.symbolic_shapes import statically_known_true
@@ -95,11 +98,38 @@ def decide(op, x: Any, y: Any) -> bool | None:
     result = op(fx_, fy)
     if isinstance(result, bool):
         return result
-    if statically_known_true(result):
+    if _always(result):
         return True
-    if statically_known_true(torch.sym_not(result)):
+    if _always(torch.sym_not(result)):
         return False
     return None
+
+
+def _always(claim: torch.SymBool) -> bool:
+    """`claim` holds for every size, 0 and 1 included.
+
+    The shape analysis takes every symbolic dim to be at least 2 (torch
+    specialises 0 and 1), so ``statically_known_true`` alone would decide
+    ``length > 1`` for a decoder that runs at length 1. The claim must also
+    hold with any of its sizes set to 0 or 1 (the rest still at least 2)."""
+    if not statically_known_true(claim):
+        return False
+    expr, env = claim.node.expr, claim.node.shape_env
+    symbols = sorted(expr.free_symbols, key=str)
+    if len(symbols) > 6:
+        return False
+    for values in itertools.product((0, 1, None), repeat=len(symbols)):
+        small = {s: v for s, v in zip(symbols, values, strict=True) if v is not None}
+        if not small:
+            continue
+        case = expr.xreplace(small)
+        if case is sympy.true:
+            continue
+        if case is sympy.false or case.is_Boolean is not True and not case.free_symbols:
+            return False
+        if env._maybe_evaluate_static(case) is not sympy.true:
+            return False
+    return True
 
 
 def _broadcast(*syms: Sym) -> int | None:
