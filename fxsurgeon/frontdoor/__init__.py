@@ -3,7 +3,8 @@
 `export.py` loads and exports a TF model to ONNX, `variables.py` maps ONNX initializers
 back to TF variables, `onnx_import.py` checks an ONNX model and converts it to a
 GraphModule carrying its `fxsurgeon.source.SourceInfo`; `converters/` holds fxsurgeon's own
-onnx2torch converters (If, LSTM/GRU/RNN, CumSum, SAME-padded Conv). The public names are re-exported
+onnx2torch converters (If, LSTM/GRU/RNN, CumSum, SAME-padded Conv, Loop,
+GatherND/ScatterND, Resize, EyeLike/ReverseSequence/Size). The public names are re-exported
 by `fxsurgeon.tensorflow`.
 """
 
@@ -11,6 +12,7 @@ from .converters import torch_weights
 from .converters.nd_index import REDUCE as SCATTER_REDUCTIONS
 from .converters.resize import ResizeError
 from .converters.resize import plan as resize_plan
+from .converters.tensor_ops import eye_like, reverse_sequence
 from .export import TOKEN_INPUTS, export_onnx, load_model, quiet_tensorflow
 from .onnx_import import ONNX2TORCH_WARNINGS_KEY, from_onnx, from_tensorflow
 from .variables import map_initializers_to_variables, tf_variables_of
@@ -22,11 +24,13 @@ __all__ = [
     "resize_plan",
     "TOKEN_INPUTS",
     "export_onnx",
+    "eye_like",
     "from_onnx",
     "from_tensorflow",
     "load_model",
     "map_initializers_to_variables",
     "quiet_tensorflow",
+    "reverse_sequence",
     "tf_variables_of",
     "torch_weights",
 ]

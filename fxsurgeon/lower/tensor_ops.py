@@ -19,7 +19,7 @@ import operator
 import torch
 
 from ..errors import LoweringError
-from ..frontdoor.converters.tensor_ops import eye_like, reverse_sequence
+from ..frontdoor import eye_like, reverse_sequence
 from ..shapes import dtype_of
 from .table import lowering
 from .values import Const, Sym, rank_of
