@@ -116,7 +116,7 @@ def _always(claim: torch.SymBool) -> bool:
         return False
     expr, env = claim.node.expr, claim.node.shape_env
     symbols = sorted(expr.free_symbols, key=str)
-    if len(symbols) > 6:
+    if env is None or len(symbols) > 6:
         return False
     for values in itertools.product((0, 1, None), repeat=len(symbols)):
         small = {s: v for s, v in zip(symbols, values, strict=True) if v is not None}
