@@ -52,25 +52,30 @@ def test_scorer_lines_on_keras_mlp(mlp_record):
     assert lines["B.diff"]["ok"] is True or lines["B.diff"]["reason"].startswith(NEEDS_SHAPES)
 
 
-def _off_by(offset: float):
-    """An `optimize` whose result adds ``offset`` to every output."""
-    real = score._optimize
+_REAL_OPTIMIZE = score._optimize
+
+
+def _outputs_rewritten(rewrite):
+    """An `optimize` whose result passes every output node through ``rewrite(graph, node)``."""
 
     def broken(gm):
-        module = real(gm)
+        module = _REAL_OPTIMIZE(gm)
         graph = module.graph
         output = next(n for n in graph.nodes if n.op == "output")
         with graph.inserting_before(output):
             outs = output.args[0]
             many = isinstance(outs, (list, tuple))
-            shifted = [
-                graph.call_function(torch.add, (o, offset)) for o in (outs if many else [outs])
-            ]
-        output.args = (type(outs)(shifted) if many else shifted[0],)
+            changed = [rewrite(graph, o) for o in (outs if many else [outs])]
+        output.args = (type(outs)(changed) if many else changed[0],)
         module.recompile()
         return module
 
     return broken
+
+
+def _off_by(offset: float):
+    """An `optimize` whose result adds ``offset`` to every output."""
+    return _outputs_rewritten(lambda graph, o: graph.call_function(torch.add, (o, offset)))
 
 
 def test_broken_model_fails_the_diff_line(monkeypatch):
@@ -87,21 +92,8 @@ def test_broken_model_fails_the_diff_line(monkeypatch):
     assert scorer.lines["A.params"]["ok"] is True  # the other lines are not affected
 
 
-_REAL_OPTIMIZE = score._optimize
-
-
-def _pinned_to_float32(gm):
-    """An `optimize` whose result casts every output to float32 (a pinned dtype)."""
-    module = _REAL_OPTIMIZE(gm)
-    graph = module.graph
-    output = next(n for n in graph.nodes if n.op == "output")
-    with graph.inserting_before(output):
-        outs = output.args[0]
-        many = isinstance(outs, (list, tuple))
-        pinned = [graph.call_method("float", (o,)) for o in (outs if many else [outs])]
-    output.args = (type(outs)(pinned) if many else pinned[0],)
-    module.recompile()
-    return module
+#: an `optimize` whose result casts every output to float32 (a pinned dtype)
+_pinned_to_float32 = _outputs_rewritten(lambda graph, o: graph.call_method("float", (o,)))
 
 
 def test_a_model_pinned_to_float32_fails_the_half_precision_lines(monkeypatch):

@@ -12,7 +12,7 @@ from typing import Any
 from .body import _Body
 from .output import CodegenError
 from .records import _Class
-from .subgraphs import HELPER_NAMES, function_source
+from .subgraphs import HELPER_NAMES, _globals_read, function_source
 
 
 class _ClassWriter:
@@ -114,17 +114,8 @@ _LOAD_FUNCTION = '''def load(path=None, device="cpu"):
 def _copyable_source(cls: type) -> str:
     """The source of a module class to copy into model.py; it may use only torch, F, nn, math."""
     source = textwrap.dedent(inspect.getsource(cls))
-    tree = ast.parse(source)
-    defined = {cls.__name__}
-    used: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name):
-            (used if isinstance(node.ctx, ast.Load) else defined).add(node.id)
-        elif isinstance(node, ast.arg):
-            defined.add(node.arg)
-        elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
-            defined.add(node.name)
-    missing = used - defined - set(dir(builtins)) - {"torch", "F", "nn", "math", "operator"}
+    allowed = {"torch", "F", "nn", "math", "operator"}
+    missing = _globals_read(ast.parse(source)) - set(dir(builtins)) - allowed
     if missing:
         raise CodegenError(
             f"cannot copy {cls.__name__} into model.py: it uses {sorted(missing)} from "
