@@ -272,3 +272,15 @@ def test_a_graph_module_called_as_a_module_is_a_class_of_its_own(tmp_path):
     gm = fx.GraphModule(root, graph)
     source = check_everywhere(gm, [(rnd(2, 3),), (rnd(4, 3),)], tmp_path)
     assert "self.inner = Inner()" in source and "self.inner(neg)" in source
+
+
+def test_an_if_on_a_size_predicate_round_trips_with_compare_sizes(tmp_path):
+    """A decoder-style If on "length > 1" (a SymBool built by compare_sizes): model.py
+    carries compare_sizes, and both branches (length 1 and longer) round-trip bitwise."""
+    from test_if_sizes import causal_if_model
+
+    optimized = fxsurgeon.optimize(from_onnx(causal_if_model("size")))
+    cases = [(rnd(2, 1),), (rnd(3, 4),), (rnd(1, 6),)]
+    source = check_everywhere(optimized, cases, tmp_path)
+    assert "def compare_sizes(name, a, b):" in source
+    assert "compare_sizes('gt'" in source or 'compare_sizes("gt"' in source

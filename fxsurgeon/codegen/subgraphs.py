@@ -33,7 +33,7 @@ from torch import fx, nn
 from .output import CodegenError
 
 #: The names model.py gives the copied helpers; no variable of the generated code may take them.
-HELPER_NAMES = ("run_cond", "run_loop", "_first", "_item")
+HELPER_NAMES = ("run_cond", "run_loop", "_first", "_item", "compare_sizes")
 
 
 def run_cond(pred, true_fn, false_fn, operands):
@@ -60,6 +60,7 @@ def runtime_helpers() -> dict[int, tuple[str, Callable[..., Any], Callable[..., 
         loop.run_loop,
         control_flow._first,
         control_flow._item,
+        control_flow.compare_sizes,
     )
     for function in functions:
         table[id(function)] = (function.__name__, function, function)

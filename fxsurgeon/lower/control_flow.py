@@ -216,15 +216,15 @@ _COMPARE = {
     torch.logical_and: operator.and_,
     torch.logical_or: operator.or_,
 }
-_BY_NAME = {fn.__name__: fn for fn in _COMPARE.values()}
 
 
 def compare_sizes(name: str, a, b):
     """``a <name> b`` on sizes (ints, SymInts or bools): a bool, a SymBool while traced.
 
     A call of its own: the canonical form of the graph (fxsurgeon/fuse/canon.py)
-    spells ``operator.gt`` as ``torch.greater``, which takes tensors only."""
-    return _BY_NAME[name](a, b)
+    spells ``operator.gt`` as ``torch.greater``, which takes tensors only. It reads
+    only ``operator``, so model.py carries a copy of it (codegen/subgraphs.py)."""
+    return getattr(operator, name)(a, b)
 
 
 _ONE_ELEMENT = (torch.reshape, torch.squeeze, torch.unsqueeze, torch.flatten)
