@@ -22,7 +22,6 @@ in the outer graph, and a dim a branch forces is reported as any other
 from __future__ import annotations
 
 import copy
-import math
 import operator
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +30,7 @@ import torch
 from torch import fx
 
 from ..errors import LoweringError
+from .sym_math import FLOAT_EXACT
 from .table import lowering
 from .values import BRANCH_OUTPUTS, Const, Sym, Value
 
@@ -264,8 +264,8 @@ def _scalar(ctx, value):
             return None
         if dtype in _INTEGER:
             return item
-        if isinstance(dtype, torch.dtype) and dtype.is_floating_point:  # a size cast to float
-            return _Rounded(item, _mantissa_bits(dtype))
+        if dtype in FLOAT_EXACT:  # a size cast to float
+            return _Rounded(item, FLOAT_EXACT[dtype])
         return None
     if fn in _ONE_ELEMENT:
         return _scalar(ctx, args[0])
@@ -284,25 +284,25 @@ def _scalar(ctx, value):
 
 @dataclass
 class _Rounded:
-    """A size cast to a floating type with `bits` of mantissa: exact up to 2**bits."""
+    """A size cast to a floating type, exact up to `bound` (`sym_math.FLOAT_EXACT`)."""
 
     item: Any
-    bits: int
+    bound: int
 
 
 def _exact(a, b):
     """The operands of a comparison, where comparing the integers is what the
     float comparison gives; None for one that is not.
 
-    A rounded size compared with a constant c, |c| < 2**bits: rounding to
-    nearest is monotonic and exact below 2**bits, so a size beyond that rounds
-    to at least 2**bits > c, as the size itself is; two rounded sizes may tie
+    A rounded size compared with a constant c, |c| < bound: rounding to
+    nearest is monotonic and exact below the bound, so a size beyond it rounds
+    to at least bound > c, as the size itself is; two rounded sizes may tie
     where the sizes do not (refused)."""
     if isinstance(a, _Rounded) and isinstance(b, _Rounded):
         return None, None
     for x, y in ((a, b), (b, a)):
         if isinstance(x, _Rounded):
-            if not isinstance(y, (int, float)) or abs(y) >= 2**x.bits:
+            if not isinstance(y, (int, float)) or abs(y) >= x.bound:
                 return None, None
             return (x.item, y) if x is a else (y, x.item)
     if isinstance(a, float) or isinstance(b, float):  # a float constant and a plain size
@@ -321,14 +321,8 @@ def _cast(ctx, node: fx.Node):
     item = _scalar(ctx, node.args[0])
     if item is None or isinstance(item, _Rounded) or dtype in _INTEGER:
         return item
-    if isinstance(dtype, torch.dtype) and dtype.is_floating_point:
-        return _Rounded(item, _mantissa_bits(dtype))
-    return None
-
-
-def _mantissa_bits(dtype: torch.dtype) -> int:
-    """Integers up to 2**bits are exact in `dtype` (float32: 24)."""
-    return 1 - round(math.log2(torch.finfo(dtype).eps))
+    bound = FLOAT_EXACT.get(dtype) if isinstance(dtype, torch.dtype) else None
+    return None if bound is None else _Rounded(item, bound)
 
 
 def _first(outputs):

@@ -82,8 +82,8 @@ def _tie_groups(uses: list[_Use]) -> dict[int, tuple]:
         uniform = bool((raw == raw.reshape(-1)[0]).all())
         layers = {_layer(u.scope, uniform) for u in group}
         one_initializer = len({u.initializer for u in group}) == 1
-        owners = {layer.rsplit("/", 1)[-1] for layer in layers} if one_initializer else layers
-        owners = layers if uniform else owners
+        by_owner = one_initializer and not uniform
+        owners = {layer.rsplit("/", 1)[-1] for layer in layers} if by_owner else layers
         readings = {_reading(u) for u in group}
         split = len(owners) > 1 and len(readings) == 1
         for use in group:
