@@ -171,6 +171,15 @@ def _fills_as_literals(gm: fx.GraphModule, vals) -> None:
         node.replace_all_uses_with(full)
         gm.graph.erase_node(node)
         vals[full] = torch.float32
+        _drop_if_unread(gm, str(node.target))
+
+
+def _drop_if_unread(gm: fx.GraphModule, target: str) -> None:
+    """The buffer goes with its last reader: no state dict entry ``.half()`` rounds to -inf."""
+    if any(n.op == "get_attr" and n.target == target for n in gm.graph.nodes):
+        return
+    owner, _, name = target.rpartition(".")
+    delattr(gm.get_submodule(owner) if owner else gm, name)
 
 
 def _attr(gm: nn.Module, target: str):
