@@ -14,7 +14,8 @@ dtypes in the analysed (float32) graph:
   module call with floating parameters: what ``.half()`` makes half;
 * a *pinned* value is a float32 value computed from non-float values only (a Cast of an int
   or bool, ``torch.full``/``arange`` with ``dtype=torch.float32``), possibly with
-  constants and Python numbers: it stays float32 under ``.half()``;
+  constants and Python numbers, or a Cast to float32 of a constant (a float64 table that
+  tf2onnx casts): it stays float32 under ``.half()``;
 * a *constant* is a float buffer that is no parameter (``.half()`` converts it too), or a value
   computed from constants only.
 
@@ -206,6 +207,11 @@ def _tensor_args(node: fx.Node) -> list[fx.Node]:
     return list(dict.fromkeys(found))
 
 
+def _is_cast(node: fx.Node, dtype: torch.dtype) -> bool:
+    """``x.to(dtype)``, the form the Cast lowering writes (lower/shape_ops.py)."""
+    return node.op == "call_method" and node.target == "to" and node.args[1:] == (dtype,)
+
+
 def _float_params(module: nn.Module) -> list[str]:
     return [n for n, p in module.named_parameters() if p.is_floating_point()]
 
@@ -225,6 +231,8 @@ def _kind_of(gm, node, vals, kinds) -> _Kind | None:
     seen = {kinds.get(a) for a in _tensor_args(node)}
     if _Kind.ACTIVATION in seen:
         return _Kind.ACTIVATION
+    if _is_cast(node, torch.float32):  # a constant the graph casts (a float64 table): pinned
+        return _Kind.PINNED
     if _Kind.PINNED in seen or (_Kind.CONSTANT not in seen and dtype == torch.float32):
         return _Kind.PINNED if dtype == torch.float32 else None
     return _Kind.CONSTANT if _Kind.CONSTANT in seen else None
