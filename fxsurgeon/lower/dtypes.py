@@ -74,11 +74,11 @@ def follow_activation_dtype(gm: fx.GraphModule, example_inputs) -> int:
 
     mode = FakeTensorMode(allow_non_fake_inputs=True)
     fakes = [mode.from_tensor(x) if isinstance(x, torch.Tensor) else x for x in example_inputs]
-    return _rewrite(gm, fakes, mode)
+    return _rewrite(gm, fakes, mode, list(example_inputs))
 
 
-def _rewrite(gm: fx.GraphModule, fakes: list, mode) -> int:
-    vals = _dtypes(gm, fakes, mode)
+def _rewrite(gm: fx.GraphModule, fakes: list, mode, real: list | None = None) -> int:
+    vals = _dtypes(gm, fakes, mode, real)
     if vals is None:
         return 0
     converted = _branches(gm, mode)
@@ -99,18 +99,49 @@ def _rewrite(gm: fx.GraphModule, fakes: list, mode) -> int:
     return converted
 
 
-def _dtypes(gm: fx.GraphModule, fakes: list, mode) -> dict[fx.Node, torch.dtype] | None:
+def _dtypes(gm: fx.GraphModule, fakes: list, mode, real) -> dict[fx.Node, torch.dtype] | None:
     """The dtype of every node that gives one tensor, by fake-tensor propagation (the fake
-    values stay in ``meta["val"]`` for the torch.cond branches until the rewrite ends)."""
+    values stay in ``meta["val"]`` for the torch.cond branches until the rewrite ends). A
+    module kept as onnx2torch wrote it may not run on fake tensors: then the example inputs
+    are run (as the pipeline's pattern checks run them) and their results' dtypes read."""
     from torch.fx.passes.fake_tensor_prop import FakeTensorProp
 
     try:
         with torch.no_grad():
             FakeTensorProp(gm, mode).propagate_dont_convert_inputs(*fakes)
-    except Exception:  # noqa: BLE001 - an op fake tensors cannot run: leave the graph as it is
-        return None
+    except Exception:  # noqa: BLE001 - an op fake tensors cannot run
+        if not _run_examples(gm, real or [_zeros(f) for f in fakes], mode):
+            return None
     nodes = gm.graph.nodes
     return {n: n.meta["val"].dtype for n in nodes if isinstance(n.meta.get("val"), torch.Tensor)}
+
+
+def _run_examples(gm: fx.GraphModule, inputs: list, mode) -> bool:
+    """Run `gm` on `inputs`, each node's result kept as a fake value."""
+
+    class Recorder(fx.Interpreter):
+        def run_node(self, node):
+            result = super().run_node(node)
+            node.meta["val"] = fx.node.map_aggregate(result, _fake)
+            return result
+
+    def _fake(value):
+        return mode.from_tensor(value) if isinstance(value, torch.Tensor) else value
+
+    try:
+        with torch.no_grad():
+            Recorder(gm).run(*inputs)
+    except Exception:  # noqa: BLE001 - the graph cannot run here: leave it as it is
+        return False
+    return True
+
+
+def _zeros(fake):
+    """A real tensor shaped as `fake` (a subgraph's operand; only the dtypes are read)."""
+    if not isinstance(fake, torch.Tensor):
+        return fake
+    shape = [int(d) for d in fake.shape]
+    return torch.zeros(shape, dtype=fake.dtype, device="cpu")
 
 
 def _branches(gm: fx.GraphModule, mode) -> int:
@@ -251,7 +282,7 @@ def _join(gm, node, vals, kinds) -> int:
     if node.op == "call_method" and node.target == "type_as":
         return _type_as(node, vals, kinds)
     like = next((a for a in args if kinds.get(a) is _Kind.ACTIVATION), None)
-    if like is None and node.op == "call_module" and _float32(node, vals):
+    if like is None and kinds.get(node) is _Kind.ACTIVATION and node.op == "call_module":
         like = _first_parameter(gm, node)
     if like is not None:
         return _replace(node, pinned, like)
