@@ -12,7 +12,9 @@ earlier ones, so the order matters):
               the graph forces it (lower/);
 3. cleanup  - dead nodes and buffers nobody reads any more go away;
 4. fuse     - pattern phases from ``patterns/`` and user pattern files (fuse/);
-5. params   - constants that were TF variables become named nn.Parameters (params/).
+5. params   - constants that were TF variables become named nn.Parameters (params/);
+6. dtypes   - float32 that the ONNX graph pins (a Cast of a mask) follows the dtype of the
+              activations it meets, so ``.half()`` works (lower/dtypes.py).
 
 The phases before and after: the front door (frontdoor/, `fxsurgeon.tensorflow`)
 makes the input, verify/ checks the result (and each rewrite with ``verify=``),
@@ -40,6 +42,7 @@ from .errors import InputError
 from .frontdoor.onnx2torch_hook import NO_RECORD_KEY
 from .fuse import PATTERNS_KEY, apply_rules, load_rules
 from .lower import is_onnx2torch_module, lower_graph, onnx2torch_classes
+from .lower.dtypes import follow_activation_dtype
 from .params import restore_parameters
 from .shapes import ExampleInputs, SymbolicShapes, signatures
 
@@ -304,6 +307,8 @@ def optimize(
         params = restore_parameters(out, source)
     report.not_trainable = params.not_trainable
     report.notes += params.notes
+    with clock("dtypes"):  # pinned float32 follows the activations' dtype (lower/dtypes.py)
+        follow_activation_dtype(out, examples.first)
 
     out.meta[SOURCE_KEY] = source
     report.nodes_after = len(out.graph.nodes)

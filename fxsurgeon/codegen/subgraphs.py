@@ -33,7 +33,7 @@ from torch import fx, nn
 from .output import CodegenError
 
 #: The names model.py gives the copied helpers; no variable of the generated code may take them.
-HELPER_NAMES = ("run_cond", "run_loop", "_first", "_item", "compare_sizes")
+HELPER_NAMES = ("run_cond", "run_loop", "_first", "_item", "compare_sizes", "follow_dtype")
 
 
 def run_cond(pred, true_fn, false_fn, operands):
@@ -51,7 +51,7 @@ def run_cond(pred, true_fn, false_fn, operands):
 def runtime_helpers() -> dict[int, tuple[str, Callable[..., Any], Callable[..., Any]]]:
     """id(function) -> (its name in model.py, the function, the function model.py carries a
     copy of), for the functions lowerings put in graphs that model.py cannot import."""
-    from ..lower import control_flow, loop
+    from ..lower import control_flow, dtypes, loop
 
     table: dict[int, tuple[str, Callable[..., Any], Callable[..., Any]]] = {
         id(torch.cond): ("run_cond", torch.cond, run_cond)
@@ -61,6 +61,7 @@ def runtime_helpers() -> dict[int, tuple[str, Callable[..., Any], Callable[..., 
         control_flow._first,
         control_flow._item,
         control_flow.compare_sizes,
+        dtypes.follow_dtype,
     )
     for function in functions:
         table[id(function)] = (function.__name__, function, function)

@@ -1,0 +1,209 @@
+"""Float32 that an ONNX graph pins follows the activations under ``.half()`` / bfloat16.
+
+The rule lives in fxsurgeon/lower/dtypes.py: a Cast to float32 of a mask (int or bool) is
+converted to the dtype of the activation it meets, saturating to that dtype's range; a fill
+that float16 cannot hold (float32's min) never becomes -inf. Each small graph here is checked
+against onnxruntime in float32, bitwise against itself without the conversions (float32
+unchanged), and in bfloat16 / float16 with `fxsurgeon.verify`'s fp64 rule, eager and under
+``torch.compile(fullgraph=True)``; model.py (codegen) carries the helper.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from onnx import TensorProto, helper
+from onnx_cases import assert_matches_ort, init, make_model, tensor_info
+
+from fxsurgeon.codegen import generate
+from fxsurgeon.lower.dtypes import follow_dtype
+from fxsurgeon.verify import verify
+
+B, S, V, D = 2, 5, 11, 8
+FLOAT32_MIN = float(np.finfo(np.float32).min)
+LOW = {"bfloat16": torch.bfloat16, "half": torch.float16}
+
+
+def _weights(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    table = rng.normal(size=(V, D)).astype(np.float32)
+    dense = (rng.normal(size=(D, D)) / np.sqrt(D)).astype(np.float32)
+    score = rng.normal(size=(D, 1)).astype(np.float32)
+    return table, dense, score
+
+
+def masked_mean_model():
+    """ids, mask -> mean over the unmasked tokens of a dense layer of the embeddings; the
+    mask is Cast to float (a pin) and multiplies the embeddings."""
+    table, dense, _ = _weights()
+    nodes = [
+        helper.make_node("Gather", ["table", "ids"], ["emb"]),
+        helper.make_node("Cast", ["mask"], ["mask_f"], to=TensorProto.FLOAT),
+        helper.make_node("Unsqueeze", ["mask_f", "last"], ["mask_3"]),
+        helper.make_node("Mul", ["emb", "mask_3"], ["kept"]),
+        helper.make_node("ReduceSum", ["kept", "one"], ["total"], keepdims=0),
+        helper.make_node("ReduceSum", ["mask_3", "one"], ["count"], keepdims=0),
+        helper.make_node("Div", ["total", "count"], ["mean"]),
+        helper.make_node("MatMul", ["mean", "dense"], ["out"]),
+    ]
+    return make_model(
+        nodes,
+        [tensor_info("ids", np.int64, ["b", "s"]), tensor_info("mask", np.int64, ["b", "s"])],
+        [tensor_info("out", np.float32, None)],
+        [init("table", table), init("dense", dense), init("last", [-1]), init("one", [1])],
+    )
+
+
+def masked_softmax_model(fill_shape=(), expanded=False):
+    """Attention pooling with a float32-min fill: scores + (1 - mask) * finfo(float32).min,
+    a softmax over the sequence, the weighted sum of the embeddings. ``expanded``: the fill
+    is first expanded to the mask's shape (tf.fill's form), so it stays a tensor."""
+    table, _, score = _weights(1)
+    fill = []
+    if expanded:
+        fill = [
+            helper.make_node("Shape", ["dropped"], ["dropped_shape"]),
+            helper.make_node("Expand", ["fill", "dropped_shape"], ["fill_full"]),
+        ]
+    nodes = [
+        helper.make_node("Gather", ["table", "ids"], ["emb"]),
+        helper.make_node("MatMul", ["emb", "score"], ["logits"]),
+        helper.make_node("Cast", ["mask"], ["mask_f"], to=TensorProto.FLOAT),
+        helper.make_node("Unsqueeze", ["mask_f", "last"], ["mask_3"]),
+        helper.make_node("Sub", ["one_f", "mask_3"], ["dropped"]),
+        *(fill if expanded else []),
+        helper.make_node("Mul", ["dropped", "fill_full" if expanded else "fill"], ["bias"]),
+        helper.make_node("Add", ["logits", "bias"], ["masked"]),
+        helper.make_node("Softmax", ["masked"], ["weights"], axis=1),
+        helper.make_node("Mul", ["weights", "emb"], ["weighted"]),
+        helper.make_node("ReduceSum", ["weighted", "one"], ["out"], keepdims=0),
+    ]
+    return make_model(
+        nodes,
+        [tensor_info("ids", np.int64, ["b", "s"]), tensor_info("mask", np.int64, ["b", "s"])],
+        [tensor_info("out", np.float32, None)],
+        [
+            init("table", table),
+            init("score", score),
+            init("last", [-1]),
+            init("one", [1]),
+            init("one_f", np.float32(1.0)),
+            init("fill", np.full(fill_shape, FLOAT32_MIN, np.float32)),
+        ],
+    )
+
+
+def _inputs(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(0, V, size=(B, S)).astype(np.int64)
+    mask = (rng.random((B, S)) < 0.6).astype(np.int64)
+    mask[:, 0] = 1  # every row keeps a token
+    mask[0, -2:] = 0  # and one row has padding
+    return [ids, mask]
+
+
+def _follows(gm: torch.fx.GraphModule) -> list[torch.fx.Node]:
+    return [n for n in gm.graph.nodes if n.target is follow_dtype]
+
+
+def _without_follow(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    """The graph with each follow_dtype call replaced by its operand: float32 as lowered."""
+    plain = copy.deepcopy(gm)
+    for node in _follows(plain):
+        node.replace_all_uses_with(node.args[0])
+        plain.graph.erase_node(node)
+    plain.recompile()
+    return plain
+
+
+CASES = {
+    "masked_mean": masked_mean_model,
+    "masked_softmax": masked_softmax_model,
+    "expanded_fill": lambda: masked_softmax_model(expanded=True),
+}
+
+
+@pytest.fixture(scope="module", params=list(CASES))
+def case(request):
+    model = CASES[request.param]()
+    inputs = _inputs()
+    return request.param, assert_matches_ort(model, inputs), inputs
+
+
+def test_float32_is_bitwise_unchanged(case):
+    _, optimized, inputs = case
+    assert _follows(optimized), "the pinned mask meets the activations: a follow_dtype call"
+    x = [torch.from_numpy(i) for i in inputs]
+    with torch.no_grad():
+        got, plain = optimized(*x), _without_follow(optimized)(*x)
+    assert got.dtype == torch.float32
+    assert torch.equal(got, plain)
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "fullgraph"])
+@pytest.mark.parametrize("how", list(LOW))
+def test_low_precision_follows_the_parameters(case, how, compiled):
+    _, optimized, inputs = case
+    low = copy.deepcopy(optimized).to(LOW[how])
+    if compiled:
+        torch._dynamo.reset()
+        low = torch.compile(low, backend="eager", fullgraph=True)
+    report = verify(low, optimized, inputs=[inputs, _inputs(1)])
+    assert report.passed, report
+    assert {str(r.dtype) for r in report.results} == {str(LOW[how]).removeprefix("torch.")}
+    assert {r.rule for r in report.results} != {"allclose"}, "judged by the fp64 rule"
+
+
+@pytest.mark.parametrize(
+    "fill_shape, expanded",
+    [((), False), ((1,), False), ((), True)],
+    ids=["scalar", "one", "expanded"],
+)
+def test_fill_is_a_float32_literal_not_a_buffer(fill_shape, expanded):
+    """The float32-min initializer is no buffer that ``.half()`` rounds to -inf: a Python
+    literal (a scalar folds into the Mul) or ``torch.full`` (one element, lower/dtypes.py)."""
+    optimized = assert_matches_ort(masked_softmax_model(fill_shape, expanded), _inputs())
+    buffers = [b for b in optimized.buffers() if b.is_floating_point() and b.numel() == 1]
+    assert not any(b.abs().item() > torch.finfo(torch.float16).max for b in buffers)
+    literals = [a for n in optimized.graph.nodes for a in n.args if a == FLOAT32_MIN]
+    assert len(literals) == 1
+    fills = [n for n in optimized.graph.nodes if n.target is torch.full]
+    assert len(fills) == int(expanded)
+    half = copy.deepcopy(optimized).half()
+    with torch.no_grad():
+        out = half(*(torch.from_numpy(i) for i in _inputs()))
+    assert torch.isfinite(out).all()
+
+
+def test_model_py_carries_the_helper(case):
+    _, optimized, inputs = case
+    source = generate(optimized).source
+    assert "def follow_dtype(" in source and "import fxsurgeon" not in source
+    namespace: dict = {"__name__": "generated"}
+    exec(compile(source, "<model.py>", "exec"), namespace)
+    model = namespace["Model"]()
+    model.load_state_dict(optimized.state_dict())
+    x = [torch.from_numpy(i) for i in inputs]
+    with torch.no_grad():
+        assert torch.equal(model(*x), optimized(*x))
+        assert torch.equal(model.half()(*x), copy.deepcopy(optimized).half()(*x))
+
+
+def test_a_float32_cast_of_a_float64_input_stays_a_cast():
+    """Refusal side: Cast(float64 -> float32) of an input is no pin (the input is an
+    activation): it stays ``.to(torch.float32)`` and nothing follows."""
+    _, dense, _ = _weights(2)
+    nodes = [
+        helper.make_node("Cast", ["x"], ["x32"], to=TensorProto.FLOAT),
+        helper.make_node("MatMul", ["x32", "dense"], ["out"]),
+    ]
+    x64 = helper.make_tensor_value_info("x", TensorProto.DOUBLE, ["b", D])
+    model = make_model(nodes, [x64], [tensor_info("out", np.float32, None)], [init("dense", dense)])
+    x = np.random.default_rng(3).normal(size=(B, D))
+    optimized = assert_matches_ort(model, [x])
+    assert not _follows(optimized)
+    casts = [n for n in optimized.graph.nodes if n.target == "to"]
+    assert [n.args[1:] for n in casts] == [(torch.float32,)]
