@@ -215,3 +215,35 @@ def test_a_graph_output_of_a_split_is_its_own_output(outputs):
         [init("sizes", np.array([2, 3], I64))],
     )
     check(model, [rnd(2, 5)], [rnd(4, 5)])
+
+
+# -- a computation kept only for its size --------------------------------------------------
+
+
+def test_a_computation_read_only_for_its_size_is_dropped():
+    """tf2onnx peels a Keras RNN's first step to size its outputs' buffer: its MatMul is
+    read only by a Shape. The batch there is the one read before (the loop's trip count
+    there), so the peeled step dies and only the real MatMul is left (keras_masked_lstm:
+    1 Linear, not 3)."""
+    nodes = [
+        helper.make_node("Shape", ["x"], ["x_shape"]),
+        helper.make_node("Gather", ["x_shape", "zero"], ["rows"], axis=0),
+        helper.make_node("Concat", ["rows", "four"], ["rows_by_four"], axis=0),
+        helper.make_node("ConstantOfShape", ["rows_by_four"], ["zeros_before"]),
+        helper.make_node("MatMul", ["x", "w_peeled"], ["peeled"]),
+        helper.make_node("Shape", ["peeled"], ["shape"]),
+        helper.make_node("Gather", ["shape", "zero"], ["batch"], axis=0),
+        helper.make_node("Concat", ["batch", "four"], ["size"], axis=0),
+        helper.make_node("ConstantOfShape", ["size"], ["zeros"]),
+        helper.make_node("MatMul", ["x", "w"], ["xw"]),
+        helper.make_node("Add", ["xw", "zeros"], ["sum"]),
+        helper.make_node("Add", ["sum", "zeros_before"], ["y"]),
+    ]
+    inits = [init("w_peeled", rnd(3, 4)), init("w", rnd(3, 4))]
+    inits += [init("zero", np.array([0], I64)), init("four", np.array([4], I64))]
+    model = model_of(nodes, [tensor_info("x", F32, ["N", 3])], [tensor_info("y", F32, None)], inits)
+    for module in check(model, [rnd(2, 3)], [rnd(5, 3)]):
+        products = [
+            n for n in module.graph.nodes if n.target in (torch.matmul, torch.nn.functional.linear)
+        ]
+        assert len(products) == 1, module.code
