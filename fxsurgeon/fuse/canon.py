@@ -125,6 +125,8 @@ def _canonicalize_node(node: fx.Node) -> None:
         ):
             args = [args[0], (args[1],)]
         node.op = "call_function"
+    elif node.target in _OPERATOR_COMPARISONS and all(_is_size(a) for a in args):
+        return  # sizes compared as Python ints/SymInts: torch.greater & co take tensors only
     else:
         target = _FUNCTION_ALIASES.get(node.target, node.target)
     if target in _ARITHMETIC or target is operator.neg:
@@ -160,6 +162,40 @@ def _canonicalize_node(node: fx.Node) -> None:
     node.target = target
     node.args = tuple(args)
     node.kwargs = kwargs
+
+
+_OPERATOR_COMPARISONS = (operator.ge, operator.gt, operator.le, operator.lt)
+# calls whose result is a size when their operands are sizes
+_SIZE_ARITHMETIC = (
+    operator.add,
+    operator.sub,
+    operator.mul,
+    operator.floordiv,
+    operator.mod,
+    operator.neg,
+    torch.sym_max,
+    torch.sym_min,
+)
+
+
+def _is_size(value: Any) -> bool:
+    """A Python number, or a node known to give one (an int or SymInt, never a tensor):
+    ``x.size(d)``, its ``fake`` value, or arithmetic on such values. A node of unknown
+    kind (a pattern's placeholder) is not."""
+    if isinstance(value, (int, float)):
+        return True
+    if not isinstance(value, fx.Node):
+        return False
+    val = value.meta.get("val")
+    if isinstance(val, (int, float, torch.SymInt, torch.SymFloat)):
+        return True
+    if isinstance(val, torch.Tensor) or "fxs_shape" in value.meta:
+        return False
+    if value.op == "call_method":
+        return value.target == "size" and len(value.args) == 2
+    if value.op == "call_function" and value.target in _SIZE_ARITHMETIC:
+        return all(_is_size(a) for a in value.args)
+    return False
 
 
 def _python_functional(target: Any) -> bool:

@@ -115,6 +115,8 @@ def _unary(ctx, mod, node, args):
         fn = mod.round_function
     else:
         fn = _UNARY_BY_CLASS[name]
+    if isinstance(x, Sym) and not x.is_static and name == "OnnxNeg":  # shape arithmetic
+        return Sym([_arith(ctx, operator.sub, 0, i) for i in x.items], x.scalar, x.dtype)
     if isinstance(x, Sym) and x.is_static:  # a decided comparison of sizes (Not)
         x = x.to_const()
     if isinstance(x, Const) and not x.is_weight:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import inspect
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from torch import fx, nn
 
 from ..errors import LoweringError
 from ..shapes import SymbolicShapes, shape_of
+from ..source import SOURCE_META_KEY as SOURCE_KEY
 from .table import LOWERINGS
 from .values import Const, LoweringContext, ShapedGraph, Sym, Value
 
@@ -104,11 +106,14 @@ def lower_graph(
                 tensor = shared_weights.setdefault(initializer, tensor.detach().clone())
                 env[node] = Const(tensor, initializer=initializer)
             elif node.op == "call_module":
-                env[node] = _lower_module(ctx, gm, node, [lookup(a) for a in node.args], result)
+                args = [lookup(a) for a in _positional(gm, node)]
+                env[node] = _lower_module(ctx, gm, node, args, result)
             elif node.op == "call_function" and node.target is operator.getitem:
                 env[node] = _getitem(ctx, lookup(node.args[0]), node.args[1], node)
             elif node.op == "output":
-                graph.output(fx.node.map_aggregate(lookup(node.args[0]), _materialize(ctx)))
+                value = _onnx_outputs(ctx, gm, env, placeholders)
+                value = lookup(node.args[0]) if value is None else value
+                graph.output(fx.node.map_aggregate(value, _materialize(ctx)))
             else:
                 raise LoweringError(f"unexpected node kind {node.op!r}")
         except LoweringError as exc:
@@ -124,6 +129,50 @@ def lower_graph(
     module.recompile()
     result.module = module
     return result
+
+
+def _positional(gm: fx.GraphModule, node: fx.Node) -> list:
+    """A module call's inputs in order: onnx2torch passes those after a skipped
+    (empty) ONNX input by keyword, named by the module's ``forward``; the skipped
+    ones are None here."""
+    if not node.kwargs:
+        return list(node.args)
+    forward = inspect.signature(gm.get_submodule(node.target).forward).parameters
+    names = list(forward)[len(node.args) :]
+    unknown = set(node.kwargs) - set(names)
+    if unknown:
+        raise LoweringError(f"keyword input(s) {sorted(unknown)} that forward does not take")
+    last = max(names.index(k) for k in node.kwargs)
+    return list(node.args) + [node.kwargs.get(name) for name in names[: last + 1]]
+
+
+def _onnx_outputs(ctx, gm: fx.GraphModule, env: dict, placeholders: list[fx.Node]) -> Any:
+    """The graph's outputs as the ONNX graph names them (``SourceInfo.output_names``),
+    found by name among the inputs and the modules' ``onnx_mapping`` outputs: the
+    k-th output of a multi-output node is its k-th element. onnx2torch returns the
+    producing node instead: the whole tuple of a Split (``return [transpose, split]``),
+    one value for two outputs of one node. None without the record or when a name has
+    no producer here (onnx2torch's outputs stand then)."""
+    source = gm.meta.get(SOURCE_KEY)
+    names = getattr(source, "output_names", None)
+    if not names:
+        return None
+    specs = getattr(source, "input_specs", ())
+    producer = {spec.name: (p, None) for spec, p in zip(specs, placeholders, strict=False)}
+    for node in gm.graph.nodes:
+        if node.op != "call_module":
+            continue
+        mapping = getattr(gm.get_submodule(node.target), "onnx_mapping", None)
+        outputs = tuple(mapping.outputs) if mapping is not None else ()
+        for k, name in enumerate(outputs):
+            producer[name] = (node, k if len(outputs) > 1 else None)
+    if any(name not in producer for name in names):
+        return None
+    values = [
+        env[node] if k is None else _getitem(ctx, env[node], k, node)
+        for node, k in (producer[name] for name in names)
+    ]
+    return values[0] if len(values) == 1 else values
 
 
 def _materialize(ctx):

@@ -167,16 +167,33 @@ def _slice_tensor(value, starts, ends, axes, steps):
 
 @lowering("OnnxSplit", "OnnxSplit13")
 def _split(ctx, mod, node, args):
+    if isinstance(args[0], Sym) and not args[0].scalar:  # shape values stay shape values
+        return _split_sym(mod, args)
     x = ctx.tensor(args[0])
     shape = shape_of(x)
     axis = mod.axis % len(shape)
-    if len(args) > 1 and args[1] is not None:
-        sizes = const_ints(args[1], "Split sizes")
-    elif getattr(mod, "split", None):
-        sizes = list(mod.split)
-    else:
-        if shape[axis] is None:
-            raise LoweringError("even Split of a dynamic dim")
-        sizes = [shape[axis] // mod.num_splits] * mod.num_splits
+    sizes = _split_sizes(mod, args, shape[axis])
     parts = ctx.call(torch.split, x, sizes, axis)
     return [ctx.call(operator.getitem, parts, i) for i in range(len(sizes))]
+
+
+def _split_sizes(mod, args, length: int | None) -> list[int]:
+    if len(args) > 1 and args[1] is not None:
+        return const_ints(args[1], "Split sizes")
+    if getattr(mod, "split", None):
+        return list(mod.split)
+    if length is None:
+        raise LoweringError("even Split of a dynamic dim")
+    return [length // mod.num_splits] * mod.num_splits
+
+
+def _split_sym(mod, args) -> list[Sym]:
+    """Split of a 1-D shape value (its only axis): consecutive runs of its items."""
+    sym = args[0]
+    if mod.axis not in (0, -1):
+        raise LoweringError(f"Split of a 1-D shape value along axis {mod.axis}")
+    sizes = _split_sizes(mod, args, len(sym.items))
+    if sum(sizes) != len(sym.items) or min(sizes, default=0) < 0:
+        raise LoweringError(f"Split sizes {sizes} do not add up to {len(sym.items)}")
+    starts = [sum(sizes[:k]) for k in range(len(sizes))]
+    return [Sym(sym.items[a : a + n], dtype=sym.dtype) for a, n in zip(starts, sizes, strict=True)]

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from ..errors import LoweringError
+from ..frontdoor.converters.pool_pad import PAD_MODES
 from ..shapes import shape_of
 from .shape_ops import _arith, _one_dynamic_to_minus_one
 from .table import LOWERINGS, lowering
@@ -58,6 +59,20 @@ def _global_avg_pool(ctx, mod, node, args):
     x = ctx.tensor(args[0])
     dims = tuple(range(2 - rank_of(x), 0))  # trailing dims, written negative
     return ctx.call(torch.mean, x, dims, keepdim=True)
+
+
+@lowering("OnnxGlobalPoolSpec")
+def _global_pool(ctx, mod, node, args):
+    """GlobalMaxPool/AveragePool/LpPool: over every dim after batch and channel, kept."""
+    x = ctx.tensor(args[0])
+    dims = tuple(range(2 - rank_of(x), 0))
+    if mod.kind == "max":
+        return ctx.call(torch.amax, x, dims, keepdim=True)
+    if mod.kind == "avg":
+        return ctx.call(torch.mean, x, dims, keepdim=True)
+    powered = ctx.call(operator.pow, ctx.call(torch.abs, x), mod.p)
+    total = ctx.call(torch.sum, powered, dims, keepdim=True)
+    return ctx.call(operator.pow, total, 1.0 / mod.p)
 
 
 _REDUCTIONS = {
@@ -174,6 +189,29 @@ def _conv(ctx, mod, node, args):
     )
 
 
+@lowering("ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d")
+def _conv_transpose(ctx, mod, node, args):
+    """The module's own call, F.conv_transposeNd with its attributes (onnx2torch builds
+    it from ConvTranspose's pads, strides, dilations, group and output_padding)."""
+    if mod.padding_mode != "zeros":
+        raise LoweringError(f"ConvTranspose with padding_mode {mod.padding_mode!r}")
+    x = ctx.tensor(args[0])
+    fn = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
+    weight = ctx.tensor(_param(ctx, mod, "weight"))
+    bias = ctx.tensor(_param(ctx, mod, "bias")) if mod.bias is not None else None
+    return ctx.call(
+        fn[len(mod.kernel_size)],
+        x,
+        weight,
+        bias,
+        tuple(mod.stride),
+        tuple(mod.padding),
+        tuple(mod.output_padding),
+        mod.groups,
+        tuple(mod.dilation),
+    )
+
+
 @lowering("BatchNorm1d", "BatchNorm2d", "BatchNorm3d")
 def _batch_norm(ctx, mod, node, args):
     x = ctx.tensor(args[0])
@@ -214,14 +252,44 @@ def _pad(ctx, mod, node, args):
     return ctx.call(F.pad, x, tuple(mod.pads), mod.mode, value)
 
 
-@lowering("OnnxPadDynamic")
+@lowering("OnnxPadDynamic", "OnnxPadSpec")
 def _pad_dynamic(ctx, mod, node, args):
+    """Pad with its pads as an input (Pad-11 on): static, or computed from sizes (a Sym
+    of size nodes, kept symbolic); ``axes`` (Pad-18) names the padded dims."""
     x = ctx.tensor(args[0])
-    pads = const_ints(args[1], "Pad pads")
-    value = args[2].value.item() if len(args) > 2 and isinstance(args[2], Const) else 0.0
+    rank = rank_of(x)
+    pads = _pad_amounts(args[1])
+    value = _pad_value(args[2] if len(args) > 2 else None)
+    axes = list(range(rank))
     if len(args) > 3 and args[3] is not None:
-        raise LoweringError("Pad with an axes input is not lowered")
-    return _emit_pad(ctx, x, pads, mod.mode, value)
+        axes = const_ints(args[3], "Pad axes")
+    if len(pads) != 2 * len(axes):
+        raise LoweringError(f"{len(pads)} pads for {len(axes)} axes (the spec wants twice)")
+    if any(not -rank <= a < rank for a in axes):
+        raise LoweringError(f"Pad axes {axes} out of range for a {rank}-D input")
+    full = [0] * (2 * rank)
+    for i, axis in enumerate(axes):
+        full[axis % rank], full[rank + axis % rank] = pads[i], pads[len(axes) + i]
+    mode = PAD_MODES.get(mod.mode, mod.mode)  # OnnxPadSpec holds ONNX's names
+    return _emit_pad(ctx, x, full, mode, value)
+
+
+def _pad_amounts(value) -> list:
+    """Pad amounts: ints, or int nodes of the shape arithmetic (sizes stay symbolic)."""
+    if isinstance(value, Sym):
+        return list(value.items)
+    return const_ints(value, "Pad pads")
+
+
+def _pad_value(value) -> float:
+    """Pad's constant_value: absent means 0; F.pad needs it as a number now."""
+    if value is None:
+        return 0.0
+    if isinstance(value, Sym) and value.is_static and len(value.items) == 1:
+        return value.items[0]
+    if isinstance(value, Const) and value.value.numel() == 1:
+        return value.value.item()
+    raise LoweringError("Pad constant_value computed at run time: F.pad takes a number")
 
 
 def _emit_pad(ctx, x: fx.Node, pads: list[int], mode: str, value: float | None) -> fx.Node:
@@ -235,7 +303,7 @@ def _emit_pad(ctx, x: fx.Node, pads: list[int], mode: str, value: float | None) 
         torch_pads = torch_pads[:-2]
     if not torch_pads:
         return x
-    mode = {"edge": "replicate"}.get(mode, mode)
+    mode = {"edge": "replicate", "wrap": "circular"}.get(mode, mode)
     if mode != "constant":
         torch_pads = _non_constant_pads(torch_pads, rank, mode)
     return ctx.call(F.pad, x, tuple(torch_pads), mode, value if mode == "constant" else None)

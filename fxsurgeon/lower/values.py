@@ -185,6 +185,7 @@ class LoweringContext:
         self.rule = "lower"
         self.initializer_of: Callable[[str], str | None] = lambda name: None
         self._size_cache: dict[tuple[fx.Node, int], fx.Node] = {}
+        self._size_by_expr: dict[Any, fx.Node] = {}
         self._const_count = 0
         self._const_cache: dict[int, str] = {}
 
@@ -298,7 +299,12 @@ class LoweringContext:
             return static
         key = (x, dim)
         if key not in self._size_cache:
-            node = self.graph.call_method("size", (x, dim))
+            # a size the analysis shows equal to one read before is read there: a
+            # computation kept only for its size (tf2onnx's peeled first loop step) dies
+            expr = self.graph.shapes.env.replace(value.shape[dim].node.expr)
+            node = self._size_by_expr.get(expr)
+            if node is None:
+                node = self._size_by_expr[expr] = self.graph.call_method("size", (x, dim))
             self._size_cache[key] = node
         return self._size_cache[key]
 

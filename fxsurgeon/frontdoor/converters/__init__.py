@@ -2,7 +2,7 @@
 
 onnx2torch cannot convert some ops that tf2onnx emits (If, Loop, LSTM, GRU,
 RNN, Conv with ``auto_pad=SAME_*``, GatherND with ``batch_dims``, ScatterND
-with a reduction) and converts some wrongly (CumSum's default direction,
+with a reduction, GlobalMaxPool, GlobalLpPool, Pad from opset 18) and converts some wrongly (CumSum's default direction,
 Resize whose sampling differs from torch's). Each
 family file here defines a module that computes its op by the ONNX spec and a
 converter for the op versions it covers; `register` adds them all.
@@ -19,7 +19,17 @@ from __future__ import annotations
 
 import onnx
 
-from . import control_flow, conv, loop, nd_index, recurrent, resize, scan_ops, tensor_ops
+from . import (
+    control_flow,
+    conv,
+    loop,
+    nd_index,
+    pool_pad,
+    recurrent,
+    resize,
+    scan_ops,
+    tensor_ops,
+)
 from .control_flow import OnnxIf
 from .conv import OnnxConvSpec
 from .loop import OnnxLoop
@@ -35,7 +45,18 @@ def register() -> None:
     global _REGISTERED
     if _REGISTERED:
         return
-    for family in (recurrent, control_flow, loop, nd_index, resize, scan_ops, conv, tensor_ops):
+    families = (
+        recurrent,
+        control_flow,
+        loop,
+        nd_index,
+        resize,
+        scan_ops,
+        conv,
+        tensor_ops,
+        pool_pad,
+    )
+    for family in families:
         family.register()
     _REGISTERED = True
 
