@@ -438,6 +438,8 @@ def recognize(anchor: fx.Node, probs: fx.Node, module: fx.GraphModule) -> Plan |
                     lengths[(n, user.args[1])] = "Lk" if j == rank - 1 else "Lq"
                 continue
             return f"%{n.name} is also used outside the attention, by %{user.name}"
+    for operand, atom in ((q, "Lq"), (k, "Lk")):
+        lengths.update(_length_sizes(operand, rank, atom))
     reason = _frame(plan, q, k, v, qs, vs)
     if isinstance(reason, str):
         return reason
@@ -470,8 +472,35 @@ def recognize(anchor: fx.Node, probs: fx.Node, module: fx.GraphModule) -> Plan |
     return plan
 
 
+def _length_sizes(operand: Operand, rank: int, atom: str) -> dict:
+    """{(node, dim): atom} for the sequence axis of q or k and of the permutes it comes
+    through (GPT-J slices its causal constant at ``k.size(2) - q.size(2)``)."""
+    out: dict = {}
+    node, axis = operand.base, _axis(operand.ops, rank - 2)
+    while isinstance(node, fx.Node):
+        n = len(shape(node) or ())
+        if not n:
+            break
+        out[(node, axis)] = out[(node, axis - n)] = atom
+        if node.op != "call_function" or node.target is not torch.permute:
+            break
+        node, axis = node.args[0], node.args[1][axis] % n
+    return out
+
+
 def _hides(node: fx.Node, band: fx.Node) -> bool:
-    return node.target is operator.sub and node.args == (1.0, band)
+    """Whether `node` is 1 - band: ``1.0 - band``, or the float of ``not cond`` in the
+    band's dtype (the same 0/1 values, GPT-J's ``-1e9 * (~causal).float()``)."""
+    if node.target is operator.sub and node.args == (1.0, band):
+        return True
+    if node.op != "call_method" or node.target != "to" or node.args[1:] != (node_dtype(band),):
+        return False
+    inner = node.args[0]
+    return (
+        isinstance(inner, fx.Node)
+        and inner.target is torch.logical_not
+        and inner.args[0] is band_condition(band)
+    )
 
 
 def _pieces(coef: float, node: fx.Node, band: fx.Node, module) -> list:

@@ -409,6 +409,75 @@ def test_a_factor_after_a_where_that_spoils_its_fill_is_refused(fill, factor, wh
     refused(finish(g, scaled, v))
 
 
+# ------------------------------------------------- must match: a sliced constant triangle (GPT-J)
+
+
+def gptj_band(g: Graph, q: str, k: str, bias, row_shift: int = 0, hide: str = "not") -> str:
+    """TF GPT-J's causal mask: ``bias[:, :, Lk - Lq : Lk, :Lk]`` of a constant [1, 1, M, M]
+    (int8), cast to bool; the scores become ``qk * band + -1e9 * float(not band)``."""
+    zero = g.const("g_zero", [0], np.int64)
+    lengths = []
+    for name, x in (("lq", q), ("lk", k)):
+        shape = g.op("Shape", [x], f"{name}_shape")
+        lengths.append(
+            g.op(
+                "Slice",
+                [shape, g.const(f"{name}_2", [2], np.int64), g.const(f"{name}_3", [3], np.int64)],
+                name,
+            )
+        )
+    lq, lk = lengths
+    start = g.op("Sub", [lk, lq], "row_start")
+    if row_shift:
+        start = g.op("Add", [start, g.const("row_shift", [row_shift], np.int64)], "row_start_s")
+    stop = g.op("Add", [start, lq], "row_stop")
+    starts = g.op("Concat", [start, zero], "starts", axis=0)
+    ends = g.op("Concat", [stop, lk], "ends", axis=0)
+    axes = g.const("slice_axes", [2, 3], np.int64)
+    bias = g.const("bias", bias, np.int8)
+    sliced = g.op("Slice", [bias, starts, ends, axes], "bias_slice")
+    band = g.op("Cast", [sliced], "band", to=TensorProto.BOOL)
+    scores = g.op("MatMul", [q, g.op("Transpose", [k], "kT", perm=[0, 1, 3, 2])], "qk")
+    kept = g.op("Mul", [scores, g.op("Cast", [band], "band_f", to=TensorProto.FLOAT)], "kept")
+    if hide == "not":
+        hidden = g.op("Cast", [g.op("Not", [band], "not_band")], "hidden", to=TensorProto.FLOAT)
+    else:  # the float of another mask: not the band's complement
+        other = g.input("other", ["N", 1, 1, "S"], np.bool_)
+        hidden = g.op("Cast", [g.op("Not", [other], "not_other")], "hidden", to=TensorProto.FLOAT)
+    big = g.op("Mul", [g.const("minus_big", -1e9), hidden], "big_hidden")
+    masked = g.op("Add", [kept, big], "masked")
+    return g.op("Mul", [masked, g.const("inv_sqrt_d", SCALE)], "scaled")
+
+
+TRIL = np.tril(np.ones((1, 1, 16, 16)))
+
+
+def test_gptj_sliced_constant_triangle_is_is_causal():
+    g = Graph()
+    q, k, v = (heads(g, n) for n in ("q", "k", "v"))
+    module = fused(finish(g, gptj_band(g, q, k, TRIL), v))
+    assert sdpa_calls(module)[0].kwargs == {"is_causal": True}
+
+
+@pytest.mark.parametrize(
+    ("bias", "shift", "hide", "why"),
+    [
+        (np.triu(np.ones((1, 1, 16, 16))), 0, "not", "an upper triangle"),
+        (TRIL, 1, "not", "rows start one below the diagonal"),
+        (TRIL, 0, "other", "the hiding term is not the band's complement"),
+        (np.ones((1, 1, 1, 1)), 0, "not", "a [1, 1] constant broadcasts past its length"),
+    ],
+)
+def test_a_sliced_constant_that_is_not_causal_is_refused(bias, shift, hide, why):
+    g = Graph()
+    q, k, v = (heads(g, n) for n in ("q", "k", "v"))
+    model = finish(g, gptj_band(g, q, k, bias, shift, hide), v)
+    module = optimized(model)
+    assert all("is_causal" not in c.kwargs for c in sdpa_calls(module)), why
+    assert not sdpa_calls(module), why
+    assert_matches_ort(module, model)
+
+
 # --------------------------------------------------------------------------- must match: layouts
 
 
