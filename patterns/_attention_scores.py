@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from fxsurgeon.patterns._attention_frames import LAYOUT_OPS, frame, keeps_lengths, layout_run
 from fxsurgeon.patterns._attention_graph import (
     _name,
     band_condition,
@@ -67,6 +68,7 @@ class Plan:
     head_dim: int | None = None  # D, where static
     reshapes: list = field(default_factory=list)  # reshapes of the scores, core outwards
     levels: set = field(default_factory=set)  # how many reshapes lie below each mask
+    inner: list = field(default_factory=list)  # layout nodes inside a run (not its end)
 
 
 def ancestors(node: Any, limit: int = 5000) -> set[fx.Node]:
@@ -229,22 +231,16 @@ def walk_scores(node: Any, plan: Plan, module: fx.GraphModule) -> fx.Node:
         return core
     if target is torch.where:
         return _walk_where(node, plan, module)
-    if target is torch.reshape and _keeps_lengths(node):
-        core = walk_scores(args[0], plan, module)
+    if target in LAYOUT_OPS and node.op == "call_function":
+        run = layout_run(node)
+        if not keeps_lengths(run):
+            raise Decline(f"%{node.name}: the layout ops {[n.name for n in run]} move (Lq, Lk)")
+        core = walk_scores(run[0].args[0], plan, module)
         plan.reshapes.append(node)
-        plan.chain.append(node)
+        plan.inner += run[:-1]
+        plan.chain += run
         return core
     raise Decline(f"%{node.name} ({getattr(target, '__name__', target)}) is not part of the scores")
-
-
-def _keeps_lengths(node: fx.Node) -> bool:
-    """A reshape of the scores that only splits or merges the batch dims (Lq, Lk stay)."""
-    before, after, target = shape(node.args[0]), shape(node), node.args[1]
-    if before is None or after is None or len(before) < 3 or len(after) < 3:
-        return False
-    if not isinstance(target, tuple) or any(isinstance(d, int) and d < 0 for d in target[:-2]):
-        return False
-    return before[-2:] == after[-2:]
 
 
 def _on_chain(value: Any) -> bool:
@@ -260,7 +256,7 @@ def _on_chain(value: Any) -> bool:
             return True
         if n.target in (operator.add, operator.sub, operator.mul, operator.truediv, operator.neg):
             stack.extend(n.args)
-        elif n.target is torch.reshape:
+        elif n.target in LAYOUT_OPS:
             stack.append(n.args[0])
         elif n.target is torch.where:
             stack.extend(n.args[1:])
@@ -397,8 +393,13 @@ def _inputs(node: fx.Node) -> set:
     return {n for n in ancestors(node) if n.op == "placeholder"}
 
 
-def recognize(anchor: fx.Node, probs: fx.Node, module: fx.GraphModule) -> Plan | str:
-    """The `Plan` of ``softmax(scores, -1) . v`` at `anchor`, or why it is not attention."""
+def recognize(
+    anchor: fx.Node, probs: fx.Node, module: fx.GraphModule, pv_run: list | None = None
+) -> Plan | str:
+    """The `Plan` of ``softmax(scores, -1) . v`` at `anchor`, or why it is not attention.
+
+    `pv_run`: the layout ops from the softmax to the anchor's probabilities, if any
+    (they must keep (Lq, Lk): `_attention_frames`)."""
     plan = Plan(q=None, k=None, v=None, out_ops=())  # type: ignore[arg-type]
     try:
         core = walk_scores(probs.args[0], plan, module)
@@ -413,23 +414,29 @@ def recognize(anchor: fx.Node, probs: fx.Node, module: fx.GraphModule) -> Plan |
         return pv
     v, plan.out_ops = pv
     qs, ks, vs = _std_shape(q.base, q.ops), _std_shape(k.base, k.ops), _std_shape(v.base, v.ops)
-    scores = shape(core)
-    if None in (qs, ks, vs, scores):
+    scores, met = shape(core), shape(pv_run[-1] if pv_run else probs)
+    if None in (qs, ks, vs, scores, met):
         return "the shapes of q, k, v are not known"
-    if not (len(qs) == len(ks) == len(vs) == len(scores) >= 3):
+    if not (len(qs) == len(ks) == len(scores) >= 3 and len(vs) == len(met) >= 3):
         return f"q {qs}, k {ks}, v {vs} are not [..., L, D] of one rank (3 or more)"
-    if qs[:-2] != ks[:-2] or qs[:-2] != vs[:-2] or qs[-1] != ks[-1] or ks[-2] != vs[-2]:
+    if pv_run and not keeps_lengths(pv_run):
+        return f"the layout ops {[n.name for n in pv_run]} after the softmax move (Lq, Lk)"
+    if qs[:-2] != ks[:-2] or vs[:-2] != met[:-2] or qs[-1] != ks[-1] or ks[-2] != vs[-2]:
         return f"q {qs}, k {ks}, v {vs} do not line up as [..., L, D] (batch dims, D, Lk)"
     # the score nodes are replaced: no one else may read them (a size() of them is re-pointed)
     rank = len(scores)
-    inside = set(plan.chain) | {probs}
+    inside = set(plan.chain) | {probs, anchor} | set(pv_run or ())
     lengths: dict = {}
-    for n in plan.chain:
+    level = 0  # the chain runs from the contraction outwards: frames change at run ends
+    for n in [*plan.chain, *([probs, *pv_run] if pv_run else ())]:
         for user in n.users:
             if user in inside:
                 continue
             sized = user.op == "call_method" and user.target == "size" and len(user.args) == 2
-            if sized and (n not in plan.reshapes or user.args[1] % len(shape(n)) >= rank - 2):
+            if n in plan.inner or (pv_run and n in pv_run):
+                sized = False  # inside a run or after the softmax: no size is re-pointed
+            axis = user.args[1] % len(shape(n)) if sized else 0
+            if sized and (level == 0 or axis >= len(shape(n)) - 2):
                 j = user.args[1] % len(shape(n)) + rank - len(shape(n))
                 source = k if j == rank - 1 else q
                 jj = rank - 2 if j >= rank - 2 else j
@@ -438,9 +445,10 @@ def recognize(anchor: fx.Node, probs: fx.Node, module: fx.GraphModule) -> Plan |
                     lengths[(n, user.args[1])] = "Lk" if j == rank - 1 else "Lq"
                 continue
             return f"%{n.name} is also used outside the attention, by %{user.name}"
+        level += n in plan.reshapes
     for operand, atom in ((q, "Lq"), (k, "Lk")):
         lengths.update(_length_sizes(operand, rank, atom))
-    reason = _frame(plan, q, k, v, qs, vs)
+    reason = frame(plan, q, k, v, qs, vs, pv_run[-1] if pv_run else None)
     if isinstance(reason, str):
         return reason
     scores = reason
@@ -518,28 +526,6 @@ def _pieces(coef: float, node: fx.Node, band: fx.Node, module) -> list:
             return [(coef, node)]
         out += _pieces(c, x, band, module)
     return out
-
-
-def _frame(plan: Plan, q: Operand, k: Operand, v: Operand, qs: tuple, vs: tuple):
-    """Run SDPA where the masks are: q, k, v reshaped to the batch dims of the reshape of
-    the scores the masks are added after (HF Bart: scores [B*H, L, L] -> [B, H, L, L] for
-    the mask -> back); the output reshaped to the batch dims of the last one. Returns the
-    scores' shape in that frame, or why not."""
-    if not plan.reshapes:
-        return shape(plan.chain[0])
-    if len(plan.levels) > 1:
-        return "masks are added to the scores in frames of different batch dims"
-    level = plan.levels.pop() if plan.levels else 0
-    if not isinstance(qs[-1], int) or not isinstance(vs[-1], int):
-        return "the head dims of q and v are not static"
-    if level:
-        lead = plan.reshapes[level - 1].args[1][:-2]
-        for operand, d in ((q, qs[-1]), (k, qs[-1]), (v, vs[-1])):
-            operand.ops = (*operand.ops, (torch.reshape, ((*lead, -1, d),)))
-    if level != len(plan.reshapes):
-        lead = plan.reshapes[-1].args[1][:-2]
-        plan.out_ops = ((torch.reshape, ((*lead, -1, vs[-1]),)), *plan.out_ops)
-    return shape(plan.reshapes[level - 1]) if level else shape(plan.chain[0])
 
 
 def _absorb_masks(plan: Plan, lengths: dict, same: bool, static: tuple, module) -> str | None:

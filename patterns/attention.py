@@ -68,7 +68,9 @@ import math
 import torch
 import torch.nn.functional as F
 from fxsurgeon.patterns import Match, Rule
+from fxsurgeon.patterns._attention_frames import layout_run
 from fxsurgeon.patterns._attention_scores import recognize
+from torch import fx
 
 from fxsurgeon.fuse import REL_TOL
 
@@ -115,10 +117,16 @@ def _replacement(q, k, v_in, out_ops, scale, terms, fills, causal, sizes):
     return _replay((out, out_ops))
 
 
-def _recognize_check(probs_index: int):
+def _recognize_check(probs_index: int, after_layout: bool = False):
     def check(match: Match) -> str | None:
         anchor = match.anchor
-        plan = recognize(anchor, anchor.args[probs_index], match.module)
+        probs, pv_run = anchor.args[probs_index], None
+        if after_layout:  # softmax, then layout ops to the probabilities that meet v
+            pv_run = layout_run(probs)
+            probs = pv_run[0].args[0]
+            if not _is_softmax(probs):
+                return f"%{pv_run[0].name} does not read a softmax over the last axis"
+        plan = recognize(anchor, probs, match.module, pv_run)
         if isinstance(plan, str):
             return plan
         match["q"] = (plan.q.base, plan.q.ops)
@@ -135,6 +143,15 @@ def _recognize_check(probs_index: int):
         return None
 
     return check
+
+
+def _is_softmax(node) -> bool:
+    if not isinstance(node, fx.Node) or node.op != "call_function":
+        return False
+    if node.target is not torch.softmax or len(node.args) != 2 or node.kwargs:
+        return False
+    rank = len(node.meta.get("fxs_shape") or ())
+    return rank > 0 and node.args[1] % rank == rank - 1
 
 
 # -- softmax(scores) @ v ------------------------------------------------------------------------
@@ -178,4 +195,28 @@ sdpa_2 = Rule(
     check=_recognize_check(1),
     phase="attention",
     note="recogniser: einsum(softmax(scores, -1), v) (Keras MultiHeadAttention)",
+)
+
+
+# -- layout(softmax(scores)) @ v -------------------------------------------------------------
+
+
+def sdpa_layout_pattern(probs: torch.Tensor, shape: tuple, v: torch.Tensor):
+    return torch.matmul(torch.reshape(probs, shape), v)
+
+
+def sdpa_layout_replacement(
+    probs, shape, v, q, k, v_in, out_ops, scale, terms, fills, causal, sizes
+):
+    return _replacement(q, k, v_in, out_ops, scale, terms, fills, causal, sizes)
+
+
+sdpa_3 = Rule(
+    "sdpa_3",
+    sdpa_layout_pattern,
+    sdpa_layout_replacement,
+    check=_recognize_check(0, after_layout=True),
+    phase="attention",
+    note="recogniser: softmax, then Unsqueeze/Squeeze/Reshape that keep (Lq, Lk), @ v "
+    "(tf2onnx's decomposed Einsum of Keras MultiHeadAttention)",
 )

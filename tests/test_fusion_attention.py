@@ -494,6 +494,63 @@ def test_keras_einsum_form():
     assert "scale" not in sdpa_calls(module)[0].kwargs
 
 
+def decomposed_einsum(mask=None, split=(H, S), leak=False, axis=-1):
+    """Keras MultiHeadAttention as tf2onnx decomposes its Einsums: q, k, v [N, L, H, D] to
+    [N*H, L, D] (Unsqueeze, Transpose, Reshape), MatMul, Reshape [N, H, L, L, 1] and Squeeze
+    (`split`: the dims after N), the scale (and `mask`), Softmax, Unsqueeze and Reshape
+    back to [N*H, L, L], MatMul with v, Reshape and Squeeze to [N, H, L, D]. `leak`: the
+    squeezed scores are an output too."""
+    g = Graph()
+    q, k, v = (g.input(n, ["N", S, H, D]) for n in ("q", "k", "v"))
+    flat = g.const("flat", [-1, S, D], np.int64)
+    q5 = g.op("Unsqueeze", [q, g.const("ax3", [3], np.int64)], "q5")
+    q3 = g.op("Reshape", [g.op("Transpose", [q5], "qT", perm=[0, 2, 1, 3, 4]), flat], "q3")
+    k5 = g.op("Unsqueeze", [k, g.const("ax1", [1], np.int64)], "k5")
+    k3 = g.op("Reshape", [g.op("Transpose", [k5], "kT5", perm=[0, 3, 1, 2, 4]), flat], "k3")
+    v3 = g.op("Reshape", [g.op("Transpose", [v], "vT", perm=[0, 2, 1, 3]), flat], "v3")
+    qk = g.op("MatMul", [q3, g.op("Transpose", [k3], "k3T", perm=[0, 2, 1])], "qk")
+    five = g.op("Reshape", [qk, g.const("five", [-1, *split, S, 1], np.int64)], "qk5")
+    scores = g.op("Squeeze", [five, g.const("ax4", [4], np.int64)], "qk4")
+    logits = g.op("Mul", [scores, g.const("scale", SCALE)], "scaled")
+    if mask is not None:
+        logits = g.op("Add", [logits, g.input("mask", mask)], "masked")
+    p = g.op("Softmax", [logits], "probs", axis=axis)
+    p5 = g.op("Unsqueeze", [p, g.const("ax3p", [3], np.int64)], "p5")
+    p3 = g.op("Reshape", [p5, g.const("flat_p", [-1, S, S], np.int64)], "p3")
+    o3 = g.op("MatMul", [p3, v3], "o3")
+    o5 = g.op("Reshape", [o3, g.const("o_five", [-1, H, S, D, 1], np.int64)], "o5")
+    o = g.op("Squeeze", [o5, g.const("ax4o", [4], np.int64)], "o4")
+    return g.model(o, scores) if leak else g.model(o)
+
+
+def test_keras_decomposed_einsum_with_squeeze_and_unsqueeze_around_the_softmax():
+    module = fused(decomposed_einsum())
+    assert sdpa_calls(module)[0].kwargs == {}
+
+
+def test_keras_decomposed_einsum_with_a_mask_in_the_split_frame():
+    """The mask is added in [N, H, L, L]: SDPA runs there, q, k, v regrouped to it."""
+    module = fused(decomposed_einsum(mask=["N", 1, 1, S]))
+    assert "attn_mask" in sdpa_calls(module)[0].kwargs
+
+
+@pytest.mark.parametrize(
+    ("case", "why"),
+    [
+        ({"split": (S, H)}, "the Reshape moves Lq into the batch dims: scores [N, S, H, L]"),
+        ({"leak": True}, "the squeezed scores are read outside the attention"),
+        ({"axis": 2}, "softmax over the query axis"),
+        ({"mask": [3, 1, 1, 1, S]}, "the mask does not broadcast to the scores"),
+    ],
+)
+def test_keras_decomposed_einsum_near_misses_are_refused(case, why):
+    model = decomposed_einsum(**case)
+    module = optimized(model)
+    assert not sdpa_calls(module), why
+    if "mask" not in case:  # (onnxruntime rejects that mask too)
+        assert_matches_ort(module, model)
+
+
 def test_grouped_kv_heads_by_explicit_repeat():
     g = Graph()
     q = heads(g, "q", length=S)
@@ -587,12 +644,8 @@ def _parity(module, inputs: dict, expected: list) -> float:
     return max(float(np.abs(g.numpy() - e).max()) for g, e in zip(got, expected, strict=True))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tf2onnx rewrites Keras' Einsum into Reshape/MatMul with ReduceProd shape arithmetic "
-    "that the lowering leaves as onnx2torch Reshape modules: the scores cannot be walked",
-)
 def test_keras3_multi_head_attention():
+    """tf2onnx decomposes Keras' Einsums into Reshape/Squeeze/MatMul (`decomposed_einsum`)."""
     keras = pytest.importorskip("keras")
     tf = fxsurgeon._compat.import_tensorflow()
     x = keras.Input((S, E), name="x")
