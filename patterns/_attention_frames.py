@@ -14,12 +14,19 @@ added. SDPA then runs in one frame (the masks' one, else the contraction's), and
 v and its output are reshaped between frames: a reshape that keeps each [L, D] block is
 the same regrouping of blocks as the scores' one, so each query still meets its keys.
 
-The lengths of a run are judged on the shape meta: static lengths must be equal; a
-dynamic one is accepted only for a single Reshape (HF Bart), as before, whose target
-keeps the last two entries.
+The lengths of a run: static ones must be equal on the shape meta. A dynamic one
+(`dynamic_lengths`) is proven by tracing the run's last two axes down to an axis known
+to be Lq or Lk (q's and k's sequence axes, the scores' last two): a Squeeze/Unsqueeze
+maps an axis to its input's, a Reshape entry that is ``x.size(i)`` is axis i of x, and
+its -1 is the one axis of x that the other entries do not cancel (each a size of x, a
+product of them, or a number: `inferred_axis`). A single Reshape of dynamic lengths whose
+target keeps the last two entries (HF Bart) is accepted as before.
 """
 
 from __future__ import annotations
+
+import math
+import operator
 
 import torch
 from fxsurgeon.patterns._attention_graph import shape
@@ -38,9 +45,10 @@ def layout_run(end: fx.Node) -> list[fx.Node]:
     return run
 
 
-def keeps_lengths(run: list[fx.Node]) -> bool:
+def keeps_lengths(run: list[fx.Node]) -> bool | None:
     """Whether the run only splits or merges batch dims: its output ends in the input's
-    (Lq, Lk). Static lengths are compared; dynamic ones only through a single reshape."""
+    (Lq, Lk). Static lengths are compared; dynamic ones through a single reshape that
+    keeps them; None: dynamic lengths to prove with `dynamic_lengths` once q, k are known."""
     before, after = shape(run[0].args[0]), shape(run[-1])
     if before is None or after is None or len(before) < 3 or len(after) < 3:
         return False
@@ -48,24 +56,126 @@ def keeps_lengths(run: list[fx.Node]) -> bool:
         return False
     if all(isinstance(d, int) for d in after[-2:]):
         return target(run[-1]) is not None
-    if len(run) != 1 or run[0].target is not torch.reshape:
-        return False
     lead = run[0].args[1]
-    return isinstance(lead, tuple) and not any(isinstance(d, int) and d < 0 for d in lead[:-2])
+    single = len(run) == 1 and run[0].target is torch.reshape and isinstance(lead, tuple)
+    if single and not any(isinstance(d, int) and d < 0 for d in lead[:-2]):
+        return True
+    return None
 
 
-def target(node: fx.Node) -> tuple | None:
+def dynamic_lengths(run: list[fx.Node], lengths: dict, rows: set) -> bool:
+    """Whether the run's last two axes are proven Lq and Lk (`rows`: nodes whose last two
+    axes are (Lq, Lk); `lengths`: (node, axis) -> "Lq"/"Lk")."""
+    rank = len(shape(run[-1]))
+    found = [length_of(run[-1], axis, lengths, rows) for axis in (rank - 2, rank - 1)]
+    return found == ["Lq", "Lk"]
+
+
+def length_of(node: fx.Node, axis: int, lengths: dict, rows: set) -> str | None:
+    """Which sequence length `node`'s `axis` is, traced down through layout ops."""
+    for _ in range(64):
+        s = shape(node)
+        if s is None:
+            return None
+        axis %= len(s)
+        if (node, axis) in lengths:
+            return lengths[(node, axis)]
+        if node in rows:
+            return {len(s) - 2: "Lq", len(s) - 1: "Lk"}.get(axis)
+        step = step_down(node, axis)
+        if step is None:
+            return None
+        node, axis = step
+    return None
+
+
+def step_down(node: fx.Node, axis: int) -> tuple[fx.Node, int] | None:
+    """(input, axis) that `node`'s `axis` is: through a permute, a Squeeze, an Unsqueeze,
+    or a Reshape entry (``x.size(i)``, or the -1 by `inferred_axis`); else None."""
+    s = shape(node)
+    if s is None or node.op != "call_function" or not isinstance(node.args[0], fx.Node):
+        return None
+    x, t = node.args[0], node.target
+    if t is torch.permute:
+        return x, node.args[1][axis] % len(s)
+    if t is torch.unsqueeze and len(node.args) == 2:
+        d = node.args[1] % len(s)
+        return None if axis == d else (x, axis - (axis > d))
+    if t is torch.squeeze and len(node.args) == 2 and shape(x) is not None:
+        dims = node.args[1] if isinstance(node.args[1], tuple) else (node.args[1],)
+        dims = {d % len(shape(x)) for d in dims}
+        return x, [i for i in range(len(shape(x))) if i not in dims][axis]
+    if t is not torch.reshape or not isinstance(node.args[1], tuple):
+        return None
+    entry = node.args[1][axis]
+    if isinstance(entry, int) and not isinstance(entry, bool) and entry == -1:
+        j = inferred_axis(node)
+        return None if j is None else (x, j)
+    sized = isinstance(entry, fx.Node) and entry.op == "call_method" and entry.target == "size"
+    if sized and len(entry.args) == 2 and isinstance(entry.args[0], fx.Node):
+        return entry.args[0], entry.args[1]
+    return None
+
+
+def _factors(value, x: fx.Node) -> list | None:
+    """A reshape entry as factors: numbers and ("axis", i) for a dynamic dim of `x`."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return [value] if value >= 0 else None
+    if not isinstance(value, fx.Node) or value.op not in ("call_method", "call_function"):
+        return None
+    if value.target == "size" and len(value.args) == 2 and value.args[0] is x:
+        i = value.args[1] % len(shape(x))
+        return [shape(x)[i] if isinstance(shape(x)[i], int) else ("axis", i)]
+    if value.target is operator.mul and len(value.args) == 2:
+        parts = [_factors(a, x) for a in value.args]
+        return None if None in parts else parts[0] + parts[1]
+    return None
+
+
+def inferred_axis(node: fx.Node) -> int | None:
+    """The axis of x that the -1 of ``reshape(x, t)`` stands for: the other entries
+    must cancel every other dim of x exactly (as factors), leaving one dynamic dim."""
+    x, t = node.args[0], node.args[1]
+    s = shape(x)
+    if s is None:
+        return None
+    left = [("axis", i) for i, d in enumerate(s) if d is None]
+    numbers = math.prod(d for d in s if d is not None)
+    for entry in t:
+        if isinstance(entry, int) and not isinstance(entry, bool) and entry == -1:
+            continue
+        factors = _factors(entry, x)
+        if factors is None:
+            return None
+        for f in factors:
+            if isinstance(f, int):
+                if f == 0 or numbers % f:
+                    return None
+                numbers //= f
+            elif f in left:
+                left.remove(f)
+            else:
+                return None
+    return left[0][1] if len(left) == 1 and numbers == 1 else None
+
+
+def target(node: fx.Node, known: dict | None = None) -> tuple | None:
     """`node`'s shape as reshape entries (ints, one -1 at most, size nodes), read from the
-    run's Reshape and the Squeeze/Unsqueeze after it; None where it cannot be told."""
+    run's Reshape and the Squeeze/Unsqueeze after it (`known`: entries of other nodes);
+    None where it cannot be told."""
     s = shape(node)
     if s is None:
         return None
+    if known and node in known:
+        return known[node]
     if node.op != "call_function" or node.target not in LAYOUT_OPS:
         return tuple(s) if all(isinstance(d, int) for d in s) else None
     if node.target is torch.reshape:
         t = node.args[1]
         return tuple(t) if isinstance(t, tuple) and len(t) == len(s) else None
-    inner = target(node.args[0]) if isinstance(node.args[0], fx.Node) else None
+    inner = target(node.args[0], known) if isinstance(node.args[0], fx.Node) else None
     if inner is None or len(node.args) != 2:
         return None
     if node.target is torch.unsqueeze:
@@ -126,7 +236,7 @@ def frame(plan, q, k, v, qs: tuple, vs: tuple, pv_end: fx.Node | None):
     if level:
         for operand, d in ((q, qs[-1]), (k, qs[-1])):
             operand.ops = (*operand.ops, _to_lead(lead, qs[-2] if operand is q else None, d))
-    if lead != out_lead:
+    if lead != out_lead and not len(lead) == len(out_lead) == 1:  # one dim: all the blocks
         v.ops = (*v.ops, _to_lead(lead, vs[-2], vs[-1]))
         plan.out_ops = (_to_lead(out_lead, qs[-2], vs[-1]), *plan.out_ops)
     return shape(frames[level])

@@ -19,7 +19,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from fxsurgeon.patterns._attention_frames import LAYOUT_OPS, frame, keeps_lengths, layout_run
+from fxsurgeon.patterns._attention_frames import (
+    LAYOUT_OPS,
+    dynamic_lengths,
+    frame,
+    keeps_lengths,
+    layout_run,
+    step_down,
+    target,
+)
 from fxsurgeon.patterns._attention_graph import (
     _name,
     band_condition,
@@ -69,6 +77,8 @@ class Plan:
     reshapes: list = field(default_factory=list)  # reshapes of the scores, core outwards
     levels: set = field(default_factory=set)  # how many reshapes lie below each mask
     inner: list = field(default_factory=list)  # layout nodes inside a run (not its end)
+    pending: list = field(default_factory=list)  # runs of dynamic lengths to prove
+    values: list = field(default_factory=list)  # (size node, entry): a size read elsewhere
 
 
 def ancestors(node: Any, limit: int = 5000) -> set[fx.Node]:
@@ -233,8 +243,11 @@ def walk_scores(node: Any, plan: Plan, module: fx.GraphModule) -> fx.Node:
         return _walk_where(node, plan, module)
     if target in LAYOUT_OPS and node.op == "call_function":
         run = layout_run(node)
-        if not keeps_lengths(run):
+        kept = keeps_lengths(run)
+        if kept is False:
             raise Decline(f"%{node.name}: the layout ops {[n.name for n in run]} move (Lq, Lk)")
+        if kept is None:  # dynamic lengths: proven once q and k are known
+            plan.pending.append(run)
         core = walk_scores(run[0].args[0], plan, module)
         plan.reshapes.append(node)
         plan.inner += run[:-1]
@@ -419,7 +432,7 @@ def recognize(
         return "the shapes of q, k, v are not known"
     if not (len(qs) == len(ks) == len(scores) >= 3 and len(vs) == len(met) >= 3):
         return f"q {qs}, k {ks}, v {vs} are not [..., L, D] of one rank (3 or more)"
-    if pv_run and not keeps_lengths(pv_run):
+    if pv_run and keeps_lengths(pv_run) is False:
         return f"the layout ops {[n.name for n in pv_run]} after the softmax move (Lq, Lk)"
     if qs[:-2] != ks[:-2] or vs[:-2] != met[:-2] or qs[-1] != ks[-1] or ks[-2] != vs[-2]:
         return f"q {qs}, k {ks}, v {vs} do not line up as [..., L, D] (batch dims, D, Lk)"
@@ -427,27 +440,38 @@ def recognize(
     rank = len(scores)
     inside = set(plan.chain) | {probs, anchor} | set(pv_run or ())
     lengths: dict = {}
+    frames = [None] + [target(r) for r in plan.reshapes]
+    known = {probs: frames[-1]} if frames[-1] else {}
     level = 0  # the chain runs from the contraction outwards: frames change at run ends
     for n in [*plan.chain, *([probs, *pv_run] if pv_run else ())]:
+        level += n in plan.reshapes
         for user in n.users:
             if user in inside:
                 continue
             sized = user.op == "call_method" and user.target == "size" and len(user.args) == 2
-            if n in plan.inner or (pv_run and n in pv_run):
-                sized = False  # inside a run or after the softmax: no size is re-pointed
-            axis = user.args[1] % len(shape(n)) if sized else 0
-            if sized and (level == 0 or axis >= len(shape(n)) - 2):
-                j = user.args[1] % len(shape(n)) + rank - len(shape(n))
-                source = k if j == rank - 1 else q
-                jj = rank - 2 if j >= rank - 2 else j
-                plan.sizes.append((user, source.base, _axis(source.ops, jj)))
-                if j >= rank - 2:
-                    lengths[(n, user.args[1])] = "Lk" if j == rank - 1 else "Lq"
+            if not sized or n in plan.inner:
+                return f"%{n.name} is also used outside the attention, by %{user.name}"
+            axis = user.args[1] % len(shape(n))
+            if level and axis < len(shape(n)) - 2 or (pv_run and n in pv_run):
+                entries = target(n, known) if pv_run and n in pv_run else frames[level]
+                value = entries[axis] if entries else None
+                if not _is_entry(value) or set(getattr(value, "all_input_nodes", ())) & inside:
+                    return f"%{n.name} is also used outside the attention, by %{user.name}"
+                plan.values.append((user, value))  # the batch dim, as its reshape gave it
                 continue
-            return f"%{n.name} is also used outside the attention, by %{user.name}"
-        level += n in plan.reshapes
+            j = axis + rank - len(shape(n))
+            source = k if j == rank - 1 else q
+            jj = rank - 2 if j >= rank - 2 else j
+            plan.sizes.append((user, source.base, _axis(source.ops, jj)))
+            if j >= rank - 2:
+                lengths[(n, user.args[1])] = "Lk" if j == rank - 1 else "Lq"
     for operand, atom in ((q, "Lq"), (k, "Lk")):
         lengths.update(_length_sizes(operand, rank, atom))
+    rows = {n for n in plan.chain if n.target not in LAYOUT_OPS} | {probs}
+    dynamic = plan.pending + ([pv_run] if pv_run and keeps_lengths(pv_run) is None else [])
+    for run in dynamic:
+        if not dynamic_lengths(run, lengths, rows):
+            return f"the layout ops {[n.name for n in run]} are not shown to keep (Lq, Lk)"
     reason = frame(plan, q, k, v, qs, vs, pv_run[-1] if pv_run else None)
     if isinstance(reason, str):
         return reason
@@ -481,19 +505,25 @@ def recognize(
 
 
 def _length_sizes(operand: Operand, rank: int, atom: str) -> dict:
-    """{(node, dim): atom} for the sequence axis of q or k and of the permutes it comes
-    through (GPT-J slices its causal constant at ``k.size(2) - q.size(2)``)."""
+    """{(node, dim): atom} for the sequence axis of q or k and of the permutes and layout
+    ops it comes through (GPT-J slices its causal constant at ``k.size(2) - q.size(2)``)."""
     out: dict = {}
-    node, axis = operand.base, _axis(operand.ops, rank - 2)
-    while isinstance(node, fx.Node):
+    step = (operand.base, _axis(operand.ops, rank - 2))
+    while step is not None and len(out) < 64:
+        node, axis = step
         n = len(shape(node) or ())
         if not n:
             break
-        out[(node, axis)] = out[(node, axis - n)] = atom
-        if node.op != "call_function" or node.target is not torch.permute:
-            break
-        node, axis = node.args[0], node.args[1][axis] % n
+        out[(node, axis % n)] = out[(node, axis % n - n)] = atom
+        step = step_down(node, axis % n)
     return out
+
+
+def _is_entry(value: Any) -> bool:
+    """A reshape entry that names a dim: a node (a size) or a number, not -1."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, fx.Node) or (isinstance(value, int) and value >= 0)
 
 
 def _hides(node: fx.Node, band: fx.Node) -> bool:

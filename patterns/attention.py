@@ -74,7 +74,7 @@ from torch import fx
 
 from fxsurgeon.fuse import REL_TOL
 
-_EXTRAS = ("q", "k", "v_in", "out_ops", "scale", "terms", "fills", "causal", "sizes")
+_EXTRAS = ("q", "k", "v_in", "out_ops", "scale", "terms", "fills", "causal", "sizes", "values")
 
 
 def _replay(operand):
@@ -110,9 +110,18 @@ def _attention(q, k, v, scale, terms, fills, causal):
     return F.scaled_dot_product_attention(q, k, v, **options)
 
 
-def _replacement(q, k, v_in, out_ops, scale, terms, fills, causal, sizes):
+def _substitute(old: fx.Node, new) -> None:
+    """Every use of `old` reads `new` (a node or a number) instead."""
+    for user in list(old.users):
+        user.args = fx.node.map_aggregate(user.args, lambda a: new if a is old else a)
+        user.kwargs = fx.node.map_aggregate(user.kwargs, lambda a: new if a is old else a)
+
+
+def _replacement(q, k, v_in, out_ops, scale, terms, fills, causal, sizes, values):
     for size, source, axis in sizes:  # the same length, read from q or k (defined earlier)
         size.node.args = (source.node, axis)
+    for size, value in values:  # a batch dim of a frame, as its reshape gave it (earlier)
+        _substitute(size.node, value.node if isinstance(value, fx.Proxy) else value)
     out = _attention(_replay(q), _replay(k), _replay(v_in), scale, terms, fills, causal)
     return _replay((out, out_ops))
 
@@ -140,6 +149,7 @@ def _recognize_check(probs_index: int, after_layout: bool = False):
         match["fills"] = list(plan.fills)
         match["causal"] = plan.causal
         match["sizes"] = list(plan.sizes)
+        match["values"] = list(plan.values)
         return None
 
     return check
@@ -161,8 +171,10 @@ def sdpa_matmul_pattern(scores: torch.Tensor, v: torch.Tensor):
     return torch.matmul(torch.softmax(scores, -1), v)
 
 
-def sdpa_matmul_replacement(scores, v, q, k, v_in, out_ops, scale, terms, fills, causal, sizes):
-    return _replacement(q, k, v_in, out_ops, scale, terms, fills, causal, sizes)
+def sdpa_matmul_replacement(
+    scores, v, q, k, v_in, out_ops, scale, terms, fills, causal, sizes, values
+):
+    return _replacement(q, k, v_in, out_ops, scale, terms, fills, causal, sizes, values)
 
 
 sdpa_1 = Rule(
@@ -183,9 +195,9 @@ def sdpa_einsum_pattern(equation, scores: torch.Tensor, v: torch.Tensor):
 
 
 def sdpa_einsum_replacement(
-    equation, scores, v, q, k, v_in, out_ops, scale, terms, fills, causal, sizes
+    equation, scores, v, q, k, v_in, out_ops, scale, terms, fills, causal, sizes, values
 ):
-    return _replacement(q, k, v_in, out_ops, scale, terms, fills, causal, sizes)
+    return _replacement(q, k, v_in, out_ops, scale, terms, fills, causal, sizes, values)
 
 
 sdpa_2 = Rule(
@@ -206,9 +218,9 @@ def sdpa_layout_pattern(probs: torch.Tensor, shape: tuple, v: torch.Tensor):
 
 
 def sdpa_layout_replacement(
-    probs, shape, v, q, k, v_in, out_ops, scale, terms, fills, causal, sizes
+    probs, shape, v, q, k, v_in, out_ops, scale, terms, fills, causal, sizes, values
 ):
-    return _replacement(q, k, v_in, out_ops, scale, terms, fills, causal, sizes)
+    return _replacement(q, k, v_in, out_ops, scale, terms, fills, causal, sizes, values)
 
 
 sdpa_3 = Rule(

@@ -551,6 +551,69 @@ def test_keras_decomposed_einsum_near_misses_are_refused(case, why):
         assert_matches_ort(module, model)
 
 
+def dynamic_einsum(kv_length: str = "S", order=("Lq", "Lk")) -> onnx.ModelProto:
+    """`decomposed_einsum` with dynamic lengths: every Reshape target a Concat of Shape
+    slices (q [N, S, H, D]; k, v [N, `kv_length`, H, D]); `order`: the lengths of the
+    [N, H, ., ., 1] Reshape of the scores."""
+    g = Graph()
+    q = g.input("q", ["N", "S", H, D])
+    k, v = (g.input(n, ["N", kv_length, H, D]) for n in ("k", "v"))
+
+    def dim(x: str, i: int) -> str:
+        shape = g.op("Shape", [x], f"{x}_shape{i}")
+        lo, hi = g.const(f"{x}_lo{i}", [i], np.int64), g.const(f"{x}_hi{i}", [i + 1], np.int64)
+        return g.op("Slice", [shape, lo, hi], f"{x}_dim{i}")
+
+    def shape(name: str, *parts) -> str:
+        items = [
+            p if isinstance(p, str) else g.const(f"{name}_{i}", [p], np.int64)
+            for i, p in enumerate(parts)
+        ]
+        return g.op("Concat", items, name, axis=0)
+
+    n, lq, lk = dim("q", 0), dim("q", 1), dim("k", 1)
+    length = {"Lq": lq, "Lk": lk}
+    q5 = g.op("Unsqueeze", [q, g.const("ax3", [3], np.int64)], "q5")
+    q3 = g.op(
+        "Reshape",
+        [g.op("Transpose", [q5], "qT", perm=[0, 2, 1, 3, 4]), shape("fq", -1, lq, D)],
+        "q3",
+    )
+    k5 = g.op("Unsqueeze", [k, g.const("ax1", [1], np.int64)], "k5")
+    k3 = g.op(
+        "Reshape",
+        [g.op("Transpose", [k5], "kT5", perm=[0, 3, 1, 2, 4]), shape("fk", -1, lk, D)],
+        "k3",
+    )
+    v3 = g.op(
+        "Reshape", [g.op("Transpose", [v], "vT", perm=[0, 2, 1, 3]), shape("fv", -1, lk, D)], "v3"
+    )
+    qk = g.op("MatMul", [q3, g.op("Transpose", [k3], "k3T", perm=[0, 2, 1])], "qk")
+    five = shape("five", n, H, length[order[0]], length[order[1]], 1)
+    scores = g.op(
+        "Squeeze", [g.op("Reshape", [qk, five], "qk5"), g.const("ax4", [4], np.int64)], "qk4"
+    )
+    p = g.op(
+        "Softmax", [g.op("Mul", [scores, g.const("scale", SCALE)], "scaled")], "probs", axis=-1
+    )
+    p5 = g.op("Unsqueeze", [p, g.const("ax3p", [3], np.int64)], "p5")
+    p3 = g.op("Reshape", [p5, shape("fp", -1, lq, lk)], "p3")
+    o3 = g.op("MatMul", [p3, v3], "o3")
+    o5 = g.op("Reshape", [o3, shape("o_five", n, H, lq, D, 1)], "o5")
+    return g.model(g.op("Squeeze", [o5, g.const("ax4o", [4], np.int64)], "o4"))
+
+
+@pytest.mark.parametrize("kv_length", ["S", "T"])
+def test_keras_decomposed_einsum_of_dynamic_lengths(kv_length):
+    """Self- and cross-attention: the lengths of each Reshape are traced to q's and k's."""
+    fused(dynamic_einsum(kv_length))
+
+
+def test_keras_decomposed_einsum_with_the_lengths_swapped_is_refused():
+    """[N*H, Lq, Lk] -> [N, H, Lk, Lq]: the softmax runs over other rows (a valid model)."""
+    refused(dynamic_einsum("T", order=("Lk", "Lq")))
+
+
 def test_grouped_kv_heads_by_explicit_repeat():
     g = Graph()
     q = heads(g, "q", length=S)
