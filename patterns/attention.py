@@ -2,9 +2,10 @@
 
     Attention(q, k, v) = softmax(q . k^T * scale + mask) . v      q, k, v: [..., L, D]
 
-Two rules anchor where attention ends, on the contraction of the probabilities
-with V: ``sdpa_1`` on ``softmax(scores, -1) @ v`` and ``sdpa_2`` on a
-two-operand ``einsum(eq, softmax(scores, -1), v)`` (Keras MultiHeadAttention).
+Three rules anchor where attention ends, on the contraction of the probabilities
+with V: ``sdpa_1`` on ``softmax(scores, -1) @ v``, ``sdpa_2`` on a two-operand
+``einsum(eq, softmax(scores, -1), v)`` (Keras MultiHeadAttention) and ``sdpa_3`` on
+``reshape(layout(softmax(scores, -1))) @ v`` (the same, as tf2onnx decomposes it).
 Their check (`patterns/_attention_scores.py`, ``recognize``) walks the scores
 back to the contraction of Q with K (a MatMul with k^T, or an einsum that
 contracts one feature axis) and reads every step on the way as part of
@@ -56,6 +57,20 @@ What is absorbed, and why it is exact:
   -inf in the mask: ``mask.masked_fill(~tril(ones(Lq, Lk)), -inf)``. Any
   other triangle (upper, banded, offset) in a Where stays a mask when its fill
   is dtype-min, and a multiplicative band that is not causal is declined.
+* A causal triangle can also be a slice of a constant lower triangle [1, 1, M, M]
+  (GPT-J's ``bias[:, :, Lk - Lq : Lk, :Lk]``, cast to bool, and its hiding term
+  ``-1e9 * float(~band)``, the same 0/1 values as 1 - band): with Lq == Lk the slice
+  starts at row and column 0 and runs Lq, a principal block of a lower triangle, which
+  is a lower triangle; M >= 2 so that a slice clipped at L > M cannot broadcast (the
+  model would fail there). A static slice is taken and compared.
+* Layout runs: Reshape/Squeeze/Unsqueeze between the contraction and the softmax, or
+  between the softmax and the contraction with V (``sdpa_3``: tf2onnx's decomposed
+  Einsum of Keras MultiHeadAttention, [N*H, L, L] <-> [N, H, L, L(, 1)]), reorder no
+  element; when a run ends in the (Lq, Lk) it started from (static: compared; dynamic:
+  each axis traced to q's or k's sequence axis, ``_attention_frames.py``), every
+  [Lq, Lk] block stays one block in the same order, so only the batch dims change.
+  SDPA runs in the masks' frame and q, k, v and the output are regrouped by reshapes
+  that keep each [L, D] block: the same regrouping, exact.
 * Grouped KV heads written as an explicit repeat are plain attention over the
   repeated k and v. Cross-attention (k, v from another sequence) is plain
   attention; it is never made causal unless Lq == Lk is proven.
