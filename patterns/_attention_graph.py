@@ -138,14 +138,9 @@ def is_causal(cond: fx.Node, lengths: dict, same: bool, static: tuple, module) -
     """
     if not same:
         return False
-    if cond.op == "get_attr":
-        value = constant(cond, module)
-        if not isinstance(value, torch.Tensor) or value.dim() < 2 or None in static:
-            return False
-        if any(d != 1 for d in value.shape[:-2]) or tuple(value.shape[-2:]) != static:
-            return False
-        triangle = torch.ones(static, dtype=torch.bool).tril()
-        return bool(torch.equal(value.reshape(static).to(torch.bool), triangle))
+    found = _sliced_constant(cond, module)
+    if found is not None:
+        return _constant_is_causal(*found, lengths, static)
     if cond.op != "call_function" or len(cond.args) != 2:
         return False
     a, b = cond.args
@@ -162,18 +157,87 @@ def is_causal(cond: fx.Node, lengths: dict, same: bool, static: tuple, module) -
     if row is None or col is None or row[0] != "row" or col[0] != "col":
         return False
 
-    def norm(form: dict) -> dict:  # Lk -> Lq (proven equal); static lengths -> numbers
-        out: dict = {}
-        for k, c in form.items():
-            k = "Lq" if k == "Lk" else k
-            if k == "Lq" and static[0] is not None:
-                k, c = "1", c * static[0]
-            out = _plus(out, {k: c})
-        return out
-
-    offset = norm(_plus(col[2], {k: -c for k, c in row[2].items()}))
+    offset = _norm(_plus(col[2], {k: -c for k, c in row[2].items()}), static)
     offset = _plus(offset, {"1": strict})
-    return not offset and norm(row[1]) == norm({"Lq": 1}) and norm(col[1]) == norm({"Lk": 1})
+    lq, lk = _norm({"Lq": 1}, static), _norm({"Lk": 1}, static)
+    return not offset and _norm(row[1], static) == lq and _norm(col[1], static) == lk
+
+
+def _norm(form: dict, static: tuple) -> dict:
+    """A linear form with Lk read as Lq (proven equal) and a static length as its number."""
+    out: dict = {}
+    for k, c in form.items():
+        k = "Lq" if k == "Lk" else k
+        if k == "Lq" and static[0] is not None:
+            k, c = "1", c * static[0]
+        out = _plus(out, {k: c})
+    return out
+
+
+def _sliced_constant(node: fx.Node, module) -> tuple[torch.Tensor, tuple | None] | None:
+    """(constant, slices) of a constant, ``constant[slices]``, or either cast to bool (a
+    cast commutes with slicing; to bool is "nonzero"); else None."""
+    if node.op == "call_method" and node.target == "to" and node.args[1:] == (torch.bool,):
+        if node.kwargs or not isinstance(node.args[0], fx.Node):
+            return None
+        node = node.args[0]
+    slices = None
+    if node.op == "call_function" and node.target is operator.getitem:
+        node, slices = node.args
+        if not isinstance(node, fx.Node) or not isinstance(slices, tuple):
+            return None
+    if node.op != "get_attr":
+        return None
+    value = constant(node, module)
+    return (value, slices) if isinstance(value, torch.Tensor) else None
+
+
+def _constant_is_causal(value: torch.Tensor, slices, lengths: dict, static: tuple) -> bool:
+    """Whether ``value[slices]`` (nonzero) is the lower triangle of the scores' lengths.
+
+    Static lengths: the slice is taken and compared. Dynamic (GPT-J's ``bias[:, :,
+    Lk - Lq : Lk, :Lk]`` of a [1, 1, M, M] lower triangle): with Lq == Lk, rows and
+    columns both start at 0 and run Lq, so the slice is the triangle of that length
+    wherever it is in range. Out of range (L > M) the slice clips to [M, M], which only
+    broadcasts to [L, L] if M is 1: M >= 2 is required, so every length the model runs
+    at sees the triangle (SDPA then also runs at the lengths the model refused).
+    """
+    if value.dim() < 2 or value.is_complex() or any(d != 1 for d in value.shape[:-2]):
+        return False
+    rows, cols = value.shape[-2:]
+    matrix = value.reshape(rows, cols) != 0
+    if not torch.equal(matrix, torch.ones(rows, cols, dtype=torch.bool).tril()):
+        return False
+    if slices is None:
+        return (rows, cols) == static
+    if len(slices) != value.dim() or not all(isinstance(s, slice) for s in slices):
+        return False
+    if any(s.step not in (None, 1) for s in slices):
+        return False
+    if any(s.start not in (None, 0) or not _reaches(s.stop, 1) for s in slices[:-2]):
+        return False
+    bounds = []
+    for s, size in zip(slices[-2:], (rows, cols), strict=True):
+        start = _linear(0 if s.start is None else s.start, lengths)
+        stop = _linear(size if s.stop is None else s.stop, lengths)
+        if start is None or stop is None:
+            return False
+        bounds.append((_norm(start, static), _norm(stop, static)))
+    (r0, r1), (c0, c1) = bounds
+    if all(set(form) <= {"1"} for pair in bounds for form in pair):  # static: take the slice
+        if None in static:
+            return False
+        i0, i1, j0, j1 = (form.get("1", 0) for form in (r0, r1, c0, c1))
+        part = matrix[i0:i1, j0:j1]
+        triangle = torch.ones(static, dtype=torch.bool).tril()
+        return tuple(part.shape) == static and bool(torch.equal(part, triangle))
+    length = _norm({"Lq": 1}, static)
+    return r0 == {} and c0 == {} and r1 == length and c1 == length and min(rows, cols) >= 2
+
+
+def _reaches(stop: Any, n: int) -> bool:
+    """Whether a slice stop keeps a whole axis of length `n` (None, or an int >= n)."""
+    return stop is None or (isinstance(stop, int) and not isinstance(stop, bool) and stop >= n)
 
 
 # --------------------------------------------------------------------------- the whole

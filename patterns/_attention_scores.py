@@ -19,6 +19,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from fxsurgeon.patterns._attention_frames import (
+    LAYOUT_OPS,
+    dynamic_lengths,
+    frame,
+    keeps_lengths,
+    layout_run,
+    step_down,
+    target,
+)
 from fxsurgeon.patterns._attention_graph import (
     _name,
     band_condition,
@@ -67,6 +76,9 @@ class Plan:
     head_dim: int | None = None  # D, where static
     reshapes: list = field(default_factory=list)  # reshapes of the scores, core outwards
     levels: set = field(default_factory=set)  # how many reshapes lie below each mask
+    inner: list = field(default_factory=list)  # layout nodes inside a run (not its end)
+    pending: list = field(default_factory=list)  # runs of dynamic lengths to prove
+    values: list = field(default_factory=list)  # (size node, entry): a size read elsewhere
 
 
 def ancestors(node: Any, limit: int = 5000) -> set[fx.Node]:
@@ -229,22 +241,19 @@ def walk_scores(node: Any, plan: Plan, module: fx.GraphModule) -> fx.Node:
         return core
     if target is torch.where:
         return _walk_where(node, plan, module)
-    if target is torch.reshape and _keeps_lengths(node):
-        core = walk_scores(args[0], plan, module)
+    if target in LAYOUT_OPS and node.op == "call_function":
+        run = layout_run(node)
+        kept = keeps_lengths(run)
+        if kept is False:
+            raise Decline(f"%{node.name}: the layout ops {[n.name for n in run]} move (Lq, Lk)")
+        if kept is None:  # dynamic lengths: proven once q and k are known
+            plan.pending.append(run)
+        core = walk_scores(run[0].args[0], plan, module)
         plan.reshapes.append(node)
-        plan.chain.append(node)
+        plan.inner += run[:-1]
+        plan.chain += run
         return core
     raise Decline(f"%{node.name} ({getattr(target, '__name__', target)}) is not part of the scores")
-
-
-def _keeps_lengths(node: fx.Node) -> bool:
-    """A reshape of the scores that only splits or merges the batch dims (Lq, Lk stay)."""
-    before, after, target = shape(node.args[0]), shape(node), node.args[1]
-    if before is None or after is None or len(before) < 3 or len(after) < 3:
-        return False
-    if not isinstance(target, tuple) or any(isinstance(d, int) and d < 0 for d in target[:-2]):
-        return False
-    return before[-2:] == after[-2:]
 
 
 def _on_chain(value: Any) -> bool:
@@ -260,7 +269,7 @@ def _on_chain(value: Any) -> bool:
             return True
         if n.target in (operator.add, operator.sub, operator.mul, operator.truediv, operator.neg):
             stack.extend(n.args)
-        elif n.target is torch.reshape:
+        elif n.target in LAYOUT_OPS:
             stack.append(n.args[0])
         elif n.target is torch.where:
             stack.extend(n.args[1:])
@@ -397,8 +406,13 @@ def _inputs(node: fx.Node) -> set:
     return {n for n in ancestors(node) if n.op == "placeholder"}
 
 
-def recognize(anchor: fx.Node, probs: fx.Node, module: fx.GraphModule) -> Plan | str:
-    """The `Plan` of ``softmax(scores, -1) . v`` at `anchor`, or why it is not attention."""
+def recognize(
+    anchor: fx.Node, probs: fx.Node, module: fx.GraphModule, pv_run: list | None = None
+) -> Plan | str:
+    """The `Plan` of ``softmax(scores, -1) . v`` at `anchor`, or why it is not attention.
+
+    `pv_run`: the layout ops from the softmax to the anchor's probabilities, if any
+    (they must keep (Lq, Lk): `_attention_frames`)."""
     plan = Plan(q=None, k=None, v=None, out_ops=())  # type: ignore[arg-type]
     try:
         core = walk_scores(probs.args[0], plan, module)
@@ -413,32 +427,52 @@ def recognize(anchor: fx.Node, probs: fx.Node, module: fx.GraphModule) -> Plan |
         return pv
     v, plan.out_ops = pv
     qs, ks, vs = _std_shape(q.base, q.ops), _std_shape(k.base, k.ops), _std_shape(v.base, v.ops)
-    scores = shape(core)
-    if None in (qs, ks, vs, scores):
+    scores, met = shape(core), shape(pv_run[-1] if pv_run else probs)
+    if None in (qs, ks, vs, scores, met):
         return "the shapes of q, k, v are not known"
-    if not (len(qs) == len(ks) == len(vs) == len(scores) >= 3):
+    if not (len(qs) == len(ks) == len(scores) >= 3 and len(vs) == len(met) >= 3):
         return f"q {qs}, k {ks}, v {vs} are not [..., L, D] of one rank (3 or more)"
-    if qs[:-2] != ks[:-2] or qs[:-2] != vs[:-2] or qs[-1] != ks[-1] or ks[-2] != vs[-2]:
+    if pv_run and keeps_lengths(pv_run) is False:
+        return f"the layout ops {[n.name for n in pv_run]} after the softmax move (Lq, Lk)"
+    if qs[:-2] != ks[:-2] or vs[:-2] != met[:-2] or qs[-1] != ks[-1] or ks[-2] != vs[-2]:
         return f"q {qs}, k {ks}, v {vs} do not line up as [..., L, D] (batch dims, D, Lk)"
     # the score nodes are replaced: no one else may read them (a size() of them is re-pointed)
     rank = len(scores)
-    inside = set(plan.chain) | {probs}
+    inside = set(plan.chain) | {probs, anchor} | set(pv_run or ())
     lengths: dict = {}
-    for n in plan.chain:
+    frames = [None] + [target(r) for r in plan.reshapes]
+    known = {probs: frames[-1]} if frames[-1] else {}
+    level = 0  # the chain runs from the contraction outwards: frames change at run ends
+    for n in [*plan.chain, *([probs, *pv_run] if pv_run else ())]:
+        level += n in plan.reshapes
         for user in n.users:
             if user in inside:
                 continue
             sized = user.op == "call_method" and user.target == "size" and len(user.args) == 2
-            if sized and (n not in plan.reshapes or user.args[1] % len(shape(n)) >= rank - 2):
-                j = user.args[1] % len(shape(n)) + rank - len(shape(n))
-                source = k if j == rank - 1 else q
-                jj = rank - 2 if j >= rank - 2 else j
-                plan.sizes.append((user, source.base, _axis(source.ops, jj)))
-                if j >= rank - 2:
-                    lengths[(n, user.args[1])] = "Lk" if j == rank - 1 else "Lq"
+            if not sized or n in plan.inner:
+                return f"%{n.name} is also used outside the attention, by %{user.name}"
+            axis = user.args[1] % len(shape(n))
+            if level and axis < len(shape(n)) - 2 or (pv_run and n in pv_run):
+                entries = target(n, known) if pv_run and n in pv_run else frames[level]
+                value = entries[axis] if entries else None
+                if not _is_entry(value) or set(getattr(value, "all_input_nodes", ())) & inside:
+                    return f"%{n.name} is also used outside the attention, by %{user.name}"
+                plan.values.append((user, value))  # the batch dim, as its reshape gave it
                 continue
-            return f"%{n.name} is also used outside the attention, by %{user.name}"
-    reason = _frame(plan, q, k, v, qs, vs)
+            j = axis + rank - len(shape(n))
+            source = k if j == rank - 1 else q
+            jj = rank - 2 if j >= rank - 2 else j
+            plan.sizes.append((user, source.base, _axis(source.ops, jj)))
+            if j >= rank - 2:
+                lengths[(n, user.args[1])] = "Lk" if j == rank - 1 else "Lq"
+    for operand, atom in ((q, "Lq"), (k, "Lk")):
+        lengths.update(_length_sizes(operand, rank, atom))
+    rows = {n for n in plan.chain if n.target not in LAYOUT_OPS} | {probs}
+    dynamic = plan.pending + ([pv_run] if pv_run and keeps_lengths(pv_run) is None else [])
+    for run in dynamic:
+        if not dynamic_lengths(run, lengths, rows):
+            return f"the layout ops {[n.name for n in run]} are not shown to keep (Lq, Lk)"
+    reason = frame(plan, q, k, v, qs, vs, pv_run[-1] if pv_run else None)
     if isinstance(reason, str):
         return reason
     scores = reason
@@ -470,8 +504,41 @@ def recognize(anchor: fx.Node, probs: fx.Node, module: fx.GraphModule) -> Plan |
     return plan
 
 
+def _length_sizes(operand: Operand, rank: int, atom: str) -> dict:
+    """{(node, dim): atom} for the sequence axis of q or k and of the permutes and layout
+    ops it comes through (GPT-J slices its causal constant at ``k.size(2) - q.size(2)``)."""
+    out: dict = {}
+    step = (operand.base, _axis(operand.ops, rank - 2))
+    while step is not None and len(out) < 64:
+        node, axis = step
+        n = len(shape(node) or ())
+        if not n:
+            break
+        out[(node, axis % n)] = out[(node, axis % n - n)] = atom
+        step = step_down(node, axis % n)
+    return out
+
+
+def _is_entry(value: Any) -> bool:
+    """A reshape entry that names a dim: a node (a size) or a number, not -1."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, fx.Node) or (isinstance(value, int) and value >= 0)
+
+
 def _hides(node: fx.Node, band: fx.Node) -> bool:
-    return node.target is operator.sub and node.args == (1.0, band)
+    """Whether `node` is 1 - band: ``1.0 - band``, or the float of ``not cond`` in the
+    band's dtype (the same 0/1 values, GPT-J's ``-1e9 * (~causal).float()``)."""
+    if node.target is operator.sub and node.args == (1.0, band):
+        return True
+    if node.op != "call_method" or node.target != "to" or node.args[1:] != (node_dtype(band),):
+        return False
+    inner = node.args[0]
+    return (
+        isinstance(inner, fx.Node)
+        and inner.target is torch.logical_not
+        and inner.args[0] is band_condition(band)
+    )
 
 
 def _pieces(coef: float, node: fx.Node, band: fx.Node, module) -> list:
@@ -489,28 +556,6 @@ def _pieces(coef: float, node: fx.Node, band: fx.Node, module) -> list:
             return [(coef, node)]
         out += _pieces(c, x, band, module)
     return out
-
-
-def _frame(plan: Plan, q: Operand, k: Operand, v: Operand, qs: tuple, vs: tuple):
-    """Run SDPA where the masks are: q, k, v reshaped to the batch dims of the reshape of
-    the scores the masks are added after (HF Bart: scores [B*H, L, L] -> [B, H, L, L] for
-    the mask -> back); the output reshaped to the batch dims of the last one. Returns the
-    scores' shape in that frame, or why not."""
-    if not plan.reshapes:
-        return shape(plan.chain[0])
-    if len(plan.levels) > 1:
-        return "masks are added to the scores in frames of different batch dims"
-    level = plan.levels.pop() if plan.levels else 0
-    if not isinstance(qs[-1], int) or not isinstance(vs[-1], int):
-        return "the head dims of q and v are not static"
-    if level:
-        lead = plan.reshapes[level - 1].args[1][:-2]
-        for operand, d in ((q, qs[-1]), (k, qs[-1]), (v, vs[-1])):
-            operand.ops = (*operand.ops, (torch.reshape, ((*lead, -1, d),)))
-    if level != len(plan.reshapes):
-        lead = plan.reshapes[-1].args[1][:-2]
-        plan.out_ops = ((torch.reshape, ((*lead, -1, vs[-1]),)), *plan.out_ops)
-    return shape(plan.reshapes[level - 1]) if level else shape(plan.chain[0])
 
 
 def _absorb_masks(plan: Plan, lengths: dict, same: bool, static: tuple, module) -> str | None:

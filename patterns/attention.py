@@ -2,9 +2,10 @@
 
     Attention(q, k, v) = softmax(q . k^T * scale + mask) . v      q, k, v: [..., L, D]
 
-Two rules anchor where attention ends, on the contraction of the probabilities
-with V: ``sdpa_1`` on ``softmax(scores, -1) @ v`` and ``sdpa_2`` on a
-two-operand ``einsum(eq, softmax(scores, -1), v)`` (Keras MultiHeadAttention).
+Three rules anchor where attention ends, on the contraction of the probabilities
+with V: ``sdpa_1`` on ``softmax(scores, -1) @ v``, ``sdpa_2`` on a two-operand
+``einsum(eq, softmax(scores, -1), v)`` (Keras MultiHeadAttention) and ``sdpa_3`` on
+``reshape(layout(softmax(scores, -1))) @ v`` (the same, as tf2onnx decomposes it).
 Their check (`patterns/_attention_scores.py`, ``recognize``) walks the scores
 back to the contraction of Q with K (a MatMul with k^T, or an einsum that
 contracts one feature axis) and reads every step on the way as part of
@@ -56,6 +57,20 @@ What is absorbed, and why it is exact:
   -inf in the mask: ``mask.masked_fill(~tril(ones(Lq, Lk)), -inf)``. Any
   other triangle (upper, banded, offset) in a Where stays a mask when its fill
   is dtype-min, and a multiplicative band that is not causal is declined.
+* A causal triangle can also be a slice of a constant lower triangle [1, 1, M, M]
+  (GPT-J's ``bias[:, :, Lk - Lq : Lk, :Lk]``, cast to bool, and its hiding term
+  ``-1e9 * float(~band)``, the same 0/1 values as 1 - band): with Lq == Lk the slice
+  starts at row and column 0 and runs Lq, a principal block of a lower triangle, which
+  is a lower triangle; M >= 2 so that a slice clipped at L > M cannot broadcast (the
+  model would fail there). A static slice is taken and compared.
+* Layout runs: Reshape/Squeeze/Unsqueeze between the contraction and the softmax, or
+  between the softmax and the contraction with V (``sdpa_3``: tf2onnx's decomposed
+  Einsum of Keras MultiHeadAttention, [N*H, L, L] <-> [N, H, L, L(, 1)]), reorder no
+  element; when a run ends in the (Lq, Lk) it started from (static: compared; dynamic:
+  each axis traced to q's or k's sequence axis, ``_attention_frames.py``), every
+  [Lq, Lk] block stays one block in the same order, so only the batch dims change.
+  SDPA runs in the masks' frame and q, k, v and the output are regrouped by reshapes
+  that keep each [L, D] block: the same regrouping, exact.
 * Grouped KV heads written as an explicit repeat are plain attention over the
   repeated k and v. Cross-attention (k, v from another sequence) is plain
   attention; it is never made causal unless Lq == Lk is proven.
@@ -68,11 +83,13 @@ import math
 import torch
 import torch.nn.functional as F
 from fxsurgeon.patterns import Match, Rule
+from fxsurgeon.patterns._attention_frames import layout_run
 from fxsurgeon.patterns._attention_scores import recognize
+from torch import fx
 
 from fxsurgeon.fuse import REL_TOL
 
-_EXTRAS = ("q", "k", "v_in", "out_ops", "scale", "terms", "fills", "causal", "sizes")
+_EXTRAS = ("q", "k", "v_in", "out_ops", "scale", "terms", "fills", "causal", "sizes", "values")
 
 
 def _replay(operand):
@@ -108,17 +125,32 @@ def _attention(q, k, v, scale, terms, fills, causal):
     return F.scaled_dot_product_attention(q, k, v, **options)
 
 
-def _replacement(q, k, v_in, out_ops, scale, terms, fills, causal, sizes):
+def _substitute(old: fx.Node, new) -> None:
+    """Every use of `old` reads `new` (a node or a number) instead."""
+    for user in list(old.users):
+        user.args = fx.node.map_aggregate(user.args, lambda a: new if a is old else a)
+        user.kwargs = fx.node.map_aggregate(user.kwargs, lambda a: new if a is old else a)
+
+
+def _replacement(q, k, v_in, out_ops, scale, terms, fills, causal, sizes, values):
     for size, source, axis in sizes:  # the same length, read from q or k (defined earlier)
         size.node.args = (source.node, axis)
+    for size, value in values:  # a batch dim of a frame, as its reshape gave it (earlier)
+        _substitute(size.node, value.node if isinstance(value, fx.Proxy) else value)
     out = _attention(_replay(q), _replay(k), _replay(v_in), scale, terms, fills, causal)
     return _replay((out, out_ops))
 
 
-def _recognize_check(probs_index: int):
+def _recognize_check(probs_index: int, after_layout: bool = False):
     def check(match: Match) -> str | None:
         anchor = match.anchor
-        plan = recognize(anchor, anchor.args[probs_index], match.module)
+        probs, pv_run = anchor.args[probs_index], None
+        if after_layout:  # softmax, then layout ops to the probabilities that meet v
+            pv_run = layout_run(probs)
+            probs = pv_run[0].args[0]
+            if not _is_softmax(probs):
+                return f"%{pv_run[0].name} does not read a softmax over the last axis"
+        plan = recognize(anchor, probs, match.module, pv_run)
         if isinstance(plan, str):
             return plan
         match["q"] = (plan.q.base, plan.q.ops)
@@ -132,9 +164,19 @@ def _recognize_check(probs_index: int):
         match["fills"] = list(plan.fills)
         match["causal"] = plan.causal
         match["sizes"] = list(plan.sizes)
+        match["values"] = list(plan.values)
         return None
 
     return check
+
+
+def _is_softmax(node) -> bool:
+    if not isinstance(node, fx.Node) or node.op != "call_function":
+        return False
+    if node.target is not torch.softmax or len(node.args) != 2 or node.kwargs:
+        return False
+    rank = len(node.meta.get("fxs_shape") or ())
+    return rank > 0 and node.args[1] % rank == rank - 1
 
 
 # -- softmax(scores) @ v ------------------------------------------------------------------------
@@ -144,8 +186,10 @@ def sdpa_matmul_pattern(scores: torch.Tensor, v: torch.Tensor):
     return torch.matmul(torch.softmax(scores, -1), v)
 
 
-def sdpa_matmul_replacement(scores, v, q, k, v_in, out_ops, scale, terms, fills, causal, sizes):
-    return _replacement(q, k, v_in, out_ops, scale, terms, fills, causal, sizes)
+def sdpa_matmul_replacement(
+    scores, v, q, k, v_in, out_ops, scale, terms, fills, causal, sizes, values
+):
+    return _replacement(q, k, v_in, out_ops, scale, terms, fills, causal, sizes, values)
 
 
 sdpa_1 = Rule(
@@ -166,9 +210,9 @@ def sdpa_einsum_pattern(equation, scores: torch.Tensor, v: torch.Tensor):
 
 
 def sdpa_einsum_replacement(
-    equation, scores, v, q, k, v_in, out_ops, scale, terms, fills, causal, sizes
+    equation, scores, v, q, k, v_in, out_ops, scale, terms, fills, causal, sizes, values
 ):
-    return _replacement(q, k, v_in, out_ops, scale, terms, fills, causal, sizes)
+    return _replacement(q, k, v_in, out_ops, scale, terms, fills, causal, sizes, values)
 
 
 sdpa_2 = Rule(
@@ -178,4 +222,28 @@ sdpa_2 = Rule(
     check=_recognize_check(1),
     phase="attention",
     note="recogniser: einsum(softmax(scores, -1), v) (Keras MultiHeadAttention)",
+)
+
+
+# -- layout(softmax(scores)) @ v -------------------------------------------------------------
+
+
+def sdpa_layout_pattern(probs: torch.Tensor, shape: tuple, v: torch.Tensor):
+    return torch.matmul(torch.reshape(probs, shape), v)
+
+
+def sdpa_layout_replacement(
+    probs, shape, v, q, k, v_in, out_ops, scale, terms, fills, causal, sizes, values
+):
+    return _replacement(q, k, v_in, out_ops, scale, terms, fills, causal, sizes, values)
+
+
+sdpa_3 = Rule(
+    "sdpa_3",
+    sdpa_layout_pattern,
+    sdpa_layout_replacement,
+    check=_recognize_check(0, after_layout=True),
+    phase="attention",
+    note="recogniser: softmax, then Unsqueeze/Squeeze/Reshape that keep (Lq, Lk), @ v "
+    "(tf2onnx's decomposed Einsum of Keras MultiHeadAttention)",
 )

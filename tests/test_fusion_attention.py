@@ -409,6 +409,75 @@ def test_a_factor_after_a_where_that_spoils_its_fill_is_refused(fill, factor, wh
     refused(finish(g, scaled, v))
 
 
+# ------------------------------------------------- must match: a sliced constant triangle (GPT-J)
+
+
+def gptj_band(g: Graph, q: str, k: str, bias, row_shift: int = 0, hide: str = "not") -> str:
+    """TF GPT-J's causal mask: ``bias[:, :, Lk - Lq : Lk, :Lk]`` of a constant [1, 1, M, M]
+    (int8), cast to bool; the scores become ``qk * band + -1e9 * float(not band)``."""
+    zero = g.const("g_zero", [0], np.int64)
+    lengths = []
+    for name, x in (("lq", q), ("lk", k)):
+        shape = g.op("Shape", [x], f"{name}_shape")
+        lengths.append(
+            g.op(
+                "Slice",
+                [shape, g.const(f"{name}_2", [2], np.int64), g.const(f"{name}_3", [3], np.int64)],
+                name,
+            )
+        )
+    lq, lk = lengths
+    start = g.op("Sub", [lk, lq], "row_start")
+    if row_shift:
+        start = g.op("Add", [start, g.const("row_shift", [row_shift], np.int64)], "row_start_s")
+    stop = g.op("Add", [start, lq], "row_stop")
+    starts = g.op("Concat", [start, zero], "starts", axis=0)
+    ends = g.op("Concat", [stop, lk], "ends", axis=0)
+    axes = g.const("slice_axes", [2, 3], np.int64)
+    bias = g.const("bias", bias, np.int8)
+    sliced = g.op("Slice", [bias, starts, ends, axes], "bias_slice")
+    band = g.op("Cast", [sliced], "band", to=TensorProto.BOOL)
+    scores = g.op("MatMul", [q, g.op("Transpose", [k], "kT", perm=[0, 1, 3, 2])], "qk")
+    kept = g.op("Mul", [scores, g.op("Cast", [band], "band_f", to=TensorProto.FLOAT)], "kept")
+    if hide == "not":
+        hidden = g.op("Cast", [g.op("Not", [band], "not_band")], "hidden", to=TensorProto.FLOAT)
+    else:  # the float of another mask: not the band's complement
+        other = g.input("other", ["N", 1, 1, "S"], np.bool_)
+        hidden = g.op("Cast", [g.op("Not", [other], "not_other")], "hidden", to=TensorProto.FLOAT)
+    big = g.op("Mul", [g.const("minus_big", -1e9), hidden], "big_hidden")
+    masked = g.op("Add", [kept, big], "masked")
+    return g.op("Mul", [masked, g.const("inv_sqrt_d", SCALE)], "scaled")
+
+
+TRIL = np.tril(np.ones((1, 1, 16, 16)))
+
+
+def test_gptj_sliced_constant_triangle_is_is_causal():
+    g = Graph()
+    q, k, v = (heads(g, n) for n in ("q", "k", "v"))
+    module = fused(finish(g, gptj_band(g, q, k, TRIL), v))
+    assert sdpa_calls(module)[0].kwargs == {"is_causal": True}
+
+
+@pytest.mark.parametrize(
+    ("bias", "shift", "hide", "why"),
+    [
+        (np.triu(np.ones((1, 1, 16, 16))), 0, "not", "an upper triangle"),
+        (TRIL, 1, "not", "rows start one below the diagonal"),
+        (TRIL, 0, "other", "the hiding term is not the band's complement"),
+        (np.ones((1, 1, 1, 1)), 0, "not", "a [1, 1] constant broadcasts past its length"),
+    ],
+)
+def test_a_sliced_constant_that_is_not_causal_is_refused(bias, shift, hide, why):
+    g = Graph()
+    q, k, v = (heads(g, n) for n in ("q", "k", "v"))
+    model = finish(g, gptj_band(g, q, k, bias, shift, hide), v)
+    module = optimized(model)
+    assert all("is_causal" not in c.kwargs for c in sdpa_calls(module)), why
+    assert not sdpa_calls(module), why
+    assert_matches_ort(module, model)
+
+
 # --------------------------------------------------------------------------- must match: layouts
 
 
@@ -423,6 +492,126 @@ def test_keras_einsum_form():
     model = g.model(o)
     module = fused(model)
     assert "scale" not in sdpa_calls(module)[0].kwargs
+
+
+def decomposed_einsum(mask=None, split=(H, S), leak=False, axis=-1):
+    """Keras MultiHeadAttention as tf2onnx decomposes its Einsums: q, k, v [N, L, H, D] to
+    [N*H, L, D] (Unsqueeze, Transpose, Reshape), MatMul, Reshape [N, H, L, L, 1] and Squeeze
+    (`split`: the dims after N), the scale (and `mask`), Softmax, Unsqueeze and Reshape
+    back to [N*H, L, L], MatMul with v, Reshape and Squeeze to [N, H, L, D]. `leak`: the
+    squeezed scores are an output too."""
+    g = Graph()
+    q, k, v = (g.input(n, ["N", S, H, D]) for n in ("q", "k", "v"))
+    flat = g.const("flat", [-1, S, D], np.int64)
+    q5 = g.op("Unsqueeze", [q, g.const("ax3", [3], np.int64)], "q5")
+    q3 = g.op("Reshape", [g.op("Transpose", [q5], "qT", perm=[0, 2, 1, 3, 4]), flat], "q3")
+    k5 = g.op("Unsqueeze", [k, g.const("ax1", [1], np.int64)], "k5")
+    k3 = g.op("Reshape", [g.op("Transpose", [k5], "kT5", perm=[0, 3, 1, 2, 4]), flat], "k3")
+    v3 = g.op("Reshape", [g.op("Transpose", [v], "vT", perm=[0, 2, 1, 3]), flat], "v3")
+    qk = g.op("MatMul", [q3, g.op("Transpose", [k3], "k3T", perm=[0, 2, 1])], "qk")
+    five = g.op("Reshape", [qk, g.const("five", [-1, *split, S, 1], np.int64)], "qk5")
+    scores = g.op("Squeeze", [five, g.const("ax4", [4], np.int64)], "qk4")
+    logits = g.op("Mul", [scores, g.const("scale", SCALE)], "scaled")
+    if mask is not None:
+        logits = g.op("Add", [logits, g.input("mask", mask)], "masked")
+    p = g.op("Softmax", [logits], "probs", axis=axis)
+    p5 = g.op("Unsqueeze", [p, g.const("ax3p", [3], np.int64)], "p5")
+    p3 = g.op("Reshape", [p5, g.const("flat_p", [-1, S, S], np.int64)], "p3")
+    o3 = g.op("MatMul", [p3, v3], "o3")
+    o5 = g.op("Reshape", [o3, g.const("o_five", [-1, H, S, D, 1], np.int64)], "o5")
+    o = g.op("Squeeze", [o5, g.const("ax4o", [4], np.int64)], "o4")
+    return g.model(o, scores) if leak else g.model(o)
+
+
+def test_keras_decomposed_einsum_with_squeeze_and_unsqueeze_around_the_softmax():
+    module = fused(decomposed_einsum())
+    assert sdpa_calls(module)[0].kwargs == {}
+
+
+def test_keras_decomposed_einsum_with_a_mask_in_the_split_frame():
+    """The mask is added in [N, H, L, L]: SDPA runs there, q, k, v regrouped to it."""
+    module = fused(decomposed_einsum(mask=["N", 1, 1, S]))
+    assert "attn_mask" in sdpa_calls(module)[0].kwargs
+
+
+@pytest.mark.parametrize(
+    ("case", "why"),
+    [
+        ({"split": (S, H)}, "the Reshape moves Lq into the batch dims: scores [N, S, H, L]"),
+        ({"leak": True}, "the squeezed scores are read outside the attention"),
+        ({"axis": 2}, "softmax over the query axis"),
+        ({"mask": [3, 1, 1, 1, S]}, "the mask does not broadcast to the scores"),
+    ],
+)
+def test_keras_decomposed_einsum_near_misses_are_refused(case, why):
+    model = decomposed_einsum(**case)
+    module = optimized(model)
+    assert not sdpa_calls(module), why
+    if "mask" not in case:  # (onnxruntime rejects that mask too)
+        assert_matches_ort(module, model)
+
+
+def dynamic_einsum(kv_length: str = "S", order=("Lq", "Lk")) -> onnx.ModelProto:
+    """`decomposed_einsum` with dynamic lengths: every Reshape target a Concat of Shape
+    slices (q [N, S, H, D]; k, v [N, `kv_length`, H, D]); `order`: the lengths of the
+    [N, H, ., ., 1] Reshape of the scores."""
+    g = Graph()
+    q = g.input("q", ["N", "S", H, D])
+    k, v = (g.input(n, ["N", kv_length, H, D]) for n in ("k", "v"))
+
+    def dim(x: str, i: int) -> str:
+        shape = g.op("Shape", [x], f"{x}_shape{i}")
+        lo, hi = g.const(f"{x}_lo{i}", [i], np.int64), g.const(f"{x}_hi{i}", [i + 1], np.int64)
+        return g.op("Slice", [shape, lo, hi], f"{x}_dim{i}")
+
+    def shape(name: str, *parts) -> str:
+        items = [
+            p if isinstance(p, str) else g.const(f"{name}_{i}", [p], np.int64)
+            for i, p in enumerate(parts)
+        ]
+        return g.op("Concat", items, name, axis=0)
+
+    n, lq, lk = dim("q", 0), dim("q", 1), dim("k", 1)
+    length = {"Lq": lq, "Lk": lk}
+    q5 = g.op("Unsqueeze", [q, g.const("ax3", [3], np.int64)], "q5")
+    q3 = g.op(
+        "Reshape",
+        [g.op("Transpose", [q5], "qT", perm=[0, 2, 1, 3, 4]), shape("fq", -1, lq, D)],
+        "q3",
+    )
+    k5 = g.op("Unsqueeze", [k, g.const("ax1", [1], np.int64)], "k5")
+    k3 = g.op(
+        "Reshape",
+        [g.op("Transpose", [k5], "kT5", perm=[0, 3, 1, 2, 4]), shape("fk", -1, lk, D)],
+        "k3",
+    )
+    v3 = g.op(
+        "Reshape", [g.op("Transpose", [v], "vT", perm=[0, 2, 1, 3]), shape("fv", -1, lk, D)], "v3"
+    )
+    qk = g.op("MatMul", [q3, g.op("Transpose", [k3], "k3T", perm=[0, 2, 1])], "qk")
+    five = shape("five", n, H, length[order[0]], length[order[1]], 1)
+    scores = g.op(
+        "Squeeze", [g.op("Reshape", [qk, five], "qk5"), g.const("ax4", [4], np.int64)], "qk4"
+    )
+    p = g.op(
+        "Softmax", [g.op("Mul", [scores, g.const("scale", SCALE)], "scaled")], "probs", axis=-1
+    )
+    p5 = g.op("Unsqueeze", [p, g.const("ax3p", [3], np.int64)], "p5")
+    p3 = g.op("Reshape", [p5, shape("fp", -1, lq, lk)], "p3")
+    o3 = g.op("MatMul", [p3, v3], "o3")
+    o5 = g.op("Reshape", [o3, shape("o_five", n, H, lq, D, 1)], "o5")
+    return g.model(g.op("Squeeze", [o5, g.const("ax4o", [4], np.int64)], "o4"))
+
+
+@pytest.mark.parametrize("kv_length", ["S", "T"])
+def test_keras_decomposed_einsum_of_dynamic_lengths(kv_length):
+    """Self- and cross-attention: the lengths of each Reshape are traced to q's and k's."""
+    fused(dynamic_einsum(kv_length))
+
+
+def test_keras_decomposed_einsum_with_the_lengths_swapped_is_refused():
+    """[N*H, Lq, Lk] -> [N, H, Lk, Lq]: the softmax runs over other rows (a valid model)."""
+    refused(dynamic_einsum("T", order=("Lk", "Lq")))
 
 
 def test_grouped_kv_heads_by_explicit_repeat():
@@ -518,12 +707,8 @@ def _parity(module, inputs: dict, expected: list) -> float:
     return max(float(np.abs(g.numpy() - e).max()) for g, e in zip(got, expected, strict=True))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tf2onnx rewrites Keras' Einsum into Reshape/MatMul with ReduceProd shape arithmetic "
-    "that the lowering leaves as onnx2torch Reshape modules: the scores cannot be walked",
-)
 def test_keras3_multi_head_attention():
+    """tf2onnx decomposes Keras' Einsums into Reshape/Squeeze/MatMul (`decomposed_einsum`)."""
     keras = pytest.importorskip("keras")
     tf = fxsurgeon._compat.import_tensorflow()
     x = keras.Input((S, E), name="x")

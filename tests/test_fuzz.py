@@ -56,7 +56,14 @@ def test_two_hundred_random_graphs_change_no_numbers(two_hundred):
     for outcome in summary.outcomes:
         fired |= set(outcome.fired)
     # the run exercises the fusions, not only the lowering
-    for rule in ("linear_tensordot_1", "layer_norm_1", "gelu_tanh_1", "gelu_erf_3", "sdpa_1"):
+    for rule in (
+        "linear_tensordot_1",
+        "layer_norm_1",
+        "gelu_tanh_1",
+        "gelu_erf_3",
+        "sdpa_1",
+        "sdpa_3",
+    ):
         assert rule in fired, sorted(fired)
     near = sum(1 for o in summary.outcomes for b in o.blocks if "~" in b)
     assert near >= 60

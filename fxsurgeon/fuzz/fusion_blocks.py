@@ -297,6 +297,22 @@ def _causal_band(g: _Graph, w: str) -> str:
     return g.op("Reshape", [band, target])
 
 
+def _dims(g: _Graph, x: str, start: int, stop: int) -> str:
+    return g.op("Slice", [g.op("Shape", [x]), g.ints([start]), g.ints([stop])])
+
+
+def _flat_product(g: _Graph, probs: str, vh: str) -> str:
+    """probs [N, H, Sq, Sk] @ vh [N, H, Sk, D] the way tf2onnx decomposes Keras' Einsum:
+    Unsqueeze and Reshape the probabilities to [N*H, Sq, Sk], v to [N*H, Sk, D], MatMul,
+    Reshape back to [N, H, Sq, D]."""
+    p5 = g.op("Unsqueeze", [probs, g.ints([3])])
+    p3 = g.op("Reshape", [p5, g.op("Concat", [g.ints([-1]), _dims(g, probs, 2, 4)], axis=0)])
+    v3 = g.op("Reshape", [vh, g.op("Concat", [g.ints([-1]), _dims(g, vh, 2, 4)], axis=0)])
+    o3 = g.op("MatMul", [p3, v3])
+    target = g.op("Concat", [_dims(g, vh, 0, 2), _dims(g, o3, 1, 3)], axis=0)
+    return g.op("Reshape", [o3, target])
+
+
 def _block_attention(g: _Graph, x: _T, near: bool) -> _T:
     if x.rank != 3 or not _static(x, -1):
         raise _Skip
@@ -384,7 +400,11 @@ def _block_attention(g: _Graph, x: _T, near: bool) -> _T:
     probs = g.op("Softmax", [logits], axis=2 if variant == "softmax_axis" else g.pick((-1, 3)))
     if variant == "extra_user":
         g.extra_output(probs)
-    out = g.op("MatMul", [probs, vh])
+    if g.coin(0.3):  # tf2onnx's decomposed Einsum (Keras): the product in [N*H, S, *]
+        out = _flat_product(g, probs, vh)
+        variant += "+layout"
+    else:
+        out = g.op("MatMul", [probs, vh])
     merged = _T(
         g.op("Transpose", [out], perm=[0, 2, 1, 3]), (x.shape[0], x.shape[1], heads, head_dim)
     )
