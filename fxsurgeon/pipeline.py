@@ -50,6 +50,8 @@ __all__ = ["optimize", "Report", "report_of", "count_onnx2torch_modules", "LazyO
 
 SOURCE_KEY = "fxsurgeon.source"
 REPORT_KEY = "fxsurgeon.report"
+# Inputs that satisfy the shape analysis (its hints admit every op): save.py's check runs them.
+EXAMPLES_KEY = "fxsurgeon.examples"
 
 
 @dataclass
@@ -303,6 +305,7 @@ def optimize(
         for rule, reasons in fused.declined.items()
     ]
     out.meta[PATTERNS_KEY] = fused
+    out.meta[EXAMPLES_KEY] = examples.first
     with clock("params"):
         params = restore_parameters(out, source)
     report.not_trainable = params.not_trainable

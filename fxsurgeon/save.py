@@ -255,6 +255,8 @@ def _example_inputs(
 ) -> tuple[torch.Tensor, ...] | None:
     if given is not None:
         return tuple(given)
+    if model.meta.get("fxsurgeon.examples") is not None:  # pipeline.EXAMPLES_KEY
+        return tuple(model.meta["fxsurgeon.examples"])
     source = model.meta.get(SOURCE_META_KEY)
     if source is not None and source.input_specs:
         from .shapes import example_inputs_from_specs

@@ -10,6 +10,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from ..source import SOURCE_META_KEY
 from .common import EXIT_FAILED, _CliError, _one_line
 from .inputs import (
     _KIND_TEXT,
@@ -102,7 +103,7 @@ def _convert(args: argparse.Namespace) -> int:
         from ..verify import verify
 
         with steps.step("verify", f"verifying model.py against {reference_text}"):
-            result = verify(loaded, reference, atol=args.atol)
+            result = verify(loaded, reference, atol=args.atol, seq_len=_seq_len(optimized))
         report.parity = result.to_dict()
         passed = result.passed
     if not args.no_compile_check:
@@ -183,3 +184,19 @@ def _compile_status(loaded: Any, optimized: Any, backend: str) -> str:
         default=0.0,
     )
     return f"yes (backend {backend}; max |diff| vs eager {worst:.3g})"
+
+
+def _seq_len(optimized: Any) -> int:
+    """verify's size for generated dynamic dims: its default 8, or the longest dynamic
+    dim of the shape analysis' example inputs when the model needs more (a conv window
+    longer than 8 on an audio length, `SymbolicShapes.admit`)."""
+    source = optimized.meta.get(SOURCE_META_KEY)
+    examples = optimized.meta.get("fxsurgeon.examples") or ()  # pipeline.EXAMPLES_KEY
+    specs = getattr(source, "input_specs", None) or ()
+    lengths = [
+        size
+        for spec, tensor in zip(specs, examples, strict=False)
+        for axis, (dim, size) in enumerate(zip(spec.shape, tensor.shape, strict=False))
+        if axis > 0 and dim is None
+    ]
+    return max([8, *lengths])

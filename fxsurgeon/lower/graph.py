@@ -13,7 +13,7 @@ import torch
 from torch import fx, nn
 
 from ..errors import LoweringError
-from ..shapes import SymbolicShapes, shape_of
+from ..shapes import HintTooSmall, SymbolicShapes, shape_of
 from ..source import SOURCE_META_KEY as SOURCE_KEY
 from .table import LOWERINGS
 from .values import Const, LoweringContext, ShapedGraph, Sym, Value
@@ -55,6 +55,8 @@ def lower_graph(
     `initializer_of` names the ONNX initializer behind a buffer or module
     parameter of `gm` (``SourceInfo.initializer_of``); without it the tensor's
     own name stands in. Returns a new GraphModule; `gm` is not modified.
+    When an op needs larger sizes than the hints give (`HintTooSmall`), the
+    analysis restarts with larger hints.
     Modules without a lowering are copied as they are and listed in
     ``unconverted``.
 
@@ -63,6 +65,23 @@ def lower_graph(
     graph around a subgraph knows of a value (a constant, a shape computation on
     symbolic sizes) is then known inside it too.
     """
+    for _ in range(_RESTARTS):
+        try:
+            return _lower_once(gm, shapes, initializer_of, bind)
+        except HintTooSmall as request:
+            if shapes.subgraph:  # the graph around it restarts
+                raise
+            shapes.restart(request.hints)
+    raise LoweringError(f"the shape analysis restarted {_RESTARTS} times for its hints")
+
+
+# Each restart raises a hint of an input dim (`SymbolicShapes.admit`): one per
+# sliding-window op in a chain of them, at most.
+_RESTARTS = 32
+
+
+def _lower_once(gm, shapes, initializer_of, bind) -> LoweringResult:
+    """One pass of `lower_graph` with the hints `shapes` holds now."""
     initializer_of = initializer_of or (lambda name: None)
     graph = ShapedGraph(shapes)
     root = nn.Module()

@@ -177,9 +177,31 @@ def _param(ctx, mod: nn.Module, name: str) -> Const:
     return Const(tensor.detach().clone(), initializer=origin)
 
 
+def admit_windows(ctx, x: fx.Node, kernel, strides, dilations, pads) -> None:
+    """A sliding window (Conv, pooling) needs its input at least one window long; the
+    analysis's hints must give at least two outputs (hints avoid 0 and 1, which torch
+    would specialise): ``in + pads >= d * (k - 1) + 1 + s`` per spatial dim. `pads` is
+    the total padding per spatial dim. When the hints give less, the analysis restarts
+    with larger ones (`SymbolicShapes.admit`); no size is fixed by this."""
+    fake = x.meta.get("val")
+    if not isinstance(fake, torch.Tensor):
+        return
+    spatial = fake.shape[fake.dim() - len(kernel) :]
+    where = f"{ctx.graph.where}: a window of {tuple(kernel)} on dims {tuple(spatial)}"
+    for size, k, s, d, p in zip(spatial, kernel, strides, dilations, pads, strict=True):
+        ctx.graph.shapes.admit(size, d * (k - 1) + 1 + s - p, where)
+
+
+def _as_tuple(value, n: int) -> tuple:
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,) * n
+
+
 @lowering("Conv1d", "Conv2d", "Conv3d")
 def _conv(ctx, mod, node, args):
     x = ctx.tensor(args[0])
+    if not isinstance(mod.padding, str):
+        pads = [2 * p for p in mod.padding]
+        admit_windows(ctx, x, mod.kernel_size, mod.stride, mod.dilation, pads)
     fn = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[len(mod.kernel_size)]
     weight = ctx.tensor(_param(ctx, mod, "weight"))
     bias = ctx.tensor(_param(ctx, mod, "bias")) if mod.bias is not None else None
@@ -231,8 +253,27 @@ def _batch_norm_dynamic(ctx, mod, node, args):
 def _pool(ctx, mod, node, args):
     x = ctx.tensor(args[0])
     spatial = int(type(mod).__name__[-2])  # MaxPool2d -> 2
-    if isinstance(mod, (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)):
-        fn = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[spatial]
+    kernel, stride = _as_tuple(mod.kernel_size, spatial), _as_tuple(mod.stride, spatial)
+    pads = [2 * p for p in _as_tuple(mod.padding, spatial)]
+    dilation = _as_tuple(getattr(mod, "dilation", 1), spatial)
+    if not mod.ceil_mode:
+        admit_windows(ctx, x, kernel, stride, dilation, pads)
+    if isinstance(mod, nn.MaxPool1d):
+        # torch's max_pool1d pins a symbolic length to its example (its kernel reads the
+        # concrete size); max_pool2d over a unit height is the same op and stays symbolic
+        rows = ctx.call(torch.unsqueeze, x, -2)
+        pooled = ctx.call(
+            F.max_pool2d,
+            rows,
+            (1, *kernel),
+            (1, *stride),
+            (0, *_as_tuple(mod.padding, 1)),
+            (1, *dilation),
+            ceil_mode=mod.ceil_mode,
+        )
+        return ctx.call(torch.squeeze, pooled, -2)
+    if isinstance(mod, (nn.MaxPool2d, nn.MaxPool3d)):
+        fn = {2: F.max_pool2d, 3: F.max_pool3d}[spatial]
         return ctx.call(
             fn, x, mod.kernel_size, mod.stride, mod.padding, mod.dilation, ceil_mode=mod.ceil_mode
         )

@@ -132,8 +132,10 @@ def _reshape(ctx, mod, node, args):
         # a reshaped weight is still that initializer's tensor (params match it by value)
         shape = _resolve_zeros(items, list(data.value.shape))
         return Const(data.value.reshape(shape), initializer=data.initializer)
-    if isinstance(data, Sym):
-        data = ctx.tensor(data)
+    if isinstance(data, Sym) and target.is_static:
+        reshaped = _reshape_sym(data, items)
+        if reshaped is not None:
+            return reshaped
     x = ctx.tensor(data)
     in_shape = shape_of(x)
     # ONNX: 0 copies the input dim (allowzero=0, the only form tf2onnx emits).
@@ -152,6 +154,20 @@ def _reshape(ctx, mod, node, args):
             return x
         out = ctx.call(torch.reshape, x, tuple(items))
     return out
+
+
+def _reshape_sym(data: Sym, items: list[int]) -> Sym | None:
+    """A shape computation reshaped to rank 0 or 1 stays one: its elements, in order
+    (a batch size as ``[B]`` for an Expand). None for a rank the `Sym` cannot hold."""
+    count = len(data.items)
+    if len(items) > 1 or (0 in items and data.scalar):
+        return None  # rank 2 or more; 0 copying a dim the scalar does not have
+    shape = _resolve_zeros(items, [count])
+    if shape == [] and count == 1:
+        return Sym(list(data.items), scalar=True, dtype=data.dtype)
+    if shape in ([-1], [count]):
+        return Sym(list(data.items), dtype=data.dtype)
+    raise LoweringError(f"Reshape of {count} element(s) to {items}")
 
 
 def _resolve_zeros(items: list[int], shape: list[int]) -> list[int]:

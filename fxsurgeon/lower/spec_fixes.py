@@ -10,8 +10,9 @@ import torch.nn.functional as F
 
 from ..errors import LoweringError
 from ..shapes import shape_of
+from .nn_ops import admit_windows
 from .table import lowering
-from .values import const_ints, rank_of
+from .values import Const, const_ints, rank_of
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
@@ -53,6 +54,10 @@ def _conv_spec(ctx, mod, node, args):
         if kernel is None or any(k is None for k in kernel):
             raise LoweringError("SAME padding with a computed weight of unknown kernel size")
         pads = _same_pads(sizes, kernel, mod.strides, mod.dilations, mod.upper)
+    kernel = _kernel_of(mod, args[1])
+    if mod.pads is not None and kernel is not None:  # SAME never runs out of input
+        totals = [begin + end for begin, end in pads]
+        admit_windows(ctx, x, kernel, mod.strides, mod.dilations, totals)
     if all(begin == end for begin, end in pads):  # symmetric: the conv pads itself
         weight = ctx.tensor(args[1])
         bias = ctx.tensor(args[2]) if len(args) > 2 and args[2] is not None else None
@@ -66,6 +71,16 @@ def _conv_spec(ctx, mod, node, args):
     bias = ctx.tensor(args[2]) if len(args) > 2 and args[2] is not None else None
     conv = _CONV[len(mod.strides)]
     return ctx.call(conv, x, weight, bias, mod.strides, 0, mod.dilations, mod.groups)
+
+
+def _kernel_of(mod, weight) -> tuple[int, ...] | None:
+    """The kernel size: the module's, or the weight's static spatial dims."""
+    if mod.kernel:
+        return tuple(mod.kernel)
+    shape = tuple(weight.value.shape) if isinstance(weight, Const) else shape_of(weight)
+    if shape is None or any(k is None for k in shape[2:]):
+        return None
+    return tuple(shape[2:])
 
 
 def _same_pads(sizes, kernel, strides, dilations, upper: bool) -> list[tuple[int, int]]:

@@ -14,10 +14,11 @@ from .propagate import (
     propagate_shapes,
     shape_of,
 )
-from .symbolic import ForcedDim, InputSignature, SymbolicShapes, signatures
+from .symbolic import ForcedDim, HintTooSmall, InputSignature, SymbolicShapes, signatures
 
 __all__ = [
     "ForcedDim",
+    "HintTooSmall",
     "InputSignature",
     "SymbolicShapes",
     "signatures",

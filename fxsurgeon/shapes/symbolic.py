@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -81,6 +82,20 @@ class ForcedDim:
         )
 
 
+class HintTooSmall(Exception):  # noqa: N818 - a request to restart, not an error of the model
+    """The hints put a size below what an op needs (a window longer than its input).
+
+    The model is only defined at sizes that admit the op, so the hint was a bad
+    example, not a fact: the analysis restarts (`SymbolicShapes.restart`) with
+    `hints`, (input name, dim) -> hint, which admit it. Hints only choose the
+    branches guards take; no dim is fixed by this."""
+
+    def __init__(self, hints: dict[tuple[str, int], int], why: str):
+        super().__init__(f"hints {hints} admit {why}")
+        self.hints = hints
+        self.why = why
+
+
 @dataclass
 class SymbolicShapes:
     """The ShapeEnv, the fake inputs, and what forced which dim."""
@@ -90,6 +105,7 @@ class SymbolicShapes:
     mode: FakeTensorMode = field(init=False)
     fake_inputs: list[torch.Tensor] = field(init=False)
     forced: list[ForcedDim] = field(default_factory=list)
+    subgraph: bool = False  # an If branch's or Loop body's view (`with_inputs`): no restart
 
     def __post_init__(self) -> None:
         self.env = ShapeEnv(duck_shape=False)
@@ -113,7 +129,44 @@ class SymbolicShapes:
         inputs are `fake_inputs`, values of this one (an If branch)."""
         sub = copy.copy(self)
         sub.fake_inputs = list(fake_inputs)
+        sub.subgraph = True
         return sub
+
+    # -- hints -----------------------------------------------------------------------
+    def admit(self, size: Any, bound: int, why: str) -> None:
+        """Make sure the hints give ``size >= bound``, an op's precondition on a size.
+
+        `size` is a size of a fake value; when its hint is below `bound`, the hints
+        of the input dims it follows are doubled (together) until it is not, and
+        `HintTooSmall` asks for a restart with them. A size that follows no input
+        dim alone (a constant, a size computed from data) is left to the op."""
+        if not isinstance(size, torch.SymInt):
+            return
+        expr = self.env.replace(size.node.expr)
+        hints = {s: self.env.backed_var_to_val.get(s) for s in expr.free_symbols}
+        if not hints or any(s not in self._symbols or v is None for s, v in hints.items()):
+            return
+        for _ in range(24):  # 2**24 times the hint: beyond any real size
+            if expr.xreplace(hints) >= bound:
+                break
+            hints = {s: 2 * v for s, v in hints.items()}
+        else:
+            return
+        if all(hints[s] == self.env.backed_var_to_val[s] for s in hints):
+            return
+        new = {self._symbols[s]: int(v) for s, v in hints.items()}
+        raise HintTooSmall(new, why)
+
+    def restart(self, hints: dict[tuple[str, int], int]) -> None:
+        """Start the analysis afresh (new ShapeEnv, symbols, nothing forced) with
+        `hints` for the input dims it names (`HintTooSmall`)."""
+        inputs = []
+        for sig in self.inputs:
+            new = tuple(hints.get((sig.name, i), h) for i, h in enumerate(sig.hints))
+            inputs.append(dataclasses.replace(sig, hints=new))
+        self.inputs = inputs
+        self.forced = []
+        self.__post_init__()
 
     # -- running ops -------------------------------------------------------------
     def run(self, fn: Any, args: Sequence, kwargs: dict, where: str, op: str) -> Any:
