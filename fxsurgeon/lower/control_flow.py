@@ -143,17 +143,20 @@ def inline(ctx, branch: fx.GraphModule, values: list[Value]) -> Value:
     graph (a folded If whose output is another If's predicate folds that one too).
 
     A branch keeping a module it cannot lower is refused (LoweringError): the If
-    is then kept whole, and the modules this wrote into the outer root are removed."""
+    is then kept whole, and the nodes and modules this wrote are removed."""
     from .graph import LoweringResult, _getitem, _lower_module
 
     work = copy.deepcopy(branch)
     placeholders = [n for n in work.graph.nodes if n.op == "placeholder"]
     if len(placeholders) != len(values):
-        raise LoweringError(f"the branch takes {len(placeholders)} inputs, the If gives {len(values)}")
+        raise LoweringError(
+            f"the branch takes {len(placeholders)} inputs, the If gives {len(values)}"
+        )
     env: dict[fx.Node, Value] = dict(zip(placeholders, values, strict=True))
     result = LoweringResult(module=None)  # type: ignore[arg-type]
     saved = ctx.node, ctx.rule, ctx.graph.where
     modules = set(dict(ctx.root.named_children()))
+    last = ctx.graph._root.prev  # the graph's last node: what follows is the branch's
     outputs: Value = None
     try:
         for node in work.graph.nodes:
@@ -174,10 +177,22 @@ def inline(ctx, branch: fx.GraphModule, values: list[Value]) -> Value:
     finally:
         ctx.node, ctx.rule, ctx.graph.where = saved
     if result.unconverted:
-        for name in set(dict(ctx.root.named_children())) - modules:
-            delattr(ctx.root, name)
+        _remove_after(ctx, last, modules)
         raise LoweringError(f"the branch keeps modules it cannot lower: {result.unconverted}")
     return list(outputs) if isinstance(outputs, (tuple, list)) else outputs
+
+
+def _remove_after(ctx, last: fx.Node, modules: set[str]) -> None:
+    """Remove the nodes written after `last` and the root's modules not in `modules`."""
+    written = []
+    node = last.next
+    while node is not ctx.graph._root:
+        written.append(node)
+        node = node.next
+    for node in reversed(written):
+        ctx.graph.erase_node(node)
+    for name in set(dict(ctx.root.named_children())) - modules:
+        delattr(ctx.root, name)
 
 
 def _fetch(gm, target):

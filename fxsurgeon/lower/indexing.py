@@ -167,9 +167,29 @@ def _slice_tensor(value, starts, ends, axes, steps):
 
 @lowering("OnnxSplit", "OnnxSplit13")
 def _split(ctx, mod, node, args):
+    if isinstance(args[0], Const) and not args[0].is_weight:  # folds, as any constant
+        value = args[0].value
+        sizes = _split_sizes(mod, args, list(value.shape), mod.axis % value.dim())
+        return [Const(p.clone()) for p in torch.split(value, sizes, mod.axis % value.dim())]
+    if isinstance(args[0], Sym) and not args[0].scalar:  # a shape vector: its pieces
+        items = args[0].items
+        sizes = _split_sizes(mod, args, [len(items)], mod.axis % 1)
+        if sum(sizes) != len(items):
+            raise LoweringError(f"Split sizes {sizes} do not add up to the length {len(items)}")
+        starts = [sum(sizes[:i]) for i in range(len(sizes))]
+        return [
+            Sym(items[s : s + n], dtype=args[0].dtype) for s, n in zip(starts, sizes, strict=True)
+        ]
     x = ctx.tensor(args[0])
     shape = shape_of(x)
     axis = mod.axis % len(shape)
+    sizes = _split_sizes(mod, args, shape, axis)
+    parts = ctx.call(torch.split, x, sizes, axis)
+    return [ctx.call(operator.getitem, parts, i) for i in range(len(sizes))]
+
+
+def _split_sizes(mod, args, shape, axis: int) -> list[int]:
+    """The sizes of ONNX Split's parts: its input, its attribute, or even parts."""
     if len(args) > 1 and args[1] is not None:
         sizes = const_ints(args[1], "Split sizes")
     elif getattr(mod, "split", None):
@@ -178,5 +198,4 @@ def _split(ctx, mod, node, args):
         if shape[axis] is None:
             raise LoweringError("even Split of a dynamic dim")
         sizes = [shape[axis] // mod.num_splits] * mod.num_splits
-    parts = ctx.call(torch.split, x, sizes, axis)
-    return [ctx.call(operator.getitem, parts, i) for i in range(len(sizes))]
+    return sizes
