@@ -117,7 +117,25 @@ def lower_bound(ctx, branch: fx.GraphModule, values: list[Value], operands: list
     if lowered.unconverted:
         raise LoweringError(f"the branch keeps modules it cannot lower: {lowered.unconverted}")
     BRANCH_OUTPUTS[lowered.module] = lowered.outputs
+    _contiguous_outputs(lowered.module)
     return lowered.module
+
+
+def _contiguous_outputs(gm: fx.GraphModule) -> None:
+    """Each output of a torch.cond branch a new tensor with the contiguous strides:
+    torch.cond wants both branches' outputs laid out alike (the same order of
+    strides, size-1 dims included, which ``.contiguous()`` leaves as they are) and
+    none of them a view of an operand, and a branch ending in a Transpose of an
+    operand and one ending in a new tensor differ in both."""
+    output = next(n for n in gm.graph.nodes if n.op == "output")
+    with gm.graph.inserting_before(output):
+        output.args = fx.node.map_arg(
+            output.args,
+            lambda n: gm.graph.call_method(
+                "clone", (n,), {"memory_format": torch.contiguous_format}
+            ),
+        )
+    gm.recompile()
 
 
 def lower_subgraph(ctx, branch: fx.GraphModule, fakes: list) -> fx.GraphModule:
