@@ -117,7 +117,25 @@ def lower_bound(ctx, branch: fx.GraphModule, values: list[Value], operands: list
     if lowered.unconverted:
         raise LoweringError(f"the branch keeps modules it cannot lower: {lowered.unconverted}")
     BRANCH_OUTPUTS[lowered.module] = lowered.outputs
+    _contiguous_outputs(lowered.module)
     return lowered.module
+
+
+def _contiguous_outputs(gm: fx.GraphModule) -> None:
+    """Each output of a torch.cond branch a new tensor with the contiguous strides:
+    torch.cond wants both branches' outputs laid out alike (the same order of
+    strides, size-1 dims included, which ``.contiguous()`` leaves as they are) and
+    none of them a view of an operand, and a branch ending in a Transpose of an
+    operand and one ending in a new tensor differ in both."""
+    output = next(n for n in gm.graph.nodes if n.op == "output")
+    with gm.graph.inserting_before(output):
+        output.args = fx.node.map_arg(
+            output.args,
+            lambda n: gm.graph.call_method(
+                "clone", (n,), {"memory_format": torch.contiguous_format}
+            ),
+        )
+    gm.recompile()
 
 
 def lower_subgraph(ctx, branch: fx.GraphModule, fakes: list) -> fx.GraphModule:
@@ -135,27 +153,64 @@ def lower_subgraph(ctx, branch: fx.GraphModule, fakes: list) -> fx.GraphModule:
     return lowered.module
 
 
-def inline(ctx, gm: fx.GraphModule, operands: list):
-    """Write `gm`'s nodes into the new graph with its inputs bound to `operands`."""
-    env: dict[fx.Node, Any] = {}
-    inputs = iter(operands)
-    result = None
-    for node in gm.graph.nodes:
-        if node.op == "placeholder":
-            env[node] = next(inputs)
-        elif node.op == "get_attr":
-            tensor = _fetch(gm, node.target)
-            env[node] = ctx.tensor(Const(tensor, node.meta.get("fxsurgeon.initializer")))
-        elif node.op == "output":
-            result = fx.node.map_arg(node.args[0], lambda n: env[n])
-        elif node.op in ("call_function", "call_method"):
-            new = ctx.graph.node_copy(node, lambda n: env[n])
-            new.meta.update({k: v for k, v in node.meta.items() if k.startswith("fxs")})
-            ctx._tag(new)
-            env[node] = new
-        else:
-            raise LoweringError(f"cannot inline a {node.op} node ({node.format_node()})")
-    return list(result) if isinstance(result, (tuple, list)) else result
+def inline(ctx, branch: fx.GraphModule, values: list[Value]) -> Value:
+    """`branch` lowered into the graph around it, its inputs the outer `values`
+    themselves: the If a known predicate decides is gone, and what the analysis
+    knows of the branch's outputs (a constant, a shape computation) stays known
+    after it, as it would be had the branch's nodes been written in the outer
+    graph (a folded If whose output is another If's predicate folds that one too).
+
+    A branch keeping a module it cannot lower is refused (LoweringError): the If
+    is then kept whole, and the nodes and modules this wrote are removed."""
+    from .graph import LoweringResult, _getitem, _lower_module
+
+    work = copy.deepcopy(branch)
+    placeholders = [n for n in work.graph.nodes if n.op == "placeholder"]
+    if len(placeholders) != len(values):
+        raise LoweringError(
+            f"the branch takes {len(placeholders)} inputs, the If gives {len(values)}"
+        )
+    env: dict[fx.Node, Value] = dict(zip(placeholders, values, strict=True))
+    result = LoweringResult(module=None)  # type: ignore[arg-type]
+    saved = ctx.node, ctx.rule, ctx.graph.where
+    modules = set(dict(ctx.root.named_children()))
+    last = ctx.graph._root.prev  # the graph's last node: what follows is the branch's
+    outputs: Value = None
+    try:
+        for node in work.graph.nodes:
+            args = [fx.node.map_arg(a, lambda n: env[n]) for a in node.args]
+            if node.op == "placeholder":
+                continue
+            ctx.node = node
+            if node.op == "get_attr":
+                env[node] = Const(_fetch(work, node.target), initializer=node.target)
+            elif node.op == "call_module":
+                env[node] = _lower_module(ctx, work, node, args, result)
+            elif node.op == "call_function" and node.target is operator.getitem:
+                env[node] = _getitem(ctx, args[0], node.args[1], node)
+            elif node.op == "output":
+                outputs = args[0]
+            else:
+                raise LoweringError(f"cannot inline a {node.op} node ({node.format_node()})")
+    finally:
+        ctx.node, ctx.rule, ctx.graph.where = saved
+    if result.unconverted:
+        _remove_after(ctx, last, modules)
+        raise LoweringError(f"the branch keeps modules it cannot lower: {result.unconverted}")
+    return list(outputs) if isinstance(outputs, (tuple, list)) else outputs
+
+
+def _remove_after(ctx, last: fx.Node, modules: set[str]) -> None:
+    """Remove the nodes written after `last` and the root's modules not in `modules`."""
+    written = []
+    node = last.next
+    while node is not ctx.graph._root:
+        written.append(node)
+        node = node.next
+    for node in reversed(written):
+        ctx.graph.erase_node(node)
+    for name in set(dict(ctx.root.named_children())) - modules:
+        delattr(ctx.root, name)
 
 
 def _fetch(gm, target):
@@ -179,11 +234,11 @@ _COUNTER = [0]
 @lowering("OnnxIf")
 def _if(ctx, mod, node, args):
     cond, *outer = args
-    outer, operands = operands_of(ctx, outer)
     known = _predicate(cond)
     if known is not None:
-        branch = mod.then_branch if known else mod.else_branch
-        return inline(ctx, lower_bound(ctx, branch, outer, operands), operands)
+        out = inline(ctx, mod.then_branch if known else mod.else_branch, outer)
+        return out[0] if mod.outputs == 1 and isinstance(out, list) else out
+    outer, operands = operands_of(ctx, outer)
     then_gm = lower_bound(ctx, mod.then_branch, outer, operands)
     else_gm = lower_bound(ctx, mod.else_branch, outer, operands)
     _same_outputs(then_gm, else_gm)

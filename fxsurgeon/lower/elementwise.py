@@ -35,6 +35,8 @@ def _binary(ctx, mod, node, args):
     sa, sb = as_sym(a), as_sym(b)
     if _sym_ints(a, b, sa, sb):
         return _sym_binary(ctx, op, sa, sb)
+    # a static float Sym (a size cast to float, known now) folds as the constant it is
+    a, b = (v.to_const() if isinstance(v, Sym) and v.is_static else v for v in (a, b))
     if isinstance(a, Const) and isinstance(b, Const) and not (a.is_weight or b.is_weight):
         return Const(_eval_binary(op, a.value, b.value))
     a_node = a if isinstance(a, fx.Node) else None
@@ -197,8 +199,16 @@ def _clip(ctx, mod, node, args):
 @lowering("OnnxMod")
 def _mod(ctx, mod, node, args):
     """ONNX Mod: fmod=1 is C fmod (sign of the dividend), fmod=0 the sign of the divisor."""
+    a, b = args
+    if isinstance(a, Sym) or isinstance(b, Sym):  # shape arithmetic stays on the sizes
+        sa, sb = as_sym(a), as_sym(b)
+        folded = sym_math.mod(ctx, sa, sb, bool(mod.fmod)) if sa and sb else None
+        if folded is not None:
+            return folded
+    if isinstance(a, Const) and isinstance(b, Const) and not (a.is_weight or b.is_weight):
+        return Const((torch.fmod if mod.fmod else torch.remainder)(a.value, b.value))
     fn = torch.fmod if mod.fmod else torch.remainder
-    return ctx.call(fn, ctx.tensor(args[0]), ctx.tensor(args[1]))
+    return ctx.call(fn, ctx.tensor(a), ctx.tensor(b))
 
 
 @lowering("OnnxSum", "OnnxMean")

@@ -167,6 +167,11 @@ def _slice_tensor(value, starts, ends, axes, steps):
 
 @lowering("OnnxSplit", "OnnxSplit13")
 def _split(ctx, mod, node, args):
+    if isinstance(args[0], Const) and not args[0].is_weight:  # folds, as any constant
+        value = args[0].value
+        axis = mod.axis % value.dim()
+        sizes = _split_sizes(mod, args, value.shape[axis])
+        return [Const(p.clone()) for p in torch.split(value, sizes, axis)]
     if isinstance(args[0], Sym) and not args[0].scalar:  # shape values stay shape values
         return _split_sym(mod, args)
     x = ctx.tensor(args[0])

@@ -303,20 +303,36 @@ def _constant_of_shape(ctx, mod, node, args):
 
 @lowering("OnnxRange")
 def _range(ctx, mod, node, args):
-    """ONNX Range: start + i * delta for i < ceil((limit - start) / delta). With integer
-    bounds (an int `Sym`, or a float one holding integers: a length cast to float) this
-    is torch.arange over the same ints, the length staying a SymInt."""
+    """ONNX Range: start + i * delta for i < max(ceil((limit - start) / delta), 0), so
+    bounds against the step's sign give an empty tensor (torch.arange raises). With
+    integer bounds (an int `Sym`, or a float one holding integers: a length cast to
+    float) this is torch.arange over the same ints, the length staying a SymInt."""
     if all(isinstance(a, Const) for a in args):
-        return Const(torch.arange(*(a.value.item() for a in args), dtype=args[0].value.dtype))
+        values = [a.value.item() for a in args]
+        return Const(_arange(*values, dtype=args[0].value.dtype))
     bounds = [sym_math.sym_operand(a) for a in args]
     if any(b is None or not b.scalar for b in bounds):
         raise LoweringError("Range with run-time bounds that are not integers known to be exact")
     dtype = args[0].dtype if isinstance(args[0], Sym) else args[0].value.dtype
     if any(b.dtype != dtype for b in bounds):
         raise LoweringError("Range with bounds of different types")
-    values = [b.items[0] for b in bounds]
-    if values[2] == 0:
+    start, limit, delta = (b.items[0] for b in bounds)
+    if delta == 0:
         raise LoweringError("Range with a zero delta")
-    if all(isinstance(v, int) for v in values):
-        return Const(torch.arange(*values, dtype=dtype))
-    return ctx.call(torch.arange, *values, dtype=dtype, device=ctx.device())
+    if all(isinstance(v, int) for v in (start, limit, delta)):
+        return Const(_arange(start, limit, delta, dtype=dtype))
+    if not isinstance(delta, int):
+        raise LoweringError("Range with a run-time delta (its sign decides the length)")
+    # past the start against the step's sign is empty: clamp the limit to the start
+    # where the analysis cannot show it is on the step's side for every size
+    side = operator.ge if delta > 0 else operator.le
+    if sym_math.decide(side, limit, start) is not True:
+        limit = ctx.call(torch.sym_max if delta > 0 else torch.sym_min, limit, start)
+    return ctx.call(torch.arange, start, limit, delta, dtype=dtype, device=ctx.device())
+
+
+def _arange(start, limit, delta, dtype: torch.dtype) -> torch.Tensor:
+    """torch.arange with ONNX's empty result for bounds against the step's sign."""
+    if (limit - start) * delta <= 0:
+        return torch.empty(0, dtype=dtype)
+    return torch.arange(start, limit, delta, dtype=dtype)

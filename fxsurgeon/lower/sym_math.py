@@ -189,6 +189,29 @@ def _pick(ctx, maximum: bool, x: Any, y: Any) -> Any:
     return ctx.call(torch.sym_max if maximum else torch.sym_min, x, y)
 
 
+def mod(ctx, a: Sym, b: Sym, fmod: bool) -> Sym | None:
+    """ONNX Mod of integer shape values: fmod=0 takes the divisor's sign (Python's
+    ``%``, also on SymInts), fmod=1 the dividend's (C fmod), the same where the
+    analysis shows the dividend >= 0 and the divisor > 0; a zero divisor is refused."""
+    n = _broadcast(a, b)
+    if n is None or is_float(a) or is_float(b) or a.dtype != b.dtype:
+        return None
+    items = []
+    for i in range(n):
+        x, y = _at(a, i), _at(b, i)
+        if isinstance(x, int) and isinstance(y, int):
+            if y == 0:
+                return None
+            items.append(int(torch.fmod(torch.tensor(x), y)) if fmod else x % y)
+            continue
+        if decide(operator.ne, y, 0) is not True:
+            return None
+        if fmod and not (decide(operator.ge, x, 0) and decide(operator.gt, y, 0)):
+            return None
+        items.append(ctx.call(operator.mod, x, y))
+    return Sym(items, scalar=a.scalar and b.scalar, dtype=a.dtype)
+
+
 def cast(ctx, sym: Sym, dtype: torch.dtype) -> Sym | None:
     """ONNX Cast of a shape value between integer and float types, exactly (see module doc)."""
     if dtype == torch.bool:  # x != 0, where decided
