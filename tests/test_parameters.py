@@ -13,6 +13,7 @@ safetensors.
 from __future__ import annotations
 
 import functools
+import re
 from collections import Counter
 
 import numpy as np
@@ -22,6 +23,7 @@ import torch
 import zoo
 
 import fxsurgeon
+from fxsurgeon._compat import import_onnx2torch
 from fxsurgeon.nn import KerasBatchNorm
 from fxsurgeon.pipeline import report_of
 from fxsurgeon.source import SOURCE_META_KEY
@@ -447,3 +449,31 @@ def test_vit_base_has_every_variable_as_a_parameter():
         origin = origins[key]
         expected = tf_value(variables[origin.tf_name]).permute(origin.perm)
         assert torch.equal(params[key].detach(), expected)
+
+
+#: Names that say the tensor's TF scope was lost (onnx2torch's and the fallback's names).
+NOT_A_SCOPE = re.compile(r"(^|\.)(weight\.weight|param(_\d+)?|const_\d+)($|\.)")
+
+
+@pytest.mark.slow
+def test_vit_base_through_the_plain_one_liner_has_every_variable_as_a_named_parameter():
+    """``optimize(onnx2torch.convert(onnx))`` with no other argument and no TF model: the
+    class token and position embeddings (the historical losses) are parameters too, and
+    every name is a TF scope (``vit.encoder.layer_11...``, ``classifier.bias``)."""
+    model = zoo.build("vit_base").model
+    module = fxsurgeon.optimize(import_onnx2torch().convert(zoo.export("vit_base")))
+    # without the input specs the optimize is lazy: the first call materializes it
+    pixels = zoo.build("vit_base").make_inputs(1, seed=3)["pixel_values"]
+    with torch.no_grad():
+        module(torch.from_numpy(pixels))
+    params = dict(module.named_parameters())
+    assert sum(p.numel() for p in params.values()) == zoo.VIT_BASE_TRAINABLE == 85_800_194
+    # one parameter per TF variable: the same multiset of sizes (layouts may be permuted)
+    sizes = Counter(int(np.prod(tuple(v.shape))) for v in model.trainable_variables)
+    assert Counter(p.numel() for p in params.values()) == sizes
+    for key in params:
+        assert not NOT_A_SCOPE.search(key), key
+        assert key.split(".")[0] in {"vit", "classifier"}, key
+        assert all(part.isidentifier() for part in key.split(".")), key
+    assert report_of(module).trainable_after == 85_800_194
+    print(f"\nViT-Base, plain one-liner: {len(params)} parameters, 85,800,194 trainable values")

@@ -50,6 +50,9 @@ TINY = (
     "keras3_cnn",
 )
 SLOW = ("vit_base",)
+#: Corpus models (corpus/models/) the tests use as they are: a seq2seq and an RNN family model.
+#: Built by their corpus builders and exported through the corpus cache; not in `TINY`.
+CORPUS = ("hf_bart", "keras_gru")
 
 
 @dataclass
@@ -325,6 +328,32 @@ def build_keras3_cnn() -> ZooModel:
     return _cnn_zoo_model("keras3_cnn", _cnn(keras, "cnn3"))
 
 
+def _as_zoo_model(corpus_model: Any) -> ZooModel:
+    """A ``corpus.registry.CorpusModel`` as a `ZooModel` (the fields the tests read)."""
+    return ZooModel(
+        corpus_model.name,
+        corpus_model.model,
+        corpus_model.input_signature,
+        corpus_model.output_names,
+        corpus_model.make_inputs,
+        corpus_model.tf_outputs,
+        corpus_model.trainable_params,
+        text=any(spec.name == "input_ids" for spec in corpus_model.input_signature),
+    )
+
+
+def _corpus_builder(name: str) -> Callable[[], ZooModel]:
+    """A fresh build of the corpus model ``name`` (what a float64 rebuild needs)."""
+
+    def build_from_corpus() -> ZooModel:
+        from corpus.build import load_builders
+
+        _, builder = load_builders()[name]
+        return _as_zoo_model(builder())
+
+    return build_from_corpus
+
+
 BUILDERS: dict[str, Callable[[], ZooModel]] = {
     "vit_tiny": build_vit_tiny,
     "vit_base": build_vit_base,
@@ -335,6 +364,7 @@ BUILDERS: dict[str, Callable[[], ZooModel]] = {
     "keras_mlp": build_keras_mlp,
     "keras_cnn": build_keras_cnn,
     "keras3_cnn": build_keras3_cnn,
+    **{name: _corpus_builder(name) for name in CORPUS},
 }
 
 
@@ -343,13 +373,29 @@ BUILDERS: dict[str, Callable[[], ZooModel]] = {
 
 @functools.cache
 def build(name: str) -> ZooModel:
-    """The model ``name`` (a `BUILDERS` key), built once per process."""
+    """The model ``name`` (a `BUILDERS` key), built once per process.
+
+    A `CORPUS` model is the corpus' own instance (``corpus.build.build``, the one its export
+    checks against the cache), so its variable names are the ones the export saw.
+    """
+    if name in CORPUS:
+        from corpus import build as corpus_build
+
+        return _as_zoo_model(corpus_build.build(name))
     return BUILDERS[name]()
 
 
 def export(name: str) -> Any:
-    """The ONNX ModelProto of ``name`` from ``fxsurgeon.tensorflow.export_onnx``, cached on disk."""
+    """The ONNX ModelProto of ``name`` from ``fxsurgeon.tensorflow.export_onnx``, cached on disk.
+
+    A `CORPUS` model comes from the corpus export (its signature, its cache).
+    """
     import onnx
+
+    if name in CORPUS:
+        from corpus import build as corpus_build
+
+        return corpus_build.export(name)
 
     from fxsurgeon.tensorflow import export_onnx
 
