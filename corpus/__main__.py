@@ -221,7 +221,10 @@ def main(argv: list[str] | None = None) -> int:
     if not names:
         console.print(f"no corpus model matches {args.select!r}")
         return 2
-    console.print(f"scoring {len(names)} models, {args.jobs} at a time")
+    if args.latency_only:
+        console.print(f"latency of {len(names)} models, one at a time")
+    else:
+        console.print(f"scoring {len(names)} models, {args.jobs} at a time")
     records = run_all(names, args, console)
     print_table(records, console)
 
