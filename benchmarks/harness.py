@@ -488,8 +488,10 @@ def _torch(
     inputs = [t.to(device) for t in case.torch_inputs(native)]
     names = list(case.inputs)
     output_names = case.bench.output_names
-    if compiled:
-        module = torch.compile(module, backend=protocol.compile_backend)
+    if compiled:  # the recipe's inference form; the transformers model may break the graph
+        module = fxsurgeon.compile(
+            module, inference=True, backend=protocol.compile_backend, fullgraph=not native
+        )
     autocast = (
         (lambda: torch.autocast(device.type, dtype=protocol.autocast))
         if protocol.autocast is not None

@@ -3,9 +3,11 @@
 Each model is scored by ``python -m corpus.score`` in its own process (export
 included, from the cache when it holds the model) with a timeout: a crash or
 hang fails that model, not the run. ``-j N`` processes run at once, each with
-one thread (torch, OMP, TF); ``--latency`` then measures latency serially with
-two threads. ``--check`` compares with ``corpus/expected.json`` and exits 1
-when a (model, line) pair that passed there fails now.
+one thread (torch, OMP, TF); ``--latency`` then measures latency serially (one
+model at a time, whatever ``-j``) with two threads. ``--latency-only`` measures
+only that, into the records stored in the results file (their other lines
+kept). ``--check`` compares with ``corpus/expected.json`` and exits 1 when a
+(model, line) pair that passed there fails now.
 
 ``--budget S`` starts no model after S seconds: CI passes what is left of its
 90 minutes, so that a slow fresh machine ends with a verdict on the models it
@@ -41,6 +43,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-k", dest="select", default="", help="only models whose name has this")
     parser.add_argument("--timeout", type=float, default=1200, help="seconds per model")
     parser.add_argument("--latency", action="store_true", help="also measure eager latency")
+    parser.add_argument(
+        "--latency-only",
+        action="store_true",
+        help="only measure latency, one model at a time, into the stored records",
+    )
     parser.add_argument("--check", action="store_true", help="fail on a regression vs expected")
     parser.add_argument("--update-expected", action="store_true", help="rewrite expected.json")
     parser.add_argument("--json", type=Path, default=RESULTS, help="results file (merged)")
@@ -141,15 +148,32 @@ def run_all(names: list[str], args: argparse.Namespace, console: Any) -> dict[st
             f" {_summary(record)}"
         )
 
-    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        list(pool.map(one, names))
-    if args.latency:  # alone on the machine, two threads
-        for name in [n for n in names if n in records]:
-            if records[name]["lines"].get("export", {}).get("ok"):
-                timed = score_in_child(name, timeout=args.timeout, threads=2, latency=True)
-                records[name]["lines"]["latency"] = timed["lines"].get("latency")
-                records[name]["wall"]["latency"] = timed["wall"]["process"]
+    if args.latency_only:
+        stored = board.load_json(args.json, {}).get("models", {})
+        records.update({n: stored[n] for n in names if n in stored})
+    else:
+        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+            list(pool.map(one, names))
+    if args.latency or args.latency_only:  # alone on the machine, two threads
+        for name in names:
+            if name in records and not records[name]["lines"].get("export", {}).get("ok"):
+                continue
+            timed = score_in_child(name, timeout=args.timeout, threads=2, latency=True)
+            record = records.setdefault(name, timed)
+            record["lines"]["latency"] = timed["lines"].get("latency") or timed["lines"].get(
+                "export"
+            )
+            record["wall"]["latency"] = timed["wall"]["process"]
+            console.print(f"latency {name}: {_latency_summary(record)}", markup=False)
     return {n: records[n] for n in names if n in records}
+
+
+def _latency_summary(record: dict) -> str:
+    entry = record["lines"].get("latency") or {}
+    if not entry.get("ok"):
+        return f"failed: {entry.get('reason', 'no line')}"
+    best = ", ".join(f"{k} {v:.3g} ms" for k, v in entry.get("best_ms", {}).items())
+    return f"{entry['value']} (fastest: {best})"
 
 
 SHORT = {"onnx2torch_left": "o2t 0", "compile_eager": "eager", "compile_inductor": "inductor"}
@@ -180,7 +204,7 @@ def print_table(records: dict[str, dict], console: Any) -> None:
                 console.print(f"  {name} {key}: {entry.get('reason', '')}", markup=False)
         latency = record["lines"].get("latency")
         if latency and latency.get("ok"):
-            console.print(f"  {name} latency (best of rounds): {latency['value']}", markup=False)
+            console.print(f"  {name} latency: {_latency_summary(record)}", markup=False)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -197,7 +221,10 @@ def main(argv: list[str] | None = None) -> int:
     if not names:
         console.print(f"no corpus model matches {args.select!r}")
         return 2
-    console.print(f"scoring {len(names)} models, {args.jobs} at a time")
+    if args.latency_only:
+        console.print(f"latency of {len(names)} models, one at a time")
+    else:
+        console.print(f"scoring {len(names)} models, {args.jobs} at a time")
     records = run_all(names, args, console)
     print_table(records, console)
 

@@ -10,6 +10,7 @@ the ones that newly pass.
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,13 @@ DOOR_TITLES = {
     "A": "A: from_onnx(export, tf_model=...) + optimize",
     "B": "B: optimize(onnx2torch.convert(onnx))",
 }
+#: latency ratios shown as columns when a record has them (fastest round; below 1 = faster)
+LATENCY_COLUMNS = (
+    "fxsurgeon/onnx2torch",
+    "fxsurgeon/twin",
+    "fxsurgeon/onnxruntime",
+    "compiled/onnxruntime",
+)
 BEGIN, END = "<!-- corpus:begin -->", "<!-- corpus:end -->"
 UNCHECKED = ("latency",)  # measured, never compared
 
@@ -61,6 +69,25 @@ def cell(record: dict[str, Any], door: str, column: str) -> bool | None | str:
     if any(e["ok"] is False for e in entries):
         return False
     return None if any(e["ok"] is None for e in entries) else True
+
+
+def latency_ratio(record: dict[str, Any], column: str) -> float | None:
+    """The ratio ``column`` of the record's latency line, None when not measured."""
+    entry = record.get("lines", {}).get("latency") or {}
+    value = entry.get("value") if entry.get("ok") else None
+    ratio = value.get(column) if isinstance(value, dict) else None
+    return float(ratio) if isinstance(ratio, (int, float)) else None
+
+
+def latency_columns(records: dict[str, dict[str, Any]]) -> list[str]:
+    """The `LATENCY_COLUMNS` that some record has."""
+    return [
+        c for c in LATENCY_COLUMNS if any(latency_ratio(r, c) is not None for r in records.values())
+    ]
+
+
+def geometric_mean(values: list[float]) -> float:
+    return math.exp(sum(math.log(v) for v in values) / len(values))
 
 
 def passed(record: dict[str, Any]) -> set[str]:
@@ -89,9 +116,15 @@ def totals(records: dict[str, dict[str, Any]]) -> dict[str, tuple[int, int]]:
 
 
 def markdown(records: dict[str, dict[str, Any]]) -> str:
-    """The README block: one row per model, one column per line and door, a totals row."""
+    """The README block: one row per model, one column per line and door, a totals row.
+
+    Latency ratios (`LATENCY_COLUMNS`) come last, when a record has them; their
+    totals cell is the geometric mean over the models measured.
+    """
+    latency = latency_columns(records)
     header = ["model", "family", "export"]
     header += [f"{d} {TITLES[c]}" for d, cols in COLUMNS.items() for c in cols]
+    header += [f"latency {c}" for c in latency]
     rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, record in records.items():
         export = record.get("lines", {}).get("export", {}).get("ok")
@@ -100,10 +133,16 @@ def markdown(records: dict[str, dict[str, Any]]) -> str:
             for column in cols:
                 value = cell(record, door, column)
                 cells.append("" if value == "" else mark(value))
+        for column in latency:
+            ratio = latency_ratio(record, column)
+            cells.append("" if ratio is None else f"{ratio:.2f}x")
         rows.append("| " + " | ".join(cells) + " |")
     total = totals(records)
     foot = ["**total**", "", "{}/{}".format(*total["export"])]
     foot += ["{}/{}".format(*total[f"{d}.{c}"]) for d, cols in COLUMNS.items() for c in cols]
+    for column in latency:
+        ratios = [r for r in (latency_ratio(v, column) for v in records.values()) if r]
+        foot.append(f"{geometric_mean(ratios):.2f}x ({len(ratios)})")
     rows.append("| " + " | ".join(foot) + " |")
     doors = "; ".join(f"**{v}**" for v in DOOR_TITLES.values())
     fusion = ", ".join(
@@ -114,6 +153,12 @@ def markdown(records: dict[str, dict[str, Any]]) -> str:
         f"Fusions vs the nominal counts of each config: {fusion or 'none stated'}.",
         "Every failing line's reason and figures: `corpus/results.json` (`python -m corpus`).",
     ]
+    if latency:
+        notes.append(
+            "Latency (`--latency`, 2 threads, batch 1): the fastest of interleaved rounds, as a "
+            "ratio (below 1.00x = fxsurgeon faster); `compiled` is `fxsurgeon.compile(model, "
+            "inference=True)`; the total is the geometric mean (models measured)."
+        )
     return "\n".join(rows) + "\n\n" + "\n".join(notes) + "\n"
 
 

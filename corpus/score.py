@@ -16,7 +16,8 @@ Lines per door: ``diff`` (every output vs TF at batch 1, 3 and each size),
 and ``bfloat16`` / ``half`` (a copy after ``.to(torch.bfloat16)`` / ``.half()``
 runs every case, judged by `fxsurgeon.verify`'s fp64 rule, that of
 torch._dynamo's accuracy checker, against the float32 optimized model).
-``latency`` (``--latency``) is measured separately, 2 threads, after scoring.
+``latency`` (``--latency``) is measured separately, 2 threads, after scoring: eager
+fxsurgeon, `fxsurgeon.compile`'s inference form, raw onnx2torch, onnxruntime, the twin.
 The record is JSON: ``{"name", "family", "lines": {"A.diff": {...}}, "wall": {...}}``.
 """
 
@@ -413,8 +414,15 @@ class Scorer:
     # ------------------------------------------------------------------ latency
 
     def latency(self) -> dict[str, Any]:
-        """Eager latency (ms) of raw onnx2torch, fxsurgeon (A), onnxruntime and the twin."""
+        """Latency (ms) of raw onnx2torch, fxsurgeon (A) eager and compiled, onnxruntime, the twin.
+
+        ``compiled``: `fxsurgeon.compile(A, inference=True)`, compiled in the warm-up
+        call (a failure leaves it out: ``compiled_error``). Interleaved rounds (one
+        call of each per round); ratios of the fastest, ``median_ratios`` of medians.
+        """
         import torch
+
+        import fxsurgeon
 
         _, inputs, _ = self.cases()[0]
         tensors = self.torch_inputs(inputs)
@@ -423,28 +431,59 @@ class Scorer:
         variants["onnx2torch"] = lambda: raw(*tensors)
         optimized = self.optimized("A")
         variants["fxsurgeon"] = lambda: optimized(*tensors)
+        compiled = fxsurgeon.compile(optimized, inference=True)
+        variants["compiled"] = lambda: compiled(*tensors)
         variants["onnxruntime"] = _ort_runner(self.proto, self.input_names(), self.ordered(inputs))
         if self.model.twin is not None:
             twin = self.model.twin()
             feed = (self.model.twin_inputs or _by_name)(inputs)
             variants["twin"] = lambda: twin(**feed)
-        times: dict[str, list[float]] = {k: [] for k in variants}
+        extra: dict[str, Any] = {}
+        torch._dynamo.reset()
         with torch.no_grad():
-            for call in variants.values():
-                call()  # warm up
-            for _ in range(LATENCY_ROUNDS):
-                for key, call in variants.items():
-                    start = time.perf_counter()
-                    call()
-                    times[key].append((time.perf_counter() - start) * 1e3)
+            for key, call in list(variants.items()):
+                try:
+                    call()  # warm up (and compile)
+                except Exception as exc:  # noqa: BLE001 - only the compiled variant may fail
+                    if key != "compiled":
+                        raise
+                    extra["compiled_error"] = one_line(exc)
+                    del variants[key]
+            times = _interleaved(variants, LATENCY_ROUNDS)
+        torch._dynamo.reset()
         best = {k: min(v) for k, v in times.items()}
         median = {k: statistics.median(v) for k, v in times.items()}
-        ratios = {
-            f"fxsurgeon/{k}": round(best["fxsurgeon"] / best[k], 3)
-            for k in best
-            if k != "fxsurgeon"
-        }
-        return line(True, ratios, best_ms=best, median_ms=median, threads=torch.get_num_threads())
+        return line(
+            True,
+            latency_ratios(best),
+            best_ms=best,
+            median_ms=median,
+            median_ratios=latency_ratios(median),
+            rounds=LATENCY_ROUNDS,
+            threads=torch.get_num_threads(),
+            **extra,
+        )
+
+
+#: the ratios of the latency line: (numerator, denominator) variants; below 1 = faster
+LATENCY_RATIOS = (("fxsurgeon", "onnx2torch"), ("fxsurgeon", "twin"), ("fxsurgeon", "onnxruntime"))
+LATENCY_RATIOS += (("compiled", "onnxruntime"), ("compiled", "fxsurgeon"))
+
+
+def latency_ratios(ms: dict[str, float]) -> dict[str, float]:
+    """``"a/b"``: ms[a] / ms[b] for each pair of `LATENCY_RATIOS` both measured."""
+    return {f"{a}/{b}": round(ms[a] / ms[b], 3) for a, b in LATENCY_RATIOS if a in ms and b in ms}
+
+
+def _interleaved(variants: dict[str, Callable[[], Any]], rounds: int) -> dict[str, list[float]]:
+    """Milliseconds per call: ``rounds`` rounds, one call of every variant per round."""
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    for _ in range(rounds):
+        for key, call in variants.items():
+            start = time.perf_counter()
+            call()
+            times[key].append((time.perf_counter() - start) * 1e3)
+    return times
 
 
 def _optimize(gm: Any) -> Any:

@@ -2,7 +2,8 @@
 
 Everything the README shows is importable from here: `optimize`, `from_tensorflow`,
 `from_onnx`, `export_onnx`, `verify` (the subpackage, callable as its `verify`
-function), `save`, `load`, `bisect`, `report_of`, `parameter_origins`.
+function), `save`, `load`, `bisect`, `report_of`, `parameter_origins`, and
+`compile` (torch.compile with the measured recipe, `fxsurgeon/compiling.py`).
 """
 
 import sys
@@ -18,6 +19,7 @@ from .frontdoor.onnx2torch_hook import install as _record_onnx2torch_sources  # 
 _record_onnx2torch_sources()  # the bare one-liner: optimize(onnx2torch.convert(onnx_model))
 
 from .codegen import CodegenError  # noqa: E402
+from .compiling import compile  # noqa: E402, A004 - fxsurgeon.compile, not the builtin
 from .errors import ConvergenceError, FxSurgeonError, InputError, PatternError  # noqa: E402
 from .frontdoor import export_onnx, from_onnx, from_tensorflow  # noqa: E402
 from .fuse import Match, Rule  # noqa: E402
@@ -49,6 +51,7 @@ __all__ = [
     "verify",
     "VerifyReport",
     "freeze",
+    "compile",
     "Report",
     "report_of",
     "parameter_origins",

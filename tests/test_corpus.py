@@ -175,3 +175,46 @@ def test_markdown_totals_row():
     assert cells[2] == "2/2"  # export
     assert cells[3] == "1/2"  # A diff
     assert cells[4] == "1/1"  # A params: only m1 has the line
+
+
+def test_markdown_latency_columns_only_when_measured():
+    assert "latency" not in board.markdown(RECORDS).splitlines()[0]
+    records = copy.deepcopy(RECORDS)
+    ratios = {"fxsurgeon/onnx2torch": 0.5, "fxsurgeon/onnxruntime": 2.0}
+    records["m1"]["lines"]["latency"] = {"ok": True, "value": {**ratios, "compiled/onnxruntime": 1}}
+    records["m2"]["lines"]["latency"] = {"ok": True, "value": {"fxsurgeon/onnxruntime": 8.0}}
+    rows = board.markdown(records).splitlines()
+    header = [c.strip() for c in rows[0].strip("|").split("|")]
+    # the twin ratio is in no record: no column for it
+    latency = ["fxsurgeon/onnx2torch", "fxsurgeon/onnxruntime", "compiled/onnxruntime"]
+    assert header[-3:] == [f"latency {c}" for c in latency]
+    cells = {
+        r.split("|")[1].strip(): [c.strip() for c in r.strip("|").split("|")] for r in rows[2:5]
+    }
+    assert cells["`m1`"][-3:] == ["0.50x", "2.00x", "1.00x"]
+    assert cells["`m2`"][-3:] == ["", "8.00x", ""]
+    assert cells["**total**"][-3:] == ["0.50x (1)", "4.00x (2)", "1.00x (1)"]  # geometric means
+    records["m2"]["lines"]["latency"] = {"ok": False, "value": None, "reason": "crashed"}
+    assert board.markdown(records).splitlines()[3].split("|")[-3].strip() == ""
+
+
+def test_latency_line_times_every_variant_with_the_compiled_recipe(monkeypatch):
+    monkeypatch.setattr(score, "LATENCY_ROUNDS", 2)
+    entry = score.score("keras_mlp", latency=True)["lines"]["latency"]
+    assert entry["ok"] is True, entry
+    assert "compiled_error" not in entry
+    assert set(entry["best_ms"]) == {"onnx2torch", "fxsurgeon", "compiled", "onnxruntime"}
+    assert all(ms > 0 for ms in entry["best_ms"].values())
+    expected = {"fxsurgeon/onnx2torch", "fxsurgeon/onnxruntime", "compiled/onnxruntime"}
+    assert set(entry["value"]) == expected | {"compiled/fxsurgeon"}  # keras_mlp has no twin
+    assert set(entry["median_ratios"]) == set(entry["value"])
+
+
+def test_latency_ratios_are_of_the_pairs_measured():
+    ms = {"fxsurgeon": 2.0, "onnxruntime": 4.0, "compiled": 1.0, "twin": 8.0}
+    assert score.latency_ratios(ms) == {
+        "fxsurgeon/twin": 0.25,
+        "fxsurgeon/onnxruntime": 0.5,
+        "compiled/onnxruntime": 0.25,
+        "compiled/fxsurgeon": 0.5,
+    }

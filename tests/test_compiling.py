@@ -1,0 +1,119 @@
+"""``fxsurgeon.compile``: the measured torch.compile recipe, for training and for inference.
+
+Each form is compiled with Inductor once (a tiny zoo model) and compared with
+the eager model within 1e-5; the training form must keep the model's trainable
+parameters (same objects, gradients reach them), the inference form must run
+without grad on a frozen copy, and neither may leave Inductor's global config
+changed.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+import zoo
+
+import fxsurgeon
+from fxsurgeon.compiling import NoGrad, _inductor_options
+from fxsurgeon.nn import KerasBatchNorm
+
+ATOL = 1e-5
+
+
+@functools.cache
+def optimized(name: str) -> torch.fx.GraphModule:
+    return fxsurgeon.optimize(zoo.convert(name))
+
+
+def _inputs(name: str, batch: int, seed: int) -> list[torch.Tensor]:
+    arrays = zoo.build(name).make_inputs(batch, seed)
+    return [torch.from_numpy(a) for a in arrays.values()]
+
+
+def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def test_inference_form_equals_eager_without_grad_and_leaves_the_model() -> None:
+    model = optimized("keras_cnn").eval()
+    before = _state(model)
+    bn_count = sum(isinstance(m, KerasBatchNorm) for m in model.modules())
+    assert bn_count == 2
+    torch._dynamo.reset()
+    compiled = fxsurgeon.compile(model, inference=True)
+    assert isinstance(compiled, NoGrad)
+    inputs = _inputs("keras_cnn", 3, seed=1)
+    with torch.no_grad():
+        want = model(*inputs)
+    got = compiled(*inputs)  # grad enabled here: the module turns it off itself
+    assert not got.requires_grad
+    assert got.shape == want.shape
+    assert float((got - want).abs().max()) <= ATOL
+    assert not torch._inductor.config.freezing  # scoped to this compile, not left set
+    # the copy that was compiled has its BatchNorms folded; the model keeps its own
+    assert sum(isinstance(m, KerasBatchNorm) for m in compiled.modules()) == 0
+    assert sum(isinstance(m, KerasBatchNorm) for m in model.modules()) == bn_count
+    after = _state(model)
+    assert after.keys() == before.keys()
+    assert all(torch.equal(after[k], before[k]) for k in before)
+    torch._dynamo.reset()
+
+
+def test_training_form_equals_eager_and_trains_the_models_parameters() -> None:
+    model = optimized("keras_mlp")
+    params = dict(model.named_parameters())
+    assert params and all(p.requires_grad for p in params.values())
+    torch._dynamo.reset()
+    compiled = fxsurgeon.compile(model)
+    assert dict(compiled.named_parameters()).keys() == {f"_orig_mod.{k}" for k in params}
+    inputs = _inputs("keras_mlp", 4, seed=2)
+    want = model(*inputs)
+    got = compiled(*inputs)
+    assert float((got - want).detach().abs().max()) <= ATOL
+    model.zero_grad(set_to_none=True)
+    got.square().mean().backward()
+    for name, param in model.named_parameters():
+        assert type(param) is torch.nn.Parameter, name
+        assert param.requires_grad, name
+        assert param.grad is not None and bool(param.grad.abs().sum() > 0), name
+    expected = torch.autograd.grad(want.square().mean(), list(params.values()))
+    for (name, param), grad in zip(params.items(), expected, strict=True):
+        assert torch.allclose(param.grad, grad, atol=ATOL), name
+    model.zero_grad(set_to_none=True)
+    torch._dynamo.reset()
+
+
+def test_refuses_what_is_not_a_module_and_inductor_options_elsewhere() -> None:
+    with pytest.raises(TypeError, match="torch.nn.Module"):
+        fxsurgeon.compile(lambda x: x)
+    model = optimized("keras_mlp")
+    with pytest.raises(ValueError, match="Inductor's"):
+        fxsurgeon.compile(model, backend="eager", mode="max-autotune-no-cudagraphs")
+    with pytest.raises(ValueError, match="Inductor's"):
+        fxsurgeon.compile(model, backend="eager", options={"freezing": True})
+
+
+def test_mode_and_options_merge_with_options_last() -> None:
+    from torch._inductor import list_mode_options
+
+    merged = _inductor_options(
+        "inductor", "max-autotune-no-cudagraphs", None, {"max_autotune": False}
+    )
+    assert merged == {**list_mode_options("max-autotune-no-cudagraphs"), "max_autotune": False}
+    assert _inductor_options("inductor", None, None, None) == {}
+    assert _inductor_options("inductor", "default", None, None) == {}
+
+
+def test_eager_backend_inference_form_runs_without_grad() -> None:
+    model = optimized("keras_cnn")
+    torch._dynamo.reset()
+    compiled = fxsurgeon.compile(model, inference=True, backend="eager")
+    inputs = _inputs("keras_cnn", 2, seed=3)
+    with torch.no_grad():
+        want = model.eval()(*inputs)
+    got = compiled(*inputs)
+    assert not got.requires_grad
+    assert float((got - want).abs().max()) <= ATOL
+    torch._dynamo.reset()
