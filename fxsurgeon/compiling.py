@@ -25,7 +25,7 @@ user's choice, since its outputs are overwritten by the next call.
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import fx, nn
@@ -62,7 +62,7 @@ def compile(  # noqa: A001 - fxsurgeon.compile mirrors torch.compile
     kwargs: dict[str, Any] = {"backend": backend, "dynamic": dynamic, "fullgraph": fullgraph}
     if inductor_options:
         kwargs["options"] = inductor_options
-    compiled = torch.compile(target, **kwargs)
+    compiled = cast(nn.Module, torch.compile(target, **kwargs))
     return NoGrad(compiled) if inference else compiled
 
 

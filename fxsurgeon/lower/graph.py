@@ -156,7 +156,7 @@ def _positional(gm: fx.GraphModule, node: fx.Node) -> list:
     ones are None here."""
     if not node.kwargs:
         return list(node.args)
-    forward = inspect.signature(gm.get_submodule(node.target).forward).parameters
+    forward = inspect.signature(gm.get_submodule(str(node.target)).forward).parameters
     names = list(forward)[len(node.args) :]
     unknown = set(node.kwargs) - set(names)
     if unknown:
@@ -177,7 +177,9 @@ def _onnx_outputs(ctx, gm: fx.GraphModule, env: dict, placeholders: list[fx.Node
     if not names:
         return None
     specs = getattr(source, "input_specs", ())
-    producer = {spec.name: (p, None) for spec, p in zip(specs, placeholders, strict=False)}
+    producer: dict[str, tuple[fx.Node, int | None]] = {
+        spec.name: (p, None) for spec, p in zip(specs, placeholders, strict=False)
+    }
     for node in gm.graph.nodes:
         if node.op != "call_module":
             continue

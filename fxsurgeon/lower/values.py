@@ -301,7 +301,9 @@ class LoweringContext:
         if key not in self._size_cache:
             # a size the analysis shows equal to one read before is read there: a
             # computation kept only for its size (tf2onnx's peeled first loop step) dies
-            expr = self.graph.shapes.env.replace(value.shape[dim].node.expr)
+            size = value.shape[dim]
+            assert isinstance(size, torch.SymInt)  # not static (above)
+            expr = self.graph.shapes.env.replace(size.node.expr)
             node = self._size_by_expr.get(expr)
             if node is None:
                 node = self._size_by_expr[expr] = self.graph.call_method("size", (x, dim))

@@ -143,9 +143,10 @@ class SymbolicShapes:
         if not isinstance(size, torch.SymInt):
             return
         expr = self.env.replace(size.node.expr)
-        hints = {s: self.env.backed_var_to_val.get(s) for s in expr.free_symbols}
-        if not hints or any(s not in self._symbols or v is None for s, v in hints.items()):
+        known = {s: self.env.backed_var_to_val.get(s) for s in expr.free_symbols}
+        if not known or any(s not in self._symbols or v is None for s, v in known.items()):
             return
+        hints = {s: int(v) for s, v in known.items() if v is not None}
         for _ in range(24):  # 2**24 times the hint: beyond any real size
             if expr.xreplace(hints) >= bound:
                 break
