@@ -52,9 +52,18 @@ def optimize_onnx(model: onnx.ModelProto) -> torch.fx.GraphModule:
 def assert_matches_ort(model: onnx.ModelProto, inputs: Sequence[np.ndarray], atol: float = 1e-5):
     """Optimize `model` and compare with onnxruntime on `inputs`; returns the module."""
     optimized = optimize_onnx(model)
+    assert_module_matches_ort(optimized, model, inputs, atol)
+    return optimized
+
+
+def assert_module_matches_ort(
+    module, model: onnx.ModelProto, inputs: Sequence[np.ndarray], atol: float = 1e-5
+) -> None:
+    """`module` (optimized once from `model`, possibly compiled) equals onnxruntime on
+    `inputs`: shapes, dtypes and values within `atol`."""
     expected = run_ort(model, inputs)
     with torch.no_grad():
-        got = optimized(*(torch.from_numpy(np.ascontiguousarray(i)) for i in inputs))
+        got = module(*(torch.from_numpy(np.ascontiguousarray(i)) for i in inputs))
     got = got if isinstance(got, (tuple, list)) else [got]
     assert len(got) == len(expected)
     for g, e in zip(got, expected, strict=True):
@@ -62,7 +71,6 @@ def assert_matches_ort(model: onnx.ModelProto, inputs: Sequence[np.ndarray], ato
         assert g.shape == e.shape, (g.shape, e.shape)
         assert g.dtype == e.dtype, (g.dtype, e.dtype)
         np.testing.assert_allclose(g, e, atol=atol, rtol=0)
-    return optimized
 
 
 def assert_lowered(optimized) -> None:

@@ -7,10 +7,18 @@ optimize run never saw; the refusal sides keep their modules and stay right."""
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from onnx import helper
-from onnx_cases import assert_lowered, init, make_model, optimize_onnx, run_ort, tensor_info
+from onnx_cases import (
+    assert_lowered,
+    assert_module_matches_ort,
+    init,
+    make_model,
+    optimize_onnx,
+    tensor_info,
+)
 
 from fxsurgeon.lower.control_flow import compare_sizes
 from fxsurgeon.pipeline import count_onnx2torch_modules, report_of
@@ -27,14 +35,14 @@ def _node(op, inputs, outputs, **attrs):
     return helper.make_node(op, inputs, outputs, **attrs)
 
 
-def _check(optimized, model, inputs):
-    expected = run_ort(model, inputs)
-    with torch.no_grad():
-        got = optimized(*(torch.from_numpy(i) for i in inputs))
-    got = got if isinstance(got, (tuple, list)) else [got]
-    for g, e in zip(got, expected, strict=True):
-        assert g.shape == e.shape and g.numpy().dtype == e.dtype
-        np.testing.assert_allclose(g.numpy(), e, atol=1e-6, rtol=0)
+def _transpose_branch() -> onnx.GraphProto:
+    """An If branch returning the outer `x` with its last two axes swapped (a view)."""
+    return helper.make_graph(
+        [_node("Transpose", ["x"], ["ey"], perm=[0, 2, 1])],
+        "else_y",
+        [],
+        [tensor_info("ey", F32, None)],
+    )
 
 
 def _conds(optimized):
@@ -64,12 +72,7 @@ def if_on_a_folded_if(first: bool):
         [],
         [tensor_info("ty", F32, None)],
     )
-    else_y = helper.make_graph(
-        [_node("Transpose", ["x"], ["ey"], perm=[0, 2, 1])],
-        "else_y",
-        [],
-        [tensor_info("ey", F32, None)],
-    )
+    else_y = _transpose_branch()
     nodes = [
         _node("If", ["first"], ["p"], then_branch=then_p, else_branch=else_p),
         _node("If", ["p"], ["y"], then_branch=then_y, else_branch=else_y),
@@ -93,7 +96,7 @@ def test_an_if_on_the_output_of_a_folded_if_folds_too(first):
     assert _conds(optimized) == []  # both Ifs decided at optimize time
     assert not any(name.startswith("if_") for name, _ in optimized.named_children())
     for n, length in [(1, 1), (2, 5), (4, 3)]:
-        _check(optimized, model, [x_of(n, length, 3)])
+        assert_module_matches_ort(optimized, model, [x_of(n, length, 3)], atol=1e-6)
 
 
 # --------------------------------------------------------------------------- Range
@@ -135,7 +138,7 @@ def test_range_against_its_step_is_empty_as_in_onnx(start, limit, delta):
     optimized = optimize_onnx(model)
     assert count_onnx2torch_modules(optimized) == {}
     for length in (1, 2, 3, 5, 6, 11):
-        _check(optimized, model, [x_of(2, length)])
+        assert_module_matches_ort(optimized, model, [x_of(2, length)], atol=1e-6)
 
 
 def test_a_range_whose_delta_is_a_run_time_size_is_kept():
@@ -146,7 +149,7 @@ def test_a_range_whose_delta_is_a_run_time_size_is_kept():
     optimized = optimize_onnx(model)
     assert "OnnxRange" in report_of(optimized).unconverted
     for length in (3, 4):
-        _check(optimized, model, [x_of(1, length)])
+        assert_module_matches_ort(optimized, model, [x_of(1, length)], atol=1e-6)
 
 
 # --------------------------------------------------------------------------- Roll
@@ -193,7 +196,7 @@ def test_a_roll_of_constant_shifts_is_lowered_on_the_sizes(shifts):
     assert count_onnx2torch_modules(optimized) == {}
     assert report_of(optimized).forced_dims == []
     for h, w in [(4, 4), (5, 3), (8, 7)]:
-        _check(optimized, model, [x_of(2, h, w, 2)])
+        assert_module_matches_ort(optimized, model, [x_of(2, h, w, 2)], atol=1e-6)
 
 
 def test_a_c_fmod_of_a_negative_shift_is_not_taken_as_python_mod():
@@ -202,7 +205,7 @@ def test_a_c_fmod_of_a_negative_shift_is_not_taken_as_python_mod():
     model = roll_model([-2, 1], fmod=1)
     optimized = optimize_onnx(model)
     for h, w in [(4, 4), (5, 3)]:
-        _check(optimized, model, [x_of(2, h, w, 2)])
+        assert_module_matches_ort(optimized, model, [x_of(2, h, w, 2)], atol=1e-6)
 
 
 # --------------------------------------------------------------------------- run-time If
@@ -223,12 +226,7 @@ def layouts_if_model(pred: str):
         [],
         [tensor_info("ty", F32, None)],
     )
-    else_y = helper.make_graph(
-        [_node("Transpose", ["x"], ["ey"], perm=[0, 2, 1])],
-        "else_y",
-        [],
-        [tensor_info("ey", F32, None)],
-    )
+    else_y = _transpose_branch()
     if pred == "size":
         nodes = [
             _node("Shape", ["x"], ["s"]),
@@ -267,7 +265,7 @@ def test_a_run_time_if_whose_branches_differ_in_layout_runs_and_trains(pred):
     assert (cond.args[0].target is compare_sizes) == (pred == "size")
     cases = [(6, True), (2, False), (4, True), (1, False)]
     for length, then in cases:
-        _check(optimized, model, [_layout_input(pred, length, then)])
+        assert_module_matches_ort(optimized, model, [_layout_input(pred, length, then)], atol=1e-6)
     (w,) = [p for p in optimized.parameters() if p.requires_grad]
     for length, then in cases[:2]:
         optimized.zero_grad(set_to_none=True)

@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 import torch
 from onnx import TensorProto, helper
-from onnx_cases import init, make_model, optimize_onnx, run_ort, tensor_info
+from onnx_cases import (
+    assert_module_matches_ort,
+    init,
+    make_model,
+    optimize_onnx,
+    tensor_info,
+)
 
 from fxsurgeon.pipeline import count_onnx2torch_modules, report_of
 
@@ -161,16 +167,6 @@ CASES = {
 }
 
 
-def _assert_matches(optimized, model, inputs):
-    expected = run_ort(model, inputs)
-    with torch.no_grad():
-        got = optimized(*(torch.from_numpy(i) for i in inputs))
-    got = got if isinstance(got, (tuple, list)) else [got]
-    for g, e in zip(got, expected, strict=True):
-        assert g.shape == e.shape and g.numpy().dtype == e.dtype
-        np.testing.assert_allclose(g.numpy(), e, atol=1e-5, rtol=0)
-
-
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_lowered_once_runs_at_unseen_sizes(name):
     model, make = CASES[name]()
@@ -182,7 +178,7 @@ def test_lowered_once_runs_at_unseen_sizes(name):
     for forbidden in ("torch.tensor", ".item()", ".tolist()"):
         assert forbidden not in code, code
     for n in (3, 6, 9):  # no size is pinned to the analysis' example
-        _assert_matches(optimized, model, make(n))
+        assert_module_matches_ort(optimized, model, make(n))
 
 
 def test_strided_slice_compiles_without_a_graph_break():
@@ -192,7 +188,7 @@ def test_strided_slice_compiles_without_a_graph_break():
     try:
         compiled = torch.compile(optimized, fullgraph=True, backend="eager", dynamic=True)
         for n in (4, 7):
-            _assert_matches(compiled, model, make(n))
+            assert_module_matches_ort(compiled, model, make(n))
     finally:
         torch._dynamo.reset()
 
@@ -208,7 +204,7 @@ def test_a_comparison_the_analysis_cannot_decide_keeps_the_slice():
     optimized = optimize_onnx(model)
     assert "OnnxSlice" in report_of(optimized).unconverted
     for n in (1, 2):
-        _assert_matches(optimized, model, make(n))
+        assert_module_matches_ort(optimized, model, make(n))
 
 
 def test_a_size_cast_to_a_float_that_cannot_hold_it_stops_with_a_clear_error():
@@ -227,7 +223,7 @@ def test_a_size_cast_to_a_float_that_cannot_hold_it_stops_with_a_clear_error():
     )
     optimized = optimize_onnx(model)
     assert count_onnx2torch_modules(optimized) == {}
-    _assert_matches(optimized, model, [x_of(1, 7)])
+    assert_module_matches_ort(optimized, model, [x_of(1, 7)])
     with pytest.raises(AssertionError, match="exceeds 2048"):
         optimized(torch.zeros(1, 2049))
 
@@ -239,7 +235,7 @@ def test_float_bounds_that_are_not_integers_keep_the_range():
             t.CopyFrom(init("step", np.array(0.5, F32)))
     optimized = optimize_onnx(model)
     assert "OnnxRange" in report_of(optimized).unconverted
-    _assert_matches(optimized, model, make(4))
+    assert_module_matches_ort(optimized, model, make(4))
 
 
 def test_pad_keeps_the_padded_dims_dynamic():
@@ -253,7 +249,7 @@ def test_pad_keeps_the_padded_dims_dynamic():
     optimized = optimize_onnx(model)
     assert report_of(optimized).forced_dims == []
     for n in (2, 5):
-        _assert_matches(optimized, model, [x_of(n, n + 1, 4)])
+        assert_module_matches_ort(optimized, model, [x_of(n, n + 1, 4)])
 
 
 def test_a_reshaped_weight_stays_a_parameter():
@@ -277,7 +273,7 @@ def test_a_reshaped_weight_stays_a_parameter():
     optimized = optimize_onnx(model)
     params = [p for p in optimized.parameters() if p.requires_grad]
     assert sum(p.numel() for p in params) == 24
-    _assert_matches(optimized, model, [x_of(3, 6)])
+    assert_module_matches_ort(optimized, model, [x_of(3, 6)])
 
 
 def test_a_size_comparison_is_decided_for_sizes_0_and_1_too():

@@ -14,7 +14,14 @@ import numpy as np
 import pytest
 import torch
 from onnx import helper
-from onnx_cases import assert_lowered, init, make_model, optimize_onnx, run_ort, tensor_info
+from onnx_cases import (
+    assert_lowered,
+    assert_module_matches_ort,
+    init,
+    make_model,
+    optimize_onnx,
+    tensor_info,
+)
 
 from fxsurgeon.errors import LoweringError
 from fxsurgeon.pipeline import report_of
@@ -32,16 +39,6 @@ def w_of(*shape):
     """A weight scaled as trained ones are (1/sqrt(fan in)): outputs stay near 1, where
     float32's rounding is well below the tolerance."""
     return (rng.standard_normal(shape) / np.sqrt(np.prod(shape[1:]))).astype(F32)
-
-
-def _assert_matches(optimized, model, inputs):
-    expected = run_ort(model, inputs)
-    with torch.no_grad():
-        got = optimized(*(torch.from_numpy(i) for i in inputs))
-    got = got if isinstance(got, (tuple, list)) else [got]
-    for g, e in zip(got, expected, strict=True):
-        assert g.shape == e.shape and g.numpy().dtype == e.dtype
-        np.testing.assert_allclose(g.numpy(), e, atol=1e-5, rtol=0)
 
 
 def _assert_dynamic(optimized):
@@ -127,7 +124,7 @@ def test_a_window_longer_than_the_hint_lowers_with_its_length_dynamic(name):
     optimized = optimize_onnx(model)
     _assert_dynamic(optimized)
     for n in (1, 4, 11):  # lengths the analysis never saw
-        _assert_matches(optimized, model, make(n))
+        assert_module_matches_ort(optimized, model, make(n))
 
 
 def test_the_weight_norm_vectors_come_back_as_parameters():
@@ -139,7 +136,7 @@ def test_the_weight_norm_vectors_come_back_as_parameters():
     assert trainable == [(1, 1, 8), (4,), (4, 2, 8)]
     buffers = {tuple(b.shape) for b in optimized.buffers()}
     assert (1, 1, 8) not in buffers and (4, 2, 8) not in buffers
-    _assert_matches(optimized, model, make(2))
+    assert_module_matches_ort(optimized, model, make(2))
 
 
 def test_a_window_longer_than_a_static_length_is_kept_with_the_reason():
@@ -202,7 +199,7 @@ def test_a_size_reshaped_to_a_vector_stays_a_shape_computation(target):
     optimized = optimize_onnx(model)
     _assert_dynamic(optimized)
     for n in (1, 4, 7):
-        _assert_matches(optimized, model, [np.ones((n, n + 2), I64), x_of(n)])
+        assert_module_matches_ort(optimized, model, [np.ones((n, n + 2), I64), x_of(n)])
 
 
 def test_a_shape_computation_reshaped_to_the_wrong_count_is_an_error():
