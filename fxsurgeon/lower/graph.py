@@ -138,6 +138,7 @@ def _lower_once(gm, shapes, initializer_of, bind) -> LoweringResult:
         except LoweringError as exc:
             raise LoweringError(f"while lowering {node.format_node()}: {exc}") from exc
 
+    ctx.share_sizes_of_dead_ends()
     output = next(n for n in graph.nodes if n.op == "output")
     result.outputs = fx.node.map_arg(output.args[0], lambda n: n.meta.get("val"))
     graph.refresh()

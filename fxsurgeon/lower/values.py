@@ -185,7 +185,8 @@ class LoweringContext:
         self.rule = "lower"
         self.initializer_of: Callable[[str], str | None] = lambda name: None
         self._size_cache: dict[tuple[fx.Node, int], fx.Node] = {}
-        self._size_by_expr: dict[Any, fx.Node] = {}
+        self._size_by_expr: dict[Any, fx.Node] = {}  # the first read of each size
+        self._size_reads: list[tuple[fx.Node, Any]] = []
         self._const_count = 0
         self._const_cache: dict[int, str] = {}
 
@@ -299,16 +300,28 @@ class LoweringContext:
             return static
         key = (x, dim)
         if key not in self._size_cache:
-            # a size the analysis shows equal to one read before is read there: a
-            # computation kept only for its size (tf2onnx's peeled first loop step) dies
             size = value.shape[dim]
             assert isinstance(size, torch.SymInt)  # not static (above)
-            expr = self.graph.shapes.env.replace(size.node.expr)
-            node = self._size_by_expr.get(expr)
-            if node is None:
-                node = self._size_by_expr[expr] = self.graph.call_method("size", (x, dim))
+            node = self.graph.call_method("size", (x, dim))
+            self._size_by_expr.setdefault(self.graph.shapes.env.replace(size.node.expr), node)
+            self._size_reads.append((node, self.graph.shapes.env.replace(size.node.expr)))
             self._size_cache[key] = node
         return self._size_cache[key]
+
+    def share_sizes_of_dead_ends(self) -> None:
+        """A tensor read only for its sizes (tf2onnx's peeled first loop step, computed to
+        allocate the loop's output) has them read where the analysis shows the same size
+        was read first, so the computation dies. A tensor that is used otherwise keeps its
+        own reads: each block of a repeated structure reads its own sizes (codegen finds
+        the blocks by that)."""
+        for node, expr in self._size_reads:
+            first = self._size_by_expr[expr]
+            tensor = node.args[0]
+            if first is node or not isinstance(tensor, fx.Node):
+                continue
+            if all(u.op == "call_method" and u.target == "size" for u in tensor.users):
+                node.replace_all_uses_with(first)
+                self.graph.erase_node(node)
 
 
 # ---------------------------------------------------------------------------
