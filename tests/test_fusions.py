@@ -22,6 +22,7 @@ from torch import fx, nn
 
 import fxsurgeon
 from fxsurgeon.fuse import apply_rules, canonicalize, load_rules
+from fxsurgeon.lower.dtypes import follow_dtype
 from fxsurgeon.shapes import ExampleInputs, propagate_shapes
 from fxsurgeon.source import SOURCE_META_KEY
 from fxsurgeon.tensorflow import export_onnx, from_onnx
@@ -557,13 +558,16 @@ def test_tiny_gpt2_has_one_causal_sdpa_per_layer():
 
 @pytest.mark.parametrize("name", ["bert_tiny", "gpt2_tiny"])
 def test_masked_sdpa_follows_a_float64_cast_of_the_module(name):
-    """The mask comes from a float32 Cast of attention_mask; SDPA gets it as q's dtype, so
+    """The mask comes from a float32 Cast of attention_mask; SDPA gets it in q's dtype, so
     the module cast to float64 still matches TF (torch 2.14 took the float32 mask silently
     and returned wrong values)."""
     module = copy.deepcopy(zoo_optimized(name)).to(torch.float64)
     sdpas = [n for n in module.graph.nodes if n.target is F.scaled_dot_product_attention]
     assert len(sdpas) == 2
-    assert all(n.kwargs["attn_mask"].target == "type_as" for n in sdpas)
+    # the mask is converted to q's dtype (a float32-pinned one saturating: follow_dtype)
+    for sdpa in sdpas:
+        mask = sdpa.kwargs["attn_mask"]
+        assert mask.target in ("type_as", follow_dtype) and mask.args[1] is sdpa.args[0]
     assert max_diff_vs_tf(name, module) < 1e-5
     assert max_diff_vs_tf(name, module, batch=2, seq_len=11) < 1e-5
 

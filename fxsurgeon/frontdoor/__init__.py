@@ -10,6 +10,7 @@ by `fxsurgeon.tensorflow`.
 
 from .converters import torch_weights
 from .converters.nd_index import REDUCE as SCATTER_REDUCTIONS
+from .converters.pool_pad import PAD_MODES
 from .converters.resize import ResizeError
 from .converters.resize import plan as resize_plan
 from .converters.tensor_ops import eye_like, reverse_sequence
@@ -18,6 +19,7 @@ from .onnx_import import ONNX2TORCH_WARNINGS_KEY, from_onnx, from_tensorflow
 from .variables import map_initializers_to_variables, tf_variables_of
 
 __all__ = [
+    "PAD_MODES",
     "ONNX2TORCH_WARNINGS_KEY",
     "SCATTER_REDUCTIONS",
     "ResizeError",

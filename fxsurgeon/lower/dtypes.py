@@ -74,7 +74,15 @@ def follow_activation_dtype(gm: fx.GraphModule, example_inputs) -> int:
 
     mode = FakeTensorMode(allow_non_fake_inputs=True)
     fakes = [mode.from_tensor(x) if isinstance(x, torch.Tensor) else x for x in example_inputs]
-    return _rewrite(gm, fakes, mode, list(example_inputs))
+    # in eval mode: a BatchNorm in training mode would update its running statistics (the
+    # model's state) when the examples run
+    training = {m: m.training for m in gm.modules()}
+    gm.eval()
+    try:
+        return _rewrite(gm, fakes, mode, list(example_inputs))
+    finally:
+        for module, flag in training.items():
+            module.training = flag
 
 
 def _rewrite(gm: fx.GraphModule, fakes: list, mode, real: list | None = None) -> int:

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from ..errors import LoweringError
-from ..frontdoor.converters.pool_pad import PAD_MODES
+from ..frontdoor import PAD_MODES
 from ..shapes import shape_of
 from .shape_ops import _arith, _one_dynamic_to_minus_one
 from .table import LOWERINGS, lowering
