@@ -211,3 +211,28 @@ def test_a_shape_computation_reshaped_to_the_wrong_count_is_an_error():
     assert _reshape_sym(Sym([7], scalar=True), [-1]) == Sym([7])
     with pytest.raises(LoweringError, match="Reshape of 2 element"):
         _reshape_sym(Sym([3, 4]), [3])
+
+
+# --------------------------------------------------------------------------- divisible hints
+
+
+def skip_concat():
+    """A U-Net skip: x concatenated with upsample(maxpool(x)), defined only for even H and
+    W. At the default hint 5 the analysis' Concat (4 vs 5 rows) fails."""
+    nodes = [
+        helper.make_node("MaxPool", ["x"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Resize", ["p", "", "scales"], ["u"], mode="nearest"),
+        helper.make_node("Concat", ["x", "u"], ["y"], axis=1),
+    ]
+    scales = init("scales", np.array([1, 1, 2, 2], np.float32))
+    x = tensor_info("x", np.float32, ["N", 3, "H", "W"])
+    return make_model(nodes, [x], [tensor_info("y", np.float32, None)], [scales])
+
+
+def test_hints_outside_the_models_domain_are_retried_divisible():
+    model = skip_concat()
+    optimized = optimize_onnx(model)
+    assert_lowered(optimized)
+    assert report_of(optimized).forced_dims == []
+    for n, h, w in ((1, 6, 8), (2, 10, 4), (3, 2, 14)):  # sizes the analysis never saw
+        assert_module_matches_ort(optimized, model, [x_of(n, 3, h, w)])

@@ -65,6 +65,28 @@ def lower_graph(
     graph around a subgraph knows of a value (a constant, a shape computation on
     symbolic sizes) is then known inside it too.
     """
+    result = _lower_admitted(gm, shapes, initializer_of, bind)
+    if not result.unconverted or shapes.subgraph:
+        return result
+    # Hints only pick a point of the model's domain, and a small odd one can lie outside
+    # it: a U-Net's skip Concat needs H divisible by 4, so at the default hint 5 the
+    # analysis' Concat fails and the module is kept. Once more with every symbolic dim
+    # but the batch hinted 32 times larger (a multiple of 2**5); that analysis is kept
+    # when it lowers more, else the first is made again.
+    first = dict(_hints(shapes))
+    shapes.restart({key: hint * _SCALE for key, hint in first.items()})
+    try:
+        retry: LoweringResult | None = _lower_admitted(gm, shapes, initializer_of, bind)
+    except LoweringError:
+        retry = None
+    if retry is not None and _kept(retry) < _kept(result):
+        return retry
+    shapes.restart(first)
+    return _lower_admitted(gm, shapes, initializer_of, bind)
+
+
+def _lower_admitted(gm, shapes, initializer_of, bind) -> LoweringResult:
+    """`_lower_once`, restarted with larger hints while an op asks for them."""
     for _ in range(_RESTARTS):
         try:
             return _lower_once(gm, shapes, initializer_of, bind)
@@ -73,6 +95,21 @@ def lower_graph(
                 raise
             shapes.restart(request.hints)
     raise LoweringError(f"the shape analysis restarted {_RESTARTS} times for its hints")
+
+
+_SCALE = 32
+
+
+def _hints(shapes: SymbolicShapes):
+    """(input name, dim) -> hint of every symbolic input dim but the batch (dim 0)."""
+    for sig in shapes.inputs:
+        for i, (dim, hint) in enumerate(zip(sig.dims, sig.hints, strict=True)):
+            if dim is None and i > 0:
+                yield (sig.name, i), hint
+
+
+def _kept(result: LoweringResult) -> int:
+    return sum(len(nodes) for nodes in result.unconverted.values())
 
 
 # Each restart raises a hint of an input dim (`SymbolicShapes.admit`): one per
