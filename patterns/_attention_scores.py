@@ -545,7 +545,9 @@ def _pieces(coef: float, node: fx.Node, band: fx.Node, module) -> list:
     """A term as a sum of (coef, node) pieces, split until the band's 1 - band (numbers drop)."""
     coef_, node = _strip_factors(node, module)
     coef *= coef_
-    if _hides(node, band) or node.target not in (operator.add, operator.sub):
+    if not _holds_hide(node, band, module):  # kept whole: splitting off its numbers would
+        return [(coef, node)]  # move a large shift onto the kept scores (lost bits)
+    if _hides(node, band):
         return [(coef, node)]
     out = []
     for i, x in enumerate(node.args):
@@ -556,6 +558,18 @@ def _pieces(coef: float, node: fx.Node, band: fx.Node, module) -> list:
             return [(coef, node)]
         out += _pieces(c, x, band, module)
     return out
+
+
+def _holds_hide(node: Any, band: fx.Node, module, depth: int = 0) -> bool:
+    """Whether the sum `node` has 1 - band among its pieces (through factors)."""
+    if not isinstance(node, fx.Node) or depth > 16:
+        return False
+    node = _strip_factors(node, module)[1]
+    if _hides(node, band):
+        return True
+    if node.target not in (operator.add, operator.sub):
+        return False
+    return any(_holds_hide(x, band, module, depth + 1) for x in node.args)
 
 
 def _absorb_masks(plan: Plan, lengths: dict, same: bool, static: tuple, module) -> str | None:

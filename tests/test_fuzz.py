@@ -242,3 +242,14 @@ def test_optimize_of_a_fuzz_graph_is_deterministic():
     first = fxsurgeon.optimize(from_onnx(model))
     second = fxsurgeon.optimize(from_onnx(model))
     assert first.code == second.code
+
+
+def test_a_padding_term_beside_the_causal_band_keeps_its_zero_on_the_kept_scores():
+    """Seed 640 of the 1,000-graph run: ``w * band + (-1e4 * (1 - m) - 1e4 * (1 - band))``.
+    The causal piece is split off, but the padding term stays whole: split into numbers
+    too, it became ``1e4 * m`` (equal up to a shift), and the kept scores, 1e4 larger,
+    lost their low bits (2.9e-5 at the output)."""
+    case = generate(640)
+    assert "attention~causal_other_association" in case.blocks
+    outcome = check(case)
+    assert outcome.status == "pass", outcome
