@@ -31,19 +31,13 @@ from fxsurgeon.patterns._attention_frames import (
 from fxsurgeon.patterns._attention_graph import (
     _name,
     band_condition,
-    is_causal,
     node_dtype,
     scalar,
     shape,
 )
+from fxsurgeon.patterns._attention_masks import absorb_masks, strip_factors
 from torch import fx
 
-#: A finite Where fill at or below this is absorbed by an additive mask with the same fill:
-#: for |s| < 2**-25 * |fill| (1e22 here), s + fill rounds to fill in float32.
-HUGE_FILL = -1e30
-#: A hidden score at or below this (and a visible one in every row) weighs exactly 0:
-#: exp(-1e3) underflows float32 (the smallest subnormal is 1.4e-45 = exp(-103)).
-BIG_FILL = -1e3
 #: The largest finite float32: a fill scaled past it is -inf in the model (declined).
 F32_MAX = float(torch.finfo(torch.float32).max)
 
@@ -280,7 +274,7 @@ def _times(plan: Plan, c: float) -> None:
     """A constant factor on everything read so far: the scale, the terms and the fills.
 
     Where(m, s, fill) * c = Where(m, s * c, fill * c) (GPT-J divides by sqrt(D) after its
-    causal Where): the fill is scaled too, and `_absorb_masks` judges the scaled fill (a
+    causal Where): the fill is scaled too, and `absorb_masks` judges the scaled fill (a
     negative factor makes it positive: declined there). A 0/1 band commutes with the
     factor, (s * band) * c = (s * c) * band; its hiding term is among the terms.
     """
@@ -313,24 +307,10 @@ def _walk_sum(node: fx.Node, plan: Plan, module: fx.GraphModule) -> fx.Node:
         return core  # the same number added to every score: softmax drops it
     if not isinstance(term, fx.Node):
         raise Decline(f"%{node.name}: the term {term!r} is not a tensor")
-    coef_, term = _strip_factors(term, module)
+    coef_, term = strip_factors(term, module)
     plan.terms.append((coef * coef_, term))
     plan.levels.add(len(plan.reshapes))
     return core
-
-
-def _strip_factors(term: fx.Node, module: fx.GraphModule) -> tuple[float, fx.Node]:
-    coef = 1.0
-    while term.op == "call_function" and term.target in (operator.mul, operator.truediv):
-        a, b = term.args
-        c = scalar(b, module)
-        if c is None and term.target is operator.mul:
-            a, c = b, scalar(a, module)
-        if c is None or c == 0.0 or not isinstance(a, fx.Node):
-            break
-        coef *= c if term.target is operator.mul else 1.0 / c
-        term = a
-    return coef, term
 
 
 def _walk_product(node: fx.Node, plan: Plan, module: fx.GraphModule) -> fx.Node:
@@ -491,7 +471,7 @@ def recognize(
     same = (static[0] is not None and static[0] == static[1]) or (
         static == (None, None) and _inputs(q.base) == _inputs(k.base)
     )
-    reason = _absorb_masks(plan, lengths, same, static, module)
+    reason = absorb_masks(plan, lengths, same, static, module)
     if reason is not None:
         return reason
     q, k = unscale(q, module), unscale(k, module)
@@ -524,82 +504,3 @@ def _is_entry(value: Any) -> bool:
     if isinstance(value, bool):
         return False
     return isinstance(value, fx.Node) or (isinstance(value, int) and value >= 0)
-
-
-def _hides(node: fx.Node, band: fx.Node) -> bool:
-    """Whether `node` is 1 - band: ``1.0 - band``, or the float of ``not cond`` in the
-    band's dtype (the same 0/1 values, GPT-J's ``-1e9 * (~causal).float()``)."""
-    if node.target is operator.sub and node.args == (1.0, band):
-        return True
-    if node.op != "call_method" or node.target != "to" or node.args[1:] != (node_dtype(band),):
-        return False
-    inner = node.args[0]
-    return (
-        isinstance(inner, fx.Node)
-        and inner.target is torch.logical_not
-        and inner.args[0] is band_condition(band)
-    )
-
-
-def _pieces(coef: float, node: fx.Node, band: fx.Node, module) -> list:
-    """A term as a sum of (coef, node) pieces, split until the band's 1 - band (numbers drop)."""
-    coef_, node = _strip_factors(node, module)
-    coef *= coef_
-    if not _holds_hide(node, band, module):  # kept whole: splitting off its numbers would
-        return [(coef, node)]  # move a large shift onto the kept scores (lost bits)
-    if _hides(node, band):
-        return [(coef, node)]
-    out = []
-    for i, x in enumerate(node.args):
-        c = -coef if i == 1 and node.target is operator.sub else coef
-        if scalar(x, module) is not None:
-            continue  # the same number added to every score: dropped (shift invariance)
-        if not isinstance(x, fx.Node):
-            return [(coef, node)]
-        out += _pieces(c, x, band, module)
-    return out
-
-
-def _holds_hide(node: Any, band: fx.Node, module, depth: int = 0) -> bool:
-    """Whether the sum `node` has 1 - band among its pieces (through factors)."""
-    if not isinstance(node, fx.Node) or depth > 16:
-        return False
-    node = _strip_factors(node, module)[1]
-    if _hides(node, band):
-        return True
-    if node.target not in (operator.add, operator.sub):
-        return False
-    return any(_holds_hide(x, band, module, depth + 1) for x in node.args)
-
-
-def _absorb_masks(plan: Plan, lengths: dict, same: bool, static: tuple, module) -> str | None:
-    for band, cond in plan.bands:
-        if not is_causal(cond, lengths, same, static, module):
-            return f"the 0/1 band %{band.name} is not a causal triangle at every length"
-        pieces = [_pieces(coef, t, band, module) for coef, t in plan.terms]
-        found = [
-            i
-            for i, parts in enumerate(pieces)
-            if any(_hides(t, band) and coef <= BIG_FILL for coef, t in parts)
-        ]
-        if not found:
-            return f"the band %{band.name} has no term -c * (1 - band) with c >= {-BIG_FILL}"
-        parts = pieces[found[0]]
-        hidden = next(p for p in parts if _hides(p[1], band) and p[0] <= BIG_FILL)
-        rest = [p for p in parts if p is not hidden]
-        plan.terms = plan.terms[: found[0]] + rest + plan.terms[found[0] + 1 :]
-        plan.causal = True
-    kept = []
-    for cond, when_true, when_false in plan.fills:
-        fill = when_false if when_true == 0.0 else when_true
-        if when_true == 0.0 and fill <= BIG_FILL and is_causal(cond, lengths, same, static, module):
-            plan.causal = True
-            continue
-        if not (HUGE_FILL >= fill > float("-inf")) or 0.0 not in (when_true, when_false):
-            return (
-                f"Where(%{cond.name}, ...) fills {fill}: only a finite fill <= {HUGE_FILL} "
-                "is the same as an additive mask (fully masked rows stay uniform)"
-            )
-        kept.append((cond, when_true, when_false))
-    plan.fills = kept
-    return None

@@ -1,0 +1,120 @@
+"""The masks of an attention's scores: what `recognize` (``_attention_scores.py``) absorbs.
+
+A causal 0/1 band ``s * band - c * (1 - band)`` with c >= -`BIG_FILL` becomes
+``is_causal``; a causal ``Where(tri, s, fill)`` with fill <= `BIG_FILL` too; any other
+``Where(m, s, fill)`` stays a boolean mask only when its fill is finite and at or below
+`HUGE_FILL` (then ``s + fill`` rounds to ``fill`` in float32, as the additive mask does).
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import TYPE_CHECKING, Any
+
+import torch
+from fxsurgeon.patterns._attention_graph import band_condition, is_causal, node_dtype, scalar
+from torch import fx
+
+if TYPE_CHECKING:
+    from fxsurgeon.patterns._attention_scores import Plan
+
+#: A finite Where fill at or below this is absorbed by an additive mask with the same fill:
+#: for |s| < 2**-25 * |fill| (1e22 here), s + fill rounds to fill in float32.
+HUGE_FILL = -1e30
+#: A hidden score at or below this (and a visible one in every row) weighs exactly 0:
+#: exp(-1e3) underflows float32 (the smallest subnormal is 1.4e-45 = exp(-103)).
+BIG_FILL = -1e3
+
+
+def strip_factors(term: fx.Node, module: fx.GraphModule) -> tuple[float, fx.Node]:
+    """`term` as (c, t) with term = c * t: constant factors and divisors peeled off."""
+    coef = 1.0
+    while term.op == "call_function" and term.target in (operator.mul, operator.truediv):
+        a, b = term.args
+        c = scalar(b, module)
+        if c is None and term.target is operator.mul:
+            a, c = b, scalar(a, module)
+        if c is None or c == 0.0 or not isinstance(a, fx.Node):
+            break
+        coef *= c if term.target is operator.mul else 1.0 / c
+        term = a
+    return coef, term
+
+
+def _hides(node: fx.Node, band: fx.Node) -> bool:
+    """Whether `node` is 1 - band: ``1.0 - band``, or the float of ``not cond`` in the
+    band's dtype (the same 0/1 values, GPT-J's ``-1e9 * (~causal).float()``)."""
+    if node.target is operator.sub and node.args == (1.0, band):
+        return True
+    if node.op != "call_method" or node.target != "to" or node.args[1:] != (node_dtype(band),):
+        return False
+    inner = node.args[0]
+    return (
+        isinstance(inner, fx.Node)
+        and inner.target is torch.logical_not
+        and inner.args[0] is band_condition(band)
+    )
+
+
+def _pieces(coef: float, node: fx.Node, band: fx.Node, module) -> list:
+    """A term as a sum of (coef, node) pieces, split until the band's 1 - band (numbers drop)."""
+    coef_, node = strip_factors(node, module)
+    coef *= coef_
+    if not _holds_hide(node, band, module):  # kept whole: splitting off its numbers would
+        return [(coef, node)]  # move a large shift onto the kept scores (lost bits)
+    if _hides(node, band):
+        return [(coef, node)]
+    out = []
+    for i, x in enumerate(node.args):
+        c = -coef if i == 1 and node.target is operator.sub else coef
+        if scalar(x, module) is not None:
+            continue  # the same number added to every score: dropped (shift invariance)
+        if not isinstance(x, fx.Node):
+            return [(coef, node)]
+        out += _pieces(c, x, band, module)
+    return out
+
+
+def _holds_hide(node: Any, band: fx.Node, module, depth: int = 0) -> bool:
+    """Whether the sum `node` has 1 - band among its pieces (through factors)."""
+    if not isinstance(node, fx.Node) or depth > 16:
+        return False
+    node = strip_factors(node, module)[1]
+    if _hides(node, band):
+        return True
+    if node.target not in (operator.add, operator.sub):
+        return False
+    return any(_holds_hide(x, band, module, depth + 1) for x in node.args)
+
+
+def absorb_masks(plan: Plan, lengths: dict, same: bool, static: tuple, module) -> str | None:
+    for band, cond in plan.bands:
+        if not is_causal(cond, lengths, same, static, module):
+            return f"the 0/1 band %{band.name} is not a causal triangle at every length"
+        pieces = [_pieces(coef, t, band, module) for coef, t in plan.terms]
+        found = [
+            i
+            for i, parts in enumerate(pieces)
+            if any(_hides(t, band) and coef <= BIG_FILL for coef, t in parts)
+        ]
+        if not found:
+            return f"the band %{band.name} has no term -c * (1 - band) with c >= {-BIG_FILL}"
+        parts = pieces[found[0]]
+        hidden = next(p for p in parts if _hides(p[1], band) and p[0] <= BIG_FILL)
+        rest = [p for p in parts if p is not hidden]
+        plan.terms = plan.terms[: found[0]] + rest + plan.terms[found[0] + 1 :]
+        plan.causal = True
+    kept = []
+    for cond, when_true, when_false in plan.fills:
+        fill = when_false if when_true == 0.0 else when_true
+        if when_true == 0.0 and fill <= BIG_FILL and is_causal(cond, lengths, same, static, module):
+            plan.causal = True
+            continue
+        if not (HUGE_FILL >= fill > float("-inf")) or 0.0 not in (when_true, when_false):
+            return (
+                f"Where(%{cond.name}, ...) fills {fill}: only a finite fill <= {HUGE_FILL} "
+                "is the same as an additive mask (fully masked rows stay uniform)"
+            )
+        kept.append((cond, when_true, when_false))
+    plan.fills = kept
+    return None
