@@ -434,5 +434,7 @@ def test_demo_prints_no_log_line_and_no_warning():
     assert done.returncode == 0, done.stderr
     assert [line for line in done.stderr.splitlines() if not line.startswith("- ")] == []
     assert "vit-tiny" in done.stdout and "Warning" not in done.stdout
+    twin = next(line for line in done.stdout.splitlines() if line.startswith("native PyTorch twin"))
+    assert float(twin.rsplit("vs TF ", 1)[1].rstrip(")")) <= 1e-5, twin  # the twin is the model
     log = done.stdout.rsplit("native log lines: in ", 1)[1].strip()
     assert Path(log).is_file()

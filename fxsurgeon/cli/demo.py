@@ -3,7 +3,8 @@
 Prints a before/after table (onnx2torch's GraphModule vs the model.py that
 convert writes): onnx2torch modules, fx nodes, trainable parameters, max
 difference against TensorFlow, whether ``torch.compile(fullgraph=True)`` works,
-eager latency, and onnxruntime's latency on the exported graph.
+eager latency, and the latency of onnxruntime on the exported graph and of the
+native transformers twin (``ViTForImageClassification``, same config and weights).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..examples import seed_vit
+from ..examples import native_twin, seed_vit
 from ..frontdoor import ONNX2TORCH_WARNINGS_KEY, export_onnx, from_onnx
 from ..pipeline import LazyOptimized, count_onnx2torch_modules, optimize, report_of
 from ..save import load, save
@@ -150,9 +151,13 @@ def _run(folder: str, native_log: str, tiny: bool, compile: bool, batch_size: in
                 _quietly(_compiles, converted, x, expected)[0],
                 _compiles(loaded, x, expected)[0],
             )
-    with steps.step("latency", "timing eager forward passes and onnxruntime"):
+    with steps.step("latency", "timing eager passes, onnxruntime, the native twin"):
         before_s, after_s = _quietly(_latency, converted, x), _latency(loaded, x)
         ort_s = _ort_latency(proto, inputs)
+        twin = native_twin(example)
+        with torch.no_grad():
+            twin_diff = float(np.abs(twin(x).logits.numpy() - expected).max())
+        twin_s = _latency(_Logits(twin), x)
     rows[f"latency (ms, batch {batch_size})"] = (before_s * 1e3, after_s * 1e3)
 
     warned = converted.meta.get(ONNX2TORCH_WARNINGS_KEY, [])
@@ -165,6 +170,8 @@ def _run(folder: str, native_log: str, tiny: bool, compile: bool, batch_size: in
     for name, (before, after) in rows.items():
         print(f"{name:28} {_fmt(before):>22} {_fmt(after):>22}")
     print(f"{'onnxruntime latency (ms)':28} {_fmt(ort_s * 1e3):>45}")
+    twin_line = f"{_fmt(twin_s * 1e3)} (max |diff| vs TF {_fmt(twin_diff)})"
+    print(f"{'native PyTorch twin (ms)':28} {twin_line:>45}")
     if report.matches:
         print("fusions: " + ", ".join(f"{k} x{v}" for k, v in sorted(report.matches.items())))
     print(f"onnx2torch warnings while converting: {len(warned)} (captured, not printed)")
@@ -174,9 +181,22 @@ def _run(folder: str, native_log: str, tiny: bool, compile: bool, batch_size: in
         "optimize_s": steps.timings["optimize"],
         "tf_parameters": example.trainable_parameters,
         "onnxruntime_s": ort_s,
+        "native_s": twin_s,
+        "native_diff": twin_diff,
         "onnx2torch_warnings": len(warned),
         "directory": folder,
     }
+
+
+class _Logits(torch.nn.Module):
+    """The twin's logits alone, so that it is timed on the same call as the others."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x).logits
 
 
 def _ort_latency(proto: Any, inputs: np.ndarray) -> float:
