@@ -300,9 +300,13 @@ class Scorer:
             loss = sum(o.float().square().mean() for o in out if o.is_floating_point())
             loss.backward()
         named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+        unread = _read_by_no_output(module)
         bad = []
         for name, param in named:
-            if param.grad is None:
+            if name in unread:  # TF's tape cannot reach a variable its function never reads
+                if param.grad is not None:
+                    bad.append(f"{name} (a grad, but TF's function reads it nowhere)")
+            elif param.grad is None:
                 bad.append(f"{name} (no grad)")
             elif not bool(torch.isfinite(param.grad).all()):
                 bad.append(f"{name} (not finite)")
@@ -312,7 +316,7 @@ class Scorer:
         if not named:
             return line(False, 0, "no trainable parameters")
         reason = f"{len(bad)} of {len(named)}: {', '.join(bad[:3])}" if bad else ""
-        return line(not bad, len(named) - len(bad), reason, total=len(named))
+        return line(not bad, len(named) - len(bad), reason, total=len(named), unread=len(unread))
 
     def compiled(self, door: str, backend: str, cases: slice) -> dict[str, Any]:
         import torch
@@ -468,6 +472,18 @@ class Scorer:
 #: the ratios of the latency line: (numerator, denominator) variants; below 1 = faster
 LATENCY_RATIOS = (("fxsurgeon", "onnx2torch"), ("fxsurgeon", "twin"), ("fxsurgeon", "onnxruntime"))
 LATENCY_RATIOS += (("compiled", "onnxruntime"), ("compiled", "fxsurgeon"))
+
+
+def _read_by_no_output(module: Any) -> set[str]:
+    """Parameters holding a TF variable the exported function never reads (fxsurgeon.params
+    attaches it, as TF holds it): TF's tape gives it no gradient."""
+    from fxsurgeon import parameter_origins
+
+    try:
+        origins = parameter_origins(module)
+    except ValueError:
+        return set()
+    return {name for name, origin in origins.items() if not origin.read}
 
 
 def latency_ratios(ms: dict[str, float]) -> dict[str, float]:

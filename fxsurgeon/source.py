@@ -128,6 +128,8 @@ class SourceInfo:
             variables no initializer holds can be listed (`initializers_of_variable`).
         tf_model: the Keras model (or loaded SavedModel) exported, for verification
             against TensorFlow; ``None`` when not known. Not pickled.
+        tf_variables_read: the names of the TF variables the exported function reads
+            (from the ONNX metadata ``export_onnx`` writes), or ``None`` when unknown.
 
     The record is treated as immutable: ``copy.deepcopy`` (which ``GraphModule``
     applies to ``meta``) shares it instead of copying a whole Keras model.
@@ -141,6 +143,7 @@ class SourceInfo:
     variable_map: dict[str, list[InitializerOrigin]] | None = None
     tf_variables: tuple[TFVariable, ...] = ()
     tf_model: Any = None
+    tf_variables_read: frozenset[str] | None = None
 
     def initializer_of(self, tensor_name: str) -> str | None:
         """The ONNX initializer a GraphModule buffer or module parameter holds, if any."""

@@ -58,19 +58,19 @@ _REAL_OPTIMIZE = score._optimize
 def _outputs_rewritten(rewrite):
     """An `optimize` whose result passes every output node through ``rewrite(graph, node)``."""
 
-    def broken(gm):
-        module = _REAL_OPTIMIZE(gm)
-        graph = module.graph
-        output = next(n for n in graph.nodes if n.op == "output")
-        with graph.inserting_before(output):
-            outs = output.args[0]
-            many = isinstance(outs, (list, tuple))
-            changed = [rewrite(graph, o) for o in (outs if many else [outs])]
-        output.args = (type(outs)(changed) if many else changed[0],)
-        module.recompile()
-        return module
+    return lambda gm: _rewrite_outputs(_REAL_OPTIMIZE(gm), rewrite)
 
-    return broken
+
+def _rewrite_outputs(module, rewrite):
+    graph = module.graph
+    output = next(n for n in graph.nodes if n.op == "output")
+    with graph.inserting_before(output):
+        outs = output.args[0]
+        many = isinstance(outs, (list, tuple))
+        changed = [rewrite(graph, o) for o in (outs if many else [outs])]
+    output.args = (type(outs)(changed) if many else changed[0],)
+    module.recompile()
+    return module
 
 
 def _off_by(offset: float):
@@ -105,6 +105,38 @@ def test_a_model_pinned_to_float32_fails_the_half_precision_lines(monkeypatch):
         entry = scorer.lines[f"A.{how}"]
         assert entry["ok"] is False, entry
         assert entry["reason"] == f"floating outputs in ['float32'], not {how}"
+
+
+def _with_unread_variable(reaches_output: bool):
+    """An `optimize` whose result holds one more parameter, recorded as a TF variable the
+    exported function reads nowhere (fxsurgeon.params attaches such variables)."""
+
+    def spare_read(graph, o):
+        return graph.call_function(
+            torch.add, (o, graph.call_method("sum", (graph.get_attr("spare"),)))
+        )
+
+    def optimize(gm):
+        module = _REAL_OPTIMIZE(gm)
+        module.spare = torch.nn.Parameter(torch.zeros(3))
+        origins = module.meta[fxsurgeon.params.TF_NAMES_KEY]
+        origins["spare"] = fxsurgeon.ParameterOrigin("spare", "", (0,), True, read=False)
+        return _rewrite_outputs(module, spare_read) if reaches_output else module
+
+    return optimize
+
+
+@pytest.mark.parametrize("reaches_output", [False, True])
+def test_a_parameter_tf_reads_nowhere_must_get_no_gradient(monkeypatch, reaches_output):
+    monkeypatch.setattr(score, "_optimize", _with_unread_variable(reaches_output))
+    scorer = score.Scorer("keras_mlp", doors=("A",))
+    assert scorer.export()
+    scorer.run("A.grads", lambda: scorer.grads(scorer.optimized("A")))
+    grads = scorer.lines["A.grads"]
+    assert grads["unread"] == 1 and grads["total"] == 7
+    assert grads["ok"] is (not reaches_output), grads
+    if reaches_output:
+        assert grads["reason"] == "1 of 7: spare (a grad, but TF's function reads it nowhere)"
 
 
 def test_an_exception_fails_its_line_only():

@@ -38,8 +38,11 @@ What the export does on top of plain tf2onnx, and why:
   ``BatchNormalization`` node) and the preceding Conv keeps its own kernel.
 
 Limits: TensorFlow's graph optimizer still simplifies ``x + 0``, so an all-zero
-bias can be absent. ``from_onnx`` warns about trainable variables that no
-initializer holds.
+bias can be absent. ``from_onnx`` warns about trainable variables that the
+traced function reads and no initializer holds. The names of the variables it
+reads are kept in the model's metadata (``fxsurgeon.tf_variables_read``): a
+variable it does not read (training-only, an unused layer) comes back as a
+parameter no output depends on (`fxsurgeon.params`).
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ from onnx import TensorProto, helper, numpy_helper
 from .._compat import import_tensorflow
 from ..errors import InputError
 from .freeze import convert_function
+from .variables import record_read_variables
 
 #: Integer inputs whose dim 1 (the sequence) is made dynamic, besides the batch dim.
 TOKEN_INPUTS = frozenset(
@@ -211,6 +215,7 @@ def export_onnx(
         )
     _rename_outputs(proto, names)
     _replace_erfc(proto)
+    record_read_variables(proto, model, function.get_concrete_function(*specs))
     onnx.checker.check_model(proto)
     return proto
 

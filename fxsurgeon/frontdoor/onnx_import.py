@@ -24,7 +24,7 @@ from ..source import (
 )
 from . import converters
 from .export import _TORCH_DTYPES, export_onnx, load_model
-from .variables import map_initializers_to_variables, tf_variables_of
+from .variables import map_initializers_to_variables, read_variables, tf_variables_of
 
 #: ``gm.meta`` key: the warnings onnx2torch gave while converting (their messages).
 ONNX2TORCH_WARNINGS_KEY = "fxsurgeon.onnx2torch_warnings"
@@ -66,12 +66,14 @@ def from_onnx(
     tf_variables = tuple(v for v, _ in tf_variables_of(tf_model))
     if variable_map is None:
         variable_map = map_initializers_to_variables(model, tf_model)
-    _warn_unmapped(tf_variables, variable_map, where)
+    read = read_variables(model)
+    _warn_unmapped(tf_variables, variable_map, where, read)
     gm.meta[SOURCE_META_KEY] = dataclasses.replace(
         gm.meta[SOURCE_META_KEY],
         variable_map=variable_map,
         tf_variables=tf_variables,
         tf_model=tf_model,
+        tf_variables_read=read,
     )
     return gm
 
@@ -209,15 +211,23 @@ def _warn_unmapped(
     tf_variables: Sequence[TFVariable],
     variable_map: Mapping[str, Sequence[InitializerOrigin]],
     where: str,
+    read: frozenset[str] | None,
 ) -> None:
+    """Warn about trainable variables the graph reads (all, when that is unknown) and no
+    initializer holds; one it does not read becomes a parameter of its own (`fxsurgeon.params`)."""
     held = {origin.variable.name for origins in variable_map.values() for origin in origins}
-    missing = [v.name for v in tf_variables if v.trainable and v.name not in held]
+    missing = [
+        v.name
+        for v in tf_variables
+        if v.trainable and v.name not in held and (read is None or v.name in read)
+    ]
     if missing:
         shown = ", ".join(missing[:5]) + (
             f" and {len(missing) - 5} more" if len(missing) > 5 else ""
         )
         warnings.warn(
             f"{where}: {len(missing)} trainable TF variable(s) are held by no ONNX initializer "
-            f"(unused by the graph, or folded into constants by the export): {shown}",
+            f"({'' if read is not None else 'unused by the graph, or '}"
+            f"folded into constants by the export): {shown}",
             stacklevel=3,
         )

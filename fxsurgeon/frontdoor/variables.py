@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,31 @@ def tf_variables_of(model: Any) -> list[tuple[TFVariable, Any]]:
         name = getattr(v, "path", None) or v.name
         out.append((TFVariable(str(name), tuple(int(d) for d in v.shape), bool(v.trainable)), v))
     return out
+
+
+READ_VARIABLES_KEY = "fxsurgeon.tf_variables_read"
+
+
+def record_read_variables(proto: onnx.ModelProto, model: Any, concrete: Any) -> None:
+    """Write into ``proto``'s metadata the names of ``model``'s variables that the traced
+    function ``concrete`` reads (captures), so that a variable no initializer holds can be
+    told apart: read and folded away, or read by no output (training-only, unused layer)."""
+    captured = {id(external) for external, _ in concrete.graph.captures}
+    read = []
+    for variable, tf_variable in tf_variables_of(model):
+        handles = [tf_variable, getattr(tf_variable, "_value", None)]
+        if any(id(getattr(h, "handle", None)) in captured for h in handles if h is not None):
+            read.append(variable.name)
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = READ_VARIABLES_KEY, json.dumps(sorted(read))
+
+
+def read_variables(proto: onnx.ModelProto) -> frozenset[str] | None:
+    """The names `record_read_variables` wrote, or None (not exported by fxsurgeon)."""
+    for entry in proto.metadata_props:
+        if entry.key == READ_VARIABLES_KEY:
+            return frozenset(json.loads(entry.value))
+    return None
 
 
 def map_initializers_to_variables(

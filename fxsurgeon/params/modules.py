@@ -4,6 +4,7 @@ scopes.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -221,8 +222,9 @@ def _hide_structural_constants(gm: fx.GraphModule, report: ParameterReport) -> N
         gm.add_module("constants", holder)
 
 
-def _drop_unused(gm: fx.GraphModule) -> None:
-    used = {n.target for n in gm.graph.nodes if n.op in ("get_attr", "call_module")}
+def _drop_unused(gm: fx.GraphModule, keep: Iterable[str] = ()) -> None:
+    """Remove the parameters and buffers nothing reads, but those named in `keep`."""
+    used = {n.target for n in gm.graph.nodes if n.op in ("get_attr", "call_module")} | set(keep)
     for name, module in list(gm.named_modules()):
         for attr in list(module._parameters) + list(module._buffers):
             full = f"{name}.{attr}" if name else attr

@@ -18,13 +18,17 @@ class ParameterOrigin:
     ``tf_name`` is the TF variable (or, without a TF model, the ONNX
     initializer); ``perm`` the axis permutation with
     ``torch_value == tf_value.permute(perm)`` (None when unknown, e.g. no TF
-    model to compare with); ``onnx_initializer`` the ONNX tensor.
+    model to compare with); ``onnx_initializer`` the ONNX tensor ("" for a
+    variable the graph holds as a literal, or reads nowhere). ``read`` is False
+    for a TF variable the exported function reads nowhere (training-only, an
+    unused layer): no output depends on it, as in TF.
     """
 
     tf_name: str
     onnx_initializer: str
     perm: tuple[int, ...] | None
     trainable: bool
+    read: bool = True
 
 
 @dataclass

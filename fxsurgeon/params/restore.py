@@ -12,7 +12,7 @@ from .layout import _equal, _storage
 from .literals import restore_literals
 from .modules import _drop_unused, _hide_structural_constants, _install, _modularize, _rewire
 from .names import _clear_of_modules, _name_variables
-from .records import ParameterOrigin, ParameterReport
+from .records import ParameterOrigin, ParameterReport, _Variable
 from .roles import _ROLES, _collect_uses
 from .tf_match import (
     TF_NAMES_KEY,
@@ -20,6 +20,7 @@ from .tf_match import (
     _keras_momenta,
     _report_missing_variables,
     _tf_values,
+    _unread_variables,
     complete_variable_map,
 )
 
@@ -35,9 +36,15 @@ def restore_parameters(gm: fx.GraphModule, source: Any) -> ParameterReport:
     model_name = str(getattr(getattr(source, "tf_model", None), "name", "") or "")
 
     variables = _assign_variables(uses, variable_map, report, model_name)
+    unread = _unread_variables(source, variables, tf_values)
+    variables.update((var.key, var) for var in unread)
     _name_variables(variables, model_name)
     _clear_of_modules(gm, variables)
+    for var in unread:
+        _install_unread(gm, var, tf_values[var.tf_name], report)
     for var in variables.values():
+        if not var.uses:
+            continue
         stored, perm = _storage(var, variable_map)
         tf_value = tf_values.get(var.tf_name)
         if perm is not None and tf_value is not None and not _equal(tf_value.permute(perm), stored):
@@ -60,7 +67,7 @@ def restore_parameters(gm: fx.GraphModule, source: Any) -> ParameterReport:
 
     gm.graph.eliminate_dead_code()
     _hide_structural_constants(gm, report)
-    _drop_unused(gm)
+    _drop_unused(gm, keep={var.name for var in unread})
     restore_literals(gm, source, report, tf_values)
     gm.graph.lint()
     gm.recompile()
@@ -68,3 +75,20 @@ def restore_parameters(gm: fx.GraphModule, source: Any) -> ParameterReport:
     gm.meta[TF_NAMES_KEY] = report.origins
     _report_missing_variables(source, report)
     return report
+
+
+def _install_unread(
+    gm: fx.GraphModule, var: _Variable, value: torch.Tensor, report: ParameterReport
+) -> None:
+    """A TF variable the exported function does not read, as it is in TF (no layout change)."""
+    stored = value.clone()
+    trainable = var.kind == "parameter"
+    report.origins[var.name] = ParameterOrigin(
+        var.tf_name, "", tuple(range(stored.dim())), trainable, read=False
+    )
+    _install(gm, var.name, nn.Parameter(stored) if trainable else stored)
+    report.notes.append(
+        f"{var.name}: TF variable {var.tf_name} is read by no output of the exported "
+        "function (training-only, or an unused layer): kept as it is in TF, and no output "
+        "depends on it (DistributedDataParallel needs find_unused_parameters=True)"
+    )

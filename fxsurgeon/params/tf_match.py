@@ -162,6 +162,31 @@ def _assign_variables(
     return variables
 
 
+def _unread_variables(
+    source: Any, variables: dict[tuple, _Variable], tf_values: dict[str, torch.Tensor]
+) -> list[_Variable]:
+    """A `_Variable` without uses for each floating-point TF variable the exported function
+    reads nowhere (`SourceInfo.tf_variables_read`): a training-only variable (wav2vec2's
+    ``masked_spec_embed``) or an unused layer's. It comes back as a parameter (buffer, if
+    not trainable) that no output depends on, as in TF: ``parameters()`` and the
+    ``state_dict`` hold what the TF model holds. Unknown read set (an ONNX file fxsurgeon
+    did not export): none; such variables stay listed as held by no initializer."""
+    read = getattr(source, "tf_variables_read", None)
+    if read is None:
+        return []
+    held = {var.tf_name for var in variables.values()}
+    unread = []
+    for variable in getattr(source, "tf_variables", ()) or ():
+        value = tf_values.get(variable.name)
+        if variable.name in read or variable.name in held or value is None:
+            continue
+        if value.is_floating_point():
+            kind = "parameter" if variable.trainable else "buffer"
+            key = ("tf", variable.name)
+            unread.append(_Variable(key, "", variable.name, "", kind))
+    return unread
+
+
 def _origin(variable_map, initializer: str, tf_name: str):
     """The `InitializerOrigin` saying how ``initializer`` holds the TF variable ``tf_name``."""
     for origin in (variable_map or {}).get(initializer, ()):
