@@ -22,11 +22,10 @@ What the export does on top of plain tf2onnx, and why:
 * **Valid exact GELU.** tf2onnx passes TF's ``Erfc`` (from ``gelu`` with
   ``approximate=False``) through as an ``Erfc`` node, which ONNX does not have;
   it is rewritten as ``Sub(1, Erf(x))``.
-* **Select as Where.** tf2onnx writes ``tf.where`` (Select/SelectV2) as
-  ``cond * x + (1 - cond) * y`` unless it sees a NaN or Inf coming, which
-  turns the branch not taken into NaN when it holds an Inf (DeBERTa's masked
-  ``-inf`` scores times 0). Every Select is exported as ONNX ``Where``
-  (`_select_as_where`).
+* **Op handlers corrected** (`fxsurgeon.frontdoor.tf_handlers`): every Select is
+  exported as ONNX ``Where`` (tf2onnx's mul/add form turns a masked ``-inf`` into
+  NaN), and integer FloorMod/FloorDiv round toward minus infinity as TF's do
+  (tf2onnx's truncate: Swin's shifted-window mask came out half empty).
 
 * **Every variable an initializer of its own, no captured inputs, XLA calls
   inlined.** The conversion is `fxsurgeon.frontdoor.freeze.convert_function`
@@ -66,6 +65,7 @@ from onnx import TensorProto, helper, numpy_helper
 from .._compat import import_tensorflow
 from ..errors import InputError
 from .freeze import convert_function
+from .tf_handlers import corrected_handlers
 from .variables import record_read_variables
 
 #: Integer inputs whose dim 1 (the sequence) is made dynamic, besides the batch dim.
@@ -209,7 +209,7 @@ def export_onnx(
         return [t for _, t in named]
 
     function = tf.function(flat_call, input_signature=specs)
-    with _quiet_about_erfc(), quiet_tensorflow(), _select_as_where():
+    with _quiet_about_erfc(), quiet_tensorflow(), corrected_handlers():
         proto = convert_function(
             function, specs, opset=opset, optimizers=_weight_preserving_optimizers()
         )
@@ -435,36 +435,6 @@ def quiet_tensorflow() -> Iterator[None]:
             logger.setLevel(level)
         if absl_logging is not None and absl_level is not None:
             absl_logging.set_verbosity(absl_level)
-
-
-@contextlib.contextmanager
-def _select_as_where() -> Iterator[None]:
-    """tf2onnx's Select/SelectV2 handlers told that every Select handles NaN (its
-    ``handles_nan`` attribute), so that they write ``Where`` rather than mul/add."""
-    from tf2onnx import constants
-    from tf2onnx.handler import tf_op
-
-    saved: list[tuple[dict, str, Any]] = []
-    for handlers in tf_op.get_opsets().get(constants.ONNX_DOMAIN, []):
-        for name in ("Select", "SelectV2"):
-            if name not in handlers:
-                continue
-            func, kwargs = handlers[name]
-            saved.append((handlers, name, (func, kwargs)))
-            handlers[name] = (_handling_nan(func), kwargs)
-    try:
-        yield
-    finally:
-        for handlers, name, entry in saved:
-            handlers[name] = entry
-
-
-def _handling_nan(func: Any) -> Any:
-    def handler(ctx: Any, node: Any, **kwargs: Any) -> Any:
-        node.set_attr("handles_nan", True)
-        return func(ctx, node, **kwargs)
-
-    return handler
 
 
 @contextlib.contextmanager
