@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+import onnx
 import pytest
 import torch
 import torch.nn.functional as F
@@ -24,6 +25,7 @@ from fusion_cases import (
     optimized,
     rng,
 )
+from onnx_cases import tensor_info
 from torch import nn
 
 from fxsurgeon._compat import import_tensorflow
@@ -141,6 +143,24 @@ def test_every_layer_norm_form_is_one_layer_norm(form, square, inv):
     assert "sqrt" not in module.code and "mean" not in module.code
     ((shape, has_beta),) = layer_norms(module)
     assert shape == (8,) and has_beta != form.endswith("0")
+    assert_matches_ort(module, model)
+
+
+def test_layer_norm_of_a_constant_table_read_once_per_use():
+    """DeBERTa's encoder normalises its relative-embedding table: x is an initializer, read
+    by the mean, the centring and the product, each read its own get_attr node."""
+    model = layer_norm_onnx("tf", x_shape=(5, 8))
+    table = next(i for i in model.graph.input if i.name == "x")
+    model.graph.input.remove(table)
+    model.graph.initializer.append(
+        onnx.numpy_helper.from_array(rng.standard_normal((5, 8)).astype(np.float32), "x")
+    )
+    model.graph.input.append(tensor_info("z", np.float32, ["N", 5, 8]))
+    model.graph.node.append(node("Add", ["y", "z"], "out"))
+    model.graph.output[0].name = "out"
+    module = optimized(model)
+    assert family_count(module, "layer_norm") == 1, matches(module)
+    assert "sqrt" not in module.code and "mean" not in module.code
     assert_matches_ort(module, model)
 
 

@@ -371,8 +371,11 @@ def literal_equal(a: Any, b: Any, rel: float = REL_TOL) -> bool:
 
 
 def _same_binding(a: Any, b: Any) -> bool:
+    """One value: the same node, two reads of one attribute, or equal literals."""
+    if isinstance(a, fx.Node) and isinstance(b, fx.Node):
+        return a is b or (a.op == b.op == "get_attr" and a.target == b.target)
     if isinstance(a, fx.Node) or isinstance(b, fx.Node):
-        return a is b
+        return False
     if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
         return len(a) == len(b) and all(_same_binding(x, y) for x, y in zip(a, b, strict=True))
     return literal_equal(a, b)

@@ -41,7 +41,7 @@ def torch_name(tf_name: str, drop_prefix: str = "") -> str:
 
 
 def _identifier(part: str) -> str:
-    part = re.sub(r"[^0-9a-zA-Z_]+", "_", part.replace(".", ""))
+    part = re.sub(r"[^0-9a-zA-Z_]+", "_", part)
     part = re.sub(r"_+", "_", part).strip("_") or "_"
     return f"_{part}" if part[0].isdigit() else part
 
