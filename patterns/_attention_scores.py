@@ -70,6 +70,8 @@ class Plan:
     head_dim: int | None = None  # D, where static
     reshapes: list = field(default_factory=list)  # reshapes of the scores, core outwards
     levels: set = field(default_factory=set)  # how many reshapes lie below each mask
+    term_levels: dict = field(default_factory=dict)  # term node -> its level
+    mask_levels: set = field(default_factory=set)  # the levels of the fills and bands
     inner: list = field(default_factory=list)  # layout nodes inside a run (not its end)
     pending: list = field(default_factory=list)  # runs of dynamic lengths to prove
     values: list = field(default_factory=list)  # (size node, entry): a size read elsewhere
@@ -310,6 +312,7 @@ def _walk_sum(node: fx.Node, plan: Plan, module: fx.GraphModule) -> fx.Node:
     coef_, term = strip_factors(term, module)
     plan.terms.append((coef * coef_, term))
     plan.levels.add(len(plan.reshapes))
+    plan.term_levels[term] = len(plan.reshapes)
     return core
 
 
@@ -333,6 +336,7 @@ def _walk_product(node: fx.Node, plan: Plan, module: fx.GraphModule) -> fx.Node:
                 raise Decline(f"%{node.name}: a 0/1 band over masked scores")
             plan.bands.append((b, cond))
             plan.levels.add(len(plan.reshapes))
+            plan.mask_levels.add(len(plan.reshapes))
             plan.chain.append(node)
             return core
     raise Decline(f"%{node.name}: the scale {_name(b)} is not a constant")
@@ -354,6 +358,7 @@ def _walk_where(node: fx.Node, plan: Plan, module: fx.GraphModule) -> fx.Node:
     core = walk_scores(inner, plan, module)
     plan.fills.append((cond, 0.0 if keep else value, value if keep else 0.0))
     plan.levels.add(len(plan.reshapes))
+    plan.mask_levels.add(len(plan.reshapes))
     plan.chain.append(node)
     return core
 

@@ -71,6 +71,13 @@ What is absorbed, and why it is exact:
   [Lq, Lk] block stays one block in the same order, so only the batch dims change.
   SDPA runs in the masks' frame and q, k, v and the output are regrouped by reshapes
   that keep each [L, D] block: the same regrouping, exact.
+* Terms added in two frames (HF Swin: the relative-position bias [1, H, L, L] on
+  [B*nW, H, L, L], then the window mask [nW, 1, L, L] on [B, nW, H, L, L]): SDPA runs
+  in the frame of the fills and bands, else of the outermost term. A term from another
+  frame comes along when it is 1 along every batch dim but a common suffix of the two
+  frames' batch dims: the reshapes between the frames regroup only the dims before that
+  suffix, so the term, broadcast right-aligned in the new frame, adds the same number
+  to every score as before. Anything else is declined.
 * Grouped KV heads written as an explicit repeat are plain attention over the
   repeated k and v. Cross-attention (k, v from another sequence) is plain
   attention; it is never made causal unless Lq == Lk is proven.
