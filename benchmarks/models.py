@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from fxsurgeon._compat import import_tensorflow
-from fxsurgeon.examples import randomize_variables, weights_fingerprint
+from fxsurgeon.examples import pytorch_twin, randomize_variables, weights_fingerprint
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE_DIR = ROOT / ".cache" / "bench"
@@ -338,15 +338,7 @@ def native(bench: BenchModel) -> Any:
     expected = fingerprint(bench.model)
     if _cached(path, expected):
         return cls.from_pretrained(str(path), local_files_only=True).eval()
-    from transformers.modeling_tf_pytorch_utils import load_tf2_model_in_pytorch_model
-
-    model = cls(bench.model.config)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        load_tf2_model_in_pytorch_model(model, bench.model)
-    meta = [name for name, t in model.state_dict().items() if t.is_meta]
-    if meta:
-        raise AssertionError(f"{bench.name}: tensors left on the meta device: {meta[:5]}")
+    model = pytorch_twin(cls, bench.model, bench.name)
     model.save_pretrained(str(path), safe_serialization=True)
     _meta(path).write_text(json.dumps({"fingerprint": expected}))
     return model.eval()

@@ -19,6 +19,7 @@ from ._compat import import_tensorflow
 __all__ = [
     "ExampleModel",
     "native_twin",
+    "pytorch_twin",
     "randomize_variables",
     "seed_vit",
     "vit_config",
@@ -130,24 +131,30 @@ def seed_vit(tiny: bool = False, seed: int = 0) -> ExampleModel:
 def native_twin(example: ExampleModel) -> Any:
     """transformers' PyTorch model of the example's config with its TF weights, eval mode.
 
-    The model a team would have had, had it been written in PyTorch: built from the
-    same config, the weights carried across by transformers' own TF -> PyTorch
-    loader (``load_tf2_model_in_pytorch_model``, what ``from_pretrained(dir,
-    from_tf=True)`` calls). Raises if a tensor is left unloaded (on the meta device).
+    The model a team would have had, had it been written in PyTorch (`pytorch_twin`).
     """
-    import warnings
-
     import transformers
-    from transformers.modeling_tf_pytorch_utils import load_tf2_model_in_pytorch_model
 
     name = type(example.model).__name__
     if not name.startswith("TF"):
         raise ValueError(f"{example.name}: {name} is not a transformers TF class")
-    model = getattr(transformers, name[2:])(example.model.config)
+    return pytorch_twin(getattr(transformers, name[2:]), example.model, example.name)
+
+
+def pytorch_twin(cls: Any, tf_model: Any, label: str = "") -> Any:
+    """``cls`` (a transformers PyTorch class) built from ``tf_model``'s config, the weights
+    carried across by transformers' own TF -> PyTorch loader
+    (``load_tf2_model_in_pytorch_model``, what ``from_pretrained(dir, from_tf=True)``
+    calls), in eval mode. Raises if a tensor is left unloaded (on the meta device)."""
+    import warnings
+
+    from transformers.modeling_tf_pytorch_utils import load_tf2_model_in_pytorch_model
+
+    model = cls(tf_model.config)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        load_tf2_model_in_pytorch_model(model, example.model)
+        load_tf2_model_in_pytorch_model(model, tf_model)
     meta = [key for key, tensor in model.state_dict().items() if tensor.is_meta]
     if meta:
-        raise RuntimeError(f"{example.name}: tensors left on the meta device: {meta[:5]}")
+        raise RuntimeError(f"{label or cls.__name__}: tensors left on the meta device: {meta[:5]}")
     return model.eval()
