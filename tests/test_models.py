@@ -95,9 +95,9 @@ def test_trainable_parameters_equal_tensorflow(name):
     assert report_of(module).trainable_after == trainable
 
 
-def test_a_variable_no_initializer_holds_is_reported_not_hidden():
-    """A TF variable the exported graph never reads cannot come back as a parameter;
-    the report lists it by name instead of dropping it silently."""
+def test_a_layer_the_exported_graph_never_reads_comes_back_unread_and_said():
+    """A TF layer the exported function never reads comes back as parameters that no
+    output depends on (as in TF: the count matches), each named in the report's notes."""
     from fxsurgeon._compat import import_tensorflow
     from fxsurgeon.examples import randomize_variables
 
@@ -120,10 +120,11 @@ def test_a_variable_no_initializer_holds_is_reported_not_hidden():
     proto = fxsurgeon.export_onnx(model, [tf.TensorSpec((None, 5), tf.float32)])
     module = fxsurgeon.optimize(fxsurgeon.from_onnx(proto, tf_model=model))
     report = report_of(module)
-    spare = {v.path for v in model.spare.trainable_variables}
-    assert len(spare) == 2 and spare <= set(report.not_trainable)
-    assert all("held by no ONNX initializer" in report.not_trainable[v] for v in spare)
-    assert report.trainable_after == 5 * 4 + 4
+    assert report.trainable_after == (5 * 4 + 4) + (5 * 3 + 3)
+    unread = {o.tf_name: n for n, o in fxsurgeon.parameter_origins(module).items() if not o.read}
+    assert set(unread) == {v.path for v in model.spare.trainable_variables}
+    assert all(any(name in note for note in report.notes) for name in unread.values())
+    assert not report.not_trainable
     x = np.random.default_rng(1).standard_normal((3, 5)).astype(np.float32)
     with torch.no_grad():
         got = module(torch.from_numpy(x)).numpy()
