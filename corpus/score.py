@@ -216,7 +216,7 @@ class Scorer:
     def score_door(self, door: str) -> None:
         p = f"{door}."
         self.run(p + "diff", lambda: self.diff(self.optimized(door), self.cases()))
-        self.run(p + "params", lambda: self.params(self.optimized(door)))
+        self.run(p + "params", lambda: self.params(self.optimized(door), door))
         self.run(p + "onnx2torch_left", lambda: self.onnx2torch_left(self.optimized(door)))
         counts: dict[str, Any] = {}
         for key in self.expected_keys(door):
@@ -258,15 +258,32 @@ class Scorer:
         reason = "" if ok else f"max |diff| {worst:.3g} > {ATOL:g} at {where}"
         return line(ok, worst, reason, where=where, per_case=per_case)
 
-    def params(self, module: Any) -> dict[str, Any]:
+    def params(self, module: Any, door: str = "A") -> dict[str, Any]:
+        """Trainable count == TF's; through door B (the ONNX file alone) TF's minus what no
+        ONNX file holds: the trainable variables the exported function reads nowhere (the
+        export's record, ``fxsurgeon.tf_variables_read``), which door A brings back."""
         count = sum(p.numel() for p in module.parameters() if p.requires_grad)
         tf = self.model.trainable_params
         if count == tf:
             return line(True, count, tf=tf)
+        unread = self.unread_trainable() if door == "B" else 0
+        if unread and count == tf - unread:
+            note = f"TF minus {unread}: trainable variables the exported function reads nowhere"
+            return line(True, count, tf=tf, note=note)
         if self.model.bn_folded and count == tf - self.model.bn_folded:
             note = f"TF minus {self.model.bn_folded} folded: {self.model.bn_folded_reason}"
             return line(True, count, tf=tf, note=note)
         return line(False, count, f"{count} trainable, TF has {tf} ({count - tf:+d})", tf=tf)
+
+    def unread_trainable(self) -> int:
+        """Elements of the TF model's trainable variables its exported function never reads."""
+        from fxsurgeon.frontdoor.variables import read_variables, tf_variables_of
+
+        read = read_variables(self.proto)
+        if read is None:
+            return 0
+        unread = [v for v, _ in tf_variables_of(self.model.model) if v.trainable and v.name not in read]
+        return sum(math.prod(v.shape) for v in unread)
 
     def onnx2torch_left(self, module: Any) -> dict[str, Any]:
         from fxsurgeon.pipeline import count_onnx2torch_modules

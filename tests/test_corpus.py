@@ -139,6 +139,23 @@ def test_a_parameter_tf_reads_nowhere_must_get_no_gradient(monkeypatch, reaches_
         assert grads["reason"] == "1 of 7: spare (a grad, but TF's function reads it nowhere)"
 
 
+def test_door_b_counts_tf_minus_the_variables_no_onnx_file_holds(monkeypatch):
+    """Door B reads the ONNX file alone: TF's count minus the trainable variables the
+    exported function reads nowhere passes there, and only there (door A brings them)."""
+    scorer = score.Scorer("keras_mlp")
+    assert scorer.export()
+    module = scorer.optimized("A")
+    count = sum(p.numel() for p in module.parameters())
+    assert scorer.unread_trainable() == 0  # every variable of the MLP is read
+    monkeypatch.setattr(scorer.model, "trainable_params", count + 7)
+    monkeypatch.setattr(scorer, "unread_trainable", lambda: 7)
+    door_b = scorer.params(module, "B")
+    assert door_b["ok"] is True and "TF minus 7" in door_b["note"]
+    assert scorer.params(module, "A")["ok"] is False
+    monkeypatch.setattr(scorer, "unread_trainable", lambda: 6)
+    assert scorer.params(module, "B")["ok"] is False
+
+
 def test_an_exception_fails_its_line_only():
     scorer = score.Scorer("keras_mlp")
 

@@ -64,7 +64,6 @@ def _hf_model(
     outputs: tuple[str, ...] = ("last_hidden_state",),
     make_inputs: Callable[..., dict[str, np.ndarray]] | None = None,
     extra_specs: dict[str, tuple[int | None, ...]] | None = None,
-    unused: Callable[[Any], list[Any]] | None = None,
     xfail: str = "",
     note: str = "",
 ) -> CorpusModel:
@@ -72,8 +71,7 @@ def _hf_model(
 
     ``inputs`` are the token inputs, in the model's call order; ``extra_specs``
     name -> shape of int32 inputs besides them (their dim 1 is made dynamic),
-    inserted after ``input_ids``. ``unused(model)`` lists variables the forward
-    pass never reads (a head only used on request), left out of the count.
+    inserted after ``input_ids``.
     """
     tf = tf_module()
     model = model_class(config)
@@ -90,8 +88,6 @@ def _hf_model(
     for i, (n, shape) in enumerate(extra_specs.items()):
         specs.insert(1 + i, tf.TensorSpec(shape, tf.int32, name=n))
     params = trainable_count(model)
-    if unused is not None:
-        params -= sum(int(np.prod(tuple(v.shape))) for v in unused(model))
     return CorpusModel(
         name=name,
         family=family,
@@ -368,12 +364,9 @@ def build_esm() -> CorpusModel:
         None,  # PyTorch EsmModel differs from TF on padded inputs (see note)
         nominal,
         outputs=("last_hidden_state", "pooler_output"),
-        unused=lambda m: [
-            *m.esm.contact_head.trainable_variables,
-            *m.esm.embeddings.position_embeddings.trainable_variables,
-        ],
-        note="not in the graph nor the count: the contact-prediction head (run only with "
-        "return_contacts) and the absolute position table (built even with rotary positions); "
+        note="read by no output: the contact-prediction head (run only with return_contacts) "
+        "and the absolute position table (built even with rotary positions): door A brings "
+        "them back as parameters no output depends on, door B cannot (no ONNX file holds them); "
         "twin: PyTorch EsmModel matches TF within 2e-6 without padding, differs by up to 2.3 "
         "with a padding mask (cause not found)",
     )
