@@ -210,22 +210,24 @@ def _core_lead(core: fx.Node) -> tuple | None:
     return tuple(-1 if d is None else d for d in lead)
 
 
-def _carry_terms_over(plan, leads: list) -> str | None:
-    """One frame for every mask: the masks' (the fills' and bands'), else the outermost
-    term's. A term added in another frame carries over when it is 1 along every batch
-    dim but a common suffix of the two frames' batch dims (HF Swin: the relative-position
-    bias [1, H, L, L] on [B*nW, H, L, L], the window mask on [B, nW, H, L, L]): the
-    reshapes between the frames regroup only the dims before that suffix, so the term
-    broadcast in the new frame, right-aligned, adds the same number to every score."""
+def _frame_level(plan, leads: list) -> int | str:
+    """The frame SDPA runs in (how many reshapes lie below it), or why there is none: the
+    frame of the fills and bands, else of the outermost term. A term added in another
+    frame carries over when it is 1 along every batch dim but a common suffix of the two
+    frames' batch dims (HF Swin: the relative-position bias [1, H, L, L] on [B*nW, H, L, L],
+    the window mask on [B, nW, H, L, L]): the reshapes between the frames regroup only
+    the dims before that suffix, so the term broadcast in the new frame, right-aligned,
+    adds the same number to every score."""
     if len(plan.mask_levels) > 1:
         return "masks are added to the scores in frames of different batch dims"
-    to = next(iter(plan.mask_levels)) if plan.mask_levels else max(plan.levels)
-    for _, term in plan.terms:
-        level = plan.term_levels.get(term, to)
+    levels = set(plan.term_levels) | plan.mask_levels
+    if not levels:
+        return 0
+    to = next(iter(plan.mask_levels)) if plan.mask_levels else max(levels)
+    for (_, term), level in zip(plan.terms, plan.term_levels, strict=True):
         if level != to and not _carries(shape(term), leads[level], leads[to]):
             return f"the term %{term.name} is added in a frame of other batch dims"
-    plan.levels = {to}
-    return None
+    return to
 
 
 def _carries(term: tuple | None, lead: tuple | None, to: tuple | None) -> bool:
@@ -248,11 +250,9 @@ def frame(plan, q, k, v, qs: tuple, vs: tuple, pv_end: fx.Node | None):
     Returns the scores' shape in SDPA's frame, or why not."""
     core = plan.chain[0]
     leads = [_core_lead(core)] + [target(r) and target(r)[:-2] for r in plan.reshapes]
-    if len(plan.levels) > 1:
-        reason = _carry_terms_over(plan, leads)
-        if reason is not None:
-            return reason
-    level = next(iter(plan.levels)) if plan.levels else 0
+    level = _frame_level(plan, leads)
+    if isinstance(level, str):
+        return level
     frames = [core, *plan.reshapes]
     out_frame = pv_end if pv_end is not None else frames[-1]
     out_lead = target(pv_end)[:-2] if pv_end is not None and target(pv_end) else None

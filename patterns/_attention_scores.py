@@ -69,9 +69,10 @@ class Plan:
     bands: list = field(default_factory=list)  # (band node, cond) of a multiplicative band
     head_dim: int | None = None  # D, where static
     reshapes: list = field(default_factory=list)  # reshapes of the scores, core outwards
-    levels: set = field(default_factory=set)  # how many reshapes lie below each mask
-    term_levels: dict = field(default_factory=dict)  # term node -> its level
-    mask_levels: set = field(default_factory=set)  # the levels of the fills and bands
+    # how many reshapes lie below each mask: one per term (in the order of `terms`, until
+    # `absorb_masks` splits them), and those of the fills and bands
+    term_levels: list = field(default_factory=list)
+    mask_levels: set = field(default_factory=set)
     inner: list = field(default_factory=list)  # layout nodes inside a run (not its end)
     pending: list = field(default_factory=list)  # runs of dynamic lengths to prove
     values: list = field(default_factory=list)  # (size node, entry): a size read elsewhere
@@ -311,8 +312,7 @@ def _walk_sum(node: fx.Node, plan: Plan, module: fx.GraphModule) -> fx.Node:
         raise Decline(f"%{node.name}: the term {term!r} is not a tensor")
     coef_, term = strip_factors(term, module)
     plan.terms.append((coef * coef_, term))
-    plan.levels.add(len(plan.reshapes))
-    plan.term_levels[term] = len(plan.reshapes)
+    plan.term_levels.append(len(plan.reshapes))
     return core
 
 
@@ -335,7 +335,6 @@ def _walk_product(node: fx.Node, plan: Plan, module: fx.GraphModule) -> fx.Node:
             if plan.terms or plan.fills or plan.bands:
                 raise Decline(f"%{node.name}: a 0/1 band over masked scores")
             plan.bands.append((b, cond))
-            plan.levels.add(len(plan.reshapes))
             plan.mask_levels.add(len(plan.reshapes))
             plan.chain.append(node)
             return core
@@ -357,7 +356,6 @@ def _walk_where(node: fx.Node, plan: Plan, module: fx.GraphModule) -> fx.Node:
         raise Decline(f"%{node.name}: the condition is not a boolean tensor")
     core = walk_scores(inner, plan, module)
     plan.fills.append((cond, 0.0 if keep else value, value if keep else 0.0))
-    plan.levels.add(len(plan.reshapes))
     plan.mask_levels.add(len(plan.reshapes))
     plan.chain.append(node)
     return core
