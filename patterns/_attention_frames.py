@@ -25,6 +25,7 @@ target keeps the last two entries (HF Bart) is accepted as before.
 
 from __future__ import annotations
 
+import functools
 import math
 import operator
 
@@ -224,10 +225,29 @@ def _frame_level(plan, leads: list) -> int | str:
     if not levels:
         return 0
     to = next(iter(plan.mask_levels)) if plan.mask_levels else max(levels)
-    for (_, term), level in zip(plan.terms, plan.term_levels, strict=True):
-        if level != to and not _carries(shape(term), leads[level], leads[to]):
+    for i, ((_, term), level) in enumerate(zip(plan.terms, plan.term_levels, strict=True)):
+        if level == to or _carries(shape(term), leads[level], leads[to]):
+            continue
+        rank = len(shape(term) or ())
+        if level or rank < 2 or leads[0] is None or leads[to] is None or plan.bands:
             return f"the term %{term.name} is added in a frame of other batch dims"
+        plan.regroup[i] = (leads[0], leads[to])
     return to
+
+
+def regroup_term(term, q, core_lead: tuple, to_lead: tuple):
+    """A term added to the contraction's scores (batch dims `core_lead`, one -1 at most),
+    in the frame `to_lead` that SDPA runs in (DeBERTa: its position terms on [B*H, L, L],
+    its mask on [B, H, L, L]): broadcast to the contraction's batch dims, then regrouped
+    like the scores, block i to block i. The blocks count the same in every frame, so
+    the -1 is q's blocks (q is in the new frame) over the static entries."""
+    tail = (term.size(-2), term.size(-1))
+    if -1 in core_lead:
+        static = math.prod(d for d in core_lead if d != -1)
+        blocks = functools.reduce(operator.mul, (q.size(i) for i in range(len(to_lead))))
+        blocks = blocks if static == 1 else blocks // static
+        core_lead = tuple(blocks if d == -1 else d for d in core_lead)
+    return term.expand(*core_lead, *tail).reshape(*to_lead, *tail)
 
 
 def _carries(term: tuple | None, lead: tuple | None, to: tuple | None) -> bool:
@@ -258,7 +278,7 @@ def frame(plan, q, k, v, qs: tuple, vs: tuple, pv_end: fx.Node | None):
     out_lead = target(pv_end)[:-2] if pv_end is not None and target(pv_end) else None
     if pv_end is None:
         out_lead = leads[-1]
-    if out_frame is frames[level]:
+    if out_frame is frames[level] and not level:  # q, k, v and the output are in it
         return shape(frames[level])
     if not isinstance(qs[-1], int) or not isinstance(vs[-1], int):
         return "the head dims of q and v are not static"

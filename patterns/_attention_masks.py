@@ -12,7 +12,13 @@ import operator
 from typing import TYPE_CHECKING, Any
 
 import torch
-from fxsurgeon.patterns._attention_graph import band_condition, is_causal, node_dtype, scalar
+from fxsurgeon.patterns._attention_graph import (
+    band_condition,
+    constant,
+    is_causal,
+    node_dtype,
+    scalar,
+)
 from torch import fx
 
 if TYPE_CHECKING:
@@ -117,4 +123,95 @@ def absorb_masks(plan: Plan, lengths: dict, same: bool, static: tuple, module) -
             )
         kept.append((cond, when_true, when_false))
     plan.fills = kept
+    return None
+
+
+# --------------------------------------------------------------------------- zeroed rows
+
+
+def zeroing(node: Any, module) -> tuple[fx.Node, bool, fx.Node] | None:
+    """``Where(c, 0, p)`` or ``Where(c, p, 0)`` as (c, whether c True hides, p), else None."""
+    if (
+        not isinstance(node, fx.Node)
+        or node.op != "call_function"
+        or node.target is not torch.where
+    ):
+        return None
+    if len(node.args) != 3 or node.kwargs:
+        return None
+    cond, a, b = node.args
+    if not isinstance(cond, fx.Node) or node_dtype(cond) is not torch.bool:
+        return None
+    if isinstance(b, fx.Node) and scalar(a, module) == 0.0 and scalar(b, module) is None:
+        return cond, True, b
+    if isinstance(a, fx.Node) and scalar(b, module) == 0.0 and scalar(a, module) is None:
+        return cond, False, a
+    return None
+
+
+def same_value(a: Any, b: Any, module, depth: int = 0) -> bool:
+    """Whether `a` and `b` are one value: the same node, two constants equal in dtype,
+    shape and every element (onnx2torch copies an initializer per use), or the same pure
+    op on such arguments (tf2onnx may cast one mask twice)."""
+    if a is b:
+        return True
+    if not (isinstance(a, fx.Node) and isinstance(b, fx.Node)) or depth > 12:
+        return not isinstance(a, fx.Node) and not isinstance(b, fx.Node) and _equal(a, b, module)
+    if a.op == b.op == "get_attr":
+        x, y = constant(a, module), constant(b, module)
+        same = isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)
+        return same and x.dtype == y.dtype and x.shape == y.shape and torch.equal(x, y)
+    if a.op != b.op or a.op not in ("call_function", "call_method") or a.target != b.target:
+        return False
+    if len(a.args) != len(b.args) or a.kwargs.keys() != b.kwargs.keys():
+        return False
+    pairs = [*zip(a.args, b.args, strict=True), *((a.kwargs[k], b.kwargs[k]) for k in a.kwargs)]
+    return all(same_value(x, y, module, depth + 1) for x, y in pairs)
+
+
+def _equal(a: Any, b: Any, module) -> bool:
+    if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
+        pairs = zip(a, b, strict=True) if len(a) == len(b) else None
+        return pairs is not None and all(same_value(x, y, module) for x, y in pairs)
+    return type(a) is type(b) and a == b
+
+
+def _hidden(cond: fx.Node, hides_when_true: bool) -> tuple[fx.Node, bool]:
+    """The positions a Where hides, as (base condition, whether True hides): Not peeled."""
+    while cond.op == "call_function" and cond.target is torch.logical_not:
+        cond, hides_when_true = cond.args[0], not hides_when_true
+    return cond, hides_when_true
+
+
+def absorb_zero(
+    plan: Plan, zero: tuple[fx.Node, bool, fx.Node], node: fx.Node, module
+) -> str | None:
+    """A Where that zeroes, after the softmax, exactly what the one masked fill hid before it
+    (DeBERTa's XSoftmax: ``where(~m, -inf, s)``, softmax, ``where(~m, 0, p)``).
+
+    In a row with a visible key the hidden scores weigh exp(fill - max) = 0 already (the
+    fill is at or below `BIG_FILL`), so zeroing them changes nothing; a row with no visible
+    key is 0 in the model. So the fill becomes the finite float32 minimum (the same zero
+    weights, and no NaN in a fully hidden row, forward or backward) and SDPA's output is
+    zeroed where its row has no visible key: ``plan.zero``.
+    """
+    cond, hides_when_true, _ = zero
+    if plan.bands or len(plan.fills) != 1:
+        return (
+            f"%{node.name} zeroes probabilities after the softmax: only one masked fill "
+            f"before it, and no band, can say which rows it empties ({len(plan.fills)} fills)"
+        )
+    fill_cond, when_true, when_false = plan.fills[0]
+    fill_on_true = when_true != 0.0
+    fill = when_true if fill_on_true else when_false
+    mine, theirs = _hidden(cond, hides_when_true), _hidden(fill_cond, fill_on_true)
+    if mine[1] != theirs[1] or not same_value(mine[0], theirs[0], module):
+        return f"%{node.name} zeroes other positions than Where(%{fill_cond.name}, ...) hides"
+    if plan.mask_levels != {len(plan.reshapes)}:
+        return f"a reshape lies between Where(%{fill_cond.name}, ...) and the softmax"
+    if not fill <= BIG_FILL:
+        return f"Where(%{fill_cond.name}, ...) fills {fill}: hidden scores keep a weight"
+    low = -float(torch.finfo(torch.float32).max)
+    plan.fills = [(fill_cond, low if fill_on_true else 0.0, 0.0 if fill_on_true else low)]
+    plan.zero = theirs  # Not peeled: SDPA's output keeps the rows where it is not all hiding
     return None

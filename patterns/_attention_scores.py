@@ -25,6 +25,7 @@ from fxsurgeon.patterns._attention_frames import (
     frame,
     keeps_lengths,
     layout_run,
+    length_of,
     step_down,
     target,
 )
@@ -35,7 +36,7 @@ from fxsurgeon.patterns._attention_graph import (
     scalar,
     shape,
 )
-from fxsurgeon.patterns._attention_masks import absorb_masks, strip_factors
+from fxsurgeon.patterns._attention_masks import absorb_masks, absorb_zero, strip_factors, zeroing
 from torch import fx
 
 #: The largest finite float32: a fill scaled past it is -inf in the model (declined).
@@ -72,10 +73,12 @@ class Plan:
     # how many reshapes lie below each mask: one per term (in the order of `terms`, until
     # `absorb_masks` splits them), and those of the fills and bands
     term_levels: list = field(default_factory=list)
+    regroup: dict = field(default_factory=dict)  # term index -> (core lead, SDPA's lead)
     mask_levels: set = field(default_factory=set)
     inner: list = field(default_factory=list)  # layout nodes inside a run (not its end)
     pending: list = field(default_factory=list)  # runs of dynamic lengths to prove
     values: list = field(default_factory=list)  # (size node, entry): a size read elsewhere
+    zero: tuple | None = None  # (cond, whether True hides): rows with no visible key are 0
 
 
 def ancestors(node: Any, limit: int = 5000) -> set[fx.Node]:
@@ -390,13 +393,22 @@ def _inputs(node: fx.Node) -> set:
 
 
 def recognize(
-    anchor: fx.Node, probs: fx.Node, module: fx.GraphModule, pv_run: list | None = None
+    anchor: fx.Node,
+    probs: fx.Node,
+    module: fx.GraphModule,
+    pv_run: list | None = None,
+    zeroed: fx.Node | None = None,
 ) -> Plan | str:
     """The `Plan` of ``softmax(scores, -1) . v`` at `anchor`, or why it is not attention.
 
     `pv_run`: the layout ops from the softmax to the anchor's probabilities, if any
-    (they must keep (Lq, Lk): `_attention_frames`)."""
+    (they must keep (Lq, Lk): `_attention_frames`). `zeroed`: a ``Where(c, 0, softmax)``
+    between the softmax and them (`absorb_zero`)."""
     plan = Plan(q=None, k=None, v=None, out_ops=())  # type: ignore[arg-type]
+    ends = [probs, *([zeroed] if zeroed is not None else [])]  # (Lq, Lk) last, as the scores
+    after = [*ends, *(pv_run or [])]
+    if zeroed is not None and shape(zeroed) != shape(probs):
+        return f"%{zeroed.name} broadcasts the probabilities to another shape"
     try:
         core = walk_scores(probs.args[0], plan, module)
     except Decline as exc:
@@ -405,7 +417,7 @@ def recognize(
     if isinstance(found, str):
         return found
     q, k, batch = found
-    pv = pv_contraction(anchor, probs, batch)
+    pv = pv_contraction(anchor, after[-1], batch)
     if isinstance(pv, str):
         return pv
     v, plan.out_ops = pv
@@ -421,20 +433,29 @@ def recognize(
         return f"q {qs}, k {ks}, v {vs} do not line up as [..., L, D] (batch dims, D, Lk)"
     # the score nodes are replaced: no one else may read them (a size() of them is re-pointed)
     rank = len(scores)
-    inside = set(plan.chain) | {probs, anchor} | set(pv_run or ())
+    inside = set(plan.chain) | {anchor} | set(after)
     lengths: dict = {}
+    rows = {n for n in plan.chain if n.target not in LAYOUT_OPS} | set(ends)  # (Lq, Lk) last
     frames = [None] + [target(r) for r in plan.reshapes]
     known = {probs: frames[-1]} if frames[-1] else {}
     level = 0  # the chain runs from the contraction outwards: frames change at run ends
-    for n in [*plan.chain, *([probs, *pv_run] if pv_run else ())]:
+    for n in [*plan.chain, *after]:
         level += n in plan.reshapes
         for user in n.users:
             if user in inside:
                 continue
             sized = user.op == "call_method" and user.target == "size" and len(user.args) == 2
-            if not sized or n in plan.inner:
+            if not sized:
                 return f"%{n.name} is also used outside the attention, by %{user.name}"
             axis = user.args[1] % len(shape(n))
+            if n in plan.inner:  # inside a run: only a sequence length, traced down to one
+                atom = length_of(n, axis, lengths, rows)
+                if atom is None:
+                    return f"%{n.name} is also used outside the attention, by %{user.name}"
+                source = q if atom == "Lq" else k
+                plan.sizes.append((user, source.base, _axis(source.ops, rank - 2)))
+                lengths[(n, axis)] = atom
+                continue
             if level and axis < len(shape(n)) - 2 or (pv_run and n in pv_run):
                 entries = target(n, known) if pv_run and n in pv_run else frames[level]
                 value = entries[axis] if entries else None
@@ -450,7 +471,6 @@ def recognize(
                 lengths[(n, user.args[1])] = "Lk" if j == rank - 1 else "Lq"
     for operand, atom in ((q, "Lq"), (k, "Lk")):
         lengths.update(_length_sizes(operand, rank, atom))
-    rows = {n for n in plan.chain if n.target not in LAYOUT_OPS} | {probs}
     dynamic = plan.pending + ([pv_run] if pv_run and keeps_lengths(pv_run) is None else [])
     for run in dynamic:
         if not dynamic_lengths(run, lengths, rows):
@@ -460,8 +480,8 @@ def recognize(
         return reason
     scores = reason
     forbidden = inside | {v.base}
-    for _, t in plan.terms:
-        if not _broadcasts(shape(t), scores):
+    for i, (_, t) in enumerate(plan.terms):
+        if not _broadcasts(shape(t), shape(plan.chain[0]) if i in plan.regroup else scores):
             return f"the term %{t.name} {shape(t)} does not broadcast to the scores {scores}"
         if ancestors(t) & forbidden:
             return f"the term %{t.name} is computed from the scores or from v"
@@ -474,9 +494,15 @@ def recognize(
     same = (static[0] is not None and static[0] == static[1]) or (
         static == (None, None) and _inputs(q.base) == _inputs(k.base)
     )
+    if zeroed is not None:
+        reason = absorb_zero(plan, zeroing(zeroed, module), zeroed, module)
+        if reason is not None:
+            return reason
     reason = absorb_masks(plan, lengths, same, static, module)
     if reason is not None:
         return reason
+    if plan.zero is not None and not plan.fills:  # the fill was causal: every row keeps
+        plan.zero = None  # its diagonal, so no row is emptied and the zeroing does nothing
     q, k = unscale(q, module), unscale(k, module)
     plan.scale *= q.factor * k.factor
     plan.sizes += list(q.sizes) + list(k.sizes)

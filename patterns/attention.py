@@ -2,10 +2,13 @@
 
     Attention(q, k, v) = softmax(q . k^T * scale + mask) . v      q, k, v: [..., L, D]
 
-Three rules anchor where attention ends, on the contraction of the probabilities
+Five rules anchor where attention ends, on the contraction of the probabilities
 with V: ``sdpa_1`` on ``softmax(scores, -1) @ v``, ``sdpa_2`` on a two-operand
-``einsum(eq, softmax(scores, -1), v)`` (Keras MultiHeadAttention) and ``sdpa_3`` on
-``reshape(layout(softmax(scores, -1))) @ v`` (the same, as tf2onnx decomposes it).
+``einsum(eq, softmax(scores, -1), v)`` (Keras MultiHeadAttention), ``sdpa_3`` on
+``reshape(layout(softmax(scores, -1))) @ v`` (the same, as tf2onnx decomposes it),
+``sdpa_4`` on any other ``p @ v`` whose p is the softmax through a zeroing Where
+and/or layout ops ending in Squeeze/Unsqueeze (DeBERTa), ``sdpa_5`` on
+``einsum(eq, Where(c, 0, softmax(scores, -1)), v)``.
 Their check (`patterns/_attention_scores.py`, ``recognize``) walks the scores
 back to the contraction of Q with K (a MatMul with k^T, or an einsum that
 contracts one feature axis) and reads every step on the way as part of
@@ -78,6 +81,25 @@ What is absorbed, and why it is exact:
   frames' batch dims: the reshapes between the frames regroup only the dims before that
   suffix, so the term, broadcast right-aligned in the new frame, adds the same number
   to every score as before. Anything else is declined.
+* Terms added to the contraction's scores, masked in another frame (DeBERTa: its
+  position terms on [B*H, L, L], the mask on [B, H, L, L]): a term that does not carry
+  over by broadcasting is broadcast to the contraction's batch dims (``expand``) and
+  reshaped to SDPA's, ``regroup_term``: the run regroups the scores' [L, L] blocks in
+  flat order, and so does this, so block i of the term still meets block i of the
+  scores. A term added after a reshape, in another frame than the masks: declined.
+* Probabilities zeroed after the softmax where the mask hid the keys (DeBERTa's
+  XSoftmax: ``Where(~m, -inf, s)``, softmax, ``Where(~m, 0, p)``, a row with no visible
+  key is 0): the zeroing must hide what the one Where fill hid (the same condition,
+  Not peeled, or an equal computation of it; the fill <= -1e3, no other mask, nothing
+  reshaped between the fill and the softmax, the zeroing right after the softmax). In
+  a row with a visible key the hidden weights are exp(fill - max) = 0 already, so the
+  zeroing changes nothing there; SDPA takes the mask with the fill as the float32
+  minimum (the same zero weights, finite everywhere, forward and backward) and its
+  output is zeroed on rows with no visible key: ``where(keep.any(-1), out, 0)``, the
+  model's 0. A causal fill keeps every row's diagonal, so its zeroing does nothing and
+  is dropped. Zeroing other positions, zeroing with no fill before it, or after a fill
+  above -1e3 (the hidden keys keep a weight and the zeroing does not renormalise):
+  declined.
 * Grouped KV heads written as an explicit repeat are plain attention over the
   repeated k and v. Cross-attention (k, v from another sequence) is plain
   attention; it is never made causal unless Lq == Lk is proven.
@@ -90,13 +112,27 @@ import math
 import torch
 import torch.nn.functional as F
 from fxsurgeon.patterns import Match, Rule
-from fxsurgeon.patterns._attention_frames import layout_run
+from fxsurgeon.patterns._attention_frames import LAYOUT_OPS, layout_run, regroup_term
+from fxsurgeon.patterns._attention_graph import _name
+from fxsurgeon.patterns._attention_masks import zeroing
 from fxsurgeon.patterns._attention_scores import recognize
 from torch import fx
 
 from fxsurgeon.fuse import REL_TOL
 
-_EXTRAS = ("q", "k", "v_in", "out_ops", "scale", "terms", "fills", "causal", "sizes", "values")
+_EXTRAS = (
+    "q",
+    "k",
+    "v_in",
+    "out_ops",
+    "scale",
+    "terms",
+    "fills",
+    "causal",
+    "zero",
+    "sizes",
+    "values",
+)
 
 
 def _replay(operand):
@@ -106,10 +142,11 @@ def _replay(operand):
     return x
 
 
-def _attention(q, k, v, scale, terms, fills, causal):
+def _attention(q, k, v, scale, terms, fills, causal, zero):
     """SDPA over q, k, v in [..., L, D] with the recognised scale and masks."""
     mask = None
-    for coef, term in terms:
+    for coef, term, *leads in terms:
+        term = regroup_term(term, q, *leads) if leads else term
         x = term if coef == 1.0 else term * coef
         mask = x if mask is None else mask + x
     for cond, when_true, when_false in fills:
@@ -129,7 +166,12 @@ def _attention(q, k, v, scale, terms, fills, causal):
         options["attn_mask"] = mask.type_as(q)
     if scale is not None:  # None: SDPA's default 1/sqrt(D) (the check compared it)
         options["scale"] = scale
-    return F.scaled_dot_product_attention(q, k, v, **options)
+    out = F.scaled_dot_product_attention(q, k, v, **options)
+    if zero is not None:  # a row with no visible key is 0, as the model's zeroing Where made it
+        cond, hides = zero
+        visible = (cond.logical_not() if hides else cond).any(-1, keepdim=True)
+        out = torch.where(visible, out, 0.0)
+    return out
 
 
 def _substitute(old: fx.Node, new) -> None:
@@ -139,25 +181,47 @@ def _substitute(old: fx.Node, new) -> None:
         user.kwargs = fx.node.map_aggregate(user.kwargs, lambda a: new if a is old else a)
 
 
-def _replacement(q, k, v_in, out_ops, scale, terms, fills, causal, sizes, values):
+def _replacement(q, k, v_in, out_ops, scale, terms, fills, causal, zero, sizes, values):
     for size, source, axis in sizes:  # the same length, read from q or k (defined earlier)
         size.node.args = (source.node, axis)
     for size, value in values:  # a batch dim of a frame, as its reshape gave it (earlier)
         _substitute(size.node, value.node if isinstance(value, fx.Proxy) else value)
-    out = _attention(_replay(q), _replay(k), _replay(v_in), scale, terms, fills, causal)
+    out = _attention(_replay(q), _replay(k), _replay(v_in), scale, terms, fills, causal, zero)
     return _replay((out, out_ops))
 
 
-def _recognize_check(probs_index: int, after_layout: bool = False):
+def _probs_path(node, module) -> tuple[fx.Node, fx.Node | None, list | None] | str:
+    """What the contraction with V reads, walked back to the softmax: (softmax, a zeroing
+    ``Where(c, 0, softmax)`` or None, the layout run after them or None)."""
+    run = zeroed = None
+    if isinstance(node, fx.Node) and node.op == "call_function" and node.target in LAYOUT_OPS:
+        run = layout_run(node)
+        node = run[0].args[0]
+    found = zeroing(node, module)
+    if found is not None:
+        zeroed, node = node, found[2]
+    if not _is_softmax(node):
+        return f"{_name(node)} is not a softmax over the last axis"
+    return node, zeroed, run
+
+
+def _recognize_check(probs_index: int, form: str):
+    """The check of an ``sdpa_*`` rule; `form` says which paths from the softmax to the
+    contraction with V the rule owns (the others are another rule's): "softmax" (none),
+    "reshape" (a layout run ending in a Reshape), "path" (a zeroing Where, or a run
+    ending in Squeeze/Unsqueeze), "zeroed" (a zeroing Where, no run: einsum)."""
+
     def check(match: Match) -> str | None:
         anchor = match.anchor
-        probs, pv_run = anchor.args[probs_index], None
-        if after_layout:  # softmax, then layout ops to the probabilities that meet v
-            pv_run = layout_run(probs)
-            probs = pv_run[0].args[0]
-            if not _is_softmax(probs):
-                return f"%{pv_run[0].name} does not read a softmax over the last axis"
-        plan = recognize(anchor, probs, match.module, pv_run)
+        path = _probs_path(anchor.args[probs_index], match.module)
+        if isinstance(path, str):
+            return path
+        probs, zeroed, run = path
+        if form == "path" and zeroed is None and (not run or run[-1].target is torch.reshape):
+            return "sdpa_1's or sdpa_3's form"
+        if form == "zeroed" and (zeroed is None or run):
+            return "sdpa_2's form" if zeroed is None else "layout ops before an einsum with v"
+        plan = recognize(anchor, probs, match.module, run, zeroed)
         if isinstance(plan, str):
             return plan
         match["q"] = (plan.q.base, plan.q.ops)
@@ -167,9 +231,10 @@ def _recognize_check(probs_index: int, after_layout: bool = False):
         d = plan.head_dim
         default = isinstance(d, int) and math.isclose(plan.scale, 1 / math.sqrt(d), rel_tol=REL_TOL)
         match["scale"] = None if default else plan.scale
-        match["terms"] = list(plan.terms)
+        match["terms"] = [(*t, *plan.regroup.get(i, ())) for i, t in enumerate(plan.terms)]
         match["fills"] = list(plan.fills)
         match["causal"] = plan.causal
+        match["zero"] = plan.zero
         match["sizes"] = list(plan.sizes)
         match["values"] = list(plan.values)
         return None
@@ -194,16 +259,16 @@ def sdpa_matmul_pattern(scores: torch.Tensor, v: torch.Tensor):
 
 
 def sdpa_matmul_replacement(
-    scores, v, q, k, v_in, out_ops, scale, terms, fills, causal, sizes, values
+    scores, v, q, k, v_in, out_ops, scale, terms, fills, causal, zero, sizes, values
 ):
-    return _replacement(q, k, v_in, out_ops, scale, terms, fills, causal, sizes, values)
+    return _replacement(q, k, v_in, out_ops, scale, terms, fills, causal, zero, sizes, values)
 
 
 sdpa_1 = Rule(
     "sdpa_1",
     sdpa_matmul_pattern,
     sdpa_matmul_replacement,
-    check=_recognize_check(0),
+    check=_recognize_check(0, "softmax"),
     phase="attention",
     note="recogniser: softmax(scores, -1) @ v, scores walked back to q @ k^T (HF ViT/BERT/GPT-2)",
 )
@@ -217,16 +282,16 @@ def sdpa_einsum_pattern(equation, scores: torch.Tensor, v: torch.Tensor):
 
 
 def sdpa_einsum_replacement(
-    equation, scores, v, q, k, v_in, out_ops, scale, terms, fills, causal, sizes, values
+    equation, scores, v, q, k, v_in, out_ops, scale, terms, fills, causal, zero, sizes, values
 ):
-    return _replacement(q, k, v_in, out_ops, scale, terms, fills, causal, sizes, values)
+    return _replacement(q, k, v_in, out_ops, scale, terms, fills, causal, zero, sizes, values)
 
 
 sdpa_2 = Rule(
     "sdpa_2",
     sdpa_einsum_pattern,
     sdpa_einsum_replacement,
-    check=_recognize_check(1),
+    check=_recognize_check(1, "softmax"),
     phase="attention",
     note="recogniser: einsum(softmax(scores, -1), v) (Keras MultiHeadAttention)",
 )
@@ -240,17 +305,61 @@ def sdpa_layout_pattern(probs: torch.Tensor, shape: tuple, v: torch.Tensor):
 
 
 def sdpa_layout_replacement(
-    probs, shape, v, q, k, v_in, out_ops, scale, terms, fills, causal, sizes, values
+    probs, shape, v, q, k, v_in, out_ops, scale, terms, fills, causal, zero, sizes, values
 ):
-    return _replacement(q, k, v_in, out_ops, scale, terms, fills, causal, sizes, values)
+    return _replacement(q, k, v_in, out_ops, scale, terms, fills, causal, zero, sizes, values)
 
 
 sdpa_3 = Rule(
     "sdpa_3",
     sdpa_layout_pattern,
     sdpa_layout_replacement,
-    check=_recognize_check(0, after_layout=True),
+    check=_recognize_check(0, "reshape"),
     phase="attention",
     note="recogniser: softmax, then Unsqueeze/Squeeze/Reshape that keep (Lq, Lk), @ v "
     "(tf2onnx's decomposed Einsum of Keras MultiHeadAttention)",
+)
+
+
+# -- the other paths: a zeroing Where after the softmax, a run ending in (Un)squeeze -----------
+
+
+def sdpa_path_pattern(probs: torch.Tensor, v: torch.Tensor):
+    return torch.matmul(probs, v)
+
+
+def sdpa_path_replacement(
+    probs, v, q, k, v_in, out_ops, scale, terms, fills, causal, zero, sizes, values
+):
+    return _replacement(q, k, v_in, out_ops, scale, terms, fills, causal, zero, sizes, values)
+
+
+sdpa_4 = Rule(
+    "sdpa_4",
+    sdpa_path_pattern,
+    sdpa_path_replacement,
+    check=_recognize_check(0, "path"),
+    phase="attention",
+    note="recogniser: softmax, then Where(c, 0, p) zeroing what the mask hid (DeBERTa's "
+    "XSoftmax) and/or layout ops ending in Squeeze/Unsqueeze, @ v",
+)
+
+
+def sdpa_zeroed_einsum_pattern(equation, probs: torch.Tensor, v: torch.Tensor):
+    return torch.einsum(equation, probs, v)
+
+
+def sdpa_zeroed_einsum_replacement(
+    equation, probs, v, q, k, v_in, out_ops, scale, terms, fills, causal, zero, sizes, values
+):
+    return _replacement(q, k, v_in, out_ops, scale, terms, fills, causal, zero, sizes, values)
+
+
+sdpa_5 = Rule(
+    "sdpa_5",
+    sdpa_zeroed_einsum_pattern,
+    sdpa_zeroed_einsum_replacement,
+    check=_recognize_check(1, "zeroed"),
+    phase="attention",
+    note="recogniser: einsum(Where(c, 0, softmax(scores, -1)), v), the zeroing as in sdpa_4",
 )

@@ -3,7 +3,8 @@
 Swin adds its relative-position bias [1, H, L, L] to the scores [B*nW, H, L, L], then
 reshapes them to [B, nW, H, L, L] to add the window mask [nW, 1, L, L], and back.
 SDPA runs in the mask's frame; the bias carries over when it is 1 along every batch
-dim the reshapes regroup. Compared with onnxruntime at two window batches.
+dim the reshapes regroup, and a term added to the contraction's scores is otherwise
+regrouped with them. Compared with onnxruntime at two window batches.
 """
 
 from __future__ import annotations
@@ -84,11 +85,15 @@ def test_a_bias_of_the_heads_carries_over_to_the_window_masks_frame(bias_shape):
     _assert_matches_ort(module, model)
 
 
-def test_a_bias_that_differs_per_window_is_refused():
-    """[B*nW, 1, 1, 1] varies along B*nW, a dim the reshape regroups: not carried over."""
+def test_a_bias_that_differs_per_window_is_regrouped_with_the_scores():
+    """[B*nW, 1, 1, 1] varies along B*nW, a dim the reshape regroups: it cannot carry over
+    by broadcasting, so it is broadcast to the contraction's batch dims [B*nW, H] and
+    regrouped to [B, nW, H] as the scores are (block i stays block i)."""
     model = swin_attention("per window")
     module = optimized(model)
-    assert not sdpa_calls(module) and softmax_count(module) == 1
+    (call,) = sdpa_calls(module)
+    assert "attn_mask" in call.kwargs and softmax_count(module) == 0
+    assert "expand" in module.code
     _assert_matches_ort(module, model)
 
 

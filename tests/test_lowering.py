@@ -136,6 +136,37 @@ CASES = {
             init("st", np.array([-1, 2], I64)),
         ],
     ),
+    # a negative step on a dynamic dim (the batch): a flip, then a slice of the flipped dim
+    "slice_reverse_dynamic_dim": single(
+        "Slice",
+        inputs=("x", "s", "e", "a", "st"),
+        inits=[
+            init("s", np.array([-1], I64)),
+            init("e", np.array([-(2**63)], I64)),
+            init("a", np.array([0], I64)),
+            init("st", np.array([-1], I64)),
+        ],
+    ),
+    "slice_negative_step_from_1_dynamic_dim": single(
+        "Slice",
+        inputs=("x", "s", "e", "a", "st"),
+        inits=[
+            init("s", np.array([3], I64)),
+            init("e", np.array([-(10**9)], I64)),
+            init("a", np.array([0], I64)),
+            init("st", np.array([-2], I64)),
+        ],
+    ),
+    "slice_negative_step_to_0_dynamic_dim": single(
+        "Slice",
+        inputs=("x", "s", "e", "a", "st"),
+        inits=[
+            init("s", np.array([-1, 0], I64)),
+            init("e", np.array([0, 6], I64)),
+            init("a", np.array([0, 2], I64)),
+            init("st", np.array([-1, 1], I64)),
+        ],
+    ),
     "slice_to_int64_max": single(
         "Slice",
         inputs=("x", "s", "e", "a"),
@@ -301,3 +332,23 @@ def test_input_module_is_not_modified():
     state_after = converted.state_dict()
     assert state_after.keys() == state_before.keys()
     assert all(torch.equal(state_after[k], v) for k, v in state_before.items())
+
+
+def test_a_negative_step_from_before_the_last_element_of_a_dynamic_dim_is_reported():
+    """ONNX clamps such a start to [0, n - 1], which needs n: kept, and the report says why."""
+    from fxsurgeon.tensorflow import from_onnx
+
+    node = helper.make_node("Slice", ["x", "s", "e", "a", "st"], ["y"], name="rev")
+    inits = [
+        init("s", np.array([-3], I64)),
+        init("e", np.array([-(10**9)], I64)),
+        init("a", np.array([0], I64)),
+        init("st", np.array([-1], I64)),
+    ]
+    model = make_model(
+        [node], [tensor_info("x", F32, ["N", 4])], [tensor_info("y", F32, None)], inits
+    )
+    import fxsurgeon
+
+    (reason,) = report_of(fxsurgeon.optimize(from_onnx(model))).unconverted["OnnxSlice"]
+    assert reason.startswith("rev: Slice with step -1 from start -3 on a dynamic dim")

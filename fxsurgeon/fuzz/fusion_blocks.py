@@ -313,13 +313,32 @@ def _flat_product(g: _Graph, probs: str, vh: str) -> str:
     return g.op("Reshape", [o3, target])
 
 
+def _xsoftmax(g: _Graph, x: _T, logits: str, variant: str) -> str:
+    """DeBERTa's XSoftmax: Where(Not(keep), fill, s), Softmax, Where(Not(keep), 0, p), with
+    keep = m_i > 0 and m_j > 0 (a padded query sees no key: its row is 0). Near misses:
+    a fill of -10 (hidden keys keep a weight) and the zeroing with no fill before it."""
+    positive = g.op("Greater", [_mask_input(g, x).name, g.scalar(0.0)])
+    rows = g.op("Unsqueeze", [positive, g.ints([1, 3])])
+    keep = g.op("And", [rows, g.op("Unsqueeze", [positive, g.ints([1, 2])])])
+    hidden = g.op("Not", [keep])
+    fill = (
+        -10.0 if variant == "zero_light_fill" else g.pick((-np.inf, -3.4028234663852886e38, -1e4))
+    )
+    if variant != "zero_only":
+        logits = g.op("Where", [hidden, g.scalar(fill), logits])
+    probs = g.op("Softmax", [logits], axis=-1)
+    if g.coin():
+        return g.op("Where", [hidden, g.scalar(0.0), probs])
+    return g.op("Where", [keep, probs, g.scalar(0.0)])
+
+
 def _block_attention(g: _Graph, x: _T, near: bool) -> _T:
     if x.rank != 3 or not _static(x, -1):
         raise _Skip
     heads, head_dim = int(g.pick((1, 2, 3))), int(g.pick((2, 3, 4)))
     width = heads * head_dim
     dynamic_seq = not _static(x, 1)
-    masks = ["none", "shift", "padding", "const"]
+    masks = ["none", "shift", "padding", "const", "xsoftmax"]
     if dynamic_seq:
         masks += ["causal", "causal_padding"]
     mask_kind = g.pick(masks)
@@ -335,8 +354,12 @@ def _block_attention(g: _Graph, x: _T, near: bool) -> _T:
                 "div_scale",
                 "mask_first",
                 "scale_inside_tol",
+                "zero_light_fill",
+                "zero_only",
             )
         )
+        if variant.startswith("zero_"):
+            mask_kind = "xsoftmax"
 
     def heads_of(t: _T) -> _T:
         return g.reshape(t, 1, [-1, heads, head_dim]) if g.coin() else _split(g, t, heads, head_dim)
@@ -397,7 +420,11 @@ def _block_attention(g: _Graph, x: _T, near: bool) -> _T:
         logits = g.binary("Add", w, term) if term is not None else w
     if variant == "mask_first":  # (scores + mask) * scale
         logits = g.binary("Mul", logits, g.scalar(scale))
-    probs = g.op("Softmax", [logits], axis=2 if variant == "softmax_axis" else g.pick((-1, 3)))
+    if mask_kind == "xsoftmax":
+        probs = _xsoftmax(g, x, logits, variant)
+    else:
+        axis = 2 if variant == "softmax_axis" else g.pick((-1, 3))
+        probs = g.op("Softmax", [logits], axis=axis)
     if variant == "extra_user":
         g.extra_output(probs)
     if g.coin(0.3):  # tf2onnx's decomposed Einsum (Keras): the product in [N*H, S, *]

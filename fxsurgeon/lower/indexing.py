@@ -78,13 +78,14 @@ def _slice(ctx, mod, node, args):
     x = ctx.tensor(data)
     shape = shape_of(x)
     index: list = [slice(None)] * len(shape)
-    flips = []
+    flips, reversed_ = [], []
     for start, end, axis, step in zip(starts, ends, axes, steps, strict=True):
         axis %= len(shape)
         dim = shape[axis]
+        if step < 0 and dim is None:
+            reversed_.append((axis, _reversed_slice(start, end, step)))
+            continue
         if step < 0:
-            if dim is None:
-                raise LoweringError("Slice with a negative step on a dynamic dim")
             s, e, st = _onnx_slice_bounds(dim, start, end, step)
             kept = list(range(s, e, st))
             flips.append((axis, kept))
@@ -97,7 +98,29 @@ def _slice(ctx, mod, node, args):
         out = ctx.call(operator.getitem, out, tuple(index))
     for axis, kept in flips:
         out = ctx.call(torch.index_select, out, axis, ctx.tensor(Const(torch.tensor(kept))))
+    for axis, taken in reversed_:
+        out = ctx.call(torch.flip, out, (axis,))
+        if taken != slice(None):
+            out = ctx.call(operator.getitem, out, (slice(None),) * axis + (taken,))
     return out
+
+
+def _reversed_slice(start: int, end: int, step: int) -> slice:
+    """ONNX's Slice with step < 0 on a dim of run-time length n, as a slice of the flipped
+    dim (index i there is n - 1 - i): ONNX clamps start to [0, n - 1] and end to [-1, n - 1]
+    (each + n first when negative). In flipped indices the start is n - 1 - start, which
+    is Python's index -(start + 1) for start >= 0 (Python clamps it at 0 as ONNX clamps
+    start at n - 1), and 0 for start = -1; the end is -(end + 1) for end >= 0 and -1 - end
+    for end < 0 (Python clamps it at n as ONNX clamps end at -1). A start below -1 would
+    need min(-1 - start, n - 1), which a slice cannot say: refused."""
+    if start < -1:
+        raise LoweringError(
+            f"Slice with step {step} from start {start} on a dynamic dim (clamping it needs "
+            "the dim's length)"
+        )
+    begin = None if start == -1 else -(start + 1)
+    stop = -(end + 1) if end >= 0 else -1 - end
+    return slice(begin, None if stop >= 2**31 - 1 else stop, None if step == -1 else -step)
 
 
 def _symbolic_bounds(starts, ends) -> tuple[list, list] | None:
