@@ -20,7 +20,7 @@ from torch import fx
 import fxsurgeon
 from fxsurgeon.params.dataflow import structural_reason
 from fxsurgeon.params.records import _Use
-from fxsurgeon.params.tf_match import PermutedOrigin, complete_variable_map
+from fxsurgeon.params.tf_match import PermutedOrigin, _tf_values, complete_variable_map
 from fxsurgeon.pipeline import report_of
 from fxsurgeon.source import InitializerOrigin, TFVariable
 
@@ -35,6 +35,12 @@ class _Source:
             TFVariable(name, tuple(v.shape), True) for name, v in values.items()
         )
         self.tf_model = type("Model", (), {"variables": [_Var(n, v) for n, v in values.items()]})()
+
+
+def _source(values: dict[str, torch.Tensor]) -> tuple:
+    """(source, its TF values): `complete_variable_map`'s last two arguments."""
+    source = _Source(values)
+    return source, _tf_values(source)
 
 
 class _Var:
@@ -59,7 +65,7 @@ def test_a_constant_the_map_misses_is_matched_through_any_axis_order_and_reshape
     kernel = _random(12, 2, 6)  # a MultiHeadAttention query kernel [d, heads, k]
     folded = kernel.permute(1, 2, 0).reshape(12, 12).contiguous()  # tf2onnx's Gemm operand
     completed = complete_variable_map(
-        [_use("const_fold_opt__1", folded)], {}, _Source({"mha/query/kernel": kernel})
+        [_use("const_fold_opt__1", folded)], {}, *_source({"mha/query/kernel": kernel})
     )
     (origin,) = completed["const_fold_opt__1"]
     assert isinstance(origin, PermutedOrigin) and origin.variable.name == "mha/query/kernel"
@@ -73,22 +79,22 @@ def test_unmatched_values_and_repeated_values_stay_unmatched():
     zeros = torch.zeros(3, 4)
     other = _random(4, 3, seed=1)
     shuffled = kernel.reshape(-1)[torch.randperm(12, generator=torch.Generator().manual_seed(2))]
-    source = _Source({"a/kernel": kernel, "a/bias": zeros})
+    source = _source({"a/kernel": kernel, "a/bias": zeros})
     uses = [
         _use("zeros", torch.zeros(4, 3)),  # equal to a fresh bias in any order: says nothing
         _use("other", other),
         _use("shuffled", shuffled.reshape(4, 3)),  # same elements, in no axis order
     ]
-    assert complete_variable_map(uses, {}, source) == {}
-    assert complete_variable_map(uses, None, source) is None  # no TF model, no map
+    assert complete_variable_map(uses, {}, *source) == {}
+    assert complete_variable_map(uses, None, *source) is None  # no TF model, no map
 
 
 def test_a_variable_no_initializer_holds_is_preferred_and_known_initializers_are_kept():
     value = _random(2, 3)
-    source = _Source({"held/kernel": value, "free/kernel": value.clone()})
-    known = {"init": [InitializerOrigin(source.tf_variables[0], "same")]}
+    source = _source({"held/kernel": value, "free/kernel": value.clone()})
+    known = {"init": [InitializerOrigin(source[0].tf_variables[0], "same")]}
     completed = complete_variable_map(
-        [_use("init", value), _use("renamed.weight", value.t().contiguous())], known, source
+        [_use("init", value), _use("renamed.weight", value.t().contiguous())], known, *source
     )
     assert completed["init"] == known["init"]
     assert [o.variable.name for o in completed["renamed.weight"]] == ["free/kernel"]

@@ -15,6 +15,7 @@ formula (`dataflow.py`): nothing tells a learned scalar from ``eps``.
 from __future__ import annotations
 
 import operator
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -41,15 +42,17 @@ _ARITHMETIC_METHODS = {"add", "sub", "mul", "div", "rsub"}
 
 
 def restore_literals(
-    gm: fx.GraphModule, source: Any, report: ParameterReport, tf_values: dict[str, torch.Tensor]
+    gm: fx.GraphModule, source: Any, report: ParameterReport, tf_values: Mapping[str, torch.Tensor]
 ) -> None:
     """Give each trainable one-element TF variable that became literals a parameter (see above)."""
     model_name = str(getattr(getattr(source, "tf_model", None), "name", "") or "")
     found = {o.tf_name for o in report.origins.values()}
     prefix = _model_prefix(sorted(found), model_name)
     for variable in getattr(source, "tf_variables", ()) or ():
+        if not variable.trainable or variable.name in found:
+            continue
         value = tf_values.get(variable.name)
-        if not variable.trainable or variable.name in found or value is None:
+        if value is None:
             continue
         if value.numel() != 1 or not value.is_floating_point():
             continue

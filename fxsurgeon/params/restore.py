@@ -30,8 +30,8 @@ def restore_parameters(gm: fx.GraphModule, source: Any) -> ParameterReport:
     report = ParameterReport()
     variable_map = getattr(source, "variable_map", None)
     uses = _collect_uses(gm, variable_map)
-    variable_map = complete_variable_map(uses, variable_map, source)
     tf_values = _tf_values(source)
+    variable_map = complete_variable_map(uses, variable_map, source, tf_values)
     momenta = _keras_momenta(source)
     model_name = str(getattr(getattr(source, "tf_model", None), "name", "") or "")
 
@@ -46,8 +46,8 @@ def restore_parameters(gm: fx.GraphModule, source: Any) -> ParameterReport:
         if not var.uses:
             continue
         stored, perm = _storage(var, variable_map)
-        tf_value = tf_values.get(var.tf_name)
-        if perm is not None and tf_value is not None and not _equal(tf_value.permute(perm), stored):
+        tf_value = tf_values.get(var.tf_name) if perm is not None else None
+        if tf_value is not None and not _equal(tf_value.permute(perm), stored):
             raise FxSurgeonError(
                 f"params phase: {var.name} does not equal TF variable {var.tf_name} permuted by "
                 f"{perm} (the variable map does not describe this initializer)"

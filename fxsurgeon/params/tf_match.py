@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,13 +56,15 @@ class PermutedOrigin(InitializerOrigin):
         return np.ascontiguousarray(np.asarray(value).transpose(self.perm)).reshape(shape)
 
 
-def complete_variable_map(uses: list[_Use], variable_map, source: Any):
+def complete_variable_map(
+    uses: list[_Use], variable_map, source: Any, tf_values: Mapping[str, torch.Tensor]
+):
     """`variable_map` plus a `PermutedOrigin` for each weight constant it does not know
-    (the rule is in the module docstring); None stays None (no TF model)."""
+    (the rule is in the module docstring); None stays None (no TF model). `tf_values`:
+    `_tf_values` of `source`."""
     if variable_map is None:
         return None
     unknown = {u.initializer: u for u in uses if not variable_map.get(u.initializer)}
-    tf_values = _tf_values(source)
     if not unknown or not tf_values:
         return variable_map
     held = {o.variable.name for origins in variable_map.values() for o in origins}
@@ -163,7 +166,7 @@ def _assign_variables(
 
 
 def _unread_variables(
-    source: Any, variables: dict[tuple, _Variable], tf_values: dict[str, torch.Tensor]
+    source: Any, variables: dict[tuple, _Variable], tf_values: Mapping[str, torch.Tensor]
 ) -> list[_Variable]:
     """A `_Variable` without uses for each floating-point TF variable the exported function
     reads nowhere (`SourceInfo.tf_variables_read`): a training-only variable (wav2vec2's
@@ -177,10 +180,10 @@ def _unread_variables(
     held = {var.tf_name for var in variables.values()}
     unread = []
     for variable in getattr(source, "tf_variables", ()) or ():
-        value = tf_values.get(variable.name)
-        if variable.name in read or variable.name in held or value is None:
+        if variable.name in read or variable.name in held:
             continue
-        if value.is_floating_point():
+        value = tf_values.get(variable.name)
+        if value is not None and value.is_floating_point():
             kind = "parameter" if variable.trainable else "buffer"
             key = ("tf", variable.name)
             unread.append(_Variable(key, "", variable.name, "", kind))
@@ -195,16 +198,32 @@ def _origin(variable_map, initializer: str, tf_name: str):
     return None
 
 
-def _tf_values(source: Any) -> dict[str, torch.Tensor]:
-    model = getattr(source, "tf_model", None)
-    if model is None:
-        return {}
-    values = {}
-    for variable in getattr(model, "variables", []):
-        name = getattr(variable, "path", None) or variable.name
-        for key in {name, variable.name}:
-            values[key] = torch.from_numpy(variable.numpy().copy())
-    return values
+class _TFValues(Mapping):
+    """TF variable name (and path) -> its value as an owned tensor, read on first access:
+    most variables are matched by name and never need their values here."""
+
+    def __init__(self, model: Any):
+        self._variables: dict[str, Any] = {}
+        for variable in getattr(model, "variables", []) if model is not None else ():
+            self._variables[getattr(variable, "path", None) or variable.name] = variable
+            self._variables[variable.name] = variable
+        self._read: dict[int, torch.Tensor] = {}
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        variable = self._variables[name]
+        if id(variable) not in self._read:  # owned and writable: one copy per variable
+            self._read[id(variable)] = torch.from_numpy(variable.numpy().copy())
+        return self._read[id(variable)]
+
+    def __iter__(self):
+        return iter(self._variables)
+
+    def __len__(self) -> int:
+        return len(self._variables)
+
+
+def _tf_values(source: Any) -> Mapping[str, torch.Tensor]:
+    return _TFValues(getattr(source, "tf_model", None))
 
 
 def _keras_momenta(source: Any) -> dict[str, float]:
