@@ -183,22 +183,6 @@ def _analysis(model: fx.GraphModule, example_inputs: Sequence | None) -> Symboli
     return SymbolicShapes(signatures(names, specs, example_inputs))
 
 
-class _CheckedLater(ExampleInputs):
-    """`ExampleInputs` whose second set is made, and run through the module, on first use."""
-
-    def __init__(self, first: tuple, make: Callable[[], tuple]):
-        self.first = first
-        self._make: Callable[[], tuple] | None = make
-        self._second: tuple | None = None
-
-    @property  # type: ignore[override]
-    def second(self) -> tuple:
-        if self._make is not None:
-            self._second, self._make = self._make(), None
-        assert self._second is not None
-        return self._second
-
-
 def _examples(
     shapes: SymbolicShapes, example_inputs: Sequence | None, module: fx.GraphModule
 ) -> ExampleInputs:
@@ -226,7 +210,7 @@ def _examples(
             bumped = shapes.example_inputs(bump=2, every=True)
         return bumped
 
-    return _CheckedLater(first, second)
+    return ExampleInputs(first, second)
 
 
 def _describe_dims(shapes: SymbolicShapes, report: Report) -> None:

@@ -47,7 +47,7 @@ def restore_parameters(gm: fx.GraphModule, source: Any) -> ParameterReport:
             continue
         stored, perm = _storage(var, variable_map)
         tf_value = tf_values.get(var.tf_name) if perm is not None else None
-        if tf_value is not None and not _equal(tf_value.permute(perm), stored):
+        if perm is not None and tf_value is not None and not _equal(tf_value.permute(perm), stored):
             raise FxSurgeonError(
                 f"params phase: {var.name} does not equal TF variable {var.tf_name} permuted by "
                 f"{perm} (the variable map does not describe this initializer)"

@@ -12,8 +12,7 @@ The result lands in ``node.meta["fxs_shape"]`` (tuple of int or None) and
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import fx
@@ -25,12 +24,23 @@ _BATCH_SIZES = (2, 3)
 _OTHER_SIZES = (5, 7)
 
 
-@dataclass
 class ExampleInputs:
-    """Two input sets that differ in every dynamic dimension."""
+    """Two input sets that differ in every dynamic dimension. `second` may be a function
+    that makes the set: it is called on first use (`optimize` defers a forward pass so)."""
 
-    first: tuple[torch.Tensor, ...]
-    second: tuple[torch.Tensor, ...]
+    def __init__(
+        self,
+        first: tuple[torch.Tensor, ...],
+        second: tuple[torch.Tensor, ...] | Callable[[], tuple[torch.Tensor, ...]],
+    ):
+        self.first = first
+        self._second = second
+
+    @property
+    def second(self) -> tuple[torch.Tensor, ...]:
+        if callable(self._second):
+            self._second = self._second()
+        return self._second
 
 
 def example_inputs_from_specs(specs: Sequence) -> ExampleInputs:
