@@ -139,6 +139,43 @@ def test_a_parameter_tf_reads_nowhere_must_get_no_gradient(monkeypatch, reaches_
         assert grads["reason"] == "1 of 7: spare (a grad, but TF's function reads it nowhere)"
 
 
+def _with_zero_gradient(form: str):
+    """An `optimize` whose result holds one more parameter, at zero, whose gradient there
+    is zero: ``0 * gate`` (no output depends on it) or ``gate ** 2`` (outputs do)."""
+
+    def read(graph, o):
+        gate = graph.get_attr("gate")
+        term = (
+            graph.call_function(torch.mul, (gate, 0.0))
+            if form == "times zero"
+            else graph.call_function(torch.pow, (gate, 2))
+        )
+        return graph.call_function(torch.add, (o, graph.call_method("sum", (term,))))
+
+    def optimize(gm):
+        module = _REAL_OPTIMIZE(gm)
+        module.gate = torch.nn.Parameter(torch.zeros(3))
+        return _rewrite_outputs(module, read)
+
+    return optimize
+
+
+@pytest.mark.parametrize("form", ["times zero", "squared"])
+def test_a_zero_gradient_passes_only_where_no_output_depends_on_the_parameter(monkeypatch, form):
+    """MobileViT's last attention sees one patch: softmax over one key is 1 whatever q and
+    k are, so their exact gradient is 0 (the twin's too). Moving such a parameter changes
+    no output; a zero gradient where outputs do change (gate ** 2 at 0) still fails."""
+    monkeypatch.setattr(score, "_optimize", _with_zero_gradient(form))
+    scorer = score.Scorer("keras_mlp", doors=("A",))
+    assert scorer.export()
+    scorer.run("A.grads", lambda: scorer.grads(scorer.optimized("A")))
+    grads = scorer.lines["A.grads"]
+    if form == "times zero":
+        assert grads["ok"] is True and grads["independent"] == ["gate"], grads
+    else:
+        assert grads["ok"] is False and grads["reason"] == "1 of 7: gate (zero)", grads
+
+
 def test_door_b_counts_tf_minus_the_variables_no_onnx_file_holds(monkeypatch):
     """Door B reads the ONNX file alone: TF's count minus the trainable variables the
     exported function reads nowhere passes there, and only there (door A brings them)."""

@@ -310,3 +310,34 @@ def test_a_literal_is_restored_only_in_its_layer_for_a_trainable_variable(
     x = torch.randn(2, 4)
     want = torch.nn.functional.layer_norm(x * float(value), (4,), eps=float(value))
     assert torch.equal(gm(x), want)
+
+
+def _read_in(scope: str, value: torch.Tensor, initializer: str = "gamma") -> _Use:
+    """A read of `initializer` by a layer_norm (as its weight) in `scope`."""
+    graph = fx.Graph()
+    node = graph.get_attr(initializer)
+    x = graph.placeholder("x")
+    graph.call_function(torch.nn.functional.layer_norm, (x, (4,), node))
+    shape = tuple(value.shape)
+    return _Use(node, node, tuple(range(value.dim())), value, shape, initializer, scope)
+
+
+def test_reads_in_a_layer_and_in_a_scope_nested_in_it_are_one_parameter():
+    """ALBERT applies its one LayerNorm twice: tf2onnx's fused reads are scoped
+    ``LayerNorm`` and ``LayerNorm/batchnorm_1``, one layer; ``dense_a`` and ``dense_b``
+    reading equal values with the same role are two (tf2onnx merged equal variables)."""
+    from fxsurgeon.params.ties import _tie_groups
+
+    gamma = _random(4)
+    nested = [
+        _read_in("m/layer/LayerNorm", gamma),
+        _read_in("m/layer/LayerNorm/batchnorm_1", gamma),
+    ]
+    keys = _tie_groups(nested)
+    assert len({keys[id(u)] for u in nested}) == 1
+    apart = [_read_in("m/dense_a", gamma), _read_in("m/dense_b", gamma)]
+    keys = _tie_groups(apart)
+    assert len({keys[id(u)] for u in apart}) == 2
+    three = [*apart, _read_in("m/dense_a/inner", gamma)]
+    keys = _tie_groups(three)
+    assert keys[id(three[0])] == keys[id(three[2])] != keys[id(three[1])]

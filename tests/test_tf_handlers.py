@@ -87,3 +87,39 @@ def test_the_corrections_hold_on_the_first_export_of_a_process():
     ops = eval(done.stdout.strip().splitlines()[-1])  # noqa: S307 - our own printed list
     assert "Where" in ops and "Mod" in ops, ops
     assert "Div" not in ops, ops
+
+
+def test_a_contrib_range_tf2onnx_writes_becomes_onnx_range_in_subgraphs_too():
+    """tf2onnx may write a dynamic tf.range as com.microsoft Range without importing the
+    domain: invalid. It is ONNX's Range (opset 11), given the ONNX domain; the model
+    then checks and runs as np.arange."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from fxsurgeon.frontdoor.export import _standard_contrib_ops
+
+    def ranged(name: str) -> onnx.GraphProto:
+        node = helper.make_node(
+            "Range", ["start", "limit", "delta"], [name], domain="com.microsoft"
+        )
+        out = helper.make_tensor_value_info(name, TensorProto.INT64, [None])
+        return helper.make_graph([node], f"{name}_graph", [], [out])
+
+    branch = helper.make_node(
+        "If", ["flag"], ["y"], then_branch=ranged("a"), else_branch=ranged("b")
+    )
+    inputs = [
+        helper.make_tensor_value_info(n, TensorProto.INT64, []) for n in ("start", "limit", "delta")
+    ] + [helper.make_tensor_value_info("flag", TensorProto.BOOL, [])]
+    graph = helper.make_graph(
+        [branch], "g", inputs, [helper.make_tensor_value_info("y", TensorProto.INT64, [None])]
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(onnx.checker.ValidationError, match="com.microsoft"):
+        onnx.checker.check_model(model)
+    _standard_contrib_ops(model.graph)
+    onnx.checker.check_model(model)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    feeds = {"start": np.array(2), "limit": np.array(11), "delta": np.array(3)}
+    (got,) = session.run(None, {**feeds, "flag": np.array(True)})
+    np.testing.assert_array_equal(got, np.arange(2, 11, 3))

@@ -22,6 +22,9 @@ What the export does on top of plain tf2onnx, and why:
 * **Valid exact GELU.** tf2onnx passes TF's ``Erfc`` (from ``gelu`` with
   ``approximate=False``) through as an ``Erfc`` node, which ONNX does not have;
   it is rewritten as ``Sub(1, Erf(x))``.
+* **Contrib ops that are ONNX ops.** tf2onnx may write a dynamic ``tf.range`` as
+  ``com.microsoft`` Range without importing that domain (an invalid model); it is
+  ONNX's Range, and gets the ONNX domain.
 * **Op handlers corrected** (`fxsurgeon.frontdoor.tf_handlers`): every Select is
   exported as ONNX ``Where`` (tf2onnx's mul/add form turns a masked ``-inf`` into
   NaN), and integer FloorMod/FloorDiv round toward minus infinity as TF's do
@@ -215,6 +218,7 @@ def export_onnx(
         )
     _rename_outputs(proto, names)
     _replace_erfc(proto)
+    _standard_contrib_ops(proto.graph)
     record_read_variables(proto, model, function.get_concrete_function(*specs))
     onnx.checker.check_model(proto)
     return proto
@@ -489,6 +493,23 @@ def _replace_erfc(model: onnx.ModelProto) -> None:
         nodes.append(helper.make_node("Sub", [one, erf], [y], name=node.name))
     del graph.node[:]
     graph.node.extend(nodes)
+
+
+#: contrib ops tf2onnx may write (without importing their domain) that are standard ONNX
+#: ops of the same name and meaning: ``com.microsoft`` Range is ONNX Range (opset 11) with
+#: delta optional; tf2onnx writes all three inputs (a dynamic ``tf.range`` in CLIP's text
+#: embeddings)
+_CONTRIB_AS_STANDARD = {("com.microsoft", "Range", 3)}
+
+
+def _standard_contrib_ops(graph: onnx.GraphProto) -> None:
+    """Give each contrib op of `_CONTRIB_AS_STANDARD` the ONNX domain, in subgraphs too."""
+    for node in graph.node:
+        if (node.domain, node.op_type, len(node.input)) in _CONTRIB_AS_STANDARD:
+            node.domain = ""
+        for attribute in node.attribute:
+            for sub in [attribute.g] if attribute.HasField("g") else list(attribute.graphs):
+                _standard_contrib_ops(sub)
 
 
 def _elem_types(model: onnx.ModelProto) -> dict[str, int]:

@@ -12,7 +12,8 @@ different layers that tf2onnx merged (``merge_duplication``), and each layer
 gets its own parameter, with a note.
 
 Layers are compared up to Keras's call suffix (``shared`` and ``shared_1`` are
-one layer applied twice). Reads of ONE initializer are compared by the layer
+one layer applied twice), and a scope nested in another read's scope is that layer's
+(``LayerNorm/batchnorm_1`` is inside ``LayerNorm``). Reads of ONE initializer are compared by the layer
 that owns the variable, the innermost component of the reading scope:
 ``encoder/model.shared`` and ``decoder/model.shared`` are one embedding layer
 called from two parents (a tied embedding), while ``dense_a`` and ``dense_b``
@@ -55,6 +56,18 @@ def _layer(scope: str, exact: bool) -> str:
     return "/".join(_CALL_SUFFIX.sub(r"\1", part) for part in scope.split("/"))
 
 
+def _outermost(layers: set[str]) -> set[str]:
+    """`layers` without those nested inside another of them: a scope below a layer's is that
+    layer's own ops (ALBERT's one LayerNorm applied twice reads its gamma under
+    ``LayerNorm`` and ``LayerNorm/batchnorm_1``), not another layer."""
+    return {x for x in layers if not any(x.startswith(f"{o}/") for o in layers)}
+
+
+def _enclosing(layer: str, outermost: set[str]) -> str:
+    """The layer of `outermost` that `layer` is, or is nested in."""
+    return next((o for o in outermost if layer == o or layer.startswith(f"{o}/")), layer)
+
+
 def _reading(use: _Use) -> tuple:
     if not use.end.users:
         return ("none",)
@@ -80,14 +93,14 @@ def _tie_groups(uses: list[_Use]) -> dict[int, tuple]:
     for digest, group in by_value.items():
         raw = _raw(group[0])
         uniform = bool((raw == raw.reshape(-1)[0]).all())
-        layers = {_layer(u.scope, uniform) for u in group}
+        layers = _outermost({_layer(u.scope, uniform) for u in group})
         one_initializer = len({u.initializer for u in group}) == 1
         by_owner = one_initializer and not uniform
         owners = {layer.rsplit("/", 1)[-1] for layer in layers} if by_owner else layers
         readings = {_reading(u) for u in group}
         split = len(owners) > 1 and len(readings) == 1
         for use in group:
-            part = _layer(use.scope, uniform) if split else group[0].scope
+            part = _enclosing(_layer(use.scope, uniform), layers) if split else group[0].scope
             keys[id(use)] = ("onnx", digest, part)
     return keys
 
