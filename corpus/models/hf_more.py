@@ -80,7 +80,17 @@ def build_deberta() -> CorpusModel:
     # relative table, out, ffn x 2: 2 x 5 = 10 linear; LN: embeddings 1 + 2 x 2 = 5;
     # 2 gelu; XSoftmax attention with c2p/p2c terms: 2 sdpa
     nominal = dict(sdpa=2, layer_norm=5, gelu=2, linear=10)
-    return _hf_model("hf_deberta", "encoder", TFDebertaModel, config, "DebertaModel", nominal)
+    return _hf_model(
+        "hf_deberta",
+        "encoder",
+        TFDebertaModel,
+        config,
+        "DebertaModel",
+        nominal,
+        xfail="tf2onnx writes TF DeBERTa's run-time transpose (tf.roll of the axes by a "
+        "computed shift, in take_along_axis) as a Transpose with a perm input, which ONNX "
+        "does not have: the export is not a valid model",
+    )
 
 
 @register("hf_rembert", family="encoder")
