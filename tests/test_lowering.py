@@ -107,6 +107,20 @@ def slice_to_a_run_time_end():
     return model, lambda b: [x_of(b, b + 3, b + 3)]
 
 
+def pad_with_a_run_time_value():
+    """Pad whose constant_value is computed (the input's max): F.pad takes a number, so
+    the pad is built with 0 and the padded positions take the value through a Where."""
+    nodes = [
+        helper.make_node("ReduceMax", ["x"], ["m"], keepdims=0),
+        helper.make_node("Pad", ["x", "pads", "m"], ["y"], mode="constant"),
+    ]
+    inits = [init("pads", np.array([0, 1, -1, 0, 2, 1], I64))]
+    model = make_model(
+        nodes, [tensor_info("x", F32, ["N", 4, 6])], [tensor_info("y", F32, None)], inits
+    )
+    return model, lambda b: [x_of(b, 4, 6)]
+
+
 def split_uneven():
     nodes = [
         helper.make_node("Split", ["x", "s"], ["a", "b"], axis=2),
@@ -122,6 +136,7 @@ def split_uneven():
 
 CASES = {
     "split_uneven": split_uneven,
+    "pad_with_a_run_time_value": pad_with_a_run_time_value,
     "shape_chain_reshape": shape_chain_reshape,
     "reshape_zero_copies_dim": single(
         "Reshape", inputs=("x", "t"), inits=[init("t", np.array([0, -1], I64))]

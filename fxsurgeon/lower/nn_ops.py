@@ -300,7 +300,8 @@ def _pad_dynamic(ctx, mod, node, args):
     x = ctx.tensor(args[0])
     rank = rank_of(x)
     pads = _pad_amounts(args[1])
-    value = _pad_value(args[2] if len(args) > 2 else None)
+    given = args[2] if len(args) > 2 else None
+    value = _pad_value(given)
     axes = list(range(rank))
     if len(args) > 3 and args[3] is not None:
         axes = const_ints(args[3], "Pad axes")
@@ -312,7 +313,9 @@ def _pad_dynamic(ctx, mod, node, args):
     for i, axis in enumerate(axes):
         full[axis % rank], full[rank + axis % rank] = pads[i], pads[len(axes) + i]
     mode = PAD_MODES.get(mod.mode, mod.mode)  # OnnxPadSpec holds ONNX's names
-    return _emit_pad(ctx, x, full, mode, value)
+    if value is None and mode == "constant":
+        return _pad_with_tensor(ctx, x, full, ctx.tensor(given))
+    return _emit_pad(ctx, x, full, mode, 0.0 if value is None else value)
 
 
 def _pad_amounts(value) -> list:
@@ -322,15 +325,26 @@ def _pad_amounts(value) -> list:
     return const_ints(value, "Pad pads")
 
 
-def _pad_value(value) -> float:
-    """Pad's constant_value: absent means 0; F.pad needs it as a number now."""
+def _pad_value(value) -> float | None:
+    """Pad's constant_value as a number (absent means 0); None when computed at run time."""
     if value is None:
         return 0.0
     if isinstance(value, Sym) and value.is_static and len(value.items) == 1:
         return value.items[0]
     if isinstance(value, Const) and value.value.numel() == 1:
         return value.value.item()
-    raise LoweringError("Pad constant_value computed at run time: F.pad takes a number")
+    return None
+
+
+def _pad_with_tensor(ctx, x: fx.Node, pads: list, value: fx.Node) -> fx.Node:
+    """Constant Pad whose value is computed at run time (F.pad takes a number; onnx2torch
+    passes the tensor and fails): x padded with 0, then Where(a padded all-True mask of x,
+    that, value): the kept elements are x's, every added one is the value."""
+    padded = _emit_pad(ctx, x, pads, "constant", 0.0)
+    if padded is x:
+        return x
+    inside = _emit_pad(ctx, ctx.call(torch.ones_like, x, dtype=torch.bool), pads, "constant", False)
+    return ctx.call(torch.where, inside, padded, ctx.method("type_as", value, x))
 
 
 def _emit_pad(ctx, x: fx.Node, pads: list[int], mode: str, value: float | None) -> fx.Node:
