@@ -462,6 +462,7 @@ class Scorer:
         _, inputs, _ = self.cases()[0]
         tensors = self.torch_inputs(inputs)
         variants: dict[str, Callable[[], Any]] = {}
+        extra: dict[str, Any] = {}
         raw = self._convert("B").eval()
         variants["onnx2torch"] = lambda: raw(*tensors)
         optimized = self.optimized("A")
@@ -473,7 +474,8 @@ class Scorer:
             twin = self.model.twin()
             feed = (self.model.twin_inputs or _by_name)(inputs)
             variants["twin"] = lambda: twin(**feed)
-        extra: dict[str, Any] = {}
+            if getattr(twin, "twin_note", ""):
+                extra["twin_note"] = twin.twin_note
         torch._dynamo.reset()
         with torch.no_grad():
             for key, call in list(variants.items()):

@@ -26,14 +26,17 @@ def freeze(model: fx.GraphModule) -> fx.GraphModule:
     if not isinstance(model, fx.GraphModule):
         raise TypeError(f"freeze expects a torch.fx.GraphModule, got {type(model).__name__}")
     frozen = copy.deepcopy(model).eval()
-    folded = 0
-    for node in list(frozen.graph.nodes):
-        if _fold_bn_into_conv(frozen, node):
-            folded += 1
+    folded = [
+        str(node.target) for node in list(frozen.graph.nodes) if _fold_bn_into_conv(frozen, node)
+    ]
     frozen.graph.eliminate_dead_code()
-    frozen.delete_all_unused_submodules()
+    # only the folded BatchNorms go: GraphModule.delete_all_unused_submodules would also
+    # drop what a subgraph read through get_attr (a torch.cond branch) reads itself
+    called = {str(n.target) for n in frozen.graph.nodes if n.op in ("call_module", "get_attr")}
+    for target in set(folded) - called:
+        frozen.delete_submodule(target)
     frozen.recompile()
-    frozen.meta["fxsurgeon.frozen"] = {"bn_folded": folded}
+    frozen.meta["fxsurgeon.frozen"] = {"bn_folded": len(folded)}
     return frozen
 
 

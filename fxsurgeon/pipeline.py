@@ -42,6 +42,7 @@ from .errors import InputError
 from .frontdoor.onnx2torch_hook import NO_RECORD_KEY
 from .fuse import PATTERNS_KEY, apply_rules, load_rules
 from .lower import is_onnx2torch_module, lower_graph, onnx2torch_classes
+from .lower.control_flow import eager_conds
 from .lower.dtypes import follow_activation_dtype
 from .params import restore_parameters
 from .shapes import ExampleInputs, SymbolicShapes, signatures
@@ -319,6 +320,7 @@ def optimize(
     report.notes += params.notes
     with clock("dtypes"):  # pinned float32 follows the activations' dtype (lower/dtypes.py)
         follow_activation_dtype(out, examples.first)
+    eager_conds(out)  # torch.cond runs through dynamo when eager: run_cond (lower/control_flow.py)
 
     out.meta[SOURCE_KEY] = source
     report.nodes_after = len(out.graph.nodes)

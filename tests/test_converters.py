@@ -14,6 +14,7 @@ from onnx_cases import assert_lowered, assert_matches_ort, init, make_model, run
 
 import fxsurgeon
 from fxsurgeon.errors import InputError
+from fxsurgeon.lower.control_flow import is_cond
 from fxsurgeon.pipeline import report_of
 from fxsurgeon.tensorflow import from_onnx
 
@@ -119,11 +120,18 @@ def test_sequence_lens_follow_the_spec():
 # -- If ------------------------------------------------------------------------------------
 
 
-def if_model(pred_from_data: bool):
-    """y = x * 2 if mean(x) > 0 (or a constant predicate) else x - w; branches read outer values."""
-    then_graph = helper.make_graph(
-        [helper.make_node("Mul", ["x", "two"], ["t"])], "then", [], [tensor_info("t", F32, None)]
-    )
+def if_model(pred_from_data: bool, scales: bool = False):
+    """y = x * 2 if mean(x) > 0 (or a constant predicate) else x - w; branches read outer values.
+
+    ``scales``: the then branch is x * float(k) for an int64 k = [1, 2, 3, 4] (a constant
+    the lowered branch holds itself)."""
+    then_nodes = [helper.make_node("Mul", ["x", "two"], ["t"])]
+    if scales:
+        then_nodes = [
+            helper.make_node("Cast", ["k"], ["kf"], to=onnx.TensorProto.FLOAT),
+            helper.make_node("Mul", ["x", "kf"], ["t"]),
+        ]
+    then_graph = helper.make_graph(then_nodes, "then", [], [tensor_info("t", F32, None)])
     else_graph = helper.make_graph(
         [helper.make_node("Sub", ["x", "w"], ["e"])], "else", [], [tensor_info("e", F32, None)]
     )
@@ -149,6 +157,8 @@ def if_model(pred_from_data: bool):
         init("one", np.array(1, I64)),
         init("four", np.array(4, I64)),
     ]
+    if scales:
+        inits.append(init("k", np.arange(1, 5, dtype=I64)))
     return make_model(
         nodes, [tensor_info("x", F32, ["N", 4])], [tensor_info("y", F32, ["N", 4])], inits
     )
@@ -160,13 +170,40 @@ def test_if_with_a_run_time_predicate_becomes_torch_cond():
         x = np.abs(rnd(3, 4)) * sign
         optimized = assert_matches_ort(model, [x])
     assert_lowered(optimized)
-    assert torch.cond in {n.target for n in optimized.graph.nodes}
+    assert any(is_cond(n) for n in optimized.graph.nodes)
+
+
+def test_a_run_time_if_runs_its_branch_eagerly_and_is_torch_cond_compiled(monkeypatch):
+    """optimize's graph calls run_cond: eager runs the branch the predicate picks, never
+    torch.cond (which enters torch._dynamo at every eager call); compiled, it is torch.cond
+    with both branches in one graph; fxsurgeon.compile's inference copy keeps what the
+    branches read (their constants are submodules of the branch GraphModules)."""
+    model = if_model(pred_from_data=True, scales=True)
+    optimized = fxsurgeon.optimize(from_onnx(model))
+    assert any(n.startswith("if_then_") and ".consts." in n for n, _ in optimized.named_buffers())
+    targets = {n.target for n in optimized.graph.nodes}
+    assert torch.cond not in targets and any(is_cond(n) for n in optimized.graph.nodes)
+    cases = [torch.from_numpy(np.abs(rnd(3, 4)) * sign) for sign in (1.0, -1.0)]
+    expected = [run_ort(model, [x.numpy()])[0] for x in cases]
+    compiled = torch.compile(optimized, fullgraph=True, backend="eager")
+    frozen = fxsurgeon.compile(optimized, inference=True)
+    with torch.no_grad():
+        for x, want in zip(cases, expected, strict=True):
+            for run in (compiled, frozen):
+                np.testing.assert_allclose(run(x).numpy(), want, rtol=0, atol=1e-6)
+        monkeypatch.setattr(torch, "cond", None)  # eager must not reach it
+        for x, want in zip(cases, expected, strict=True):
+            np.testing.assert_allclose(optimized(x).numpy(), want, rtol=0, atol=1e-6)
+    branches = [name for name, m in optimized.named_modules() if name.startswith("if_")]
+    assert branches and all(
+        b in dict(fxsurgeon.freeze(optimized).named_modules()) for b in branches
+    )
 
 
 def test_if_with_a_known_predicate_inlines_its_branch():
     optimized = assert_matches_ort(if_model(pred_from_data=False), [rnd(3, 4)])
     assert_lowered(optimized)
-    assert torch.cond not in {n.target for n in optimized.graph.nodes}
+    assert not any(is_cond(n) for n in optimized.graph.nodes)
 
 
 # -- CumSum --------------------------------------------------------------------------------

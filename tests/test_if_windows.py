@@ -20,7 +20,7 @@ from onnx_cases import (
     tensor_info,
 )
 
-from fxsurgeon.lower.control_flow import compare_sizes
+from fxsurgeon.lower.control_flow import compare_sizes, is_cond
 from fxsurgeon.pipeline import count_onnx2torch_modules, report_of
 
 F32, I64, I32 = np.float32, np.int64, np.int32
@@ -46,7 +46,7 @@ def _transpose_branch() -> onnx.GraphProto:
 
 
 def _conds(optimized):
-    return [n for n in optimized.graph.nodes if n.target is torch.cond]
+    return [n for n in optimized.graph.nodes if is_cond(n)]
 
 
 # --------------------------------------------------------------------------- folded Ifs

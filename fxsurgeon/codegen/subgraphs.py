@@ -14,8 +14,9 @@ small functions that unpack their results (``_first``, ``_item``). model.py writ
   own source, type annotations dropped (they name fxsurgeon's imports), checked to use nothing
   but torch, math, operator and builtins. model.py still imports nothing of fxsurgeon, and the
   copy is the very code the GraphModule runs;
-* torch.cond is written as `run_cond`: the same branch, run directly when eager (eager
-  torch.cond runs through torch._dynamo), torch.cond itself under torch.compile.
+* optimize's graph calls `run_cond` (``fxsurgeon.lower.control_flow``): the same branch, run
+  directly when eager (eager torch.cond runs through torch._dynamo), torch.cond itself under
+  torch.compile. A graph that still calls torch.cond gets run_cond in model.py too.
 """
 
 from __future__ import annotations
@@ -36,27 +37,16 @@ from .output import CodegenError
 HELPER_NAMES = ("run_cond", "run_loop", "_first", "_item", "compare_sizes", "follow_dtype")
 
 
-def run_cond(pred, true_fn, false_fn, operands):
-    """torch.cond: the branch ``pred`` picks, called directly when running eagerly.
-
-    Eager torch.cond runs through torch._dynamo (compiling at first use and for new shapes),
-    which imports and probes much of the environment; running the branch is what it
-    computes. Under torch.compile it is torch.cond, so the model stays one graph.
-    """
-    if torch.compiler.is_compiling():
-        return torch.cond(pred, true_fn, false_fn, operands)
-    return true_fn(*operands) if pred else false_fn(*operands)
-
-
 def runtime_helpers() -> dict[int, tuple[str, Callable[..., Any], Callable[..., Any]]]:
     """id(function) -> (its name in model.py, the function, the function model.py carries a
     copy of), for the functions lowerings put in graphs that model.py cannot import."""
     from ..lower import control_flow, dtypes, loop
 
     table: dict[int, tuple[str, Callable[..., Any], Callable[..., Any]]] = {
-        id(torch.cond): ("run_cond", torch.cond, run_cond)
+        id(torch.cond): ("run_cond", torch.cond, control_flow.run_cond)
     }
     functions: tuple[Callable[..., Any], ...] = (
+        control_flow.run_cond,
         loop.run_loop,
         control_flow._first,
         control_flow._item,
