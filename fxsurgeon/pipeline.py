@@ -41,6 +41,7 @@ from torch import fx, nn
 from .errors import InputError
 from .frontdoor.onnx2torch_hook import NO_RECORD_KEY
 from .fuse import PATTERNS_KEY, apply_rules, load_rules
+from .fuse.cse import eliminate_common_subexpressions
 from .lower import is_onnx2torch_module, lower_graph, onnx2torch_classes
 from .lower.control_flow import eager_conds
 from .lower.dtypes import follow_activation_dtype
@@ -74,6 +75,7 @@ class Report:
     notes: list[str] = field(default_factory=list)
     dynamic_dims: list[str] = field(default_factory=list)  # "input_ids[1]"
     forced_dims: list[str] = field(default_factory=list)  # what fixed which input dim
+    merged: int = 0  # nodes that computed a value another node computes (fuse/cse.py)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -320,6 +322,8 @@ def optimize(
     report.notes += params.notes
     with clock("dtypes"):  # pinned float32 follows the activations' dtype (lower/dtypes.py)
         follow_activation_dtype(out, examples.first)
+    with clock("cse"):
+        report.merged = eliminate_common_subexpressions(out)
     eager_conds(out)  # torch.cond runs through dynamo when eager: run_cond (lower/control_flow.py)
 
     out.meta[SOURCE_KEY] = source

@@ -192,3 +192,47 @@ def test_reverse_sequence_with_constant_lengths_on_a_dynamic_time_axis():
     model = make_model([node], inputs, [tensor_info("y", F32, None)], [lens], opset=10)
     optimized = check_against_ort(model, [[rnd(3, 3, 2)], [rnd(3, 5, 2)], [rnd(3, 4, 2)]])
     assert torch.gather in {n.target for n in optimized.graph.nodes}
+
+
+def full_length_reverse_model(time_axis: int, lens_from: str):
+    """tf.reverse as tf2onnx writes it: ReverseSequence whose lengths are Shape(x)[time]
+    expanded over the batch (``lens_from="time"``); ``"batch"`` takes Shape(x)[batch]
+    instead: equal to the time axis' size only when the input is square."""
+    batch_axis = 1 - time_axis
+    axis = time_axis if lens_from == "time" else batch_axis
+    nodes = [
+        helper.make_node("Shape", ["x"], ["shape"]),
+        helper.make_node("Gather", ["shape", "axis"], ["length"], axis=0),
+        helper.make_node("Gather", ["shape", "batch_axis"], ["batch"], axis=0),
+        helper.make_node("Expand", ["length", "batch"], ["lens"]),
+        helper.make_node(
+            "ReverseSequence", ["x", "lens"], ["y"], batch_axis=batch_axis, time_axis=time_axis
+        ),
+    ]
+    inits = [
+        init("axis", np.array([axis], dtype=I64)),
+        init("batch_axis", np.array([batch_axis], dtype=I64)),
+    ]
+    shape = ["T", "B", 2] if time_axis == 0 else ["B", "T", 2]
+    inputs = [tensor_info("x", F32, shape)]
+    return make_model(nodes, inputs, [tensor_info("y", F32, None)], inits, opset=13)
+
+
+@pytest.mark.parametrize("time_axis", [0, 1])
+def test_reverse_sequence_over_whole_rows_is_a_flip(time_axis):
+    """Lengths that provably equal the time axis' size, at every size: torch.flip."""
+    model = full_length_reverse_model(time_axis, "time")
+    cases = [[rnd(4, 3, 2)], [rnd(6, 5, 2)], [rnd(1, 2, 2)]]
+    optimized = check_against_ort(model, cases)
+    targets = {n.target for n in optimized.graph.nodes}
+    assert torch.flip in targets and torch.gather not in targets
+    compiles(optimized, cases[1])
+
+
+def test_reverse_sequence_whose_lengths_are_another_dim_stays_a_gather():
+    """The batch size as every length equals the time size on a square input only: no
+    flip, and the non-square cases (lengths past T are the spec's error, so B < T) match."""
+    model = full_length_reverse_model(0, "batch")
+    optimized = check_against_ort(model, [[rnd(4, 3, 2)], [rnd(6, 2, 2)], [rnd(3, 3, 2)]])
+    targets = {n.target for n in optimized.graph.nodes}
+    assert torch.gather in targets and torch.flip not in targets

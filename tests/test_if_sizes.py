@@ -4,7 +4,7 @@ shape of outer sizes, Range to an outer size).
 
 The branches are lowered with what the outer graph knows of the values they read (a
 shape computation on symbolic sizes, a constant), so no onnx2torch module is left;
-the If becomes ``torch.cond`` with symbolic output shapes, and both branches are
+the If becomes ``torch.cond`` (``run_cond``) with symbolic output shapes, and both branches are
 checked against onnxruntime at sizes where the predicate is true and false,
 including sizes the optimize run never saw. A predicate on tensor data stays a
 run-time ``torch.cond`` and is still right.
@@ -17,7 +17,7 @@ import pytest
 import torch
 from onnx import helper
 
-from fxsurgeon.lower.control_flow import compare_sizes
+from fxsurgeon.lower.control_flow import compare_sizes, is_cond
 from fxsurgeon.pipeline import report_of
 from tests.onnx_cases import (
     assert_lowered,
@@ -143,7 +143,7 @@ def test_a_size_predicate_lowers_both_branches_with_outer_shapes(pred):
     assert_lowered(optimized)
     report = report_of(optimized)
     assert report.forced_dims == [], report.forced_dims
-    (cond,) = [n for n in optimized.graph.nodes if n.target is torch.cond]
+    (cond,) = [n for n in optimized.graph.nodes if is_cond(n)]
     assert cond.args[0].target is compare_sizes  # a SymBool on the length, not a tensor
     # neither branch keeps a module: both are plain torch
     branches = [m for name, m in optimized.named_children() if name.startswith("if_")]
@@ -179,7 +179,7 @@ def test_a_predicate_not_on_sizes_alone_stays_a_run_time_tensor(pred):
     model = causal_if_model(pred)
     optimized = optimize_onnx(model)
     assert_lowered(optimized)
-    (cond,) = [n for n in optimized.graph.nodes if n.target is torch.cond]
+    (cond,) = [n for n in optimized.graph.nodes if is_cond(n)]
     assert cond.args[0].target is not compare_sizes
     for batch, length in [(2, 3), (1, 1), (4, 5), (3, 2), (2, 2)]:
         for sign in (1.0, -1.0):

@@ -9,7 +9,9 @@
   source index ``where(t < len, len - 1 - t, t)`` built from ``arange`` and the
   run-time lengths (no host read: it compiles in one graph), broadcast over the
   trailing dims and gathered along the time axis. The batch size stays the
-  lengths' (equal to the input's by the spec).
+  lengths' (equal to the input's by the spec). Where every length provably is the
+  time axis' size (tf2onnx writes ``tf.reverse`` so: the length is ``Shape(x)[t]``
+  expanded over the batch), it reverses whole rows: ``torch.flip`` along time.
 """
 
 from __future__ import annotations
@@ -17,10 +19,13 @@ from __future__ import annotations
 import operator
 
 import torch
+from torch import fx
+from torch.fx.experimental.symbolic_shapes import statically_known_true
 
 from ..errors import LoweringError
 from ..frontdoor import eye_like, reverse_sequence
 from ..shapes import dtype_of
+from .control_flow import _scalar
 from .table import lowering
 from .values import Const, Sym, rank_of
 
@@ -81,6 +86,8 @@ def _reverse_sequence(ctx, mod, node, args):
         raise LoweringError(f"ReverseSequence needs an input of rank 2 or more, got {rank}")
     if isinstance(args[0], Const) and isinstance(args[1], Const):
         return Const(reverse_sequence(args[0].value, args[1].value, t))
+    if _same_size(ctx, _uniform_length(ctx, args[1]), ctx.size(x, t)):
+        return ctx.call(torch.flip, x, (t,))
     steps = ctx.call(torch.arange, ctx.size(x, t), device=ctx.device())
     steps = ctx.call(torch.unsqueeze, steps, 1)  # [T, 1]
     lens = ctx.call(torch.unsqueeze, ctx.method("long", lens), 0)  # [1, B]
@@ -94,3 +101,27 @@ def _reverse_sequence(ctx, mod, node, args):
     # the input's by the spec but not by anything it can see (gather only needs it <= x's)
     index = ctx.method("expand", index, *(-1 if d < 2 else ctx.size(x, d) for d in range(rank)))
     return ctx.call(torch.gather, x, t, index)
+
+
+def _uniform_length(ctx, lens):
+    """The one value every element of `lens` holds (an int, or a node of a SymInt), when
+    it is a constant, a `Sym` or a one-element value expanded; else None."""
+    if isinstance(lens, Const):
+        values = lens.value.reshape(-1).unique()
+        return int(values[0]) if values.numel() == 1 else None
+    if isinstance(lens, Sym):
+        items = set(lens.items)
+        return lens.items[0] if len(items) == 1 else None
+    if isinstance(lens, fx.Node) and lens.op == "call_method" and lens.target == "expand":
+        return _scalar(ctx, lens.args[0])
+    return None
+
+
+def _same_size(ctx, a, b) -> bool:
+    """Whether sizes `a` and `b` (ints, or nodes of SymInts) are equal for every input."""
+    if a is None or isinstance(a, bool) or isinstance(b, bool):
+        return False
+    values = [v.meta.get("val") if isinstance(v, fx.Node) else v for v in (a, b)]
+    if not all(isinstance(v, (int, torch.SymInt)) for v in values):
+        return False
+    return bool(statically_known_true(values[0] == values[1]))
