@@ -21,7 +21,8 @@ Python literals.
 
 The table (`table.py`) is filled by the op-family modules, one per ONNX op family:
 `shape_ops`, `indexing`, `elementwise`, `nn_ops`, `activations`, `recurrent` (LSTM/GRU/RNN),
-`control_flow` (If), `loop` (Loop), `nd_index` (GatherND, ScatterND), `resize`, `sorting` (TopK), `spec_fixes`
+`control_flow` (If), `loop` (Loop), `nd_index` (GatherND, ScatterND), `resize`, `sorting` (TopK), `more_ops` (ArgMax/ArgMin, GatherElements,
+DepthToSpace, IsInf, PReLU), `norms` (LayerNormalization, InstanceNormalization, LRN), `spec_fixes`
 (CumSum, Conv by the spec); `sym_math` holds the comparisons, Where, Min/Max and float
 Casts of `Sym` values that elementwise/shape_ops use; `graph.py` is the pass that uses it; `coverage.py` lists the
 classes the converters can emit (docs/coverage.md).
@@ -34,8 +35,10 @@ from . import (  # noqa: F401, E402
     elementwise,
     indexing,
     loop,
+    more_ops,
     nd_index,
     nn_ops,
+    norms,
     recurrent,
     resize,
     shape_ops,

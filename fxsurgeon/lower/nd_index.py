@@ -55,10 +55,13 @@ def _linear(ctx, indices, sizes: list):
     return lin
 
 
-@lowering("OnnxGatherNDSpec")
+@lowering("OnnxGatherNDSpec", "OnnxGatherND")
 def _gather_nd(ctx, mod, node, args):
+    """onnx2torch's own OnnxGatherND (batch_dims 0 only; fxsurgeon's converter replaces it)
+    holds ``_batch_dims``: the same op."""
     data, indices = (ctx.tensor(a) for a in args)
-    dims, k, b = _shape(ctx, data, "GatherND's data"), _depth(ctx, indices), mod.batch_dims
+    b = mod.batch_dims if hasattr(mod, "batch_dims") else mod._batch_dims
+    dims, k = _shape(ctx, data, "GatherND's data"), _depth(ctx, indices)
     index_dims = _shape(ctx, indices, "GatherND's indices")
     lin = _linear(ctx, indices, dims[b : b + k])
     if b == 0:

@@ -3,7 +3,8 @@
 onnx2torch cannot convert some ops that tf2onnx emits (If, Loop, LSTM, GRU,
 RNN, Conv with ``auto_pad=SAME_*``, GatherND with ``batch_dims``, ScatterND
 with a reduction, GlobalMaxPool, GlobalLpPool, Pad from opset 18) and converts some wrongly (CumSum's default direction,
-Resize whose sampling differs from torch's). Each
+Resize whose sampling differs from torch's, DepthToSpace's DCR mode, IsInf's
+detect_positive/detect_negative, LayerNormalization's stash_type). Each
 family file here defines a module that computes its op by the ONNX spec and a
 converter for the op versions it covers; `register` adds them all.
 ``fxsurgeon.optimize`` lowers these modules to plain torch
@@ -28,6 +29,7 @@ from . import (
     recurrent,
     resize,
     scan_ops,
+    spec_ops,
     tensor_ops,
 )
 from .control_flow import OnnxIf
@@ -55,6 +57,7 @@ def register() -> None:
         conv,
         tensor_ops,
         pool_pad,
+        spec_ops,
     )
     for family in families:
         family.register()
