@@ -123,3 +123,88 @@ def test_a_contrib_range_tf2onnx_writes_becomes_onnx_range_in_subgraphs_too():
     feeds = {"start": np.array(2), "limit": np.array(11), "delta": np.array(3)}
     (got,) = session.run(None, {**feeds, "flag": np.array(True)})
     np.testing.assert_array_equal(got, np.arange(2, 11, 3))
+
+
+class _Bands(keras.layers.Layer):
+    """band_part at constant and run-time bounds, the Keras causal-mask idiom, and set_diag
+    on the main diagonal and one above and below it, all over a dynamic L."""
+
+    def call(self, x, lower):
+        length = tf.shape(x)[1]
+        causal = 1.0 - tf.linalg.band_part(tf.ones((length, length)), -1, 0)
+        lower = tf.cast(lower[0, 0], tf.int64)
+        return [
+            tf.linalg.band_part(x, 0, -1),
+            tf.linalg.band_part(x, -1, 0),
+            tf.linalg.band_part(x, 1, 2),
+            tf.linalg.band_part(x, lower, 0),
+            causal[None] + 0.0 * x,
+            tf.linalg.set_diag(x, x[:, 0, :] * 2.0),
+            tf.linalg.set_diag(x, x[:, 1, 1:] * 3.0, k=1),
+            tf.linalg.set_diag(x, x[:, 2, 1:] * 5.0, k=-1),
+        ]
+
+
+def test_band_part_and_set_diag_are_masks_not_loops_and_match_tf():
+    """tf2onnx wrote band_part as a Loop (rank 2, constant bounds only) and set_diag through
+    Ifs whose branches differ in rank: CLIP's causal mask could not be lowered. Now plain
+    position masks: no Loop or If in the export, and TF's values at every L, also with
+    M != N (rows and columns counted separately) and a run-time bound of -1 (unbounded)."""
+    x = keras.Input((None, None), name="x")
+    lower = keras.Input((1,), dtype="int32", name="lower")
+    model = keras.Model([x, lower], _Bands()(x, lower))
+    proto = fxsurgeon.export_onnx(model)
+    ops = {n.op_type for n in proto.graph.node}
+    assert not ops & {"Loop", "If"}, ops
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    module = fxsurgeon.optimize(fxsurgeon.from_onnx(proto, tf_model=model))
+    assert fxsurgeon.report_of(module).unconverted == {}
+    rng = np.random.default_rng(0)
+    for batch, length, bound in ((2, 5, 2), (1, 3, -1), (3, 8, 0), (2, 4, 1)):
+        xv = rng.standard_normal((batch, length, length)).astype(np.float32)
+        lv = np.full((batch, 1), bound, np.int32)
+        want = [np.asarray(t) for t in model([tf.constant(xv), tf.constant(lv)])]
+        got = session.run(None, {"x": xv, "lower": lv})
+        with torch.no_grad():
+            out = module(torch.from_numpy(xv), torch.from_numpy(lv))
+        for k, (g, o, w) in enumerate(zip(got, out, want, strict=True)):
+            np.testing.assert_array_equal(g, w, err_msg=f"onnxruntime, output {k}, L={length}")
+            np.testing.assert_array_equal(
+                o.numpy(), w, err_msg=f"optimized, output {k}, L={length}"
+            )
+
+
+def test_band_part_of_a_non_square_batch_of_integers_matches_tf():
+    """Rows and columns are counted separately (M != N), any rank, any dtype."""
+
+    class Band(keras.layers.Layer):
+        def call(self, x):
+            return [tf.linalg.band_part(x, 1, 0), tf.linalg.band_part(x, 0, 2)]
+
+    x = keras.Input((None, 3, None), dtype="int32", name="x")
+    model = keras.Model(x, Band()(x))
+    proto = fxsurgeon.export_onnx(model)
+    assert "Loop" not in {n.op_type for n in proto.graph.node}
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    for shape in ((2, 4, 3, 6), (1, 2, 3, 2)):
+        xv = np.arange(np.prod(shape), dtype=np.int32).reshape(shape) + 1
+        want = [np.asarray(t) for t in model(tf.constant(xv))]
+        for g, w in zip(session.run(None, {"x": xv}), want, strict=True):
+            np.testing.assert_array_equal(g, w)
+
+
+def test_set_diag_over_a_band_of_diagonals_keeps_tf2onnx_s_handler():
+    """k = (-1, 1) sets three diagonals at once, and a run-time k is not known: not the
+    one-diagonal mask, so tf2onnx's own handler writes them."""
+    from types import SimpleNamespace
+
+    from fxsurgeon.frontdoor.tf_handlers import CORRECTIONS
+
+    calls = []
+    handler = CORRECTIONS["MatrixSetDiagV3"](lambda ctx, node, **kw: calls.append(node))
+    for const, k in ((True, np.array([-1, 1])), (False, None)):
+        k_node = SimpleNamespace(is_const=lambda c=const: c, get_tensor_value=lambda k=k, **kw: k)
+        node = SimpleNamespace(inputs=[None, None, k_node], input=["x", "d", "k"])
+        handler(SimpleNamespace(opset=17), node)
+        assert calls[-1] is node
+    assert len(calls) == 2

@@ -18,6 +18,17 @@ first (without it, the first export of a process ran uncorrected):
   ``Mod(fmod=0)``, whose remainder takes the divisor's sign, as TF's; integer
   FloorDiv becomes ``Div(x - Mod(x, y), y)``, an exact division. Float operands keep
   tf2onnx's ``Floor`` forms, which are right.
+* **Band and diagonal masks without a Loop.** tf2onnx writes ``tf.linalg.band_part``
+  (MatrixBandPart) as an ONNX Loop that builds the mask one row at a time, and only
+  for rank 2 with constant bounds, and ``tf.linalg.set_diag`` (MatrixSetDiagV3) by
+  assembling diagonal parts inside Ifs whose branches differ in rank. Both are masks
+  of positions: ``m - n`` over the last two axes from two Ranges on the input's sizes.
+  band_part is ``Where(band, x, 0)`` with ``band = (lower < 0 or m - n <= lower) and
+  (upper < 0 or n - m <= upper)`` (TF's definition), for any rank and run-time bounds;
+  set_diag with one diagonal ``k`` is ``Where(n - m == k, diagonal[..., n - max(k,
+  0)], x)`` (TF's ``index_in_diag`` for one diagonal). CLIP's causal mask and the
+  Keras idiom ``1 - band_part(ones((L, L)), -1, 0)`` so stay plain tensor ops on a
+  dynamic L. set_diag over a band of diagonals keeps tf2onnx's handler.
 """
 
 from __future__ import annotations
@@ -74,11 +85,103 @@ def _floor_div(func: Handler) -> Handler:
     return handler
 
 
+def _positions(ctx: Any, node: Any, x: str) -> tuple[str, str, str]:
+    """``(rows [M, 1], cols [1, N], cols [N])``: int64 Ranges over x's last two axes."""
+    scope = {"op_name_scope": node.name}
+    shape = ctx.make_node("Shape", [x], **scope).output[0]
+    zero, one = _const(ctx, 0), _const(ctx, 1)
+    ranges = []
+    for axis in (-2, -1):
+        size = ctx.make_node("Gather", [shape, _const(ctx, axis)], attr={"axis": 0}, **scope)
+        ranges.append(ctx.make_node("Range", [zero, size.output[0], one], **scope).output[0])
+    rows = ctx.make_node("Reshape", [ranges[0], _const(ctx, [-1, 1])], **scope).output[0]
+    cols = ctx.make_node("Reshape", [ranges[1], _const(ctx, [1, -1])], **scope).output[0]
+    return rows, cols, ranges[1]
+
+
+def _const(ctx: Any, value: Any) -> str:
+    import numpy as np
+    from tf2onnx import utils
+
+    return ctx.make_const(utils.make_name("const"), np.array(value, dtype=np.int64)).output[0]
+
+
+def _band_part(func: Handler) -> Handler:
+    def handler(ctx: Any, node: Any, **kwargs: Any) -> Any:
+        if ctx.opset < _RANGE_OPSET:
+            return func(ctx, node, **kwargs)
+        import numpy as np
+        from tf2onnx import utils
+
+        x, lower, upper = node.input
+        scope = {"op_name_scope": node.name}
+        rows, cols, _ = _positions(ctx, node, x)
+        below = ctx.make_node("Sub", [rows, cols], **scope).output[0]  # m - n
+        above = ctx.make_node("Neg", [below], **scope).output[0]  # n - m
+        zero = _const(ctx, 0)
+
+        def within(bound: str, distance: str) -> str:  # bound < 0 or distance <= bound
+            cast = ctx.make_node("Cast", [bound], attr={"to": TensorProto.INT64}, **scope)
+            bound_out = cast.output[0]
+            unbounded = ctx.make_node("Less", [bound_out, zero], **scope).output[0]
+            beyond = ctx.make_node("Greater", [distance, bound_out], **scope).output[0]
+            inside = ctx.make_node("Not", [beyond], **scope).output[0]
+            return ctx.make_node("Or", [unbounded, inside], **scope).output[0]
+
+        band = ctx.make_node("And", [within(lower, below), within(upper, above)], **scope)
+        dtype = utils.map_onnx_to_numpy_type(ctx.get_dtype(x))
+        zeros = ctx.make_const(utils.make_name("zero"), np.zeros((), dtype=dtype)).output[0]
+        node.type = "Where"
+        ctx.replace_inputs(node, [band.output[0], x, zeros])
+        return None
+
+    return handler
+
+
+def _set_diag(func: Handler) -> Handler:
+    def handler(ctx: Any, node: Any, **kwargs: Any) -> Any:
+        k_node = node.inputs[2]
+        single = k_node.is_const() and k_node.get_tensor_value(as_list=False).size == 1
+        if ctx.opset < _INTEGER_MIN_MAX_OPSET or not single:
+            return func(ctx, node, **kwargs)
+        k = int(k_node.get_tensor_value(as_list=False).reshape(-1)[0])
+        x, diagonal, _ = node.input
+        scope = {"op_name_scope": node.name}
+        rows, cols, columns = _positions(ctx, node, x)
+        offset = ctx.make_node("Sub", [cols, rows], **scope).output[0]  # n - m
+        on = ctx.make_node("Equal", [offset, _const(ctx, k)], **scope).output[0]
+        index = ctx.make_node("Sub", [columns, _const(ctx, max(k, 0))], **scope).output[0]
+        # off the diagonal the index is not used: kept in range so that Gather is defined
+        shape = ctx.make_node("Shape", [diagonal], **scope).output[0]
+        length = ctx.make_node("Gather", [shape, _const(ctx, [-1])], attr={"axis": 0}, **scope)
+        last = ctx.make_node("Sub", [length.output[0], _const(ctx, [1])], **scope).output[0]
+        index = ctx.make_node("Min", [index, last], **scope).output[0]
+        index = ctx.make_node("Max", [index, _const(ctx, 0)], **scope).output[0]
+        picked = ctx.make_node("Gather", [diagonal, index], attr={"axis": -1}, **scope)
+        lead = ctx.make_node("Shape", [picked.output[0]], **scope).output[0]
+        lead = ctx.make_node("Slice", [lead, _const(ctx, [0]), _const(ctx, [-1])], **scope)
+        row_shape = ctx.make_node(
+            "Concat", [lead.output[0], _const(ctx, [1, -1])], attr={"axis": 0}, **scope
+        )
+        picked = ctx.make_node("Reshape", [picked.output[0], row_shape.output[0]], **scope)
+        node.type = "Where"  # tf2onnx keeps only the attributes ONNX's Where has: none
+        ctx.replace_inputs(node, [on, picked.output[0], x])
+        return None
+
+    return handler
+
+
+#: ONNX Range (opset 11) builds the positions; integer Min/Max need opset 12.
+_RANGE_OPSET = 11
+_INTEGER_MIN_MAX_OPSET = 12
+
 CORRECTIONS: dict[str, Callable[[Handler], Handler]] = {
     "Select": _handling_nan,
     "SelectV2": _handling_nan,
     "FloorMod": _floor_mod,
     "FloorDiv": _floor_div,
+    "MatrixBandPart": _band_part,
+    "MatrixSetDiagV3": _set_diag,
 }
 
 
