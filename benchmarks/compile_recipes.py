@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-VARIANTS = ("eager", "default", "max-autotune", "freezing", "dynamic", "recipe")
+VARIANTS = ("eager", "default", "max-autotune", "freezing", "dynamic", "recipe", "recipe+cpp")
 
 
 def builders(fxsurgeon: Any) -> dict[str, Callable[[Any], Any]]:
@@ -32,6 +32,8 @@ def builders(fxsurgeon: Any) -> dict[str, Callable[[Any], Any]]:
         "freezing": lambda m: fxsurgeon.compile(m, options={"freezing": True}),
         "dynamic": lambda m: fxsurgeon.compile(m, dynamic=True),
         "recipe": lambda m: fxsurgeon.compile(m, inference=True),
+        # Inductor's C++ wrapper: the compiled graph's Python launcher written in C++
+        "recipe+cpp": lambda m: fxsurgeon.compile(m, inference=True, options={"cpp_wrapper": True}),
     }
 
 
@@ -43,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument(
+        "--onnxruntime", action="store_true", help="time onnxruntime on the export too"
+    )
     args = parser.parse_args(argv)
 
     import fxsurgeon  # the safe import order, before TensorFlow
@@ -70,6 +75,13 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"  {name}: first call {time.perf_counter() - start:.1f} s, max |diff| {diff:.2g}"
             )
+        if args.onnxruntime:
+            from corpus.score import _ort_runner
+
+            arrays = [t.numpy() for t in inputs]
+            run = _ort_runner(scorer.proto, scorer.input_names(), arrays)
+            calls["onnxruntime"] = lambda *_: run()
+            names.append("onnxruntime")
         times = _rounds(calls, inputs, args.rounds)
     best = {k: min(v) for k, v in times.items()}
     median = {k: statistics.median(v) for k, v in times.items()}
