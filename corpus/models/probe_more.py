@@ -1,5 +1,5 @@
 """More probes: keras.applications MobileNetV3Small, DenseNet121, EfficientNetB0; Hugging
-Face Whisper, OpenAI GPT, BlenderbotSmall, XLM-RoBERTa (tiny configs, the same helpers).
+Face Whisper, OpenAI GPT, BlenderbotSmall, XLM-RoBERTa, mT5 (tiny configs, the same helpers).
 
 The CNNs follow `keras_apps` (``weights=None``, 10 classes, 32x32, random weights,
 ``linear`` counts the Dense layers only). The transformers models follow
@@ -63,7 +63,9 @@ def build_efficientnet_b0() -> CorpusModel:
     norm = next(
         layer for layer in corpus_model.model.layers if type(layer).__name__ == "Normalization"
     )
-    norm.adapt_mean.assign(np.array([0.485, 0.456, 0.406], np.float32).reshape(norm.adapt_mean.shape))
+    norm.adapt_mean.assign(
+        np.array([0.485, 0.456, 0.406], np.float32).reshape(norm.adapt_mean.shape)
+    )
     norm.adapt_variance.assign(
         np.array([0.229, 0.224, 0.225], np.float32).reshape(norm.adapt_variance.shape) ** 2
     )
@@ -151,6 +153,8 @@ def build_whisper() -> CorpusModel:
         nominal=nominal,
         twin=hf_twin(model, "WhisperModel"),
         twin_inputs=_audio_torch_inputs,
+        note="encoder embed_positions (16 x 32) is frozen by its layer (trainable=False): "
+        "not in model.trainable_variables, though its tf.Variable.trainable stays True",
     )
 
 
@@ -206,3 +210,31 @@ def build_xlm_roberta() -> CorpusModel:
         nominal,
         outputs=("last_hidden_state", "pooler_output"),
     )
+
+
+@register("hf_mt5", family="seq2seq")
+def build_mt5() -> CorpusModel:
+    """mT5: T5 v1.1's layout (RMSNorm, shared bucketed relative-position bias per stack,
+    gated-GELU feed-forward, no biases) in its own classes (TFMT5Model)."""
+    from transformers import MT5Config
+
+    config = MT5Config(
+        vocab_size=TINY["vocab_size"],
+        d_model=32,
+        d_kv=8,
+        d_ff=37,
+        num_layers=2,
+        num_decoder_layers=2,
+        num_heads=4,
+        relative_attention_num_buckets=8,
+        relative_attention_max_distance=16,
+        feed_forward_proj="gated-gelu",
+        decoder_start_token_id=0,
+        pad_token_id=0,
+        use_cache=False,
+    )
+    # modeling_tf_mt5.py subclasses modeling_tf_t5.py: as hf_t5, sdpa enc 2 + dec 2 x 2 = 6;
+    # rms_norm enc 2 x 2 + final, dec 2 x 3 + final = 12; linear enc 2 x 7 + dec 2 x 11 = 36;
+    # gelu: one per gated feed-forward (gelu_new) = 4
+    nominal = {"sdpa": 6, "linear": 36, "layer_norm": 0, "rms_norm": 12, "gelu": 4}
+    return _seq2seq("hf_mt5", "TFMT5Model", "MT5Model", config, nominal)
