@@ -21,11 +21,18 @@ from .converters import TORCH_GATE_ORDER, torch_weights
 
 
 def tf_variables_of(model: Any) -> list[tuple[TFVariable, Any]]:
-    """Every variable of a Keras model or loaded SavedModel, with its TF object, once each."""
+    """Every variable of a Keras model or loaded SavedModel, with its TF object, once each.
+
+    Trainable means what the model trains: a Keras model's ``trainable_variables``,
+    which leaves out the variables of a layer set ``trainable = False`` (Whisper's
+    frozen position table) though each keeps ``tf.Variable.trainable`` True. Without
+    that list (a SavedModel), the variable's own flag."""
     variables = getattr(model, "variables", None)
     if variables is None:
         serving = getattr(model, "signatures", {}).get("serving_default")
         variables = serving.variables if serving is not None else ()
+    listed = getattr(model, "trainable_variables", None)
+    trained = {id(v) for v in listed} if listed is not None else None
     seen: set[int] = set()
     out = []
     for v in variables:
@@ -33,7 +40,8 @@ def tf_variables_of(model: Any) -> list[tuple[TFVariable, Any]]:
             continue
         seen.add(id(v))
         name = getattr(v, "path", None) or v.name
-        out.append((TFVariable(str(name), tuple(int(d) for d in v.shape), bool(v.trainable)), v))
+        trainable = bool(v.trainable) if trained is None else id(v) in trained
+        out.append((TFVariable(str(name), tuple(int(d) for d in v.shape), trainable), v))
     return out
 
 

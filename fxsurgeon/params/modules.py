@@ -128,6 +128,13 @@ def _adopt(
     own = set(holder._parameters) | set(holder._buffers)
     if own - set(tensors):
         return None  # the scope holds other tensors too: leave them loose
+    if any(
+        role in module._parameters and not isinstance(t, nn.Parameter)
+        for role, t in tensors.items()
+    ):
+        # a weight TF does not train (a frozen layer) is a buffer: the module would read
+        # its own parameter of that name instead, so the call stays functional
+        return None
     for role, tensor in tensors.items():
         if isinstance(tensor, nn.Parameter):
             module._parameters[role] = tensor

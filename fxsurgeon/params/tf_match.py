@@ -212,7 +212,8 @@ class _TFValues(Mapping):
     def __getitem__(self, name: str) -> torch.Tensor:
         variable = self._variables[name]
         if id(variable) not in self._read:  # owned and writable: one copy per variable
-            self._read[id(variable)] = torch.from_numpy(variable.numpy().copy())
+            # np.array: a 0-d variable's .numpy() is a NumPy scalar (Keras Normalization's count)
+            self._read[id(variable)] = torch.from_numpy(np.array(variable.numpy()))
         return self._read[id(variable)]
 
     def __iter__(self):
