@@ -1,4 +1,5 @@
-"""More probes: keras.applications MobileNetV3Small, DenseNet121, EfficientNetB0; Hugging
+"""More probes: keras.applications MobileNetV3Small, DenseNet121, EfficientNetB0, a frozen
+MobileNetV2 base under a new head (transfer learning); Hugging
 Face Whisper, OpenAI GPT, BlenderbotSmall, XLM-RoBERTa, mT5 (tiny configs, the same helpers).
 
 The CNNs follow `keras_apps` (``weights=None``, 10 classes, 32x32, random weights,
@@ -9,14 +10,17 @@ one comment per builder.
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import numpy as np
 
 from ..registry import (
     CorpusModel,
+    float_inputs,
     hf_outputs,
     hf_twin,
+    keras_outputs,
     randomize,
     register,
     tf_module,
@@ -26,7 +30,7 @@ from .hf_audio import torch_inputs as _audio_torch_inputs
 from .hf_seq2seq import TINY as SEQ2SEQ_TINY
 from .hf_seq2seq import _seq2seq
 from .hf_text import TINY, _hf_model
-from .keras_apps import _application
+from .keras_apps import CLASSES, _application
 
 # --------------------------------------------------------------------------- keras.applications
 
@@ -238,3 +242,33 @@ def build_mt5() -> CorpusModel:
     # gelu: one per gated feed-forward (gelu_new) = 4
     nominal = {"sdpa": 6, "linear": 36, "layer_norm": 0, "rms_norm": 12, "gelu": 4}
     return _seq2seq("hf_mt5", "TFMT5Model", "MT5Model", config, nominal)
+
+
+@register("keras_transfer_frozen", family="cnn")
+def build_transfer_frozen() -> CorpusModel:
+    """Transfer learning as the Keras guide writes it: a MobileNetV2 base with
+    ``base.trainable = False`` (every Conv and BatchNorm frozen), then a new head."""
+    # linear=1: the new Dense head; the frozen base's convolutions are not counted.
+    tf = tf_module()  # first: the safe import order
+    keras = importlib.import_module("keras")
+    shape = (32, 32, 3)
+    base = keras.applications.MobileNetV2(weights=None, input_shape=shape, include_top=False)
+    base.trainable = False
+    image = keras.Input(shape, name="image")
+    features = keras.layers.GlobalAveragePooling2D(name="pool")(base(image, training=False))
+    logits = keras.layers.Dense(CLASSES, name="head")(features)
+    model = keras.Model(image, logits, name="transfer_frozen")
+    randomize(model)
+    return CorpusModel(
+        name="keras_transfer_frozen",
+        family="cnn",
+        model=model,
+        input_signature=[tf.TensorSpec((None, *shape), tf.float32, name="image")],
+        output_names=tuple(model.output_names),
+        make_inputs=float_inputs("image", shape),
+        tf_outputs=keras_outputs(model, ("image",)),
+        trainable_params=trainable_count(model),
+        nominal={"linear": 1},
+        bn_folded=0,
+        bn_folded_reason="",
+    )

@@ -18,6 +18,7 @@ from .loader import load_rules
 from .matcher import _Matcher
 from .rewrite import _rewrite
 from .rule import DEFAULT_MAX_SWEEPS, PHASES, RewriteHook, Rule
+from .sink import sink_permutes
 from .trace import PatternReport, RuleStats, _explain, debug_enabled
 
 
@@ -54,6 +55,7 @@ def apply_rules(
         report.stats[c.rule.name] = RuleStats()
     matchers = {c.rule.name: _Matcher(c, gm, debug) for c in compiled}
     canonicalize(gm.graph)
+    sink_permutes(gm)  # an activation after a channels-first conv reads as one chain
     for phase in phases:
         in_phase = [c for c in compiled if phase in c.rule.phases]
         if not in_phase:
