@@ -79,11 +79,9 @@ def sink_permutes(gm: fx.GraphModule) -> int:
         if not tensors or not all(isinstance(a, (int, float, bool)) for a in numbers):
             continue
         dims = {_permutation(a) for a in tensors}
-        if len(dims) != 1 or None in dims:
+        p = dims.pop() if len(dims) == 1 else None
+        if p is None or any(set(a.users) != {node} for a in tensors):
             continue
-        if any(set(a.users) != {node} for a in tensors):
-            continue
-        (p,) = dims
         with graph.inserting_before(node):
             args = tuple(a.args[0] if isinstance(a, fx.Node) else a for a in node.args)
             inner = graph.call_function(node.target, args)
