@@ -46,13 +46,19 @@ def _application(
     **kwargs: Any,
 ) -> CorpusModel:
     """``<library>.applications.<constructor>`` at ``side`` x ``side``, randomised."""
-    tf = tf_module()
+    tf_module()  # first: the safe import order
     applications = importlib.import_module(f"{library}.applications")
 
     shape = (side, side, 3)
     model = getattr(applications, constructor)(
         weights=None, input_shape=shape, classes=CLASSES, **kwargs
     )
+    return image_model(name, model, shape, nominal)
+
+
+def image_model(name: str, model: Any, shape: tuple, nominal: dict[str, int]) -> CorpusModel:
+    """A Keras model on one ``image`` input of ``shape`` (batch dynamic), randomised."""
+    tf = tf_module()
     randomize(model)
     return CorpusModel(
         name=name,

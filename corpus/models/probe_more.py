@@ -17,10 +17,8 @@ import numpy as np
 
 from ..registry import (
     CorpusModel,
-    float_inputs,
     hf_outputs,
     hf_twin,
-    keras_outputs,
     randomize,
     register,
     tf_module,
@@ -30,7 +28,7 @@ from .hf_audio import torch_inputs as _audio_torch_inputs
 from .hf_seq2seq import TINY as SEQ2SEQ_TINY
 from .hf_seq2seq import _seq2seq
 from .hf_text import TINY, _hf_model
-from .keras_apps import CLASSES, _application
+from .keras_apps import CLASSES, _application, image_model
 
 # --------------------------------------------------------------------------- keras.applications
 
@@ -249,7 +247,7 @@ def build_transfer_frozen() -> CorpusModel:
     """Transfer learning as the Keras guide writes it: a MobileNetV2 base with
     ``base.trainable = False`` (every Conv and BatchNorm frozen), then a new head."""
     # linear=1: the new Dense head; the frozen base's convolutions are not counted.
-    tf = tf_module()  # first: the safe import order
+    tf_module()  # first: the safe import order
     keras = importlib.import_module("keras")
     shape = (32, 32, 3)
     base = keras.applications.MobileNetV2(weights=None, input_shape=shape, include_top=False)
@@ -258,17 +256,4 @@ def build_transfer_frozen() -> CorpusModel:
     features = keras.layers.GlobalAveragePooling2D(name="pool")(base(image, training=False))
     logits = keras.layers.Dense(CLASSES, name="head")(features)
     model = keras.Model(image, logits, name="transfer_frozen")
-    randomize(model)
-    return CorpusModel(
-        name="keras_transfer_frozen",
-        family="cnn",
-        model=model,
-        input_signature=[tf.TensorSpec((None, *shape), tf.float32, name="image")],
-        output_names=tuple(model.output_names),
-        make_inputs=float_inputs("image", shape),
-        tf_outputs=keras_outputs(model, ("image",)),
-        trainable_params=trainable_count(model),
-        nominal={"linear": 1},
-        bn_folded=0,
-        bn_folded_reason="",
-    )
+    return image_model("keras_transfer_frozen", model, shape, {"linear": 1})
