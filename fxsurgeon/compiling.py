@@ -12,12 +12,22 @@ CPU with two threads, interleaved rounds, fastest and median of each variant:
 * inference (``inference=True``): a copy of the model with its BatchNorms
   folded (`fxsurgeon.freeze`) compiled with Inductor's ``freezing`` (weights
   become constants: constant folding, and on the CPU oneDNN weight prepacking),
-  always called under ``torch.no_grad()`` (freezing applies only without grad,
-  and a call with grad would recompile). It is a snapshot: later changes to the
-  model's weights do not reach it.
+  Inductor's C++ wrapper, and no guards on the copy's modules (it is private and
+  its weights are constants of the compiled graph). It is always called under
+  ``torch.no_grad()`` (freezing applies only without grad, and a call with grad
+  would recompile). It is a snapshot: later changes to the model's weights do
+  not reach it.
 
-Inductor options are passed through ``torch.compile(options=...)``, which scopes
-them to this compiled module; nothing is left set in ``torch._inductor.config``.
+Freezing is the one option that cannot go through ``torch.compile(options=...)``:
+Dynamo reads ``torch._inductor.config.freezing`` itself while it traces, to make
+parameters graph constants, and ``options`` reach Inductor only after tracing. So
+given as an option (torch 2.14), the parameters stay graph inputs: Inductor
+neither folds nor prepacks them, and convolutions stay on ATen's default path
+(on the CPU at batch 1, its im2col kernel: keras_resnet50v2 ran 3x slower than
+frozen). The inference module therefore sets ``freezing`` for the duration of each
+of its calls (about 4 us) and restores it. Every other Inductor option is passed
+through ``options``, scoped to the compiled module; nothing is left set in
+``torch._inductor.config`` after a call.
 On CUDA the same call applies; ``mode="max-autotune"`` (CUDA graphs) is the
 user's choice, since its outputs are overwritten by the next call.
 """
@@ -56,26 +66,42 @@ def compile(  # noqa: A001 - fxsurgeon.compile mirrors torch.compile
     if not isinstance(model, nn.Module):
         raise TypeError(f"fxsurgeon.compile expects a torch.nn.Module, got {type(model).__name__}")
     inductor_options = _inductor_options(backend, mode, dynamic, options)
-    if inference and backend == "inductor":
-        inductor_options = {"freezing": True, **inductor_options}
+    freezing = inference and backend == "inductor"
+    if freezing:
+        inductor_options = {"cpp_wrapper": True, **inductor_options}
     target = _inference_copy(model) if inference else model
     kwargs: dict[str, Any] = {"backend": backend, "dynamic": dynamic, "fullgraph": fullgraph}
-    if inductor_options:
-        kwargs["options"] = inductor_options
+    options_given = dict(inductor_options)
+    if inference:  # the private copy's modules never change: guard the inputs only
+        options_given["guard_filter_fn"] = torch.compiler.skip_guard_on_all_nn_modules_unsafe
+    if options_given:
+        kwargs["options"] = options_given
     compiled = cast(nn.Module, torch.compile(target, **kwargs))
-    return NoGrad(compiled) if inference else compiled
+    return NoGrad(compiled, freezing=freezing) if inference else compiled
 
 
 class NoGrad(nn.Module):
-    """Calls the compiled inference module under ``torch.no_grad()``: Inductor's freezing needs it."""
+    """Calls the compiled inference module under ``torch.no_grad()`` (Inductor's freezing
+    needs it), with ``torch._inductor.config.freezing`` set for the call when ``freezing``."""
 
-    def __init__(self, compiled: nn.Module) -> None:
+    def __init__(self, compiled: nn.Module, *, freezing: bool = False) -> None:
         super().__init__()
         self.compiled = compiled
+        self.freezing = freezing
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        with torch.no_grad():
-            return self.compiled(*args, **kwargs)
+        if not self.freezing:
+            with torch.no_grad():
+                return self.compiled(*args, **kwargs)
+        from torch._inductor import config
+
+        before = config.freezing
+        config.freezing = True
+        try:
+            with torch.no_grad():
+                return self.compiled(*args, **kwargs)
+        finally:
+            config.freezing = before
 
 
 def _inference_copy(model: nn.Module) -> nn.Module:

@@ -61,6 +61,38 @@ def test_inference_form_equals_eager_without_grad_and_leaves_the_model() -> None
     torch._dynamo.reset()
 
 
+def test_inference_form_is_frozen_its_weights_are_constants_of_the_compiled_graph() -> None:
+    """Freezing really applies: a weight of the compiled copy changed in place after the
+    first call changes nothing (it is a constant of the compiled graph), where the same
+    change reaches an unfrozen compile (the weight a graph input). Given through
+    ``torch.compile(options={"freezing": True})`` it did not apply: Dynamo reads the flag
+    while tracing, before Inductor's options are in force."""
+    from torch._dynamo.utils import counters
+
+    model = optimized("keras_cnn").eval()
+    inputs = _inputs("keras_cnn", 1, seed=4)
+    torch._dynamo.reset()
+    counters.clear()
+    compiled = fxsurgeon.compile(model, inference=True)
+    first = compiled(*inputs)
+    assert not torch._inductor.config.freezing
+    if torch.backends.mkldnn.is_available():  # oneDNN prepacked the (constant) conv weights
+        assert counters["inductor"]["mkldnn_conv_weight_pack_matcher_count"] >= 1
+    conv = next(m for m in compiled.modules() if isinstance(m, torch.nn.Conv2d))
+    with torch.no_grad():
+        conv.weight.mul_(2.0)
+    assert torch.equal(compiled(*inputs), first)
+
+    torch._dynamo.reset()
+    unfrozen = fxsurgeon.compile(model, inference=True, backend="aot_eager")
+    before = unfrozen(*inputs)
+    conv = next(m for m in unfrozen.modules() if isinstance(m, torch.nn.Conv2d))
+    with torch.no_grad():
+        conv.weight.mul_(2.0)
+    assert not torch.equal(unfrozen(*inputs), before)
+    torch._dynamo.reset()
+
+
 def test_training_form_equals_eager_and_trains_the_models_parameters() -> None:
     model = optimized("keras_mlp")
     params = dict(model.named_parameters())
