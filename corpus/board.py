@@ -17,14 +17,31 @@ from typing import Any
 
 #: table columns per door: (title, line key or "fusions" for every fusion.* and softmax_left)
 COLUMNS = {
-    "A": ("diff", "params", "onnx2torch_left", "compile_eager", "compile_inductor", "grads")
+    "A": (
+        "diff",
+        "params",
+        "names",
+        "onnx2torch_left",
+        "compile_eager",
+        "compile_inductor",
+        "grads",
+    )
     + ("fusions", "convert", "bfloat16", "half"),
-    "B": ("diff", "params", "onnx2torch_left", "compile_eager", "compile_inductor", "grads")
+    "B": (
+        "diff",
+        "params",
+        "names",
+        "onnx2torch_left",
+        "compile_eager",
+        "compile_inductor",
+        "grads",
+    )
     + ("fusions",),
 }
 TITLES = {
     "diff": "diff ≤1e-5",
     "params": "params == TF",
+    "names": "names",
     "onnx2torch_left": "no onnx2torch left",
     "compile_eager": "compile eager",
     "compile_inductor": "compile inductor",

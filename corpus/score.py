@@ -40,6 +40,8 @@ from typing import Any
 
 import numpy as np
 
+from . import learned
+
 ATOL = 1e-5
 DOORS = ("A", "B")
 FUSION_KEYS = ("sdpa", "layer_norm", "rms_norm", "gelu", "linear")
@@ -124,7 +126,8 @@ class Scorer:
         return {"name": self.name, "family": self.family, "lines": self.lines, "wall": self.wall}
 
     def expected_keys(self, door: str) -> list[str]:
-        keys = ["diff", "params", "onnx2torch_left", "compile_eager", "compile_inductor", "grads"]
+        keys = ["diff", "params", "names", "onnx2torch_left", "compile_eager", "compile_inductor"]
+        keys += ["grads"]
         keys += [f"fusion.{k}" for k in FUSION_KEYS if self.model and k in self.model.nominal]
         if self.model is not None and self.model.nominal.get("sdpa", 0) > 0:
             keys.append("softmax_left")
@@ -217,6 +220,7 @@ class Scorer:
         p = f"{door}."
         self.run(p + "diff", lambda: self.diff(self.optimized(door), self.cases()))
         self.run(p + "params", lambda: self.params(self.optimized(door), door))
+        self.run(p + "names", lambda: self.names(self.optimized(door)))
         self.run(p + "onnx2torch_left", lambda: self.onnx2torch_left(self.optimized(door)))
         counts: dict[str, Any] = {}
         for key in self.expected_keys(door):
@@ -259,33 +263,13 @@ class Scorer:
         return line(ok, worst, reason, where=where, per_case=per_case)
 
     def params(self, module: Any, door: str = "A") -> dict[str, Any]:
-        """Trainable count == TF's; through door B (the ONNX file alone) TF's minus what no
-        ONNX file holds: the trainable variables the exported function reads nowhere (the
-        export's record, ``fxsurgeon.tf_variables_read``), which door A brings back."""
-        count = sum(p.numel() for p in module.parameters() if p.requires_grad)
-        tf = self.model.trainable_params
-        if count == tf:
-            return line(True, count, tf=tf)
-        unread = self.unread_trainable() if door == "B" else 0
-        if unread and count == tf - unread:
-            note = f"TF minus {unread}: trainable variables the exported function reads nowhere"
-            return line(True, count, tf=tf, note=note)
-        if self.model.bn_folded and count == tf - self.model.bn_folded:
-            note = f"TF minus {self.model.bn_folded} folded: {self.model.bn_folded_reason}"
-            return line(True, count, tf=tf, note=note)
-        return line(False, count, f"{count} trainable, TF has {tf} ({count - tf:+d})", tf=tf)
+        return learned.params_line(self, module, door)
+
+    def names(self, module: Any) -> dict[str, Any]:
+        return learned.names_line(self, module)
 
     def unread_trainable(self) -> int:
-        """Elements of the TF model's trainable variables its exported function never reads."""
-        from fxsurgeon.frontdoor.variables import read_variables, tf_variables_of
-
-        read = read_variables(self.proto)
-        if read is None:
-            return 0
-        unread = [
-            v for v, _ in tf_variables_of(self.model.model) if v.trainable and v.name not in read
-        ]
-        return sum(math.prod(v.shape) for v in unread)
+        return learned.unread_trainable(self)
 
     def onnx2torch_left(self, module: Any) -> dict[str, Any]:
         from fxsurgeon.pipeline import count_onnx2torch_modules

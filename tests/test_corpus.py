@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import fxsurgeon  # noqa: F401 - the safe import order, before the builders import TensorFlow
-from corpus import board, score
+from corpus import board, learned, score
 
 ATOL = score.ATOL
 NEEDS_SHAPES = "InputError: optimize() needs the input shapes"
@@ -24,6 +24,7 @@ def test_scorer_lines_on_keras_mlp(mlp_record):
     door_a = {
         "A.diff",
         "A.params",
+        "A.names",
         "A.onnx2torch_left",
         "A.fusion.linear",
         "A.grads",
@@ -40,6 +41,7 @@ def test_scorer_lines_on_keras_mlp(mlp_record):
     assert not failing, failing
     assert lines["A.params"]["value"] == lines["A.params"]["tf"] == 548  # 12*16+16+16*16+16+16*4+4
     assert lines["A.onnx2torch_left"]["value"] == 0
+    assert lines["A.names"]["value"] == 0 and lines["A.names"]["parameters"] == 6
     assert lines["A.fusion.linear"]["value"] == 3
     assert lines["A.grads"]["value"] == 6  # three weights, three biases
     for key in ("A.diff", "A.compile_eager", "A.compile_inductor", "A.convert"):
@@ -50,6 +52,49 @@ def test_scorer_lines_on_keras_mlp(mlp_record):
     for key in door_b:  # the one-liner: a pass, or a failure that says why as "Type: message"
         assert lines[key]["ok"] is True or ": " in lines[key]["reason"], (key, lines[key])
     assert lines["B.diff"]["ok"] is True or lines["B.diff"]["reason"].startswith(NEEDS_SHAPES)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["weight.weight", "param", "net.const_3", "initializers.onnx_initializer_0", "weight"]
+    + ["encoder.bias.weight", "net.1b.weight"],
+)
+def test_the_names_line_refuses_names_no_user_writes(name):
+    assert learned.bad_name(name) is not None
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["bert.embeddings.word_embeddings.weight", "weight_ih_l0_reverse", "score.bias"]
+    + ["encoder.layer_0.attention.query.weight", "embeddings.cls_token"],
+)
+def test_the_names_line_takes_a_users_names(name):
+    assert learned.bad_name(name) is None
+
+
+def test_door_b_may_hold_more_than_tf_only_as_untrained_data():
+    """The params line's door-B allowance: a parameter beyond TF's trainable variables
+    passes only as a value no trainable variable has, and not a number or a fill; the
+    names line fails a buffer holding a trainable variable."""
+    scorer = score.Scorer("keras_mlp")
+    assert scorer.export()
+    module = scorer.optimized("B")
+    tf = scorer.model.trainable_params
+    assert scorer.params(module, "B")["value"] == tf
+    first = next(module.parameters())
+    cases = {
+        "copy": (torch.nn.Parameter(first.detach().clone()), False),  # an untied share
+        "fill": (torch.nn.Parameter(torch.full((3,), 0.5)), False),  # a formula's fill
+        "data": (torch.nn.Parameter(torch.randn(3)), True),  # a constant read as data
+    }
+    for what, (extra, ok) in cases.items():
+        module.register_parameter("extra", extra)
+        got = scorer.params(module, "B")
+        assert got["ok"] is ok and got["value"] == tf + extra.numel(), (what, got)
+    assert "3 in TF graph constants read as data (extra)" in got["note"]
+    assert scorer.names(module)["ok"] is True
+    module.register_buffer("held", first.detach().clone())
+    assert scorer.names(module)["ok"] is False  # a learned tensor left as a buffer
 
 
 _REAL_OPTIMIZE = score._optimize

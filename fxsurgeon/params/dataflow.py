@@ -13,7 +13,10 @@ provably is not a learned value:
 
 * it is not floating point (shape and index tensors);
 * it has one element: a constant of a formula (``eps``, ``0.5``, ``sqrt(d)``,
-  a mask fill such as ``-1e4`` or the dtype's minimum);
+  a mask fill such as ``-1e4`` or the dtype's minimum), unless a layer reads it
+  in a weight role (`roles.py`): the bias of a linear or convolution with one
+  output feature (a Keras ``Dense(1)``), the scale of a norm over one feature.
+  There the one element is that layer's learned tensor, as any other size is;
 * it holds an infinity or NaN, or only values of magnitude >= 1e4 (a mask
   fill broadcast to a shape, tf2onnx's ``±1e9`` clamp bounds of a slice);
 * it is a causal triangle: two values, laid out as a lower or upper triangle
@@ -68,11 +71,12 @@ _COMPARISON_METHODS = {"eq", "ne", "lt", "le", "gt", "ge"}
 _FILL_MAGNITUDE = 1e4
 
 
-def structural_reason(value: torch.Tensor, end: fx.Node) -> str | None:
-    """Why `value` (read at `end`) is a structural constant; None when it is a weight."""
+def structural_reason(value: torch.Tensor, end: fx.Node, role: str | None = None) -> str | None:
+    """Why `value` (read at `end`, in `role` of a layer if any) is a structural constant;
+    None when it is a weight."""
     if not value.is_floating_point():
         return "structural constant: not floating point (a shape or index tensor)"
-    if value.numel() <= 1:
+    if value.numel() <= 1 and role is None:
         return "structural constant: one element, a constant of a formula (eps, a scale, a fill)"
     v = value.detach().to(torch.float64)
     if not torch.isfinite(v).all():
@@ -244,6 +248,12 @@ def reading_kind(end: fx.Node) -> str:
         end, user = user, next(iter(user.users), None)
     if user is None or user.op not in ("call_function", "call_method"):
         return "weight"
+    if (
+        user.target in _RECURRENCES
+        and len(user.args) > 7
+        and isinstance(user.args[2], list | tuple)
+    ):
+        return _recurrent_name(end, user.args[2], user.args[3] is True, user.args[7] is True)
     positions = [i for i, a in enumerate(user.args) if a is end]
     role = _ROLES.get(user.target, {}).get(positions[0]) if len(positions) == 1 else None
     if role is not None:
@@ -263,6 +273,20 @@ def reading_kind(end: fx.Node) -> str:
     if name in ("mul", "imul") or target is operator.mul:
         return "scale"
     return "weight"
+
+
+_RECURRENCES = {torch.lstm, torch.gru, torch.rnn_tanh, torch.rnn_relu}
+
+
+def _recurrent_name(end: fx.Node, params, has_biases: bool, bidirectional: bool) -> str:
+    """torch's own name for an element of a recurrence's flat weights (as ``nn.LSTM``
+    names it): ``weight_ih_l0``, ``bias_hh_l0_reverse``, ..."""
+    per = 4 if has_biases else 2
+    i = next(i for i, p in enumerate(params) if p is end)
+    group, piece = divmod(i, per)
+    layer, direction = divmod(group, 2 if bidirectional else 1)
+    kind = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")[piece]
+    return f"{kind}_l{layer}" + ("_reverse" if direction else "")
 
 
 _RESHAPES = {"reshape", "view", "squeeze", "unsqueeze", "flatten", "permute", "t", "transpose"}

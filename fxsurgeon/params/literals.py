@@ -9,7 +9,19 @@ the variable's layer scope (`_scope_score` > 0) equal to the variable's value
 in its dtype. Every such literal becomes a read of one new parameter, held in
 TF's shape and read as a 0-d tensor (which promotes like the Python number it
 replaces). Without the TF model a one-element constant stays a constant of a
-formula (`dataflow.py`): nothing tells a learned scalar from ``eps``.
+formula (`dataflow.py`): nothing tells a learned scalar from ``eps``, except
+the role a layer gives it (below).
+
+One-feature biases (`absorb_one_feature_biases`, both front doors). A linear or
+convolution module with one output feature and no bias, whose output is read only
+by an add of a one-element number (a Python literal, or the 0-d read of a one-element
+parameter that `restore_literals` made), is a layer with that number as its bias:
+``Dense(1)`` is ``x @ W + b`` with ``b`` of shape ``[1]``, which tf2onnx writes as an
+Add and the lowering as ``score + -0.0025``. The module takes the bias (the same
+``nn.Parameter`` where there was one) and the add goes: exactly the rule that gives
+a vector constant added after a product the bias role (``linear_bias_1``), applied
+where the vector has one element. It is the layer's learned bias through either
+door, as ``dataflow.py`` says of a one-element tensor in a weight role.
 """
 
 from __future__ import annotations
@@ -110,3 +122,69 @@ def _exists(gm: fx.GraphModule, dotted: str) -> bool:
             return False
         obj = getattr(obj, part)
     return True
+
+
+_BIASED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_ADDS = {operator.add, torch.add}
+
+
+def absorb_one_feature_biases(gm: fx.GraphModule, report: ParameterReport) -> int:
+    """Move the added number of each bias-free one-feature layer into its bias (see above)."""
+    absorbed, moved = 0, []
+    for node in list(gm.graph.nodes):
+        if node.op != "call_module" or len(node.users) != 1:
+            continue
+        module = gm.get_submodule(str(node.target))
+        if not isinstance(module, _BIASED) or module.bias is not None:
+            continue
+        if module.weight.shape[0] != 1 or not module.weight.dtype.is_floating_point:
+            continue
+        add = next(iter(node.users))
+        if add.op != "call_function" or add.target not in _ADDS or add.kwargs or len(add.args) != 2:
+            continue
+        other = add.args[1] if add.args[0] is node else add.args[0]
+        if other is node:
+            continue
+        bias = _one_feature_bias(gm, other, module.weight, report)
+        if bias is None:
+            continue
+        parameter, origin_name = bias
+        module.bias = parameter
+        name = f"{node.target}.bias"
+        if origin_name is not None:
+            report.origins[name] = report.origins.pop(origin_name)
+            moved.append(origin_name)
+        else:
+            scope = _scope_of(add)
+            report.origins[name] = ParameterOrigin(scope or name, "", (0,), trainable=True)
+        add.replace_all_uses_with(node)
+        gm.graph.erase_node(add)
+        absorbed += 1
+    if absorbed:
+        gm.graph.eliminate_dead_code()
+    for target in moved:  # its read went with the add: the module holds it now
+        path, _, leaf = target.rpartition(".")
+        delattr(gm.get_submodule(path) if path else gm, leaf)
+    return absorbed
+
+
+def _one_feature_bias(
+    gm: fx.GraphModule, other: Any, weight: torch.Tensor, report: ParameterReport
+) -> tuple[nn.Parameter, str | None] | None:
+    """The bias parameter ``other`` is, with the origin name it had; None if it is not one."""
+    if type(other) is float:
+        return nn.Parameter(torch.tensor([other], dtype=weight.dtype)), None
+    if not isinstance(other, fx.Node) or len(other.users) != 1:
+        return None
+    if other.op != "call_function" or other.target is not torch.reshape or other.args[1:] != ((),):
+        return None
+    read = other.args[0]
+    if not isinstance(read, fx.Node) or read.op != "get_attr" or len(read.users) != 1:
+        return None
+    target = str(read.target)
+    param = gm.get_parameter(target) if target in dict(gm.named_parameters()) else None
+    if param is None or param.numel() != 1 or param.dtype != weight.dtype:
+        return None
+    if tuple(param.shape) != (1,) or target not in report.origins:
+        return None
+    return param, target

@@ -25,7 +25,9 @@ _OP_COMPONENTS = re.compile(
     r"^(ReadVariableOp.*|Tensordot.*|MatMul.*|BiasAdd.*|Conv2D.*|Conv1D.*|Conv3D.*|"
     r"batchnorm|FusedBatchNorm.*|mul.*|add.*|sub.*|Reshape.*|transpose.*|Cast.*|"
     r"embedding_lookup.*|GatherV2.*|Gather.*|Identity.*|convolution.*|Squeeze.*|ExpandDims.*|"
-    r"BatchNorm.*|Gemm.*|Conv.*|Repeat.*|Tile.*|concat.*|Concat.*|Expand.*|strided_slice.*|Neg.*)$"
+    r"BatchNorm.*|Gemm.*|Conv.*|Repeat.*|Tile.*|concat.*|Concat.*|Expand.*|strided_slice.*|Neg.*|"
+    r"truediv.*|RealDiv.*|div.*|Sqrt.*|Rsqrt.*|Einsum.*)$",
+    re.IGNORECASE,  # Keras 3 spells them its own way: Sub, Mul, truediv
 )
 
 
@@ -60,11 +62,34 @@ def _scope_of(use_node: fx.Node) -> str:
     onnx2torch names modules after the ONNX node with ``.`` made ``/``
     (``layer_._0`` -> ``layer_/_0``); `_scope_parts` splits TF names the same way.
     """
-    onnx_node = use_node.meta.get("fxsurgeon.onnx_node", "")
-    parts = [p for p in onnx_node.split("/") if p]
-    while parts and _OP_COMPONENTS.match(parts[-1]):
+    return _name_scope(use_node.meta.get("fxsurgeon.onnx_node", ""))
+
+
+#: a name tf2onnx makes up for a node it writes (``Conv__17``, ``Add__5``, ``new_shape__19``)
+_GENERATED = re.compile(r"__\d+(:\d+)?$")
+
+
+def _name_scope(name: str) -> str:
+    """The TF scope in an ONNX node or tensor name: op components and the names tf2onnx
+    makes up dropped (``functional_1/one_map_1/convolution/ReadVariableOp/resource:0``
+    -> ``functional_1/one_map_1``; ``Conv__17`` -> nothing)."""
+    parts = [p for p in name.split(":")[0].split("/") if p] if "/" in name else [name]
+    if parts and parts[-1] == "resource":
+        parts.pop()
+    while parts and (_OP_COMPONENTS.match(parts[-1]) or _GENERATED.search(parts[-1])):
         parts.pop()
     return "/".join(parts)
+
+
+def _use_scope(use_node: fx.Node, initializer: str) -> str:
+    """The scope of a constant's read: its reader's, else (a node tf2onnx named itself,
+    ``Conv__17``) the scope in the initializer's own name, when that is a TF path (the
+    lowerings' names under a made-up one, ``W__238/forward/kernel``, are not)."""
+    scope = _scope_of(use_node)
+    if scope or "/" not in initializer:
+        return scope
+    path = _name_scope(initializer)
+    return "" if any(_GENERATED.search(p) for p in path.split("/")) else path
 
 
 def _scope_parts(name: str) -> list[str]:
@@ -112,7 +137,10 @@ def _name_variables(variables: dict[tuple, _Variable], model_name: str = "") -> 
     """
     names = [v.tf_name for v in variables.values() if v.key[0] == "tf"]
     prefix = _model_prefix(names, model_name)
-    scope_prefix = _common_prefix([v.key[2] for v in variables.values() if v.key[0] == "onnx"])
+    called = _keras_call_scopes([v.key[2] for v in variables.values() if v.key[0] == "onnx"])
+    scope_prefix = _common_prefix(
+        [_layer_scope(v.key[2], called) for v in variables.values() if v.key[0] == "onnx"]
+    )
     wanted: dict[tuple, str] = {}
     for key, var in variables.items():
         role = next((u.role for u in var.uses if u.role), None)
@@ -121,7 +149,7 @@ def _name_variables(variables: dict[tuple, _Variable], model_name: str = "") -> 
             if role is not None:  # the module twin needs its role attribute
                 name = f"{name.rsplit('.', 1)[0]}.{role}" if "." in name else role
         else:
-            scope = re.sub(r"_/_(\d+)(?=/|$)", r"_\1", var.key[2])  # onnx2torch's layer_/_0
+            scope = re.sub(r"_/_(\d+)(?=/|$)", r"_\1", _layer_scope(var.key[2], called))
             base = torch_name(scope + "/_", scope_prefix).rsplit(".", 1)[0]
             name = _join(base, role or reading_kind(var.uses[0].end))
         wanted[key] = name
@@ -133,6 +161,22 @@ def _name_variables(variables: dict[tuple, _Variable], model_name: str = "") -> 
             base, _, leaf = name.rpartition(".")
             name = _join(_join(base, _op_part(var.uses[0].get_attr)), leaf)
         var.name = _unique(name, taken)
+
+
+def _layer_scope(scope: str, called: bool) -> str:
+    """`scope` without the Keras 3 call suffixes when `called` (`_keras_call_scopes`)."""
+    return "/".join(_CALL_SUFFIX.sub("", p) for p in scope.split("/")) if called else scope
+
+
+def _keras_call_scopes(scopes: list[str]) -> bool:
+    """Keras 3 runs every layer (and the model) under its name plus a call suffix
+    (layer ``score`` of model ``multi_io`` reads under ``multi_io_1/score_1``): when
+    every component of every scope ends in ``_<n>``, the suffixes are the calls', not
+    the layers' names, and names drop one from each component (`_scope_score` does the
+    same with the TF model's name in hand). Scopes of other models (``bert/encoder``)
+    have components without one."""
+    parts = [p for scope in scopes for p in scope.split("/") if p]
+    return bool(parts) and all(_CALL_SUFFIX.search(p) and not p.startswith("_") for p in parts)
 
 
 def _clear_of_modules(gm: fx.GraphModule, variables: dict[tuple, _Variable]) -> None:
@@ -161,7 +205,12 @@ def _blocked_at(gm: fx.GraphModule, parts: list[str], called: set[str]) -> int |
         child = obj._modules.get(part)
         if child is None:
             exists = hasattr(obj, part) and part not in obj._parameters and part not in obj._buffers
-            return i if exists or (not last and part in obj._parameters) else None
+            if exists or (not last and part in obj._parameters):
+                return i
+            # the rest goes into fresh containers: none may be an nn.Module attribute
+            # (a Bidirectional's ``forward`` layer)
+            fresh = (j for j in range(i + 1, len(parts)) if hasattr(nn.Module, parts[j]))
+            return next(fresh, None)
         if last or ".".join(parts[: i + 1]) in called:
             return i
         obj = child
@@ -178,7 +227,9 @@ def _op_part(use_node: fx.Node) -> str:
     ops: list[str] = []
     while parts and _OP_COMPONENTS.match(parts[-1]):
         ops.insert(0, parts.pop())
-    return _identifier(ops[0]).lower() if ops else "op"
+    if ops:
+        return _identifier(ops[0]).lower()
+    return _identifier(parts[-1]).lower() if parts else "op"  # a node tf2onnx named: LSTM__241
 
 
 def _model_prefix(names: list[str], model_name: str) -> str:

@@ -9,7 +9,7 @@ from torch import fx, nn
 
 from ..errors import FxSurgeonError
 from .layout import _equal, _storage
-from .literals import restore_literals
+from .literals import absorb_one_feature_biases, restore_literals
 from .modules import _drop_unused, _hide_structural_constants, _install, _modularize, _rewire
 from .names import _clear_of_modules, _name_variables
 from .records import ParameterOrigin, ParameterReport, _Variable
@@ -69,6 +69,7 @@ def restore_parameters(gm: fx.GraphModule, source: Any) -> ParameterReport:
     _hide_structural_constants(gm, report)
     _drop_unused(gm, keep={var.name for var in unread})
     restore_literals(gm, source, report, tf_values)
+    absorb_one_feature_biases(gm, report)
     gm.graph.lint()
     gm.recompile()
     report.trainable = sum(p.numel() for p in gm.parameters() if p.requires_grad)

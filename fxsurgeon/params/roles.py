@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from .names import _scope_of
+from .names import _use_scope
 from .records import _Use
 
 # (function, argument position) -> attribute of the module twin.
@@ -144,7 +144,7 @@ def _collect_uses(gm: fx.GraphModule, variable_map=None) -> list[_Use]:
                 value=seen,
                 raw_shape=raw_shape,
                 initializer=initializer,
-                scope=_scope_of(node),
+                scope=_use_scope(node, initializer),
                 consumer=consumer,
                 role=role,
             )

@@ -130,9 +130,9 @@ def _assign_variables(
         if variable_map is not None:
             origins = variable_map.get(use.initializer) or []
             if not origins:
-                report.structural[use.initializer] = structural_reason(use.value, use.end) or (
-                    _FOLDED
-                )
+                report.structural[use.initializer] = structural_reason(
+                    use.value, use.end, use.role
+                ) or (_FOLDED)
                 continue
             scores = [_scope_score(o.variable.name, use.scope, model_name) for o in origins]
             best = origins[scores.index(max(scores))]
@@ -149,7 +149,7 @@ def _assign_variables(
             kind = "parameter" if best.variable.trainable else "buffer"
             tf_name = best.variable.name
         else:
-            reason = structural_reason(use.value, use.end)
+            reason = structural_reason(use.value, use.end, use.role)
             if reason is not None:
                 report.structural[use.initializer] = reason
                 continue
