@@ -16,27 +16,10 @@ from pathlib import Path
 from typing import Any
 
 #: table columns per door: (title, line key or "fusions" for every fusion.* and softmax_left)
+_BOTH = ("diff", "params", "names", "onnx2torch_left", "compile_eager", "compile_inductor")
 COLUMNS = {
-    "A": (
-        "diff",
-        "params",
-        "names",
-        "onnx2torch_left",
-        "compile_eager",
-        "compile_inductor",
-        "grads",
-    )
-    + ("fusions", "convert", "bfloat16", "half"),
-    "B": (
-        "diff",
-        "params",
-        "names",
-        "onnx2torch_left",
-        "compile_eager",
-        "compile_inductor",
-        "grads",
-    )
-    + ("fusions",),
+    "A": (*_BOTH, "grads", "fusions", "convert", "bfloat16", "half"),
+    "B": (*_BOTH, "grads", "fusions"),
 }
 TITLES = {
     "diff": "diff ≤1e-5",

@@ -26,9 +26,16 @@ _OP_COMPONENTS = re.compile(
     r"batchnorm|FusedBatchNorm.*|mul.*|add.*|sub.*|Reshape.*|transpose.*|Cast.*|"
     r"embedding_lookup.*|GatherV2.*|Gather.*|Identity.*|convolution.*|Squeeze.*|ExpandDims.*|"
     r"BatchNorm.*|Gemm.*|Conv.*|Repeat.*|Tile.*|concat.*|Concat.*|Expand.*|strided_slice.*|Neg.*|"
-    r"truediv.*|RealDiv.*|div.*|Sqrt.*|Rsqrt.*|Einsum.*)$",
-    re.IGNORECASE,  # Keras 3 spells them its own way: Sub, Mul, truediv
+    # Keras 3's spellings (layer names are snake_case: ``conv2d_1`` is a layer, ``Conv2D`` an op)
+    r"Sub|Sub_\d+|Mul|Mul_\d+|Add|Add_\d+|AddV2.*|truediv.*|RealDiv.*|Sqrt.*|Rsqrt.*|Square|"
+    r"Einsum.*|biasadd|BroadcastTo.*|PartitionedCall.*|StatefulPartitionedCall.*)$"
 )
+
+
+#: a component that starts with a digit, joined to the one before: an index (``layer_/_0``,
+#: ``ffn/0`` -> ``layer_0``, ``ffn_0``) or the rest of a dotted name that onnx2torch split
+#: at its ``.`` (model ``mobilenet_1.00_32`` -> ``mobilenet_1_00_32``)
+_INDEX = re.compile(r"_?/_?(\d[^/]*)(?=/|$)")
 
 
 def torch_name(tf_name: str, drop_prefix: str = "") -> str:
@@ -36,6 +43,7 @@ def torch_name(tf_name: str, drop_prefix: str = "") -> str:
     name = tf_name.split(":")[0]
     if drop_prefix and name.startswith(drop_prefix + "/"):
         name = name[len(drop_prefix) + 1 :]
+    name = _INDEX.sub(r"_\1", name)
     parts = [_identifier(p) for p in name.split("/") if p]
     if parts:
         parts[-1] = _LEAF_RENAMES.get(parts[-1], parts[-1])
@@ -82,12 +90,26 @@ def _name_scope(name: str) -> str:
 
 
 def _use_scope(use_node: fx.Node, initializer: str) -> str:
-    """The scope of a constant's read: its reader's, else (a node tf2onnx named itself,
+    """The scope of a constant's read: its reader's; else (a node tf2onnx named itself,
     ``Conv__17``) the scope in the initializer's own name, when that is a TF path (the
-    lowerings' names under a made-up one, ``W__238/forward/kernel``, are not)."""
-    scope = _scope_of(use_node)
-    if scope or "/" not in initializer:
+    lowerings' names under a made-up one, ``W__238/forward/kernel``, are not); else
+    that of another constant the same node reads (a folded kernel ``const_fold_opt__41``
+    beside its bias ``sep_1/depthwise_1/Squeeze__7``: one node's weights are one layer's)."""
+    scope = _scope_of(use_node) or _initializer_scope(initializer)
+    if scope:
         return scope
+    for user in use_node.users:
+        for arg in user.all_input_nodes:
+            if arg is not use_node and arg.op == "get_attr":
+                scope = _initializer_scope(arg.meta.get("fxsurgeon.initializer", ""))
+                if scope:
+                    return scope
+    return ""
+
+
+def _initializer_scope(initializer: str) -> str:
+    if "/" not in initializer:
+        return ""
     path = _name_scope(initializer)
     return "" if any(_GENERATED.search(p) for p in path.split("/")) else path
 
@@ -138,9 +160,12 @@ def _name_variables(variables: dict[tuple, _Variable], model_name: str = "") -> 
     names = [v.tf_name for v in variables.values() if v.key[0] == "tf"]
     prefix = _model_prefix(names, model_name)
     called = _keras_call_scopes([v.key[2] for v in variables.values() if v.key[0] == "onnx"])
-    scope_prefix = _common_prefix(
-        [_layer_scope(v.key[2], called) for v in variables.values() if v.key[0] == "onnx"]
-    )
+    scopes = {  # door B's keys: ("onnx", ..., scope)
+        k: _INDEX.sub(r"_\1", _layer_scope(v.key[2], called))
+        for k, v in variables.items()
+        if v.key[0] == "onnx"
+    }
+    scope_prefix = _common_prefix(list(scopes.values()))
     wanted: dict[tuple, str] = {}
     for key, var in variables.items():
         role = next((u.role for u in var.uses if u.role), None)
@@ -149,7 +174,7 @@ def _name_variables(variables: dict[tuple, _Variable], model_name: str = "") -> 
             if role is not None:  # the module twin needs its role attribute
                 name = f"{name.rsplit('.', 1)[0]}.{role}" if "." in name else role
         else:
-            scope = re.sub(r"_/_(\d+)(?=/|$)", r"_\1", _layer_scope(var.key[2], called))
+            scope = scopes[key]
             base = torch_name(scope + "/_", scope_prefix).rsplit(".", 1)[0]
             name = _join(base, role or reading_kind(var.uses[0].end))
         wanted[key] = name
@@ -170,13 +195,16 @@ def _layer_scope(scope: str, called: bool) -> str:
 
 def _keras_call_scopes(scopes: list[str]) -> bool:
     """Keras 3 runs every layer (and the model) under its name plus a call suffix
-    (layer ``score`` of model ``multi_io`` reads under ``multi_io_1/score_1``): when
-    every component of every scope ends in ``_<n>``, the suffixes are the calls', not
-    the layers' names, and names drop one from each component (`_scope_score` does the
-    same with the TF model's name in hand). Scopes of other models (``bert/encoder``)
-    have components without one."""
-    parts = [p for scope in scopes for p in scope.split("/") if p]
-    return bool(parts) and all(_CALL_SUFFIX.search(p) and not p.startswith("_") for p in parts)
+    (layer ``score`` of model ``multi_io`` reads under ``multi_io_1/score_1``): when the
+    model's and the layers' components (the first two of every scope) all end in
+    ``_<n>``, the suffixes are the calls', not the layers' names, and names drop one
+    from each component that has one (`_scope_score` does the same with the TF model's
+    name in hand). The TF ops a layer runs under its scope
+    (``sep_1/separable_conv2d/depthwise``) take no suffix; scopes of other models
+    (``bert/encoder``, a Keras 2 model's first ``dense``) have layer components without
+    one."""
+    heads = [p for scope in scopes for p in scope.split("/")[:2] if p]
+    return bool(heads) and all(_CALL_SUFFIX.search(p) and not p.startswith("_") for p in heads)
 
 
 def _clear_of_modules(gm: fx.GraphModule, variables: dict[tuple, _Variable]) -> None:

@@ -1,0 +1,80 @@
+"""Names without the TF model: what the one-liner (door B) calls each parameter.
+
+The scopes in the ONNX names are the only source there. Keras 3 enters every
+layer under its name plus a call suffix (``functional_1/sep_1``), and runs TF ops
+under scopes of their own inside it (``sep_1/separable_conv2d/depthwise``); tf2onnx
+names the nodes and folded constants it writes itself (``Conv__38`` reading
+``const_fold_opt__41``); a recurrence's weights come out of one ONNX node.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import fxsurgeon
+from corpus.learned import bad_name
+from fxsurgeon._compat import import_onnx2torch, import_tensorflow
+from fxsurgeon.examples import randomize_variables
+from fxsurgeon.params.names import _keras_call_scopes
+from fxsurgeon.tensorflow import export_onnx
+
+
+def _door_b(model) -> torch.nn.Module:
+    return fxsurgeon.optimize(import_onnx2torch().convert(export_onnx(model)))
+
+
+def _layer_names(model) -> set[str]:
+    return {layer.name for layer in model.layers}
+
+
+def test_a_keras_3_separable_conv_is_named_by_its_layers():
+    """The depthwise kernel tf2onnx folded (``const_fold_opt__N``, read by a ``Conv__N``)
+    takes the scope of the bias the same node reads; no name keeps a call suffix."""
+    import_tensorflow()
+    import keras
+
+    x = keras.Input((8, 8, 3), name="image")
+    h = keras.layers.SeparableConv2D(8, 3, activation="relu", name="sep")(x)
+    h = keras.layers.DepthwiseConv2D(3, name="depthwise")(h)
+    y = keras.layers.Dense(2, name="head")(keras.layers.GlobalAveragePooling2D(name="pool")(h))
+    model = keras.Model(x, y)
+    randomize_variables(model, seed=5)
+    module = _door_b(model)
+    names = [n for n, _ in module.named_parameters()]
+    assert all(bad_name(n) is None for n in names), names
+    assert {n.split(".")[0] for n in names} == {"sep", "depthwise", "head"}
+    assert {"depthwise.weight", "depthwise.bias", "head.weight", "head.bias"} <= set(names)
+    assert sum(p.numel() for p in module.parameters()) == sum(
+        int(np.prod(v.shape)) for v in model.trainable_variables
+    )
+
+
+def test_a_bidirectional_lstm_is_named_as_nn_lstm_names_its_weights():
+    import_tensorflow()
+    import tf_keras as keras
+
+    x = keras.Input((5, 3), name="x")
+    h = keras.layers.Bidirectional(keras.layers.LSTM(4, name="rnn"), name="bi")(x)
+    model = keras.Model(x, keras.layers.Dense(2, name="head")(h))
+    randomize_variables(model, seed=7)
+    names = {n for n, _ in _door_b(model).named_parameters()}
+    assert {"weight_ih_l0", "weight_hh_l0", "bias_ih_l0"} <= names
+    assert {"weight_ih_l0_reverse", "weight_hh_l0_reverse", "bias_ih_l0_reverse"} <= names
+    assert all(bad_name(n) is None for n in names), names
+
+
+@pytest.mark.parametrize(
+    ("scopes", "called"),
+    [
+        (["functional_1/sep_1/separable_conv2d/depthwise", "functional_1/head_1"], True),
+        (["multi_io_1/score_1", "multi_io_1/trunk_1"], True),
+        (["model/dense/MatMul", "model/dense_1/MatMul"], False),  # Keras 2: a first `dense`
+        (["tf_bert_model/bert/encoder/layer_/_0"], False),
+        (["_1/head_1"], False),
+        ([], False),
+    ],
+)
+def test_call_suffixes_are_keras_3s_only_when_every_layer_has_one(scopes, called):
+    assert _keras_call_scopes(scopes) is called
