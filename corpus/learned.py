@@ -111,7 +111,11 @@ def untrained_held(self: Scorer, module: Any, extra: int) -> str | None:
 
 
 #: components no learned tensor may be called (#11): onnx2torch's and a bare counter's
-_MEANINGLESS = re.compile(r"^(param|params|const_?\d*|onnx_initializer_?\d*|initializers|_\d*)$")
+_MEANINGLESS = re.compile(
+    r"^(param|params|const_?\d*|onnx_initializer_?\d*|initializers|_\d*|op|"
+    # a node tf2onnx named itself, of an op TF has not (Gemm__46 -> gemm_46): no scope's name
+    r"(gemm|unsqueeze|lstm|gru|rnn|const_fold_opt)_\d+)$"
+)
 _LEAVES = {"weight", "bias", "kernel", "scale"}
 
 

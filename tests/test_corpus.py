@@ -56,7 +56,14 @@ def test_scorer_lines_on_keras_mlp(mlp_record):
 
 @pytest.mark.parametrize(
     "name",
-    ["weight.weight", "param", "net.const_3", "initializers.onnx_initializer_0", "weight"]
+    [
+        "weight.weight",
+        "param",
+        "net.const_3",
+        "initializers.onnx_initializer_0",
+        "weight",
+        "gemm_46.weight",
+    ]
     + ["encoder.bias.weight", "net.1b.weight"],
 )
 def test_the_names_line_refuses_names_no_user_writes(name):

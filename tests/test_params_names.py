@@ -78,3 +78,46 @@ def test_a_bidirectional_lstm_is_named_as_nn_lstm_names_its_weights():
 )
 def test_call_suffixes_are_keras_3s_only_when_every_layer_has_one(scopes, called):
     assert _keras_call_scopes(scopes) is called
+
+
+def test_keras_3_attention_is_named_by_its_projections():
+    """Keras's EinsumDense: a bias of two axes ``[heads, head_dim]`` added to a weighted
+    product's output is a ``bias`` (a table added to activations is an embedding); its
+    kernel, which tf2onnx folds and reads by an unscoped ``Gemm__N``, takes the scope of
+    the next node that reads a constant (the bias add)."""
+    import_tensorflow()
+    import keras
+
+    q = keras.Input((6, 8), name="q")
+    kv = keras.Input((5, 8), name="kv")
+    out = keras.layers.MultiHeadAttention(2, 4, name="mha")(q, kv)
+    model = keras.Model([q, kv], keras.layers.Dense(3, name="head")(out))
+    randomize_variables(model, seed=9)
+    names = {n for n, _ in _door_b(model).named_parameters()}
+    projections = ("query", "key", "value", "attention_output")
+    assert {f"mha.{p}.{leaf}" for p in projections for leaf in ("weight", "bias")} <= names
+    assert all(bad_name(n) is None for n in names), names
+
+
+def test_a_lookup_table_is_named_after_what_indexes_it():
+    """Tables read under one scope (HF's ``embeddings/Gather``, ``Gather_1``...) are told
+    apart by their index: positions (an arange, a masked cumsum plus an offset), a graph
+    input by its name; an input onnx2torch renamed (``input_1``) says nothing."""
+    from torch import fx
+
+    from fxsurgeon.params.names import _index_part
+
+    graph = fx.Graph()
+    types, made_up = graph.placeholder("token_type_ids"), graph.placeholder("input_1")
+    tables = [graph.get_attr(f"t{i}") for i in range(4)]
+    positions = graph.call_function(torch.unsqueeze, (graph.call_function(torch.arange, (5,)), 0))
+    mask = graph.call_function(torch.ne, (made_up, 1))
+    counted = graph.call_function(torch.cumsum, (mask, 1))
+    roberta = graph.call_function(torch.add, (graph.call_function(torch.mul, (counted, mask)), 1))
+    reads = [
+        graph.call_function(torch.nn.functional.embedding, (index, table))
+        for index, table in zip((types, positions, roberta, made_up), tables, strict=True)
+    ]
+    graph.output(tuple(reads))
+    got = [_index_part(table) for table in tables]
+    assert got == ["token_type_embeddings", "position_embeddings", "position_embeddings", None]

@@ -22,6 +22,12 @@ read ``vit.encoder.layer_0.attention.attention.query.weight``.
 Without a TF variable map, `dataflow.py` decides trainability from how the
 graph reads each constant (its docstring states the rule) and `ties.py` which
 reads of equal values are one parameter (shared layers, tied embeddings).
+Names then come from the TF scopes in the ONNX names (`names.py`): the layer
+scope of the node that reads the constant (Keras 3's call suffixes dropped, op
+components such as ``MatMul`` or ``PartitionedCall`` dropped, indices joined:
+``layer_/_0`` -> ``layer_0``), else the scope in the initializer's own name, else
+that of another constant the same node reads; the leaf is the reader's role
+(``weight``, ``bias``, torch's ``weight_ih_l0_reverse`` for a recurrence).
 
 `restore.py` is the pass; `roles.py` finds what each weight constant is used as,
 `tf_match.py` which TF variable it was, `layout.py` how it is stored, `names.py` what

@@ -267,12 +267,33 @@ def reading_kind(end: fx.Node) -> str:
     if name in ("cat", "concat", "tile", "expand", "repeat", "broadcast_to", "expand_as"):
         return "token"
     if name in ("add", "iadd", "sub") or target in (operator.add, operator.sub):
-        return (
-            "bias" if sum(1 for s in end.meta.get("fxs_shape", ()) if s != 1) <= 1 else "embedding"
-        )
+        one_axis = sum(1 for s in end.meta.get("fxs_shape", ()) if s != 1) <= 1
+        return "bias" if one_axis or _adds_to_a_product(user, end) else "embedding"
     if name in ("mul", "imul") or target is operator.mul:
         return "scale"
     return "weight"
+
+
+_PRODUCTS = {"linear", "matmul", "einsum", "bmm", "mm", "conv1d", "conv2d", "conv3d"}
+
+
+def _adds_to_a_product(add: fx.Node, end: fx.Node) -> bool:
+    """`end` is added to a weighted product's output, perhaps rearranged: a bias of several
+    axes (Keras's EinsumDense ``[heads, head_dim]``), not a table added to activations."""
+    other = next((a for a in add.args if isinstance(a, fx.Node) and a is not end), None)
+    while other is not None and _reshapes(other):
+        other = other.args[0] if isinstance(other.args[0], fx.Node) else None
+    if other is None or other.op != "call_function":
+        return False
+    if getattr(other.target, "__name__", "") not in _PRODUCTS:
+        return False
+    return any(_rearranged_constant(a) for a in other.all_input_nodes)
+
+
+def _rearranged_constant(node: fx.Node) -> bool:
+    while _reshapes(node) and isinstance(node.args[0], fx.Node):
+        node = node.args[0]
+    return node.op == "get_attr"
 
 
 _RECURRENCES = {torch.lstm, torch.gru, torch.rnn_tanh, torch.rnn_relu}

@@ -94,7 +94,8 @@ def _use_scope(use_node: fx.Node, initializer: str) -> str:
     ``Conv__17``) the scope in the initializer's own name, when that is a TF path (the
     lowerings' names under a made-up one, ``W__238/forward/kernel``, are not); else
     that of another constant the same node reads (a folded kernel ``const_fold_opt__41``
-    beside its bias ``sep_1/depthwise_1/Squeeze__7``: one node's weights are one layer's)."""
+    beside its bias ``sep_1/depthwise_1/Squeeze__7``: one node's weights are one layer's),
+    else that of the next node that reads a constant (`_next_weighted_scope`)."""
     scope = _scope_of(use_node) or _initializer_scope(initializer)
     if scope:
         return scope
@@ -104,6 +105,21 @@ def _use_scope(use_node: fx.Node, initializer: str) -> str:
                 scope = _initializer_scope(arg.meta.get("fxsurgeon.initializer", ""))
                 if scope:
                     return scope
+        if scope := _next_weighted_scope(user):
+            return scope
+    return ""
+
+
+def _next_weighted_scope(node: fx.Node, hops: int = 4) -> str:
+    """The scope of the first node after `node`, along its only users, that reads a
+    constant of its own: the rest of the same layer (a ``Gemm__46`` whose product
+    EinsumDense's bias ``query/add`` then takes); not a later layer's activation."""
+    for _ in range(hops):
+        if len(node.users) != 1:
+            return ""
+        node = next(iter(node.users))
+        if any(a.op == "get_attr" for a in node.all_input_nodes) and (scope := _scope_of(node)):
+            return scope
     return ""
 
 
@@ -184,8 +200,58 @@ def _name_variables(variables: dict[tuple, _Variable], model_name: str = "") -> 
         name = wanted[key]
         if var.key[0] == "onnx" and counts[name] > 1:
             base, _, leaf = name.rpartition(".")
-            name = _join(_join(base, _op_part(var.uses[0].get_attr)), leaf)
+            part = _index_part(var.uses[0].end) or _op_part(var.uses[0].get_attr)
+            name = _join(_join(base, part), leaf)
         var.name = _unique(name, taken)
+
+
+def _depth(node: fx.Node, limit: int = 6) -> int:
+    """How many calls lead to `node` along first operands, up to `limit`."""
+    depth = 0
+    while depth < limit and node.op in ("call_function", "call_method"):
+        nodes = [a for a in node.args if isinstance(a, fx.Node)]
+        if not nodes:
+            break
+        node, depth = nodes[0], depth + 1
+    return depth
+
+
+#: onnx2torch's names for the graph inputs (the ONNX names are not kept)
+_MADE_UP_INPUT = re.compile(r"^input(_\d+)?$")
+#: what an index passes through unchanged in meaning on its way to a table lookup
+_INDEX_PASSES = {"reshape", "view", "unsqueeze", "squeeze", "expand", "expand_as", "flatten"}
+_INDEX_PASSES |= {"to", "type", "long", "int", "contiguous", "clone", "add", "sub", "mul"}
+
+
+def _index_part(end: fx.Node) -> str | None:
+    """A lookup table named after what indexes it: ``position_embeddings`` for positions
+    (an ``arange``, or a ``cumsum`` of a mask, offset or masked), ``token_type_embeddings`` for a graph
+    input ``token_type_ids``; None when the index is computed otherwise or comes from an
+    input whose ONNX name onnx2torch did not keep."""
+    for user in end.users:
+        target = getattr(user.target, "__name__", str(user.target))
+        if target not in ("getitem", "embedding", "index_select", "take"):
+            continue
+        others = [a for a in user.args if isinstance(a, fx.Node) and a is not end]
+        if len(others) != 1:
+            continue
+        index = others[0]
+        for _ in range(8):
+            if index.op == "placeholder":
+                stem = re.sub(r"_?ids?$", "", str(index.target))
+                if _MADE_UP_INPUT.match(str(index.target)) or not stem:
+                    return None
+                return f"{_identifier(stem)}_embeddings"
+            name = getattr(index.target, "__name__", str(index.target))
+            if name in ("arange", "cumsum"):
+                return "position_embeddings"
+            nodes = [a for a in index.args if isinstance(a, fx.Node)]
+            if name not in _INDEX_PASSES or not nodes:
+                return None
+            # an offset or a mask: follow the operand with the longer history (the
+            # positions of ``cumsum(mask) * mask + pad``)
+            index = max(nodes, key=_depth) if name in ("add", "sub", "mul") else nodes[0]
+    return None
 
 
 def _layer_scope(scope: str, called: bool) -> str:
