@@ -9,7 +9,7 @@ front doors are scored, each with its own lines:
 * ``B``: the design's one-liner ``fxsurgeon.optimize(onnx2torch.convert(onnx))``.
 
 Lines per door: ``diff`` (every output vs TF at batch 1, 3 and each size),
-``params`` (trainable count vs TF), ``onnx2torch_left``, ``compile_eager``,
+``params`` (trainable count vs TF) and ``names`` (`corpus.learned`), ``onnx2torch_left``, ``compile_eager``,
 ``compile_inductor``, ``grads``, ``fusion.<key>`` per nominal key,
 ``softmax_left`` (models with attention); door A also has ``convert`` (the
 ``fxsurgeon convert`` round trip, loaded with TF/onnx2torch/fxsurgeon blocked)
