@@ -121,3 +121,29 @@ def test_a_lookup_table_is_named_after_what_indexes_it():
     graph.output(tuple(reads))
     got = [_index_part(table) for table in tables]
     assert got == ["token_type_embeddings", "position_embeddings", "position_embeddings", None]
+
+
+@pytest.mark.parametrize("layer", ["GRU", "SimpleRNN"])
+def test_a_recurrence_kept_as_a_loop_is_named_by_its_cell(layer):
+    """Keras 3's GRU and SimpleRNN export as an ONNX ``Loop`` that takes the weights as
+    operands: they are named where TF read them (``rnn/<cell>``) and by how the body reads
+    them (a product's operand, a bias added, also when cut by a ``split``), not after the
+    loop (``rnn.while_loop.while_loop.weight_1``)."""
+    import_tensorflow()
+    import keras
+
+    x = keras.Input((None, 6), name="sequence")
+    h = getattr(keras.layers, layer)(8, name="rnn")(x)
+    model = keras.Model(x, keras.layers.Dense(3, name="head")(h))
+    randomize_variables(model, seed=11)
+    module = _door_b(model)
+    assert any(n.op == "call_function" and "run_loop" in str(n.target) for n in module.graph.nodes)
+    names = {n for n, _ in module.named_parameters()}
+    cell = f"{layer.lower()}_cell" if layer == "GRU" else "simple_rnn_cell"
+    assert f"rnn.{cell}.bias" in names
+    assert len([n for n in names if n.startswith(f"rnn.{cell}.") and n.endswith(".weight")]) == 2
+    assert not any("while" in n or "loop" in n for n in names), names
+    assert all(bad_name(n) is None for n in names), names
+    sequence = np.random.default_rng(0).normal(size=(2, 5, 6)).astype(np.float32)
+    got = module(torch.from_numpy(sequence)).detach().numpy()
+    np.testing.assert_allclose(got, model(sequence).numpy(), atol=1e-5, rtol=0)

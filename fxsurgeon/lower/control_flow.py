@@ -228,7 +228,14 @@ def _predicate(value):
     return None
 
 
-_COUNTER = [0]
+def free_index(root, *stems: str) -> int:
+    """The least k >= 1 for which ``root`` has no ``<stem>_<k>`` of any stem: subgraphs are
+    numbered per model, so that its names and model.py do not depend on what was
+    optimized before in the process."""
+    k = 1
+    while any(hasattr(root, f"{stem}_{k}") for stem in stems):
+        k += 1
+    return k
 
 
 @lowering("OnnxIf")
@@ -242,10 +249,10 @@ def _if(ctx, mod, node, args):
     then_gm = lower_bound(ctx, mod.then_branch, outer, operands)
     else_gm = lower_bound(ctx, mod.else_branch, outer, operands)
     _same_outputs(then_gm, else_gm)
-    _COUNTER[0] += 1
+    k = free_index(ctx.root, "if_then", "if_else")
     names = []
     for kind, gm in (("then", then_gm), ("else", else_gm)):
-        name = f"if_{kind}_{_COUNTER[0]}"
+        name = f"if_{kind}_{k}"
         ctx.root.add_module(name, gm)
         names.append(ctx.graph.get_attr(name))
     pred = size_predicate(ctx, cond)

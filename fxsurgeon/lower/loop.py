@@ -25,11 +25,9 @@ import torch
 from torch import fx
 
 from ..errors import LoweringError
-from .control_flow import lower_subgraph
+from .control_flow import free_index, lower_subgraph
 from .table import lowering
 from .values import BRANCH_OUTPUTS, SHAPE_FUNCTIONS, Const, Sym, as_sym
-
-_COUNTER = [0]
 
 
 def run_loop(body: fx.GraphModule, steps: int, carried: int, scans: int, *values):
@@ -134,8 +132,7 @@ def _loop(ctx, mod, node, args):
         shapes.fake(torch.ones((), dtype=torch.bool)),
     ]
     body = lower_subgraph(ctx, body, step_and_cond + [n.meta.get("val") for n in operands])
-    _COUNTER[0] += 1
-    name = f"loop_body_{_COUNTER[0]}"
+    name = f"loop_body_{free_index(ctx.root, 'loop_body')}"
     ctx.root.add_module(name, body)
     out = ctx.call(run_loop, ctx.graph.get_attr(name), steps, mod.carried, mod.scans, *operands)
     count = mod.carried + mod.scans

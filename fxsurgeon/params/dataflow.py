@@ -239,13 +239,62 @@ def _read_as_data(end: fx.Node) -> bool:
     return False
 
 
+def inner_reader(end: fx.Node) -> fx.Node | None:
+    """The placeholder of a loop body or ``If`` branch that receives `end`, when `end`'s
+    only reader is that loop or conditional (a recurrence kept as an ONNX ``Loop`` gets
+    its weights as loop operands): what reads the weight is inside. None otherwise."""
+    from ..lower.control_flow import run_cond
+    from ..lower.loop import run_loop
+
+    if len(end.users) != 1:
+        return None
+    user = next(iter(end.users))
+    body_node: object
+    if user.op != "call_function" or len(user.args) < 4:
+        return None
+    if user.target is run_loop:  # run_loop(body, steps, carried, scans, *values)
+        body_node, index = user.args[0], _position(user.args[4:], end)
+        offset = 2  # the body's placeholders: iteration, condition, then the values
+    elif user.target in (torch.cond, run_cond) and isinstance(user.args[3], list | tuple):
+        body_node, index, offset = user.args[1], _position(user.args[3], end), 0
+    else:
+        return None
+    if index is None or not isinstance(body_node, fx.Node) or body_node.op != "get_attr":
+        return None
+    body: object = user.graph.owning_module
+    for part in str(body_node.target).split("."):
+        body = getattr(body, part, None)
+    if not isinstance(body, fx.GraphModule):
+        return None
+    placeholders = [n for n in body.graph.nodes if n.op == "placeholder"]
+    if offset + index >= len(placeholders):
+        return None
+    return placeholders[offset + index]
+
+
+def _position(values, end: fx.Node) -> int | None:
+    positions = [i for i, v in enumerate(values) if v is end]
+    return positions[0] if len(positions) == 1 else None
+
+
 def reading_kind(end: fx.Node) -> str:
     """A word for how the graph reads a weight, for its name: weight, bias, scale, token, table."""
     from .roles import _ROLES  # roles -> names -> here: import when called
 
-    user = next(iter(end.users), None)
-    while user is not None and len(end.users) == 1 and _reshapes(user) and user.args[0] is end:
+    if (inner := inner_reader(end)) is not None:
+        return reading_kind(inner)
+    # a body's placeholder may also go to its outputs as it is (loop-carried): not a read
+    users = [u for u in end.users if u.op != "output" or end.op != "placeholder"]
+    user = users[0] if users else None
+    while user is not None and len(users) == 1 and user.args and user.args[0] is end:
+        if _splits(user):  # pieces of one tensor (a GRU's two biases): the first one's reader
+            user = next((u for u in user.users if u.target is operator.getitem), None)
+            if user is None:
+                break
+        elif not _reshapes(user):
+            break
         end, user = user, next(iter(user.users), None)
+        users = list(end.users)
     if user is None or user.op not in ("call_function", "call_method"):
         return "weight"
     if (
@@ -317,3 +366,9 @@ def _reshapes(node: fx.Node) -> bool:
     """An op that only rearranges its input's elements (a weight read through it keeps its kind)."""
     name = node.target if node.op == "call_method" else getattr(node.target, "__name__", "")
     return node.op in ("call_function", "call_method") and name in _RESHAPES
+
+
+def _splits(node: fx.Node) -> bool:
+    """An op that cuts its input into pieces (read through ``getitem``)."""
+    name = node.target if node.op == "call_method" else getattr(node.target, "__name__", "")
+    return node.op in ("call_function", "call_method") and name in ("split", "unbind", "chunk")

@@ -7,7 +7,7 @@ from collections import Counter
 
 from torch import fx, nn
 
-from .dataflow import reading_kind
+from .dataflow import inner_reader, reading_kind
 from .records import _Variable
 
 # TF leaf names -> torch attribute names.
@@ -28,7 +28,8 @@ _OP_COMPONENTS = re.compile(
     r"BatchNorm.*|Gemm.*|Conv.*|Repeat.*|Tile.*|concat.*|Concat.*|Expand.*|strided_slice.*|Neg.*|"
     # Keras 3's spellings (layer names are snake_case: ``conv2d_1`` is a layer, ``Conv2D`` an op)
     r"Sub|Sub_\d+|Mul|Mul_\d+|Add|Add_\d+|AddV2.*|truediv.*|RealDiv.*|Sqrt.*|Rsqrt.*|Square|"
-    r"Einsum.*|biasadd|BroadcastTo.*|PartitionedCall.*|StatefulPartitionedCall.*)$"
+    r"Einsum.*|biasadd|BroadcastTo.*|PartitionedCall.*|StatefulPartitionedCall.*|"
+    r"split|split_\d+|Split.*|unstack.*)$"
 )
 
 
@@ -95,7 +96,13 @@ def _use_scope(use_node: fx.Node, initializer: str) -> str:
     lowerings' names under a made-up one, ``W__238/forward/kernel``, are not); else
     that of another constant the same node reads (a folded kernel ``const_fold_opt__41``
     beside its bias ``sep_1/depthwise_1/Squeeze__7``: one node's weights are one layer's),
-    else that of the next node that reads a constant (`_next_weighted_scope`)."""
+    else that of the next node that reads a constant (`_next_weighted_scope`).
+
+    A constant that a loop or an ``If`` takes as an operand is read inside it: its scope
+    is the one in its initializer's name (where TF read the variable, outside the
+    loop: ``rnn/simple_rnn_cell``), else that of its reader in the body."""
+    if (inner := _inner_read(use_node)) is not None:
+        return _initializer_scope(initializer) or _scope_of(inner)
     scope = _scope_of(use_node) or _initializer_scope(initializer)
     if scope:
         return scope
@@ -108,6 +115,16 @@ def _use_scope(use_node: fx.Node, initializer: str) -> str:
         if scope := _next_weighted_scope(user):
             return scope
     return ""
+
+
+def _inner_read(use_node: fx.Node) -> fx.Node | None:
+    """The node of a loop body or branch that first reads what `use_node` passes in."""
+    node = inner_reader(use_node)
+    while node is not None:
+        if (deeper := inner_reader(node)) is None:  # else a loop inside the body
+            return next((u for u in node.users if u.op != "output"), None)
+        node = deeper
+    return None
 
 
 def _next_weighted_scope(node: fx.Node, hops: int = 4) -> str:
@@ -316,7 +333,9 @@ def _join(base: str, leaf: str) -> str:
 
 
 def _op_part(use_node: fx.Node) -> str:
-    """The op component of the ONNX node that read a constant (``Gather_1`` -> ``gather_1``)."""
+    """The op component of the ONNX node that read a constant (``Gather_1`` -> ``gather_1``;
+    for a loop's or branch's operand, its reader's inside)."""
+    use_node = _inner_read(use_node) or use_node
     parts = [p for p in use_node.meta.get("fxsurgeon.onnx_node", "").split("/") if p]
     ops: list[str] = []
     while parts and _OP_COMPONENTS.match(parts[-1]):
