@@ -236,3 +236,110 @@ def test_reverse_sequence_whose_lengths_are_another_dim_stays_a_gather():
     optimized = check_against_ort(model, [[rnd(4, 3, 2)], [rnd(6, 2, 2)], [rnd(3, 3, 2)]])
     targets = {n.target for n in optimized.graph.nodes}
     assert torch.gather in targets and torch.flip not in targets
+
+
+# -- OneHot ----------------------------------------------------------------------------------
+
+
+def one_hot_model(
+    axis, values, depth=5, opset=17, index_dtype=I64, shape=("B", "T"), depth_dtype=I64
+):
+    attrs = {} if axis is None else {"axis": axis}
+    node = helper.make_node("OneHot", ["i", "depth", "values"], ["y"], **attrs)
+    values = np.asarray(values)
+    initializers = [init("depth", np.asarray(depth, depth_dtype)), init("values", values)]
+    elem = helper.np_dtype_to_tensor_dtype
+    inputs = [helper.make_tensor_value_info("i", elem(np.dtype(index_dtype)), list(shape))]
+    out = [helper.make_tensor_value_info("y", elem(values.dtype), None)]
+    return make_model([node], inputs, out, initializers, opset=opset)
+
+
+def indices(*shape, low=-7, high=7, dtype=I64):
+    return rng.integers(low, high, size=shape).astype(dtype)
+
+
+@pytest.mark.parametrize("axis", [None, -1, 0, 1, 2, -2, -3])
+@pytest.mark.parametrize("values", [[0.0, 1.0], [-2.5, 3.0]])
+def test_one_hot_matches_onnxruntime_with_negative_and_out_of_range_indices(axis, values):
+    """Indices -7..6 with depth 5: in range, negative from the end (>= -5), and out of range
+    both ways (a row of off values); on sizes optimize never saw."""
+    model = one_hot_model(axis, np.asarray(values, F32))
+    cases = [[indices(2, 3)], [indices(4, 1)], [indices(1, 6)]]
+    optimized = check_against_ort(model, cases)
+    if axis in (None, 0):
+        compiles(optimized, [indices(3, 4)])
+
+
+@pytest.mark.parametrize(
+    ("values", "index_dtype", "depth_dtype"),
+    [  # the type triples onnxruntime has OneHot kernels for
+        (np.asarray([0, 1], I64), I64, I64),
+        (np.asarray([3, -1], I64), F32, I64),  # float indices: truncated to int64
+        (np.asarray([0.5, 2.0], F32), np.int32, np.int32),
+        (np.asarray([7, -2], np.int32), I64, F32),  # a floating-point depth
+    ],
+)
+def test_one_hot_keeps_the_values_dtype(values, index_dtype, depth_dtype):
+    model = one_hot_model(-1, values, index_dtype=index_dtype, depth_dtype=depth_dtype)
+    cases = [[indices(2, 3).astype(index_dtype)], [indices(3, 2).astype(index_dtype)]]
+    if index_dtype == F32:
+        cases.append([rng.uniform(-6, 6, size=(2, 4)).astype(F32)])
+    check_against_ort(model, cases)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float16, np.int8, np.bool_])
+def test_one_hot_in_dtypes_onnxruntime_lacks_is_the_specs_definition(dtype):
+    """The spec's own definition (values[1] where the class is the index) as the oracle."""
+    values = np.asarray([1, 0] if dtype == np.bool_ else [0.1, -3], dtype)
+    model = one_hot_model(0, values)
+    optimized = fxsurgeon.optimize(from_onnx(model))
+    assert_lowered(optimized)
+    i = indices(2, 3)
+    wrapped = np.where((i < 0) & (i >= -5), i + 5, i)
+    want = np.where(wrapped[None] == np.arange(5)[:, None, None], values[1], values[0])
+    got = optimized(torch.from_numpy(i)).numpy()
+    assert got.dtype == want.dtype
+    np.testing.assert_array_equal(got, want)
+
+
+def test_one_hot_9_gives_negative_indices_a_row_of_off_values():
+    """OneHot-9 (before negative indices were allowed) as the spec of that version says:
+    onnxruntime runs every OneHot as version 11, so numpy is the oracle here."""
+    optimized = fxsurgeon.optimize(
+        from_onnx(one_hot_model(-1, np.asarray([0.0, 1.0], F32), opset=9))
+    )
+    assert_lowered(optimized)
+    i = np.asarray([[-1, 0, 4], [5, 2, -5]], I64)
+    want = (i[..., None] == np.arange(5)).astype(F32)
+    np.testing.assert_array_equal(optimized(torch.from_numpy(i)).numpy(), want)
+
+
+def test_one_hot_through_the_one_liner():
+    """``optimize(onnx2torch.convert(model))``: onnx2torch has no OneHot; fxsurgeon's
+    converter is used once fxsurgeon is imported."""
+    from fxsurgeon._compat import import_onnx2torch
+
+    model = one_hot_model(1, np.asarray([0.0, 1.0], F32))
+    optimized = fxsurgeon.optimize(import_onnx2torch().convert(model))
+    assert_lowered(optimized)
+    i = indices(3, 4)
+    (want,) = run_ort(model, [i])
+    np.testing.assert_array_equal(optimized(torch.from_numpy(i)).numpy(), want)
+
+
+def test_one_hot_with_a_depth_read_from_data_is_kept_and_reported():
+    """The depth is the output's size: read from data, it cannot be lowered to a static
+    graph; the spec module stays (it runs) and the report says why."""
+    from fxsurgeon.pipeline import report_of
+
+    node = helper.make_node("OneHot", ["i", "depth", "values"], ["y"], name="hot")
+    inputs = [tensor_info("i", I64, ["B"]), tensor_info("depth", I64, [1])]
+    values = init("values", np.asarray([0.0, 1.0], F32))
+    model = make_model([node], inputs, [tensor_info("y", F32, None)], [values])
+    optimized = fxsurgeon.optimize(from_onnx(model))
+    (reason,) = report_of(optimized).unconverted["OnnxOneHotSpec"]
+    assert "hot" in reason and "depth is read from tensor data" in reason
+    i, depth = np.asarray([0, 3, -1], I64), np.asarray([4], I64)
+    (want,) = run_ort(model, [i, depth])
+    got = optimized(torch.from_numpy(i), torch.from_numpy(depth)).detach().numpy()
+    np.testing.assert_array_equal(got, want)

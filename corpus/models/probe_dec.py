@@ -179,6 +179,114 @@ def build_resnet() -> CorpusModel:
     )
 
 
+@register("hf_swiftformer", family="vision")
+def build_swiftformer() -> CorpusModel:
+    """SwiftFormer: conv stem + BatchNorm, conv encoders (depthwise 3x3 + BN + 1x1 convs + GELU,
+    layer_scale), and one encoder block per stage with efficient additive attention
+    (l2_normalize'd query/key, softmax over a size-1 axis, global query * key)."""
+    from transformers import SwiftFormerConfig
+
+    config = SwiftFormerConfig(
+        image_size=32,
+        depths=[2, 2],
+        embed_dims=[16, 32],
+        mlp_ratio=2,
+        downsamples=[True, True],
+        hidden_act="gelu",
+    )
+    # modeling_tf_swiftformer.py: each stage = (depth - 1) TFSwiftFormerConvEncoder + one
+    # TFSwiftFormerEncoderBlock (local representation, additive attention, Mlp of 1x1 Conv2D).
+    # linear: the attention's to_query, to_key, proj, final Dense + query @ w_g (a bias-free
+    # (dim, 1) projection by a learned weight, as XLNet's einsum projections) = 5 x 2 stages = 10
+    # (fc1/fc2 and the point-wise convs are Conv2D, not counted);
+    # gelu: conv encoder 1 + local representation 1 + Mlp (hidden_act) 1 = 3 x 2 stages = 6;
+    # sdpa 0: additive attention is no dot-product attention (its softmax, over an axis of size
+    # 1, stays); no LayerNorm (BatchNorm only).
+    nominal = {"linear": 10, "gelu": 6}
+    return _vision(
+        "hf_swiftformer",
+        "TFSwiftFormerModel",
+        "SwiftFormerModel",
+        config,
+        ("last_hidden_state",),
+        nominal,
+    )
+
+
+@register("hf_sam_vision", family="vision")
+def build_sam_vision() -> CorpusModel:
+    """SAM's ViT image encoder (TFSamVisionModel): absolute position table, layer 0 windowed
+    (4x4 windows of the 8x8 grid), layer 1 global, both with decomposed relative positions
+    (rel_pos_h/rel_pos_w gathered, einsum with the query, added to the scores); a neck of
+    Conv2D + channels-last SamLayerNorm (tf.nn.moments based) x 2."""
+    from transformers import SamVisionConfig
+
+    config = SamVisionConfig(
+        hidden_size=32,
+        output_channels=16,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        image_size=32,
+        patch_size=4,
+        mlp_ratio=2.0,
+        hidden_act="gelu",
+        use_abs_pos=True,
+        use_rel_pos=True,
+        window_size=4,
+        global_attn_indexes=[1],
+    )
+    # modeling_tf_sam.py: per layer qkv (one Dense, 3 x hidden), proj, mlp lin1, lin2 = 4,
+    # x 2 = 8 linear; layer_norm1/2 x 2 + neck layer_norm1/2 (TFSamLayerNorm over channels) = 6;
+    # gelu (ACT2FN "gelu", exact) 2; sdpa 2 (the decomposed rel-pos bias is computed from Q, added)
+    nominal = {"sdpa": 2, "linear": 8, "layer_norm": 6, "gelu": 2}
+    return _vision(
+        "hf_sam_vision",
+        "TFSamVisionModel",
+        "SamVisionModel",
+        config,
+        ("last_hidden_state",),
+        nominal,
+    )
+
+
+@register("hf_efficientformer", family="vision")
+def build_efficientformer() -> CorpusModel:
+    """EfficientFormer (transformers' deprecated TFEfficientFormerModel): conv stem, Meta4D blocks
+    (average-pool token mixer, conv MLP with BatchNorm), then the last stage's Meta3D block on
+    the flattened 4x4 map: attention with a learned per-offset bias gathered by a fixed index
+    table, value dim (attention_ratio x key_dim) != key dim."""
+    from transformers import EfficientFormerConfig
+
+    config = EfficientFormerConfig(
+        image_size=32,
+        depths=[1, 2],
+        hidden_sizes=[16, 32],
+        downsamples=[True, True],
+        dim=32,
+        key_dim=8,
+        attention_ratio=2,
+        resolution=4,  # 32 / 4 (stem) / 2 (one downsampling) = the last stage's 4x4 map
+        num_attention_heads=4,
+        mlp_expansion_ratio=2,
+        num_meta3d_blocks=1,
+        hidden_act="gelu",
+    )
+    # deprecated/efficientformer/modeling_tf_efficientformer.py: Meta4D blocks: stage 0 has 1,
+    # the last stage depths[-1] - num_meta3d_blocks = 1, each a ConvMlp (Conv2D, not counted) with
+    # ACT2FN["gelu"]: 2 gelu; one Meta3D block: qkv + projection + DenseMlp linear_in, linear_out =
+    # 4 linear, layernorm1/2 + 1 gelu + 1 sdpa (the gathered attention bias is additive); the main
+    # layer's final layernorm: layer_norm = 3, gelu = 3.
+    nominal = {"sdpa": 1, "linear": 4, "layer_norm": 3, "gelu": 3}
+    return _vision(
+        "hf_efficientformer",
+        "TFEfficientFormerModel",
+        "EfficientFormerModel",
+        config,
+        ("last_hidden_state",),
+        nominal,
+    )
+
+
 # --------------------------------------------------------------------------- keras.applications
 
 
@@ -268,4 +376,3 @@ def build_conv1d_gru_bidir() -> CorpusModel:
         {"linear": 1},
         SEQ_SIZES,
     )
-

@@ -13,7 +13,7 @@ from .converters.nd_index import REDUCE as SCATTER_REDUCTIONS
 from .converters.pool_pad import PAD_MODES
 from .converters.resize import ResizeError
 from .converters.resize import plan as resize_plan
-from .converters.tensor_ops import eye_like, reverse_sequence
+from .converters.tensor_ops import eye_like, one_hot, reverse_sequence
 from .export import TOKEN_INPUTS, export_onnx, load_model, quiet_tensorflow
 from .onnx_import import ONNX2TORCH_WARNINGS_KEY, from_onnx, from_tensorflow
 from .variables import map_initializers_to_variables, tf_variables_of
@@ -27,6 +27,7 @@ __all__ = [
     "TOKEN_INPUTS",
     "export_onnx",
     "eye_like",
+    "one_hot",
     "from_onnx",
     "from_tensorflow",
     "load_model",

@@ -46,8 +46,10 @@ from . import (  # noqa: F401, E402
     spec_fixes,
     tensor_ops,
 )
+from .control_flow import run_cond
 from .coverage import onnx2torch_classes
 from .graph import LoweringResult, lower_graph
+from .loop import run_loop
 from .table import LOWERINGS
 from .values import Const, Sym, is_onnx2torch_module
 
@@ -59,4 +61,6 @@ __all__ = [
     "lower_graph",
     "LoweringResult",
     "is_onnx2torch_module",
+    "run_cond",
+    "run_loop",
 ]

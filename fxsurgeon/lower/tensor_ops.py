@@ -1,10 +1,16 @@
-"""Lowerings of EyeLike, ReverseSequence and Size (``frontdoor/converters/tensor_ops.py``).
+"""Lowerings of EyeLike, OneHot, ReverseSequence and Size (``frontdoor/converters/tensor_ops.py``).
 
 * Size: a `Sym` scalar, the product of the input's sizes (ints, or
   ``x.size(d)`` nodes for dynamic dims), so that it takes part in the shape
   arithmetic like Shape does;
 * EyeLike: a constant when both dims are static, else
   ``(arange(cols) - arange(rows)[:, None] == k).to(dtype)`` over the symbolic sizes;
+* OneHot: ``unsqueeze(index, axis) == arange(depth)`` (shaped to broadcast along the
+  new axis), after ``where(index < 0, index + depth, index)`` from OneHot-11 on; then
+  ``hit.to(dtype)`` for values ``[0, 1]``, else ``where(hit, on, off)`` (Python numbers
+  where the default dtype holds them exactly, 0-d constants for float64). Its depth
+  must be known when lowering (it is the output's size); a depth computed from data
+  is refused;
 * ReverseSequence: the spec module's gather, as graph nodes: a ``[T, B]``
   source index ``where(t < len, len - 1 - t, t)`` built from ``arange`` and the
   run-time lengths (no host read: it compiles in one graph), broadcast over the
@@ -22,7 +28,7 @@ import torch
 from torch import fx
 
 from ..errors import LoweringError
-from ..frontdoor import eye_like, reverse_sequence
+from ..frontdoor import eye_like, one_hot, reverse_sequence
 from ..shapes import dtype_of
 from .control_flow import _scalar
 from .sym_math import _always
@@ -76,6 +82,39 @@ def _eye_like(ctx, mod, node, args):
     j = ctx.call(torch.arange, cols, device=device)
     diagonal = ctx.call(operator.eq, ctx.call(operator.sub, j, i), mod.k)
     return ctx.method("to", diagonal, dtype)
+
+
+@lowering("OnnxOneHotSpec")
+def _one_hot(ctx, mod, node, args):
+    indices, depth, values = args
+    depth = _scalar(ctx, depth)
+    if isinstance(depth, float):  # the spec casts a floating-point depth to an integer
+        depth = int(depth)
+    if depth is None or isinstance(depth, bool):
+        raise LoweringError("OneHot's depth is read from tensor data: it is the output's size")
+    if not isinstance(values, Const) or values.value.numel() != 2:
+        raise LoweringError("OneHot's values must be a constant [off, on] pair")
+    if isinstance(indices, Const) and isinstance(depth, int):
+        return Const(one_hot(indices.value, depth, values.value, mod.axis, mod.negative))
+    index = ctx.method("to", ctx.tensor(indices), torch.int64)
+    rank = rank_of(index)
+    if not -rank - 1 <= mod.axis <= rank:
+        raise LoweringError(f"OneHot axis {mod.axis} is out of range for indices of rank {rank}")
+    axis = mod.axis + rank + 1 if mod.axis < 0 else mod.axis
+    if mod.negative:
+        wrapped = ctx.call(operator.add, index, depth)
+        index = ctx.call(torch.where, ctx.call(operator.lt, index, 0), wrapped, index)
+    classes = ctx.call(torch.arange, depth, device=ctx.device())
+    if rank > axis:
+        classes = ctx.call(torch.reshape, classes, (-1, *([1] * (rank - axis))))
+    hit = ctx.call(operator.eq, ctx.call(torch.unsqueeze, index, axis), classes)
+    off, on = values.value.reshape(-1)
+    dtype = values.value.dtype
+    if off.item() == 0 and on.item() == 1:
+        return ctx.method("to", hit, dtype)
+    if dtype == torch.float64:  # a Python number would go through the default float32
+        return ctx.call(torch.where, hit, ctx.tensor(Const(on)), ctx.tensor(Const(off)))
+    return ctx.method("to", ctx.call(torch.where, hit, on.item(), off.item()), dtype)
 
 
 @lowering("OnnxReverseSequenceSpec")

@@ -243,8 +243,7 @@ def inner_reader(end: fx.Node) -> fx.Node | None:
     """The placeholder of a loop body or ``If`` branch that receives `end`, when `end`'s
     only reader is that loop or conditional (a recurrence kept as an ONNX ``Loop`` gets
     its weights as loop operands): what reads the weight is inside. None otherwise."""
-    from ..lower.control_flow import run_cond
-    from ..lower.loop import run_loop
+    from ..lower import run_cond, run_loop  # lower -> params is not a cycle at call time
 
     if len(end.users) != 1:
         return None

@@ -1,11 +1,12 @@
-"""ONNX EyeLike, ReverseSequence and Size by the spec.
+"""ONNX EyeLike, OneHot, ReverseSequence and Size by the spec.
 
-onnx2torch has no converter for ReverseSequence, Size, or EyeLike-22, and its
+onnx2torch has no converter for OneHot, ReverseSequence, Size, or EyeLike-22, and its
 EyeLike-9 falls short of the spec (a ``k`` past the rows raises instead of
 giving zeros, ``k < -rows`` fails, the output is made on the CPU whatever the
 input's device), so `OnnxEyeLikeSpec` replaces it. The corpus meets them inside If branches (OPT's EyeLike, Speech2Text's
-ReverseSequence, Swin's Size). Each module computes its op exactly as the
-ONNX spec says:
+ReverseSequence, Swin's Size; tf2onnx writes ``tf.one_hot`` as OneHot: LayoutLMv3's
+relative-position buckets, XLNet's segment matrix). Each module computes its op exactly
+as the ONNX spec says:
 
 * `OnnxEyeLikeSpec`: a 2-D tensor of the input's shape, ``out[i, i + k] = 1``
   and 0 elsewhere (a ``k`` past the matrix gives all zeros), of ``dtype`` or
@@ -14,7 +15,13 @@ ONNX spec says:
   ``sequence_lens[b]`` steps along ``time_axis`` reversed and the rest copied;
   written as one gather over an index built from ``arange`` and the lengths,
   so that no length is read on the host;
-* `OnnxSizeSpec`: the number of elements as a 0-d int64 tensor.
+* `OnnxSizeSpec`: the number of elements as a 0-d int64 tensor;
+* `OnnxOneHotSpec`: a new axis of ``depth`` classes inserted at ``axis``, holding
+  ``values[1]`` where the class equals the index (cast to int64) and ``values[0]``
+  elsewhere, in the values' dtype. An index outside ``[0, depth)`` gives a row of
+  ``values[0]``; from OneHot-11 on, a negative index ``i >= -depth`` counts from the
+  end (``i + depth``). Written as a comparison with ``arange(depth)``, not
+  ``F.one_hot`` (which raises on an index out of range and reads the data on the host).
 
 The lowering (``fxsurgeon/lower/tensor_ops.py``) writes the same steps as graph
 nodes; Size and EyeLike stay symbolic in dynamic dims there.
@@ -63,6 +70,39 @@ def reverse_sequence(x: torch.Tensor, lens: torch.Tensor, time_axis: int) -> tor
         index = index.transpose(0, 1)  # [B, T]
     index = index.reshape(*index.shape, *([1] * (x.dim() - 2))).expand_as(x)
     return torch.gather(x, time_axis, index)
+
+
+def one_hot(
+    indices: torch.Tensor, depth, values: torch.Tensor, axis: int, negative: bool
+) -> torch.Tensor:
+    """ONNX OneHot: `values[1]` where ``arange(depth)`` equals the index along a new
+    axis `axis`, `values[0]` elsewhere; `negative`: indices in [-depth, 0) count from
+    the end (OneHot-11)."""
+    index = indices.to(torch.int64)
+    if negative:
+        index = torch.where(index < 0, index + depth, index)
+    axis = axis + index.dim() + 1 if axis < 0 else axis
+    classes = torch.arange(depth, device=indices.device)
+    hit = index.unsqueeze(axis) == classes.reshape(-1, *([1] * (index.dim() - axis)))
+    flat = values.reshape(-1)
+    return torch.where(hit, flat[1], flat[0])
+
+
+class OnnxOneHotSpec(nn.Module):
+    """OneHot with ``axis`` (in [-r-1, r] for indices of rank r)."""
+
+    def __init__(self, axis: int, negative: bool):
+        super().__init__()
+        self.axis = axis
+        self.negative = negative
+
+    def forward(
+        self, indices: torch.Tensor, depth: torch.Tensor, values: torch.Tensor
+    ) -> torch.Tensor:
+        rank = indices.dim()
+        if not -rank - 1 <= self.axis <= rank:
+            raise ValueError(f"OneHot axis {self.axis} is out of range for indices of rank {rank}")
+        return one_hot(indices, int(depth.reshape(-1)[0]), values, self.axis, self.negative)
 
 
 class OnnxEyeLikeSpec(nn.Module):
@@ -123,9 +163,21 @@ def _size(node, graph):
     return OnnxSizeSpec(), mapping_of(node)
 
 
+def _one_hot_9(node, graph):
+    """OneHot-9: a negative index is out of range (a row of off values)."""
+    return OnnxOneHotSpec(int(node.attributes.get("axis", -1)), False), mapping_of(node)
+
+
+def _one_hot_11(node, graph):
+    """OneHot-11: a negative index counts from the end."""
+    return OnnxOneHotSpec(int(node.attributes.get("axis", -1)), True), mapping_of(node)
+
+
 def register() -> None:
     for version in (9, 22):
         add("EyeLike", version, _eye_like, replace=True)
     add("ReverseSequence", 10, _reverse_sequence)
+    add("OneHot", 9, _one_hot_9)
+    add("OneHot", 11, _one_hot_11)
     for version in (1, 13, 19, 21, 23, 24, 25):
         add("Size", version, _size)
