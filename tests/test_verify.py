@@ -445,3 +445,48 @@ def test_generated_ids_stay_below_a_table_reached_through_index_wrapping():
     report = verify(model, proto, batch_sizes=(2, 3), seed=1)
     assert report.passed, report.table()
     assert len(report.results) == 2
+
+
+def _box_embedding_onnx(rows: int = 40) -> onnx.ModelProto:
+    """LayoutLMv3's box embeddings as tf2onnx writes them: a coordinate sliced out of
+    ``bbox`` [n, l, 4] (Slice, Squeeze) indexes one table; the box's width (a Sub of two
+    coordinates, clipped by Max/Min) another."""
+    table = np.linspace(-1, 1, rows * 4, dtype=np.float32).reshape(rows, 4)
+    nodes = [
+        helper.make_node("Slice", ["bbox", "s0", "e0", "axis"], ["x0_"]),
+        helper.make_node("Squeeze", ["x0_", "axis"], ["x0"]),
+        helper.make_node("Slice", ["bbox", "s2", "e2", "axis"], ["x1_"]),
+        helper.make_node("Squeeze", ["x1_", "axis"], ["x1"]),
+        helper.make_node("Sub", ["x1", "x0"], ["width"]),
+        helper.make_node("Max", ["width", "zero"], ["low"]),
+        helper.make_node("Min", ["low", "cap"], ["clipped"]),
+        helper.make_node("Gather", ["table", "x0"], ["by_x"], axis=0),
+        helper.make_node("Gather", ["table", "clipped"], ["by_width"], axis=0),
+        helper.make_node("Add", ["by_x", "by_width"], ["y"]),
+    ]
+    inits = [numpy_helper.from_array(table, "table")]
+    for name, value in (("s0", 0), ("e0", 1), ("s2", 2), ("e2", 3), ("axis", 2)):
+        inits.append(numpy_helper.from_array(np.array([value], np.int64), name))
+    inits += [
+        numpy_helper.from_array(np.array(0, np.int64), "zero"),
+        numpy_helper.from_array(np.array(1023, np.int64), "cap"),
+    ]
+    return _onnx_model(
+        nodes,
+        [helper.make_tensor_value_info("bbox", TensorProto.INT64, ["n", "l", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", "l", 4])],
+        inits,
+    )
+
+
+def test_generated_boxes_stay_below_the_tables_their_coordinates_index():
+    """A coordinate reaches its table through Slice/Squeeze, a width through Sub and a
+    clip: the 40 rows bound the generated ``bbox`` (the default would be 100, out of range)."""
+    import fxsurgeon
+    from fxsurgeon.verify.cases import _onnx_index_bounds
+
+    proto = _box_embedding_onnx()
+    assert _onnx_index_bounds(proto) == {"bbox": 40}
+    model = fxsurgeon.optimize(fxsurgeon.from_onnx(proto))
+    report = verify(model, proto, batch_sizes=(2, 3), seed=1)
+    assert report.passed, report.table()

@@ -22,13 +22,18 @@ _FP64_FLOOR = 1e-5
 _DEFAULT_VOCAB = 100
 # ONNX ops that carry integer indices through unchanged (for finding the
 # embedding table an ids input indexes).
+# Their first operand is the data: a Slice or Gather of it (LayoutLMv3's ``bbox[:, :, 0]``)
+# holds its values, a Clip bounds them.
 _INDEX_PRESERVING_OPS = frozenset(
     {"Cast", "Identity", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Expand", "Transpose"}
+    | {"Slice", "Gather", "Split", "Clip"}
 )
 #: ops an index goes through at any operand on its way to a Gather: Keras 3's Embedding
 #: wraps negative ids as ``where(ids < 0, ids + rows, ids)``, which tf2onnx writes with
-#: Mul/Add by the condition's 0/1 casts; the table's rows still bound the input ids
-_INDEX_SELECTING_OPS = frozenset({"Add", "Mul", "Where"})
+#: Mul/Add by the condition's 0/1 casts; the table's rows still bound the input ids. A
+#: difference of two coordinates (a box's width) or a clamp of one (``clip_by_value``
+#: as Min and Max) is read by a table too; Concat joins indices
+_INDEX_SELECTING_OPS = frozenset({"Add", "Mul", "Where", "Sub", "Min", "Max", "Concat"})
 
 
 # --------------------------------------------------------------------------- data
