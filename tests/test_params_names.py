@@ -147,3 +147,46 @@ def test_a_recurrence_kept_as_a_loop_is_named_by_its_cell(layer):
     sequence = np.random.default_rng(0).normal(size=(2, 5, 6)).astype(np.float32)
     got = module(torch.from_numpy(sequence)).detach().numpy()
     np.testing.assert_allclose(got, model(sequence).numpy(), atol=1e-5, rtol=0)
+
+
+def _einsum_heads_model():
+    """A layer that projects to heads by ``tf.einsum`` with its own variables ``q`` and ``k``
+    (XLNet's ``rel_attn``): tf2onnx writes each einsum as Gemm/Reshape/Transpose nodes it
+    names itself, reading folded constants (``const_fold_opt__N``)."""
+    tf = import_tensorflow()
+    import tf_keras as keras
+
+    class Heads(keras.layers.Layer):
+        def build(self, shape):
+            self.q = self.add_weight(name="q", shape=(8, 2, 4))
+            self.k = self.add_weight(name="k", shape=(8, 2, 4))
+            self.q_bias = self.add_weight(name="q_bias", shape=(2, 4))
+
+        def call(self, x):
+            q = tf.einsum("bih,hnd->bind", x, self.q) + self.q_bias
+            k = tf.einsum("bih,hnd->bind", x, self.k)
+            return tf.einsum("bind,bjnd->bnij", q, k)
+
+    x = keras.Input((5, 8), name="x")
+    model = keras.Model(x, Heads(name="heads")(x))
+    randomize_variables(model, seed=3)
+    return model
+
+
+def test_a_variable_named_after_a_layer_keeps_its_name_under_the_role():
+    """With the TF model (door A): a projection variable whose leaf names a layer
+    (``heads/q``) is ``heads.q.weight``, not ``heads.weight`` and ``heads.weight_1``;
+    a leaf that names a tensor (``kernel``) still gives way to the role."""
+    model = _einsum_heads_model()
+    names = {n for n, _ in fxsurgeon.optimize(fxsurgeon.from_tensorflow(model)).named_parameters()}
+    assert {"heads.q.weight", "heads.k.weight", "heads.q_bias"} == names
+
+
+def test_a_read_by_nodes_tf2onnx_named_takes_the_nearest_scope_downstream():
+    """Door B: the einsum's Gemm and the constant it reads are tf2onnx's names; the
+    nearest node downstream with a TF scope (the bias add, ``heads/add``) names the
+    kernel. Never a component after an op tf2onnx named (``gemm_671``), and the model's
+    own scope is dropped even where a read has no scope at all."""
+    names = [n for n, _ in _door_b(_einsum_heads_model()).named_parameters()]
+    assert "heads.weight" in names and "heads.bias" in names
+    assert not any("gemm" in n or "matmul" in n or n.startswith("model.") for n in names), names

@@ -7,7 +7,7 @@ from collections import Counter
 
 from torch import fx, nn
 
-from .dataflow import inner_reader, reading_kind
+from .dataflow import _RECURRENCES, inner_reader, reading_kind
 from .records import _Variable
 
 # TF leaf names -> torch attribute names.
@@ -19,6 +19,10 @@ _LEAF_RENAMES = {
     "moving_variance": "running_var",
     "embeddings": "weight",
 }
+
+#: leaves (after `_LEAF_RENAMES`) that name a layer's tensor, not a layer
+_TENSOR_LEAVES = {*_LEAF_RENAMES.values(), "depthwise_kernel", "pointwise_kernel"}
+_TENSOR_LEAVES |= {"recurrent_kernel", "alpha", "scale", "offset", "w", "b", "bias_ih", "bias_hh"}
 
 # Scope components that name TF ops, not layers (dropped from derived names).
 _OP_COMPONENTS = re.compile(
@@ -59,6 +63,7 @@ def _identifier(part: str) -> str:
 
 def _common_prefix(names: list[str]) -> str:
     """The first scope component, when every name shares it (the model's own scope)."""
+    names = [n for n in names if n]  # an unknown scope says nothing about the model's
     firsts = {n.split("/")[0] for n in names if "/" in n}
     if len(firsts) == 1 and all("/" in n for n in names):
         return firsts.pop()
@@ -96,7 +101,7 @@ def _use_scope(use_node: fx.Node, initializer: str) -> str:
     lowerings' names under a made-up one, ``W__238/forward/kernel``, are not); else
     that of another constant the same node reads (a folded kernel ``const_fold_opt__41``
     beside its bias ``sep_1/depthwise_1/Squeeze__7``: one node's weights are one layer's),
-    else that of the next node that reads a constant (`_next_weighted_scope`).
+    else that of the nearest node downstream that has a scope (`_nearest_scope`).
 
     A constant that a loop or an ``If`` takes as an operand is read inside it: its scope
     is the one in its initializer's name (where TF read the variable, outside the
@@ -112,8 +117,29 @@ def _use_scope(use_node: fx.Node, initializer: str) -> str:
                 scope = _initializer_scope(arg.meta.get("fxsurgeon.initializer", ""))
                 if scope:
                     return scope
-        if scope := _next_weighted_scope(user):
-            return scope
+    return _nearest_scope(use_node)
+
+
+def _nearest_scope(node: fx.Node, hops: int = 16) -> str:
+    """The scope of the nearest node downstream of `node` (breadth first, up to `hops`)
+    that has one: what tf2onnx wrote for one TF op (an Einsum as Gemm, Reshape and
+    Transpose nodes it named itself) leads to the op of the same layer that uses its
+    result (Keras EinsumDense's bias ``query/add``; XLNet's ``rel_attn/add``, q plus
+    ``r_w_bias``), before any later layer's."""
+    if any(user.target in _RECURRENCES for user in node.users):
+        return ""  # both directions' weights, each direction's output under its own scope
+    frontier, seen = [node], {node}
+    for _ in range(hops):
+        following = []
+        for current in frontier:
+            for user in current.users:
+                if user in seen:
+                    continue
+                seen.add(user)
+                if scope := _scope_of(user):
+                    return scope
+                following.append(user)
+        frontier = following
     return ""
 
 
@@ -125,19 +151,6 @@ def _inner_read(use_node: fx.Node) -> fx.Node | None:
             return next((u for u in node.users if u.op != "output"), None)
         node = deeper
     return None
-
-
-def _next_weighted_scope(node: fx.Node, hops: int = 4) -> str:
-    """The scope of the first node after `node`, along its only users, that reads a
-    constant of its own: the rest of the same layer (a ``Gemm__46`` whose product
-    EinsumDense's bias ``query/add`` then takes); not a later layer's activation."""
-    for _ in range(hops):
-        if len(node.users) != 1:
-            return ""
-        node = next(iter(node.users))
-        if any(a.op == "get_attr" for a in node.all_input_nodes) and (scope := _scope_of(node)):
-            return scope
-    return ""
 
 
 def _initializer_scope(initializer: str) -> str:
@@ -205,7 +218,10 @@ def _name_variables(variables: dict[tuple, _Variable], model_name: str = "") -> 
         if var.key[0] == "tf":
             name = torch_name(var.tf_name, prefix)
             if role is not None:  # the module twin needs its role attribute
-                name = f"{name.rsplit('.', 1)[0]}.{role}" if "." in name else role
+                base, _, leaf = name.rpartition(".")
+                # a leaf that names a layer's tensor (``kernel``) gives way to the role; one
+                # that names the layer (XLNet's ``rel_attn/q``) keeps it: ``rel_attn.q.weight``
+                name = _join(base, role) if leaf in _TENSOR_LEAVES else f"{name}.{role}"
         else:
             scope = scopes[key]
             base = torch_name(scope + "/_", scope_prefix).rsplit(".", 1)[0]
@@ -218,7 +234,7 @@ def _name_variables(variables: dict[tuple, _Variable], model_name: str = "") -> 
         if var.key[0] == "onnx" and counts[name] > 1:
             base, _, leaf = name.rpartition(".")
             part = _index_part(var.uses[0].end) or _op_part(var.uses[0].get_attr)
-            name = _join(_join(base, part), leaf)
+            name = _join(_join(base, part), leaf) if part else name
         var.name = _unique(name, taken)
 
 
@@ -340,9 +356,10 @@ def _op_part(use_node: fx.Node) -> str:
     ops: list[str] = []
     while parts and _OP_COMPONENTS.match(parts[-1]):
         ops.insert(0, parts.pop())
-    if ops:
-        return _identifier(ops[0]).lower()
-    return _identifier(parts[-1]).lower() if parts else "op"  # a node tf2onnx named: LSTM__241
+    part = ops[0] if ops else parts[-1] if parts else ""
+    # a node tf2onnx named itself (``Gemm__671``, the pieces of an Einsum) says nothing
+    # that numbering would not: the caller numbers the leaves then
+    return "" if not part or _GENERATED.search(part) else _identifier(part).lower()
 
 
 def _model_prefix(names: list[str], model_name: str) -> str:
