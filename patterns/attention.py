@@ -8,7 +8,14 @@ with V: ``sdpa_1`` on ``softmax(scores, -1) @ v``, ``sdpa_2`` on a two-operand
 ``reshape(layout(softmax(scores, -1))) @ v`` (the same, as tf2onnx decomposes it),
 ``sdpa_4`` on any other ``p @ v`` whose p is the softmax through a zeroing Where
 and/or layout ops ending in Squeeze/Unsqueeze (DeBERTa), ``sdpa_5`` on
-``einsum(eq, Where(c, 0, softmax(scores, -1)), v)``.
+``einsum(eq, Where(c, 0, softmax(scores, -1)), v)``. A sixth, ``sdpa_orient_1``, fuses
+nothing itself: where the scores are permuted between the contraction and the softmax
+(TF XLNet's [i, j, b, n] einsum layout, its softmax over j at axis -2; Keras
+MultiHeadAttention over two axes, K @ Q^T split and permuted), it writes the same
+computation in [..., Lq, Lk] order for the others (exact: layout ops only move
+elements, the terms are moved alike; why, in ``_attention_orient.py``). Softmaxes
+written out (a max shift, CogView's power-of-two scale pair, Keras' logsumexp over
+several axes) are made ``torch.softmax`` before this phase (``softmax.py``).
 Their check (`patterns/_attention_scores.py`, ``recognize``) walks the scores
 back to the contraction of Q with K (a MatMul with k^T, or an einsum that
 contracts one feature axis) and reads every step on the way as part of
@@ -115,6 +122,9 @@ from fxsurgeon.patterns import Match, Rule
 from fxsurgeon.patterns._attention_frames import LAYOUT_OPS, layout_run, regroup_term
 from fxsurgeon.patterns._attention_graph import _name
 from fxsurgeon.patterns._attention_masks import zeroing
+from fxsurgeon.patterns._attention_orient import extras as orient_extras
+from fxsurgeon.patterns._attention_orient import orient, rebuild
+from fxsurgeon.patterns._attention_orient import scope as orient_scope
 from fxsurgeon.patterns._attention_scores import recognize
 from torch import fx
 
@@ -362,4 +372,60 @@ sdpa_5 = Rule(
     check=_recognize_check(1, "zeroed"),
     phase="attention",
     note="recogniser: einsum(Where(c, 0, softmax(scores, -1)), v), the zeroing as in sdpa_4",
+)
+
+
+# -- scores permuted on the way to the softmax: written in [..., Lq, Lk] order first -------------
+
+
+def sdpa_orient_pattern(probs: torch.Tensor, v: torch.Tensor):
+    return torch.matmul(probs, v)
+
+
+def sdpa_orient_check(match: Match) -> str | None:
+    region = orient(match.anchor, match.module)
+    if isinstance(region, str):
+        return region
+    for name, value in orient_extras(region).items():
+        match[name] = value
+    match["scope"] = orient_scope(region, match.anchor)
+    return None
+
+
+def sdpa_orient_replacement(
+    probs, v, base, contraction, unit, ops, probs_shape, tail, sizes, scope
+):
+    swap = {}
+    for size, value in sizes:  # lengths of the region's nodes, read from B (defined earlier)
+        if isinstance(value, tuple):
+            size.node.args = (base.node, value[1])
+            continue
+        swap[size.node] = value.node if isinstance(value, fx.Proxy) else value
+        _substitute(size.node, swap[size.node])
+    tail = [  # the layout ops after the region are written again: with the lengths read anew
+        (target, fx.node.map_aggregate(args, lambda a: _read_anew(a, swap)))
+        for target, args in tail
+    ]
+    out = torch.matmul(rebuild(base, contraction, unit, ops, probs_shape, tail), v)
+    if scope is not None:
+        out.node.meta["fxsurgeon.onnx_node"] = scope
+    return out
+
+
+def _read_anew(value, swap: dict):
+    node = value.node if isinstance(value, fx.Proxy) else value
+    if isinstance(node, fx.Node) and node in swap:
+        new = swap[node]
+        return value.tracer.proxy(new) if isinstance(new, fx.Node) else new
+    return value
+
+
+sdpa_orient_1 = Rule(
+    "sdpa_orient_1",
+    sdpa_orient_pattern,
+    sdpa_orient_replacement,
+    check=sdpa_orient_check,
+    phase="attention",
+    note="scores permuted between the contraction and the softmax (XLNet's ijbn einsums, Keras "
+    "MultiHeadAttention over two axes): rewritten in [..., Lq, Lk] order for sdpa_1..5",
 )

@@ -228,14 +228,17 @@ def _name_variables(variables: dict[tuple, _Variable], model_name: str = "") -> 
             name = _join(base, role or reading_kind(var.uses[0].end))
         wanted[key] = name
     counts = Counter(wanted.values())
-    taken: set[str] = set()
     for key, var in variables.items():
         name = wanted[key]
         if var.key[0] == "onnx" and counts[name] > 1:
             base, _, leaf = name.rpartition(".")
             part = _index_part(var.uses[0].end) or _op_part(var.uses[0].get_attr)
-            name = _join(_join(base, part), leaf) if part else name
-        var.name = _unique(name, taken)
+            wanted[key] = _join(_join(base, part), leaf) if part else name
+    # a path that holds another name (``bias`` of ``bias.weight``) is a container: no
+    # tensor may take it as its own name
+    taken = {n.rsplit(".", i)[0] for n in wanted.values() for i in range(1, n.count(".") + 1)}
+    for key, var in variables.items():
+        var.name = _unique(wanted[key], taken)
 
 
 def _depth(node: fx.Node, limit: int = 6) -> int:
