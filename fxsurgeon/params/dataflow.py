@@ -260,9 +260,10 @@ def inner_reader(end: fx.Node) -> fx.Node | None:
         return None
     if index is None or not isinstance(body_node, fx.Node) or body_node.op != "get_attr":
         return None
-    body: object = user.graph.owning_module
-    for part in str(body_node.target).split("."):
-        body = getattr(body, part, None)
+    from .roles import _fetch
+
+    root = user.graph.owning_module
+    body = _fetch(root, str(body_node.target)) if root is not None else None
     if not isinstance(body, fx.GraphModule):
         return None
     placeholders = [n for n in body.graph.nodes if n.op == "placeholder"]
@@ -363,11 +364,16 @@ _RESHAPES = {"reshape", "view", "squeeze", "unsqueeze", "flatten", "permute", "t
 
 def _reshapes(node: fx.Node) -> bool:
     """An op that only rearranges its input's elements (a weight read through it keeps its kind)."""
-    name = node.target if node.op == "call_method" else getattr(node.target, "__name__", "")
-    return node.op in ("call_function", "call_method") and name in _RESHAPES
+    return _call_name(node) in _RESHAPES
 
 
 def _splits(node: fx.Node) -> bool:
     """An op that cuts its input into pieces (read through ``getitem``)."""
-    name = node.target if node.op == "call_method" else getattr(node.target, "__name__", "")
-    return node.op in ("call_function", "call_method") and name in ("split", "unbind", "chunk")
+    return _call_name(node) in ("split", "unbind", "chunk")
+
+
+def _call_name(node: fx.Node) -> str:
+    """The function's or method's name of a call node; "" for any other node."""
+    if node.op == "call_method":
+        return str(node.target)
+    return getattr(node.target, "__name__", "") if node.op == "call_function" else ""

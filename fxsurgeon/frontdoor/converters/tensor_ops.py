@@ -29,6 +29,8 @@ nodes; Size and EyeLike stay symbolic in dynamic dims there.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from onnx import TensorProto
 from torch import nn
@@ -163,21 +165,17 @@ def _size(node, graph):
     return OnnxSizeSpec(), mapping_of(node)
 
 
-def _one_hot_9(node, graph):
-    """OneHot-9: a negative index is out of range (a row of off values)."""
-    return OnnxOneHotSpec(int(node.attributes.get("axis", -1)), False), mapping_of(node)
-
-
-def _one_hot_11(node, graph):
-    """OneHot-11: a negative index counts from the end."""
-    return OnnxOneHotSpec(int(node.attributes.get("axis", -1)), True), mapping_of(node)
+def _one_hot(node, graph, *, negative: bool):
+    """OneHot-9 (``negative=False``): a negative index is out of range, a row of off
+    values; OneHot-11: it counts from the end."""
+    return OnnxOneHotSpec(int(node.attributes.get("axis", -1)), negative), mapping_of(node)
 
 
 def register() -> None:
     for version in (9, 22):
         add("EyeLike", version, _eye_like, replace=True)
     add("ReverseSequence", 10, _reverse_sequence)
-    add("OneHot", 9, _one_hot_9)
-    add("OneHot", 11, _one_hot_11)
+    add("OneHot", 9, functools.partial(_one_hot, negative=False))
+    add("OneHot", 11, functools.partial(_one_hot, negative=True))
     for version in (1, 13, 19, 21, 23, 24, 25):
         add("Size", version, _size)
