@@ -102,9 +102,20 @@ def _index(node: Any, lengths: dict) -> tuple[str, dict, dict] | None:
         if length is None or (dtype is not None and dtype.is_floating_point):
             return None
         return "col", length, {}
-    if t is torch.unsqueeze and len(args) == 2 and args[1] in (1, -1):
+    if t is torch.unsqueeze and len(args) == 2 and isinstance(args[1], int):
+        # a new last axis makes a column [L] a row [L, 1]; a new leading axis (before the
+        # last one of a column, before the last two of a row) broadcasts as before
         inner = _index(args[0], lengths)
-        return ("row", inner[1], inner[2]) if inner and inner[0] == "col" else None
+        known = shape(args[0])
+        if inner is None or isinstance(args[1], bool) or (known is None and inner[0] != "col"):
+            return None
+        rank = 2 if known is None else len(known) + 1  # unknown: the arange's own [L]
+        if known is None and args[1] not in (1, -1):
+            return None
+        at = args[1] % rank
+        if inner[0] == "col" and at == rank - 1:
+            return "row", inner[1], inner[2]
+        return inner if at < rank - (1 if inner[0] == "col" else 2) else None
     if t is operator.getitem and isinstance(args[1], tuple) and len(args[1]) == 1:
         (s,) = args[1]
         if not isinstance(s, slice):

@@ -34,16 +34,21 @@ Why each is exact:
   division). The guard only matters when m is infinite, where both give NaN or the same
   zeros. Over one axis it becomes ``softmax(x, d)``; over several trailing axes the
   axes are flattened into one, softmax(-1), and unflattened (a softmax over a set of
-  axes is one over their elements, in any order). Other axis sets: declined.
+  axes is one over their elements, in any order). Other axis sets: declined. The two
+  agree only while log(sum) is not lost in m's rounding: for |m| > 2^7 (ulp > 1e-5) they
+  part, and a fully masked row (every score a fill of -1e9 or dtype-min) gives 1s, not
+  1/n. So x made with a constant beyond 128 in magnitude (a mask fill, a -1e4 * (1 - m)
+  term) is declined: its max can be that large.
 """
 
 from __future__ import annotations
 
 import math
+import operator
 
 import torch
 from fxsurgeon.patterns import Match, Rule
-from fxsurgeon.patterns._attention_graph import scalar
+from fxsurgeon.patterns._attention_graph import constant, scalar
 
 
 def _axis(match: Match, value, name: str = "x") -> int | None:
@@ -225,6 +230,50 @@ def logsumexp_check(match: Match) -> str | None:
         return f"the axes {dims} are not the trailing axes (a flatten would reorder elements)"
     if match.shape(match.anchor) != match.shape("x"):
         return "the result has another shape than x"
+    fill = _large_constant(match.node("x"), match.module)
+    if fill is not None:
+        return (
+            f"x is made with the constant {fill:g}: where its max is that large, log(sum) is "
+            "below the max's ulp and exp(x - logsumexp) is not the softmax (a masked row)"
+        )
+    return None
+
+
+#: |constant| beyond which float32 rounding of m + log(sum) loses more than 1e-5 (ulp(2^7))
+_LARGE = 128.0
+_ARITHMETIC = (operator.add, operator.sub, operator.mul, operator.truediv, operator.neg)
+_ARITHMETIC += (torch.where, torch.add, torch.sub, torch.mul, torch.neg, torch.masked_fill)
+_LAYOUT = (torch.reshape, torch.permute, torch.unsqueeze, torch.squeeze)
+_LAYOUT_METHODS = ("to", "expand", "float", "reshape", "view", "permute", "contiguous")
+
+
+def _large_constant(x, module, limit: int = 64) -> float | None:
+    """A constant of magnitude > `_LARGE` (a mask fill: -1e4, -1e9, dtype-min) that the
+    arithmetic and layout ops making `x` combine into it, else None."""
+    seen, todo = set(), [x]
+    while todo and len(seen) < limit:
+        node = todo.pop()
+        if not isinstance(node, torch.fx.Node) or node in seen:
+            continue
+        seen.add(node)
+        layout = node.op == "call_method" and node.target in _LAYOUT_METHODS
+        if layout or node.op == "call_function" and node.target in _LAYOUT:
+            todo.append(node.args[0])
+            continue
+        if node.op != "call_function" or node.target not in _ARITHMETIC:
+            continue
+        for arg in node.args:
+            value = scalar(arg, module)
+            if value is not None and not abs(value) <= _LARGE:
+                return value
+            if isinstance(arg, torch.fx.Node) and arg.op == "get_attr":
+                tensor = constant(arg, module)
+                if isinstance(tensor, torch.Tensor) and tensor.is_floating_point():
+                    peak = float(tensor.abs().max()) if tensor.numel() else 0.0
+                    if not peak <= _LARGE:
+                        return peak
+            else:
+                todo.append(arg)
     return None
 
 

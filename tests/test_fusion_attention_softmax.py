@@ -146,3 +146,22 @@ def test_logsumexp_softmax_in_attention_is_sdpa():
     probs = logsumexp_softmax(g, scores, (-1,))
     o = g.op("MatMul", [probs, v], "o")
     fused(g.model(o))
+
+
+@pytest.mark.parametrize("fill", [-1e9, float(np.finfo(np.float32).min)])
+def test_logsumexp_over_a_masked_fill_is_not_a_softmax(fill):
+    """A fully masked row: every score the fill m, and m + log(n) rounds to m, so
+    exp(x - logsumexp) gives 1s where softmax gives 1/n: left as written, still exact."""
+    g = Graph()
+    x = g.input("x", ["N", 3, 4, S])
+    keep = g.input("keep", ["N", 3, 4, 1], np.bool_)
+    masked = g.op("Where", [keep, x, g.const("fill", fill)], "masked")
+    model = g.model(logsumexp_softmax(g, masked, (-1,)))
+    module = optimized(model)
+    assert softmax_count(module) == 0 and count(module, torch.exp) == 2, module.code
+    assert_matches_ort(module, model)
+    inputs = feeds(model, (2, S))
+    inputs["keep"][...] = False  # every row masked: the model's own 1s
+    with torch.no_grad():
+        out = module(*(torch.from_numpy(a) for a in inputs.values()))
+    assert torch.equal(out, torch.ones_like(out))

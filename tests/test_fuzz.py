@@ -67,6 +67,11 @@ def test_two_hundred_random_graphs_change_no_numbers(two_hundred):
         assert rule in fired, sorted(fired)
     near = sum(1 for o in summary.outcomes for b in o.blocks if "~" in b)
     assert near >= 60
+    # attention in every form recognition covers (fxsurgeon/fuzz/attention_blocks.py): each
+    # exact one fused, each near miss declined or rewritten into something equal (above)
+    forms = [b for o in summary.outcomes for b in o.blocks if b.startswith("attention_forms")]
+    assert len(forms) >= 20 and any("~" in b for b in forms)
+    assert sum(o.unfused["sdpa"] for o in summary.outcomes) == 0, summary.table()
 
 
 def test_a_seed_gives_the_same_graph_every_time():

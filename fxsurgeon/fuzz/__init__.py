@@ -15,6 +15,10 @@ the way tf2onnx writes TensorFlow, each drawn at random:
   or two Transposes), MatMul, Mul/Div scale, the +1e-9 shift, an additive
   padding mask from ``attention_mask`` or a constant, GPT-2's Range-based causal
   band, Softmax, MatMul, head merge;
+* ``attention_forms`` (``attention_blocks.py``): the scale on q, k, both, the scores
+  or none; grouped KV heads repeated; cross-attention; a boolean padding or a causal
+  ``Where``, an ALiBi-like or constant bias; the softmax as the op, after a max shift,
+  or as a logsumexp; K @ Q^T with the softmax over the rows;
 * ``reshape``: Shape -> Gather -> Unsqueeze -> Concat -> Reshape chains, Flatten,
   shape-preserving and double reshapes; ``transpose`` pairs; ``cast`` (to float32,
   a round trip through float64); ``slice``; ``squeeze``/``unsqueeze``;

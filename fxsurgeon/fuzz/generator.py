@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from .attention_blocks import _block_attention_forms
 from .fusion_blocks import (
     _block_attention,
     _block_dense,
@@ -38,6 +39,7 @@ _BLOCKS: dict[str, tuple[Callable[[_Graph, _T, bool], _T], float]] = {
     "gelu_tanh": (_block_gelu_tanh, 2.0),
     "gelu_erf": (_block_gelu_erf, 1.5),
     "attention": (_block_attention, 2.5),
+    "attention_forms": (_block_attention_forms, 2.0),
     "reshape": (_block_reshape, 1.5),
     "transpose": (_block_transpose, 1.5),
     "cast": (_block_cast, 0.5),
