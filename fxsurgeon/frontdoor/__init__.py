@@ -3,14 +3,15 @@
 `export.py` loads and exports a TF model to ONNX, `variables.py` maps ONNX initializers
 back to TF variables, `onnx_import.py` checks an ONNX model and converts it to a
 GraphModule carrying its `fxsurgeon.source.SourceInfo`; `converters/` holds fxsurgeon's own
-onnx2torch converters (If, LSTM/GRU/RNN, CumSum, SAME-padded Conv, Loop,
+onnx2torch converters (If, LSTM/GRU/RNN, CumSum, SAME-padded Conv, unevenly padded
+ConvTranspose and AveragePool, Loop,
 GatherND/ScatterND, Resize, EyeLike/ReverseSequence/Size). The public names are re-exported
 by `fxsurgeon.tensorflow`.
 """
 
 from .converters import torch_weights
 from .converters.nd_index import REDUCE as SCATTER_REDUCTIONS
-from .converters.pool_pad import PAD_MODES
+from .converters.pool_pad import AVG_POOLS, PAD_MODES, avg_pool_pads
 from .converters.resize import ResizeError
 from .converters.resize import plan as resize_plan
 from .converters.tensor_ops import eye_like, one_hot, reverse_sequence
@@ -19,7 +20,9 @@ from .onnx_import import ONNX2TORCH_WARNINGS_KEY, from_onnx, from_tensorflow
 from .variables import map_initializers_to_variables, tf_variables_of
 
 __all__ = [
+    "AVG_POOLS",
     "PAD_MODES",
+    "avg_pool_pads",
     "ONNX2TORCH_WARNINGS_KEY",
     "SCATTER_REDUCTIONS",
     "ResizeError",

@@ -67,13 +67,22 @@ _EMITTING = ("onnx2torch.node_converters", "torch.nn.modules", "fxsurgeon.frontd
 def _modules_of(converters) -> set[str]:
     """The modules defining `converters`, and the functions they wrap (fxsurgeon's
     converters are registered through a wrapper, fxsurgeon/frontdoor/converters/registry.py)."""
-    names = set()
-    for fn in converters:
+    names: set[str] = set()
+    pending, seen = list(converters), set()
+    while pending:  # wrappers of wrappers: onnx2torch's converter inside fxsurgeon's
+        fn = pending.pop()
+        if id(fn) in seen:
+            continue
+        seen.add(id(fn))
         names.add(fn.__module__)
         for cell in getattr(fn, "__closure__", None) or ():
-            wrapped = cell.cell_contents
+            try:
+                wrapped = cell.cell_contents
+            except ValueError:  # an empty cell
+                continue
             if inspect.isfunction(wrapped):
-                names.add(wrapped.__module__)
+                pending.append(wrapped)
+        pending += [d for d in getattr(fn, "__defaults__", None) or () if inspect.isfunction(d)]
     return names
 
 

@@ -105,6 +105,8 @@ def _reduce(ctx, mod, node, args):
         )
         if not axes and mod._noop_with_empty_axes:
             return args[0] if isinstance(args[0], Sym) else ctx.tensor(args[0])
+    if op in _COMPOSED_REDUCTIONS and not isinstance(args[0], Sym):
+        return _composed_reduce(ctx, op, ctx.tensor(args[0]), axes, keepdim)
     fn = _REDUCTIONS.get(op)
     if fn is None:
         raise LoweringError(f"{op} is not lowered")
@@ -118,6 +120,33 @@ def _reduce(ctx, mod, node, args):
     for dim in sorted((d + rank for d in dims), reverse=True):  # torch.prod: one dim at a time
         x = ctx.call(torch.prod, x, dim, keepdim=keepdim)
     return x
+
+
+#: ONNX reductions that are a sum between an elementwise op before and one after
+_COMPOSED_REDUCTIONS = {
+    "ReduceSumSquare": ("square", None),  # sum(x * x)
+    "ReduceL1": (torch.abs, None),  # sum(|x|)
+    "ReduceL2": ("square", torch.sqrt),  # sqrt(sum(x * x))
+    "ReduceLogSum": (None, torch.log),  # log(sum(x))
+    "ReduceLogSumExp": (None, None),  # log(sum(exp(x))): torch.logsumexp
+}
+
+
+def _composed_reduce(ctx, op: str, x, axes, keepdim: bool):
+    """ReduceSumSquare / L1 / L2 / LogSum / LogSumExp over `axes` (all dims when empty), as
+    ONNX defines them; tf2onnx writes TF's ``l2_normalize`` (Keras UnitNormalization) and
+    the variance of a training-mode FusedBatchNorm with ReduceSumSquare."""
+    rank = rank_of(x)
+    dims = tuple(sorted(a % rank - rank for a in axes)) if axes else tuple(range(-rank, 0))
+    if op == "ReduceLogSumExp":
+        return ctx.call(torch.logsumexp, x, dims, keepdim=keepdim)
+    before, after = _COMPOSED_REDUCTIONS[op]
+    if before == "square":
+        x = ctx.call(operator.mul, x, x)
+    elif before is not None:
+        x = ctx.call(before, x)
+    total = ctx.call(torch.sum, x, dims, keepdim=keepdim)
+    return total if after is None else ctx.call(after, total)
 
 
 def _reduce_sym(ctx, op, sym: Sym, axes, keepdim: bool) -> Sym:
@@ -241,12 +270,6 @@ def _batch_norm(ctx, mod, node, args):
     weight = ctx.tensor(_param(ctx, mod, "weight"))
     bias = ctx.tensor(_param(ctx, mod, "bias"))
     return ctx.call(F.batch_norm, x, *stats, weight, bias, False, mod.momentum, mod.eps)
-
-
-@lowering("OnnxBatchNorm")
-def _batch_norm_dynamic(ctx, mod, node, args):
-    x, weight, bias, mean, var = (ctx.tensor(a) for a in args)
-    return ctx.call(F.batch_norm, x, mean, var, weight, bias, False, mod.momentum, mod.epsilon)
 
 
 @lowering("MaxPool1d", "MaxPool2d", "MaxPool3d", "AvgPool1d", "AvgPool2d", "AvgPool3d")

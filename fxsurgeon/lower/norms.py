@@ -15,7 +15,17 @@
   ``[c - floor((size-1)/2), c + ceil((size-1)/2)]``, ``F.local_response_norm`` over
   ``[c - size//2, c + (size-1)//2]``: the same window for an odd size, mirrored
   for an even one, so there the channels are flipped around it (exact). Both
-  divide ``alpha`` by ``size``.
+  divide ``alpha`` by ``size``;
+* BatchNormalization with its statistics as inputs (``OnnxBatchNorm``): constant
+  statistics go to ``F.batch_norm``; statistics computed in the graph are activations,
+  which ``F.batch_norm`` cannot take (its ``running_mean`` needs no gradient), so the
+  spec's formula is written out per channel. tf2onnx writes a training-mode
+  FusedBatchNormV3 so: tf_keras' ``LayerNormalization`` (epsilon >= 1.001e-5, its
+  default 1e-3) normalises ``d`` as ``fused_batch_norm(reshape(d, (1, rows, n, 1)))``
+  with scale 1 and offset 0, the batch statistics over every dim but the rows; that is
+  the layer norm of ``d`` over its trailing dims of ``n`` elements, written on ``d``
+  itself (`_rows_of_view`) so that the layer-norm rules see it with the gamma and beta
+  that tf_keras applies after the reshape back.
 
 Learned scales and biases are weight constants, so the parameters pass makes them
 ``nn.Parameter``s.
@@ -137,3 +147,137 @@ def _local_response_norm(ctx, mod, node, args):
     if even:
         out = ctx.call(torch.flip, out, (1,))
     return ctx.call(torch.squeeze, out, -1) if rank == 2 else out
+
+
+@lowering("OnnxBatchNorm")
+def _batch_norm_dynamic(ctx, mod, node, args):
+    """BatchNormalization (the inference formula of the spec), its inputs tensors."""
+    x, weight, bias, mean, var = (ctx.tensor(a) for a in args)
+    eps = float(mod.epsilon)
+    if isinstance(args[3], Const) and isinstance(args[4], Const):
+        return ctx.call(F.batch_norm, x, mean, var, weight, bias, False, mod.momentum, eps)
+    rank = rank_of(x)
+    per_channel = (1, -1) + (1,) * (rank - 2)
+    mean, var, weight, bias = (
+        _channel_view(ctx, t, rank, per_channel) for t in (mean, var, weight, bias)
+    )
+    rows = _rows_of_view(ctx, x, mean, var, weight, bias, eps)
+    if rows is not None:
+        return rows
+    centred = ctx.call(operator.sub, x, mean)
+    inv_std = ctx.call(torch.reciprocal, ctx.call(torch.sqrt, ctx.call(operator.add, var, eps)))
+    normed = ctx.call(operator.mul, centred, inv_std)
+    return ctx.call(operator.add, ctx.call(operator.mul, normed, weight), bias)
+
+
+def _channel_view(ctx, t, rank: int, per_channel: tuple):
+    """`t` ([C]) as ``(1, C, 1, ...)``; a ``squeeze`` of a tensor already of that form
+    (a mean kept with keepdim, then squeezed to [C]) is read before its squeeze."""
+    if (
+        t.op == "call_function"
+        and t.target is torch.squeeze
+        and isinstance(t.args[0], torch.fx.Node)
+    ):
+        source, dims = t.args[0], (t.args[1] if len(t.args) > 1 else None)
+        dims = (dims,) if isinstance(dims, int) else dims
+        if (
+            dims is not None
+            and rank_of(source) == rank
+            and {d % rank for d in dims} == set(range(rank)) - {1}
+        ):
+            return source
+    return ctx.call(torch.reshape, t, per_channel)
+
+
+def _is_call(node, target) -> bool:
+    return isinstance(node, torch.fx.Node) and node.op == "call_function" and node.target is target
+
+
+def _reduced_dims(node, rank: int) -> set | None:
+    dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+    if not isinstance(dims, (tuple, list)):
+        return None
+    return {d % rank for d in dims}
+
+
+def _uniform(ctx, node) -> float | None:
+    """The one value of a constant (a get_attr, or an ``expand`` of one), else None."""
+    if (
+        isinstance(node, torch.fx.Node)
+        and node.op == "call_function"
+        and node.target is torch.reshape
+    ):
+        node = node.args[0]
+    if isinstance(node, torch.fx.Node) and node.op == "call_method" and node.target == "expand":
+        node = node.args[0]
+    if not isinstance(node, torch.fx.Node) or node.op != "get_attr":
+        return None
+    value = ctx.root
+    for part in str(node.target).split("."):
+        value = getattr(value, part, None)
+    if not isinstance(value, torch.Tensor) or value.numel() == 0:
+        return None
+    first = value.reshape(-1)[0]
+    return float(first) if bool((value == first).all()) else None
+
+
+def _is_batch_variance(var, x, mean, dims: set, count: int) -> bool:
+    """`var` is the biased variance of `x` over `dims` about `mean`: ``sum((x - mean)^2) /
+    count`` or ``mean((x - mean)^2)``, viewed as ``(1, C, 1, ...)``."""
+    rank = rank_of(x)
+    if _is_call(var, torch.reshape):
+        var = var.args[0]
+    if _is_call(var, operator.truediv) and var.args[1] == count:
+        total = var.args[0]
+        if not _is_call(total, torch.sum):
+            return False
+    elif _is_call(var, torch.mean):
+        total = var
+    else:
+        return False
+    square = total.args[0]
+    if _reduced_dims(total, rank) != dims or not _is_call(square, operator.mul):
+        return False
+    a, b = square.args
+    return a is b and _is_call(a, operator.sub) and a.args[0] is x and a.args[1] is mean
+
+
+def _rows_of_view(ctx, x, mean, var, weight, bias, eps: float):
+    """The layer norm of ``d`` over its trailing dims, when `x` is ``reshape(d, (1, rows,
+    n, 1))``, `mean` and `var` are x's batch statistics over dims 0, 2, 3 and the scale
+    and offset are 1 and 0; None otherwise. Written on ``d`` then viewed as `x`."""
+    if rank_of(x) != 4 or not _is_call(x, torch.reshape):
+        return None
+    d, x_shape, d_shape = x.args[0], shape_of(x), shape_of(x.args[0])
+    if x_shape is None or d_shape is None or x_shape[0] != 1 or x_shape[3] != 1:
+        return None
+    n = x_shape[2]
+    if not isinstance(n, int) or n < 1:
+        return None
+    if (
+        not _is_call(mean, torch.mean)
+        or mean.args[0] is not x
+        or _reduced_dims(mean, 4) != {0, 2, 3}
+    ):
+        return None
+    if not (mean.args[2] if len(mean.args) > 2 else mean.kwargs.get("keepdim", False)):
+        return None
+    if not _is_batch_variance(var, x, mean, {0, 2, 3}, n):
+        return None
+    if _uniform(ctx, weight) != 1.0 or _uniform(ctx, bias) != 0.0:
+        return None
+    size, k = 1, 0
+    while size < n and k < len(d_shape) and isinstance(d_shape[-1 - k], int):
+        size *= d_shape[-1 - k]
+        k += 1
+    if size != n or k == 0:
+        return None
+    while _is_call(d, torch.unsqueeze) and d.args[1] % rank_of(d) < rank_of(d) - k:
+        d = d.args[0]  # a unit dim in front of the rows: the layer norm is of what it views
+    dims = tuple(range(-k, 0))
+    row_mean = ctx.call(torch.mean, d, dims, keepdim=True)
+    centred = ctx.call(operator.sub, d, row_mean)
+    row_var = ctx.call(torch.mean, ctx.call(operator.mul, centred, centred), dims, keepdim=True)
+    inv_std = ctx.call(torch.reciprocal, ctx.call(torch.sqrt, ctx.call(operator.add, row_var, eps)))
+    normed = ctx.call(operator.mul, centred, inv_std)
+    return ctx.call(torch.reshape, normed, x.args[1])

@@ -1,5 +1,7 @@
 """Lowerings of fxsurgeon's own converters for ops onnx2torch gets wrong or refuses:
-CumSum (`OnnxCumSumSpec`) and Conv with SAME auto_pad or a computed weight (`OnnxConvSpec`)."""
+CumSum (`OnnxCumSumSpec`), Conv with SAME auto_pad or a computed weight (`OnnxConvSpec`) and
+AveragePool with uneven pads, SAME auto_pad or ceil_mode (`OnnxAvgPoolSpec`), ConvTranspose
+with uneven pads, SAME auto_pad or output_shape (`OnnxConvTransposeSpec`)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import LoweringError
+from ..frontdoor import AVG_POOLS, avg_pool_pads
 from ..shapes import shape_of
 from .nn_ops import admit_windows
 from .table import lowering
@@ -92,3 +95,61 @@ def _same_pads(sizes, kernel, strides, dilations, upper: bool) -> list[tuple[int
         small = total // 2
         pads.append((small, total - small) if upper else (total - small, small))
     return pads
+
+
+@lowering("OnnxAvgPoolSpec")
+def _avg_pool_spec(ctx, mod, node, args):
+    """``avg_pool(pad0(x)) / avg_pool(counted)`` (`OnnxAvgPoolSpec`): the divisor of each
+    window is its number of counted elements; ``counted`` (1 where an element counts) is
+    built from ``ones_like(x[:1, :1])``, so every size stays symbolic."""
+    x = ctx.tensor(args[0])
+    spatial = len(mod.kernel)
+    pads = mod.pads
+    sizes = (shape_of(x) or (None,) * (spatial + 2))[2:]
+    if pads is None or mod.ceil_mode:
+        if any(s is None for s, stride in zip(sizes, mod.strides, strict=True) if stride != 1):
+            raise LoweringError(
+                "AveragePool's SAME or ceil_mode padding with a stride > 1 on a dynamic dim "
+                "depends on its size"
+            )
+        sizes = [s if s is not None else 1 for s in sizes]  # stride 1: any size stands in
+    if pads is None:
+        pads = _same_pads(sizes, mod.kernel, mod.strides, [1] * spatial, mod.upper)
+    extra = avg_pool_pads(sizes, mod.kernel, mod.strides, pads, mod.ceil_mode)
+    pool = AVG_POOLS[spatial]
+    explicit = [p for pair in reversed(pads) for p in pair]  # F.pad: last dim first
+    ends = [p for e in reversed(extra) for p in (0, e)]
+    padded = ctx.call(F.pad, x, explicit) if any(explicit) else x
+    padded = ctx.call(F.pad, padded, ends) if any(ends) else padded
+    summed = ctx.call(pool, padded, mod.kernel, mod.strides)
+    if (mod.count_include_pad or not any(explicit)) and not any(extra):
+        return summed  # every window counts all its elements
+    corner = (slice(None, 1), slice(None, 1))
+    counted = ctx.call(torch.ones_like, ctx.call(operator.getitem, x, corner))
+    if any(explicit):
+        counted = ctx.call(F.pad, counted, explicit, "constant", float(mod.count_include_pad))
+    if any(ends):
+        counted = ctx.call(F.pad, counted, ends)
+    return ctx.call(operator.truediv, summed, ctx.call(pool, counted, mod.kernel, mod.strides))
+
+
+_CONV_TRANSPOSE = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
+
+
+@lowering("OnnxConvTransposeSpec")
+def _conv_transpose_spec(ctx, mod, node, args):
+    """The full ``F.conv_transposeNd`` (no padding), then a slice removes ``pads``: the
+    slice's ends count from the end, so every size stays symbolic."""
+    x = ctx.tensor(args[0])
+    weight = ctx.tensor(args[1])
+    bias = ctx.tensor(args[2]) if len(args) > 2 and args[2] is not None else None
+    conv = _CONV_TRANSPOSE[len(mod.strides)]
+    full = ctx.call(
+        conv, x, weight, bias, mod.strides, 0, mod.output_padding, mod.groups, mod.dilations
+    )
+    if not any(b or e for b, e in mod.pads):
+        return full
+    index = (slice(None), slice(None)) + tuple(
+        slice(b or None, -e if e else None) for b, e in mod.pads
+    )
+    return ctx.call(operator.getitem, full, index)

@@ -43,11 +43,13 @@ def _raw(use: _Use) -> torch.Tensor:
 
 def _digest(use: _Use) -> tuple:
     """A key equal for bitwise-equal values in any axis order (tf2onnx stores a kernel read
-    with ``transpose_b`` transposed): the dtype, the sorted shape and the sorted elements."""
+    with ``transpose_b`` transposed) and with any unit dims (its transpose optimizer stores
+    a LayerNormalization gamma [C] read in a channels-first layout as [1, C, 1]): the dtype,
+    the sorted shape without its 1s and the sorted elements."""
     raw = _raw(use)
     data = torch.sort(raw.detach().cpu().reshape(-1)).values.numpy().tobytes()
     digest = hashlib.blake2b(data, digest_size=16).hexdigest()
-    return (str(raw.dtype), tuple(sorted(raw.shape)), digest)
+    return (str(raw.dtype), tuple(sorted(d for d in raw.shape if d != 1)), digest)
 
 
 def _layer(scope: str, exact: bool) -> str:

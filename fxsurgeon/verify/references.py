@@ -62,15 +62,19 @@ class _OnnxReference(_Reference):
             model = onnx.load(path, load_external_data=False)
         self.onnx_model = model
         self.description = f"ONNX model {path}" if path else "ONNX model"
+        self.evaluator: Any = None
         try:
             self.session = ort.InferenceSession(
                 path if path is not None else model.SerializeToString(),
                 providers=["CPUExecutionProvider"],
             )
         except Exception as exc:  # onnxruntime raises its own, unrelated types
-            raise InputError(
-                f"onnxruntime cannot load the reference {self.description}: {exc}"
-            ) from exc
+            if "NOT_IMPLEMENTED" not in str(exc):
+                raise InputError(
+                    f"onnxruntime cannot load the reference {self.description}: {exc}"
+                ) from exc
+            self._use_reference_evaluator(model, path, exc)
+            return
         self.specs = [
             _Spec(
                 i.name,
@@ -81,9 +85,44 @@ class _OnnxReference(_Reference):
         ]
         self.output_names = [o.name for o in self.session.get_outputs()]
 
+    def _use_reference_evaluator(self, model: Any, path: str | None, why: Exception) -> None:
+        """onnxruntime has no kernel for an op of the model (a ``Where`` on booleans, which
+        Keras 3's causal mask exports): the ONNX spec's own reference implementation
+        (``onnx.reference``) runs it instead, slower but by the spec."""
+        import onnx
+        from onnx.reference import ReferenceEvaluator
+
+        if path is not None:
+            model = onnx.load(path)
+        try:
+            self.evaluator = ReferenceEvaluator(model)
+        except Exception as exc:  # noqa: BLE001 - neither runtime can run it: say both
+            raise InputError(
+                f"onnxruntime cannot load the reference {self.description} ({why}), "
+                f"nor can onnx's reference evaluator: {exc}"
+            ) from exc
+        self.description += f" (onnx's reference evaluator: onnxruntime: {str(why)[:200]})"
+        initializers = {i.name for i in model.graph.initializer}
+        self.specs = [
+            _Spec(
+                i.name,
+                tuple(
+                    d.dim_value if d.HasField("dim_value") else None
+                    for d in i.type.tensor_type.shape.dim
+                ),
+                onnx.helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type),
+            )
+            for i in model.graph.input
+            if i.name not in initializers
+        ]
+        self.output_names = [o.name for o in model.graph.output]
+
     def run(self, case: _Case) -> list[_Out]:
         feeds = dict(zip(_spec_names(self.specs), case.arrays, strict=True))
-        values = self.session.run(self.output_names, feeds)
+        if self.evaluator is not None:
+            values = self.evaluator.run(self.output_names, feeds)
+        else:
+            values = self.session.run(self.output_names, feeds)
         return [_to_out(n, v) for n, v in zip(self.output_names, values, strict=True)]
 
 

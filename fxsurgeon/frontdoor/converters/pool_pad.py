@@ -1,13 +1,21 @@
-"""ONNX GlobalMaxPool, GlobalAveragePool, GlobalLpPool and Pad-18+ by the spec.
+"""ONNX GlobalMaxPool, GlobalAveragePool, GlobalLpPool, AveragePool with uneven pads and
+Pad-18+ by the spec.
 
 onnx2torch has no converter for GlobalMaxPool or GlobalLpPool, none for
-GlobalAveragePool-22, and none for Pad from opset 18 on (the ``axes`` input,
-the ``wrap`` mode). Keras's GlobalMaxPooling1D/2D export as GlobalMaxPool
+GlobalAveragePool-22, none for an AveragePool whose pads differ at the two ends
+(TF's ``padding="SAME"`` with an even input and an odd kernel) or with
+``auto_pad=SAME_*``, none for AveragePool-19/22, and none for Pad from opset 18
+on (the ``axes`` input, the ``wrap`` mode). Keras's GlobalMaxPooling1D/2D export as GlobalMaxPool
 (tf2onnx, opset 17: a text CNN). Each module here computes its op as the ONNX
 spec says:
 
 * `OnnxGlobalPoolSpec`: over every dim after the first two (batch, channel),
   kept as size 1: the max, the mean, or ``(sum |x|^p)^(1/p)``;
+* `OnnxAvgPoolSpec`: the mean over each window of the padded input; the divisor
+  counts the window's input elements, plus its explicit pads where
+  ``count_include_pad=1``, never the extra end positions of ``ceil_mode``
+  (onnxruntime's rule): ``avg_pool(pad0(x)) / avg_pool(counted)``, ``counted``
+  1 where an element counts and 0 elsewhere;
 * `OnnxPadSpec`: ``pads`` holds ``[begin..., end...]`` for ``axes`` (all dims
   when absent; negative axes count from the end); a negative pad removes
   elements; ``constant_value`` (default 0) fills in ``constant`` mode,
@@ -20,10 +28,13 @@ The lowering (``fxsurgeon/lower/nn_ops.py``) writes them as ``torch.amax`` /
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .conv import same_pads
 from .registry import ConverterError, add, mapping_of
 
 #: ONNX Pad modes -> F.pad's
@@ -64,6 +75,64 @@ class OnnxGlobalPoolSpec(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return global_pool(x, self.kind, self.p)
+
+
+def avg_pool_pads(sizes, kernel, strides, pads, ceil_mode: bool) -> list[int]:
+    """The end padding ``ceil_mode`` adds to each spatial dim (0 without it): enough for
+    the floor output size to be ONNX's ``ceil((size + pads - kernel) / stride) + 1``,
+    without a window that starts in the end padding (onnxruntime's rule)."""
+    if not ceil_mode:
+        return [0] * len(kernel)
+    extra = []
+    for size, k, s, (begin, end) in zip(sizes, kernel, strides, pads, strict=True):
+        total = size + begin + end
+        out = -(-(total - k) // s) + 1
+        if (out - 1) * s >= size + begin:  # the last window would start in the end pad
+            out -= 1
+        extra.append(max(0, (out - 1) * s + k - total))
+    return extra
+
+
+def avg_pool_spec(x, kernel, strides, pads, count_include_pad: bool, ceil_mode: bool):
+    """ONNX AveragePool: ``pads`` a (begin, end) pair per spatial dim."""
+    spatial = len(kernel)
+    pool = AVG_POOLS[spatial]
+    extra = avg_pool_pads(x.shape[2:], kernel, strides, pads, ceil_mode)
+    explicit: list[int] = [p for pair in reversed(pads) for p in pair]  # F.pad: last dim first
+    ends: list[int] = [p for e in reversed(extra) for p in (0, e)]
+    summed = pool(F.pad(F.pad(x, explicit), ends), kernel, strides)
+    if count_include_pad and not any(extra):
+        return summed  # every window counts all its k elements
+    ones = torch.ones_like(x[:1, :1])
+    counted = F.pad(F.pad(ones, explicit, value=float(count_include_pad)), ends)
+    return summed / pool(counted, kernel, strides)
+
+
+#: spatial rank -> torch's average pool
+AVG_POOLS = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}
+
+
+class OnnxAvgPoolSpec(nn.Module):
+    """AveragePool with ``pads`` ((begin, end) per spatial dim) or ``auto_pad``
+    SAME_UPPER / SAME_LOWER (``pads=None``, computed from the input size)."""
+
+    def __init__(self, kernel, strides, pads, count_include_pad: bool, ceil_mode: bool, upper):
+        super().__init__()
+        self.kernel = tuple(kernel)
+        self.strides = tuple(strides)
+        self.pads = None if pads is None else tuple(tuple(p) for p in pads)
+        self.count_include_pad = count_include_pad
+        self.ceil_mode = ceil_mode
+        self.upper = upper
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pads: Any = self.pads
+        if pads is None:
+            ones = [1] * len(self.kernel)
+            pads = same_pads(x.shape[2:], self.kernel, self.strides, ones, self.upper)
+        return avg_pool_spec(
+            x, self.kernel, self.strides, pads, self.count_include_pad, self.ceil_mode
+        )
 
 
 class OnnxPadSpec(nn.Module):
@@ -109,7 +178,51 @@ def _pad(node, graph):
     return OnnxPadSpec(mode), mapping_of(node, tuple(node.input_values))
 
 
+def _avg_pool(original):
+    def convert(node, graph):
+        attrs = node.attributes
+        kernel = list(attrs["kernel_shape"])
+        spatial = len(kernel)
+        auto_pad = attrs.get("auto_pad", "NOTSET")
+        if isinstance(auto_pad, bytes):
+            auto_pad = auto_pad.decode()
+        flat = list(attrs.get("pads", [0] * 2 * spatial))
+        even = flat[:spatial] == flat[spatial:]
+        if original is not None and auto_pad in ("NOTSET", "VALID") and even:
+            return tuple(original(node, graph))
+        if any(d != 1 for d in attrs.get("dilations", [1] * spatial)):
+            raise ConverterError(node, "dilated average pooling has no torch counterpart")
+        if spatial not in AVG_POOLS:
+            raise ConverterError(node, f"{spatial} spatial dims (torch pools 1 to 3)")
+        pads = None
+        if auto_pad == "VALID":
+            pads = [(0, 0)] * spatial
+        elif auto_pad == "NOTSET":
+            pads = list(zip(flat[:spatial], flat[spatial:], strict=True))
+        module = OnnxAvgPoolSpec(
+            kernel,
+            attrs.get("strides", [1] * spatial),
+            pads,
+            count_include_pad=bool(attrs.get("count_include_pad", 0)),
+            ceil_mode=bool(attrs.get("ceil_mode", 0)),
+            upper=auto_pad != "SAME_LOWER",
+        )
+        return module, mapping_of(node)
+
+    return convert
+
+
 def register() -> None:
+    from onnx2torch.node_converters.registry import _CONVERTER_REGISTRY, OperationDescription
+
+    for version in (7, 10, 11, 19, 22):
+        key = OperationDescription("", "AveragePool", version)
+        original = _CONVERTER_REGISTRY.get(key)
+        if getattr(original, "fxsurgeon_wrapped", False):
+            continue
+        wrapped = None if original is None else (lambda n, g, o=original: tuple(o(n, g)))
+        add("AveragePool", version, _avg_pool(wrapped), replace=True)
+        _CONVERTER_REGISTRY[key].fxsurgeon_wrapped = True
     for version in (1, 22):
         add("GlobalMaxPool", version, _global_pool("max"))
     add("GlobalAveragePool", 22, _global_pool("avg"))
