@@ -10,7 +10,9 @@ tf2onnx writes a Dense on a 3-D input [B, N, C] as TF's Tensordot:
     reshape(reshape(x, (-1, C)) @ W, (B, N, O)) + b
 The rules take it apart step by step:
 
-    linear_matmul_1     x @ W                        -> F.linear(x, W.t())       W a 2-D weight constant
+    linear_matmul_1     x @ W                        -> F.linear(x, W.t())       W a 2-D weight constant,
+                                                                                 or [1, .., 1, in, out] when
+                                                                                 x has at least its rank
     linear_gemm_1       x @ transpose(W, 0, 1)       -> F.linear(x, W)           Gemm with transB=1
     linear_bias_1       F.linear(x, Wt) + b          -> F.linear(x, Wt, b)       b: [out] (or [1, out])
     linear_tensordot_1  reshape(F.linear(reshape(x, (-1, C)), Wt, b), s)
@@ -32,14 +34,22 @@ def matmul_pattern(x: torch.Tensor, w: torch.Tensor):
 
 
 def matmul_replacement(x, w):
+    if w.dim() > 2:  # [1, .., 1, in, out]: broadcast over x's batch dims, the same matrix
+        w = torch.reshape(w, tuple(w.shape[-2:]))
     return F.linear(x, w.t())
 
 
 def weight_check(match: Match) -> str | None:
     if not match.is_constant("w"):
         return "the right operand is not a weight constant"
-    if match.rank("w") != 2:
-        return f"the weight has shape {match.shape('w')}, not 2-D"
+    shape, x_rank = match.shape("w"), match.rank("x")
+    if shape is None or len(shape) < 2:
+        return f"the weight has shape {shape}, not 2-D"
+    if len(shape) > 2 and (
+        any(d != 1 for d in shape[:-2]) or x_rank is None or x_rank < len(shape)
+    ):
+        # a batch of matrices, or unit dims that would add dims to the output: not one linear
+        return f"the weight has shape {shape} (input {x_rank}-D), not 2-D"
     if not (match.dtype("w") or torch.int64).is_floating_point:
         return "the weight is not floating point"
     return None
@@ -65,11 +75,17 @@ def gemm_replacement(x, w):
     return F.linear(x, w)
 
 
+def gemm_check(match: Match) -> str | None:
+    if match.rank("w") != 2:  # transpose(w, 0, 1) is W^T only for a matrix
+        return f"the weight has shape {match.shape('w')}, not 2-D"
+    return weight_check(match)
+
+
 linear_gemm_1 = Rule(
     "linear_gemm_1",
     gemm_pattern,
     gemm_replacement,
-    check=weight_check,
+    check=gemm_check,
     note="ONNX Gemm(transB=1) as lowered: matmul(x, transpose(W, 0, 1))",
 )
 

@@ -116,3 +116,50 @@ def test_without_the_record_or_when_the_function_reads_it_no_parameter_is_made_u
     tf_names = {o.tf_name for o in fxsurgeon.parameter_origins(module).values()}
     assert "extra/spare" not in tf_names
     assert "held by no ONNX initializer" in report_of(module).not_trainable["extra/spare"]
+
+
+def _dangling_model():
+    """A layer that computes a pooled output the model does not return (as a nested HF
+    encoder computes its pooler), and a Dense on the path to the output."""
+    fxsurgeon._compat.import_tensorflow()
+    import keras
+
+    class WithPooler(keras.layers.Layer):
+        def build(self, shape):
+            self.dense = keras.layers.Dense(4, name="dense")
+            self.dense.build(shape)
+            self.pooler = keras.layers.Dense(3, name="pooler")
+            self.pooler.build((None, 4))
+
+        def call(self, x):
+            y = self.dense(x)
+            return y, self.pooler(y)
+
+    x = keras.Input((8,), name="x")
+    sequence, _pooled = WithPooler(name="encoder")(x)
+    model = keras.Model(x, sequence, name="toy")
+    fxsurgeon.examples.randomize_variables(model, seed=5)
+    return model
+
+
+def test_a_variable_read_only_for_an_output_the_model_drops_is_not_read():
+    """The traced function computes the pooler (it captures its variables) but no output
+    depends on it: recorded as not read, so it comes back as a parameter no output reads."""
+    from fxsurgeon.tensorflow import export_onnx, from_onnx
+
+    model = _dangling_model()
+    proto = export_onnx(model)
+    read = json.loads({e.key: e.value for e in proto.metadata_props}[READ_VARIABLES_KEY])
+    assert read == ["encoder/dense/bias", "encoder/dense/kernel"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing folded away: no warning
+        module = fxsurgeon.optimize(from_onnx(proto, tf_model=model))
+    assert report_of(module).trainable_after == _trainable(model) == 36 + 15
+    origins = {o.tf_name: name for name, o in fxsurgeon.parameter_origins(module).items()}
+    kernel = origins["encoder/pooler/kernel"]
+    assert not fxsurgeon.parameter_origins(module)[kernel].read
+    data = np.random.default_rng(1).standard_normal((2, 8)).astype(np.float32)
+    out = module(torch.from_numpy(data))
+    assert np.abs(out.detach().numpy() - np.asarray(model(data))).max() <= 1e-5
+    out.sum().backward()
+    assert module.get_parameter(kernel).grad is None

@@ -50,9 +50,18 @@ READ_VARIABLES_KEY = "fxsurgeon.tf_variables_read"
 
 def record_read_variables(proto: onnx.ModelProto, model: Any, concrete: Any) -> None:
     """Write into ``proto``'s metadata the names of ``model``'s variables that the traced
-    function ``concrete`` reads (captures), so that a variable no initializer holds can be
-    told apart: read and folded away, or read by no output (training-only, unused layer)."""
-    captured = {id(external) for external, _ in concrete.graph.captures}
+    function ``concrete`` reads on the way to an output, so that a variable no initializer
+    holds can be told apart: read and folded away, or read by no output (training-only, an
+    unused layer, a layer output the model does not return).
+
+    Read means captured by the function *and* on a data path to one of its outputs
+    (`_ops_reaching_outputs`): a nested model computes its own pooler although the outer
+    model returns only the sequence (HF VisionEncoderDecoder's ViT encoder); tf2onnx then
+    prunes the pooler, and its variables are as unread as a training-only one."""
+    reaching = _ops_reaching_outputs(concrete.graph)
+    captured = {
+        id(external) for external, internal in concrete.graph.captures if internal.op in reaching
+    }
     read = []
     for variable, tf_variable in tf_variables_of(model):
         handles = [tf_variable, getattr(tf_variable, "_value", None)]
@@ -60,6 +69,21 @@ def record_read_variables(proto: onnx.ModelProto, model: Any, concrete: Any) -> 
             read.append(variable.name)
     entry = proto.metadata_props.add()
     entry.key, entry.value = READ_VARIABLES_KEY, json.dumps(sorted(read))
+
+
+def _ops_reaching_outputs(graph: Any) -> set[Any]:
+    """The operations of a TF graph whose results flow into ``graph.outputs`` by data edges
+    (control edges order side effects; no value, so no gradient, flows along them). A call
+    of a nested function counts whole: each of its inputs is taken as read."""
+    reached: set[Any] = set()
+    stack = [t.op for t in graph.outputs]
+    while stack:
+        op = stack.pop()
+        if op in reached:
+            continue
+        reached.add(op)
+        stack.extend(t.op for t in op.inputs)
+    return reached
 
 
 def read_variables(proto: onnx.ModelProto) -> frozenset[str] | None:

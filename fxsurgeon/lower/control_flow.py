@@ -248,7 +248,12 @@ def _if(ctx, mod, node, args):
     outer, operands = operands_of(ctx, outer)
     then_gm = lower_bound(ctx, mod.then_branch, outer, operands)
     else_gm = lower_bound(ctx, mod.else_branch, outer, operands)
-    _same_outputs(then_gm, else_gm)
+    try:
+        _same_outputs(then_gm, else_gm)
+    except LoweringError:
+        if not ctx.graph.shapes.learning:
+            raise
+        return _unknown_outputs(ctx, then_gm, mod.outputs)
     k = free_index(ctx.root, "if_then", "if_else")
     names = []
     for kind, gm in (("then", then_gm), ("else", else_gm)):
@@ -423,6 +428,20 @@ def _first(outputs):
 
 def _item(outputs, index: int):
     return outputs[index]
+
+
+def _unknown_outputs(ctx, branch: fx.GraphModule, count: int):
+    """A learning pass (`SymbolicShapes.learning`) only: the If's outputs as values of
+    unknown sizes (fresh symbols), since the branches disagree on them; the ops after it
+    then tie the other sizes they meet (fxsurgeon/lower/graph.py, `_lower_tied`)."""
+    out = BRANCH_OUTPUTS[branch]
+    outs = list(out) if isinstance(out, (tuple, list)) else [out]
+    values = []
+    for fake in outs:
+        node = ctx.graph.placeholder(f"unknown_{len(ctx.graph.nodes)}")
+        ctx.graph.record(node, ctx.graph.shapes.unknown_like(fake))
+        values.append(node)
+    return values[0] if count == 1 else values
 
 
 def _same_outputs(then_gm, else_gm):

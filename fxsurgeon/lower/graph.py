@@ -16,7 +16,7 @@ from ..errors import LoweringError
 from ..shapes import HintTooSmall, SymbolicShapes, shape_of
 from ..source import SOURCE_META_KEY as SOURCE_KEY
 from .table import LOWERINGS
-from .values import Const, LoweringContext, ShapedGraph, Sym, Value
+from .values import SYM_ARRAY_OPS, Const, LoweringContext, ShapedGraph, Sym, SymArray, Value
 
 # ---------------------------------------------------------------------------
 # The pass
@@ -68,6 +68,9 @@ def lower_graph(
     result = _lower_admitted(gm, shapes, initializer_of, bind)
     if not result.unconverted or shapes.subgraph:
         return result
+    result = _lower_tied(gm, shapes, initializer_of, bind, result)
+    if not result.unconverted:
+        return result
     # Hints only pick a point of the model's domain, and a small odd one can lie outside
     # it: a U-Net's skip Concat needs H divisible by 4, so at the default hint 5 the
     # analysis' Concat fails and the module is kept. Once more with every symbolic dim
@@ -77,11 +80,45 @@ def lower_graph(
     shapes.restart({key: hint * _SCALE for key, hint in first.items()})
     try:
         retry: LoweringResult | None = _lower_admitted(gm, shapes, initializer_of, bind)
-    except LoweringError:
-        retry = None
+    except (LoweringError, RuntimeError):  # a meta function refusing sizes outside the domain
+        retry = None  # (positions past a 64-entry table, at a hinted length of 160)
     if retry is not None and _kept(retry) < _kept(result):
         return retry
     shapes.restart(first)
+    return _lower_admitted(gm, shapes, initializer_of, bind)
+
+
+def _lower_tied(gm, shapes, initializer_of, bind, result: LoweringResult) -> LoweringResult:
+    """Once more with the input dims that the graph shows equal tied from the start
+    (`SymbolicShapes.learned_ties`): a module kept because its shapes depend on an
+    equality that only an op after it establishes lowers then. HF BLIP's text decoder:
+    an If on ``len(ids) < len(mask)`` (prepend ones to the causal mask for a cache) has
+    branches of different shapes, and only the attention scores, later, broadcast the
+    mask's length with the ids'. The ties come from the first pass, or when it learned
+    none (the kept module hid what follows it), from a learning pass in which such an If
+    gives values of unknown sizes (fresh symbols) instead of being kept: the ties the
+    ops after it then find hold whichever branch runs. The tied pass is kept when it
+    lowers more; else the analysis is made again as it was, and `result` stands."""
+    before = shapes.ties
+    hints = {(sig.name, i): h for sig in shapes.inputs for i, h in enumerate(sig.hints)}
+    ties = set(shapes.learned_ties()) - set(before)
+    if not ties:
+        shapes.restart(hints, learning=True)
+        try:
+            _lower_admitted(gm, shapes, initializer_of, bind)
+            ties = set(shapes.learned_ties()) - set(before)
+        except Exception:  # noqa: BLE001 - a learning pass only ever adds ties
+            ties = set()
+    tied: LoweringResult | None = None
+    if ties:
+        shapes.restart(hints, ties=tuple(sorted(set(before) | ties)), learning=False)
+        try:
+            tied = _lower_admitted(gm, shapes, initializer_of, bind)
+        except (LoweringError, RuntimeError):
+            tied = None
+        if tied is not None and _kept(tied) < _kept(result):
+            return tied
+    shapes.restart(hints, ties=before, learning=False)
     return _lower_admitted(gm, shapes, initializer_of, bind)
 
 
@@ -236,7 +273,7 @@ def _onnx_outputs(ctx, gm: fx.GraphModule, env: dict, placeholders: list[fx.Node
 
 def _materialize(ctx):
     def convert(value):
-        if isinstance(value, (Const, Sym)):
+        if isinstance(value, (Const, Sym, SymArray)):
             return ctx.tensor(value)
         return value
 
@@ -255,6 +292,8 @@ def _lower_module(ctx, gm, node, args, result: LoweringResult) -> Value:
     ctx.rule = f"lower:{name}"
     ctx.graph.where = f"{node.target} ({name})"
     fn = LOWERINGS.get(name)
+    if name not in SYM_ARRAY_OPS:  # a matrix of sizes is a tensor to every other op
+        args = [ctx.tensor(a) if isinstance(a, SymArray) else a for a in args]
     reason = "no lowering for this module class"
     if fn is not None:
         try:

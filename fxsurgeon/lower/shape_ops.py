@@ -7,6 +7,7 @@ from __future__ import annotations
 import operator
 from typing import Any
 
+import numpy as np
 import torch
 from torch import fx, nn
 
@@ -14,7 +15,7 @@ from ..errors import LoweringError
 from ..shapes import dtype_of, shape_of
 from . import sym_math
 from .table import lowering
-from .values import Const, Sym, as_sym, const_ints, rank_of
+from .values import Const, Sym, SymArray, as_sym, const_ints, object_array, rank_of, sym_or_array
 
 # -- shape and casting ---------------------------------------------------------
 
@@ -26,6 +27,8 @@ def _shape(ctx, mod, node, args):
         shape = list(x.value.shape)
     elif isinstance(x, Sym):
         shape = [] if x.scalar else [len(x.items)]
+    elif isinstance(x, SymArray):
+        shape = list(x.items.shape)
     else:
         shape = [ctx.size(x, i) for i in range(rank_of(x))]
     start, end = mod._start, mod._end
@@ -40,6 +43,8 @@ def _cast(ctx, mod, node, args):
         cast = sym_math.cast(ctx, x, dtype)
         if cast is not None:
             return cast
+    if isinstance(x, SymArray) and not dtype.is_floating_point and dtype != torch.bool:
+        return SymArray(x.items, dtype)  # integer to integer: the same elements
     if isinstance(x, Const):
         return Const(x.value.to(dtype))
     x = ctx.tensor(x)
@@ -67,6 +72,13 @@ def _unsqueeze(ctx, mod, node, args):
     axes = const_ints(args[1], "Unsqueeze axes") if len(args) > 1 else list(mod._axes)
     if isinstance(x, Sym) and x.scalar and axes in ([0], [-1]):
         return Sym(list(x.items), scalar=False, dtype=x.dtype)
+    if isinstance(x, (Sym, SymArray)) and not x.is_static:
+        # sizes stay elements: a row of a (rank, 2) pads matrix (SymArray)
+        items = object_array(x)
+        out_rank = items.ndim + len(axes)
+        return sym_or_array(np.expand_dims(items, tuple(a % out_rank for a in axes)), x.dtype)
+    if isinstance(x, (Sym, SymArray)):
+        x = Const(torch.tensor(object_array(x).tolist(), dtype=x.dtype))
     if isinstance(x, Const):
         return Const(_unsqueeze_tensor(x.value, axes))
     x = ctx.tensor(x)
@@ -92,6 +104,10 @@ def _squeeze(ctx, mod, node, args):
         axes = list(getattr(mod, "axes", None) or [])
     if isinstance(x, Sym) and not x.scalar and len(x.items) == 1 and axes in ([], [0], [-1]):
         return Sym(list(x.items), scalar=True, dtype=x.dtype)
+    if isinstance(x, SymArray):
+        items = x.items
+        dims = [a % items.ndim for a in axes] or [i for i, d in enumerate(items.shape) if d == 1]
+        return sym_or_array(np.squeeze(items, tuple(dims)), x.dtype)
     if isinstance(x, Const):
         value = x.value
         dims = (
@@ -113,6 +129,12 @@ def _squeeze(ctx, mod, node, args):
 
 @lowering("OnnxConcat")
 def _concat(ctx, mod, node, args):
+    if any(isinstance(a, SymArray) for a in args):
+        parts = [object_array(a) for a in args]
+        if all(p is not None for p in parts):
+            dtype = next(a.dtype for a in args if isinstance(a, SymArray))
+            return sym_or_array(np.concatenate(parts, axis=mod.axis), dtype)
+        args = [ctx.tensor(a) if isinstance(a, SymArray) else a for a in args]
     syms = [as_sym(a) for a in args]
     if all(s is not None and not s.scalar for s in syms) and any(isinstance(a, Sym) for a in args):
         return Sym([item for s in syms for item in s.items], dtype=syms[0].dtype)
@@ -136,6 +158,10 @@ def _reshape(ctx, mod, node, args):
         reshaped = _reshape_sym(data, items)
         if reshaped is not None:
             return reshaped
+    if isinstance(data, SymArray) and target.is_static:
+        # ONNX: 0 copies the input dim (allowzero=0); numpy resolves the -1
+        shape = _resolve_zeros(items, list(data.items.shape))
+        return sym_or_array(data.items.reshape(shape), data.dtype)
     x = ctx.tensor(data)
     in_shape = shape_of(x)
     # ONNX: 0 copies the input dim (allowzero=0, the only form tf2onnx emits).
@@ -223,6 +249,9 @@ def _int_op(op, a: int, b: int) -> int:
 @lowering("OnnxTranspose")
 def _transpose(ctx, mod, node, args):
     (x,) = args
+    if isinstance(x, SymArray):
+        perm = mod.perm or list(range(x.items.ndim))[::-1]
+        return SymArray(np.ascontiguousarray(np.transpose(x.items, perm)), x.dtype)
     if isinstance(x, Const):
         perm = mod.perm or list(range(x.value.dim()))[::-1]
         if not x.is_weight:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import fx, nn
 
@@ -67,7 +68,69 @@ class Sym:
         return Const(value.reshape(()) if self.scalar else value)
 
 
-Value = Any  # Const | Sym | fx.Node | list
+@dataclass
+class SymArray:
+    """An integer tensor of rank 2 or more whose elements are ints or int-valued nodes,
+    as a numpy object array: tf2onnx writes ``tf.pad`` by computed amounts as
+    ``Reshape(Transpose(Concat(Unsqueeze(Sym), ...)), [-1])``, a (rank, 2) matrix of
+    sizes. Only the lowerings named in `SYM_ARRAY_OPS` take one (they rearrange its
+    elements; a Reshape back to rank 1 gives a `Sym`); any other op gets it as a tensor
+    (`LoweringContext.tensor`), so no lowering written for `Sym` sees a rank it does not
+    expect."""
+
+    items: np.ndarray  # dtype object, ndim >= 2
+    dtype: torch.dtype = torch.int64
+
+    @property
+    def is_static(self) -> bool:
+        return all(isinstance(i, int) for i in self.items.flat)
+
+
+#: The onnx2torch module classes whose lowerings take a `SymArray` (shape_ops.py).
+SYM_ARRAY_OPS = frozenset(
+    {
+        "OnnxShape",
+        "OnnxCast",
+        "OnnxCopyIdentity",
+        "Identity",
+        "OnnxUnsqueezeStaticAxes",
+        "OnnxUnsqueezeDynamicAxes",
+        "OnnxSqueezeStaticAxes",
+        "OnnxSqueezeDynamicAxes",
+        "OnnxConcat",
+        "OnnxReshape",
+        "OnnxTranspose",
+    }
+)
+
+
+def sym_or_array(items: np.ndarray, dtype: torch.dtype) -> Sym | SymArray:
+    """Elements in an array of any rank: a `Sym` for rank 0 or 1, else a `SymArray`."""
+    if items.ndim >= 2:
+        return SymArray(items, dtype)
+    return Sym(list(items.reshape(-1).tolist()), scalar=items.ndim == 0, dtype=dtype)
+
+
+def object_array(value: Any) -> np.ndarray | None:
+    """The elements of a `Sym`, `SymArray` or small integer `Const` as an object array
+    (ints and int nodes) in its shape; None for anything else."""
+    if isinstance(value, SymArray):
+        return value.items
+    if isinstance(value, Sym):
+        out = np.empty(len(value.items), dtype=object)
+        out[:] = value.items
+        return out.reshape(()) if value.scalar else out
+    if isinstance(value, Const):
+        v = value.value
+        if v.is_floating_point() or v.dtype == torch.bool or v.numel() > 64:
+            return None
+        out = np.empty(v.numel(), dtype=object)
+        out[:] = [int(i) for i in v.reshape(-1).tolist()]
+        return out.reshape(tuple(v.shape))
+    return None
+
+
+Value = Any  # Const | Sym | SymArray | fx.Node | list
 
 
 def is_onnx2torch_module(module: nn.Module) -> bool:
@@ -228,6 +291,12 @@ class LoweringContext:
                 torch.tensor, list(value.items), dtype=value.dtype, device=self.device()
             )
             return self.call(torch.reshape, node, ()) if value.scalar else node
+        if isinstance(value, SymArray):
+            if value.is_static:
+                return self.constant(Const(torch.tensor(value.items.tolist(), dtype=value.dtype)))
+            return self.call(
+                torch.tensor, value.items.tolist(), dtype=value.dtype, device=self.device()
+            )
         if isinstance(value, Const):
             return self.constant(value)
         raise LoweringError(f"cannot use {type(value).__name__} as a tensor")

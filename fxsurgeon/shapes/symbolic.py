@@ -106,8 +106,14 @@ class SymbolicShapes:
     fake_inputs: list[torch.Tensor] = field(init=False)
     forced: list[ForcedDim] = field(default_factory=list)
     subgraph: bool = False  # an If branch's or Loop body's view (`with_inputs`): no restart
+    #: pairs of input dims ((name, dim), (name, dim)) known equal from the start (`learned_ties`)
+    ties: tuple[tuple[tuple[str, int], tuple[str, int]], ...] = ()
+    #: a pass made only to learn ties (`learned_ties`); its graph is thrown away, so a value
+    #: whose shape the analysis cannot state may take fresh symbols (`unknown_like`)
+    learning: bool = False
 
     def __post_init__(self) -> None:
+        self._tie_hints()
         self.env = ShapeEnv(duck_shape=False)
         self.mode = FakeTensorMode(shape_env=self.env, allow_non_fake_inputs=True)
         self.mode.cache_enabled = False  # `run` keeps results by sizes; the mode's cache only costs
@@ -123,6 +129,48 @@ class SymbolicShapes:
                 if isinstance(size, torch.SymInt):
                     self._symbols[size.node.expr] = (sig.name, i)
             self.fake_inputs.append(fake)
+        sizes = {
+            (sig.name, i): size
+            for sig, fake in zip(self.inputs, self.fake_inputs, strict=True)
+            for i, size in enumerate(fake.shape)
+        }
+        with self.mode:
+            for first, second in self.ties:
+                torch._check(sizes[first] == sizes[second])
+
+    def _tie_hints(self) -> None:
+        """Give the second dim of each tie the hint of the first (the guard needs them equal)."""
+        hints = {(sig.name, i): h for sig in self.inputs for i, h in enumerate(sig.hints)}
+        for first, second in self.ties:
+            hints[second] = hints[first]
+        self.inputs = [
+            dataclasses.replace(
+                sig, hints=tuple(hints[(sig.name, i)] for i in range(len(sig.hints)))
+            )
+            for sig in self.inputs
+        ]
+
+    def learned_ties(self) -> tuple[tuple[tuple[str, int], tuple[str, int]], ...]:
+        """The input dims the graph so far has shown equal to another input dim, as pairs
+        (the dim whose symbol stands for both, the other).
+
+        The analysis goes through the graph in order, so an op that broadcasts two dims
+        together (a padding mask's length with the token length, in the attention scores)
+        ties them only from that op on: an If before it sees two independent sizes and a
+        predicate (``Shape(ids)[1] < Shape(mask)[1]``) it cannot decide. Every input the
+        model accepts satisfies every op of the graph, so the equality holds at the If too:
+        a restart with these ties (`restart`) knows it from the start."""
+        first: dict[Any, tuple[str, int]] = {}  # what a dim reduces to -> the first such dim
+        ties = []
+        for symbol, key in self._symbols.items():
+            value = self.env.replace(symbol)
+            if value.is_number:
+                continue  # forced to a constant: reported as forced, not a tie
+            if value in first:  # (both may reduce to a symbol no input has: a learning pass's)
+                ties.append((first[value], key))
+            else:
+                first[value] = key
+        return tuple(sorted(ties))
 
     def with_inputs(self, fake_inputs: Sequence[torch.Tensor]) -> SymbolicShapes:
         """The same analysis (ShapeEnv, symbols, forced dims) for a subgraph whose
@@ -158,15 +206,40 @@ class SymbolicShapes:
         new = {self._symbols[s]: int(v) for s, v in hints.items()}
         raise HintTooSmall(new, why)
 
-    def restart(self, hints: dict[tuple[str, int], int]) -> None:
+    def unknown_like(self, value: torch.Tensor) -> torch.Tensor:
+        """A fake tensor of `value`'s dtype and rank whose every dim is a fresh symbol (hinted
+        as `value`'s): what a learning pass gives for a value whose sizes it cannot state
+        (an If whose branches differ in shape), so that the ops after it still relate their
+        other sizes to each other and to the inputs' (where they tie input dims)."""
+        hints = [
+            int(self.env.size_hint(d.node.expr)) if isinstance(d, torch.SymInt) else d
+            for d in value.shape
+        ]
+        context: Any = StatelessSymbolicContext(dynamic_sizes=[DimDynamic.DYNAMIC] * len(hints))
+        return self.mode.from_tensor(
+            torch.empty([max(h, 2) for h in hints], dtype=value.dtype), symbolic_context=context
+        )
+
+    def restart(
+        self,
+        hints: dict[tuple[str, int], int],
+        ties: tuple | None = None,
+        learning: bool | None = None,
+    ) -> None:
         """Start the analysis afresh (new ShapeEnv, symbols, nothing forced) with
-        `hints` for the input dims it names (`HintTooSmall`)."""
+        `hints` for the input dims it names (`HintTooSmall`), and `ties` (None: the
+        ties it has) between input dims known equal from the start (`learned_ties`);
+        `learning` (None: as it is) marks a pass made only to learn ties."""
+        if learning is not None:
+            self.learning = learning
         inputs = []
         for sig in self.inputs:
             new = tuple(hints.get((sig.name, i), h) for i, h in enumerate(sig.hints))
             inputs.append(dataclasses.replace(sig, hints=new))
         self.inputs = inputs
         self.forced = []
+        if ties is not None:
+            self.ties = tuple(ties)
         self.__post_init__()
 
     # -- running ops -------------------------------------------------------------
