@@ -23,7 +23,7 @@ import math
 
 import numpy as np
 
-from .fusion_blocks import _dense_core, _mask_input
+from .fusion_blocks import _dense_core, _mask_input, merge_heads
 from .graph import _F32, _T, _Graph, _Skip, _static
 from .shape_blocks import _split
 
@@ -195,9 +195,5 @@ def _block_attention_forms(g: _Graph, x: _T, near: bool) -> _T:
     if orient == "kq":
         probs = g.op("Transpose", [probs], perm=[0, 1, 3, 2])
     out = g.op("MatMul", [probs, vh])
-    merged = _T(
-        g.op("Transpose", [out], perm=[0, 2, 1, 3]), (x.shape[0], x.shape[1], heads, head_dim)
-    )
-    y = g.reshape(merged, 2, [width])
     g.block(f"attention_forms{'~' if near else '.'}{variant}", "sdpa", near)
-    return y
+    return merge_heads(g, out, x, heads, head_dim)

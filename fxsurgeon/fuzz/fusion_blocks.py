@@ -432,9 +432,13 @@ def _block_attention(g: _Graph, x: _T, near: bool) -> _T:
         variant += "+layout"
     else:
         out = g.op("MatMul", [probs, vh])
+    g.block(f"attention{'~' if near else '.'}{variant}", "sdpa", near)
+    return merge_heads(g, out, x, heads, head_dim)
+
+
+def merge_heads(g: _Graph, out: str, x: _T, heads: int, head_dim: int) -> _T:
+    """[N, H, L, D] -> [N, L, H*D] (Transpose, Reshape), L being `x`'s sequence dim."""
     merged = _T(
         g.op("Transpose", [out], perm=[0, 2, 1, 3]), (x.shape[0], x.shape[1], heads, head_dim)
     )
-    y = g.reshape(merged, 2, [width])
-    g.block(f"attention{'~' if near else '.'}{variant}", "sdpa", near)
-    return y
+    return g.reshape(merged, 2, [heads * head_dim])
