@@ -85,6 +85,29 @@ def test_formula_constants_are_structural_with_a_reason(name):
     assert reason is not None and why in reason, reason
 
 
+
+@pytest.mark.parametrize(
+    "initializer, learned",
+    [
+        ("model/attention/ReadVariableOp/resource:0", True),  # Keras Attention's scale
+        ("model/attention/ReadVariableOp_1/resource:0", True),
+        ("model/embeddings/Gather/resource:0", True),
+        ("model/attention/mul/y:0", False),  # a formula's constant
+        ("model/attention/Const:0", False),
+        ("const_fold_opt__12", False),  # folded: nothing says which
+        ("model/resource_scale/mul/y:0", False),  # "resource" only as a scope's word
+    ],
+)
+def test_a_one_element_tensor_is_learned_only_when_the_file_names_a_variable_read(
+    initializer, learned
+):
+    value = torch.tensor([0.0226])
+    reason = structural_reason(value, _read_by(torch.mul), initializer=initializer)
+    assert (reason is None) is learned, reason
+    if learned:  # still structural where no computation reads it as data
+        reason = structural_reason(value, _read_by(operator.gt), initializer=initializer)
+        assert reason is not None and "comparisons" in reason
+
 def test_integer_tensors_and_comparison_only_reads_are_structural():
     assert "not floating point" in structural_reason(torch.arange(5), _read_by(torch.add))
     weights = torch.randn(3, 3, generator=RNG)

@@ -99,6 +99,58 @@ def test_keras_3_attention_is_named_by_its_projections():
     assert all(bad_name(n) is None for n in names), names
 
 
+
+def test_keras_3_attention_without_biases_is_named_by_the_attention_it_feeds():
+    """With ``use_bias=False`` no op under the projections' scopes remains: every
+    projection is an unscoped ``Gemm__N`` whose result feeds the attention, which
+    tf2onnx wrote as unscoped products around ``mha/Softmax``. The fused attention
+    takes the scope of what it replaced (``mha``), so the value projection, whose
+    nearest scoped reader was the next layer's, is named under ``mha`` too."""
+    import_tensorflow()
+    import keras
+
+    ids = keras.Input((None,), dtype="int32", name="ids")
+    h = keras.layers.Embedding(20, 12, mask_zero=True, name="embedding")(ids)
+    h = keras.layers.MultiHeadAttention(3, 4, value_dim=6, use_bias=False, name="mha")(h, h)
+    y = keras.layers.Dense(2, name="logits")(keras.layers.GlobalAveragePooling1D(name="pool")(h))
+    model = keras.Model(ids, y)
+    randomize_variables(model, seed=11)
+    params = dict(_door_b(model).named_parameters())
+    assert all(bad_name(n) is None for n in params), sorted(params)
+    projections = [n for n, p in params.items() if n.startswith("mha.")]
+    assert sorted(tuple(params[n].shape) for n in projections)[-3:] == [(12, 12), (12, 12), (18, 12)]
+
+
+def test_learned_scalars_are_parameters_without_the_tf_model():
+    """tf_keras ``Attention(use_scale=True, score_mode="concat")`` holds two scalar
+    variables; tf2onnx names their reads ``attention/ReadVariableOp/resource:0``, which
+    no formula constant is: door B counts TF's trainable elements exactly, and a
+    gradient reaches both. A model whose only scalars are a formula's (``x * 0.5 + 1``)
+    gets no one-element parameter."""
+    import_tensorflow()
+    import tf_keras as keras
+
+    q = keras.Input((None, 6), name="q")
+    v = keras.Input((None, 6), name="v")
+    h = keras.layers.Attention(use_scale=True, score_mode="concat", name="attention")([q, v])
+    model = keras.Model([q, v], keras.layers.Dense(2, name="logits")(h))
+    randomize_variables(model, seed=12)
+    module = _door_b(model)
+    assert sum(p.numel() for p in module.parameters()) == sum(
+        int(np.prod(w.shape)) for w in model.trainable_variables
+    )
+    scalars = [p for p in module.parameters() if p.numel() == 1]
+    assert len(scalars) == 2
+    rng = np.random.default_rng(0)
+    inputs = [torch.from_numpy(rng.standard_normal((2, 3, 6)).astype(np.float32)) for _ in "qv"]
+    module(*inputs).square().sum().backward()
+    assert all(float(p.grad.abs()) > 0 for p in scalars)
+
+    x = keras.Input((4,), name="x")
+    y = keras.layers.Dense(3, name="dense")(keras.layers.Lambda(lambda t: t * 0.5 + 1.0)(x))
+    plain = _door_b(keras.Model(x, y))
+    assert [p.numel() for p in plain.parameters()] == [12, 3]
+
 def test_a_lookup_table_is_named_after_what_indexes_it():
     """Tables read under one scope (HF's ``embeddings/Gather``, ``Gather_1``...) are told
     apart by their index: positions (an arange, a masked cumsum plus an offset), a graph
@@ -190,3 +242,29 @@ def test_a_read_by_nodes_tf2onnx_named_takes_the_nearest_scope_downstream():
     names = [n for n, _ in _door_b(_einsum_heads_model()).named_parameters()]
     assert "heads.weight" in names and "heads.bias" in names
     assert not any("gemm" in n or "matmul" in n or n.startswith("model.") for n in names), names
+
+
+def test_a_fused_node_takes_the_scope_of_what_it_replaced_not_of_its_inputs():
+    """`fuse.rewrite._origin`: an anchor tf2onnx named itself (``MatMul__9``) gives the
+    replacement the scope of the nearest scoped node it replaces (``m/mha/Softmax``);
+    never that of a value the replacement reads (the projection ``m/proj``), and a
+    scoped anchor keeps its own."""
+    from torch import fx
+
+    from fxsurgeon.fuse.rewrite import _origin
+
+    def node(graph, fn, *args, scope):
+        made = graph.call_function(fn, args)
+        made.meta["fxsurgeon.onnx_node"] = scope
+        return made
+
+    graph = fx.Graph()
+    q = node(graph, torch.relu, graph.placeholder("x"), scope="m/proj/Relu")
+    scores = node(graph, torch.softmax, q, -1, scope="m/mha/Softmax")
+    anchor = node(graph, torch.matmul, scores, q, scope="MatMul__9")
+    fused = graph.call_function(torch.nn.functional.scaled_dot_product_attention, (q, q, q))
+    assert _origin(anchor, [fused]) == "m/mha/Softmax"
+    bare = node(graph, torch.matmul, q, q, scope="MatMul__10")
+    assert _origin(bare, [graph.call_function(torch.mul, (q, q))]) == "MatMul__10"
+    scoped = node(graph, torch.matmul, scores, q, scope="m/other/MatMul")
+    assert _origin(scoped, [fused]) == "m/other/MatMul"

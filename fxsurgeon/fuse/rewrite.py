@@ -72,6 +72,33 @@ class _Recorder(fx.proxy.GraphAppendingTracer):
         return _ShapedProxy(node, self)
 
 
+def _origin(anchor: fx.Node, created: Sequence[fx.Node], hops: int = 8) -> str | None:
+    """The ONNX node a replacement is said to come from (its TF scope names the layer,
+    `params/names.py`): the anchor's, or where tf2onnx named the anchor itself (no
+    scope: ``MatMul__425``, a piece of an Einsum), that of the nearest node upstream
+    of it, inside what the rewrite replaces, that has a TF scope (the ``mha/Softmax``
+    of an attention whose products tf2onnx wrote). The replaced region ends at the
+    values the replacement reads (its inputs: q, k, v, the mask)."""
+    name = anchor.meta.get("fxsurgeon.onnx_node")
+    if name is None or "/" in str(name):
+        return name
+    inputs = {arg for node in created for arg in node.all_input_nodes}
+    seen, frontier = {anchor}, [anchor]
+    for _ in range(hops):
+        following = []
+        for node in frontier:
+            for arg in node.all_input_nodes:
+                if arg in seen or arg in inputs or arg.op in ("placeholder", "get_attr"):
+                    continue
+                seen.add(arg)
+                scope = arg.meta.get("fxsurgeon.onnx_node")
+                if scope is not None and "/" in str(scope):
+                    return str(scope)
+                following.append(arg)
+        frontier = following
+    return str(name)
+
+
 def _rewrite(compiled: _Compiled, match: Match, on_rewrite: RewriteHook | None = None) -> int | str:
     """Insert the replacement before the match output, take its place, drop the dead match.
 
@@ -110,7 +137,7 @@ def _rewrite(compiled: _Compiled, match: Match, on_rewrite: RewriteHook | None =
             f"computed from its arguments, got {result!r}"
         )
     canonicalize(graph, tracer.created)
-    origin = anchor.meta.get("fxsurgeon.onnx_node")
+    origin = _origin(anchor, tracer.created)
     for node in tracer.created:
         node.meta[RULE_KEY] = rule.name
         node.meta[RULE_FILE_KEY] = rule.file

@@ -12,6 +12,7 @@ the dim constant.
 from __future__ import annotations
 
 import operator
+import re
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +35,16 @@ INT64_MIN = -(2**63)
 SHAPE_FUNCTIONS: dict[Callable[..., Any], Callable[..., Any]] = {}
 
 
+#: an initializer tf2onnx named after the resource input of a TF variable read
+_VARIABLE_READ = re.compile(r"(^|/)resource(:\d+)?$")
+
+
+def names_a_variable(initializer: str | None) -> bool:
+    """The initializer's name says tf2onnx froze a TF variable read into it
+    (``attention/ReadVariableOp/resource:0``): a learned tensor, whatever its size."""
+    return bool(initializer and _VARIABLE_READ.search(initializer))
+
+
 @dataclass
 class Const:
     """A tensor known at optimize time. `initializer` names its ONNX origin."""
@@ -43,11 +54,13 @@ class Const:
 
     @property
     def is_weight(self) -> bool:
-        """Weights stay in the graph (they become parameters); the rest folds."""
+        """Weights stay in the graph (they become parameters); the rest folds. A
+        one-element float folds (a formula's ``eps``, ``0.5``) unless its name says it
+        is a TF variable (a learned scalar: it stays a tensor, `params` decides)."""
         return (
             self.value.is_floating_point()
-            and self.value.numel() > 1
             and self.initializer is not None
+            and (self.value.numel() > 1 or names_a_variable(self.initializer))
         )
 
 
@@ -313,6 +326,8 @@ class LoweringContext:
             return item if other_shape is not None else None
         if not isinstance(value, Const) or value.value.numel() != 1 or other_shape is None:
             return None
+        if value.is_weight:
+            return None  # a learned scalar stays a tensor
         if value.value.dim() > len(other_shape) or value.value.dtype == torch.bool:
             return None
         return value.value.item()

@@ -17,6 +17,10 @@ provably is not a learned value:
   in a weight role (`roles.py`): the bias of a linear or convolution with one
   output feature (a Keras ``Dense(1)``), the scale of a norm over one feature.
   There the one element is that layer's learned tensor, as any other size is;
+  and unless the file says it is a TF variable: tf2onnx names a frozen variable
+  read after its resource input (``attention/ReadVariableOp/resource:0``), which
+  no formula's constant is (those are ``Const``/``y`` nodes or folded values).
+  That is a learned scalar (Keras ``Attention``'s ``scale``, a temperature);
 * it holds an infinity or NaN, or only values of magnitude >= 1e4 (a mask
   fill broadcast to a shape, tf2onnx's ``±1e9`` clamp bounds of a slice);
 * it is a causal triangle: two values, laid out as a lower or upper triangle
@@ -42,8 +46,9 @@ provably is not a learned value:
   ``b_hh``). A GRU's ``b_hn`` sits inside the reset gate and always counts.
 
 Everything else is a weight. A learned tensor that happens to look like a
-formula constant (a learned scalar, a weight trained into an exact range) is
-told apart only by the TF model (`tf_match.py` matches variables by value).
+formula constant (a learned scalar tf2onnx folded or renamed, a weight trained
+into an exact range) is told apart only by the TF model (`tf_match.py` matches
+variables by value).
 """
 
 from __future__ import annotations
@@ -52,6 +57,8 @@ import operator
 
 import torch
 from torch import fx
+
+from ..lower.values import names_a_variable
 
 _COMPARISONS = {
     torch.eq,
@@ -71,12 +78,14 @@ _COMPARISON_METHODS = {"eq", "ne", "lt", "le", "gt", "ge"}
 _FILL_MAGNITUDE = 1e4
 
 
-def structural_reason(value: torch.Tensor, end: fx.Node, role: str | None = None) -> str | None:
-    """Why `value` (read at `end`, in `role` of a layer if any) is a structural constant;
-    None when it is a weight."""
+def structural_reason(
+    value: torch.Tensor, end: fx.Node, role: str | None = None, initializer: str = ""
+) -> str | None:
+    """Why `value` (read at `end`, in `role` of a layer if any, held by the ONNX
+    `initializer` if known) is a structural constant; None when it is a weight."""
     if not value.is_floating_point():
         return "structural constant: not floating point (a shape or index tensor)"
-    if value.numel() <= 1 and role is None:
+    if value.numel() <= 1 and role is None and not names_a_variable(initializer):
         return "structural constant: one element, a constant of a formula (eps, a scale, a fill)"
     v = value.detach().to(torch.float64)
     if not torch.isfinite(v).all():

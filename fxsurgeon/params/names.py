@@ -33,7 +33,16 @@ _OP_COMPONENTS = re.compile(
     # Keras 3's spellings (layer names are snake_case: ``conv2d_1`` is a layer, ``Conv2D`` an op)
     r"Sub|Sub_\d+|Mul|Mul_\d+|Add|Add_\d+|AddV2.*|truediv.*|RealDiv.*|Sqrt.*|Rsqrt.*|Square|"
     r"Einsum.*|biasadd|BroadcastTo.*|PartitionedCall.*|StatefulPartitionedCall.*|"
-    r"split|split_\d+|Split.*|unstack.*)$"
+    r"split|split_\d+|Split.*|unstack.*|"
+    # the ops around attention, masks and activations (``mha/Softmax``, ``pool/SelectV2``,
+    # ``mha/ones_like/Shape``), numbered as TF numbers repeats: never a Keras or HF layer's
+    # name, which is snake_case
+    r"(Softmax|LogSoftmax|SelectV2|Select|Where|Shape|ShapeN|LogicalAnd|LogicalOr|"
+    r"LogicalNot|ones_like|zeros_like|and|or|Max|Min|Maximum|Minimum|Sum|Mean|Prod|Pow|"
+    r"Exp|Log|Tanh|Sigmoid|Relu|Relu6|Erf|Cumsum|Range|Fill|Pad|PadV2|Slice|Pack|"
+    r"Unpack|GatherNd|OneHot|ArgMax|ArgMin|TopKV2|Equal|NotEqual|Less|LessEqual|Greater|"
+    r"GreaterEqual|Abs|Square|SquaredDifference|StopGradient|Softplus|Elu|Selu|"
+    r"LeakyRelu|Floor|FloorDiv|FloorMod|Div|BatchMatMulV2|BatchMatMul)(_\d+)?)$"
 )
 
 

@@ -149,7 +149,7 @@ def _assign_variables(
             kind = "parameter" if best.variable.trainable else "buffer"
             tf_name = best.variable.name
         else:
-            reason = structural_reason(use.value, use.end, use.role)
+            reason = structural_reason(use.value, use.end, use.role, use.initializer)
             if reason is not None:
                 report.structural[use.initializer] = reason
                 continue
