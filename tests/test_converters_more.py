@@ -266,6 +266,29 @@ def test_gather_nd_with_batch_dims_matches_onnxruntime(batch_dims, data_shape, i
     assert_lowered(optimized)
 
 
+
+def test_gather_nd_without_batch_dims_is_one_index_and_refuses_out_of_range():
+    """``batch_dims=0``: ``data[idx[..., 0], idx[..., 1]]``, one indexing op (the
+    flattening path's modulo made an out-of-range index a silent wrap); an index out
+    of range is an error, as in onnxruntime, not another row."""
+    import operator
+
+    node = helper.make_node("GatherND", ["data", "idx"], ["y"])
+    model = make_model(
+        [node],
+        [tensor_info("data", F32, ["N", 4, 3]), tensor_info("idx", I64, ["Q", 2])],
+        [tensor_info("y", F32, None)],
+    )
+    data = rnd(5, 4, 3)
+    optimized = assert_matches_ort(model, [data, np.array([[0, -1], [-5, 3], [4, 0]], I64)])
+    ops = [n.target for n in optimized.graph.nodes if n.op == "call_function"]
+    assert ops.count(operator.getitem) == 3 and torch.remainder not in ops, ops
+    outside = np.array([[5, 0]], I64)
+    with pytest.raises(Exception):  # noqa: B017 - onnxruntime's own error type
+        run_ort(model, [data, outside])
+    with pytest.raises(IndexError):
+        optimized(torch.from_numpy(data), torch.from_numpy(outside))
+
 def scatter_model(reduction, depth, data_shape, lead):
     attrs = {} if reduction == "none" else {"reduction": reduction}
     node = helper.make_node("ScatterND", ["data", "idx", "upd"], ["y"], **attrs)

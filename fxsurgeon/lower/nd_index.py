@@ -4,8 +4,11 @@ The same steps as the spec modules (``frontdoor/converters/nd_index.py``), as
 graph nodes: the ``k`` indexed dims become one row-major index (each component
 taken modulo its size, so negative indices count from the end), then
 
-* GatherND: data flattened to ``[batch, K, rest...]``, indices to
-  ``[batch, Q]``, one advanced-indexing gather, reshaped to
+* GatherND: with ``batch_dims`` 0, ``data[idx[..., 0], ..., idx[..., k-1]]``: torch's
+  advanced indexing is the spec's gather (output ``indices.shape[:-1] +
+  data.shape[k:]``, a negative index counts from the end, one out of range is an
+  error as in onnxruntime); with batch dims, data flattened to ``[batch, K, rest...]``,
+  indices to ``[batch, Q]``, one advanced-indexing gather, reshaped to
   ``indices.shape[:-1] + data.shape[batch_dims + k:]``;
 * ScatterND: data flattened to ``[K, rest...]``, then ``index_copy``
   (reduction none), ``index_add`` (add) or ``index_reduce`` with
@@ -24,7 +27,7 @@ import torch
 
 from ..errors import LoweringError
 from ..frontdoor import SCATTER_REDUCTIONS as REDUCE
-from ..shapes import shape_of
+from ..shapes import dtype_of, shape_of
 from .table import lowering
 
 
@@ -62,6 +65,11 @@ def _gather_nd(ctx, mod, node, args):
     data, indices = (ctx.tensor(a) for a in args)
     b = mod.batch_dims if hasattr(mod, "batch_dims") else mod._batch_dims
     dims, k = _shape(ctx, data, "GatherND's data"), _depth(ctx, indices)
+    if b == 0 and k > 0:  # data[i0, i1, ...]: torch's indexing is the spec's, negatives included
+        if dtype_of(indices) != torch.int64:
+            indices = ctx.method("long", indices)
+        parts = tuple(ctx.call(operator.getitem, indices, (Ellipsis, j)) for j in range(k))
+        return ctx.call(operator.getitem, data, parts)
     index_dims = _shape(ctx, indices, "GatherND's indices")
     lin = _linear(ctx, indices, dims[b : b + k])
     if b == 0:
