@@ -266,7 +266,6 @@ def test_gather_nd_with_batch_dims_matches_onnxruntime(batch_dims, data_shape, i
     assert_lowered(optimized)
 
 
-
 def test_gather_nd_without_batch_dims_is_one_index_and_refuses_out_of_range():
     """``batch_dims=0``: ``data[idx[..., 0], idx[..., 1]]``, one indexing op (the
     flattening path's modulo made an out-of-range index a silent wrap); an index out
@@ -288,6 +287,7 @@ def test_gather_nd_without_batch_dims_is_one_index_and_refuses_out_of_range():
         run_ort(model, [data, outside])
     with pytest.raises(IndexError):
         optimized(torch.from_numpy(data), torch.from_numpy(outside))
+
 
 def scatter_model(reduction, depth, data_shape, lead):
     attrs = {} if reduction == "none" else {"reduction": reduction}
@@ -435,6 +435,37 @@ def test_resize_in_every_exact_form_matches_onnxruntime(attrs, scales, by):
         optimized = assert_matches_ort(model, [rnd(batch, 2, 4, 6)])
     assert_lowered(optimized)
     calls = {n.target for n in optimized.graph.nodes}
+    assert torch.nn.functional.interpolate in calls
+
+
+@pytest.mark.parametrize(
+    "attrs",
+    [
+        ctm(LINEAR, "half_pixel"),
+        ctm(NEAREST, "tf_half_pixel_for_nn", nearest_mode="floor"),
+        ctm(CUBIC, "half_pixel"),
+        ctm(NEAREST, "asymmetric", nearest_mode="floor"),
+    ],
+)
+def test_resize_sizes_of_float32_scales_are_onnxruntimes(attrs):
+    """Keras ``Resizing(7, 9)`` of a 12x12 image, as tf2onnx writes it: the scales
+    ``float32(7/12)`` and ``0.75``. Their float32 product with 12 is 7 (onnxruntime's
+    size, and TF's); in double it is 6.99999976, which F.interpolate floors to 6. Both
+    the converter's module and the lowering give 7x9 and onnxruntime's values; a scale
+    whose products agree (0.5) stays F.interpolate."""
+    scales = [1, 1, float(np.float32(7 / 12)), 0.75]
+    model = resize_model(attrs, scales=scales, dims=("N", 2, 12, 12))
+    x = rnd(2, 2, 12, 12)
+    (want,) = run_ort(model, [x])
+    assert want.shape == (2, 2, 7, 9)
+    unlowered = from_onnx(model)(torch.from_numpy(x))
+    np.testing.assert_allclose(unlowered.numpy(), want, atol=1e-5, rtol=0)
+    optimized = assert_matches_ort(model, [x])
+    assert_lowered(optimized)
+    calls = {n.target for n in optimized.graph.nodes}
+    assert torch.nn.functional.interpolate not in calls
+    model = resize_model(attrs, scales=[1, 1, 0.5, 0.75], dims=("N", 2, 12, 12))
+    calls = {n.target for n in assert_matches_ort(model, [x]).graph.nodes}
     assert torch.nn.functional.interpolate in calls
 
 

@@ -85,7 +85,6 @@ def test_formula_constants_are_structural_with_a_reason(name):
     assert reason is not None and why in reason, reason
 
 
-
 @pytest.mark.parametrize(
     "initializer, learned",
     [
@@ -107,6 +106,7 @@ def test_a_one_element_tensor_is_learned_only_when_the_file_names_a_variable_rea
     if learned:  # still structural where no computation reads it as data
         reason = structural_reason(value, _read_by(operator.gt), initializer=initializer)
         assert reason is not None and "comparisons" in reason
+
 
 def test_integer_tensors_and_comparison_only_reads_are_structural():
     assert "not floating point" in structural_reason(torch.arange(5), _read_by(torch.add))

@@ -99,7 +99,6 @@ def test_keras_3_attention_is_named_by_its_projections():
     assert all(bad_name(n) is None for n in names), names
 
 
-
 def test_keras_3_attention_without_biases_is_named_by_the_attention_it_feeds():
     """With ``use_bias=False`` no op under the projections' scopes remains: every
     projection is an unscoped ``Gemm__N`` whose result feeds the attention, which
@@ -118,7 +117,11 @@ def test_keras_3_attention_without_biases_is_named_by_the_attention_it_feeds():
     params = dict(_door_b(model).named_parameters())
     assert all(bad_name(n) is None for n in params), sorted(params)
     projections = [n for n, p in params.items() if n.startswith("mha.")]
-    assert sorted(tuple(params[n].shape) for n in projections)[-3:] == [(12, 12), (12, 12), (18, 12)]
+    assert sorted(tuple(params[n].shape) for n in projections)[-3:] == [
+        (12, 12),
+        (12, 12),
+        (18, 12),
+    ]
 
 
 def test_learned_scalars_are_parameters_without_the_tf_model():
@@ -150,6 +153,7 @@ def test_learned_scalars_are_parameters_without_the_tf_model():
     y = keras.layers.Dense(3, name="dense")(keras.layers.Lambda(lambda t: t * 0.5 + 1.0)(x))
     plain = _door_b(keras.Model(x, y))
     assert [p.numel() for p in plain.parameters()] == [12, 3]
+
 
 def test_a_lookup_table_is_named_after_what_indexes_it():
     """Tables read under one scope (HF's ``embeddings/Gather``, ``Gather_1``...) are told

@@ -5,6 +5,11 @@ depends on the scales (``no_ties``, ``out_gt_1``, ``upsample``, see
 ``frontdoor/converters/resize.py``) is checked here on the scales or sizes
 known at optimize time. Sizes may hold run-time dims (``x.size(0)``) for the
 batch and channels, which must be the input's own; scales must be constants.
+The output size of a scale is ``floor(in * scale)`` in float32, as onnxruntime
+computes it (``frontdoor/converters/resize.py``): where a static dim floors lower
+in torch's double, ATen's ``upsample_*`` takes that size and the scales. A dynamic
+dim is left to F.interpolate's double product: the two differ only where
+``in * scale`` lies within half a float32 ulp below an integer.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import torch.nn.functional as F
 from ..errors import InputError, LoweringError
 from ..frontdoor import ResizeError
 from ..frontdoor import resize_plan as plan
+from ..frontdoor.converters.resize import aten_resize, resize_args, scaled_sizes
 from ..shapes import shape_of
 from .table import lowering
 from .values import Const, as_sym
@@ -70,8 +76,16 @@ def _by_scales(ctx, mod, x, mode, ins, scales):
     if values[:2] != [1.0, 1.0]:
         raise ResizeError("torch cannot scale the batch or channel dims")
     factors = values[2:]
-    outs = [math.floor(i * s) if i is not None else None for i, s in zip(ins, factors, strict=True)]
+    outs = scaled_sizes(ins, factors)  # float32's product, as onnxruntime
     plan(mod.rule, ins, outs, factors)
+    doubles = [
+        math.floor(i * s) if i is not None else None for i, s in zip(ins, factors, strict=True)
+    ]
+    if (
+        outs != doubles
+    ):  # where torch's double product floors lower: the size given, with the scales
+        op = aten_resize(mode, len(ins))
+        return ctx.call(op, *resize_args(mode, x, outs, factors, mod.align_corners))
     return ctx.call(
         F.interpolate,
         x,

@@ -23,7 +23,13 @@ error naming the node:
 
 Scales give the output size ``floor(in * scale)`` and the coordinate scale
 itself (``scale_factor`` with ``recompute_scale_factor`` off); sizes give
-``out / in`` (``size``), as in the spec.
+``out / in`` (``size``), as in the spec. The product ``in * scale`` is taken in
+the scale's float32, as onnxruntime does (`scaled_sizes`): tf2onnx writes a
+Keras ``Resizing(7, 9)`` of a 12x12 input as the scales ``float32(7 / 12)`` and
+``0.75``, whose float32 product with 12 is 7 where the exact one, and torch's
+double, is 6.99999976. Where the two floors differ, the call is ATen's
+``upsample_*`` with both the output size and the scales (`aten_resize`): the
+size from float32, the coordinates from the scale, as the spec says.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
+import numpy as np
+import torch
 import torch.nn.functional as F
 from torch import nn
 
@@ -49,6 +57,41 @@ _SMOOTH = {  # coordinate_transformation_mode -> (align_corners, rule)
     "pytorch_half_pixel": (False, "out_gt_1"),
 }
 _LINEAR = {1: "linear", 2: "bilinear", 3: "trilinear"}
+
+
+#: (torch mode, spatial dims) -> ATen's upsample taking both the output size and the scales
+_ATEN = {
+    ("nearest", 1): "upsample_nearest1d",
+    ("nearest", 2): "upsample_nearest2d",
+    ("nearest", 3): "upsample_nearest3d",
+    ("nearest-exact", 1): "_upsample_nearest_exact1d",
+    ("nearest-exact", 2): "_upsample_nearest_exact2d",
+    ("nearest-exact", 3): "_upsample_nearest_exact3d",
+    ("linear", 1): "upsample_linear1d",
+    ("bilinear", 2): "upsample_bilinear2d",
+    ("trilinear", 3): "upsample_trilinear3d",
+    ("bicubic", 2): "upsample_bicubic2d",
+}
+
+
+def scaled_sizes(ins: list, scales: list[float]) -> list:
+    """``floor(in * scale)`` with the product in float32 (onnxruntime's; None stays None)."""
+    return [
+        None if i is None else int(np.floor(np.float32(i) * np.float32(s)))
+        for i, s in zip(ins, scales, strict=True)
+    ]
+
+
+def aten_resize(mode: str, spatial: int):
+    """ATen's ``upsample_*`` overload for `mode`: ``op(x, sizes, [align_corners,] *scales)``."""
+    return getattr(torch.ops.aten, _ATEN[(mode, spatial)]).default
+
+
+def resize_args(mode: str, x, sizes: list, scales: list, align_corners) -> tuple:
+    """The arguments of `aten_resize`'s op (nearest modes take no ``align_corners``)."""
+    if mode.startswith("nearest"):
+        return (x, list(sizes), *scales)
+    return (x, list(sizes), bool(align_corners), *scales)
 
 
 class ResizeError(ValueError):
@@ -120,8 +163,11 @@ class OnnxResizeSpec(nn.Module):
         scales = [float(s) for s in scales.tolist()]
         if scales[:2] != [1.0, 1.0]:
             raise ResizeError("torch cannot scale the batch or channel dims")
-        outs = [math.floor(i * s) for i, s in zip(ins, scales[2:], strict=True)]
+        outs = scaled_sizes(ins, scales[2:])
         plan(self.rule, ins, outs, scales[2:])
+        if outs != [math.floor(i * s) for i, s in zip(ins, scales[2:], strict=True)]:
+            op = aten_resize(mode, spatial)
+            return op(*resize_args(mode, x, outs, scales[2:], self.align_corners))
         return F.interpolate(
             x,
             scale_factor=scales[2:],
