@@ -272,3 +272,56 @@ def test_a_fused_node_takes_the_scope_of_what_it_replaced_not_of_its_inputs():
     assert _origin(bare, [graph.call_function(torch.mul, (q, q))]) == "MatMul__10"
     scoped = node(graph, torch.matmul, scores, q, scope="m/other/MatMul")
     assert _origin(scoped, [fused]) == "m/other/MatMul"
+
+
+def test_a_transposed_convolution_is_an_nn_conv_transpose_named_by_its_layer():
+    """Keras ``Conv2DTranspose`` (tf2onnx: a ConvTranspose named ``ct_1/BiasAdd``, its bias
+    folded in): the call is ``nn.ConvTranspose2d`` with ``weight`` and ``bias`` in the
+    layer's scope through both doors (was ``ct.biasadd.weight`` and a bias called
+    ``weight_1``), with TF's outputs; ``padding="same"`` (uneven pads) keeps its crop."""
+    tf = import_tensorflow()
+    import keras
+
+    x = keras.Input((6, 6, 3), name="image")
+    h = keras.layers.Conv2DTranspose(4, 3, strides=2, padding="same", name="ct")(x)
+    y = keras.layers.Conv2DTranspose(2, 2, strides=2, name="ct2")(h)
+    model = keras.Model(x, y)
+    randomize_variables(model, seed=13)
+    image = np.random.default_rng(1).standard_normal((2, 6, 6, 3)).astype(np.float32)
+    want = np.asarray(model(tf.constant(image)))
+    door_a = fxsurgeon.optimize(fxsurgeon.from_onnx(export_onnx(model), tf_model=model))
+    for module in (_door_b(model), door_a):
+        names = {n for n, _ in module.named_parameters()}
+        assert names == {f"{layer}.{leaf}" for layer in ("ct", "ct2") for leaf in ("weight", "bias")}
+        convs = [m for m in module.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+        assert len(convs) == 2
+        got = module(torch.from_numpy(image)).detach().numpy()
+        assert np.abs(got - want).max() <= 1e-5
+
+
+def test_a_last_layer_tf2onnx_named_itself_takes_the_output_name():
+    """A final ``EinsumDense`` without bias is all nodes tf2onnx named itself (a
+    ``Gemm__N`` between reshapes), with no scoped node downstream: its kernel takes the
+    name of the graph output it reaches (Keras names outputs after their layer), not
+    a bare ``weight``, and the other layers keep theirs (no model prefix or call
+    suffix leaks in). A generic output name (``output_0``) names nothing."""
+    import_tensorflow()
+    import keras
+    from torch import fx
+
+    from fxsurgeon.params.names import _nearest_scope
+
+    x = keras.Input((None, 6), name="x")
+    h = keras.layers.EinsumDense("abc,cde->abde", (None, 2, 4), bias_axes="de", name="ed")(x)
+    y = keras.layers.EinsumDense("abde,de->ab", (None,), name="ed2")(h)
+    model = keras.Model(x, y)
+    randomize_variables(model, seed=14)
+    names = {n for n, _ in _door_b(model).named_parameters()}
+    assert names == {"ed.weight", "ed.bias", "ed2.weight"}
+
+    graph = fx.Graph()
+    w = graph.get_attr("w")
+    graph.output(graph.call_function(torch.nn.functional.linear, (graph.placeholder("x"), w)))
+    assert _nearest_scope(w, outputs=("logits",)) == "output:logits"
+    assert _nearest_scope(w, outputs=("output_0",)) == ""
+    assert _nearest_scope(w) == ""

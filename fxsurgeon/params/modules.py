@@ -145,6 +145,13 @@ def _adopt(
     return module
 
 
+_TRANSPOSED = {
+    F.conv_transpose1d: nn.ConvTranspose1d,
+    F.conv_transpose2d: nn.ConvTranspose2d,
+    F.conv_transpose3d: nn.ConvTranspose3d,
+}
+
+
 def _make_module(
     node: fx.Node, tensors: dict[str, torch.Tensor], momenta, mean_origin
 ) -> nn.Module | None:
@@ -175,6 +182,24 @@ def _make_module(
             dilation=dilation,
             groups=groups,
             bias="bias" in tensors,
+            device="meta",
+        )
+    if node.target in _TRANSPOSED:
+        # torch.conv_transpose2d(x, w, b, stride, padding, output_padding, groups, dilation)
+        defaults = [1, 0, 0, 1, 1]
+        given = list(args[3:8])
+        stride, padding, output_padding, groups, dilation = (given + defaults[len(given) :])[:5]
+        in_c, out_per_group, *kernel = weight.shape
+        return _TRANSPOSED[node.target](
+            in_c,
+            out_per_group * groups,
+            tuple(kernel),  # type: ignore[arg-type]
+            stride=stride,
+            padding=padding,
+            output_padding=output_padding,
+            groups=groups,
+            bias="bias" in tensors,
+            dilation=dilation,
             device="meta",
         )
     if node.target is F.batch_norm:

@@ -104,13 +104,15 @@ def _name_scope(name: str) -> str:
     return "/".join(parts)
 
 
-def _use_scope(use_node: fx.Node, initializer: str) -> str:
+def _use_scope(use_node: fx.Node, initializer: str, outputs: tuple[str, ...] = ()) -> str:
     """The scope of a constant's read: its reader's; else (a node tf2onnx named itself,
     ``Conv__17``) the scope in the initializer's own name, when that is a TF path (the
     lowerings' names under a made-up one, ``W__238/forward/kernel``, are not); else
     that of another constant the same node reads (a folded kernel ``const_fold_opt__41``
     beside its bias ``sep_1/depthwise_1/Squeeze__7``: one node's weights are one layer's),
-    else that of the nearest node downstream that has a scope (`_nearest_scope`).
+    else that of the nearest node downstream that has a scope (`_nearest_scope`), else
+    the name of the graph output it reaches (`outputs`, the ONNX output names: a
+    Keras model's last layer, ``ed2``, when tf2onnx named every node of it itself).
 
     A constant that a loop or an ``If`` takes as an operand is read inside it: its scope
     is the one in its initializer's name (where TF read the variable, outside the
@@ -126,10 +128,27 @@ def _use_scope(use_node: fx.Node, initializer: str) -> str:
                 scope = _initializer_scope(arg.meta.get("fxsurgeon.initializer", ""))
                 if scope:
                     return scope
-    return _nearest_scope(use_node)
+    return _nearest_scope(use_node, outputs=outputs)
 
 
-def _nearest_scope(node: fx.Node, hops: int = 16) -> str:
+#: marks a scope that is a graph output's name, not a TF scope (`_name_variables` takes it
+#: as the layer's name, outside the model prefix and call suffixes of the TF scopes)
+OUTPUT_SCOPE = "output:"
+#: an output name that says nothing of a layer (export's ``output_0``, onnx2torch's)
+_GENERIC_OUTPUT = re.compile(r"^(output|out|y)_?\d*$")
+
+
+def _output_name(node: fx.Node, user: fx.Node, outputs: tuple[str, ...]) -> str:
+    """The ONNX name of the graph output `user` (the output node) returns `node` as."""
+    returned = user.args[0] if user.args else None
+    flat = list(returned) if isinstance(returned, (list, tuple)) else [returned]
+    if node not in flat or len(flat) != len(outputs):
+        return ""
+    name = outputs[flat.index(node)]
+    return "" if _GENERIC_OUTPUT.match(name) else OUTPUT_SCOPE + name
+
+
+def _nearest_scope(node: fx.Node, hops: int = 16, outputs: tuple[str, ...] = ()) -> str:
     """The scope of the nearest node downstream of `node` (breadth first, up to `hops`)
     that has one: what tf2onnx wrote for one TF op (an Einsum as Gemm, Reshape and
     Transpose nodes it named itself) leads to the op of the same layer that uses its
@@ -137,11 +156,14 @@ def _nearest_scope(node: fx.Node, hops: int = 16) -> str:
     ``r_w_bias``), before any later layer's."""
     if any(user.target in _RECURRENCES for user in node.users):
         return ""  # both directions' weights, each direction's output under its own scope
-    frontier, seen = [node], {node}
+    frontier, seen, returned = [node], {node}, ""
     for _ in range(hops):
         following = []
         for current in frontier:
             for user in current.users:
+                if user.op == "output":
+                    returned = returned or _output_name(current, user, outputs)
+                    continue
                 if user in seen:
                     continue
                 seen.add(user)
@@ -149,7 +171,7 @@ def _nearest_scope(node: fx.Node, hops: int = 16) -> str:
                     return scope
                 following.append(user)
         frontier = following
-    return ""
+    return returned
 
 
 def _inner_read(use_node: fx.Node) -> fx.Node | None:
@@ -214,13 +236,15 @@ def _name_variables(variables: dict[tuple, _Variable], model_name: str = "") -> 
     """
     names = [v.tf_name for v in variables.values() if v.key[0] == "tf"]
     prefix = _model_prefix(names, model_name)
-    called = _keras_call_scopes([v.key[2] for v in variables.values() if v.key[0] == "onnx"])
-    scopes = {  # door B's keys: ("onnx", ..., scope)
-        k: _INDEX.sub(r"_\1", _layer_scope(v.key[2], called))
-        for k, v in variables.items()
-        if v.key[0] == "onnx"
+    # door B's keys: ("onnx", ..., scope); a graph output's name stands apart from TF scopes
+    onnx = {k: v.key[2] for k, v in variables.items() if v.key[0] == "onnx"}
+    outputs = {
+        k: scope[len(OUTPUT_SCOPE) :] for k, scope in onnx.items() if scope.startswith(OUTPUT_SCOPE)
     }
-    scope_prefix = _common_prefix(list(scopes.values()))
+    called = _keras_call_scopes([scope for k, scope in onnx.items() if k not in outputs])
+    scopes = {k: _INDEX.sub(r"_\1", _layer_scope(scope, called)) for k, scope in onnx.items()}
+    scope_prefix = _common_prefix([scope for k, scope in scopes.items() if k not in outputs])
+    scopes.update(outputs)
     wanted: dict[tuple, str] = {}
     for key, var in variables.items():
         role = next((u.role for u in var.uses if u.role), None)
@@ -233,7 +257,8 @@ def _name_variables(variables: dict[tuple, _Variable], model_name: str = "") -> 
                 name = _join(base, role) if leaf in _TENSOR_LEAVES else f"{name}.{role}"
         else:
             scope = scopes[key]
-            base = torch_name(scope + "/_", scope_prefix).rsplit(".", 1)[0]
+            drop = "" if key in outputs else scope_prefix
+            base = torch_name(scope + "/_", drop).rsplit(".", 1)[0]
             name = _join(base, role or reading_kind(var.uses[0].end))
         wanted[key] = name
     counts = Counter(wanted.values())

@@ -29,7 +29,7 @@ def restore_parameters(gm: fx.GraphModule, source: Any) -> ParameterReport:
     """Rebuild `gm` (in place; `optimize` owns it) around named parameters."""
     report = ParameterReport()
     variable_map = getattr(source, "variable_map", None)
-    uses = _collect_uses(gm, variable_map)
+    uses = _collect_uses(gm, variable_map, tuple(getattr(source, "output_names", ()) or ()))
     tf_values = _tf_values(source)
     variable_map = complete_variable_map(uses, variable_map, source, tf_values)
     momenta = _keras_momenta(source)

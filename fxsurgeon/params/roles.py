@@ -20,6 +20,9 @@ _ROLES: dict[Any, dict[int, str]] = {
     F.conv1d: {1: "weight", 2: "bias"},
     F.conv2d: {1: "weight", 2: "bias"},
     F.conv3d: {1: "weight", 2: "bias"},
+    F.conv_transpose1d: {1: "weight", 2: "bias"},
+    F.conv_transpose2d: {1: "weight", 2: "bias"},
+    F.conv_transpose3d: {1: "weight", 2: "bias"},
     F.batch_norm: {1: "running_mean", 2: "running_var", 3: "weight", 4: "bias"},
     F.embedding: {1: "weight"},
 }
@@ -107,7 +110,9 @@ def _keeps_tf_shape(variable_map, initializer: str, raw_shape: tuple[int, ...]) 
     return any(_tf_layout(o)[1] == raw_shape for o in origins)
 
 
-def _collect_uses(gm: fx.GraphModule, variable_map=None) -> list[_Use]:
+def _collect_uses(
+    gm: fx.GraphModule, variable_map=None, outputs: tuple[str, ...] = ()
+) -> list[_Use]:
     """Every read of a floating-point weight constant, with its role where a consumer has one.
 
     A role consumer reading a constant through a reshape of unit dims only
@@ -144,7 +149,7 @@ def _collect_uses(gm: fx.GraphModule, variable_map=None) -> list[_Use]:
                 value=seen,
                 raw_shape=raw_shape,
                 initializer=initializer,
-                scope=_use_scope(node, initializer),
+                scope=_use_scope(node, initializer, outputs),
                 consumer=consumer,
                 role=role,
             )
