@@ -332,9 +332,9 @@ def build_concat_attention() -> CorpusModel:
         SEQ_SIZES,
     )
     built.note = (
-        "the learned scalars scale and concat_score_weight are one-element initializers "
-        "multiplying activations: without the TF model (door B) they read as formula "
-        "constants (fxsurgeon/params/dataflow.py)"
+        "the learned scalars scale and concat_score_weight are one-element initializers; "
+        "door B tells them from a formula's constants by their names, which say tf2onnx "
+        "froze a TF variable read (fxsurgeon/params/dataflow.py)"
     )
     return built
 
@@ -364,6 +364,7 @@ def build_masked_mha() -> CorpusModel:
     )
     built.note = (
         "tf2onnx writes the bias-free EinsumDense projections as Gemm__N nodes with no TF "
-        "scope left, so door B names them after the nearest scoped node downstream"
+        "scope left: door B names them after the nearest scoped node downstream, the fused "
+        "attention taking the scope of the mha/Softmax it replaced"
     )
     return built
