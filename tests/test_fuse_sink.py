@@ -241,3 +241,29 @@ def test_a_layer_norm_in_a_transposed_layout_fuses():
         with torch.no_grad():
             got = module(torch.from_numpy(x)).numpy()
         np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_permutes_a_rule_writes_sink_before_the_tidy_phase():
+    """Keras 3 writes BatchNormalization as arithmetic in channels-last between the
+    convolutions' Transposes; the BatchNorm rule gives ``permute(batch_norm(x))`` back to
+    that layout, the ReLU reads it, and the next conv permutes again. Sunk once more
+    before the tidy phase, the pair cancels: ``relu(batch_norm(conv(x)))`` with no
+    permute between the convolutions (keras_resnet50v2: 99 permutes -> 12), outputs
+    equal to TF's."""
+    tf = fxsurgeon._compat.import_tensorflow()
+    import keras
+
+    from fxsurgeon.examples import randomize_variables
+
+    layers = keras.layers
+    x = keras.Input((8, 8, 3), name="x")
+    h = layers.BatchNormalization(name="bn")(layers.Conv2D(4, 3, name="c1")(x))
+    h = layers.Conv2D(2, 3, name="c2")(layers.Activation("relu", name="act")(h))
+    model = keras.Model(x, h)
+    randomize_variables(model, seed=1)
+    module = fxsurgeon.optimize(fxsurgeon.from_onnx(fxsurgeon.export_onnx(model), tf_model=model))
+    permutes = [n for n in module.graph.nodes if n.target is torch.permute]
+    assert len(permutes) == 2  # the input to channels-first, the output back
+    image = np.random.default_rng(2).standard_normal((2, 8, 8, 3)).astype(F32)
+    got = module(torch.from_numpy(image)).detach().numpy()
+    assert np.abs(got - np.asarray(model(tf.constant(image)))).max() <= 1e-5

@@ -60,6 +60,8 @@ def apply_rules(
         in_phase = [c for c in compiled if phase in c.rule.phases]
         if not in_phase:
             continue
+        if phase == "tidy":  # the permutes rules wrote (a BatchNorm's back to channels-last)
+            sink_permutes(gm)
         report.sweeps[phase] = _run_phase(
             gm, phase, in_phase, matchers, report, examples, max_sweeps, on_rewrite
         )
