@@ -51,7 +51,7 @@ from .coverage import onnx2torch_classes
 from .graph import LoweringResult, lower_graph
 from .loop import run_loop
 from .table import LOWERINGS
-from .values import Const, Sym, is_onnx2torch_module
+from .values import Const, Sym, is_onnx2torch_module, names_a_variable
 
 __all__ = [
     "onnx2torch_classes",
@@ -61,6 +61,7 @@ __all__ = [
     "lower_graph",
     "LoweringResult",
     "is_onnx2torch_module",
+    "names_a_variable",
     "run_cond",
     "run_loop",
 ]

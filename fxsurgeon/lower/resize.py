@@ -19,9 +19,8 @@ import math
 import torch.nn.functional as F
 
 from ..errors import InputError, LoweringError
-from ..frontdoor import ResizeError
+from ..frontdoor import ResizeError, aten_resize, resize_args, scaled_sizes
 from ..frontdoor import resize_plan as plan
-from ..frontdoor.converters.resize import aten_resize, resize_args, scaled_sizes
 from ..shapes import shape_of
 from .table import lowering
 from .values import Const, as_sym

@@ -58,7 +58,7 @@ import operator
 import torch
 from torch import fx
 
-from ..lower.values import names_a_variable
+from ..lower import names_a_variable
 
 _COMPARISONS = {
     torch.eq,
