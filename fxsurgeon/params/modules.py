@@ -145,10 +145,18 @@ def _adopt(
     return module
 
 
-_TRANSPOSED = {
-    F.conv_transpose1d: nn.ConvTranspose1d,
-    F.conv_transpose2d: nn.ConvTranspose2d,
-    F.conv_transpose3d: nn.ConvTranspose3d,
+#: a convolution -> its module class and the arguments after the bias (names, defaults):
+#: ``torch.conv2d(x, w, b, stride, padding, dilation, groups)``,
+#: ``torch.conv_transpose2d(x, w, b, stride, padding, output_padding, groups, dilation)``
+_PLAIN = (("stride", "padding", "dilation", "groups"), (1, 0, 1, 1))
+_TRANSPOSED = (("stride", "padding", "output_padding", "groups", "dilation"), (1, 0, 0, 1, 1))
+_CONVS = {
+    F.conv1d: (nn.Conv1d, *_PLAIN),
+    F.conv2d: (nn.Conv2d, *_PLAIN),
+    F.conv3d: (nn.Conv3d, *_PLAIN),
+    F.conv_transpose1d: (nn.ConvTranspose1d, *_TRANSPOSED),
+    F.conv_transpose2d: (nn.ConvTranspose2d, *_TRANSPOSED),
+    F.conv_transpose3d: (nn.ConvTranspose3d, *_TRANSPOSED),
 }
 
 
@@ -169,39 +177,18 @@ def _make_module(
             bias="bias" in tensors,
             device="meta",
         )
-    if node.target in (F.conv1d, F.conv2d, F.conv3d):
-        stride, padding, dilation, groups = (list(args[3:7]) + [1, 0, 1, 1][len(args[3:7]) :])[:4]
-        cls = {F.conv1d: nn.Conv1d, F.conv2d: nn.Conv2d, F.conv3d: nn.Conv3d}[node.target]
-        out_c, in_per_group, *kernel = weight.shape
-        return cls(
-            in_per_group * groups,
-            out_c,
-            tuple(kernel),  # type: ignore[arg-type]
-            stride=stride,
-            padding=padding,
-            dilation=dilation,
-            groups=groups,
-            bias="bias" in tensors,
-            device="meta",
-        )
-    if node.target in _TRANSPOSED:
-        # torch.conv_transpose2d(x, w, b, stride, padding, output_padding, groups, dilation)
-        defaults = [1, 0, 0, 1, 1]
-        given = list(args[3:8])
-        stride, padding, output_padding, groups, dilation = (given + defaults[len(given) :])[:5]
-        in_c, out_per_group, *kernel = weight.shape
-        return _TRANSPOSED[node.target](
-            in_c,
-            out_per_group * groups,
-            tuple(kernel),  # type: ignore[arg-type]
-            stride=stride,
-            padding=padding,
-            output_padding=output_padding,
-            groups=groups,
-            bias="bias" in tensors,
-            dilation=dilation,
-            device="meta",
-        )
+    if node.target in _CONVS:
+        cls, names, defaults = _CONVS[node.target]
+        given = list(args[3 : 3 + len(names)])
+        options = dict(zip(names, given + list(defaults[len(given) :]), strict=True))
+        groups = options["groups"]
+        if "output_padding" in options:  # transposed: weight [in, out / groups, *kernel]
+            in_c, out_per_group, *kernel = weight.shape
+            sizes = (in_c, out_per_group * groups)
+        else:  # weight [out, in / groups, *kernel]
+            out_c, in_per_group, *kernel = weight.shape
+            sizes = (in_per_group * groups, out_c)
+        return cls(*sizes, tuple(kernel), bias="bias" in tensors, device="meta", **options)
     if node.target is F.batch_norm:
         if not {"running_mean", "running_var"} <= set(tensors):
             return None
