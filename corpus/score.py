@@ -436,7 +436,9 @@ class Scorer:
         """Latency (ms) of raw onnx2torch, fxsurgeon (A) eager and compiled, onnxruntime, the twin.
 
         ``compiled``: `fxsurgeon.compile(A, inference=True)`, compiled in the warm-up
-        call (a failure leaves it out: ``compiled_error``). Interleaved rounds (one
+        call (a failure leaves it out: ``compiled_error``); onnxruntime is left out where
+        it has no kernel for a node (``onnxruntime_error``: keras_causal_transformer's
+        Where(16) of its band part). Interleaved rounds (one
         call of each per round); ratios of the fastest, ``median_ratios`` of medians.
         """
         import torch
@@ -453,7 +455,12 @@ class Scorer:
         variants["fxsurgeon"] = lambda: optimized(*tensors)
         compiled = fxsurgeon.compile(optimized, inference=True)
         variants["compiled"] = lambda: compiled(*tensors)
-        variants["onnxruntime"] = _ort_runner(self.proto, self.input_names(), self.ordered(inputs))
+        try:
+            variants["onnxruntime"] = _ort_runner(
+                self.proto, self.input_names(), self.ordered(inputs)
+            )
+        except Exception as exc:  # noqa: BLE001 - a kernel onnxruntime lacks: no ratio to it
+            extra["onnxruntime_error"] = one_line(exc)
         if self.model.twin is not None:
             twin = self.model.twin()
             feed = (self.model.twin_inputs or _by_name)(inputs)
@@ -465,10 +472,10 @@ class Scorer:
             for key, call in list(variants.items()):
                 try:
                     call()  # warm up (and compile)
-                except Exception as exc:  # noqa: BLE001 - only the compiled variant may fail
-                    if key != "compiled":
+                except Exception as exc:  # noqa: BLE001 - only these variants may fail
+                    if key not in ("compiled", "onnxruntime"):
                         raise
-                    extra["compiled_error"] = one_line(exc)
+                    extra[f"{key}_error"] = one_line(exc)
                     del variants[key]
             times = _interleaved(variants, LATENCY_ROUNDS)
         torch._dynamo.reset()
