@@ -27,7 +27,8 @@ from ..registry import (
     tf_module,
     trainable_count,
 )
-from .hf_text import SIZES, TINY, _hf_model, _torch_inputs
+from .hf_audio import torch_inputs as mixed_torch_inputs
+from .hf_text import SIZES, TINY, _hf_model
 
 IMAGE = (3, 32, 32)
 
@@ -66,12 +67,6 @@ def build_clip() -> CorpusModel:
     nominal = dict(sdpa=4, layer_norm=11, gelu=0, linear=26)
     outputs = ("logits_per_image", "logits_per_text", "text_embeds", "image_embeds")
 
-    def twin_inputs(inputs: dict[str, np.ndarray]) -> dict[str, Any]:
-        import torch
-
-        converted = _torch_inputs({k: v for k, v in inputs.items() if k != "pixel_values"})
-        return {**converted, "pixel_values": torch.from_numpy(inputs["pixel_values"])}
-
     return CorpusModel(
         name="hf_clip",
         family="vision",
@@ -88,7 +83,7 @@ def build_clip() -> CorpusModel:
         sizes=SIZES,
         nominal=nominal,
         twin=hf_twin(model, "CLIPModel"),
-        twin_inputs=twin_inputs,
+        twin_inputs=mixed_torch_inputs,
     )
 
 

@@ -12,7 +12,7 @@ by `fxsurgeon.tensorflow`.
 from .converters import torch_weights
 from .converters.nd_index import REDUCE as SCATTER_REDUCTIONS
 from .converters.pool_pad import AVG_POOLS, PAD_MODES, avg_pool_pads
-from .converters.resize import ResizeError, aten_resize, resize_args, scaled_sizes
+from .converters.resize import ResizeError, aten_resize, scaled_sizes
 from .converters.resize import plan as resize_plan
 from .converters.tensor_ops import eye_like, one_hot, reverse_sequence
 from .export import TOKEN_INPUTS, export_onnx, load_model, quiet_tensorflow
@@ -27,7 +27,6 @@ __all__ = [
     "SCATTER_REDUCTIONS",
     "ResizeError",
     "aten_resize",
-    "resize_args",
     "resize_plan",
     "scaled_sizes",
     "TOKEN_INPUTS",

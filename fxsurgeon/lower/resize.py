@@ -14,12 +14,10 @@ dim is left to F.interpolate's double product: the two differ only where
 
 from __future__ import annotations
 
-import math
-
 import torch.nn.functional as F
 
 from ..errors import InputError, LoweringError
-from ..frontdoor import ResizeError, aten_resize, resize_args, scaled_sizes
+from ..frontdoor import ResizeError, aten_resize, scaled_sizes
 from ..frontdoor import resize_plan as plan
 from ..shapes import shape_of
 from .table import lowering
@@ -75,16 +73,11 @@ def _by_scales(ctx, mod, x, mode, ins, scales):
     if values[:2] != [1.0, 1.0]:
         raise ResizeError("torch cannot scale the batch or channel dims")
     factors = values[2:]
-    outs = scaled_sizes(ins, factors)  # float32's product, as onnxruntime
+    outs, differ = scaled_sizes(ins, factors)  # float32's product, as onnxruntime
     plan(mod.rule, ins, outs, factors)
-    doubles = [
-        math.floor(i * s) if i is not None else None for i, s in zip(ins, factors, strict=True)
-    ]
-    if (
-        outs != doubles
-    ):  # where torch's double product floors lower: the size given, with the scales
-        op = aten_resize(mode, len(ins))
-        return ctx.call(op, *resize_args(mode, x, outs, factors, mod.align_corners))
+    if differ:  # torch's double product floors lower: the size given, with the scales
+        op, call_args = aten_resize(mode, x, outs, factors, mod.align_corners)
+        return ctx.call(op, *call_args)
     return ctx.call(
         F.interpolate,
         x,

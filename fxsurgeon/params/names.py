@@ -31,7 +31,7 @@ _OP_COMPONENTS = re.compile(
     r"embedding_lookup.*|GatherV2.*|Gather.*|Identity.*|convolution.*|Squeeze.*|ExpandDims.*|"
     r"BatchNorm.*|Gemm.*|Conv.*|Repeat.*|Tile.*|concat.*|Concat.*|Expand.*|strided_slice.*|Neg.*|"
     # Keras 3's spellings (layer names are snake_case: ``conv2d_1`` is a layer, ``Conv2D`` an op)
-    r"Sub|Sub_\d+|Mul|Mul_\d+|Add|Add_\d+|AddV2.*|truediv.*|RealDiv.*|Sqrt.*|Rsqrt.*|Square|"
+    r"Sub|Sub_\d+|Mul|Mul_\d+|Add|Add_\d+|AddV2.*|truediv.*|RealDiv.*|Sqrt.*|Rsqrt.*|"
     r"Einsum.*|biasadd|BroadcastTo.*|PartitionedCall.*|StatefulPartitionedCall.*|"
     r"split|split_\d+|Split.*|unstack.*|"
     # the ops around attention, masks and activations (``mha/Softmax``, ``pool/SelectV2``,

@@ -74,24 +74,24 @@ _ATEN = {
 }
 
 
-def scaled_sizes(ins: list, scales: list[float]) -> list:
-    """``floor(in * scale)`` with the product in float32 (onnxruntime's; None stays None)."""
-    return [
+def scaled_sizes(ins: list, scales: list[float]) -> tuple[list, bool]:
+    """``floor(in * scale)`` with the product in float32 (onnxruntime's; None stays None),
+    and whether F.interpolate's product in double floors any dim otherwise."""
+    outs = [
         None if i is None else int(np.floor(np.float32(i) * np.float32(s)))
         for i, s in zip(ins, scales, strict=True)
     ]
+    doubles = [None if i is None else math.floor(i * s) for i, s in zip(ins, scales, strict=True)]
+    return outs, outs != doubles
 
 
-def aten_resize(mode: str, spatial: int):
-    """ATen's ``upsample_*`` overload for `mode`: ``op(x, sizes, [align_corners,] *scales)``."""
-    return getattr(torch.ops.aten, _ATEN[(mode, spatial)]).default
-
-
-def resize_args(mode: str, x, sizes: list, scales: list, align_corners) -> tuple:
-    """The arguments of `aten_resize`'s op (nearest modes take no ``align_corners``)."""
+def aten_resize(mode: str, x, sizes: list, scales: list, align_corners) -> tuple:
+    """ATen's ``upsample_*`` for `mode` and its arguments, the output size and the scales
+    both given: ``op(x, sizes, [align_corners,] *scales)`` (nearest takes no corners)."""
+    op = getattr(torch.ops.aten, _ATEN[(mode, len(sizes))]).default
     if mode.startswith("nearest"):
-        return (x, list(sizes), *scales)
-    return (x, list(sizes), bool(align_corners), *scales)
+        return op, (x, list(sizes), *scales)
+    return op, (x, list(sizes), bool(align_corners), *scales)
 
 
 class ResizeError(ValueError):
@@ -163,11 +163,11 @@ class OnnxResizeSpec(nn.Module):
         scales = [float(s) for s in scales.tolist()]
         if scales[:2] != [1.0, 1.0]:
             raise ResizeError("torch cannot scale the batch or channel dims")
-        outs = scaled_sizes(ins, scales[2:])
+        outs, differ = scaled_sizes(ins, scales[2:])
         plan(self.rule, ins, outs, scales[2:])
-        if outs != [math.floor(i * s) for i, s in zip(ins, scales[2:], strict=True)]:
-            op = aten_resize(mode, spatial)
-            return op(*resize_args(mode, x, outs, scales[2:], self.align_corners))
+        if differ:
+            op, call_args = aten_resize(mode, x, outs, scales[2:], self.align_corners)
+            return op(*call_args)
         return F.interpolate(
             x,
             scale_factor=scales[2:],
