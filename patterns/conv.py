@@ -18,6 +18,8 @@ conv1d(x, W, None, ...) + b  -> conv1d(x, W, b, ...)    b: [O] or [O, 1] (TF Bia
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from fxsurgeon.patterns import Match, Rule
@@ -118,3 +120,83 @@ conv1d_bias_1 = Rule(
     check=conv1d_bias_check,
     note="TF BiasAdd of a Conv1D, after the Squeeze (NCW: bias [O, 1])",
 )
+
+
+# -- a zero pad into the convolution's own padding ---------------------------------------------
+
+
+def _conv_pad_rules(fn, spatial: int) -> tuple[Rule, Rule]:
+    """conv(F.pad(x, zeros), ...) and conv(permute(F.pad(x, zeros), p), ...) for one conv."""
+
+    def direct_pattern(x, pads, mode, value, w, b, stride, padding, dilation, groups):
+        return fn(F.pad(x, pads, mode, value), w, b, stride, padding, dilation, groups)
+
+    def direct_replacement(x, pads, mode, value, w, b, stride, padding, dilation, groups, merged):
+        return fn(x, w, b, stride, merged, dilation, groups)
+
+    def permuted_pattern(x, pads, mode, value, perm, w, b, stride, padding, dilation, groups):
+        y = torch.permute(F.pad(x, pads, mode, value), perm)
+        return fn(y, w, b, stride, padding, dilation, groups)
+
+    def permuted_replacement(
+        x, pads, mode, value, perm, w, b, stride, padding, dilation, groups, merged
+    ):
+        return fn(torch.permute(x, perm), w, b, stride, merged, dilation, groups)
+
+    def check(match: Match) -> str | None:
+        return _pad_into_conv(match, spatial)
+
+    n = spatial
+    return (
+        Rule(
+            f"conv{n}d_pad_1",
+            direct_pattern,
+            direct_replacement,
+            check=check,
+            note=f"Keras ZeroPadding{n}D (or tf.pad / a Concat of zeros) before a valid Conv{n}D",
+        ),
+        Rule(
+            f"conv{n}d_pad_2",
+            permuted_pattern,
+            permuted_replacement,
+            check=check,
+            note="the zero pad in channels-last, then tf2onnx's transpose to channels-first",
+        ),
+    )
+
+
+def _pad_into_conv(match: Match, spatial: int) -> str | None:
+    """A constant zero pad, the same amount on both sides of each spatial dim (of the
+    convolution's input) and none on the batch and channel dims, adds to the convolution's
+    padding: the convolution reads the same zeros either way."""
+    value = match["value"]
+    if match["mode"] != "constant" or not isinstance(value, (int, float)):
+        return f"a {match['mode']!r} pad"
+    if value != 0 or math.copysign(1.0, value) < 0:
+        return f"a pad with {value!r}, not zero"
+    padding = match["padding"]
+    if isinstance(padding, str):
+        if padding != "valid":
+            return f"padding {padding!r}"
+        padding = 0
+    padding = (padding,) * spatial if isinstance(padding, int) else tuple(padding)
+    rank = spatial + 2
+    flat = list(match["pads"])
+    if len(flat) % 2 or len(flat) > 2 * rank or not all(isinstance(p, int) for p in flat):
+        return f"pads {flat}"
+    flat += [0] * (2 * rank - len(flat))
+    per_dim = {rank - 1 - i: (flat[2 * i], flat[2 * i + 1]) for i in range(rank)}  # x's dims
+    perm = match["perm"] if "perm" in match else tuple(range(rank))
+    perm = tuple(p % rank for p in perm)
+    amounts = [per_dim[perm[d]] for d in range(rank)]  # the convolution input's dims
+    if any(amounts[d] != (0, 0) for d in (0, 1)):
+        return "the pad touches the batch or channel dim"
+    if any(a != b for a, b in amounts[2:]) or any(a < 0 for a, _ in amounts[2:]):
+        return f"pads {amounts[2:]} are not the same on both sides"
+    match["merged"] = tuple(p + a for p, (a, _) in zip(padding, amounts[2:], strict=True))
+    return None
+
+
+conv1d_pad_1, conv1d_pad_2 = _conv_pad_rules(F.conv1d, 1)
+conv2d_pad_1, conv2d_pad_2 = _conv_pad_rules(F.conv2d, 2)
+conv3d_pad_1, conv3d_pad_2 = _conv_pad_rules(F.conv3d, 3)

@@ -160,11 +160,11 @@ def test_reflect_and_edge_pad_of_the_last_dims_run(mode, shape, pads):
 
 def test_a_reflect_pad_of_the_batch_dim_is_a_clear_error():
     from fxsurgeon.errors import LoweringError
-    from fxsurgeon.lower.nn_ops import _non_constant_pads
+    from fxsurgeon.lower.pads import non_constant_pads
 
-    assert _non_constant_pads([1, 1], 4, "reflect") == [1, 1, 0, 0]
+    assert non_constant_pads([1, 1], 4, "reflect") == [1, 1, 0, 0]
     with pytest.raises(LoweringError, match="pads only the last 1-3 dims"):
-        _non_constant_pads([0, 0, 0, 0, 1, 1], 3, "reflect")
+        non_constant_pads([0, 0, 0, 0, 1, 1], 3, "reflect")
 
 
 def _gelu_tanh_model(half: float, c1: float, c2: float, one: float):

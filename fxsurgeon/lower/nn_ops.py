@@ -13,6 +13,7 @@ from torch import fx, nn
 from ..errors import LoweringError
 from ..frontdoor import PAD_MODES
 from ..shapes import shape_of
+from .pads import emit_pad
 from .shape_ops import _arith, _one_dynamic_to_minus_one
 from .table import LOWERINGS, lowering
 from .values import Const, Sym, const_ints, rank_of
@@ -338,7 +339,7 @@ def _pad_dynamic(ctx, mod, node, args):
     mode = PAD_MODES.get(mod.mode, mod.mode)  # OnnxPadSpec holds ONNX's names
     if value is None and mode == "constant":
         return _pad_with_tensor(ctx, x, full, ctx.tensor(given))
-    return _emit_pad(ctx, x, full, mode, 0.0 if value is None else value)
+    return emit_pad(ctx, x, full, mode, 0.0 if value is None else value)
 
 
 def _pad_amounts(value) -> list:
@@ -363,42 +364,11 @@ def _pad_with_tensor(ctx, x: fx.Node, pads: list, value: fx.Node) -> fx.Node:
     """Constant Pad whose value is computed at run time (F.pad takes a number; onnx2torch
     passes the tensor and fails): x padded with 0, then Where(a padded all-True mask of x,
     that, value): the kept elements are x's, every added one is the value."""
-    padded = _emit_pad(ctx, x, pads, "constant", 0.0)
+    padded = emit_pad(ctx, x, pads, "constant", 0.0)
     if padded is x:
         return x
-    inside = _emit_pad(ctx, ctx.call(torch.ones_like, x, dtype=torch.bool), pads, "constant", False)
+    inside = emit_pad(ctx, ctx.call(torch.ones_like, x, dtype=torch.bool), pads, "constant", False)
     return ctx.call(torch.where, inside, padded, ctx.method("type_as", value, x))
-
-
-def _emit_pad(ctx, x: fx.Node, pads: list[int], mode: str, value: float | None) -> fx.Node:
-    """ONNX pads [b0, b1, ..., e0, e1, ...] -> F.pad's (last dim first) pairs."""
-    rank = rank_of(x)
-    begins, ends = pads[: len(pads) // 2], pads[len(pads) // 2 :]
-    torch_pads: list[int] = []
-    for axis in reversed(range(rank)):
-        torch_pads += [begins[axis], ends[axis]]
-    while torch_pads[-2:] == [0, 0]:
-        torch_pads = torch_pads[:-2]
-    if not torch_pads:
-        return x
-    mode = {"edge": "replicate", "wrap": "circular"}.get(mode, mode)
-    if mode != "constant":
-        torch_pads = _non_constant_pads(torch_pads, rank, mode)
-    return ctx.call(F.pad, x, tuple(torch_pads), mode, value if mode == "constant" else None)
-
-
-def _non_constant_pads(torch_pads: list[int], rank: int, mode: str) -> list[int]:
-    """F.pad's reflect/replicate take the last 1, 2 or 3 dims of a 2-3, 3-4 or 4-5-D
-    tensor (rank - 1 or rank - 2 dims) and nothing else: pad the list with zero pairs
-    up to such a length (zero padding of a dim changes nothing)."""
-    padded = len(torch_pads) // 2
-    dims = max(padded, rank - 2, 1)
-    if dims > 3 or dims not in (rank - 1, rank - 2):
-        raise LoweringError(
-            f"{mode} padding of {padded} trailing dim(s) of a {rank}-D tensor: F.pad pads "
-            "only the last 1-3 dims, never the first"
-        )
-    return torch_pads + [0, 0] * (dims - padded)
 
 
 @lowering("Sequential")

@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from ..errors import LoweringError
 from ..shapes import shape_of
 from .nn_ops import _param
+from .pads import uniform_value
 from .table import lowering
 from .values import Const, rank_of
 
@@ -200,27 +201,6 @@ def _reduced_dims(node, rank: int) -> set | None:
     return {d % rank for d in dims}
 
 
-def _uniform(ctx, node) -> float | None:
-    """The one value of a constant (a get_attr, or an ``expand`` of one), else None."""
-    if (
-        isinstance(node, torch.fx.Node)
-        and node.op == "call_function"
-        and node.target is torch.reshape
-    ):
-        node = node.args[0]
-    if isinstance(node, torch.fx.Node) and node.op == "call_method" and node.target == "expand":
-        node = node.args[0]
-    if not isinstance(node, torch.fx.Node) or node.op != "get_attr":
-        return None
-    value = ctx.root
-    for part in str(node.target).split("."):
-        value = getattr(value, part, None)
-    if not isinstance(value, torch.Tensor) or value.numel() == 0:
-        return None
-    first = value.reshape(-1)[0]
-    return float(first) if bool((value == first).all()) else None
-
-
 def _is_batch_variance(var, x, mean, dims: set, count: int) -> bool:
     """`var` is the biased variance of `x` over `dims` about `mean`: ``sum((x - mean)^2) /
     count`` or ``mean((x - mean)^2)``, viewed as ``(1, C, 1, ...)``."""
@@ -264,7 +244,7 @@ def _rows_of_view(ctx, x, mean, var, weight, bias, eps: float):
         return None
     if not _is_batch_variance(var, x, mean, {0, 2, 3}, n):
         return None
-    if _uniform(ctx, weight) != 1.0 or _uniform(ctx, bias) != 0.0:
+    if uniform_value(ctx, weight) != 1.0 or uniform_value(ctx, bias) != 0.0:
         return None
     size, k = 1, 0
     while size < n and k < len(d_shape) and isinstance(d_shape[-1 - k], int):

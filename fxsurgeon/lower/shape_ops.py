@@ -14,6 +14,7 @@ from torch import fx, nn
 from ..errors import LoweringError
 from ..shapes import dtype_of, shape_of
 from . import sym_math
+from .pads import pad_of_fills
 from .table import lowering
 from .values import Const, Sym, SymArray, as_sym, const_ints, object_array, rank_of, sym_or_array
 
@@ -140,6 +141,9 @@ def _concat(ctx, mod, node, args):
         return Sym([item for s in syms for item in s.items], dtype=syms[0].dtype)
     if all(isinstance(a, Const) for a in args):
         return Const(torch.cat([a.value for a in args], dim=mod.axis))
+    padded = pad_of_fills(ctx, args, mod.axis)
+    if padded is not None:
+        return padded
     return ctx.call(torch.cat, [ctx.tensor(a) for a in args], dim=mod.axis)
 
 
