@@ -21,6 +21,7 @@ from .shape_blocks import (
     _block_concat,
     _block_elementwise,
     _block_expand,
+    _block_fill_concat,
     _block_gather,
     _block_matmul_activations,
     _block_pad,
@@ -54,6 +55,7 @@ _BLOCKS: dict[str, tuple[Callable[[_Graph, _T, bool], _T], float]] = {
     "expand": (_block_expand, 0.4),
     "split": (_block_split, 0.4),
     "pad": (_block_pad, 0.4),
+    "fill_concat": (_block_fill_concat, 0.4),
 }
 
 

@@ -349,3 +349,37 @@ def _block_pad(g: _Graph, x: _T, near: bool) -> _T:
     shape[axis] = x.shape[axis] + before + after
     g.block(f"pad.{mode}", "pad", near=False)
     return _T(y, tuple(shape))
+
+
+def _block_fill_concat(g: _Graph, x: _T, near: bool) -> _T:
+    """``tf.concat([tf.fill(.., v), x, tf.fill(.., v)], axis)``: fills Expanded to x's run-time
+    dims but the axis (a Pad, lower/pads.py). Near misses: the two sides' values differ
+    (0.0 and -0.0 too), or one fill is not uniform."""
+    axis = int(g.integers(1, x.rank)) if x.rank > 1 else 0
+    value = float(g.pick((0.0, 0.0, 1.5, -2.0)))
+    values = [value, value]
+    uniform = [True, True]
+    if near:
+        if g.coin():
+            values[1] = -value if value == 0.0 else value + 1.0
+        else:
+            uniform[g.integers(0, 2)] = False
+    pieces = []
+    for side in range(2):
+        extent = int(g.integers(1, 3))
+        dims = [g.op("Shape", [x.name], start=i, end=i + 1) for i in range(x.rank)]
+        dims[axis] = g.ints([extent])
+        target = g.op("Concat", dims, axis=0)
+        if uniform[side]:
+            fill = np.full([1] * x.rank, values[side], _F32)
+        else:
+            fill = np.full([1] * x.rank, values[side], _F32).repeat(extent, axis=axis)
+            fill += (0.25 * np.arange(extent, dtype=_F32)).reshape(fill.shape)
+        pieces.append((g.op("Expand", [g.const(fill), target]), extent))
+    (pre, before), (post, after) = pieces
+    y = g.op("Concat", [pre, x.name, post], axis=axis)
+    shape = list(x.shape)
+    size = x.shape[axis]
+    shape[axis] = size + before + after if isinstance(size, int) else g.fresh("dyn")
+    g.block("fill_concat", "fill_concat", near=near)
+    return _T(y, tuple(shape))
