@@ -343,3 +343,20 @@ def test_one_hot_with_a_depth_read_from_data_is_kept_and_reported():
     (want,) = run_ort(model, [i, depth])
     got = optimized(torch.from_numpy(i), torch.from_numpy(depth)).detach().numpy()
     np.testing.assert_array_equal(got, want)
+
+
+def test_gather_nd_with_negative_batch_dims_is_refused_by_name():
+    """What tf2onnx wrote for tf.gather(batch_dims=-1) before the front door corrected it:
+    no ONNX runtime takes it, and the converter names the node instead of guessing."""
+    node = helper.make_node(
+        "GatherND", ["x", "i"], ["y"], name="pixel_shuffle/GatherV2", batch_dims=-1
+    )
+    graph = helper.make_graph(
+        [node],
+        "case",
+        [tensor_info("x", F32, [2, 6]), tensor_info("i", I64, [2, 6, 1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 6])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(Exception, match=r"pixel_shuffle/GatherV2.*GatherND.*batch_dims -1"):
+        from_onnx(model)

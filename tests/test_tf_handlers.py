@@ -208,3 +208,37 @@ def test_set_diag_over_a_band_of_diagonals_keeps_tf2onnx_s_handler():
         handler(SimpleNamespace(opset=17), node)
         assert calls[-1] is node
     assert len(calls) == 2
+
+
+class _BatchGathers(keras.layers.Layer):
+    """HF's pixel shuffle reorders channels per row with ``batch_dims=-1`` (axis left at
+    -1 too); the others count batch_dims or axis from the end, one at a time."""
+
+    def call(self, x, order):
+        return [
+            tf.gather(x, order, batch_dims=-1),  # batch_dims 1, axis -1 -> 3
+            tf.gather(x, order, axis=-1, batch_dims=1),
+            tf.gather(x, order[:, :2] // 2, axis=2, batch_dims=-1),
+        ]
+
+
+def test_gather_with_negative_batch_dims_and_axis_matches_tf():
+    """tf2onnx copied batch_dims=-1 into GatherND, which onnxruntime refuses."""
+    x = keras.Input((3, 4, 6), name="x")
+    order = keras.Input((6,), dtype="int32", name="order")
+    model = keras.Model([x, order], _BatchGathers()(x, order))
+    rng = np.random.default_rng(0)
+    inputs = {
+        "x": rng.standard_normal((2, 3, 4, 6)).astype(np.float32),
+        "order": np.stack([rng.permutation(6), rng.permutation(6)]).astype(np.int32),
+    }
+    want = [np.asarray(t) for t in model([tf.constant(v) for v in inputs.values()])]
+    proto = fxsurgeon.export_onnx(model)
+    assert all(a.i >= 0 for n in proto.graph.node if n.op_type == "GatherND" for a in n.attribute)
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    for g, w in zip(session.run(None, inputs), want, strict=True):
+        np.testing.assert_array_equal(g, w)
+    module = fxsurgeon.optimize(fxsurgeon.from_onnx(proto, tf_model=model))
+    got = module(*[torch.from_numpy(v) for v in inputs.values()])
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_array_equal(g.numpy(), w)

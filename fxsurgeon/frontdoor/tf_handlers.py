@@ -29,6 +29,12 @@ first (without it, the first export of a process ran uncorrected):
   0)], x)`` (TF's ``index_in_diag`` for one diagonal). CLIP's causal mask and the
   Keras idiom ``1 - band_part(ones((L, L)), -1, 0)`` so stay plain tensor ops on a
   dynamic L. set_diag over a band of diagonals keeps tf2onnx's handler.
+* **Negative batch_dims and axis of GatherV2.** TF counts a negative ``batch_dims`` from
+  the end of the indices' dims and a negative ``axis`` from the end of the params' (and
+  ``tf.gather(x, i, batch_dims=-1)`` leaves ``axis`` at ``-1`` too); tf2onnx copies both
+  as they are into ``GatherND(batch_dims=-1)``, which no ONNX runtime accepts (HF's
+  pixel shuffle of DeiT/ViT masked image modelling, a per-row channel permutation).
+  Both are made non-negative from the ranks before tf2onnx's handler reads them.
 """
 
 from __future__ import annotations
@@ -171,6 +177,26 @@ def _set_diag(func: Handler) -> Handler:
     return handler
 
 
+def _gather_counts_from_the_front(func: Handler) -> Handler:
+    def handler(ctx: Any, node: Any, **kwargs: Any) -> Any:
+        from tf2onnx import utils
+
+        batch_dims = node.get_attr_value("batch_dims", 0)
+        if batch_dims < 0:
+            rank = ctx.get_rank(node.input[1])
+            utils.make_sure(rank is not None, "GatherV2 batch_dims < 0 on indices of unknown rank")
+            batch_dims += rank
+            node.set_attr("batch_dims", batch_dims)
+        if batch_dims and len(node.input) > 2 and node.inputs[2].is_const():
+            axis = int(node.inputs[2].get_tensor_value())
+            rank = ctx.get_rank(node.input[0])
+            if axis < 0 and rank is not None:
+                ctx.replace_input(node, node.input[2], _const(ctx, axis + rank), 2)
+        return func(ctx, node, **kwargs)
+
+    return handler
+
+
 #: ONNX Range (opset 11) builds the positions; integer Min/Max need opset 12.
 _RANGE_OPSET = 11
 _INTEGER_MIN_MAX_OPSET = 12
@@ -182,6 +208,7 @@ CORRECTIONS: dict[str, Callable[[Handler], Handler]] = {
     "FloorDiv": _floor_div,
     "MatrixBandPart": _band_part,
     "MatrixSetDiagV3": _set_diag,
+    "GatherV2": _gather_counts_from_the_front,
 }
 
 

@@ -79,7 +79,15 @@ class OnnxScatterNDSpec(nn.Module):
 
 
 def _gather_nd(node, graph):
-    return OnnxGatherNDSpec(int(node.attributes.get("batch_dims", 0))), mapping_of(node)
+    batch_dims = int(node.attributes.get("batch_dims", 0))
+    if batch_dims < 0:
+        raise ConverterError(
+            node,
+            f"batch_dims {batch_dims}: ONNX counts batch dims, never from the end (tf2onnx "
+            "copies TF's negative batch_dims; export with fxsurgeon.export_onnx, which "
+            "corrects it)",
+        )
+    return OnnxGatherNDSpec(batch_dims), mapping_of(node)
 
 
 def _scatter_nd(node, graph):
