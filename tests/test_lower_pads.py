@@ -172,3 +172,29 @@ def test_pad_then_conv2d(pads, value, folded):
         np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-5)
     assert calls(optimized, F.pad) == (0 if folded else 1)
     assert conv_paddings(optimized) == [folded or (0, 0)]
+
+
+def test_pads_from_a_max_of_constants_are_known_at_optimize_time():
+    """tf2onnx's Conv2DTranspose to a computed output shape pads by ``Max(-(target -
+    size), 0)``; where both sides are constants the Max is one constant, so the Pad is an
+    F.pad of numbers (SAM's upscaling was left as an onnx2torch module)."""
+    nodes = [
+        helper.make_node("Max", ["a", "b"], ["m"]),
+        helper.make_node("Concat", ["zeros", "m", "zeros", "m"], ["pads"], axis=0),
+        helper.make_node("Pad", ["x", "pads"], ["y"], mode="constant"),
+    ]
+    inits = [
+        init("a", np.asarray([-1], np.int64)),
+        init("b", np.asarray([2], np.int64)),
+        init("zeros", np.asarray([0, 0], np.int64)),
+    ]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]
+    model = make_model(nodes, [tensor_info("x", F32, ["B", 2, "W"])], outputs, inits)
+    optimized = fxsurgeon.optimize(from_onnx(model))
+    assert calls(optimized, torch.maximum) == 0
+    (pad,) = [n for n in optimized.graph.nodes if n.target is F.pad]
+    assert tuple(pad.args[1]) == (2, 2)
+    for shape in [(1, 2, 3), (2, 2, 5)]:
+        x = rng.standard_normal(shape).astype(F32)
+        (want,) = run_ort(model, [x])
+        np.testing.assert_array_equal(optimized(torch.from_numpy(x)).numpy(), want)

@@ -176,6 +176,8 @@ def _min_max(ctx, mod, node, args):
         fn = torch.maximum
     else:
         raise LoweringError(f"OnnxMinMax with an unknown operator {mod._operator!r}")
+    if all(isinstance(a, Const) and not a.is_weight for a in args):  # known now, not learned
+        return Const(functools.reduce(fn, [a.value for a in args]))
     syms = [sym_math.sym_operand(a) for a in args]
     if all(s is not None for s in syms) and any(isinstance(a, Sym) for a in args):
         picked = sym_math.min_max(ctx, fn is torch.maximum, syms)
