@@ -8,6 +8,7 @@ import torch
 from torch import fx, nn
 
 from ..errors import FxSurgeonError
+from .concat_split import split_concatenated
 from .layout import _equal, _storage
 from .literals import absorb_one_feature_biases, restore_literals
 from .modules import _drop_unused, _hide_structural_constants, _install, _modularize, _rewire
@@ -29,8 +30,9 @@ def restore_parameters(gm: fx.GraphModule, source: Any) -> ParameterReport:
     """Rebuild `gm` (in place; `optimize` owns it) around named parameters."""
     report = ParameterReport()
     variable_map = getattr(source, "variable_map", None)
-    uses = _collect_uses(gm, variable_map, tuple(getattr(source, "output_names", ()) or ()))
     tf_values = _tf_values(source)
+    variable_map = split_concatenated(gm, variable_map, source, tf_values)
+    uses = _collect_uses(gm, variable_map, tuple(getattr(source, "output_names", ()) or ()))
     variable_map = complete_variable_map(uses, variable_map, source, tf_values)
     momenta = _keras_momenta(source)
     model_name = str(getattr(getattr(source, "tf_model", None), "name", "") or "")
