@@ -305,6 +305,7 @@ class Scorer:
         named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
         unread = _read_by_no_output(module)
         bad, constant = [], []
+        ignores = None
         for name, param in named:
             if name in unread:  # TF's tape cannot reach a variable its function never reads
                 if param.grad is not None:
@@ -314,7 +315,8 @@ class Scorer:
             elif not bool(torch.isfinite(param.grad).all()):
                 bad.append(f"{name} (not finite)")
             elif not bool(param.grad.any()):
-                if _outputs_ignore(module, inputs, param, [o.detach() for o in out]):
+                ignores = ignores or _outputs_ignore(module, inputs)
+                if ignores(param):
                     constant.append(name)
                 else:
                     bad.append(f"{name} (zero)")
@@ -498,9 +500,20 @@ LATENCY_RATIOS = (("fxsurgeon", "onnx2torch"), ("fxsurgeon", "twin"), ("fxsurgeo
 LATENCY_RATIOS += (("compiled", "onnxruntime"), ("compiled", "fxsurgeon"))
 
 
-def _outputs_ignore(module: Any, inputs: list, param: Any, outputs: list) -> bool:
-    """Whether no output of `module` on `inputs` changes when `param` is moved: then its
-    exact gradient is zero (TF's, the twin's), and a zero gradient is right."""
+def _outputs_ignore(module: Any, inputs: list) -> Callable[[Any], bool]:
+    """Whether no output of `module` on `inputs` changes when a parameter is moved: then
+    its exact gradient is zero (TF's, the twin's), and a zero gradient is right. Both
+    runs are without grad: with grad, torch may pick another attention kernel (SAM's
+    outputs moved by 1e-7 between the two modes, not by the parameter)."""
+    import torch
+
+    with torch.no_grad():
+        base = module(*inputs)
+    outputs = list(base) if isinstance(base, (list, tuple)) else [base]
+    return lambda param: _unmoved(module, inputs, param, outputs)
+
+
+def _unmoved(module: Any, inputs: list, param: Any, outputs: list) -> bool:
     import torch
 
     saved = param.detach().clone()

@@ -174,3 +174,95 @@ def build_vit_mae_pretrain() -> CorpusModel:
         "noise",
         np.float32,
     )
+
+
+@register("hf_sam", family="vision")
+def build_sam() -> CorpusModel:
+    """The whole of SAM (TFSamModel) on an image and point prompts: hf_sam_vision's encoder,
+    the prompt encoder (random Fourier features of the points through a frozen matrix, label
+    embeddings chosen by ``tf.where``, a padding point), the image-wide positional grid, and
+    the mask decoder: a two-way transformer (self-attention of the tokens, cross-attention
+    both ways at half width), two channels-first transposed convolutions with a
+    channels-first LayerNorm, a hypernetwork MLP per mask token and the IoU head. The
+    number of points is dynamic."""
+    tf = tf_module()
+    from transformers import (
+        SamConfig,
+        SamMaskDecoderConfig,
+        SamPromptEncoderConfig,
+        SamVisionConfig,
+        TFSamModel,
+    )
+
+    vision = SamVisionConfig(
+        hidden_size=32,
+        output_channels=16,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        image_size=32,
+        patch_size=4,
+        mlp_ratio=2.0,
+        hidden_act="gelu",
+        window_size=4,
+        global_attn_indexes=[1],
+        num_pos_feats=8,
+    )
+    prompt = SamPromptEncoderConfig(
+        hidden_size=16, image_size=32, patch_size=4, mask_input_channels=4
+    )
+    decoder = SamMaskDecoderConfig(
+        hidden_size=16,
+        mlp_dim=24,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        iou_head_hidden_dim=16,
+    )
+    config = SamConfig(
+        vision_config=vision.to_dict(),
+        prompt_encoder_config=prompt.to_dict(),
+        mask_decoder_config=decoder.to_dict(),
+    )
+
+    def make_inputs(batch_size: int, seed: int, size: int | None = None) -> dict[str, np.ndarray]:
+        rng = np.random.default_rng(seed)
+        points = size or 2
+        return {
+            "pixel_values": rng.standard_normal((batch_size, 3, 32, 32)).astype(np.float32),
+            "input_points": (rng.random((batch_size, 1, points, 2)) * 32).astype(np.float32),
+            "input_labels": rng.integers(0, 2, (batch_size, 1, points)).astype(np.int32),
+        }
+
+    model = TFSamModel(config)
+    model(make_inputs(1, 0), training=False)
+    randomize(model)
+    outputs = ("iou_scores", "pred_masks")
+    # modeling_tf_sam.py. Vision encoder: hf_sam_vision's sdpa 2, linear 8, layer_norm 6 (two
+    # channels-last SamLayerNorms in the neck), gelu 2 (exact). Mask decoder, 2 two-way blocks:
+    # self-attention, token->image and image->token cross-attention (q, k, v, out each: 12
+    # linear, 3 sdpa) + the MLP block (lin1, lin2; relu) = 14 linear, 4 layer_norm per block;
+    # final token->image attention 4 linear, 1 sdpa, layer_norm_final_attn 1; upscale:
+    # channels-first SamLayerNorm 1, tf.nn.gelu (exact) x 2; 4 hypernetwork MLPs x 3 Dense +
+    # the IoU head's 3 = 15 linear. The prompt encoder's Fourier features multiply the
+    # coordinates by one frozen matrix (a bias-free linear map by a stored weight), read twice:
+    # the points and the image-wide grid = 2 linear.
+    # sdpa 2 + 7 = 9; linear 8 + 28 + 4 + 15 + 2 = 57; layer_norm 6 + 8 + 1 + 1 = 16; gelu 2 + 2
+    nominal = {"sdpa": 9, "linear": 57, "layer_norm": 16, "rms_norm": 0, "gelu": 4}
+    return CorpusModel(
+        name="hf_sam",
+        family="vision",
+        model=model,
+        input_signature=[
+            tf.TensorSpec((None, 3, 32, 32), tf.float32, name="pixel_values"),
+            tf.TensorSpec((None, 1, None, 2), tf.float32, name="input_points"),
+            tf.TensorSpec((None, 1, None), tf.int32, name="input_labels"),
+        ],
+        output_names=outputs,
+        make_inputs=make_inputs,
+        tf_outputs=hf_outputs(model, outputs),
+        trainable_params=trainable_count(model),
+        sizes=(2, 3, 5),
+        dynamic_axes={"input_points": [2], "input_labels": [2]},
+        nominal=nominal,
+        twin=hf_twin(model, "SamModel"),
+        twin_inputs=torch_inputs,
+    )
