@@ -266,6 +266,35 @@ def test_gather_nd_with_batch_dims_matches_onnxruntime(batch_dims, data_shape, i
     assert_lowered(optimized)
 
 
+def test_gather_nd_batch_dims_of_unrelated_symbols_lower_and_compile():
+    """The spec makes data's and indices' batch dims equal, but the graph may name them by
+    different symbols (TFGPT2DoubleHeadsModel: data [A, B, S, D] reshaped from the flat
+    batch, indices [C, 3, 1] from the mc_token_ids input): the lowering counts the batch
+    on the indices, so no equation between the symbols is needed; a batch the data lacks
+    is an error, as in onnxruntime."""
+    node = helper.make_node("GatherND", ["data", "idx"], ["y"], batch_dims=2)
+    model = make_model(
+        [node],
+        [tensor_info("data", F32, ["A", "B", "S", 4]), tensor_info("idx", I64, ["C", 3, 1])],
+        [tensor_info("y", F32, None)],
+    )
+    for n, s in ((1, 5), (2, 7)):
+        idx = rng.integers(-s, s, size=(n, 3, 1)).astype(I64)
+        optimized = assert_matches_ort(model, [rnd(n, 3, s, 4), idx])
+    assert_lowered(optimized)
+    compiled = torch.compile(optimized, fullgraph=True, backend="eager")
+    data, idx = rnd(3, 3, 6, 4), rng.integers(0, 6, size=(3, 3, 1)).astype(I64)
+    torch.testing.assert_close(
+        compiled(torch.from_numpy(data), torch.from_numpy(idx)),
+        torch.from_numpy(run_ort(model, [data, idx])[0]),
+    )
+    more = rng.integers(0, 6, size=(4, 3, 1)).astype(I64)  # 4 batch rows, data has 3
+    with pytest.raises(Exception):  # noqa: B017 - onnxruntime's own error type
+        run_ort(model, [data, more])
+    with pytest.raises(IndexError):
+        optimized(torch.from_numpy(data), torch.from_numpy(more))
+
+
 def test_gather_nd_without_batch_dims_is_one_index_and_refuses_out_of_range():
     """``batch_dims=0``: ``data[idx[..., 0], idx[..., 1]]``, one indexing op (the
     flattening path's modulo made an out-of-range index a silent wrap); an index out

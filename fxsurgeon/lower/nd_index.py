@@ -77,10 +77,17 @@ def _gather_nd(ctx, mod, node, args):
         rows = ctx.call(torch.reshape, lin, (1, -1))
     else:
         flat = ctx.call(torch.flatten, data, 0, b - 1)
-        rows = ctx.call(torch.flatten, lin, 0, b - 1)
+        rows = ctx.call(torch.flatten, lin, 0, b - 1)  # [batch, q...]
+        # [batch, Q]: the batch count is the indices' own, never the data's: the spec makes
+        # them equal, but the analysis may hold them as different symbols (GPT-2's double
+        # heads: data [s0, s1, ...] from a reshape, indices [s2, 3, 1] from an input)
+        rows = (
+            ctx.call(torch.flatten, rows, 1)
+            if len(index_dims) - 1 > b
+            else ctx.call(torch.unsqueeze, rows, 1)
+        )
     flat = ctx.call(torch.flatten, flat, 1, k)  # [batch, K, rest...]
-    batch = ctx.method("size", flat, 0)
-    rows = ctx.call(torch.reshape, rows, (batch, -1))  # [batch, Q]
+    batch = ctx.method("size", rows, 0)
     arange = ctx.call(torch.arange, batch, device=ctx.device())
     picked = ctx.call(operator.getitem, flat, (ctx.call(torch.unsqueeze, arange, 1), rows))
     return ctx.call(torch.reshape, picked, (*index_dims[:-1], *dims[b + k :]))

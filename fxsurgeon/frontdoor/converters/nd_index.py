@@ -37,8 +37,8 @@ def gather_nd(data: torch.Tensor, indices: torch.Tensor, batch_dims: int) -> tor
     flat = data.unsqueeze(0) if batch_dims == 0 else data.flatten(0, batch_dims - 1)
     flat = flat.flatten(1, k)  # [B, K, rest...]
     rows = lin.reshape(1, -1) if batch_dims == 0 else lin.flatten(0, batch_dims - 1)
-    rows = rows.reshape(flat.shape[0], -1)  # [B, Q]
-    picked = flat[torch.arange(flat.shape[0], device=data.device).unsqueeze(1), rows]
+    rows = rows.reshape(rows.shape[0], -1)  # [B, Q], B counted on the indices (the lowering's)
+    picked = flat[torch.arange(rows.shape[0], device=data.device).unsqueeze(1), rows]
     return picked.reshape(*indices.shape[:-1], *data.shape[batch_dims + k :])
 
 
