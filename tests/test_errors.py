@@ -61,10 +61,11 @@ def test_wrong_number_of_example_inputs_names_the_inputs():
 
 def test_a_module_without_lowering_is_kept_and_reported():
     """NonZero has data-dependent output shape: it stays an onnx2torch module,
-    the report names it and why, and the model still computes the right thing."""
+    the report names the node, the op and why (coverage's reason, not a generic "no
+    lowering"), and the model still computes the right thing."""
     nodes = [
         helper.make_node("Relu", ["x"], ["r"]),
-        helper.make_node("NonZero", ["r"], ["nz"]),
+        helper.make_node("NonZero", ["r"], ["nz"], name="where_mask"),
         helper.make_node("ReduceSum", ["nz"], ["y"], keepdims=0),
     ]
     model = make_model(
@@ -73,7 +74,8 @@ def test_a_module_without_lowering_is_kept_and_reported():
     optimized = fxsurgeon.optimize(from_onnx(model))
     report = report_of(optimized)
     assert list(report.unconverted) == ["OnnxNonZero"]
-    assert "no lowering" in report.unconverted["OnnxNonZero"][0]
+    (why,) = report.unconverted["OnnxNonZero"]
+    assert why == "where_mask: output shape depends on the data (torch has no static form)", why
     assert "left as is: OnnxNonZero" in report.table()
     x = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)
     assert optimized(torch.from_numpy(x)).item() == run_ort(model, [x])[0].item()

@@ -15,6 +15,7 @@ from torch import fx, nn
 from ..errors import LoweringError
 from ..shapes import HintTooSmall, SymbolicShapes, shape_of
 from ..source import SOURCE_META_KEY as SOURCE_KEY
+from .coverage import KEPT_REASONS
 from .table import LOWERINGS
 from .values import SYM_ARRAY_OPS, Const, LoweringContext, ShapedGraph, Sym, SymArray, Value
 
@@ -294,7 +295,8 @@ def _lower_module(ctx, gm, node, args, result: LoweringResult) -> Value:
     fn = LOWERINGS.get(name)
     if name not in SYM_ARRAY_OPS:  # a matrix of sizes is a tensor to every other op
         args = [ctx.tensor(a) if isinstance(a, SymArray) else a for a in args]
-    reason = "no lowering for this module class"
+    # a class kept on purpose says why (NonZero: a data-dependent shape), not "no lowering"
+    reason = KEPT_REASONS.get(name, "no lowering for this module class")
     if fn is not None:
         try:
             value = fn(ctx, module, node, args)
