@@ -40,6 +40,11 @@ RMSNorm (HF TFT5LayerNorm, TFMistralRMSNorm, TFLlamaRMSNorm):
 
     (x / std) * gamma   |  x * (gamma / std)        std = sqrt(mean(x^2) + eps)
 
+and, where a constant scalar c multiplies the normalised output (T5's tied LM head scales
+by d_model ** -0.5) and tf2onnx's optimizer has moved c onto 1/std:
+
+    x * (c / std) * gamma   ->   rms_norm(x, gamma) * c      (c one value, any rank <= x's)
+
 A cast between the normalisation and gamma (HF casts back to the input
 dtype) is a no-op in fp32 and goes in the prepare phase (cleanup.cast_noop),
 so gamma applied before or after it is the same graph here; a real cast
@@ -266,6 +271,39 @@ def _rms_norm_rule(name: str, form: str, square: str, inv: str) -> Rule:
     )
 
 
+def _scaled_rms_norm_rule(name: str, square: str, inv: str) -> Rule:
+    """x * (c / std) * gamma with c one value: the norm, then the scale (exact reassociation
+    of one scalar product; c per element or per feature is declined)."""
+    sq, iv = SQUARES[square], INV_STD[inv]
+
+    def pattern(x, c, gamma, eps: float, dims: tuple):
+        return x * iv(c, torch.mean(sq(x), dims, keepdim=True), eps) * gamma
+
+    def replacement(x, c, gamma, eps, normalized_shape, perm):
+        gamma = _as_shape(gamma, normalized_shape)
+        return _over_last_dims(lambda t: F.rms_norm(t, normalized_shape, gamma, eps), x, perm) * c
+
+    def check(match: Match) -> str | None:
+        if isinstance(match["c"], float):  # a literal (one-value constants are inlined)
+            return _norm_check(match, ("gamma",))
+        shape, x_shape = match.shape("c"), match.shape("x")
+        if shape is None or x_shape is None:
+            return "the scale is neither a number nor a tensor of known shape"
+        if len(shape) > len(x_shape) or any(d != 1 for d in shape):
+            return f"the scale has shape {shape}: not one value"
+        if not (match.dtype("c") or torch.int64).is_floating_point:
+            return "the scale is not floating point"
+        return _norm_check(match, ("gamma",))
+
+    return Rule(
+        name,
+        pattern,
+        replacement,
+        check=check,
+        note=f"RMSNorm times a scalar moved onto 1/std, square as {square}, 1/std as {inv}",
+    )
+
+
 # -- the rule set ------------------------------------------------------------------------------
 
 
@@ -285,10 +323,14 @@ def _layer_norm_rules() -> dict[str, Rule]:
 def _rms_norm_rules() -> dict[str, Rule]:
     first = [("after", "mul", "recip"), ("after", "pow", "recip")]
     rest = [combo for combo in itertools.product(RMS_FORMS, SQUARES, INV_STD) if combo not in first]
-    return {
+    rules = {
         f"rms_norm_{i}": _rms_norm_rule(f"rms_norm_{i}", *combo)
         for i, combo in enumerate(first + rest, start=1)
     }
+    for combo in itertools.product(SQUARES, INV_STD):
+        name = f"rms_norm_{len(rules) + 1}"
+        rules[name] = _scaled_rms_norm_rule(name, *combo)
+    return rules
 
 
 globals().update(_layer_norm_rules())

@@ -354,6 +354,45 @@ def test_rms_norm_over_the_channel_axis_with_gamma_per_width_is_left_alone():
     assert_matches_ort(module, model)
 
 
+def scaled_rms_norm_onnx(square: str, inv: str, c_shape=()):
+    """x * (c / std) * gamma: T5's tied-head scale moved onto 1/std by tf2onnx."""
+    nodes = (
+        [node("Mul", ["x", "x"], "sq")] if square == "Mul" else [node("Pow", ["x", "two"], "sq")]
+    )
+    nodes += [
+        node("ReduceMean", ["sq"], "ms", axes=[-1], keepdims=1),
+        node("Add", ["ms", "eps"], "a"),
+        node("Sqrt", ["a"], "std"),
+    ]
+    _over_std(nodes, "c", "s", inv)
+    nodes += [node("Mul", ["x", "s"], "xs"), node("Mul", ["xs", "gamma"], "y")]
+    consts = {"eps": 1e-6, "two": 2.0, "c": np.full(c_shape, 8**-0.5) + 0.01 * rng.random(c_shape)}
+    consts["gamma"] = 1 + 0.1 * rng.standard_normal((8,))
+    if square == "Mul":
+        del consts["two"]
+    return graph(nodes, {"x": ["N", 5, 8]}, ["y"], consts)
+
+
+@pytest.mark.parametrize("square", ["Mul", "Pow"])
+@pytest.mark.parametrize("inv", ["recip", "div"])
+@pytest.mark.parametrize("c_shape", [(), (1, 1)])
+def test_rms_norm_times_a_scalar_moved_onto_the_inverse_std(square, inv, c_shape):
+    """hf_t5_lm's final decoder norm: rms_norm(x, gamma) * c, the scale kept outside."""
+    model = scaled_rms_norm_onnx(square, inv, c_shape)
+    module = optimized(model)
+    assert family_count(module, "rms_norm") == 1, matches(module)
+    assert calls(module, F.rms_norm, nn.RMSNorm) == 1 and "sqrt" not in module.code
+    assert_matches_ort(module, model)
+
+
+def test_rms_norm_with_a_per_row_scale_on_the_inverse_std_is_left_alone():
+    """c per row (not one value, not per feature): neither the scaled rule nor gamma's."""
+    model = scaled_rms_norm_onnx("Mul", "recip", (5, 1))
+    module = optimized(model)
+    assert calls(module, F.rms_norm, nn.RMSNorm) == 0
+    assert_matches_ort(module, model)
+
+
 # --------------------------------------------------------------------------- models
 
 
