@@ -60,25 +60,31 @@ def test_wrong_number_of_example_inputs_names_the_inputs():
 
 
 def test_a_module_without_lowering_is_kept_and_reported():
-    """NonZero has data-dependent output shape: it stays an onnx2torch module,
-    the report names the node, the op and why (coverage's reason, not a generic "no
-    lowering"), and the model still computes the right thing."""
+    """NonMaxSuppression has a data-dependent output shape and no torch form (torchvision's
+    nms is not torch): it stays an onnx2torch module, the report names the node, the op
+    and why (coverage's reason, not a generic "no lowering"), and the model still
+    computes the right thing."""
     nodes = [
-        helper.make_node("Relu", ["x"], ["r"]),
-        helper.make_node("NonZero", ["r"], ["nz"], name="where_mask"),
-        helper.make_node("ReduceSum", ["nz"], ["y"], keepdims=0),
+        helper.make_node("Relu", ["s"], ["r"]),
+        helper.make_node("NonMaxSuppression", ["boxes", "r", "k"], ["sel"], name="nms"),
     ]
     model = make_model(
-        nodes, [tensor_info("x", np.float32, ["N", 4])], [tensor_info("y", np.int64, [])]
+        nodes,
+        [tensor_info("boxes", np.float32, [1, 6, 4]), tensor_info("s", np.float32, [1, 1, 6])],
+        [tensor_info("sel", np.int64, None)],
+        [init("k", np.array([3], np.int64))],
     )
     optimized = fxsurgeon.optimize(from_onnx(model))
     report = report_of(optimized)
-    assert list(report.unconverted) == ["OnnxNonZero"]
-    (why,) = report.unconverted["OnnxNonZero"]
-    assert why == "where_mask: output shape depends on the data (torch has no static form)", why
-    assert "left as is: OnnxNonZero" in report.table()
-    x = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)
-    assert optimized(torch.from_numpy(x)).item() == run_ort(model, [x])[0].item()
+    assert list(report.unconverted) == ["OnnxNonMaxSuppression"]
+    (why,) = report.unconverted["OnnxNonMaxSuppression"]
+    assert why == "nms: output shape depends on the data", why
+    assert "left as is: OnnxNonMaxSuppression" in report.table()
+    rng = np.random.default_rng(0)
+    corners = np.sort(rng.random((1, 6, 2, 2)), axis=2).reshape(1, 6, 4).astype(np.float32)
+    scores = rng.random((1, 1, 6)).astype(np.float32)
+    got = optimized(torch.from_numpy(corners), torch.from_numpy(scores))
+    np.testing.assert_array_equal(got.numpy(), run_ort(model, [corners, scores])[0])
 
 
 def test_a_corrupt_onnx_file_names_the_file(tmp_path):

@@ -23,7 +23,6 @@ from .table import LOWERINGS
 #: lowering reads "no lowering yet").
 KEPT_REASONS: dict[str, str] = {
     "OnnxBaseElementWise": "a base class (of OnnxSum, OnnxMean), never emitted itself",
-    "OnnxNonZero": "output shape depends on the data (torch has no static form)",
     "OnnxNonMaxSuppression": "output shape depends on the data",
     "OnnxRoiAlign": (
         "torch has no RoiAlign: only torchvision.ops.roi_align computes it, and model.py "

@@ -10,6 +10,7 @@
   depth as (bs, bs, C'), moves the blocks beside H and W, and flattens them in;
 * IsInf (`OnnxIsInfSpec`): ``isinf``/``isposinf``/``isneginf`` by
   ``detect_positive``/``detect_negative`` (neither: all False);
+* NonZero (`OnnxNonZeroSpec`): ``nonzero(x)`` permuted to [rank, N];
 * PReLU: the slope is broadcast to X from the trailing dims (ONNX's unidirectional
   broadcast). A slope that is one value, or one per channel (dim 1), is
   ``F.prelu``'s weight; any other is ``where(x < 0, x * slope, x)``. onnx2torch
@@ -85,6 +86,14 @@ def _depth_to_space(ctx, mod, node, args):
     y = ctx.call(torch.unflatten, x, 1, (b, b, -1))  # [N, b, b, C', H, W]
     y = ctx.call(torch.permute, y, (0, 3, 4, 1, 5, 2))  # [N, C', H, b, W, b]
     return ctx.call(torch.flatten, ctx.call(torch.flatten, y, 4, 5), 2, 3)
+
+
+@lowering("OnnxNonZeroSpec")
+def _non_zero(ctx, mod, node, args):
+    """``nonzero(x)`` transposed to the spec's [rank, N]: N is a size of the data (an
+    unbacked symbol of the analysis; torch.compile captures it the same way)."""
+    nonzero = ctx.call(torch.nonzero, ctx.tensor(args[0]))
+    return ctx.call(torch.permute, nonzero, (1, 0))
 
 
 @lowering("OnnxIsInfSpec")

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import fx, nn
+from torch.fx.experimental.symbolic_shapes import free_unbacked_symbols
 
 from ..errors import LoweringError
 from ..shapes import dtype_of, shape_of
@@ -125,7 +126,37 @@ def _squeeze(ctx, mod, node, args):
         dims = tuple(i for i, d in enumerate(shape) if d == 1)
         if any(d is None for d in shape):
             raise LoweringError("Squeeze without axes on a tensor with dynamic dims")
-    return ctx.call(torch.squeeze, x, dims)
+    asserted = [_assert_unit(ctx, x, d) for d in dims]  # every dim, no short cut
+    if not any(asserted):
+        return ctx.call(torch.squeeze, x, dims)
+    kept = [ctx.size(x, d) for d in range(len(shape)) if d not in dims]
+    return ctx.call(torch.reshape, x, tuple(kept))
+
+
+def _assert_unit(ctx, x, dim: int) -> bool:
+    """ONNX Squeeze's axes are 1 (else an error); torch.squeeze skips a dim that is not. A
+    size that depends on the data (after NonZero) is neither known 1 nor known not: compiled,
+    torch.squeeze then keeps the dim (TFBartForSequenceClassification's eos vector came out
+    (batch, 1, labels) under inductor). Such a size gets a run-time assert that it is 1, which
+    the analysis and torch.compile learn, and the caller drops it by a reshape to the other
+    sizes (after the assert, inductor still kept the dim of torch.squeeze, and could not lay
+    out select(dim, 0)); True when it did so."""
+    value = x.meta.get("val")
+    size = value.shape[dim] if isinstance(value, torch.Tensor) else None
+    if not isinstance(size, torch.SymInt) or not free_unbacked_symbols(size):
+        return False
+    is_one = ctx.call(operator.eq, ctx.size(x, dim), 1)
+    ctx.graph.shapes.run(torch._check, (size == 1,), {}, ctx.graph.where, "Squeeze")
+    where = ctx.node.target if ctx.node is not None else "?"
+    # aten._assert_scalar, not torch._assert: torch.compile keeps it as a run-time assert
+    # on the data-dependent size (torch._assert would ask it to guard on the data)
+    ctx.call(
+        torch.ops.aten._assert_scalar,
+        is_one,
+        f"Squeeze of dim {dim}, whose size depends on the data, needs it to be 1 "
+        f"(ONNX node {where})",
+    )
+    return True
 
 
 @lowering("OnnxConcat")

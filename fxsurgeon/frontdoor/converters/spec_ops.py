@@ -12,6 +12,11 @@
   type, normalised over the dims from ``axis`` on, cast back, then ``* Scale + B``.
   The optional Mean and InvStdDev outputs are refused (a node that asks for
   them cannot be converted).
+* NonZero: onnx2torch's ``OnnxNonZero`` returns ``torch.nonzero(x)``, [N, rank], the
+  transpose of the spec's [rank, N]; a Squeeze or Gather after it that does not look
+  at the shape hides it (``torch.squeeze`` skips an axis that is not 1, so TF's
+  ``boolean_mask`` happened to compute the right values). `OnnxNonZeroSpec` returns the
+  spec's layout (NonZero-9, -13). Its output size depends on the data.
 
 The lowerings are in ``fxsurgeon/lower/more_ops.py`` and ``fxsurgeon/lower/norms.py``.
 """
@@ -112,6 +117,17 @@ def _depth_to_space(node, graph):
     return OnnxDepthToSpaceSpec(blocksize, mode), mapping_of(node)
 
 
+class OnnxNonZeroSpec(nn.Module):
+    """NonZero: the indices of the non-zero elements, one column each, [rank, N] int64."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.permute(torch.nonzero(x), (1, 0))
+
+
+def _non_zero(node, graph):
+    return OnnxNonZeroSpec(), mapping_of(node)
+
+
 def _is_inf(node, graph):
     positive = bool(node.attributes.get("detect_positive", 1))
     negative = bool(node.attributes.get("detect_negative", 1))
@@ -140,3 +156,5 @@ def register() -> None:
     for version in (10, 20):
         add("IsInf", version, _is_inf, replace=True)
     add("LayerNormalization", 17, _layer_norm, replace=True)
+    for version in (9, 13):
+        add("NonZero", version, _non_zero, replace=True)
