@@ -58,6 +58,7 @@ from typing import Any
 import torch
 from fxsurgeon.patterns._attention_graph import _name, scalar, shape
 from fxsurgeon.patterns._attention_layouts import ELEMENTWISE, LAYOUT, Decline, Reader
+from fxsurgeon.patterns._attention_masks import zeroing
 from fxsurgeon.patterns._attention_scores import ancestors, einsum_parts
 from torch import fx
 
@@ -73,7 +74,7 @@ class Region:
     ops: list  # (node, chain argument index | None): the elementwise ops, in order
     softmax: fx.Node
     probs: fx.Node  # the region's last node on the probabilities' side
-    tail: list  # layout ops after it, up to the contraction with V (replayed as they are)
+    tail: list  # layout ops (a zeroing Where) after it, up to the contraction with V (replayed)
     order: list  # B's non-unit axes in (batch, Lq, Lk) order
     unit: tuple  # B's size-1 axes
     contraction: tuple | None  # B permuted, written as a contraction (`_permuted_contraction`)
@@ -147,7 +148,7 @@ def score_paths(node: fx.Node, depth: int = 0):
 
 def orient(anchor: fx.Node, module: fx.GraphModule) -> Region | str:
     """The `Region` of ``matmul(probs, v)`` at `anchor`, or why it is not one to rewrite."""
-    probs_path = _probs_side(anchor)
+    probs_path = _probs_side(anchor, module)
     if isinstance(probs_path, str):
         return probs_path
     softmax, after = probs_path
@@ -172,12 +173,20 @@ def orient(anchor: fx.Node, module: fx.GraphModule) -> Region | str:
     return reasons[0] if reasons else "no scores to read"
 
 
-def _probs_side(anchor: fx.Node) -> tuple[fx.Node, list[fx.Node]] | str:
-    """The softmax the contraction with V reads through layout ops, and those ops."""
+def _probs_side(anchor: fx.Node, module) -> tuple[fx.Node, list[fx.Node]] | str:
+    """The softmax the contraction with V reads through layout ops (and a zeroing Where
+    right after the softmax: Keras' masked softmax, DeBERTa's), and those ops."""
     node, after = anchor.args[0], []
-    while _is(node, LAYOUT):
-        after.insert(0, node)
-        node = node.args[0]
+    while True:
+        if _is(node, LAYOUT):
+            after.insert(0, node)
+            node = node.args[0]
+            continue
+        found = zeroing(node, module)
+        if found is not None and _is(found[2], (torch.softmax,)):
+            after.insert(0, node)
+            node = found[2]
+        break
     if not _is(node, (torch.softmax,)) or len(node.args) != 2 or node.kwargs:
         return f"{_name(node)} is not a softmax (through layout ops)"
     ends = [node, *after]
@@ -201,7 +210,8 @@ def _read(base, ops, softmax, after, module) -> Region:
     reader.layouts[softmax] = reader.layouts[scores]
     probs, tail, source = softmax, [], softmax
     for i, node in enumerate(after):
-        layout = reader.step(node, source)
+        # a zeroing Where is replayed as it is after the probabilities (sdpa_4 reads it)
+        layout = None if _is(node, (torch.where,)) else reader.step(node, source)
         if layout is None:
             tail = after[i:]
             break
@@ -419,9 +429,21 @@ def extras(region: Region) -> dict[str, Any]:
         "unit": region.unit,
         "ops": ops,
         "probs_shape": region.probs_shape,
-        "tail": [(n.target, _lengths(n.args[1:], region.probs)) for n in region.tail],
+        "tail": [
+            (n.target, _lengths(n.args[:i], region.probs), _lengths(n.args[i + 1 :], region.probs))
+            for n, i in zip(region.tail, _chain_positions(region), strict=True)
+        ],
         "sizes": list(region.sizes),
     }
+
+
+def _chain_positions(region: Region) -> list[int]:
+    """Which argument of each tail op is the chain (what replaces the probabilities)."""
+    positions, source = [], region.probs
+    for node in region.tail:
+        positions.append(next(i for i, a in enumerate(node.args) if a is source))
+        source = node
+    return positions
 
 
 _SIZE_ARITHMETIC = (operator.add, operator.sub, operator.mul, operator.floordiv)
@@ -446,7 +468,7 @@ def _lengths(value: Any, probs: fx.Node) -> Any:
 
 def _length(value: Any, x) -> Any:
     """A ``_lengths`` entry computed on `x` (what replaces the probabilities)."""
-    if isinstance(value, tuple) and value[:1] == ("length",):
+    if isinstance(value, tuple) and value and isinstance(value[0], str) and value[0] == "length":
         if value[1] == "size":
             return x.size(value[2])
         return value[1](*(_length(a, x) for a in value[2:]))
@@ -492,6 +514,6 @@ def rebuild(base, contraction, unit, ops, probs_shape, tail):
     else:
         x = torch.reshape(x, tuple(x.size(e[1]) if isinstance(e, tuple) else e for e in spec))
     probs = x
-    for target, args in tail:
-        x = target(x, *_length(args, probs))
+    for target, before, after in tail:
+        x = target(*_length(before, probs), x, *_length(after, probs))
     return x

@@ -403,8 +403,8 @@ def sdpa_orient_replacement(
         swap[size.node] = value.node if isinstance(value, fx.Proxy) else value
         _substitute(size.node, swap[size.node])
     tail = [  # the layout ops after the region are written again: with the lengths read anew
-        (target, fx.node.map_aggregate(args, lambda a: _read_anew(a, swap)))
-        for target, args in tail
+        (target, *(fx.node.map_aggregate(args, lambda a: _read_anew(a, swap)) for args in sides))
+        for target, *sides in tail
     ]
     out = torch.matmul(rebuild(base, contraction, unit, ops, probs_shape, tail), v)
     if scope is not None:

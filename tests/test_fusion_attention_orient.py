@@ -194,3 +194,38 @@ def test_a_rewrite_the_attention_rules_refuse_is_made_once():
     assert rules(module).get("sdpa_orient_1") == 1
     assert softmax_count(module) == 1
     assert_matches_ort(module, model)
+
+
+def keras_masked_key_query(zero_mask: str = "same", fill: float = -1e9):
+    """Keras 3 MultiHeadAttention's own einsum path (what a subclass overriding
+    _compute_attention runs: keras.io's Locality Self-Attention): K @ Q^T [N, H, Lk, Lq]
+    transposed to [N, H, Lq, Lk], ``Where(mask, s, fill)``, Softmax, then the masked
+    softmax's zeroing ``Where(mask, p, 0)``, @ v. `zero_mask`: "same" (the fill's mask),
+    "other" (another mask: the zeroing hides what the fill did not)."""
+    g = Graph()
+    q, k, v = (heads(g, n) for n in ("q", "k", "v"))
+    kq = g.op("MatMul", [k, g.op("Transpose", [q], "qT", perm=[0, 1, 3, 2])], "kq")
+    scores = g.op("Transpose", [kq], "qk", perm=[0, 1, 3, 2])
+    mask = g.input("mask", ["N", 1, "S", "S"], np.bool_)
+    filled = g.op("Where", [mask, scores, g.const("fill", fill)], "filled")
+    p = g.op("Softmax", [filled], "probs", axis=-1)
+    other = mask if zero_mask == "same" else g.input("other", ["N", 1, "S", "S"], np.bool_)
+    zeroed = g.op("Where", [other, p, g.const("zero", 0.0)], "zeroed")
+    return g.model(g.op("MatMul", [zeroed, v], "o"))
+
+
+def test_keras_masked_softmax_after_keys_contracted_with_queries():
+    """The zeroing Where between the softmax and v is kept after the rewrite (sdpa_4 reads
+    it): one SDPA, no softmax, onnxruntime's outputs (rows with no visible key too)."""
+    module = fused(keras_masked_key_query())
+    assert rules(module).get("sdpa_orient_1") == 1
+
+
+def test_a_zeroing_where_of_another_mask_is_kept_and_not_fused():
+    """Zeroing positions the fill did not hide: the region is put in order, SDPA refused,
+    the zeroing stays where it was and the outputs stay onnxruntime's."""
+    model = keras_masked_key_query(zero_mask="other")
+    module = optimized(model)
+    assert not sdpa_calls(module)
+    assert softmax_count(module) == 1
+    assert_matches_ort(module, model)
