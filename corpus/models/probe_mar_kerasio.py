@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ..registry import CorpusModel, float_inputs, register
+from ..registry import CorpusModel, float_inputs, register, tf_module
 from .keras_layers import _corpus_model, _float_spec, _keras
 
 IMAGE = (16, 16, 3)
@@ -235,3 +235,118 @@ def build_convmixer() -> CorpusModel:
     nominal = {"linear": 1, "gelu": 5}
     model = keras.Model(image, y, name="convmixer")
     return _image_model("keras_convmixer", model, nominal, family="cnn")
+
+
+@functools.cache
+def _translation_layers() -> Any:
+    """keras.io's English-to-Spanish Transformer layers (Keras 3 version)."""
+    keras = _keras()
+    tf = tf_module()
+    ops = keras.ops
+    layers = keras.layers
+
+    class PositionalEmbedding(layers.Layer):
+        def __init__(self, length: int, vocab: int, dim: int, **kwargs):
+            super().__init__(**kwargs)
+            self.token_embeddings = layers.Embedding(vocab, dim, name="tokens")
+            self.position_embeddings = layers.Embedding(length, dim, name="positions")
+
+        def call(self, inputs):
+            positions = ops.arange(0, ops.shape(inputs)[-1], 1)
+            return self.token_embeddings(inputs) + self.position_embeddings(positions)
+
+        def compute_mask(self, inputs, mask=None):
+            return ops.not_equal(inputs, 0)
+
+    class TransformerEncoder(layers.Layer):
+        def __init__(self, dim: int, hidden: int, heads: int, **kwargs):
+            super().__init__(**kwargs)
+            self.attention = layers.MultiHeadAttention(heads, dim, name="attention")
+            self.proj_in = layers.Dense(hidden, activation="relu", name="proj_in")
+            self.proj_out = layers.Dense(dim, name="proj_out")
+            self.norm_1 = layers.LayerNormalization(name="norm_1")
+            self.norm_2 = layers.LayerNormalization(name="norm_2")
+            self.supports_masking = True
+
+        def call(self, inputs, mask=None):
+            padding = ops.cast(mask[:, None, :], "int32") if mask is not None else None
+            attended = self.attention(inputs, inputs, attention_mask=padding)
+            h = self.norm_1(inputs + attended)
+            return self.norm_2(h + self.proj_out(self.proj_in(h)))
+
+    class TransformerDecoder(layers.Layer):
+        def __init__(self, dim: int, hidden: int, heads: int, **kwargs):
+            super().__init__(**kwargs)
+            self.attention_1 = layers.MultiHeadAttention(heads, dim, name="attention_1")
+            self.attention_2 = layers.MultiHeadAttention(heads, dim, name="attention_2")
+            self.proj_in = layers.Dense(hidden, activation="relu", name="proj_in")
+            self.proj_out = layers.Dense(dim, name="proj_out")
+            self.norm_1 = layers.LayerNormalization(name="norm_1")
+            self.norm_2 = layers.LayerNormalization(name="norm_2")
+            self.norm_3 = layers.LayerNormalization(name="norm_3")
+            self.supports_masking = True
+
+        def call(self, inputs, encoder_outputs, mask=None):
+            causal = self.causal_mask(inputs)
+            padding = None
+            if mask is not None:
+                padding = ops.minimum(ops.cast(mask[:, None, :], "int32"), causal)
+            h = self.attention_1(inputs, inputs, attention_mask=causal)
+            h = self.norm_1(inputs + h)
+            out = self.attention_2(h, encoder_outputs, attention_mask=padding)
+            out = self.norm_2(h + out)
+            return self.norm_3(out + self.proj_out(self.proj_in(out)))
+
+        def causal_mask(self, inputs):
+            """keras.io's get_causal_attention_mask: i >= j, tiled over the batch."""
+            shape = ops.shape(inputs)
+            batch, length = shape[0], shape[1]
+            i = ops.arange(length)[:, None]
+            j = ops.arange(length)
+            mask = ops.reshape(ops.cast(i >= j, dtype="int32"), (1, length, length))
+            mult = ops.concatenate(
+                [ops.expand_dims(batch, -1), ops.convert_to_tensor([1, 1])], axis=0
+            )
+            return tf.tile(mask, mult)  # keras.ops.tile iterates over a symbolic multiples
+
+    return PositionalEmbedding, TransformerEncoder, TransformerDecoder
+
+
+@register("keras_translation", family="seq2seq")
+def build_translation() -> CorpusModel:
+    """keras.io's sequence-to-sequence Transformer: padded source and target ids; the
+    decoder's causal mask built from two aranges, ``i >= j`` and a tile over the batch; its
+    cross-attention mask the minimum of the padding mask and the causal one (the keras.io
+    code, which the source and target lengths being equal allows)."""
+    keras = _keras()
+    tf = tf_module()
+    embed, encoder, decoder = _translation_layers()
+    vocab, length, dim = 40, 12, DIM
+    source = keras.Input((None,), dtype="int32", name="encoder_inputs")
+    target = keras.Input((None,), dtype="int32", name="decoder_inputs")
+    encoded = encoder(dim, 24, 2, name="encoder")(embed(length, vocab, dim, name="src")(source))
+    x = embed(length, vocab, dim, name="tgt")(target)
+    x = decoder(dim, 24, 2, name="decoder")(x, encoded)
+    y = keras.layers.Dense(vocab, name="logits")(x)
+    model = keras.Model([source, target], y, name="translation")
+
+    def make_inputs(batch_size: int, seed: int, size: int | None = None) -> dict:
+        n = size or 7
+        rng = np.random.default_rng(seed)
+        ids = rng.integers(1, vocab, (2, batch_size, n))
+        lengths = rng.integers(max(1, n // 2), n + 1, batch_size)
+        keep = np.arange(n)[None, :] < lengths[:, None]
+        return {
+            "encoder_inputs": np.where(keep, ids[0], 0).astype(np.int32),
+            "decoder_inputs": ids[1].astype(np.int32),
+        }
+
+    # encoder: attention 4 + proj 2 = 6 linear, 2 layer_norm, 1 sdpa (padding mask);
+    # decoder: 2 attentions 8 + proj 2 = 10 linear, 3 layer_norm, 2 sdpa (causal; padding
+    # and causal); logits 1 -> linear 17, layer_norm 5, sdpa 3, no gelu (relu)
+    nominal = {"sdpa": 3, "linear": 17, "layer_norm": 5, "gelu": 0}
+    spec = [
+        tf.TensorSpec((None, None), tf.int32, name="encoder_inputs"),
+        tf.TensorSpec((None, None), tf.int32, name="decoder_inputs"),
+    ]
+    return _corpus_model("keras_translation", "seq2seq", model, spec, make_inputs, nominal, (5, 9))
