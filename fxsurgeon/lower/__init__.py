@@ -22,7 +22,7 @@ Python literals.
 The table (`table.py`) is filled by the op-family modules, one per ONNX op family:
 `shape_ops`, `indexing`, `elementwise`, `nn_ops`, `activations`, `recurrent` (LSTM/GRU/RNN),
 `control_flow` (If), `loop` (Loop), `nd_index` (GatherND, ScatterND), `resize`, `sorting` (TopK), `more_ops` (ArgMax/ArgMin, GatherElements,
-DepthToSpace, IsInf, PReLU), `norms` (LayerNormalization, InstanceNormalization, LRN), `spec_fixes`
+DepthToSpace, SpaceToDepth, IsInf, PReLU), `norms` (LayerNormalization, InstanceNormalization, LRN), `spec_fixes`
 (CumSum, Conv by the spec); `sym_math` holds the comparisons, Where, Min/Max and float
 Casts of `Sym` values that elementwise/shape_ops use; `graph.py` is the pass that uses it; `coverage.py` lists the
 classes the converters can emit (docs/coverage.md).

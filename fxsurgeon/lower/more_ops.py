@@ -1,4 +1,5 @@
-"""Lowerings of ArgMax/ArgMin, GatherElements, DepthToSpace, IsInf and PReLU by the ONNX spec.
+"""Lowerings of ArgMax/ArgMin, GatherElements, DepthToSpace, SpaceToDepth, IsInf and PReLU by
+the ONNX spec.
 
 * ArgMax/ArgMin (``OnnxArgExtremum``, ``OnnxArgExtremumOld``): ``torch.argmax``/``argmin``
   return the first index of the extremum, which is ONNX's default; for
@@ -8,6 +9,11 @@
   (``i + n`` where ``i < 0``; onnx2torch passes them through, which torch refuses);
 * DepthToSpace (`OnnxDepthToSpaceSpec`): CRD is ``pixel_shuffle``; DCR splits the
   depth as (bs, bs, C'), moves the blocks beside H and W, and flattens them in;
+* SpaceToDepth (`OnnxSpaceToDepthSpec`): the inverse of DCR: H and W split as (H', bs)
+  and (W', bs) (``-1`` for H' and W', so dynamic sides stay symbolic), the blocks moved
+  before C and flattened into the depth as (bs, bs, C); a known side that is not a
+  multiple of bs is refused, the hints of dynamic ones are made multiples
+  (`SymbolicShapes.admit_multiple`: the model is only defined there);
 * IsInf (`OnnxIsInfSpec`): ``isinf``/``isposinf``/``isneginf`` by
   ``detect_positive``/``detect_negative`` (neither: all False);
 * NonZero (`OnnxNonZeroSpec`): ``nonzero(x)`` permuted to [rank, N];
@@ -94,6 +100,26 @@ def _non_zero(ctx, mod, node, args):
     unbacked symbol of the analysis; torch.compile captures it the same way)."""
     nonzero = ctx.call(torch.nonzero, ctx.tensor(args[0]))
     return ctx.call(torch.permute, nonzero, (1, 0))
+
+
+@lowering("OnnxSpaceToDepthSpec")
+def _space_to_depth(ctx, mod, node, args):
+    x = ctx.tensor(args[0])
+    shape = shape_of(x)
+    if shape is None or len(shape) != 4:
+        raise LoweringError("SpaceToDepth needs a 4-D input")
+    b = mod.blocksize
+    fake = x.meta.get("val")
+    for k, side in enumerate(shape[2:]):
+        if isinstance(side, int) and side % b:
+            raise LoweringError(f"SpaceToDepth: a side of {side} for blocksize {b}")
+        if isinstance(fake, torch.Tensor):  # dynamic sides: hints that admit the blocks
+            where = f"{ctx.graph.where}: SpaceToDepth blocks of {b}"
+            ctx.graph.shapes.admit_multiple(fake.shape[2 + k], b, where)
+    y = ctx.call(torch.unflatten, x, 3, (-1, b))
+    y = ctx.call(torch.unflatten, y, 2, (-1, b))  # [N, C, H', b, W', b]
+    y = ctx.call(torch.permute, y, (0, 3, 5, 1, 2, 4))  # [N, b, b, C, H', W']
+    return ctx.call(torch.flatten, y, 1, 3)
 
 
 @lowering("OnnxIsInfSpec")

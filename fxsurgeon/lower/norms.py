@@ -12,10 +12,11 @@
   input [N, C] (no spatial dims) is refused: onnxruntime refuses it too, and
   onnx2torch's InstanceNorm1d reads it as one unbatched [C, L];
 * LRN (``nn.LocalResponseNorm``): ONNX sums the squares over channels
-  ``[c - floor((size-1)/2), c + ceil((size-1)/2)]``, ``F.local_response_norm`` over
-  ``[c - size//2, c + (size-1)//2]``: the same window for an odd size, mirrored
-  for an even one, so there the channels are flipped around it (exact). Both
-  divide ``alpha`` by ``size``;
+  ``[c - floor((size-1)/2), c + ceil((size-1)/2)]`` (``F.local_response_norm`` over
+  ``[c - size//2, c + (size-1)//2]``, mirrored for an even size, and through
+  ``avg_pool3d``, which has no CPU kernel for bfloat16 and half). The lowering writes the
+  spec: the squares zero-padded on the channel dim, ``unfold`` into windows of ``size``,
+  summed, ``x / (bias + alpha / size * sum) ** beta``, in any dtype;
 * BatchNormalization with its statistics as inputs (``OnnxBatchNorm``): constant
   statistics go to ``F.batch_norm``; statistics computed in the graph are activations,
   which ``F.batch_norm`` cannot take (its ``running_mean`` needs no gradient), so the
@@ -139,15 +140,15 @@ def _local_response_norm(ctx, mod, node, args):
     rank = rank_of(x)
     if rank < 2:
         raise LoweringError(f"LRN of a {rank}-D input (the spec wants [N, C, ...])")
-    if rank == 2:
-        x = ctx.call(torch.unsqueeze, x, -1)
-    size, even = int(mod.size), mod.size % 2 == 0
-    if even:
-        x = ctx.call(torch.flip, x, (1,))
-    out = ctx.call(F.local_response_norm, x, size, float(mod.alpha), float(mod.beta), float(mod.k))
-    if even:
-        out = ctx.call(torch.flip, out, (1,))
-    return ctx.call(torch.squeeze, out, -1) if rank == 2 else out
+    size = int(mod.size)
+    before, after = (size - 1) // 2, size // 2  # the spec's window around channel c
+    squares = ctx.call(operator.mul, x, x)
+    padded = ctx.call(F.pad, squares, (0, 0) * (rank - 2) + (before, after))
+    window = ctx.method("unfold", padded, 1, size, 1)  # [N, C, ..., size]
+    total = ctx.call(torch.sum, window, -1)
+    scale = ctx.call(operator.mul, total, float(mod.alpha) / size)
+    scale = ctx.call(operator.add, scale, float(mod.k))
+    return ctx.call(operator.truediv, x, ctx.call(torch.pow, scale, float(mod.beta)))
 
 
 @lowering("OnnxBatchNorm")

@@ -188,19 +188,49 @@ class SymbolicShapes:
         of the input dims it follows are doubled (together) until it is not, and
         `HintTooSmall` asks for a restart with them. A size that follows no input
         dim alone (a constant, a size computed from data) is left to the op."""
-        if not isinstance(size, torch.SymInt):
+        found = self._input_hints(size)
+        if found is None:
             return
-        expr = self.env.replace(size.node.expr)
-        known = {s: self.env.backed_var_to_val.get(s) for s in expr.free_symbols}
-        if not known or any(s not in self._symbols or v is None for s, v in known.items()):
-            return
-        hints = {s: int(v) for s, v in known.items() if v is not None}
+        expr, hints = found
         for _ in range(24):  # 2**24 times the hint: beyond any real size
             if expr.xreplace(hints) >= bound:
                 break
             hints = {s: 2 * v for s, v in hints.items()}
         else:
             return
+        self._restart_with(hints, why)
+
+    def admit_multiple(self, size: Any, factor: int, why: str) -> None:
+        """Make sure the hints give a ``size`` that is a multiple of ``factor``, an op's
+        precondition (SpaceToDepth's sides and its block size).
+
+        When the hint is not one, the hints of the input dims `size` follows are multiplied
+        (together) by the smallest ``m`` that makes it one, and `HintTooSmall` asks for a
+        restart with them; a size that follows no input dim alone, or that no ``m`` up to
+        ``4 * factor`` makes a multiple, is left to the op (which then refuses it)."""
+        found = self._input_hints(size)
+        if found is None or factor <= 1:
+            return
+        expr, hints = found
+        for m in range(1, 4 * factor + 1):
+            scaled = {s: m * v for s, v in hints.items()}
+            value = int(expr.xreplace(scaled))
+            if value % factor == 0 and value > 0:
+                self._restart_with(scaled, why)
+                return
+
+    def _input_hints(self, size: Any):
+        """(the expression of `size`, its symbols' hints) when `size` follows input dims alone."""
+        if not isinstance(size, torch.SymInt):
+            return None
+        expr = self.env.replace(size.node.expr)
+        known = {s: self.env.backed_var_to_val.get(s) for s in expr.free_symbols}
+        if not known or any(s not in self._symbols or v is None for s, v in known.items()):
+            return None
+        return expr, {s: int(v) for s, v in known.items()}
+
+    def _restart_with(self, hints: dict, why: str) -> None:
+        """`HintTooSmall` for `hints` (symbol -> hint) unless they are the hints now."""
         if all(hints[s] == self.env.backed_var_to_val[s] for s in hints):
             return
         new = {self._symbols[s]: int(v) for s, v in hints.items()}

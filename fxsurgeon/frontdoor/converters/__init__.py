@@ -2,7 +2,7 @@
 
 onnx2torch cannot convert some ops that tf2onnx emits (If, Loop, LSTM, GRU,
 RNN, Conv with ``auto_pad=SAME_*``, GatherND with ``batch_dims``, ScatterND
-with a reduction, GlobalMaxPool, GlobalLpPool, Pad from opset 18) and converts some wrongly (CumSum's default direction,
+with a reduction, GlobalMaxPool, GlobalLpPool, Pad from opset 18, SpaceToDepth) and converts some wrongly (CumSum's default direction,
 Resize whose sampling differs from torch's, DepthToSpace's DCR mode, IsInf's
 detect_positive/detect_negative, LayerNormalization's stash_type). Each
 family file here defines a module that computes its op by the ONNX spec and a

@@ -1,9 +1,14 @@
-"""ONNX DepthToSpace, IsInf and LayerNormalization by the spec; onnx2torch's converters fall short.
+"""ONNX DepthToSpace, SpaceToDepth, IsInf and LayerNormalization by the spec; onnx2torch's
+converters fall short.
 
 * DepthToSpace: onnx2torch refuses mode ``DCR``, the spec's default (the one
   TensorFlow's ``depth_to_space`` exports as), and converts only ``CRD`` (as
   ``pixel_shuffle``). `OnnxDepthToSpaceSpec` does both modes, for DepthToSpace-1
   (DCR only), -11 and -13.
+* SpaceToDepth (TensorFlow's ``space_to_depth``): onnx2torch has no converter.
+  `OnnxSpaceToDepthSpec` is the spec's reshape [N, C, H/bs, bs, W/bs, bs], transpose
+  (0, 3, 5, 1, 2, 4), reshape [N, bs·bs·C, H/bs, W/bs] (the depth ordered (bs, bs, C),
+  not ``pixel_unshuffle``'s (C, bs, bs)), for SpaceToDepth-1 and -13.
 * IsInf: onnx2torch's ``OnnxIsInf`` drops ``detect_positive``/``detect_negative``
   (``torch.isinf`` whatever they say). `OnnxIsInfSpec` keeps them (IsInf-10, -20).
 * LayerNormalization: onnx2torch drops ``stash_type`` (the precision of the
@@ -51,6 +56,24 @@ def depth_to_space(x: torch.Tensor, blocksize: int, mode: str) -> torch.Tensor:
         return F.pixel_shuffle(x, b)
     y = x.unflatten(1, (b, b, -1)).permute(0, 3, 4, 1, 5, 2)  # [N, C', H, b, W, b]
     return y.flatten(4, 5).flatten(2, 3)
+
+
+def space_to_depth(x: torch.Tensor, blocksize: int) -> torch.Tensor:
+    """[N, C, H, W] -> [N, bs²·C, H / bs, W / bs], the depth ordered (bs, bs, C)."""
+    b = blocksize
+    y = x.unflatten(3, (-1, b)).unflatten(2, (-1, b))  # [N, C, H', b, W', b]
+    return y.permute(0, 3, 5, 1, 2, 4).flatten(1, 3)
+
+
+class OnnxSpaceToDepthSpec(nn.Module):
+    """SpaceToDepth of a 4-D input whose H and W are multiples of ``blocksize``."""
+
+    def __init__(self, blocksize: int):
+        super().__init__()
+        self.blocksize = blocksize
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return space_to_depth(x, self.blocksize)
 
 
 class OnnxDepthToSpaceSpec(nn.Module):
@@ -128,6 +151,13 @@ def _non_zero(node, graph):
     return OnnxNonZeroSpec(), mapping_of(node)
 
 
+def _space_to_depth(node, graph):
+    blocksize = int(node.attributes["blocksize"])
+    if blocksize < 1:
+        raise ConverterError(node, f"blocksize {blocksize}")
+    return OnnxSpaceToDepthSpec(blocksize), mapping_of(node)
+
+
 def _is_inf(node, graph):
     positive = bool(node.attributes.get("detect_positive", 1))
     negative = bool(node.attributes.get("detect_negative", 1))
@@ -153,6 +183,8 @@ def _layer_norm(node, graph):
 def register() -> None:
     for version in (1, 11, 13):
         add("DepthToSpace", version, _depth_to_space, replace=True)
+    for version in (1, 13):
+        add("SpaceToDepth", version, _space_to_depth)
     for version in (10, 20):
         add("IsInf", version, _is_inf, replace=True)
     add("LayerNormalization", 17, _layer_norm, replace=True)
