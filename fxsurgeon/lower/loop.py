@@ -8,7 +8,8 @@ shape analysis of the graph around it) and becomes a submodule;
 loop-carried values back and stacking the scan outputs along a new first axis.
 
 ``M`` must be known at optimize time or be a size of a run-time tensor (a `Sym`
-item, ``x.size(1)``): the loop is then plain Python over an int, which
+item, ``x.size(1)``; a while loop's bound minus the converter's offset): the loop is
+then plain Python over an int, which
 torch.compile unrolls (one graph per length, no graph break). A trip count
 computed from tensor data is refused (the spec module is kept and reported).
 The loop-carried and outer values (the RNN's weights among them) are operands
@@ -26,6 +27,7 @@ from torch import fx
 
 from ..errors import LoweringError
 from .control_flow import free_index, lower_subgraph
+from .shape_ops import _arith
 from .table import lowering
 from .values import BRANCH_OUTPUTS, SHAPE_FUNCTIONS, Const, Sym, as_sym
 
@@ -122,6 +124,8 @@ def _steps(trip) -> int | fx.Node:
 def _loop(ctx, mod, node, args):
     trip, *values = args
     steps = _steps(trip)
+    if getattr(mod, "offset", 0):  # a while loop's bound minus its offset
+        steps = _arith(ctx, operator.sub, steps, mod.offset)
     if mod.scans and isinstance(steps, int) and steps <= 0:
         raise LoweringError("a Loop with scan outputs that runs 0 steps: their shape is unknown")
     body, values = _bind_constants(mod, values)

@@ -9,8 +9,10 @@ become extra inputs and it is converted with onnx2torch.
 
 Only a Loop whose condition provably holds at every step that decides whether
 another one runs is converted (``loop_bound.py`` proves it from the graph); a
-while loop (no ``M``) or a condition that may stop it early is refused with an
-error naming the node. `OnnxLoop` then runs the body exactly ``M`` times, as
+while loop (no ``M``) converts when its condition bounds a step counter by a value
+the loop does not change (tf_keras's RNN over a masked input: ``time + 1 < T``): its
+trip count is that value minus an offset (``OnnxLoop.offset``), read at run time. A
+condition that may stop the loop early is refused with an error naming the node. `OnnxLoop` then runs the body exactly ``M`` times, as
 the ONNX spec does for such a loop, and keeps the body's inputs at the first
 step of its last two calls (``examples``) so that ``fxsurgeon.optimize`` can
 lower the body (``fxsurgeon/lower/loop.py``).
@@ -27,18 +29,21 @@ from .scope import convert_subgraph, free_names
 
 
 class OnnxLoop(nn.Module):
-    """ONNX Loop run for exactly ``M`` steps: ``carried`` values, then the stacked scan outputs."""
+    """ONNX Loop run for exactly ``M`` steps: ``carried`` values, then the stacked scan outputs.
 
-    def __init__(self, body: fx.GraphModule, carried: int, scans: int):
+    ``M`` is the first input minus ``offset`` (a while loop's bound; 0 for a Loop's own M)."""
+
+    def __init__(self, body: fx.GraphModule, carried: int, scans: int, offset: int = 0):
         super().__init__()
         self.body = body
         self.carried = carried
         self.scans = scans
+        self.offset = offset
         self.examples: list[tuple[torch.Tensor, ...]] = []
 
     def forward(self, trip_count: torch.Tensor, *values: torch.Tensor):
         state, outer = list(values[: self.carried]), list(values[self.carried :])
-        steps = int(trip_count.reshape(-1)[0])
+        steps = int(trip_count.reshape(-1)[0]) - self.offset
         if steps <= 0 and self.scans:
             raise ValueError("a Loop with scan outputs run for 0 steps: their shape is unknown")
         cond = torch.ones((), dtype=torch.bool)
@@ -60,8 +65,9 @@ class OnnxLoop(nn.Module):
 def _convert(node, graph):
     attrs = node.proto.attribute
     body = next(a.g for a in attrs if a.name == "body")
+    bound = LoopBound(node.proto, graph.proto, body)
     try:
-        LoopBound(node.proto, graph.proto, body).check()
+        bound.check()
     except Unproven as exc:
         raise ConverterError(
             node, f"only a Loop whose condition provably never stops it early converts: {exc}"
@@ -74,8 +80,8 @@ def _convert(node, graph):
     names = list(node.proto.input)  # input_values drops an empty (absent) condition
     carried = len(names) - 2
     scans = len(body.output) - 1 - carried
-    module = OnnxLoop(body_gm, carried, scans)
-    inputs = (names[0], *names[2:], *outer)
+    module = OnnxLoop(body_gm, carried, scans, bound.trip_offset)
+    inputs = (bound.trip_name, *names[2:], *outer)
     return module, mapping_of(node, inputs)
 
 

@@ -15,12 +15,23 @@ loop-carried value is an induction variable when the body adds a constant to it
 (or passes it through); comparisons become linear constraints that are checked
 over the whole region ``M >= 2, 0 <= i <= M - 2`` (or at the static ``M``).
 Anything it cannot read makes the proof fail: the caller then refuses the node.
+
+A while loop (no ``M``; tf_keras's RNN over a masked input of dynamic length) runs
+until its condition fails. When the body's condition contains ``c + i < X`` (or
+``<=``) for a run-time value ``X`` that the loop does not change (an outer value, or a
+loop-carried one the body passes through), the loop stops at the latest after step
+``X - c``: the trip count is ``M = X - offset`` (`trip_name`, `trip_offset`), the
+smallest such bound over the conjuncts. The proof then goes on as for a Loop with that
+``M`` (``X`` is ``M + offset``), and the initial condition must moreover be false
+whenever ``M <= 0``, so that the loop runs exactly ``max(M, 0)`` steps.
 """
 
 from __future__ import annotations
 
 import onnx
 from onnx import numpy_helper
+
+from .scope import free_names as free_outer_names
 
 Affine = dict  # {"1": number, "i": number, "M": number}
 _PASS = {"Cast", "Identity", "Squeeze", "Unsqueeze", "Reshape", "Flatten"}
@@ -76,6 +87,9 @@ class LoopBound:
         self.body_graph = body
         self.static_m: int | None = None
         self.m_root: str | None = None
+        #: a while loop's trip count is the value named `trip_name` minus `trip_offset`
+        self.trip_name: str = loop.input[0] if loop.input else ""
+        self.trip_offset = 0
 
     # -- the trip count ----------------------------------------------------------------
     def _root(self, scope: _Scope, name: str) -> str:
@@ -89,12 +103,68 @@ class LoopBound:
     def _bind_trip_count(self) -> None:
         m = self.loop.input[0]
         if not m:
-            raise Unproven("the Loop has no trip count M (a while loop)")
+            self._bind_while_bound()
+            return
         root = self._root(self.outer, m)
         value = self.outer.const(root)
         if value is not None:
             self.static_m = int(value.reshape(-1)[0])
         self.m_root = root
+
+    def _bind_while_bound(self) -> None:
+        """A while loop: its trip count from a bound ``c + i < X`` of its condition."""
+        if len(self.loop.input) < 2 or not self.loop.input[1]:
+            raise Unproven("the Loop has no trip count M and no initial condition")
+        why = []
+        for root in self._bound_candidates():
+            try:
+                self._try_bound(root)
+                return
+            except Unproven as exc:
+                why.append(str(exc))
+        self.m_root, self.trip_offset = None, 0
+        raise Unproven(
+            "the Loop has no trip count M (a while loop), and its condition bounds no step "
+            "counter by a value the loop does not change" + "".join(f"; {w}" for w in why)
+        )
+
+    def _bound_candidates(self) -> list[str]:
+        """Run-time values the loop does not change: the initial values of the loop-carried
+        values the body passes through, and the outer values it reads (their roots)."""
+        inputs = [i.name for i in self.body_graph.input][2:]
+        outputs = [o.name for o in self.body_graph.output][1:]
+        names = [
+            self.loop.input[2 + k]
+            for k, name in enumerate(inputs)
+            if k < len(outputs) and self._root(self.body, outputs[k]) == name
+        ]
+        names += sorted(free_outer_names(self.body_graph))
+        roots: list[str] = []
+        for name in names:
+            root = self._root(self.outer, name)
+            if name and root not in roots and self.outer.const(root) is None:
+                roots.append(root)
+        return roots
+
+    def _try_bound(self, root: str) -> None:
+        """Take `root` as the bound X, find the offset, check the initial condition."""
+        self.m_root, self.static_m, self.trip_offset = root, None, 0
+        self.body.bound = {}
+        self._bind_body()
+        offsets = []  # X - offset steps run: c + i < X stops after step X - c
+        for d, strict in self._bool(self.body, self.body_graph.output[0].name):
+            if d["i"] == 1 and d["M"] == -1 and float(d["1"]).is_integer():
+                offsets.append(int(d["1"]) - (1 if strict else 2))
+        if not offsets:
+            raise Unproven(f"no conjunct of the condition is `counter < {root!r}`")
+        self.trip_offset = max(offsets)  # the conjunct that fails first
+        self.body.bound = {}
+        for d, strict in self._bool(self.outer, self.loop.input[1]):
+            # false for every M <= 0: d >= 0 (> 0 if not strict) there
+            if d["i"] == 0 and d["M"] <= 0 and (d["1"] >= 0 if strict else d["1"] > 0):
+                self.trip_name = root
+                return
+        raise Unproven("the initial condition may hold where the bound gives no step")
 
     # -- values --------------------------------------------------------------------------
     def value(self, scope: _Scope, name: str):
@@ -102,7 +172,9 @@ class LoopBound:
         if name in scope.bound:
             return scope.bound[name]
         if scope is self.outer and self._root(scope, name) == self.m_root:
-            return _affine(self.static_m) if self.static_m is not None else _affine(m=1)
+            if self.static_m is not None:
+                return _affine(self.static_m)
+            return _affine(self.trip_offset, m=1)  # X = M + offset (0 but for a while loop)
         if name in scope.inputs:
             raise Unproven(f"{name!r} is a run-time input (not a constant or induction variable)")
         const = scope.const(name)
