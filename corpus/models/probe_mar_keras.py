@@ -347,10 +347,9 @@ def build_sort_scatter() -> CorpusModel:
         tail = tf.math.cumsum(picked, axis=-1, exclusive=True, reverse=True)
         seg = tf.cast(tf.argmax(tf.reshape(g, (-1, 4, 3)), axis=-1), tf.int32)  # (batch, 4)
         seg = tf.repeat(seg, 3, axis=-1) + 3 * rows[:, :1]  # (batch, 12), ids per row
-        # flat: tf2onnx converts UnsortedSegmentSum only with 1-D segment ids
-        pooled = tf.math.unsorted_segment_sum(
-            tf.reshape(h, (-1,)), tf.reshape(seg, (-1,)), num_segments=3 * batch
-        )
+        # 2-D ids: tf2onnx's own handler takes only 1-D ones (its SegmentSum is left in
+        # the graph); the front door writes a ScatterND (fxsurgeon/frontdoor/tf_handlers.py)
+        pooled = tf.math.unsorted_segment_sum(h, seg, num_segments=3 * batch)
         pooled = tf.reshape(pooled, (batch, 3))
         return tf.concat([sparse, tail, pooled], axis=-1)  # (batch, 27)
 

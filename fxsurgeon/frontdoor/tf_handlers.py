@@ -35,6 +35,14 @@ first (without it, the first export of a process ran uncorrected):
   as they are into ``GatherND(batch_dims=-1)``, which no ONNX runtime accepts (HF's
   pixel shuffle of DeiT/ViT masked image modelling, a per-row channel permutation).
   Both are made non-negative from the ranks before tf2onnx's handler reads them.
+* **Unsorted segment sums as one scatter.** tf2onnx writes ``UnsortedSegmentSum`` /
+  ``UnsortedSegmentProd`` by sorting the ids (TopK), ``Unique``, a table as wide as the
+  largest segment and a Gather, shapes that depend on the data (no torch.compile graph,
+  and onnx2torch has no Unique), and only for 1-D ids. They are ``ScatterND`` with
+  ``reduction`` add / mul (opset 16) into ``[num_segments, *data.shape[rank(ids):]]``
+  filled with 0 / 1, the indices the ids with a trailing axis, for ids of any rank; an
+  id outside ``[0, num_segments)`` is dropped (TF drops negative ones; CPU TF refuses
+  too large ones), as its update becomes the neutral value at index 0.
 """
 
 from __future__ import annotations
@@ -197,6 +205,52 @@ def _gather_counts_from_the_front(func: Handler) -> Handler:
     return handler
 
 
+def _segment_reduce(reduction: str, neutral: int) -> Callable[[Handler], Handler]:
+    def correct(func: Handler) -> Handler:
+        def handler(ctx: Any, node: Any, **kwargs: Any) -> Any:
+            data, ids, count = node.input
+            data_rank, ids_rank = ctx.get_rank(data), ctx.get_rank(ids)
+            if ctx.opset < _SCATTER_REDUCTION_OPSET or data_rank is None or ids_rank is None:
+                return func(ctx, node, **kwargs)
+            import numpy as np
+            from onnx import helper
+            from tf2onnx import utils
+
+            scope = {"op_name_scope": node.name}
+            to_int64 = {"to": TensorProto.INT64}
+            ids = ctx.make_node("Cast", [ids], attr=to_int64, **scope).output[0]
+            count = ctx.make_node("Cast", [count], attr=to_int64, **scope).output[0]
+            count = ctx.make_node("Reshape", [count, _const(ctx, [1])], **scope).output[0]
+            below = ctx.make_node("Less", [ids, _const(ctx, 0)], **scope).output[0]
+            beyond = ctx.make_node("Less", [ids, count], **scope).output[0]
+            beyond = ctx.make_node("Not", [beyond], **scope).output[0]
+            dropped = ctx.make_node("Or", [below, beyond], **scope).output[0]
+            safe = ctx.make_node("Where", [dropped, _const(ctx, 0), ids], **scope).output[0]
+            index = ctx.make_node("Unsqueeze", [safe, _const(ctx, [-1])], **scope).output[0]
+            trailing = list(range(ids_rank, data_rank))
+            if trailing:  # the ids' mask broadcast over each segment's values
+                axes = _const(ctx, trailing)
+                dropped = ctx.make_node("Unsqueeze", [dropped, axes], **scope).output[0]
+            dtype = ctx.get_dtype(data)
+            np_dtype = utils.map_onnx_to_numpy_type(dtype)
+            fill = ctx.make_const(utils.make_name("neutral"), np.array(neutral, dtype=np_dtype))
+            updates = ctx.make_node("Where", [dropped, fill.output[0], data], **scope).output[0]
+            shape = ctx.make_node("Shape", [data], attr={"start": ids_rank}, **scope).output[0]
+            shape = ctx.make_node("Concat", [count, shape], attr={"axis": 0}, **scope).output[0]
+            value = helper.make_tensor("value", dtype, [1], np.array([neutral], dtype=np_dtype))
+            out = ctx.make_node("ConstantOfShape", [shape], attr={"value": value}, **scope)
+            node.type = "ScatterND"  # tf2onnx keeps only the attributes ONNX's ScatterND has
+            node.set_attr("reduction", reduction)
+            ctx.replace_inputs(node, [out.output[0], index, updates])
+            return None
+
+        return handler
+
+    return correct
+
+
+#: ScatterND's reduction (add, mul) needs opset 16.
+_SCATTER_REDUCTION_OPSET = 16
 #: ONNX Range (opset 11) builds the positions; integer Min/Max need opset 12.
 _RANGE_OPSET = 11
 _INTEGER_MIN_MAX_OPSET = 12
@@ -209,6 +263,8 @@ CORRECTIONS: dict[str, Callable[[Handler], Handler]] = {
     "MatrixBandPart": _band_part,
     "MatrixSetDiagV3": _set_diag,
     "GatherV2": _gather_counts_from_the_front,
+    "UnsortedSegmentSum": _segment_reduce("add", 0),
+    "UnsortedSegmentProd": _segment_reduce("mul", 1),
 }
 
 

@@ -1,0 +1,84 @@
+"""tf.math.unsorted_segment_sum / _prod as the front door exports them: one ScatterND with a
+reduction (fxsurgeon/frontdoor/tf_handlers.py), not tf2onnx's sort + Unique + table, so that
+they convert, lower, compile in one graph and give gradients; ids of any rank, computed in
+the graph, negative ones dropped as TF drops them; against TF and onnxruntime."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+import fxsurgeon
+from fxsurgeon._compat import import_tensorflow
+
+tf = import_tensorflow()
+keras = pytest.importorskip("keras")
+
+
+class _Segments(keras.layers.Layer):
+    """Per row, 3 segments chosen by an argmax (2-D ids, offset by the row), one id dropped
+    (negative); a flat sum with 1-D ids; a product over segments of 2-value rows."""
+
+    def call(self, x):
+        batch = tf.shape(x)[0]
+        rows = tf.range(batch)[:, None]
+        ids = tf.cast(tf.argmax(tf.reshape(x, (-1, 4, 3)), axis=-1), tf.int32)  # [B, 4]
+        ids = tf.repeat(ids, 3, axis=-1) + 3 * rows  # [B, 12]
+        ids = tf.where(tf.range(12)[None, :] == 5, -1, ids)  # TF drops a negative id
+        pooled = tf.math.unsorted_segment_sum(x, ids, num_segments=3 * batch)
+        flat = tf.math.unsorted_segment_sum(
+            tf.reshape(x, (-1,)), tf.reshape(ids, (-1,)), num_segments=3 * batch
+        )
+        pairs = tf.reshape(x, (-1, 6, 2))  # segment values of shape [2]
+        pair_ids = tf.math.floormod(tf.range(6), 2)[None, :] + 2 * rows  # [B, 6]
+        prod = tf.math.unsorted_segment_prod(pairs, pair_ids, num_segments=2 * batch)
+        return [tf.reshape(pooled, (batch, 3)), tf.reshape(flat, (batch, 3)), prod]
+
+
+def _model():
+    x = keras.Input((12,), name="x")
+    return keras.Model(x, _Segments()(x))
+
+
+def test_unsorted_segment_sum_and_prod_are_one_scatter_and_match_tf():
+    model = _model()
+    proto = fxsurgeon.export_onnx(model)
+    ops = {n.op_type for n in proto.graph.node}
+    assert "ScatterND" in ops and not ops & {"Unique", "TopK", "Loop"}, ops
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    module = fxsurgeon.optimize(fxsurgeon.from_onnx(proto, tf_model=model))
+    assert fxsurgeon.report_of(module).unconverted == {}
+    compiled = torch.compile(module, fullgraph=True, backend="eager")
+    rng = np.random.default_rng(0)
+    for batch in (1, 3):
+        xv = rng.standard_normal((batch, 12)).astype(np.float32)
+        want = [np.asarray(t) for t in model(tf.constant(xv))]
+        with torch.no_grad():
+            out, again = module(torch.from_numpy(xv)), compiled(torch.from_numpy(xv))
+        for k, (g, o, c, w) in enumerate(
+            zip(session.run(None, {"x": xv}), out, again, want, strict=True)
+        ):
+            np.testing.assert_allclose(g, w, atol=1e-6, rtol=0, err_msg=f"onnxruntime {k}")
+            np.testing.assert_allclose(o.numpy(), w, atol=1e-6, rtol=0, err_msg=f"optimized {k}")
+            np.testing.assert_allclose(c.numpy(), w, atol=1e-6, rtol=0, err_msg=f"compiled {k}")
+    x = torch.from_numpy(rng.standard_normal((2, 12)).astype(np.float32)).requires_grad_()
+    sum(o.sum() for o in module(x)).backward()
+    assert x.grad is not None and bool(x.grad.abs().sum() > 0)
+
+
+def test_segment_ops_keep_tf2onnx_s_handler_where_the_scatter_cannot_be_written():
+    """Before opset 16 (no ScatterND reduction), or with a rank tf2onnx does not know."""
+    from fxsurgeon.frontdoor.tf_handlers import CORRECTIONS
+
+    calls = []
+    handler = CORRECTIONS["UnsortedSegmentSum"](lambda ctx, node, **kw: calls.append(node))
+    node = SimpleNamespace(input=["data", "ids", "n"])
+    for opset, rank in ((15, 2), (17, None)):
+        ctx = SimpleNamespace(opset=opset, get_rank=lambda name, r=rank: r)
+        handler(ctx, node)
+        assert calls[-1] is node
+    assert len(calls) == 2
