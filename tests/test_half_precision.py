@@ -207,3 +207,48 @@ def test_a_float32_cast_of_a_float64_input_stays_a_cast():
     assert not _follows(optimized)
     casts = [n for n in optimized.graph.nodes if n.target == "to"]
     assert [n.args[1:] for n in casts] == [(torch.float32,)]
+
+
+def test_a_multi_output_op_s_values_are_activations():
+    """Split's (TopK's) outputs are items of a tuple, with no dtype of their own: they were
+    taken for pinned float32 values, so a MatMul of one with a ConstantOfShape(float32)
+    fill mixed dtypes under bfloat16/half (as index_copy did for tf2onnx's
+    tensor_scatter_nd_update into zeros_like(top_k values)). The fill follows them;
+    float32 stays bitwise the same."""
+    nodes = [
+        helper.make_node("Split", ["x", "halves"], ["a", "b"], axis=1),
+        helper.make_node("Shape", ["a"], ["shape"]),
+        helper.make_node("Slice", ["shape", "zero", "one"], ["rows"]),
+        helper.make_node("Concat", ["three", "rows"], ["ones_shape"], axis=0),
+        helper.make_node(
+            "ConstantOfShape",
+            ["ones_shape"],
+            ["ones"],
+            value=helper.make_tensor("v", TensorProto.FLOAT, [1], [1.0]),
+        ),
+        helper.make_node("MatMul", ["a", "ones"], ["m"]),
+        helper.make_node("Identity", ["m"], ["y"]),
+    ]
+    inits = [
+        init("halves", np.array([3, 3], np.int64)),
+        init("zero", np.array([0], np.int64)),
+        init("one", np.array([1], np.int64)),
+        init("three", np.array([3], np.int64)),
+    ]
+    model = make_model(
+        nodes,
+        [tensor_info("x", np.float32, ["N", 6])],
+        [tensor_info("y", np.float32, ["N", "N"])],
+        inits,
+    )
+    x = np.random.default_rng(0).standard_normal((4, 6)).astype(np.float32)
+    optimized = assert_matches_ort(model, [x])
+    assert _follows(optimized)
+    t = torch.from_numpy(x)
+    with torch.no_grad():
+        assert torch.equal(optimized(t), _without_follow(optimized)(t))
+        for dtype in LOW.values():
+            got = copy.deepcopy(optimized).to(dtype)(t.to(dtype))
+            assert got.dtype == dtype
+            want = (t[:, :3].to(dtype).double() @ torch.ones(3, 4, dtype=torch.float64)).to(dtype)
+            torch.testing.assert_close(got, want, atol=0.05, rtol=0.02)

@@ -257,6 +257,13 @@ def _float_params(module: nn.Module) -> list[str]:
 
 def _kind_of(gm, node, vals, kinds) -> _Kind | None:
     dtype = vals.get(node)
+    if dtype is None and _gives_floats(node):  # sort, topk, split: the kind of their items
+        seen = {kinds.get(a) for a in _tensor_args(node)}
+        if _Kind.ACTIVATION in seen or (
+            node.op == "call_module" and _float_params(gm.get_submodule(node.target))
+        ):
+            return _Kind.ACTIVATION
+        return next((k for k in (_Kind.PINNED, _Kind.CONSTANT) if k in seen), None)
     if dtype is None or not dtype.is_floating_point:
         return None
     if node.op == "placeholder":
@@ -275,6 +282,14 @@ def _kind_of(gm, node, vals, kinds) -> _Kind | None:
     if _Kind.PINNED in seen or (_Kind.CONSTANT not in seen and dtype == torch.float32):
         return _Kind.PINNED if dtype == torch.float32 else None
     return _Kind.CONSTANT if _Kind.CONSTANT in seen else None
+
+
+def _gives_floats(node: fx.Node) -> bool:
+    """Whether `node` gives several values (a tuple or list), a float tensor among them."""
+    val = node.meta.get("val")
+    return isinstance(val, (tuple, list)) and any(
+        isinstance(v, torch.Tensor) and v.is_floating_point() for v in val
+    )
 
 
 def _join(gm, node, vals, kinds) -> int:
