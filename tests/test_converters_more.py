@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 import torch
 from onnx import TensorProto, helper
-from onnx_cases import assert_lowered, assert_matches_ort, init, make_model, run_ort, tensor_info
+from onnx_cases import (
+    assert_lowered,
+    assert_matches_ort,
+    assert_module_matches_ort,
+    init,
+    make_model,
+    run_ort,
+    tensor_info,
+)
 
 import fxsurgeon
 from fxsurgeon.errors import InputError
@@ -577,6 +585,25 @@ def test_top_k_keeps_ties_in_index_order_like_onnxruntime(largest, axis):
         x = np.round(rnd(batch, 6, 5)).astype(F32)  # few distinct values: many ties
         optimized = assert_matches_ort(model, [x])
     assert_lowered(optimized)
+
+
+def test_top_k_of_a_constant_k_over_a_dynamic_dim_admits_k():
+    """A TopK of 3 over a 1-D input's only dim (hinted as a batch of 2): the analysis failed,
+    kept TopK and fixed the dim to 2, so a fill of Shape(x) came out 2 long at any size.
+    The hints now admit k (a restart), and nothing is fixed."""
+    nodes = [
+        helper.make_node("TopK", ["x", "k"], ["values", "indices"], axis=0),
+        helper.make_node("Unsqueeze", ["indices", "last"], ["where"]),
+        helper.make_node("Shape", ["x"], ["shape"]),
+        helper.make_node("ConstantOfShape", ["shape"], ["zeros"]),
+        helper.make_node("ScatterND", ["zeros", "where", "values"], ["y"]),
+    ]
+    inits = [init("k", np.array([3], I64)), init("last", np.array([-1], I64))]
+    model = make_model(nodes, [tensor_info("x", F32, ["N"])], [tensor_info("y", F32, None)], inits)
+    optimized = fxsurgeon.optimize(from_onnx(model))
+    assert_lowered(optimized)
+    for n in (6, 3, 9):
+        assert_module_matches_ort(optimized, model, [rnd(n)], atol=0)
 
 
 # -- Keras through tf2onnx, against TensorFlow ----------------------------------------------
