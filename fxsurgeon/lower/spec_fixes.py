@@ -1,7 +1,15 @@
 """Lowerings of fxsurgeon's own converters for ops onnx2torch gets wrong or refuses:
-CumSum (`OnnxCumSumSpec`), Conv with SAME auto_pad or a computed weight (`OnnxConvSpec`) and
-AveragePool with uneven pads, SAME auto_pad or ceil_mode (`OnnxAvgPoolSpec`), ConvTranspose
-with uneven pads, SAME auto_pad or output_shape (`OnnxConvTransposeSpec`)."""
+CumSum (`OnnxCumSumSpec`), Conv with SAME auto_pad or a computed weight (`OnnxConvSpec`),
+AveragePool with uneven pads, SAME auto_pad or ceil_mode (`OnnxAvgPoolSpec`), MaxPool with
+SAME auto_pad (`OnnxMaxPoolSpec`), ConvTranspose with uneven pads, SAME auto_pad or
+output_shape (`OnnxConvTransposeSpec`).
+
+SAME padding (tf2onnx writes ``auto_pad=SAME_UPPER`` where a spatial size is dynamic) is
+``total = max(0, (ceil(n / s) - 1) * s + (k - 1) * d + 1 - n)``, the odd element at the
+end (SAME_UPPER) or the start: with a stride of 1 it is ``(k - 1) * d`` whatever ``n``;
+otherwise it depends on ``n``, and for a dynamic ``n`` it is written as int arithmetic on
+``x.size(d)`` (`same_pads_of`), so every size stays symbolic and torch.compile keeps one
+graph (the max only where ``(k - 1) * d + 1 < s``, a strided 1x1 kernel)."""
 
 from __future__ import annotations
 
@@ -14,6 +22,7 @@ from ..errors import LoweringError
 from ..frontdoor import AVG_POOLS, avg_pool_pads
 from ..shapes import shape_of
 from .nn_ops import admit_windows
+from .shape_ops import _arith
 from .table import lowering
 from .values import Const, const_ints, rank_of
 
@@ -42,33 +51,23 @@ def _conv_spec(ctx, mod, node, args):
     x = ctx.tensor(args[0])
     pads = mod.pads
     if pads is None:  # SAME
-        shape = shape_of(x)
-        if shape is None:
-            raise LoweringError("no shape known for the Conv input")
-        sizes = shape[2:]
-        if any(s is None for s, stride in zip(sizes, mod.strides, strict=True) if stride != 1):
-            raise LoweringError(
-                "SAME padding with a stride > 1 on a dynamic dim depends on its size"
-            )
-        # With stride 1 the pad is (k - 1) * d whatever the size: any size stands in.
-        sizes = [s if s is not None else 1 for s in sizes]
         weight_shape = shape_of(ctx.tensor(args[1]))
         kernel = mod.kernel or (tuple(weight_shape[2:]) if weight_shape else None)
         if kernel is None or any(k is None for k in kernel):
             raise LoweringError("SAME padding with a computed weight of unknown kernel size")
-        pads = _same_pads(sizes, kernel, mod.strides, mod.dilations, mod.upper)
+        pads = same_pads_of(ctx, x, kernel, mod.strides, mod.dilations, mod.upper)
     kernel = _kernel_of(mod, args[1])
     if mod.pads is not None and kernel is not None:  # SAME never runs out of input
         totals = [begin + end for begin, end in pads]
         admit_windows(ctx, x, kernel, mod.strides, mod.dilations, totals)
-    if all(begin == end for begin, end in pads):  # symmetric: the conv pads itself
+    if all(isinstance(b, int) and b == e for b, e in pads):  # symmetric: the conv pads itself
         weight = ctx.tensor(args[1])
         bias = ctx.tensor(args[2]) if len(args) > 2 and args[2] is not None else None
         conv = _CONV[len(mod.strides)]
         padding = tuple(begin for begin, _ in pads)
         return ctx.call(conv, x, weight, bias, mod.strides, padding, mod.dilations, mod.groups)
     flat = [p for pair in reversed(pads) for p in pair]
-    if any(flat):
+    if any(not isinstance(p, int) or p for p in flat):
         x = ctx.call(F.pad, x, flat)
     weight = ctx.tensor(args[1])
     bias = ctx.tensor(args[2]) if len(args) > 2 and args[2] is not None else None
@@ -84,6 +83,29 @@ def _kernel_of(mod, weight) -> tuple[int, ...] | None:
     if shape is None or any(k is None for k in shape[2:]):
         return None
     return tuple(shape[2:])
+
+
+def same_pads_of(ctx, x, kernel, strides, dilations, upper: bool) -> list[tuple]:
+    """SAME (begin, end) per spatial dim of `x`: ints where the size is known (or the
+    stride is 1), else int arithmetic on the run-time size (module docstring)."""
+    rank, spatial = rank_of(x), len(kernel)
+    pads = []
+    for i, (k, s, d) in enumerate(zip(kernel, strides, dilations, strict=True)):
+        size = ctx.size(x, rank - spatial + i)
+        if isinstance(size, int) or s == 1:
+            static = size if isinstance(size, int) else 1  # stride 1: any size stands in
+            pads += _same_pads([static], [k], [s], [d], upper)
+            continue
+        reach = (k - 1) * d + 1
+        out = _arith(ctx, operator.floordiv, _arith(ctx, operator.add, size, s - 1), s)
+        span = _arith(ctx, operator.add, _arith(ctx, operator.mul, out, s), reach - s)
+        total = _arith(ctx, operator.sub, span, size)
+        if reach < s:  # a window shorter than the stride: the formula may go negative
+            total = ctx.call(torch.sym_max, total, 0)
+        small = _arith(ctx, operator.floordiv, total, 2)
+        big = _arith(ctx, operator.sub, total, small)
+        pads.append((small, big) if upper else (big, small))
+    return pads
 
 
 def _same_pads(sizes, kernel, strides, dilations, upper: bool) -> list[tuple[int, int]]:
@@ -106,31 +128,51 @@ def _avg_pool_spec(ctx, mod, node, args):
     spatial = len(mod.kernel)
     pads = mod.pads
     sizes = (shape_of(x) or (None,) * (spatial + 2))[2:]
-    if pads is None or mod.ceil_mode:
+    if mod.ceil_mode:
         if any(s is None for s, stride in zip(sizes, mod.strides, strict=True) if stride != 1):
             raise LoweringError(
-                "AveragePool's SAME or ceil_mode padding with a stride > 1 on a dynamic dim "
+                "AveragePool's ceil_mode padding with a stride > 1 on a dynamic dim "
                 "depends on its size"
             )
         sizes = [s if s is not None else 1 for s in sizes]  # stride 1: any size stands in
     if pads is None:
-        pads = _same_pads(sizes, mod.kernel, mod.strides, [1] * spatial, mod.upper)
+        pads = same_pads_of(ctx, x, mod.kernel, mod.strides, [1] * spatial, mod.upper)
     extra = avg_pool_pads(sizes, mod.kernel, mod.strides, pads, mod.ceil_mode)
     pool = AVG_POOLS[spatial]
     explicit = [p for pair in reversed(pads) for p in pair]  # F.pad: last dim first
     ends = [p for e in reversed(extra) for p in (0, e)]
-    padded = ctx.call(F.pad, x, explicit) if any(explicit) else x
+    padded = ctx.call(F.pad, x, explicit) if _any_pad(explicit) else x
     padded = ctx.call(F.pad, padded, ends) if any(ends) else padded
     summed = ctx.call(pool, padded, mod.kernel, mod.strides)
-    if (mod.count_include_pad or not any(explicit)) and not any(extra):
+    if (mod.count_include_pad or not _any_pad(explicit)) and not any(extra):
         return summed  # every window counts all its elements
     corner = (slice(None, 1), slice(None, 1))
     counted = ctx.call(torch.ones_like, ctx.call(operator.getitem, x, corner))
-    if any(explicit):
+    if _any_pad(explicit):
         counted = ctx.call(F.pad, counted, explicit, "constant", float(mod.count_include_pad))
     if any(ends):
         counted = ctx.call(F.pad, counted, ends)
     return ctx.call(operator.truediv, summed, ctx.call(pool, counted, mod.kernel, mod.strides))
+
+
+def _any_pad(flat) -> bool:
+    """Whether F.pad's list pads anything: a run-time size (a node) may."""
+    return any(not isinstance(p, int) or p for p in flat)
+
+
+_MAX_POOLS = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
+
+
+@lowering("OnnxMaxPoolSpec")
+def _max_pool_spec(ctx, mod, node, args):
+    """SAME padding by -inf (a window's padding never wins), then the unpadded pool."""
+    x = ctx.tensor(args[0])
+    pads = same_pads_of(ctx, x, mod.kernel, mod.strides, mod.dilations, mod.upper)
+    flat = [p for pair in reversed(pads) for p in pair]
+    if _any_pad(flat):
+        x = ctx.call(F.pad, x, flat, "constant", float("-inf"))
+    pool = _MAX_POOLS[len(mod.kernel)]
+    return ctx.call(pool, x, mod.kernel, mod.strides, 0, mod.dilations)
 
 
 _CONV_TRANSPOSE = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}

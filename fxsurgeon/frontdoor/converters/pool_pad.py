@@ -1,11 +1,12 @@
-"""ONNX GlobalMaxPool, GlobalAveragePool, GlobalLpPool, AveragePool with uneven pads and
-Pad-18+ by the spec.
+"""ONNX GlobalMaxPool, GlobalAveragePool, GlobalLpPool, AveragePool with uneven pads,
+MaxPool with SAME auto_pad and Pad-18+ by the spec.
 
 onnx2torch has no converter for GlobalMaxPool or GlobalLpPool, none for
 GlobalAveragePool-22, none for an AveragePool whose pads differ at the two ends
 (TF's ``padding="SAME"`` with an even input and an odd kernel) or with
 ``auto_pad=SAME_*``, none for AveragePool-19/22, and none for Pad from opset 18
-on (the ``axes`` input, the ``wrap`` mode). Keras's GlobalMaxPooling1D/2D export as GlobalMaxPool
+on (the ``axes`` input, the ``wrap`` mode); its MaxPool refuses ``auto_pad=SAME_*``, which
+tf2onnx writes for ``padding="same"`` on a dynamic size. Keras's GlobalMaxPooling1D/2D export as GlobalMaxPool
 (tf2onnx, opset 17: a text CNN). Each module here computes its op as the ONNX
 spec says:
 
@@ -16,6 +17,8 @@ spec says:
   ``count_include_pad=1``, never the extra end positions of ``ceil_mode``
   (onnxruntime's rule): ``avg_pool(pad0(x)) / avg_pool(counted)``, ``counted``
   1 where an element counts and 0 elsewhere;
+* `OnnxMaxPoolSpec`: SAME_UPPER / SAME_LOWER padding computed from the input size, by
+  -inf (the spec ignores the padding), then the unpadded max pool;
 * `OnnxPadSpec`: ``pads`` holds ``[begin..., end...]`` for ``axes`` (all dims
   when absent; negative axes count from the end); a negative pad removes
   elements; ``constant_value`` (default 0) fills in ``constant`` mode,
@@ -135,6 +138,26 @@ class OnnxAvgPoolSpec(nn.Module):
         )
 
 
+MAX_POOLS = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
+
+
+class OnnxMaxPoolSpec(nn.Module):
+    """MaxPool with ``auto_pad`` SAME_UPPER / SAME_LOWER (``upper``)."""
+
+    def __init__(self, kernel, strides, dilations, upper: bool):
+        super().__init__()
+        self.kernel = tuple(kernel)
+        self.strides = tuple(strides)
+        self.dilations = tuple(dilations)
+        self.upper = upper
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pads = same_pads(x.shape[2:], self.kernel, self.strides, self.dilations, self.upper)
+        flat = [p for pair in reversed(pads) for p in pair]  # F.pad: last dim first
+        padded = F.pad(x, flat, "constant", float("-inf"))
+        return MAX_POOLS[len(self.kernel)](padded, self.kernel, self.strides, 0, self.dilations)
+
+
 class OnnxPadSpec(nn.Module):
     """Pad-18 and later: ``pads`` and optional ``constant_value``, ``axes`` inputs."""
 
@@ -212,17 +235,54 @@ def _avg_pool(original):
     return convert
 
 
-def register() -> None:
+def _max_pool(original):
+    def convert(node, graph):
+        attrs = node.attributes
+        auto_pad = attrs.get("auto_pad", "NOTSET")
+        if isinstance(auto_pad, bytes):
+            auto_pad = auto_pad.decode()
+        if auto_pad not in ("SAME_UPPER", "SAME_LOWER"):
+            if original is None:
+                raise ConverterError(node, "no converter for this MaxPool version")
+            return original(node, graph)
+        kernel = list(attrs["kernel_shape"])
+        spatial = len(kernel)
+        if spatial not in MAX_POOLS:
+            raise ConverterError(node, f"{spatial} spatial dims (torch pools 1 to 3)")
+        if len(node.output_values) > 1 and node.output_values[1]:
+            raise ConverterError(node, "its Indices output is used (not converted)")
+        if attrs.get("ceil_mode", 0) or attrs.get("storage_order", 0):
+            raise ConverterError(node, "ceil_mode or storage_order with SAME auto_pad")
+        module = OnnxMaxPoolSpec(
+            kernel,
+            attrs.get("strides", [1] * spatial),
+            attrs.get("dilations", [1] * spatial),
+            upper=auto_pad == "SAME_UPPER",
+        )
+        from onnx2torch.utils.common import OnnxMapping
+
+        return module, OnnxMapping(inputs=(node.input_values[0],), outputs=node.output_values[:1])
+
+    return convert
+
+
+def _wrap(op: str, versions, make) -> None:
+    """Register `make(original)` for `op` at each version, once, over onnx2torch's own."""
     from onnx2torch.node_converters.registry import _CONVERTER_REGISTRY, OperationDescription
 
-    for version in (7, 10, 11, 19, 22):
-        key = OperationDescription("", "AveragePool", version)
+    for version in versions:
+        key = OperationDescription("", op, version)
         original = _CONVERTER_REGISTRY.get(key)
         if getattr(original, "fxsurgeon_wrapped", False):
             continue
         wrapped = None if original is None else (lambda n, g, o=original: tuple(o(n, g)))
-        add("AveragePool", version, _avg_pool(wrapped), replace=True)
+        add(op, version, make(wrapped), replace=True)
         _CONVERTER_REGISTRY[key].fxsurgeon_wrapped = True
+
+
+def register() -> None:
+    _wrap("AveragePool", (7, 10, 11, 19, 22), _avg_pool)
+    _wrap("MaxPool", (8, 10, 11, 12), _max_pool)
     for version in (1, 22):
         add("GlobalMaxPool", version, _global_pool("max"))
     add("GlobalAveragePool", 22, _global_pool("avg"))
