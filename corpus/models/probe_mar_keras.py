@@ -6,6 +6,10 @@
 * ``tfk_alexnet_lrn``: AlexNet-style ``tf.nn.local_response_normalization`` after a
   strided "same" Conv2D on odd sides, a dilated Conv2D (``dilation_rate=2``), an even
   kernel strided "same" Conv2D on an odd side (asymmetric padding), MaxPool, Dense;
+* ``tfk_fcn_dynamic``: a fully convolutional net on images of any size (odd sides too):
+  strided "same" Conv2D (3x3 and 1x1), MaxPooling2D and AveragePooling2D, which tf2onnx
+  writes with ``auto_pad=SAME_UPPER`` where the sides are dynamic, a Conv2DTranspose
+  back up, a class head by global pooling;
 * ``tfk_audio_1d``: a 1-D audio/sequence net: Conv1DTranspose, DepthwiseConv1D,
   SeparableConv1D, UpSampling1D, Cropping1D and, beside them, Masking + LSTM on the same
   zero-padded sequence;
@@ -110,6 +114,34 @@ def build_alexnet_lrn() -> CorpusModel:
         [_float_spec("image", shape)],
         float_inputs("image", shape),
         {"linear": 2},
+    )
+
+
+@register("tfk_fcn_dynamic", family="cnn")
+def build_fcn_dynamic() -> CorpusModel:
+    """(batch, H, W, 3), H and W dynamic -> Conv2D(8, 3, strides 2, same, relu) ->
+    MaxPooling2D(3, 2, same) -> Conv2D(8, 1, strides 2, same) -> AveragePooling2D(2, 2,
+    same) -> Conv2DTranspose(4, 3, strides 2, same) = the map; GlobalAveragePooling2D ->
+    Dense(3) = the logits."""
+    # linear 1: the logits Dense; convolutions and pools are not counted.
+    keras = _tfk()
+    layers = keras.layers
+    image = keras.Input((None, None, 3), name="image")
+    h = layers.Conv2D(8, 3, strides=2, padding="same", activation="relu", name="down1")(image)
+    h = layers.MaxPooling2D(3, strides=2, padding="same", name="max")(h)
+    h = layers.Conv2D(8, 1, strides=2, padding="same", name="down2")(h)
+    h = layers.AveragePooling2D(2, strides=2, padding="same", name="avg")(h)
+    seg = layers.Conv2DTranspose(4, 3, strides=2, padding="same", name="up")(h)
+    y = layers.Dense(3, name="logits")(layers.GlobalAveragePooling2D(name="gap")(h))
+    model = keras.Model(image, [seg, y], name="fcn_dynamic")
+    return _corpus_model(
+        "tfk_fcn_dynamic",
+        "cnn",
+        model,
+        [_float_spec("image", (None, None, 3))],
+        float_inputs("image", lambda size: (size or 12, (size or 12) + 3, 3)),
+        {"linear": 1},
+        (9, 14),
     )
 
 
