@@ -41,6 +41,9 @@ def _convert(args: argparse.Namespace) -> int:
     outdir = Path(args.output)
     if outdir.exists() and not outdir.is_dir():
         raise _CliError(f"{outdir}: exists and is not a directory")
+    examples_path = Path(args.example_inputs) if args.example_inputs else None
+    if examples_path is not None and not examples_path.is_file():
+        raise _CliError(f"--example-inputs {examples_path}: no such file")
 
     from ..codegen import CodegenError
     from ..pipeline import LazyOptimized, optimize
@@ -76,6 +79,7 @@ def _convert(args: argparse.Namespace) -> int:
         reference = str(path) if kind == "savedmodel" and not _is_keras(tf_model) else tf_model
         reference_text = f"TensorFlow ({path.name})"
 
+    cases = _example_cases(examples_path, converted)
     with steps.step("optimize", "optimizing (fxsurgeon.optimize)"):
         optimized = optimize(converted, **optimize_kwargs)
         assert not isinstance(optimized, LazyOptimized)  # from_onnx records the inputs: eager
@@ -85,14 +89,22 @@ def _convert(args: argparse.Namespace) -> int:
     )
     try:
         with steps.step("save", f"writing {outdir}/model.py and model.safetensors"):
-            save(optimized, outdir, report=report, reuse_blocks=not args.no_blocks)
+            save(
+                optimized,
+                outdir,
+                report=report,
+                reuse_blocks=not args.no_blocks,
+                example_inputs=_tensors(cases[0]) if cases else None,
+            )
     except CodegenError as exc:  # still write the report: it says what is left unconverted
         report.codegen = {"notes": [f"model.py not written: {exc}"]}
         report.timings = dict(steps.timings)
         outdir.mkdir(parents=True, exist_ok=True)
         write_report(outdir, report)
         raise _CliError(
-            f"cannot write model.py: {exc} (report in {outdir / 'report.md'})", EXIT_FAILED
+            f"cannot write model.py{_codegen_hint(exc, cases)}: {exc} "
+            f"(report in {outdir / 'report.md'})",
+            EXIT_FAILED,
         ) from exc
 
     loaded = load(outdir)
@@ -100,15 +112,14 @@ def _convert(args: argparse.Namespace) -> int:
     loaded.meta = {SOURCE_META_KEY: optimized.meta.get(SOURCE_META_KEY)}  # type: ignore[assignment]
     passed = True
     if not args.no_verify:
-        from ..verify import verify
-
         with steps.step("verify", f"verifying model.py against {reference_text}"):
-            result = verify(loaded, reference, atol=args.atol, seq_len=_seq_len(optimized))
+            result = _verify(loaded, reference, cases, args.atol, _seq_len(optimized))
         report.parity = result.to_dict()
         passed = result.passed
     if not args.no_compile_check:
         with steps.step("compile", "trying torch.compile(fullgraph=True)"):
-            report.compile = _compile_status(loaded, optimized, args.compile_backend)
+            inputs = _tensors(cases[0]) if cases else None
+            report.compile = _compile_status(loaded, optimized, args.compile_backend, inputs)
     else:
         report.compile = "not checked (--no-compile-check)"
     report.timings = dict(steps.timings)
@@ -155,13 +166,73 @@ def _override_onnx_specs(gm: Any, specs: list[tuple[str, tuple, str]]) -> None:
     gm.meta[SOURCE_META_KEY] = dataclasses.replace(source, input_specs=new)
 
 
-def _compile_status(loaded: Any, optimized: Any, backend: str) -> str:
+def _example_cases(path: Path | None, converted: Any) -> list[dict[str, Any]] | None:
+    """The ``--example-inputs`` cases, checked against the converted model's inputs."""
+    if path is None:
+        return None
+    from ..errors import InputError
+    from ..verify import load_inputs
+
+    try:
+        return load_inputs(path, converted)
+    except InputError as exc:
+        raise _CliError(f"--example-inputs {path}: {exc}") from exc
+
+
+def _tensors(case: dict[str, Any]) -> tuple[Any, ...]:
+    """One case as tensors in the model's input order (`load_inputs` keeps that order)."""
+    import torch
+
+    return tuple(torch.from_numpy(array) for array in case.values())
+
+
+def _hint(cases: list | None, what: str) -> str:
+    """Where made-up inputs were used: the way to give the model valid ones."""
+    if cases is not None:
+        return ""
+    return (
+        f" ({what}; if they break the model's input contract, e.g. index ranges or token "
+        "counts, pass valid ones with --example-inputs FILE.npz)"
+    )
+
+
+def _codegen_hint(exc: Exception, cases: list | None) -> str:
+    """The `_hint` when save's check of model.py failed to run on made-up inputs."""
+    if "fails on example inputs" not in str(exc):
+        return ""
+    return _hint(cases, "its check ran on made-up inputs")
+
+
+def _verify(
+    loaded: Any, reference: Any, cases: list | None, atol: float | None, seq_len: int
+) -> Any:
+    """verify() on the given cases, else on made-up ones; a run that fails is one line."""
+    from ..errors import InputError
+    from ..verify import verify
+
+    try:
+        result = verify(loaded, reference, cases, atol=atol, seq_len=seq_len)
+        if cases is not None:
+            result.notes.append(f"inputs: the {len(cases)} case(s) of --example-inputs")
+        return result
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the reference or model.py failed on the inputs
+        given = "the --example-inputs" if cases is not None else "made-up inputs"
+        raise _CliError(
+            f"the parity check failed on {given}{_hint(cases, 'made by verify')}: "
+            f"{type(exc).__name__}: {exc}",
+            EXIT_FAILED,
+        ) from exc
+
+
+def _compile_status(loaded: Any, optimized: Any, backend: str, inputs: Any = None) -> str:
     """Whether torch.compile(fullgraph=True) compiles model.py's model, and its max |diff|."""
     import torch
 
     from ..save import _example_inputs
 
-    inputs = _example_inputs(optimized, None)
+    inputs = _example_inputs(optimized, inputs)
     if inputs is None:
         return "not checked: no example inputs"
     try:

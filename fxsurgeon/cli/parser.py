@@ -49,6 +49,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE_OR_DIR",
         help="extra rewrite-pattern file or folder (Python code, run on load: trusted files only)",
     )
+    convert.add_argument(
+        "--example-inputs",
+        metavar="FILE.npz",
+        default=None,
+        help="inputs of the parity, model.py and compile checks instead of made-up ones "
+        "(for models whose input contract made-up values break): arrays keyed by input "
+        "name, NAME for one case or NAME:0, NAME:1, ... for several (np.savez)",
+    )
     convert.add_argument("--no-verify", action="store_true", help="skip the parity check")
     convert.add_argument(
         "--no-compile-check",

@@ -84,13 +84,16 @@ there and ``report.notes`` says so) and finishes with a correct model.
 The files: `api.py` (`verify`, `prepare`), `results.py` (the report and its errors),
 `references.py` (what the model is compared against: torch, ONNX via onnxruntime, Keras,
 SavedModel, stored outputs), `signatures.py` (input signatures), `cases.py` (given and generated inputs),
-`running.py` (running a model on a case), `compare.py` (comparing outputs),
+`example_file.py` (`load_inputs`: the user's input cases from an ``.npz`` file, for
+``fxsurgeon convert --example-inputs``), `running.py` (running a model on a case),
+`compare.py` (comparing outputs),
 `gradients.py` (comparing gradients against TF), `rewrite_check.py` (the per-rewrite
 checker of ``optimize(verify=...)``) and `bisection.py` (``fxsurgeon.bisect``).
 """
 
 from .api import Prepared, prepare, verify
 from .bisection import BisectResult, bisect
+from .example_file import load_inputs
 from .results import GradientResult, OutputResult, VerificationError, VerifyReport
 from .rewrite_check import (
     REWRITE_MODES,
@@ -113,6 +116,7 @@ __all__ = [
     "VerificationError",
     "VerifyReport",
     "bisect",
+    "load_inputs",
     "prepare",
     "rewrite_checker",
     "rewrite_info",
