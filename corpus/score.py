@@ -12,7 +12,8 @@ Lines per door: ``diff`` (every output vs TF at batch 1, 3 and each size),
 ``params`` (trainable count vs TF) and ``names`` (`corpus.learned`), ``onnx2torch_left``, ``compile_eager``,
 ``compile_inductor``, ``grads``, ``fusion.<key>`` per nominal key,
 ``softmax_left`` (models with attention); door A also has ``convert`` (the
-``fxsurgeon convert`` round trip, loaded with TF/onnx2torch/fxsurgeon blocked)
+``fxsurgeon convert --example-inputs`` round trip, checked on the first case, loaded
+with TF/onnx2torch/fxsurgeon blocked)
 and ``bfloat16`` / ``half`` (a copy after ``.to(torch.bfloat16)`` / ``.half()``
 runs every case, judged by `fxsurgeon.verify`'s fp64 rule, that of
 torch._dynamo's accuracy checker, against the float32 optimized model).
@@ -383,14 +384,21 @@ class Scorer:
         return line(False, report.max_abs, reason[:300])
 
     def convert(self) -> dict[str, Any]:
-        """``fxsurgeon convert`` on the cached ONNX, then model.py loaded with imports blocked."""
+        """``fxsurgeon convert`` on the cached ONNX (``--example-inputs``: the first case),
+        then model.py loaded with imports blocked."""
         from . import build
 
         with tempfile.TemporaryDirectory(prefix=f"corpus-{self.name}-") as tmp:
             outdir = Path(tmp) / "out"
+            # the corpus's own first case feeds convert's checks: made-up inputs break some
+            # models' contracts (hf_bart_seqcls' eos count, hf_gpt2_double_heads' mc_token_ids)
+            examples = Path(tmp) / "examples.npz"
+            _, first, _ = self.cases()[0]
+            np.savez(examples, **dict(zip(self.input_names(), self.ordered(first), strict=True)))
             run = subprocess.run(
                 [sys.executable, "-m", "fxsurgeon", "convert", str(build.onnx_path(self.name))]
-                + ["-o", str(outdir), "-q", "--no-compile-check"],
+                + ["-o", str(outdir), "-q", "--no-compile-check"]
+                + ["--example-inputs", str(examples)],
                 capture_output=True,
                 text=True,
                 timeout=CONVERT_TIMEOUT_S,
