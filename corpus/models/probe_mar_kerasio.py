@@ -107,6 +107,15 @@ def _mlp(keras, x, name: str):
     return keras.layers.Dense(DIM, name=f"{name}_fc2")(h)
 
 
+def _pre_norm_block(keras, h, attend, i: int, eps: float):
+    """keras.io's ViT block: h + attend(LN(h)), then h + MLP(LN(h))."""
+    layers = keras.layers
+    x = layers.LayerNormalization(epsilon=eps, name=f"ln1_{i}")(h)
+    h = layers.Add(name=f"res1_{i}")([h, attend(x)])
+    x = layers.LayerNormalization(epsilon=eps, name=f"ln2_{i}")(h)
+    return layers.Add(name=f"res2_{i}")([h, _mlp(keras, x, f"mlp_{i}")])
+
+
 @register("keras_lsa_vit", family="keras")
 def build_lsa_vit() -> CorpusModel:
     keras = _keras()
@@ -116,11 +125,8 @@ def build_lsa_vit() -> CorpusModel:
     mask = keras.ops.cast((1 - keras.ops.eye(16))[None], "bool")
     h = tokens
     for i in range(2):
-        x = keras.layers.LayerNormalization(epsilon=1e-6, name=f"ln1_{i}")(h)
-        x = lsa(num_heads=2, key_dim=8, name=f"lsa_{i}")(x, x, attention_mask=mask)
-        h = keras.layers.Add(name=f"res1_{i}")([h, x])
-        x = keras.layers.LayerNormalization(epsilon=1e-6, name=f"ln2_{i}")(h)
-        h = keras.layers.Add(name=f"res2_{i}")([h, _mlp(keras, x, f"mlp_{i}")])
+        attention = lsa(num_heads=2, key_dim=8, name=f"lsa_{i}")
+        h = _pre_norm_block(keras, h, lambda x, a=attention: a(x, x, attention_mask=mask), i, 1e-6)
     h = keras.layers.LayerNormalization(epsilon=1e-6, name="ln_final")(h)
     y = keras.layers.Dense(3, name="head")(keras.layers.GlobalAveragePooling1D(name="pool")(h))
     # per block: LSA q, k, v, output = 4 linear + mlp 2; 2 blocks = 12, head 1 -> 13 linear;
@@ -150,11 +156,8 @@ def build_cct() -> CorpusModel:
     h = layers.Reshape((64, DIM), name="tokens")(h)
     h = position(64, DIM, name="position")(h)
     for i in range(2):
-        x = layers.LayerNormalization(epsilon=1e-5, name=f"ln1_{i}")(h)
-        x = layers.MultiHeadAttention(num_heads=2, key_dim=DIM, name=f"mha_{i}")(x, x)
-        h = layers.Add(name=f"res1_{i}")([h, x])
-        x = layers.LayerNormalization(epsilon=1e-5, name=f"ln2_{i}")(h)
-        h = layers.Add(name=f"res2_{i}")([h, _mlp(keras, x, f"mlp_{i}")])
+        attention = layers.MultiHeadAttention(num_heads=2, key_dim=DIM, name=f"mha_{i}")
+        h = _pre_norm_block(keras, h, lambda x, a=attention: a(x, x), i, 1e-5)
     h = layers.LayerNormalization(epsilon=1e-5, name="ln_final")(h)
     weights = layers.Softmax(axis=1, name="pool_softmax")(layers.Dense(1, name="pool_score")(h))
     pooled = keras.ops.matmul(keras.ops.transpose(weights, (0, 2, 1)), h)  # [B, 1, DIM]
