@@ -242,3 +242,130 @@ def test_gather_with_negative_batch_dims_and_axis_matches_tf():
     got = module(*[torch.from_numpy(v) for v in inputs.values()])
     for g, w in zip(got, want, strict=True):
         np.testing.assert_array_equal(g.numpy(), w)
+
+
+class _Patches(keras.layers.Layer):
+    def __init__(self, size, stride, rate, padding, **kwargs):
+        super().__init__(**kwargs)
+        self.args = (size, stride, rate, padding)
+
+    def call(self, x):
+        (rows, cols), stride, rate, padding = self.args
+        return tf.image.extract_patches(
+            x, (1, rows, cols, 1), (1, stride, stride, 1), (1, rate, rate, 1), padding
+        )
+
+
+@pytest.mark.parametrize(
+    ("size", "stride", "rate", "padding", "spatial"),
+    [
+        ((2, 2), 2, 1, "VALID", (8, 8)),  # Swin's patches
+        ((3, 2), 2, 1, "SAME", (7, 6)),  # uneven SAME pads, extra at the end
+        ((3, 3), 1, 2, "SAME", (6, 5)),  # rates are dilations
+        ((2, 3), 3, 1, "VALID", (None, None)),  # dynamic height and width
+        ((3, 3), 2, 1, "SAME", (None, None)),  # SAME on dynamic sizes: auto_pad
+    ],
+)
+def test_extract_patches_runs_for_any_batch_and_matches_tf(size, stride, rate, padding, spatial):
+    """tf2onnx wrote [N * C, H, W, 1] as [-3, 8, 8, 1] for a dynamic batch (no runtime runs
+    it); the patches are (row, column, channel) ordered, SAME pads as TF's."""
+    x = keras.Input((*spatial, 3), name="x")
+    model = keras.Model(x, _Patches(size, stride, rate, padding)(x))
+    proto = fxsurgeon.export_onnx(model)
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    module = fxsurgeon.optimize(fxsurgeon.from_onnx(proto, tf_model=model))
+    sizes = [spatial, spatial] if spatial[0] is not None else [(7, 6), (7, 6), (9, 8)]
+    for batch, dims in zip((1, 3, 2), sizes, strict=False):
+        value = np.random.default_rng(batch).standard_normal((batch, *dims, 3))
+        value = value.astype(np.float32)
+        want = np.asarray(model(tf.constant(value)))
+        np.testing.assert_allclose(session.run(None, {"x": value})[0], want, rtol=0, atol=1e-6)
+        got = module(torch.from_numpy(value))
+        np.testing.assert_allclose(got.detach().numpy(), want, rtol=0, atol=1e-6)
+
+
+def test_extract_patches_of_integers_keeps_tf2onnx_s_handler():
+    """ONNX Conv takes no integers: an integer image is left to tf2onnx (static batch)."""
+    x = keras.Input((4, 4, 1), batch_size=2, dtype="int32", name="x")
+    model = keras.Model(x, _Patches((2, 2), 2, 1, "VALID")(x))
+    proto = fxsurgeon.export_onnx(model)
+    assert "EyeLike" in {n.op_type for n in proto.graph.node}
+
+
+@pytest.mark.parametrize(
+    ("make", "shape", "sizes"),
+    [
+        (lambda: keras.layers.Conv1D(4, 3, dilation_rate=3, padding="same"), (None, 2), (7, 9)),
+        (lambda: keras.layers.Conv1D(4, 4, dilation_rate=2, padding="same"), (None, 2), (5, 8)),
+        (lambda: keras.layers.Conv1D(4, 3, dilation_rate=2, padding="valid"), (None, 2), (7, 9)),
+        (
+            lambda: keras.layers.Conv2D(4, (3, 2), dilation_rate=(2, 3), padding="same"),
+            (None, None, 2),
+            ((6, 7), (9, 5)),
+        ),
+        (
+            lambda: keras.layers.DepthwiseConv2D(3, dilation_rate=2, padding="same"),
+            (None, None, 2),
+            ((6, 7), (5, 5)),
+        ),
+    ],
+)
+def test_dilated_convolutions_on_dynamic_sizes_are_one_conv(make, shape, sizes):
+    """TF's SpaceToBatchND / Conv / BatchToSpaceND with computed paddings: tf2onnx made
+    one dilated Conv for VALID only; SAME left dynamic Pads and reshapes per layer."""
+    x = keras.Input(shape, name="x")
+    model = keras.Model(x, make()(x))
+    proto = fxsurgeon.export_onnx(model)
+    ops = {n.op_type for n in proto.graph.node}
+    assert "Pad" not in ops and "Conv" in ops, ops
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    module = fxsurgeon.optimize(fxsurgeon.from_onnx(proto, tf_model=model))
+    for batch, size in zip((1, 3), sizes, strict=True):
+        dims = size if isinstance(size, tuple) else (size,)
+        value = np.random.default_rng(batch).standard_normal((batch, *dims, shape[-1]))
+        value = value.astype(np.float32)
+        want = np.asarray(model(tf.constant(value)))
+        np.testing.assert_allclose(session.run(None, {"x": value})[0], want, atol=1e-5)
+        got = module(torch.from_numpy(value)).detach().numpy()
+        np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+class _PixelAttention(keras.layers.Layer):
+    """keras.io DDPM's attention: upper- and lower-case letters are different axes."""
+
+    def call(self, q, k):
+        scores = tf.einsum("bhwc, bHWc->bhwHW", q, k)
+        shape = tf.shape(q)
+        flat = tf.reshape(scores, [shape[0], shape[1], shape[2], shape[1] * shape[2]])
+        weights = tf.reshape(tf.nn.softmax(flat, -1), tf.shape(scores))
+        return tf.einsum("bhwHW,bHWc->bhwc", weights, k)
+
+
+def test_einsum_letters_that_differ_in_case_stay_different_axes():
+    """tf2onnx lowercased ``bhwc,bHWc->bhwHW`` to ``bhwc,bhwc->bhwhw``."""
+    q = keras.Input((3, 4, 5), name="q")
+    k = keras.Input((3, 4, 5), name="k")
+    model = keras.Model([q, k], _PixelAttention()(q, k))
+    proto = fxsurgeon.export_onnx(model)
+    equations = [
+        a.s.decode() for n in proto.graph.node if n.op_type == "Einsum" for a in n.attribute
+    ]
+    assert all(e == e.lower() for e in equations), equations
+    rng = np.random.default_rng(0)
+    inputs = {n: rng.standard_normal((2, 3, 4, 5)).astype(np.float32) for n in ("q", "k")}
+    want = np.asarray(model([tf.constant(v) for v in inputs.values()]))
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(session.run(None, inputs)[0], want, atol=1e-5)
+    module = fxsurgeon.optimize(fxsurgeon.from_onnx(proto, tf_model=model))
+    got = module(*[torch.from_numpy(v) for v in inputs.values()]).detach().numpy()
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_einsum_renaming_uses_free_letters_and_gives_up_past_26():
+    from fxsurgeon.frontdoor.tf_handlers import _einsum_lowercase
+
+    assert _einsum_lowercase("bhwc,bHWc->bhwHW") == "bhwc,badc->bhwad"
+    assert _einsum_lowercase("ij,jk->ik") == "ij,jk->ik"
+    assert _einsum_lowercase("...Ij,jK->...IK") == "...aj,jb->...ab"
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    assert _einsum_lowercase(f"{letters}A->A") is None

@@ -43,6 +43,36 @@ first (without it, the first export of a process ran uncorrected):
   filled with 0 / 1, the indices the ids with a trailing axis, for ids of any rank; an
   id outside ``[0, num_segments)`` is dropped (TF drops negative ones; CPU TF refuses
   too large ones), as its update becomes the neutral value at index 0.
+* **Image patches for any batch size.** tf2onnx writes ``tf.image.extract_patches``
+  (ExtractImagePatches: Keras' Swin and MLP examples) with Reshape targets multiplied out
+  of the static shape: ``[N * C, H, W, 1]`` is ``[-3, 8, 8, 1]`` for a dynamic batch, which
+  ONNX refuses (one -1 at most, nothing below it), so no runtime ran it and shape
+  inference stopped there. It is written again from the spec of the patches, every
+  target a run-time or copied size: the image as ``[N * C, 1, H, W]`` (``[-1, 1, 0, 0]``),
+  a Conv with the constant identity kernel ``[rows * cols, 1, rows, cols]`` (strides,
+  ``dilations`` the rates; SAME pads from static sizes, else ``auto_pad=SAME_UPPER``, TF's
+  extra pad at the end), ``[N, C, k, oh, ow]`` then ``[N, oh, ow, k * C]``, TF's order
+  (row, column, channel). A float image of static channels only (else tf2onnx's).
+* **Dilated SAME convolutions on a dynamic size.** TF computes a dilated convolution as
+  SpaceToBatchND, a VALID Conv, BatchToSpaceND; on a dynamic spatial size the paddings
+  are computed (``required_space_to_batch_paddings``: the base pads, the end one plus
+  ``FloorMod`` of the size to a multiple of the rate, cropped again after). tf2onnx's
+  rewriter makes that one dilated Conv for VALID (a zero base) but refuses SAME (a
+  nonzero one: "ORT doesn't implement dilations for SAME autopadding"), leaving dynamic
+  Pads, reshapes and transposes per layer (MelGAN's residual stacks, WaveNet/TCN
+  blocks). The base pads of SAME are TF's SAME pads of the dilated kernel (``(k - 1) *
+  rate``, the larger half at the end), so the rewrite is a Conv with ``padding=SAME`` and
+  the rate as dilations. onnxruntime refuses dilations with ``auto_pad=SAME_*``, which
+  tf2onnx writes for SAME on a dynamic size; but a dilated TF convolution has strides 1,
+  and SAME with strides 1 pads ``(k - 1) * dilation`` whatever the size (the output is
+  the input's size), the smaller half first: such a Conv2D / DepthwiseConv2dNative /
+  Conv3D is given those pads explicitly (``padding=EXPLICIT``) before tf2onnx's handler.
+* **Einsum letters keep their case.** tf2onnx lowercases the equation (ONNX's Einsum
+  takes lower-case letters), so the DDPM attention's ``bhwc,bHWc->bhwHW`` became
+  ``bhwc,bhwc->bhwhw``: other axes, another result, or no result (torch refuses a
+  repeated output letter). Each upper-case letter is first renamed to a lower-case one
+  the equation does not use (the same letter everywhere: a renaming of the summation
+  indices, the same einsum); more than 26 distinct letters are left to tf2onnx.
 """
 
 from __future__ import annotations
@@ -249,6 +279,116 @@ def _segment_reduce(reduction: str, neutral: int) -> Callable[[Handler], Handler
     return correct
 
 
+def _same_pads(size: int, kernel: int, stride: int, rate: int) -> tuple[int, int]:
+    """TF's SAME padding of one dim: the output ``ceil(size / stride)``, extra at the end."""
+    reach = (kernel - 1) * rate + 1
+    total = max((-(-size // stride) - 1) * stride + reach - size, 0)
+    return total // 2, total - total // 2
+
+
+def _extract_patches(func: Handler) -> Handler:
+    def handler(ctx: Any, node: Any, **kwargs: Any) -> Any:
+        shape = ctx.get_shape(node.input[0])
+        dtype = ctx.get_dtype(node.input[0])
+        if shape is None or len(shape) != 4 or shape[3] is None or shape[3] < 0:
+            return func(ctx, node, **kwargs)
+        if dtype not in _FLOATS:
+            return func(ctx, node, **kwargs)
+        import numpy as np
+        from tf2onnx import utils
+
+        _, rows, cols, _ = node.get_attr_value("ksizes")
+        strides = list(node.get_attr_value("strides")[1:3])
+        rates = list(node.get_attr_value("rates")[1:3])
+        same = node.get_attr_str("padding") == "SAME"
+        channels, k = shape[3], rows * cols
+        scope = {"op_name_scope": node.name}
+        x = ctx.make_node("Transpose", [node.input[0]], attr={"perm": [0, 3, 1, 2]}, **scope)
+        x = ctx.make_node("Reshape", [x.output[0], _const(ctx, [-1, 1, 0, 0])], **scope)
+        eye = np.eye(k, dtype=utils.map_onnx_to_numpy_type(dtype)).reshape(k, 1, rows, cols)
+        kernel = ctx.make_const(utils.make_name("patch_kernel"), eye).output[0]
+        attr = {"kernel_shape": [rows, cols], "strides": strides, "dilations": rates}
+        sizes = shape[1:3]
+        if same and all(s is not None and s >= 0 for s in sizes):
+            pairs = [
+                _same_pads(*dim) for dim in zip(sizes, (rows, cols), strides, rates, strict=True)
+            ]
+            attr["pads"] = [pairs[0][0], pairs[1][0], pairs[0][1], pairs[1][1]]
+        elif same:
+            attr["auto_pad"] = "SAME_UPPER"
+        else:
+            attr["pads"] = [0, 0, 0, 0]
+        y = ctx.make_node("Conv", [x.output[0], kernel], attr=attr, **scope).output[0]
+        spatial = ctx.make_node("Shape", [y], **scope).output[0]  # tf2onnx's optimizer
+        ends = [_const(ctx, [2]), _const(ctx, [4]), _const(ctx, [0])]  # ignores Shape's start
+        spatial = ctx.make_node("Slice", [spatial, *ends], **scope).output[0]  # [oh, ow]
+        target = [_const(ctx, [-1, channels, k]), spatial]
+        target = ctx.make_node("Concat", target, attr={"axis": 0}, **scope).output[0]
+        y = ctx.make_node("Reshape", [y, target], **scope).output[0]  # [N, C, k, oh, ow]
+        y = ctx.make_node("Transpose", [y], attr={"perm": [0, 3, 4, 2, 1]}, **scope).output[0]
+        node.type = "Reshape"  # tf2onnx keeps only the attributes ONNX's Reshape has
+        ctx.replace_inputs(node, [y, _const(ctx, [0, 0, 0, k * channels])])
+        return None
+
+    return handler
+
+
+def _dilated_same_pads(func: Handler) -> Handler:
+    def handler(ctx: Any, node: Any, **kwargs: Any) -> Any:
+        padding = node.get_attr_value("padding")
+        kernel = ctx.get_shape(node.input[1])
+        if padding not in (b"SAME", "SAME") or not kernel or len(kernel) < 3:
+            return func(ctx, node, **kwargs)
+        dims = len(kernel) - 2
+        fmt = node.get_attr_value("data_format", b"NHWC")
+        fmt = fmt.decode() if isinstance(fmt, bytes) else str(fmt)
+        first = 1 if fmt.endswith("C") else 2  # the first spatial dim of the data
+        strides = list(node.get_attr_value("strides") or [1] * (dims + 2))
+        dilations = list(node.get_attr_value("dilations") or [1] * (dims + 2))
+        spatial = slice(first, first + dims)
+        if (
+            any(k is None or k < 1 for k in kernel[:dims])
+            or any(s != 1 for s in strides[spatial])
+            or all(d == 1 for d in dilations[spatial])
+        ):
+            return func(ctx, node, **kwargs)
+        pairs = [0] * (2 * (dims + 2))
+        for i, (k, d) in enumerate(zip(kernel[:dims], dilations[spatial], strict=True)):
+            total = (k - 1) * d
+            pairs[2 * (first + i)] = total // 2
+            pairs[2 * (first + i) + 1] = total - total // 2
+        node.set_attr("padding", "EXPLICIT")
+        node.set_attr("explicit_paddings", pairs)
+        return func(ctx, node, **kwargs)
+
+    return handler
+
+
+def _einsum_lowercase(equation: str) -> str | None:
+    """`equation` with each upper-case letter renamed to an unused lower-case one (None:
+    too many letters)."""
+    used = {c for c in equation if c.islower()}
+    free = [c for c in "abcdefghijklmnopqrstuvwxyz" if c not in used]
+    renamed: dict[str, str] = {}
+    for c in dict.fromkeys(c for c in equation if c.isupper()):
+        if not free:
+            return None
+        renamed[c] = free.pop(0)
+    return "".join(renamed.get(c, c) for c in equation)
+
+
+def _einsum_cases(func: Handler) -> Handler:
+    def handler(ctx: Any, node: Any, **kwargs: Any) -> Any:
+        equation = node.get_attr_value("equation")
+        text = equation.decode() if isinstance(equation, bytes) else str(equation)
+        lowered = _einsum_lowercase(text)
+        if lowered is not None and lowered != text:
+            node.set_attr("equation", lowered)
+        return func(ctx, node, **kwargs)
+
+    return handler
+
+
 #: ScatterND's reduction (add, mul) needs opset 16.
 _SCATTER_REDUCTION_OPSET = 16
 #: ONNX Range (opset 11) builds the positions; integer Min/Max need opset 12.
@@ -265,7 +405,41 @@ CORRECTIONS: dict[str, Callable[[Handler], Handler]] = {
     "GatherV2": _gather_counts_from_the_front,
     "UnsortedSegmentSum": _segment_reduce("add", 0),
     "UnsortedSegmentProd": _segment_reduce("mul", 1),
+    "ExtractImagePatches": _extract_patches,
+    "Conv2D": _dilated_same_pads,
+    "DepthwiseConv2dNative": _dilated_same_pads,
+    "Conv3D": _dilated_same_pads,
+    "Einsum": _einsum_cases,
 }
+
+
+def _dilated_same(original: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """tf2onnx's ``determine_pad_mode`` of a SpaceToBatchND's computed paddings, with SAME
+    where it finds the base end pad nonzero (the module docstring)."""
+
+    def determine(paddings: Any) -> Any:
+        mode = original(paddings)
+        if mode is not None:
+            return mode
+        import numpy as np
+
+        walk = {"Concat", "ConcatV2", "ConcatV3", "StridedSlice", "Pack", "ExpandDims", "Identity"}
+        while paddings.type in walk:  # tf2onnx's walk to the end pads
+            computed = [inp for inp in paddings.inputs if not inp.is_const()]
+            if not computed:
+                return None
+            paddings = computed[0]
+        if paddings.type not in ("Add", "AddV2"):
+            return None
+        kinds = [inp.type for inp in paddings.inputs]
+        if kinds.count("FloorMod") != 1:
+            return None
+        base = paddings.inputs[1 - kinds.index("FloorMod")]
+        if base.is_const() and np.all(base.get_tensor_value(as_list=False) >= 0):
+            return "SAME"
+        return None
+
+    return determine
 
 
 @contextlib.contextmanager
@@ -274,8 +448,12 @@ def corrected_handlers() -> Iterator[None]:
     import tf2onnx.onnx_opset  # noqa: F401 - registers the handlers (first export of a process)
     from tf2onnx import constants
     from tf2onnx.handler import tf_op
+    from tf2onnx.rewriter import conv_dilations_rewriter as dilations
 
-    saved: list[tuple[dict, str, Any]] = []
+    saved: list[tuple[Any, str, Any]] = [
+        (dilations.__dict__, "determine_pad_mode", dilations.determine_pad_mode)
+    ]
+    dilations.determine_pad_mode = _dilated_same(dilations.determine_pad_mode)
     for handlers in tf_op.get_opsets().get(constants.ONNX_DOMAIN, []):
         for name, correct in CORRECTIONS.items():
             if name not in handlers:
