@@ -70,6 +70,29 @@ class TFVariable:
     trainable: bool
 
 
+def variable_names(variables: Any) -> list[str]:
+    """The name of each of `variables` (``.path`` in Keras 3, else ``.name``), unique: a
+    name met again gets ``_1``, ``_2``, ... (the first free one). Keras 3 paths need not be
+    unique: a layer made in another's ``__init__`` takes no scope from it, so two Swin
+    blocks' ``attn`` layers both hold ``attn/relative_position_bias_table``."""
+    raw = [str(getattr(v, "path", None) or v.name) for v in variables]
+    taken: set[str] = set(raw)
+    seen: set[str] = set()
+    out = []
+    for name in raw:
+        if name in seen:
+            stem, dot, tail = name.rpartition(":")
+            stem, tail = (stem, dot + tail) if dot and tail.isdigit() else (name, "")
+            i = 1
+            while f"{stem}_{i}{tail}" in taken:
+                i += 1
+            name = f"{stem}_{i}{tail}"
+            taken.add(name)
+        seen.add(name)
+        out.append(name)
+    return out
+
+
 @dataclass(frozen=True)
 class InitializerOrigin:
     """An ONNX initializer holds ``variable``'s value, rearranged by ``layout`` (a `LAYOUTS` key)."""

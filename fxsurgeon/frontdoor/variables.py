@@ -14,6 +14,7 @@ from ..source import (
     LAYOUTS,
     InitializerOrigin,
     TFVariable,
+    variable_names,
 )
 from .converters import TORCH_GATE_ORDER, torch_weights
 
@@ -26,7 +27,8 @@ def tf_variables_of(model: Any) -> list[tuple[TFVariable, Any]]:
     Trainable means what the model trains: a Keras model's ``trainable_variables``,
     which leaves out the variables of a layer set ``trainable = False`` (Whisper's
     frozen position table) though each keeps ``tf.Variable.trainable`` True. Without
-    that list (a SavedModel), the variable's own flag."""
+    that list (a SavedModel), the variable's own flag. Names are `variable_names`'
+    (unique)."""
     variables = getattr(model, "variables", None)
     if variables is None:
         serving = getattr(model, "signatures", {}).get("serving_default")
@@ -34,14 +36,15 @@ def tf_variables_of(model: Any) -> list[tuple[TFVariable, Any]]:
     listed = getattr(model, "trainable_variables", None)
     trained = {id(v) for v in listed} if listed is not None else None
     seen: set[int] = set()
-    out = []
+    once = []
     for v in variables:
-        if id(v) in seen:
-            continue
-        seen.add(id(v))
-        name = getattr(v, "path", None) or v.name
+        if id(v) not in seen:
+            seen.add(id(v))
+            once.append(v)
+    out = []
+    for name, v in zip(variable_names(once), once, strict=True):
         trainable = bool(v.trainable) if trained is None else id(v) in trained
-        out.append((TFVariable(str(name), tuple(int(d) for d in v.shape), trainable), v))
+        out.append((TFVariable(name, tuple(int(d) for d in v.shape), trainable), v))
     return out
 
 

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import fx
 
-from ..source import InitializerOrigin
+from ..source import InitializerOrigin, variable_names
 from .dataflow import structural_reason
 from .names import _scope_score
 from .records import ParameterOrigin, ParameterReport, _Use, _Variable
@@ -204,9 +204,11 @@ class _TFValues(Mapping):
 
     def __init__(self, model: Any):
         self._variables: dict[str, Any] = {}
-        for variable in getattr(model, "variables", []) if model is not None else ():
-            self._variables[getattr(variable, "path", None) or variable.name] = variable
-            self._variables[variable.name] = variable
+        once = list({id(v): v for v in getattr(model, "variables", None) or ()}.values())
+        for variable in once:
+            self._variables.setdefault(variable.name, variable)
+        # the front door's names (unique, `variable_names`) over the short ones
+        self._variables.update(zip(variable_names(once), once, strict=True))
         self._read: dict[int, torch.Tensor] = {}
 
     def __getitem__(self, name: str) -> torch.Tensor:
