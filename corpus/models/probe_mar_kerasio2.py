@@ -12,10 +12,9 @@
 * ``keras_deeplabv3p``: DeepLabV3+ on a small conv backbone: atrous convolutions, ASPP
   (image pooling, bilinear up-sampling), bilinear up-sampling to the low-level skip;
 * ``keras_melgan``: MelGAN's generator: weight-normalised Conv1D / Conv1DTranspose
-  (``g * v / ||v||``), dilated residual stacks, LeakyReLU, on mel frames of any length;
-* ``keras_ddpm_unet``: the DDPM U-Net: an int64 time step, sinusoidal time embedding and
-  MLP, GroupNormalization, swish, an einsum attention over the pixels
-  (``bhwc,bHWc->bhwHW``, softmax over a reshape), nearest up-sampling.
+  (``g * v / ||v||``), dilated residual stacks, LeakyReLU, on mel frames of any length.
+
+``probe_mar_kerasio3`` holds three more (the DDPM U-Net, TokenLearner, ViViT).
 
 ``nominal`` follows the examples' code, one comment per builder: ``linear`` counts Dense
 layers; convolutions are not counted; ``softmax`` counts the softmaxes that are not
@@ -25,7 +24,6 @@ attention.
 from __future__ import annotations
 
 import functools
-import math
 import types
 from typing import Any
 
@@ -554,125 +552,3 @@ def build_melgan() -> CorpusModel:
     # convolutions only
     nominal = {"linear": 0}
     return _corpus_model("keras_melgan", "audio", model, spec, make_inputs, nominal, (5, 9))
-
-
-# --------------------------------------------------------------------------- DDPM U-Net
-
-
-@functools.cache
-def _ddpm_layers() -> Any:
-    """keras.io/examples/generative/ddpm's layers (Keras 3 on TensorFlow)."""
-    keras = _keras()
-    tf = tf_module()
-    layers = keras.layers
-
-    class AttentionBlock(layers.Layer):
-        def __init__(self, units: int, groups: int, **kwargs: Any) -> None:
-            super().__init__(**kwargs)
-            self.units = units
-            self.norm = layers.GroupNormalization(groups=groups, name="norm")
-            self.query = layers.Dense(units, name="query")
-            self.key = layers.Dense(units, name="key")
-            self.value = layers.Dense(units, name="value")
-            self.proj = layers.Dense(units, name="proj")
-
-        def call(self, inputs: Any) -> Any:
-            batch, height, width = tf.shape(inputs)[0], tf.shape(inputs)[1], tf.shape(inputs)[2]
-            scale = tf.cast(self.units, tf.float32) ** (-0.5)
-            inputs = self.norm(inputs)
-            q, k, v = self.query(inputs), self.key(inputs), self.value(inputs)
-            score = tf.einsum("bhwc, bHWc->bhwHW", q, k) * scale
-            score = tf.reshape(score, [batch, height, width, height * width])
-            score = tf.nn.softmax(score, -1)
-            score = tf.reshape(score, [batch, height, width, height, width])
-            return inputs + self.proj(tf.einsum("bhwHW,bHWc->bhwc", score, v))
-
-    class TimeEmbedding(layers.Layer):
-        def __init__(self, dim: int, **kwargs: Any) -> None:
-            super().__init__(**kwargs)
-            half = dim // 2
-            self.emb = tf.exp(tf.range(half, dtype=tf.float32) * -(math.log(10000) / (half - 1)))
-
-        def call(self, inputs: Any) -> Any:
-            emb = tf.cast(inputs, dtype=tf.float32)[:, None] * self.emb[None, :]
-            return tf.concat([tf.sin(emb), tf.cos(emb)], axis=-1)
-
-    return AttentionBlock, TimeEmbedding
-
-
-@register("keras_ddpm_unet", family="keras")
-def build_ddpm_unet() -> CorpusModel:
-    """The DDPM U-Net on 8x8 images: widths (8, 16), attention at 16, one residual block a
-    level, GroupNormalization of 4 groups, first conv 8 channels (time embedding 32)."""
-    keras = _keras()
-    tf = tf_module()
-    layers = keras.layers
-    attention, time_embedding = _ddpm_layers()
-    swish = keras.activations.swish
-    widths, has_attention, groups, first = (8, 16), (False, True), 4, 8
-    names = iter(range(100))
-
-    def residual_block(x, t, width):
-        i = next(names)
-        residual = x
-        if x.shape[3] != width:
-            residual = layers.Conv2D(width, 1, name=f"rb{i}_skip")(x)
-        temb = layers.Dense(width, name=f"rb{i}_temb")(swish(t))[:, None, None, :]
-        x = swish(layers.GroupNormalization(groups=groups, name=f"rb{i}_gn1")(x))
-        x = layers.Conv2D(width, 3, padding="same", name=f"rb{i}_conv1")(x)
-        x = layers.Add(name=f"rb{i}_add_t")([x, temb])
-        x = swish(layers.GroupNormalization(groups=groups, name=f"rb{i}_gn2")(x))
-        x = layers.Conv2D(width, 3, padding="same", name=f"rb{i}_conv2")(x)
-        return layers.Add(name=f"rb{i}_add")([x, residual])
-
-    def attn(x, width):
-        return attention(width, groups, name=f"attn{next(names)}")(x)
-
-    image = keras.Input((8, 8, 3), name="image_input")
-    time = keras.Input((), dtype="int64", name="time_input")
-    x = layers.Conv2D(first, 3, padding="same", name="conv_in")(image)
-    temb = time_embedding(first * 4, name="time_embedding")(time)
-    temb = layers.Dense(first * 4, activation=swish, name="time_mlp_1")(temb)
-    temb = layers.Dense(first * 4, name="time_mlp_2")(temb)
-    skips = [x]
-    for i, width in enumerate(widths):
-        x = residual_block(x, temb, width)
-        if has_attention[i]:
-            x = attn(x, width)
-        skips.append(x)
-        if width != widths[-1]:
-            x = layers.Conv2D(width, 3, strides=2, padding="same", name=f"down_{i}")(x)
-            skips.append(x)
-    x = residual_block(x, temb, widths[-1])
-    x = attn(x, widths[-1])
-    x = residual_block(x, temb, widths[-1])
-    for i in reversed(range(len(widths))):
-        for _ in range(2):
-            x = layers.Concatenate(axis=-1)([x, skips.pop()])
-            x = residual_block(x, temb, widths[i])
-            if has_attention[i]:
-                x = attn(x, widths[i])
-        if i != 0:
-            x = layers.UpSampling2D(2, interpolation="nearest", name=f"up_{i}")(x)
-            x = layers.Conv2D(widths[i], 3, padding="same", name=f"up_conv_{i}")(x)
-    x = swish(layers.GroupNormalization(groups=groups, name="gn_out")(x))
-    y = layers.Conv2D(3, 3, padding="same", name="conv_out")(x)
-    model = keras.Model([image, time], y, name="ddpm_unet")
-
-    def make_inputs(batch_size: int, seed: int, size: int | None = None) -> dict:
-        rng = np.random.default_rng(seed)
-        return {
-            "image_input": rng.standard_normal((batch_size, 8, 8, 3)).astype(np.float32),
-            "time_input": rng.integers(0, 1000, batch_size).astype(np.int64),
-        }
-
-    # time MLP 2; a temb Dense per residual block: 2 down + 2 middle + 4 up = 8; attention
-    # blocks (1 down, 1 middle, 2 up) x (query, key, value, proj) = 16 -> 26 linear; sdpa 4
-    # (the einsum scores, softmax over a [b, h, w, h*w] reshape, einsum with v); no
-    # layer_norm (GroupNormalization), no gelu (swish)
-    nominal = {"sdpa": 4, "linear": 26, "layer_norm": 0, "gelu": 0}
-    spec = [
-        tf.TensorSpec((None, 8, 8, 3), tf.float32, name="image_input"),
-        tf.TensorSpec((None,), tf.int64, name="time_input"),
-    ]
-    return _corpus_model("keras_ddpm_unet", "keras", model, spec, make_inputs, nominal)
