@@ -8,7 +8,11 @@
   token grid, a sigmoid Conv2D of attention maps, Reshape + Permute, the maps times the
   tokens averaged over the grid (8 tokens out of 16);
 * ``keras_vivit``: Video ViT: Conv3D tubelet embedding of a video, learned positions,
-  transformer blocks with ``ops.gelu`` (tanh) MLPs.
+  transformer blocks with ``ops.gelu`` (tanh) MLPs;
+* ``keras_focalnet``: Focal Modulation Network: a Dense split into query, context and
+  gates (``ops.split`` by sizes), depthwise ``Conv2D(groups=dim)`` + gelu contexts after
+  ZeroPadding2D, a gated sum with a global-average context, a 1x1 Conv2D modulator times
+  the query.
 
 ``nominal`` follows the examples' code, one comment per builder: ``linear`` counts Dense
 and MultiHeadAttention projections; convolutions are not counted; ``softmax`` counts the
@@ -228,3 +232,82 @@ def build_ddpm_unet() -> CorpusModel:
         tf.TensorSpec((None,), tf.int64, name="time_input"),
     ]
     return _corpus_model("keras_ddpm_unet", "keras", model, spec, make_inputs, nominal)
+
+
+# --------------------------------------------------------------------------- FocalNet
+
+
+@functools.cache
+def _focal_layers() -> Any:
+    """keras.io/examples/vision/focal_modulation_network's modulation (Keras 3)."""
+    keras = _keras()
+    ops = keras.ops
+    layers = keras.layers
+
+    class FocalModulationLayer(layers.Layer):
+        def __init__(self, dim: int, focal_window: int, focal_level: int, **kwargs: Any):
+            super().__init__(**kwargs)
+            self.dim, self.focal_level = dim, focal_level
+            self.initial_proj = layers.Dense(2 * dim + focal_level + 1, name="initial_proj")
+            self.focal_layers = []
+            for idx in range(focal_level):
+                kernel = 2 * idx + focal_window
+                self.focal_layers.append(
+                    keras.Sequential(
+                        [
+                            layers.ZeroPadding2D(padding=(kernel // 2, kernel // 2)),
+                            layers.Conv2D(
+                                dim,
+                                kernel,
+                                activation=keras.activations.gelu,
+                                groups=dim,
+                                use_bias=False,
+                            ),
+                        ],
+                        name=f"focal_{idx}",
+                    )
+                )
+            self.gap = layers.GlobalAveragePooling2D(keepdims=True)
+            self.modulator_proj = layers.Conv2D(dim, (1, 1), name="modulator_proj")
+            self.proj = layers.Dense(dim, name="proj")
+
+        def call(self, x: Any) -> Any:
+            query, context, gates = ops.split(self.initial_proj(x), [self.dim, 2 * self.dim], -1)
+            context = self.focal_layers[0](context)
+            context_all = context * gates[..., 0:1]
+            for idx in range(1, self.focal_level):
+                context = self.focal_layers[idx](context)
+                context_all += context * gates[..., idx : idx + 1]
+            context_global = keras.activations.gelu(self.gap(context))
+            context_all += context_global * gates[..., self.focal_level :]
+            return self.proj(query * self.modulator_proj(context_all))
+
+    return FocalModulationLayer
+
+
+@register("keras_focalnet", family="keras")
+def build_focalnet() -> CorpusModel:
+    """A FocalNet on 16x16 images: a Conv2D patch embedding with LayerNormalization (a 4x4
+    grid), one block (focal level 2, window 3), a head."""
+    keras = _keras()
+    ops = keras.ops
+    layers = keras.layers
+    modulation = _focal_layers()
+    image = keras.Input(IMAGE, name="image")
+    h = layers.Conv2D(DIM, 4, strides=4, name="patch_embed")(image)
+    h = layers.LayerNormalization(epsilon=1e-5, name="patch_norm")(
+        layers.Reshape((16, DIM), name="patch_tokens")(h)
+    )
+    x = ops.reshape(h, (-1, 4, 4, DIM))
+    x = modulation(DIM, 3, 2, name="modulation")(x)
+    h = h + ops.reshape(x, (-1, 16, DIM))
+    x = layers.LayerNormalization(epsilon=1e-5, name="norm")(h)
+    x = layers.Dense(4 * DIM, activation="gelu", name="mlp_fc1")(x)
+    h = h + layers.Dense(DIM, name="mlp_fc2")(x)
+    h = layers.LayerNormalization(epsilon=1e-5, name="norm_final")(h)
+    y = layers.Dense(3, name="head")(layers.GlobalAveragePooling1D(name="pool")(h))
+    # initial_proj, proj, mlp 2, head -> 5 linear (the modulator is a 1x1 Conv2D);
+    # layer_norm 3; gelu: 2 focal convolutions + the global context + the MLP = 4
+    nominal = {"linear": 5, "layer_norm": 3, "gelu": 4}
+    model = keras.Model(image, y, name="focalnet")
+    return _image_model("keras_focalnet", model, nominal)
