@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 
 from ..registry import CorpusModel, register, tf_module
-from .keras_layers import _corpus_model, _keras
+from .keras_layers import SEQ_SIZES, _corpus_model, _keras, _sequence_inputs, _sequence_spec
+from .probe_jan_keras import _tfk
 from .probe_mar_kerasio2 import DIM, IMAGE, _image_model
 
 # --------------------------------------------------------------------------- TokenLearner
@@ -311,3 +312,30 @@ def build_focalnet() -> CorpusModel:
     nominal = {"linear": 5, "layer_norm": 3, "gelu": 4}
     model = keras.Model(image, y, name="focalnet")
     return _image_model("keras_focalnet", model, nominal)
+
+
+# --------------------------------------------------------------------------- TCN
+
+
+@register("tfk_tcn_dilated", family="rnn")
+def build_tcn_dilated() -> CorpusModel:
+    keras = _tfk()
+    layers = keras.layers
+    sequence = keras.Input((None, 6), name="sequence")
+    h = layers.Conv1D(8, 1, name="stem")(sequence)
+    for i, rate in enumerate((2, 4)):
+        tanh = layers.Conv1D(
+            8, 3, dilation_rate=rate, padding="causal", activation="tanh", name=f"filter_{i}"
+        )(h)
+        gate = layers.Conv1D(
+            8, 3, dilation_rate=rate, padding="causal", activation="sigmoid", name=f"gate_{i}"
+        )(h)
+        h = layers.Add(name=f"res_{i}")([h, layers.Multiply(name=f"gated_{i}")([tanh, gate])])
+    h = layers.Conv1D(8, 3, dilation_rate=3, padding="same", activation="relu", name="same")(h)
+    h = layers.SeparableConv1D(8, 3, dilation_rate=2, padding="same", name="separable")(h)
+    y = layers.Dense(3, name="logits")(layers.GlobalAveragePooling1D(name="pool")(h))
+    # convolutions only, and the Dense head: linear 1
+    model = keras.Model(sequence, y, name="tcn_dilated")
+    spec = [_sequence_spec("sequence", 6)]
+    inputs = _sequence_inputs("sequence", 6)
+    return _corpus_model("tfk_tcn_dilated", "rnn", model, spec, inputs, {"linear": 1}, SEQ_SIZES)
