@@ -307,7 +307,11 @@ def _extract_patches(func: Handler) -> Handler:
         x = ctx.make_node("Reshape", [x.output[0], _const(ctx, [-1, 1, 0, 0])], **scope)
         eye = np.eye(k, dtype=utils.map_onnx_to_numpy_type(dtype)).reshape(k, 1, rows, cols)
         kernel = ctx.make_const(utils.make_name("patch_kernel"), eye).output[0]
-        attr = {"kernel_shape": [rows, cols], "strides": strides, "dilations": rates}
+        attr: dict[str, Any] = {
+            "kernel_shape": [rows, cols],
+            "strides": strides,
+            "dilations": rates,
+        }
         sizes = shape[1:3]
         if same and all(s is not None and s >= 0 for s in sizes):
             pairs = [

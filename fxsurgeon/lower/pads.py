@@ -60,6 +60,7 @@ def non_constant_pads(torch_pads: list[int], rank: int, mode: str) -> list[int]:
 def uniform_value(ctx, value) -> Any:
     """The one value of a constant (a `Const`, a get_attr, or a reshape or ``expand`` of
     one) as a Python number, else None."""
+    tensor: Any
     if isinstance(value, Const):
         tensor = value.value
     else:

@@ -81,7 +81,8 @@ def _slabs(value: torch.Tensor, free: list[tuple[TFVariable, torch.Tensor]]):
         inner = value.numel() // size if size else 0
         if size < 2 or inner == 0:
             continue
-        start, slabs = 0, []
+        start = 0
+        slabs: list[tuple[int, int, TFVariable, tuple[int, ...]]] = []
         while start < size:
             piece = _next_slab(value, axis, start, inner, free, slabs)
             if piece is None:

@@ -227,7 +227,7 @@ class SymbolicShapes:
         known = {s: self.env.backed_var_to_val.get(s) for s in expr.free_symbols}
         if not known or any(s not in self._symbols or v is None for s, v in known.items()):
             return None
-        return expr, {s: int(v) for s, v in known.items()}
+        return expr, {s: int(v) for s, v in known.items() if v is not None}
 
     def _restart_with(self, hints: dict, why: str) -> None:
         """`HintTooSmall` for `hints` (symbol -> hint) unless they are the hints now."""
