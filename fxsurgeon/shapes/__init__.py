@@ -7,7 +7,6 @@ graph on two sets of example inputs and records ``node.meta["fxs_shape"]`` and
 ``node.meta["fxs_dtype"]``; the fuse phase uses it for nodes that rewrites made.
 """
 
-from .forced import assert_forced_dims
 from .propagate import (
     ExampleInputs,
     dtype_of,
@@ -18,7 +17,6 @@ from .propagate import (
 from .symbolic import ForcedDim, HintTooSmall, InputSignature, SymbolicShapes, signatures
 
 __all__ = [
-    "assert_forced_dims",
     "ForcedDim",
     "HintTooSmall",
     "InputSignature",
