@@ -39,8 +39,24 @@ def matmul_replacement(x, w):
     return F.linear(x, w.t())
 
 
+def _stored_weight(match: Match, name: str) -> bool:
+    """A weight constant, or a ``torch.cat`` of weight constants (a kernel built by
+    ``tf.concat`` of TF variables: each stays its own parameter)."""
+    if match.is_constant(name):
+        return True
+    node = match.node(name)
+    return (
+        node is not None
+        and node.op == "call_function"
+        and node.target is torch.cat
+        and isinstance(node.args[0], (list, tuple))
+        and len(node.args[0]) > 0
+        and all(match.is_constant(part) for part in node.args[0])
+    )
+
+
 def weight_check(match: Match) -> str | None:
-    if not match.is_constant("w"):
+    if not _stored_weight(match, "w"):
         return "the right operand is not a weight constant"
     shape, x_rank = match.shape("w"), match.rank("x")
     if shape is None or len(shape) < 2:

@@ -170,8 +170,10 @@ def _concat(ctx, mod, node, args):
     syms = [as_sym(a) for a in args]
     if all(s is not None and not s.scalar for s in syms) and any(isinstance(a, Sym) for a in args):
         return Sym([item for s in syms for item in s.items], dtype=syms[0].dtype)
-    if all(isinstance(a, Const) for a in args):
+    if all(isinstance(a, Const) for a in args) and not any(a.is_weight for a in args):
         return Const(torch.cat([a.value for a in args], dim=mod.axis))
+    # a Concat that reads a weight stays a torch.cat of its operands: folded, the weights
+    # would become one structural constant and their TF variables would be lost
     padded = pad_of_fills(ctx, args, mod.axis)
     if padded is not None:
         return padded
