@@ -24,7 +24,14 @@ new user would (tiny configs, every variable randomised, the helpers of `hf_text
 * ``hf_layoutlmv3_qa``: TFLayoutLMv3ForQuestionAnswering: hf_layoutlmv3 with the
   classification head (Dense + tanh, out_proj) on every token, split into start and end;
 * ``hf_cvt_cls``: TFCvtForImageClassification: the last stage's CLS token through a
-  LayerNorm into the classifier.
+  LayerNorm into the classifier;
+* ``hf_layoutlmv3_visual_tokcls``: TFLayoutLMv3ForTokenClassification with
+  ``visual_embed=True``: the page image as patches (Conv2D, a CLS token, learned positions,
+  a LayerNorm) appended to the text tokens, a fixed visual bbox grid, the relative 1-D and
+  2-D biases over both, logits on the text tokens;
+* ``hf_blip_cosine``: TFBlipForImageTextRetrieval with ``use_itm_head=False`` (a Keras
+  wrapper passes it): the image and text [CLS] states projected, each
+  ``tf.linalg.normalize``-d, and the image x text cosine-similarity matrix.
 
 The ``nominal`` counts follow the TF modelling source, one comment per builder.
 """
@@ -472,4 +479,114 @@ def build_cvt_cls() -> CorpusModel:
         config,
         ("logits",),
         nominal,
+    )
+
+
+@register("hf_layoutlmv3_visual_tokcls", family="encoder")
+def build_layoutlmv3_visual_tokcls() -> CorpusModel:
+    from transformers import LayoutLMv3Config, TFLayoutLMv3ForTokenClassification
+
+    tf = tf_module()
+    config = LayoutLMv3Config(
+        **TINY,
+        max_2d_position_embeddings=64,
+        coordinate_size=6,
+        shape_size=4,
+        visual_embed=True,
+        input_size=32,
+        patch_size=8,
+        num_channels=3,
+        has_relative_attention_bias=True,
+        has_spatial_attention_bias=True,
+        num_labels=5,
+    )
+    layout = _layoutlmv3_inputs(config.vocab_size, config.max_2d_position_embeddings)
+
+    def make_inputs(batch_size: int, seed: int, size: int | None = None) -> dict[str, Any]:
+        arrays = layout(batch_size, seed, size)
+        rng = np.random.default_rng(seed + 2)
+        pixels = rng.standard_normal((batch_size, *IMAGE)).astype(np.float32)
+        return {**arrays, "pixel_values": pixels}
+
+    model = TFLayoutLMv3ForTokenClassification(config)
+    model(make_inputs(1, 0), training=False)
+    randomize(model)
+    # modeling_tf_layoutlmv3.py: hf_layoutlmv3's 15 linear + the classifier (num_labels < 10:
+    # one Dense) = 16 (patch_embed is a Conv2D); layer_norm: text embeddings 1 + embed_image's
+    # norm 1 + the LayerNorm of the joined text + visual tokens 1 + 2 x 2 = 7; gelu 2; sdpa 2
+    nominal = dict(sdpa=2, layer_norm=7, gelu=2, linear=16, rms_norm=0)
+    return CorpusModel(
+        name="hf_layoutlmv3_visual_tokcls",
+        family="encoder",
+        model=model,
+        input_signature=[
+            tf.TensorSpec((None, None), tf.int32, name="input_ids"),
+            tf.TensorSpec((None, None, 4), tf.int32, name="bbox"),
+            tf.TensorSpec((None, None), tf.int32, name="attention_mask"),
+            tf.TensorSpec((None, *IMAGE), tf.float32, name="pixel_values"),
+        ],
+        output_names=("logits",),
+        make_inputs=make_inputs,
+        tf_outputs=hf_outputs(model, ("logits",)),
+        trainable_params=trainable_count(model),
+        sizes=SIZES,
+        nominal=nominal,
+        dynamic_axes={"bbox": [1]},
+        twin=hf_twin(model, "LayoutLMv3ForTokenClassification"),
+        twin_inputs=mixed_torch_inputs,
+    )
+
+
+@register("hf_blip_cosine", family="vision")
+def build_blip_cosine() -> CorpusModel:
+    from transformers import BlipConfig, TFBlipForImageTextRetrieval
+    from transformers.modeling_tf_utils import keras
+
+    tf = tf_module()
+    tower = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4)
+    config = BlipConfig(
+        text_config=dict(tower, vocab_size=99, max_position_embeddings=32),
+        vision_config=dict(tower, image_size=32, patch_size=8, hidden_act="gelu", num_channels=3),
+        projection_dim=16,
+    )
+    blip = TFBlipForImageTextRetrieval(config)
+    make_inputs = _text_and_pixels(99)
+    blip(make_inputs(1, 0), training=False)
+    randomize(blip)
+
+    class Cosine(keras.Model):
+        """The retrieval model's similarity path, as a user calls it for ranking."""
+
+        def __init__(self, inner: Any) -> None:
+            super().__init__(name="blip_cosine")
+            self.inner = inner
+
+        def call(self, inputs: Any, training: bool = False) -> dict[str, Any]:
+            out = self.inner(inputs, use_itm_head=False, training=training)
+            return {"itm_score": out["itm_score"]}
+
+    model = Cosine(blip)
+    # modeling_tf_blip.py, use_itm_head=False: the vision tower (8 linear, 2 gelu, 2 sdpa,
+    # layer_norm 2 x 2 + post_layernorm = 5), the text encoder without image (2 x (q, k, v,
+    # o, intermediate, output) = 12 linear, embeddings LN + 2 x 2 = 5 layer_norm, 2 gelu, 2
+    # sdpa), vision_proj + text_proj 2 linear: linear 22, layer_norm 10, gelu 4, sdpa 4. The
+    # ITM branch (cross-attention, itm_head) is computed but unused: pruned.
+    nominal = dict(sdpa=4, layer_norm=10, gelu=4, linear=22, rms_norm=0)
+    return CorpusModel(
+        name="hf_blip_cosine",
+        family="vision",
+        model=model,
+        input_signature={
+            "input_ids": tf.TensorSpec((None, None), tf.int32, name="input_ids"),
+            "pixel_values": tf.TensorSpec((None, *IMAGE), tf.float32, name="pixel_values"),
+            "attention_mask": tf.TensorSpec((None, None), tf.int32, name="attention_mask"),
+        },
+        output_names=("itm_score",),
+        make_inputs=make_inputs,
+        tf_outputs=hf_outputs(model, ("itm_score",)),
+        trainable_params=trainable_count(model),
+        sizes=SIZES,
+        nominal=nominal,
+        twin=hf_twin(blip, "BlipForImageTextRetrieval"),
+        twin_inputs=mixed_torch_inputs,
     )

@@ -1,0 +1,224 @@
+"""March task-head probes, continued (`probe_mar_heads` holds the first fourteen).
+
+* ``hf_lxmert_pretraining``: TFLxmertForPreTraining: hf_lxmert's streams, the MLM head
+  (tied word embeddings plus a bias), the cross-modality match head on the pooled [CLS]
+  and the visual answer head (Dense, GeLU, LayerNorm, Dense); the object heads feed only
+  the losses and are pruned;
+* ``hf_speech2text_lm``: TFSpeech2TextForConditionalGeneration: hf_speech2text plus its
+  bias-free ``lm_head``;
+* ``hf_xglm_lm``: TFXGLMForCausalLM: hf_xglm plus its bias-free ``lm_head``;
+* ``hf_wav2vec2_seqcls``: TFWav2Vec2ForSequenceClassification on padded audio with its
+  attention_mask and ``use_weighted_layer_sum``: the frame mask from the conv output-length
+  formula, a softmax over learned per-layer weights, the projector and a masked mean.
+
+The ``nominal`` counts follow the TF modelling source, one comment per builder.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..registry import (
+    CorpusModel,
+    hf_outputs,
+    hf_twin,
+    randomize,
+    register,
+    tf_module,
+    trainable_count,
+)
+from .hf_audio import (
+    AUDIO_DEFAULT,
+    AUDIO_SIZES,
+    S2T_DEFAULT,
+    S2T_SIZES,
+    _s2t_inputs,
+    _wave_config,
+    torch_inputs,
+)
+from .hf_text import SIZES, TINY, VOCAB, _hf_model
+from .probe_jan_text import VISUAL_FEATS, _lxmert_inputs, _lxmert_torch_inputs
+
+
+@register("hf_lxmert_pretraining", family="encoder")
+def build_lxmert_pretraining() -> CorpusModel:
+    from transformers import LxmertConfig, TFLxmertForPreTraining
+
+    tf = tf_module()
+    config = LxmertConfig(
+        vocab_size=TINY["vocab_size"],
+        hidden_size=32,
+        num_attention_heads=4,
+        intermediate_size=37,
+        max_position_embeddings=64,
+        l_layers=1,
+        r_layers=1,
+        x_layers=1,
+        visual_feat_dim=VISUAL_FEATS,
+        visual_pos_dim=4,
+        num_qa_labels=7,
+        num_object_labels=11,
+        num_attr_labels=5,
+    )
+    make_inputs = _lxmert_inputs(config.vocab_size)
+    model = TFLxmertForPreTraining(config)
+    model(make_inputs(1, 0))
+    randomize(model)
+    # modeling_tf_lxmert.py: hf_lxmert's linear 35, layer_norm 13, gelu 4, sdpa 6; cls: MLM
+    # transform dense + the tied decoder (word_embeddings^T + bias) = 2 linear, its LayerNorm
+    # and gelu; seq_relationship 1 linear; answer_head: logit_fc Dense, GeLU, LayerNorm, Dense
+    # = 2 linear, 1 layer_norm, 1 gelu. linear 40, layer_norm 15, gelu 6, sdpa 6
+    nominal = dict(sdpa=6, layer_norm=15, gelu=6, linear=40, rms_norm=0)
+    outputs = ("prediction_logits", "cross_relationship_score", "question_answering_score")
+    specs = {
+        "input_ids": tf.TensorSpec((None, None), tf.int32, name="input_ids"),
+        "visual_feats": tf.TensorSpec((None, None, VISUAL_FEATS), tf.float32, name="visual_feats"),
+        "visual_pos": tf.TensorSpec((None, None, 4), tf.float32, name="visual_pos"),
+        "attention_mask": tf.TensorSpec((None, None), tf.int32, name="attention_mask"),
+        "token_type_ids": tf.TensorSpec((None, None), tf.int32, name="token_type_ids"),
+    }
+    return CorpusModel(
+        name="hf_lxmert_pretraining",
+        family="encoder",
+        model=model,
+        input_signature=specs,
+        output_names=outputs,
+        make_inputs=make_inputs,
+        tf_outputs=hf_outputs(model, outputs),
+        trainable_params=trainable_count(model),
+        sizes=SIZES,
+        nominal=nominal,
+        dynamic_axes={"visual_feats": [1], "visual_pos": [1]},
+        twin=hf_twin(model, "LxmertForPreTraining"),
+        twin_inputs=_lxmert_torch_inputs,
+    )
+
+
+@register("hf_speech2text_lm", family="audio")
+def build_speech2text_lm() -> CorpusModel:
+    tf = tf_module()
+    from transformers import Speech2TextConfig, TFSpeech2TextForConditionalGeneration
+
+    config = Speech2TextConfig(
+        vocab_size=99,
+        d_model=32,
+        encoder_layers=2,
+        decoder_layers=2,
+        encoder_attention_heads=4,
+        decoder_attention_heads=4,
+        encoder_ffn_dim=37,
+        decoder_ffn_dim=37,
+        conv_channels=16,
+        input_feat_per_channel=16,
+        max_source_positions=64,
+        max_target_positions=64,
+        activation_function="relu",
+        scale_embedding=True,
+        use_cache=False,
+    )
+    make_inputs = _s2t_inputs(config.vocab_size, config.input_feat_per_channel)
+    model = TFSpeech2TextForConditionalGeneration(config)
+    model(make_inputs(1, 0), training=False)
+    randomize(model)
+    outputs = ("logits", "encoder_last_hidden_state")
+    # modeling_tf_speech_to_text.py: hf_speech2text's 32 linear + lm_head (Dense, no bias) =
+    # 33; layer_norm 12; relu: 0 gelu; sdpa 6
+    nominal = {"sdpa": 6, "linear": 33, "layer_norm": 12, "rms_norm": 0, "gelu": 0}
+    return CorpusModel(
+        name="hf_speech2text_lm",
+        family="audio",
+        model=model,
+        input_signature=[
+            tf.TensorSpec(
+                (None, S2T_DEFAULT, config.input_feat_per_channel),
+                tf.float32,
+                name="input_features",
+            ),
+            tf.TensorSpec((None, None), tf.int32, name="attention_mask"),
+            tf.TensorSpec((None, None), tf.int32, name="decoder_input_ids"),
+            tf.TensorSpec((None, None), tf.int32, name="decoder_attention_mask"),
+        ],
+        output_names=outputs,
+        make_inputs=make_inputs,
+        tf_outputs=hf_outputs(model, outputs),
+        trainable_params=trainable_count(model),
+        sizes=S2T_SIZES,
+        nominal=nominal,
+        dynamic_axes={"input_features": [1]},
+        twin=hf_twin(model, "Speech2TextForConditionalGeneration"),
+        twin_inputs=torch_inputs,
+    )
+
+
+@register("hf_xglm_lm", family="decoder")
+def build_xglm_lm() -> CorpusModel:
+    from transformers import TFXGLMForCausalLM, XGLMConfig
+
+    config = XGLMConfig(
+        vocab_size=VOCAB,
+        d_model=32,
+        num_layers=2,
+        attention_heads=4,
+        ffn_dim=37,
+        max_position_embeddings=64,
+        use_cache=False,
+    )
+    # modeling_tf_xglm.py: hf_xglm's 12 linear + lm_head (Dense, no bias) = 13; layer_norm 5;
+    # gelu 2; sdpa 2
+    nominal = dict(sdpa=2, layer_norm=5, gelu=2, linear=13)
+    return _hf_model(
+        "hf_xglm_lm",
+        "decoder",
+        TFXGLMForCausalLM,
+        config,
+        "XGLMForCausalLM",
+        nominal,
+        outputs=("logits",),
+    )
+
+
+def _padded_wave(batch_size: int, seed: int, size: int | None = None) -> dict[str, np.ndarray]:
+    """Audio with zeros after each row's length, and the mask saying so (the last row full)."""
+    rng = np.random.default_rng(seed)
+    samples = size or AUDIO_DEFAULT
+    lengths = rng.integers(samples // 2, samples + 1, batch_size)
+    lengths[-1] = samples
+    mask = (np.arange(samples)[None, :] < lengths[:, None]).astype(np.int32)
+    wave = rng.standard_normal((batch_size, samples)).astype(np.float32) * mask
+    return {"input_values": wave.astype(np.float32), "attention_mask": mask}
+
+
+@register("hf_wav2vec2_seqcls", family="audio")
+def build_wav2vec2_seqcls() -> CorpusModel:
+    from transformers import TFWav2Vec2ForSequenceClassification, Wav2Vec2Config
+
+    tf = tf_module()
+    config = _wave_config(Wav2Vec2Config)
+    config.use_weighted_layer_sum = True
+    config.classifier_proj_size = 16
+    config.num_labels = 3
+    model = TFWav2Vec2ForSequenceClassification(config)
+    model(_padded_wave(1, 0), training=False)
+    randomize(model)
+    # modeling_tf_wav2vec2.py: hf_wav2vec2's linear 13, layer_norm 6, gelu 6, sdpa 2 (now
+    # with the padding mask) + projector + classifier = 15 linear; the softmax of the
+    # layer_weights is no attention: softmax 1
+    nominal = {"sdpa": 2, "linear": 15, "layer_norm": 6, "rms_norm": 0, "gelu": 6, "softmax": 1}
+    return CorpusModel(
+        name="hf_wav2vec2_seqcls",
+        family="audio",
+        model=model,
+        input_signature=[
+            tf.TensorSpec((None, AUDIO_DEFAULT), tf.float32, name="input_values"),
+            tf.TensorSpec((None, AUDIO_DEFAULT), tf.int32, name="attention_mask"),
+        ],
+        output_names=("logits",),
+        make_inputs=_padded_wave,
+        tf_outputs=hf_outputs(model, ("logits",)),
+        trainable_params=trainable_count(model),
+        sizes=AUDIO_SIZES,
+        nominal=nominal,
+        dynamic_axes={"input_values": [1], "attention_mask": [1]},
+        twin=hf_twin(model, "Wav2Vec2ForSequenceClassification"),
+        twin_inputs=torch_inputs,
+    )
