@@ -3,13 +3,15 @@
 * ``hf_lxmert_pretraining``: TFLxmertForPreTraining: hf_lxmert's streams, the MLM head
   (tied word embeddings plus a bias), the cross-modality match head on the pooled [CLS]
   and the visual answer head (Dense, GeLU, LayerNorm, Dense); the object heads feed only
-  the losses and are pruned;
+  the losses, so they and the vision stream's last half-layer are pruned;
 * ``hf_speech2text_lm``: TFSpeech2TextForConditionalGeneration: hf_speech2text plus its
   bias-free ``lm_head``;
 * ``hf_xglm_lm``: TFXGLMForCausalLM: hf_xglm plus its bias-free ``lm_head``;
 * ``hf_wav2vec2_seqcls``: TFWav2Vec2ForSequenceClassification on padded audio with its
   attention_mask and ``use_weighted_layer_sum``: the frame mask from the conv output-length
-  formula, a softmax over learned per-layer weights, the projector and a masked mean.
+  formula, a softmax over learned per-layer weights, the projector and a masked mean;
+* ``hf_swin_cls``, ``hf_mobilevit_cls``, ``hf_regnet_cls``: the image-classification heads
+  of hf_swin, hf_mobilevit and hf_regnet (pooled features into a Dense; RegNet flattens).
 
 The ``nominal`` counts follow the TF modelling source, one comment per builder.
 """
@@ -37,6 +39,7 @@ from .hf_audio import (
     torch_inputs,
 )
 from .hf_text import SIZES, TINY, VOCAB, _hf_model
+from .hf_vision import _vision
 from .probe_jan_text import VISUAL_FEATS, _lxmert_inputs, _lxmert_torch_inputs
 
 
@@ -64,11 +67,15 @@ def build_lxmert_pretraining() -> CorpusModel:
     model = TFLxmertForPreTraining(config)
     model(make_inputs(1, 0))
     randomize(model)
-    # modeling_tf_lxmert.py: hf_lxmert's linear 35, layer_norm 13, gelu 4, sdpa 6; cls: MLM
-    # transform dense + the tied decoder (word_embeddings^T + bias) = 2 linear, its LayerNorm
-    # and gelu; seq_relationship 1 linear; answer_head: logit_fc Dense, GeLU, LayerNorm, Dense
-    # = 2 linear, 1 layer_norm, 1 gelu. linear 40, layer_norm 15, gelu 6, sdpa 6
-    nominal = dict(sdpa=6, layer_norm=15, gelu=6, linear=40, rms_norm=0)
+    # modeling_tf_lxmert.py: hf_lxmert's linear 35, layer_norm 13, gelu 4, sdpa 6, less what
+    # only the vision stream's output reads (no head reads it: pruned): the cross-modality
+    # layer's vision -> language attention (q, k, v, o, LN, 1 sdpa), visn_self_att (q, k, v, o,
+    # LN, 1 sdpa) and visn inter + output (2 linear, LN, 1 gelu) = -10 linear, -3 layer_norm,
+    # -2 sdpa, -1 gelu. Heads: cls MLM transform dense + the tied decoder (word_embeddings^T +
+    # bias) = 2 linear, its LayerNorm and gelu; seq_relationship 1 linear; answer_head:
+    # logit_fc Dense, GeLU, LayerNorm, Dense = 2 linear, 1 layer_norm, 1 gelu.
+    # linear 25 + 5 = 30, layer_norm 10 + 2 = 12, gelu 3 + 2 = 5, sdpa 4
+    nominal = dict(sdpa=4, layer_norm=12, gelu=5, linear=30, rms_norm=0)
     outputs = ("prediction_logits", "cross_relationship_score", "question_answering_score")
     specs = {
         "input_ids": tf.TensorSpec((None, None), tf.int32, name="input_ids"),
@@ -221,4 +228,82 @@ def build_wav2vec2_seqcls() -> CorpusModel:
         dynamic_axes={"input_values": [1], "attention_mask": [1]},
         twin=hf_twin(model, "Wav2Vec2ForSequenceClassification"),
         twin_inputs=torch_inputs,
+    )
+
+
+@register("hf_swin_cls", family="vision")
+def build_swin_cls() -> CorpusModel:
+    from transformers import SwinConfig
+
+    config = SwinConfig(
+        image_size=32,
+        patch_size=4,
+        embed_dim=16,
+        depths=[2, 2],
+        num_heads=[2, 4],
+        window_size=4,
+        mlp_ratio=2.0,
+        hidden_act="gelu",
+        num_labels=5,
+    )
+    # modeling_tf_swin.py: hf_swin's sdpa 4, gelu 4, layer_norm 11, linear 25 + classifier 26
+    nominal = {"sdpa": 4, "linear": 26, "layer_norm": 11, "gelu": 4}
+    return _vision(
+        "hf_swin_cls",
+        "TFSwinForImageClassification",
+        "SwinForImageClassification",
+        config,
+        ("logits",),
+        nominal,
+    )
+
+
+@register("hf_mobilevit_cls", family="vision")
+def build_mobilevit_cls() -> CorpusModel:
+    from transformers import MobileViTConfig
+
+    config = MobileViTConfig(
+        image_size=64,
+        patch_size=2,
+        hidden_sizes=[16, 24, 32],
+        neck_hidden_sizes=[8, 8, 16, 16, 24, 32, 64],
+        num_attention_heads=4,
+        mlp_ratio=2.0,
+        expand_ratio=2.0,
+        hidden_act="silu",
+        num_labels=5,
+    )
+    # modeling_tf_mobilevit.py: hf_mobilevit's sdpa 9, layer_norm 21, linear 54 + classifier 55
+    nominal = {"sdpa": 9, "linear": 55, "layer_norm": 21}
+    return _vision(
+        "hf_mobilevit_cls",
+        "TFMobileViTForImageClassification",
+        "MobileViTForImageClassification",
+        config,
+        ("logits",),
+        nominal,
+    )
+
+
+@register("hf_regnet_cls", family="vision")
+def build_regnet_cls() -> CorpusModel:
+    from transformers import RegNetConfig
+
+    config = RegNetConfig(
+        image_size=32,
+        embedding_size=16,
+        hidden_sizes=[16, 32],
+        depths=[1, 2],
+        groups_width=8,
+        layer_type="y",
+        num_labels=5,
+    )
+    # modeling_tf_regnet.py: convolutions only, then the classifier (Flatten, Dense) = 1 linear
+    return _vision(
+        "hf_regnet_cls",
+        "TFRegNetForImageClassification",
+        "RegNetForImageClassification",
+        config,
+        ("logits",),
+        {"linear": 1},
     )
