@@ -157,8 +157,22 @@ def _s2t_inputs(vocab_size: int, features: int) -> Any:
 @register("hf_speech2text", family="audio")
 def build_speech2text() -> CorpusModel:
     """Speech2Text: conv subsampler (2 strided Conv1D + GLU), pre-LN encoder-decoder, ReLU."""
+    # sdpa: enc 2x self + dec 2x(self, cross) = 6
+    # linear: enc 2x(q,k,v,o,fc1,fc2) + dec 2x(self qkvo, cross qkvo, fc1, fc2) = 12 + 20 = 32
+    # layer_norm: enc (2x(self_attn, final) + layer_norm) + dec (2x(self, cross, final) + layer_norm) = 5 + 7 = 12
+    # gelu: activation_function="relu" (the subsampler's GLU is not a GELU) = 0
+    nominal = {"sdpa": 6, "linear": 32, "layer_norm": 12, "rms_norm": 0, "gelu": 0}
+    outputs = ("last_hidden_state", "encoder_last_hidden_state")
+    return speech2text("hf_speech2text", "TFSpeech2TextModel", "Speech2TextModel", outputs, nominal)
+
+
+def speech2text(
+    name: str, tf_class: str, pt_class: str, outputs: tuple[str, ...], nominal: dict[str, int]
+) -> CorpusModel:
+    """A tiny Speech2Text model of transformers class `tf_class` (features, masks, decoder ids)."""
     tf = tf_module()
-    from transformers import Speech2TextConfig, TFSpeech2TextModel
+    import transformers
+    from transformers import Speech2TextConfig
 
     config = Speech2TextConfig(
         vocab_size=99,
@@ -178,17 +192,11 @@ def build_speech2text() -> CorpusModel:
         use_cache=False,
     )
     make_inputs = _s2t_inputs(config.vocab_size, config.input_feat_per_channel)
-    model = TFSpeech2TextModel(config)
+    model = getattr(transformers, tf_class)(config)
     model(make_inputs(1, 0), training=False)
     randomize(model)
-    outputs = ("last_hidden_state", "encoder_last_hidden_state")
-    # sdpa: enc 2x self + dec 2x(self, cross) = 6
-    # linear: enc 2x(q,k,v,o,fc1,fc2) + dec 2x(self qkvo, cross qkvo, fc1, fc2) = 12 + 20 = 32
-    # layer_norm: enc (2x(self_attn, final) + layer_norm) + dec (2x(self, cross, final) + layer_norm) = 5 + 7 = 12
-    # gelu: activation_function="relu" (the subsampler's GLU is not a GELU) = 0
-    nominal = {"sdpa": 6, "linear": 32, "layer_norm": 12, "rms_norm": 0, "gelu": 0}
     return CorpusModel(
-        name="hf_speech2text",
+        name=name,
         family="audio",
         model=model,
         input_signature=[
@@ -208,6 +216,6 @@ def build_speech2text() -> CorpusModel:
         sizes=S2T_SIZES,
         nominal=nominal,
         dynamic_axes={"input_features": [1]},
-        twin=hf_twin(model, "Speech2TextModel"),
+        twin=hf_twin(model, pt_class),
         twin_inputs=torch_inputs,
     )

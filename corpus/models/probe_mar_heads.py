@@ -60,7 +60,7 @@ from .hf_text import SIZES, TINY, VOCAB, _hf_model
 from .hf_vision import _vision
 from .probe_dec import _LAYOUT_INPUTS, _layoutlmv3_inputs
 from .probe_mar_text import _seq2seq_head
-from .probe_more import WHISPER_FRAMES, WHISPER_MELS, WHISPER_SIZES, _whisper_inputs
+from .probe_more import whisper
 
 IMAGE = (3, 32, 32)
 
@@ -68,53 +68,16 @@ IMAGE = (3, 32, 32)
 @register("hf_whisper_lm", family="audio")
 def build_whisper_lm() -> CorpusModel:
     """TFWhisperForConditionalGeneration: logits = decoder output @ embed_tokens^T."""
-    tf = tf_module()
-    from transformers import TFWhisperForConditionalGeneration, WhisperConfig
-
-    config = WhisperConfig(
-        vocab_size=99,
-        num_mel_bins=WHISPER_MELS,
-        d_model=32,
-        encoder_layers=2,
-        decoder_layers=2,
-        encoder_attention_heads=4,
-        decoder_attention_heads=4,
-        encoder_ffn_dim=37,
-        decoder_ffn_dim=37,
-        max_source_positions=WHISPER_FRAMES // 2,
-        max_target_positions=64,
-        activation_function="gelu",
-        pad_token_id=1,
-        bos_token_id=2,
-        eos_token_id=3,
-        decoder_start_token_id=2,
-        use_cache=False,
-    )
-    make_inputs = _whisper_inputs(config.vocab_size)
-    model = TFWhisperForConditionalGeneration(config)
-    model(make_inputs(1, 0), training=False)
-    randomize(model)
-    outputs = ("logits", "encoder_last_hidden_state")
     # modeling_tf_whisper.py: hf_whisper's 32 linear + proj_out (TFWhisperForConditionalGeneration
     # .call: tf.matmul(decoder_last_hidden_state, embed_tokens.weights, transpose_b=True)) = 33;
     # sdpa 6, layer_norm 12, gelu 6 as hf_whisper
     nominal = {"sdpa": 6, "linear": 33, "layer_norm": 12, "rms_norm": 0, "gelu": 6}
-    return CorpusModel(
-        name="hf_whisper_lm",
-        family="audio",
-        model=model,
-        input_signature=[
-            tf.TensorSpec((None, WHISPER_MELS, WHISPER_FRAMES), tf.float32, name="input_features"),
-            tf.TensorSpec((None, None), tf.int32, name="decoder_input_ids"),
-        ],
-        output_names=outputs,
-        make_inputs=make_inputs,
-        tf_outputs=hf_outputs(model, outputs),
-        trainable_params=trainable_count(model),
-        sizes=WHISPER_SIZES,
-        nominal=nominal,
-        twin=hf_twin(model, "WhisperForConditionalGeneration"),
-        twin_inputs=mixed_torch_inputs,
+    return whisper(
+        "hf_whisper_lm",
+        "TFWhisperForConditionalGeneration",
+        "WhisperForConditionalGeneration",
+        ("logits", "encoder_last_hidden_state"),
+        nominal,
     )
 
 

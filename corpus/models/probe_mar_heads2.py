@@ -32,10 +32,8 @@ from ..registry import (
 from .hf_audio import (
     AUDIO_DEFAULT,
     AUDIO_SIZES,
-    S2T_DEFAULT,
-    S2T_SIZES,
-    _s2t_inputs,
     _wave_config,
+    speech2text,
     torch_inputs,
 )
 from .hf_text import SIZES, TINY, VOCAB, _hf_model
@@ -103,57 +101,15 @@ def build_lxmert_pretraining() -> CorpusModel:
 
 @register("hf_speech2text_lm", family="audio")
 def build_speech2text_lm() -> CorpusModel:
-    tf = tf_module()
-    from transformers import Speech2TextConfig, TFSpeech2TextForConditionalGeneration
-
-    config = Speech2TextConfig(
-        vocab_size=99,
-        d_model=32,
-        encoder_layers=2,
-        decoder_layers=2,
-        encoder_attention_heads=4,
-        decoder_attention_heads=4,
-        encoder_ffn_dim=37,
-        decoder_ffn_dim=37,
-        conv_channels=16,
-        input_feat_per_channel=16,
-        max_source_positions=64,
-        max_target_positions=64,
-        activation_function="relu",
-        scale_embedding=True,
-        use_cache=False,
-    )
-    make_inputs = _s2t_inputs(config.vocab_size, config.input_feat_per_channel)
-    model = TFSpeech2TextForConditionalGeneration(config)
-    model(make_inputs(1, 0), training=False)
-    randomize(model)
-    outputs = ("logits", "encoder_last_hidden_state")
     # modeling_tf_speech_to_text.py: hf_speech2text's 32 linear + lm_head (Dense, no bias) =
     # 33; layer_norm 12; relu: 0 gelu; sdpa 6
     nominal = {"sdpa": 6, "linear": 33, "layer_norm": 12, "rms_norm": 0, "gelu": 0}
-    return CorpusModel(
-        name="hf_speech2text_lm",
-        family="audio",
-        model=model,
-        input_signature=[
-            tf.TensorSpec(
-                (None, S2T_DEFAULT, config.input_feat_per_channel),
-                tf.float32,
-                name="input_features",
-            ),
-            tf.TensorSpec((None, None), tf.int32, name="attention_mask"),
-            tf.TensorSpec((None, None), tf.int32, name="decoder_input_ids"),
-            tf.TensorSpec((None, None), tf.int32, name="decoder_attention_mask"),
-        ],
-        output_names=outputs,
-        make_inputs=make_inputs,
-        tf_outputs=hf_outputs(model, outputs),
-        trainable_params=trainable_count(model),
-        sizes=S2T_SIZES,
-        nominal=nominal,
-        dynamic_axes={"input_features": [1]},
-        twin=hf_twin(model, "Speech2TextForConditionalGeneration"),
-        twin_inputs=torch_inputs,
+    return speech2text(
+        "hf_speech2text_lm",
+        "TFSpeech2TextForConditionalGeneration",
+        "Speech2TextForConditionalGeneration",
+        ("logits", "encoder_last_hidden_state"),
+        nominal,
     )
 
 

@@ -103,8 +103,35 @@ def _whisper_inputs(vocab_size: int) -> Any:
 def build_whisper() -> CorpusModel:
     """Whisper: 2 Conv1D (+ exact GELU) on log-mel frames, pre-LN encoder-decoder, learned
     decoder positions, encoder positions a fixed-length table (non-trainable in TF)."""
+    # modeling_tf_whisper.py:
+    # sdpa: enc 2x self + dec 2x(self, cross) = 6 (decoder causal, no decoder mask input)
+    # linear: enc 2x(q,k,v,o,fc1,fc2) + dec 2x(self qkvo, cross qkvo, fc1, fc2) = 12 + 20 = 32
+    #   (k_proj has no bias)
+    # layer_norm: enc 2x(self_attn, final) + layer_norm + dec 2x(self, cross, final) + layer_norm
+    #   = 5 + 7 = 12 (pre-LN)
+    # gelu: TFWhisperEncoder's keras.activations.gelu after conv1 and conv2 (exact) 2 +
+    #   activation_function="gelu" in 2 enc + 2 dec feed-forwards = 6
+    nominal = {"sdpa": 6, "linear": 32, "layer_norm": 12, "rms_norm": 0, "gelu": 6}
+    outputs = ("last_hidden_state", "encoder_last_hidden_state")
+    note = (
+        "encoder embed_positions (16 x 32) is frozen by its layer (trainable=False): "
+        "not in model.trainable_variables, though its tf.Variable.trainable stays True"
+    )
+    return whisper("hf_whisper", "TFWhisperModel", "WhisperModel", outputs, nominal, note)
+
+
+def whisper(
+    name: str,
+    tf_class: str,
+    pt_class: str,
+    outputs: tuple[str, ...],
+    nominal: dict[str, int],
+    note: str = "",
+) -> CorpusModel:
+    """A tiny Whisper model of transformers class `tf_class` (log-mel frames, decoder ids)."""
     tf = tf_module()
-    from transformers import TFWhisperModel, WhisperConfig
+    import transformers
+    from transformers import WhisperConfig
 
     config = WhisperConfig(
         vocab_size=99,
@@ -126,21 +153,11 @@ def build_whisper() -> CorpusModel:
         use_cache=False,
     )
     make_inputs = _whisper_inputs(config.vocab_size)
-    model = TFWhisperModel(config)
+    model = getattr(transformers, tf_class)(config)
     model(make_inputs(1, 0), training=False)
     randomize(model)
-    outputs = ("last_hidden_state", "encoder_last_hidden_state")
-    # modeling_tf_whisper.py:
-    # sdpa: enc 2x self + dec 2x(self, cross) = 6 (decoder causal, no decoder mask input)
-    # linear: enc 2x(q,k,v,o,fc1,fc2) + dec 2x(self qkvo, cross qkvo, fc1, fc2) = 12 + 20 = 32
-    #   (k_proj has no bias)
-    # layer_norm: enc 2x(self_attn, final) + layer_norm + dec 2x(self, cross, final) + layer_norm
-    #   = 5 + 7 = 12 (pre-LN)
-    # gelu: TFWhisperEncoder's keras.activations.gelu after conv1 and conv2 (exact) 2 +
-    #   activation_function="gelu" in 2 enc + 2 dec feed-forwards = 6
-    nominal = {"sdpa": 6, "linear": 32, "layer_norm": 12, "rms_norm": 0, "gelu": 6}
     return CorpusModel(
-        name="hf_whisper",
+        name=name,
         family="audio",
         model=model,
         input_signature=[
@@ -153,10 +170,9 @@ def build_whisper() -> CorpusModel:
         trainable_params=trainable_count(model),
         sizes=WHISPER_SIZES,
         nominal=nominal,
-        twin=hf_twin(model, "WhisperModel"),
+        twin=hf_twin(model, pt_class),
         twin_inputs=_audio_torch_inputs,
-        note="encoder embed_positions (16 x 32) is frozen by its layer (trainable=False): "
-        "not in model.trainable_variables, though its tf.Variable.trainable stays True",
+        note=note,
     )
 
 

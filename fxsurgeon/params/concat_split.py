@@ -22,6 +22,7 @@ import torch
 from torch import fx
 
 from ..source import TFVariable
+from .roles import _fetch
 from .tf_match import PermutedOrigin, _permutation_to
 
 #: The synthetic initializer name of slab ``i`` of ``initializer`` along ``axis``.
@@ -126,10 +127,3 @@ def _part(gm: fx.GraphModule, node: fx.Node, slab: torch.Tensor, index: int, nam
     part.meta["fxs_shape"] = tuple(slab.shape)
     part.meta["fxs_dtype"] = slab.dtype
     return part
-
-
-def _fetch(gm: fx.GraphModule, target: str) -> Any:
-    value: Any = gm
-    for part in target.split("."):
-        value = getattr(value, part, None)
-    return value
