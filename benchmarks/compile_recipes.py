@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 VARIANTS = ("eager", "default", "max-autotune", "options-freezing", "dynamic", "recipe")
+VARIANTS += ("recipe-dynamo",)
 
 
 def builders(fxsurgeon: Any) -> dict[str, Callable[[Any], Any]]:
@@ -37,7 +38,14 @@ def builders(fxsurgeon: Any) -> dict[str, Callable[[Any], Any]]:
         ),
         "dynamic": lambda m: fxsurgeon.compile(m, dynamic=True),
         "recipe": lambda m: fxsurgeon.compile(m, inference=True),
+        # the inference recipe until the Dynamo-free first signature: every call through Dynamo
+        "recipe-dynamo": lambda m: _through_dynamo(fxsurgeon.compile(m, inference=True)),
     }
+
+
+def _through_dynamo(compiled: Any) -> Any:
+    compiled.static = None
+    return compiled
 
 
 def main(argv: list[str] | None = None) -> int:

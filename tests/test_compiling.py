@@ -149,3 +149,68 @@ def test_eager_backend_inference_form_runs_without_grad() -> None:
     assert not got.requires_grad
     assert float((got - want).abs().max()) <= ATOL
     torch._dynamo.reset()
+
+
+def test_inference_form_calls_inductor_without_dynamo_for_its_first_signature() -> None:
+    """The first input signature is compiled by Inductor alone and looked up exactly: the
+    same shapes and strides reach that entry (Dynamo never runs), any other signature
+    (another batch, a transposed view, an autocast region) goes through torch.compile,
+    and every call equals eager."""
+    from torch._dynamo.utils import counters
+
+    model = optimized("keras_mlp").eval()
+    torch._dynamo.reset()
+    counters.clear()
+    compiled = fxsurgeon.compile(model, inference=True)
+    assert compiled.static is not None and compiled.static.limit == 1
+    first = _inputs("keras_mlp", 3, seed=5)
+    for _ in range(2):
+        got = compiled(*first)
+        with torch.no_grad():
+            assert float((got - model(*first)).abs().max()) <= ATOL
+    assert compiled.static.error is None and len(compiled.static.entries) == 1
+    assert counters["stats"]["calls_captured"] == 0  # Dynamo has not traced anything
+    other = _inputs("keras_mlp", 5, seed=6)
+    (x,) = first
+    strided = x.t().contiguous().t()  # the same shape, other strides
+    assert strided.shape == x.shape and strided.stride() != x.stride()
+    for inputs in (other, [strided]):
+        with torch.no_grad():
+            want = model(*inputs)
+        assert float((compiled(*inputs) - want).abs().max()) <= ATOL
+    assert len(compiled.static.entries) == 1
+    assert counters["stats"]["calls_captured"] > 0  # those went through Dynamo
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.no_grad():
+            want = model(*first)
+        got = compiled(*first)
+    assert got.dtype == want.dtype == torch.bfloat16  # the entry is fp32: Dynamo ran
+    torch._dynamo.reset()
+
+
+def test_inference_form_static_entries_follow_dynamic_and_fall_back_on_failure(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    model = optimized("keras_mlp").eval()
+    assert fxsurgeon.compile(model, inference=True, dynamic=True).static is None
+    torch._dynamo.reset()
+    each = fxsurgeon.compile(model, inference=True, dynamic=False)
+    assert each.static is not None and each.static.limit is None
+    for batch in (1, 2, 3):
+        inputs = _inputs("keras_mlp", batch, seed=batch)
+        with torch.no_grad():
+            assert float((each(*inputs) - model(*inputs)).abs().max()) <= ATOL
+    assert len(each.static.entries) == 3
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("cannot compile this graph without Dynamo")
+
+    monkeypatch.setattr(torch._inductor, "compile", refuse)
+    torch._dynamo.reset()
+    fallback = fxsurgeon.compile(model, inference=True)
+    inputs = _inputs("keras_mlp", 2, seed=7)
+    with torch.no_grad():
+        assert float((fallback(*inputs) - model(*inputs)).abs().max()) <= ATOL
+    assert fallback.static.entries == {}
+    assert "cannot compile this graph without Dynamo" in fallback.static.error
+    torch._dynamo.reset()
