@@ -96,14 +96,18 @@ def compile(  # noqa: A001 - fxsurgeon.compile mirrors torch.compile
     return NoGrad(compiled, freezing=freezing, static=static)
 
 
-Signature = tuple[tuple[tuple[int, ...], tuple[int, ...], torch.dtype, torch.device], ...]
+Signature = tuple[Any, ...]
 
 
 def _signature(args: tuple[Any, ...]) -> Signature | None:
-    """Shapes, strides, dtypes and devices of ``args``; None unless all are tensors."""
-    if not all(isinstance(a, torch.Tensor) for a in args):
-        return None
-    return tuple((tuple(a.shape), a.stride(), a.dtype, a.device) for a in args)
+    """Shape, strides, dtype and device of each of ``args`` in one flat tuple (the
+    lookup runs at every call); None unless all are tensors."""
+    key: list[Any] = []
+    for a in args:
+        if not isinstance(a, torch.Tensor):
+            return None
+        key += (a.shape, a.stride(), a.dtype, a.device)
+    return tuple(key)
 
 
 class Static:
@@ -122,8 +126,11 @@ class Static:
     def lookup(self, args: tuple[Any, ...]) -> Any:
         """The compiled graph for ``args`` (compiling it while there is room), or None."""
         signature = _signature(args)
-        if signature is None or any(torch.is_autocast_enabled(s[3].type) for s in signature):
-            return None  # an autocast region: Dynamo guards on it and compiles for it
+        if signature is None:
+            return None
+        for device in signature[3::4]:
+            if torch.is_autocast_enabled(device.type):
+                return None  # an autocast region: Dynamo guards on it and compiles for it
         found = self.entries.get(signature)
         if found is not None or self.error is not None:
             return found
