@@ -1,6 +1,6 @@
 """More of fxsurgeon's converters and lowerings against onnxruntime: Loop with a trip count
 (static, and from a run-time size with tf2onnx's repeated bound as its condition), and the
-Loops that are refused (a condition that may stop early or reads data, a while loop)."""
+Loops whose condition the proof does not cover, which run by the spec (`OnnxWhileLoop`)."""
 
 from __future__ import annotations
 
@@ -187,22 +187,22 @@ def test_loop_whose_condition_passes_its_input_through_runs_all_steps():
 
 
 @pytest.mark.parametrize(
-    "cond_nodes, inits, why",
+    "cond_nodes, inits, lowers",
     [
         # Stops after two steps whatever M is.
         (
             [helper.make_node("Less", ["time_next", "two"], ["c_out"])],
             [init("two", np.array(2, I64))],
-            "may be false",
+            True,
         ),
-        # Reads the data: a ReduceSum of the state.
+        # Reads the data: a ReduceSum of the state (and a scan output, whose length it decides).
         (
             [
                 helper.make_node("ReduceSum", ["h_next"], ["s"], keepdims=0),
                 helper.make_node("Less", ["s", "big"], ["c_out"]),
             ],
-            [init("big", np.array(100.0, F32))],
-            "ReduceSum",
+            [init("big", np.array(1.0, F32))],
+            False,
         ),
         # time + 2 < T is false after step M - 2.
         (
@@ -211,23 +211,33 @@ def test_loop_whose_condition_passes_its_input_through_runs_all_steps():
                 helper.make_node("Less", ["t2", "T"], ["c_out"]),
             ],
             [],
-            "may be false",
+            True,
         ),
     ],
+    ids=["two", "data", "ahead"],
 )
-def test_loop_whose_condition_may_stop_it_early_is_refused_naming_it(cond_nodes, inits, why):
+def test_loop_whose_condition_may_stop_it_early_runs_by_the_spec(cond_nodes, inits, lowers):
+    """M and a condition that may stop the loop before M: `OnnxWhileLoop`, both bounds."""
     model = rnn_loop_model("steps", cond_nodes, "c_out", extra_inits=inits)
     name_loop(model, "my_loop")
-    with pytest.raises(InputError, match=rf"'my_loop' \(op Loop\).*{why}"):
-        from_onnx(model)
+    for steps, batch in ((5, 2), (3, 3)):
+        optimized = assert_matches_ort(model, [rnd(steps, batch, 3)])
+    if lowers:
+        assert_lowered(optimized)
+    else:
+        assert list(fxsurgeon.report_of(optimized).unconverted) == ["OnnxWhileLoop"]
 
 
-def test_while_loop_without_trip_count_is_refused():
+def test_while_loop_without_trip_count_runs_by_the_spec():
+    """tf2onnx's condition compares the step and T cast to float: not decided as a
+    comparison of sizes (two rounded sizes), so the loop with its scan output is kept,
+    saying why; the converted module computes the spec."""
     go = init("go", np.array(True))
     model = rnn_loop_model("", TF_COND, "c_out", cond_init="go", extra_inits=[go])
-    name_loop(model, "while")
-    with pytest.raises(InputError, match=r"'while' \(op Loop\).*no trip count"):
-        from_onnx(model)
+    for steps, batch in ((4, 2), (2, 3)):
+        optimized = assert_matches_ort(model, [rnd(steps, batch, 3)])
+    (why,) = fxsurgeon.report_of(optimized).unconverted["OnnxWhileLoop"]
+    assert "scan outputs" in why and "the body's condition reads tensor data" in why
 
 
 # -- GatherND / ScatterND -----------------------------------------------------------------

@@ -1,7 +1,8 @@
 """ONNX Loop without a trip count (a while loop) against onnxruntime: tf_keras writes an RNN
 over a masked input of dynamic length so (``time + 1 < T``, T carried through, the initial
 condition ``0 < T``). Its trip count comes from the bound, with an offset when the counter
-runs ahead; the while loops whose condition gives no trip count are refused, naming them."""
+runs ahead; a while loop whose condition gives no trip count runs by the spec
+(`OnnxWhileLoop`, tests/test_while_loop_spec.py)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from onnx_cases import assert_lowered, assert_matches_ort, init
 from test_converters_more import TF_COND, name_loop, rnd, rnn_loop_model
 
 import fxsurgeon
-from fxsurgeon.errors import InputError
-from fxsurgeon.frontdoor.converters import OnnxLoop
+from fxsurgeon.frontdoor.converters import OnnxLoop, OnnxWhileLoop
+from fxsurgeon.lower import run_while
 from fxsurgeon.lower.loop import run_loop
 from fxsurgeon.tensorflow import from_onnx
 
@@ -69,22 +70,12 @@ def test_while_loop_whose_counter_runs_ahead_has_an_offset():
 
 
 @pytest.mark.parametrize(
-    "cond_nodes, outer_nodes, inits, why",
+    "cond_nodes, outer_nodes, inits, lowers",
     [
-        # The initial condition is a constant true: at T = 0 the loop still runs a step.
-        (KERAS_COND, [], [init("go", np.array(True))], "initial condition may hold"),
+        # The initial condition is a constant true: at T = 0 the loop would still run a step.
+        (KERAS_COND, [], [init("go", np.array(True))], True),
         # The initial condition 1 < T is false at T = 1, where the bound gives one step.
-        (KERAS_COND, [helper.make_node("Less", ["one", "steps"], ["go"])], [], "may be false"),
-        # Reads the data.
-        (
-            [
-                helper.make_node("ReduceSum", ["h_next"], ["s"], keepdims=0),
-                helper.make_node("Less", ["s", "big"], ["c_out"]),
-            ],
-            GO,
-            [init("big", np.array(100.0, np.float32))],
-            "ReduceSum",
-        ),
+        (KERAS_COND, [helper.make_node("Less", ["one", "steps"], ["go"])], [], True),
         # The counter grows by 2: not `counter < T`.
         (
             [
@@ -93,23 +84,52 @@ def test_while_loop_whose_counter_runs_ahead_has_an_offset():
             ],
             GO,
             [],
-            "no conjunct",
+            True,
+        ),
+        # Reads the data (and stops at T), and has a scan output: its length is the data's.
+        (
+            [
+                helper.make_node("ReduceSum", ["h_next"], ["s"], keepdims=0),
+                helper.make_node("Less", ["s", "big"], ["small"]),
+                helper.make_node("Less", ["time_next", "T"], ["more"]),
+                helper.make_node("And", ["small", "more"], ["c_out"]),
+            ],
+            GO,
+            [init("big", np.array(1.0, np.float32))],
+            False,
         ),
     ],
+    ids=["always", "ahead", "by_two", "data"],
 )
-def test_while_loop_without_a_bound_is_refused_naming_it(cond_nodes, outer_nodes, inits, why):
+def test_while_loop_without_a_bound_runs_by_the_spec(cond_nodes, outer_nodes, inits, lowers):
+    """No trip count is proven: `OnnxWhileLoop` runs the spec. A condition over sizes (the
+    carried counter, the length) lowers to `run_while`; one that reads the data and stacks
+    a scan output is kept, named in the report."""
     model = while_model(cond_nodes, outer_nodes, inits)
-    name_loop(model, "while")
-    with pytest.raises(InputError, match=rf"'while' \(op Loop\).*{why}"):
-        from_onnx(model)
+    name_loop(model, "rnn_while")
+    (loop,) = [m for m in from_onnx(model).modules() if isinstance(m, OnnxWhileLoop)]
+    assert loop.carried == 3 and loop.scans == 1
+    for steps, batch in ((5, 2), (3, 3), (2, 2)):  # (at T = 1, "ahead" runs 0 steps)
+        optimized = assert_matches_ort(model, [rnd(steps, batch, 3)])
+    unconverted = fxsurgeon.report_of(optimized).unconverted
+    if lowers:
+        assert_lowered(optimized)
+        assert run_while in {n.target for n in optimized.graph.nodes}
+    else:
+        assert "scan outputs" in unconverted["OnnxWhileLoop"][0]
 
 
-def test_while_loop_whose_bound_changes_is_refused():
-    """T carried but grown by the body: no value the loop does not change bounds it."""
+def test_while_loop_whose_bound_changes_runs_by_the_spec():
+    """T carried but grown by the body: no value the loop does not change bounds it, the
+    condition ``time + 1 < T`` (T + 1 each step) never fails before x runs out... at step T
+    the Gather reads past x: onnxruntime fails, and so does the converted loop."""
     model = while_model()
     body = next(n for n in model.graph.node if n.op_type == "Loop").attribute[0].g
     ident = next(n for n in body.node if list(n.output) == ["T_out"])
     ident.op_type, ident.input[:] = "Add", ["T", "one"]
-    name_loop(model, "while")
-    with pytest.raises(InputError, match=r"'while' \(op Loop\).*no trip count"):
-        from_onnx(model)
+    converted = from_onnx(model)
+    assert [type(m).__name__ for m in converted.modules() if "Loop" in type(m).__name__] == [
+        "OnnxWhileLoop"
+    ]
+    with pytest.raises(Exception, match="index"):
+        converted(torch.from_numpy(rnd(3, 2, 3)))

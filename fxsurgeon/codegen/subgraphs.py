@@ -34,13 +34,22 @@ from torch import fx, nn
 from .output import CodegenError
 
 #: The names model.py gives the copied helpers; no variable of the generated code may take them.
-HELPER_NAMES = ("run_cond", "run_loop", "_first", "_item", "compare_sizes", "follow_dtype")
+HELPER_NAMES = (
+    "run_cond",
+    "run_loop",
+    "run_while",
+    "run_while_tensors",
+    "_first",
+    "_item",
+    "compare_sizes",
+    "follow_dtype",
+)
 
 
 def runtime_helpers() -> dict[int, tuple[str, Callable[..., Any], Callable[..., Any]]]:
     """id(function) -> (its name in model.py, the function, the function model.py carries a
     copy of), for the functions lowerings put in graphs that model.py cannot import."""
-    from ..lower import control_flow, dtypes, loop
+    from ..lower import control_flow, dtypes, loop, while_loop
 
     table: dict[int, tuple[str, Callable[..., Any], Callable[..., Any]]] = {
         id(torch.cond): ("run_cond", torch.cond, control_flow.run_cond)
@@ -48,6 +57,8 @@ def runtime_helpers() -> dict[int, tuple[str, Callable[..., Any], Callable[..., 
     functions: tuple[Callable[..., Any], ...] = (
         control_flow.run_cond,
         loop.run_loop,
+        while_loop.run_while,
+        while_loop.run_while_tensors,
         control_flow._first,
         control_flow._item,
         control_flow.compare_sizes,
@@ -76,9 +87,10 @@ def subgraph_role(graph: fx.Graph, path: str) -> str:
         position = next(u.args.index(n) for u in users for n in u.args if _reads(n, path))
         branch = "true" if position == 1 else "false"
         return f"The {branch} branch of a torch.cond (an ONNX If): operands -> outputs."
-    if "run_loop" in names:
+    loops = names & {"run_loop", "run_while", "run_while_tensors"}
+    if loops:
         return (
-            "The body of an ONNX Loop, run by run_loop.\n\n"
+            f"The body of an ONNX Loop, run by {min(loops)}.\n\n"
             "(step, condition, *carried, *outer) -> (condition, *carried, *scans)"
         )
     return "A subgraph the model calls."

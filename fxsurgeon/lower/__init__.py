@@ -45,6 +45,7 @@ from . import (  # noqa: F401, E402
     sorting,
     spec_fixes,
     tensor_ops,
+    while_loop,
 )
 from .control_flow import run_cond
 from .coverage import onnx2torch_classes
@@ -52,6 +53,7 @@ from .graph import LoweringResult, lower_graph
 from .loop import run_loop
 from .table import LOWERINGS
 from .values import Const, Sym, is_onnx2torch_module, names_a_variable
+from .while_loop import run_while, run_while_tensors
 
 __all__ = [
     "onnx2torch_classes",
@@ -64,4 +66,6 @@ __all__ = [
     "names_a_variable",
     "run_cond",
     "run_loop",
+    "run_while",
+    "run_while_tensors",
 ]

@@ -46,6 +46,7 @@ def lower_graph(
     shapes: SymbolicShapes,
     initializer_of: Callable[[str], str | None] | None = None,
     bind: Callable[[LoweringContext, list[fx.Node]], list[Value]] | None = None,
+    finish: Callable[[LoweringContext, Any], Any] | None = None,
 ) -> LoweringResult:
     """Lower every onnx2torch module of `gm`, its input shapes given by `shapes`.
 
@@ -64,8 +65,12 @@ def lower_graph(
     `bind` (a subgraph's lowering, control_flow.py) gives the values of `gm`'s inputs
     from the new graph's placeholders, one per fake input of `shapes`: what the
     graph around a subgraph knows of a value (a constant, a shape computation on
-    symbolic sizes) is then known inside it too.
+    symbolic sizes) is then known inside it too. `finish` (a subgraph's too) turns the
+    values of `gm`'s outputs into what the new graph returns (a loop body's sizes as ints,
+    while_loop.py); the rest become tensors.
     """
+    if finish is not None:  # a subgraph's: it never restarts the analysis
+        return _lower_admitted(gm, shapes, initializer_of, bind, finish)
     result = _lower_admitted(gm, shapes, initializer_of, bind)
     if not result.unconverted or shapes.subgraph:
         return result
@@ -123,11 +128,11 @@ def _lower_tied(gm, shapes, initializer_of, bind, result: LoweringResult) -> Low
     return _lower_admitted(gm, shapes, initializer_of, bind)
 
 
-def _lower_admitted(gm, shapes, initializer_of, bind) -> LoweringResult:
+def _lower_admitted(gm, shapes, initializer_of, bind, finish=None) -> LoweringResult:
     """`_lower_once`, restarted with larger hints while an op asks for them."""
     for _ in range(_RESTARTS):
         try:
-            return _lower_once(gm, shapes, initializer_of, bind)
+            return _lower_once(gm, shapes, initializer_of, bind, finish)
         except HintTooSmall as request:
             if shapes.subgraph:  # the graph around it restarts
                 raise
@@ -155,7 +160,7 @@ def _kept(result: LoweringResult) -> int:
 _RESTARTS = 32
 
 
-def _lower_once(gm, shapes, initializer_of, bind) -> LoweringResult:
+def _lower_once(gm, shapes, initializer_of, bind, finish=None) -> LoweringResult:
     """One pass of `lower_graph` with the hints `shapes` holds now."""
     initializer_of = initializer_of or (lambda name: None)
     graph = ShapedGraph(shapes)
@@ -176,7 +181,8 @@ def _lower_once(gm, shapes, initializer_of, bind) -> LoweringResult:
         new = graph.placeholder(names[k] if names else f"operand_{k}")
         graph.record(new, fake)
         inputs.append(new)
-        anchor = anchor or new
+        if anchor is None and isinstance(fake, torch.Tensor):  # (a loop body's step is an int)
+            anchor = new
     ctx = LoweringContext(graph, root, anchor)  # type: ignore[arg-type]
     ctx.initializer_of = initializer_of
     values = inputs if bind is None else bind(ctx, inputs)
@@ -207,6 +213,7 @@ def _lower_once(gm, shapes, initializer_of, bind) -> LoweringResult:
             elif node.op == "output":
                 value = _onnx_outputs(ctx, gm, env, placeholders)
                 value = lookup(node.args[0]) if value is None else value
+                value = value if finish is None else finish(ctx, value)
                 graph.output(fx.node.map_aggregate(value, _materialize(ctx)))
             else:
                 raise LoweringError(f"unexpected node kind {node.op!r}")

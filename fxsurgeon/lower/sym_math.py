@@ -192,7 +192,9 @@ def _pick(ctx, maximum: bool, x: Any, y: Any) -> Any:
 def mod(ctx, a: Sym, b: Sym, fmod: bool) -> Sym | None:
     """ONNX Mod of integer shape values: fmod=0 takes the divisor's sign (Python's
     ``%``, also on SymInts), fmod=1 the dividend's (C fmod), the same where the
-    analysis shows the dividend >= 0 and the divisor > 0; a zero divisor is refused."""
+    analysis shows the dividend >= 0 and the divisor > 0. A divisor known to be 0 is
+    refused; one the analysis cannot show nonzero (a while loop's gcd) is Python's ``%``,
+    which raises ZeroDivisionError at 0 as the tensor form (torch.remainder) does."""
     n = _broadcast(a, b)
     if n is None or is_float(a) or is_float(b) or a.dtype != b.dtype:
         return None
@@ -204,7 +206,7 @@ def mod(ctx, a: Sym, b: Sym, fmod: bool) -> Sym | None:
                 return None
             items.append(int(torch.fmod(torch.tensor(x), y)) if fmod else x % y)
             continue
-        if decide(operator.ne, y, 0) is not True:
+        if decide(operator.ne, y, 0) is False:
             return None
         if fmod and not (decide(operator.ge, x, 0) and decide(operator.gt, y, 0)):
             return None

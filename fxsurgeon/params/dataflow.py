@@ -252,7 +252,7 @@ def inner_reader(end: fx.Node) -> fx.Node | None:
     """The placeholder of a loop body or ``If`` branch that receives `end`, when `end`'s
     only reader is that loop or conditional (a recurrence kept as an ONNX ``Loop`` gets
     its weights as loop operands): what reads the weight is inside. None otherwise."""
-    from ..lower import run_cond, run_loop  # lower -> params is not a cycle at call time
+    from ..lower import run_cond, run_loop, run_while, run_while_tensors  # not a cycle at call time
 
     if len(end.users) != 1:
         return None
@@ -263,6 +263,10 @@ def inner_reader(end: fx.Node) -> fx.Node | None:
     if user.target is run_loop:  # run_loop(body, steps, carried, scans, *values)
         body_node, index = user.args[0], _position(user.args[4:], end)
         offset = 2  # the body's placeholders: iteration, condition, then the values
+    elif user.target is run_while:  # run_while(body, trip, go, carried, scans, *values)
+        body_node, index, offset = user.args[0], _position(user.args[5:], end), 2
+    elif user.target is run_while_tensors:  # run_while_tensors(body, trip, go, carried, *values)
+        body_node, index, offset = user.args[0], _position(user.args[4:], end), 2
     elif user.target in (torch.cond, run_cond) and isinstance(user.args[3], list | tuple):
         body_node, index, offset = user.args[1], _position(user.args[3], end), 0
     else:

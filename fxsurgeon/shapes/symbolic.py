@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import itertools
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from typing import Any
 
 import torch
 from torch._dispatch.python import enable_python_dispatcher
+from torch._dynamo.source import ConstantSource
 from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.fx.experimental.symbolic_shapes import DimDynamic, ShapeEnv, StatelessSymbolicContext
 
@@ -250,6 +252,19 @@ class SymbolicShapes:
             torch.empty([max(h, 2) for h in hints], dtype=value.dtype), symbolic_context=context
         )
 
+    def fresh_int(self, hint: int) -> torch.SymInt:
+        """A new symbol for an int that the graph computes and the analysis cannot state as
+        an expression of the input dims (what a while loop gives), hinted as `hint` (its
+        value at the hints). Any int, 0 and 1 included: nothing specialises it, and no input
+        dim follows it, so nothing it meets forces an input dim."""
+        source = ConstantSource(f"fxs_int_{next(_FRESH)}")
+        symbol = self.env.create_symbol(
+            hint, source, DimDynamic.DYNAMIC, positive=None, do_not_specialize_zero_one=True
+        )
+        value = self.env.create_symintnode(symbol, hint=hint)
+        assert isinstance(value, torch.SymInt)  # a symbol, not a number: it is fresh
+        return value
+
     def restart(
         self,
         hints: dict[tuple[str, int], int],
@@ -363,6 +378,8 @@ class SymbolicShapes:
                 out.append(torch.ones(shape, dtype=sig.dtype))
         return tuple(out)
 
+
+_FRESH = itertools.count(1)  # names of `fresh_int`'s symbols: a subgraph's view shares the env
 
 _FAKE_LOG = logging.getLogger("torch._subclasses.fake_tensor")
 

@@ -34,7 +34,7 @@ from . import (
 )
 from .control_flow import OnnxIf
 from .conv import OnnxConvSpec
-from .loop import OnnxLoop
+from .loop import OnnxLoop, OnnxWhileLoop
 from .recurrent import TORCH_GATE_ORDER, OnnxRecurrent, torch_weights
 from .registry import ConverterError
 from .scan_ops import OnnxCumSumSpec
@@ -79,6 +79,7 @@ __all__ = [
     "OnnxCumSumSpec",
     "OnnxIf",
     "OnnxLoop",
+    "OnnxWhileLoop",
     "OnnxRecurrent",
     "TORCH_GATE_ORDER",
     "torch_weights",

@@ -7,15 +7,19 @@ scan outputs (the state at each step). The body is a subgraph that may read
 outer values by name; like If's branches (``control_flow.py``) its free names
 become extra inputs and it is converted with onnx2torch.
 
-Only a Loop whose condition provably holds at every step that decides whether
-another one runs is converted (``loop_bound.py`` proves it from the graph); a
-while loop (no ``M``) converts when its condition bounds a step counter by a value
-the loop does not change (tf_keras's RNN over a masked input: ``time + 1 < T``): its
-trip count is that value minus an offset (``OnnxLoop.offset``), read at run time. A
-condition that may stop the loop early is refused with an error naming the node. `OnnxLoop` then runs the body exactly ``M`` times, as
-the ONNX spec does for such a loop, and keeps the body's inputs at the first
-step of its last two calls (``examples``) so that ``fxsurgeon.optimize`` can
-lower the body (``fxsurgeon/lower/loop.py``).
+A Loop whose condition provably holds at every step that decides whether another
+one runs (``loop_bound.py`` proves it from the graph) is an `OnnxLoop`; a while loop
+(no ``M``) is one too when its condition bounds a step counter by a value the loop
+does not change (tf_keras's RNN over a masked input: ``time + 1 < T``): its trip
+count is that value minus an offset (``OnnxLoop.offset``), read at run time.
+`OnnxLoop` runs the body exactly ``M`` times, as the ONNX spec does for such a loop,
+and keeps the body's inputs at the first step of its last two calls (``examples``).
+
+Any other Loop (a condition that may stop it early, one that reads tensor data: TF's
+``tf.while_loop``, the gcd that ``tf.signal.frame`` computes of run-time sizes) is an
+`OnnxWhileLoop`, which runs the ONNX spec itself: another step while ``i < M`` (when
+``M`` is given) and the condition (the initial one, then the body's) holds.
+``fxsurgeon.optimize`` lowers both (``fxsurgeon/lower/loop.py``, ``while_loop.py``).
 """
 
 from __future__ import annotations
@@ -62,26 +66,66 @@ class OnnxLoop(nn.Module):
         return results[0] if len(results) == 1 else tuple(results)
 
 
+class OnnxWhileLoop(nn.Module):
+    """ONNX Loop by the spec: steps while ``i < M`` (if ``trip``) and the condition (if
+    ``cond``; the initial one, then the body's) holds; ``carried`` values, then the
+    stacked scan outputs. The inputs are M and the initial condition where the node has
+    them, then the carried values' initial values and the outer values the body reads."""
+
+    def __init__(self, body: fx.GraphModule, carried: int, scans: int, trip: bool, cond: bool):
+        super().__init__()
+        self.body = body
+        self.carried = carried
+        self.scans = scans
+        self.trip = trip
+        self.cond = cond
+
+    def forward(self, *inputs: torch.Tensor):
+        head = int(self.trip) + int(self.cond)
+        limit = int(inputs[0].reshape(-1)[0]) if self.trip else None
+        go = bool(inputs[head - 1].reshape(-1)[0]) if self.cond else True
+        state, outer = list(inputs[head : head + self.carried]), inputs[head + self.carried :]
+        scans: list[list[torch.Tensor]] = [[] for _ in range(self.scans)]
+        step = 0
+        while go and (limit is None or step < limit):
+            args = (torch.tensor(step, dtype=torch.int64), torch.tensor(go), *state, *outer)
+            out = self.body(*args)
+            out = list(out) if isinstance(out, (tuple, list)) else [out]
+            go = bool(out[0].reshape(-1)[0])
+            state = out[1 : 1 + self.carried]
+            for scan, value in zip(scans, out[1 + self.carried :], strict=True):
+                scan.append(value)
+            step += 1
+        if self.scans and not step:
+            raise ValueError("a Loop with scan outputs ran 0 steps: their shape is unknown")
+        results = [*state, *(torch.stack(scan) for scan in scans)]
+        return results[0] if len(results) == 1 else tuple(results)
+
+
 def _convert(node, graph):
     attrs = node.proto.attribute
     body = next(a.g for a in attrs if a.name == "body")
     bound = LoopBound(node.proto, graph.proto, body)
     try:
         bound.check()
-    except Unproven as exc:
-        raise ConverterError(
-            node, f"only a Loop whose condition provably never stops it early converts: {exc}"
-        ) from exc
+        proven = True
+    except Unproven:
+        proven = False  # the spec's loop, OnnxWhileLoop
     outer = sorted(free_names(body))
     try:
         body_gm = convert_subgraph(body, outer, graph)
     except NotImplementedError as exc:
         raise ConverterError(node, f"the body cannot be converted: {exc}") from exc
     names = list(node.proto.input)  # input_values drops an empty (absent) condition
+    names += [""] * (2 - len(names))
     carried = len(names) - 2
     scans = len(body.output) - 1 - carried
-    module = OnnxLoop(body_gm, carried, scans, bound.trip_offset)
-    inputs = (bound.trip_name, *names[2:], *outer)
+    if proven:
+        module: nn.Module = OnnxLoop(body_gm, carried, scans, bound.trip_offset)
+        inputs = (bound.trip_name, *names[2:], *outer)
+    else:
+        module = OnnxWhileLoop(body_gm, carried, scans, bool(names[0]), bool(names[1]))
+        inputs = (*(n for n in names[:2] if n), *names[2:], *outer)
     return module, mapping_of(node, inputs)
 
 
@@ -90,4 +134,4 @@ def register() -> None:
         add("Loop", version, _convert)
 
 
-__all__ = ["OnnxLoop"]
+__all__ = ["OnnxLoop", "OnnxWhileLoop"]
