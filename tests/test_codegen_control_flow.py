@@ -290,3 +290,21 @@ def test_an_if_on_a_size_predicate_round_trips_with_compare_sizes(tmp_path):
     source = check_everywhere(optimized, cases, tmp_path)
     assert "def compare_sizes(name, a, b):" in source
     assert "compare_sizes('gt'" in source or 'compare_sizes("gt"' in source
+
+
+@pytest.mark.parametrize("kind", ["sizes", "data"])
+def test_while_loops_are_run_while_over_a_body_class(kind, tmp_path):
+    """A gcd of sizes (run_while) and a tensor halved until the data stops it
+    (run_while_tensors): model.py carries the helper, runs everywhere bitwise, compiles."""
+    from test_while_loop_spec import gcd_model, halving_model
+
+    if kind == "sizes":
+        optimized = fxsurgeon.optimize(from_onnx(gcd_model()))
+        cases = [(rnd(2, 8),), (rnd(3, 9),)]
+        helper = "def run_while(body, trip, go, carried, scans, *values):"
+    else:
+        optimized = fxsurgeon.optimize(from_onnx(halving_model(trip=True)))
+        cases = [(rnd(6) * 4,), (rnd(4) * 0.1,)]
+        helper = "def run_while_tensors(body, trip, go, carried, *values):"
+    source = check_everywhere(optimized, cases, tmp_path)
+    assert helper in source and "class LoopBody1(nn.Module):" in source

@@ -155,3 +155,24 @@ def test_while_loop_over_tensor_data_with_scan_outputs_is_refused_naming_it():
     unconverted = fxsurgeon.report_of(optimized).unconverted
     assert list(unconverted) == ["OnnxWhileLoop"]
     assert "scan outputs" in unconverted["OnnxWhileLoop"][0]
+
+
+def test_range_to_a_bound_read_from_the_data_matches_onnxruntime():
+    """Longformer's ``tf.range(max(count of global tokens))``: a Range whose limit is a
+    ReduceMax of the data; its length is the data's (an int read from it), compiled too."""
+    nodes = [
+        helper.make_node("ReduceMax", ["k"], ["top"], keepdims=0),
+        helper.make_node("Range", ["zero", "top", "one"], ["r"]),
+        helper.make_node("Cast", ["r"], ["rf"], to=TensorProto.FLOAT),
+    ]
+    inits = [init("zero", np.array(0, I64)), init("one", np.array(1, I64))]
+    model = make_model(
+        nodes, [tensor_info("k", I64, ["N"])], [tensor_info("rf", F32, ["R"])], inits
+    )
+    cases = [np.array([2, 5, 1], I64), np.array([0, 0], I64), np.array([-3], I64)]
+    for k in cases:
+        optimized = assert_matches_ort(model, [k])
+    assert_lowered(optimized)
+    compiled = torch.compile(optimized, fullgraph=True, backend="eager")
+    for k in cases:
+        torch.testing.assert_close(compiled(torch.from_numpy(k)), optimized(torch.from_numpy(k)))

@@ -362,6 +362,8 @@ def _constant_of_shape(ctx, mod, node, args):
     target = as_sym(shape)
     value = mod.value if hasattr(mod, "value") else torch.tensor([0.0])
     fill = value.reshape(-1)[0].item()
+    if target is None:
+        raise LoweringError("ConstantOfShape's shape must be known now or a shape computation")
     if target.is_static:
         return Const(torch.full(tuple(target.items), fill, dtype=value.dtype))
     return ctx.call(torch.full, tuple(target.items), fill, dtype=value.dtype, device=ctx.device())
@@ -376,7 +378,7 @@ def _range(ctx, mod, node, args):
     if all(isinstance(a, Const) for a in args):
         values = [a.value.item() for a in args]
         return Const(_arange(*values, dtype=args[0].value.dtype))
-    bounds = [sym_math.sym_operand(a) for a in args]
+    bounds = [sym_math.sym_operand(a) or _read_int(ctx, a) for a in args]
     if any(b is None or not b.scalar for b in bounds):
         raise LoweringError("Range with run-time bounds that are not integers known to be exact")
     dtype = args[0].dtype if isinstance(args[0], Sym) else args[0].value.dtype
@@ -395,6 +397,21 @@ def _range(ctx, mod, node, args):
     if sym_math.decide(side, limit, start) is not True:
         limit = ctx.call(torch.sym_max if delta > 0 else torch.sym_min, limit, start)
     return ctx.call(torch.arange, start, limit, delta, dtype=dtype, device=ctx.device())
+
+
+def _read_int(ctx, value) -> Sym | None:
+    """A one-element integer tensor computed from data (Longformer's ``tf.range`` over the
+    most global tokens in a row) as an int read from it: the length it gives depends on the
+    data, an unbacked symbol of the analysis, which torch.compile captures the same way."""
+    fake = value.meta.get("val") if isinstance(value, fx.Node) else None
+    if not isinstance(fake, torch.Tensor) or fake.dtype not in _INTS:
+        return None
+    if any(not isinstance(d, int) or d != 1 for d in fake.shape):  # one element, known now
+        return None
+    return Sym([ctx.method("item", ctx.call(torch.reshape, value, ()))], True, fake.dtype)
+
+
+_INTS = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
 
 
 def _arange(start, limit, delta, dtype: torch.dtype) -> torch.Tensor:
