@@ -28,7 +28,6 @@ from typing import Any
 
 import torch
 from torch._dispatch.python import enable_python_dispatcher
-from torch._dynamo.source import ConstantSource
 from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.fx.experimental.symbolic_shapes import DimDynamic, ShapeEnv, StatelessSymbolicContext
 
@@ -257,6 +256,10 @@ class SymbolicShapes:
         an expression of the input dims (what a while loop gives), hinted as `hint` (its
         value at the hints). Any int, 0 and 1 included: nothing specialises it, and no input
         dim follows it, so nothing it meets forces an input dim."""
+        # imported here: torch._dynamo at `import fxsurgeon` would cost every import its
+        # start-up and probe for TensorFlow (fxsurgeon.load must work where it is absent)
+        from torch._dynamo.source import ConstantSource
+
         source = ConstantSource(f"fxs_int_{next(_FRESH)}")
         symbol = self.env.create_symbol(
             hint, source, DimDynamic.DYNAMIC, positive=None, do_not_specialize_zero_one=True
