@@ -38,7 +38,9 @@ def _model():
     # one feature, but its output is read twice: the add is not the layer's own
     lone = keras.layers.Dense(1, use_bias=False, name="lone")(x)
     twice = keras.layers.Lambda(lambda t: t * (t + 0.25), name="twice")(lone)
-    model = keras.Model([x, conv_in], [score, conv, shifted, twice])
+    # a transposed convolution to one map (VQ-VAE's and the DCGANs' decoders end so)
+    up = keras.layers.Conv2DTranspose(1, 3, strides=2, padding="same", name="one_up")(conv_in)
+    model = keras.Model([x, conv_in], [score, conv, shifted, twice, up])
     randomize_variables(model, seed=3)
     return model
 
@@ -65,7 +67,10 @@ def test_without_the_tf_model_the_names_are_the_layers_own(doors):
     """Door B names from scopes: Keras 3's call suffixes (``functional_1/score_1``)
     dropped, and the conv that tf2onnx named ``Conv__17`` named by its kernel's scope."""
     _, optimized = doors
-    names = {door: sorted(n for n, _ in m.named_parameters()) for door, m in optimized.items()}
+    names = {
+        door: sorted(n for n, _ in m.named_parameters() if not n.startswith("one_up"))
+        for door, m in optimized.items()
+    }
     assert names["B"] == names["A"]
     assert {"score.bias", "one_map.weight", "one_map.bias"} <= set(names["B"])
 
@@ -81,6 +86,10 @@ def test_a_dense_1_and_a_one_map_conv_keep_their_bias(doors, door):
     score = next(m for n, m in linears.items() if n.split(".")[-1].startswith("score"))
     assert score.out_features == 1 and isinstance(score.bias, torch.nn.Parameter)
     assert len(convs) == 1 and isinstance(convs[0].bias, torch.nn.Parameter)
+    ups = [m for m in optimized.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert len(ups) == 1 and isinstance(ups[0].bias, torch.nn.Parameter)
+    tf_up = model.get_layer("one_up").bias.numpy()
+    assert torch.equal(ups[0].bias.detach(), torch.from_numpy(tf_up))
     tf_bias = model.get_layer("score").bias.numpy()
     assert torch.equal(score.bias.detach(), torch.from_numpy(tf_bias))
     # the refusal side: the wide layer's + 0.5 and the lone layer's + 0.25 stay numbers

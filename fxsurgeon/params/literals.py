@@ -12,12 +12,13 @@ replaces). Without the TF model a one-element constant stays a constant of a
 formula (`dataflow.py`): nothing tells a learned scalar from ``eps``, except
 the role a layer gives it (below).
 
-One-feature biases (`absorb_one_feature_biases`, both front doors). A linear or
-convolution module with one output feature and no bias, whose output is read only
+One-feature biases (`absorb_one_feature_biases`, both front doors). A linear,
+convolution or transposed convolution module with one output feature and no bias, whose output is read only
 by an add of a one-element number (a Python literal, or the 0-d read of a one-element
 parameter that `restore_literals` made), is a layer with that number as its bias:
 ``Dense(1)`` is ``x @ W + b`` with ``b`` of shape ``[1]``, which tf2onnx writes as an
-Add and the lowering as ``score + -0.0025``. The module takes the bias (the same
+Add and the lowering as ``score + -0.0025`` (after a transposed convolution, after the crop
+of its SAME padding: a crop of the spatial dims commutes with a per-channel bias). The module takes the bias (the same
 ``nn.Parameter`` where there was one) and the add goes: exactly the rule that gives
 a vector constant added after a product the bias role (``linear_bias_1``), applied
 where the vector has one element. It is the layer's learned bias through either
@@ -124,7 +125,15 @@ def _exists(gm: fx.GraphModule, dotted: str) -> bool:
     return True
 
 
-_BIASED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_BIASED = (
+    nn.Linear,
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.Conv3d,
+    nn.ConvTranspose1d,
+    nn.ConvTranspose2d,
+    nn.ConvTranspose3d,
+)
 _ADDS = {operator.add, torch.add}
 
 
@@ -137,13 +146,17 @@ def absorb_one_feature_biases(gm: fx.GraphModule, report: ParameterReport) -> in
         module = gm.get_submodule(str(node.target))
         if not isinstance(module, _BIASED) or module.bias is not None:
             continue
-        if module.weight.shape[0] != 1 or not module.weight.dtype.is_floating_point:
+        features = module.out_features if isinstance(module, nn.Linear) else module.out_channels
+        if features != 1 or not module.weight.dtype.is_floating_point:
             continue
-        add = next(iter(node.users))
+        read = node
+        while not isinstance(module, nn.Linear) and _spatial_crop(next(iter(read.users))):
+            read = next(iter(read.users))  # a SAME transposed convolution's crop
+        add = next(iter(read.users))
         if add.op != "call_function" or add.target not in _ADDS or add.kwargs or len(add.args) != 2:
             continue
-        other = add.args[1] if add.args[0] is node else add.args[0]
-        if other is node:
+        other = add.args[1] if add.args[0] is read else add.args[0]
+        if other is read:
             continue
         bias = _one_feature_bias(gm, other, module.weight, report)
         if bias is None:
@@ -157,7 +170,7 @@ def absorb_one_feature_biases(gm: fx.GraphModule, report: ParameterReport) -> in
         else:
             scope = _scope_of(add)
             report.origins[name] = ParameterOrigin(scope or name, "", (0,), trainable=True)
-        add.replace_all_uses_with(node)
+        add.replace_all_uses_with(read)
         gm.graph.erase_node(add)
         absorbed += 1
     if absorbed:
@@ -166,6 +179,22 @@ def absorb_one_feature_biases(gm: fx.GraphModule, report: ParameterReport) -> in
         path, _, leaf = target.rpartition(".")
         delattr(gm.get_submodule(path) if path else gm, leaf)
     return absorbed
+
+
+def _spatial_crop(node: fx.Node) -> bool:
+    """Whether ``node`` is the only reader's ``x[:, :, a:b, ...]``: a crop of the spatial
+    dims of a convolution's output, which a per-channel bias commutes with."""
+    if node.op != "call_function" or node.target is not operator.getitem or len(node.users) != 1:
+        return False
+    index = node.args[1]
+    whole = slice(None, None, None)
+    return (
+        isinstance(index, tuple)
+        and len(index) >= 2
+        and index[0] == whole
+        and index[1] == whole
+        and all(isinstance(i, slice) for i in index)
+    )
 
 
 def _one_feature_bias(
