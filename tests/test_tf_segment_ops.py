@@ -82,3 +82,37 @@ def test_segment_ops_keep_tf2onnx_s_handler_where_the_scatter_cannot_be_written(
         handler(ctx, node)
         assert calls[-1] is node
     assert len(calls) == 2
+
+
+class _Counts(keras.layers.Layer):
+    """bincount without and with weights, with minlength and binary_output, of values
+    computed in the graph (an argmax) and one out of range (beyond maxlength: dropped)."""
+
+    def call(self, x):
+        values = tf.cast(tf.argmax(tf.reshape(x, (-1, 3)), axis=-1), tf.int32)  # [4B] in [0, 3)
+        values = tf.concat([values, [7]], 0)  # 7 >= maxlength 5: not counted
+        counts = tf.math.bincount(values, minlength=5, maxlength=5)
+        weighted = tf.math.bincount(values[:-1], weights=tf.reduce_max(tf.reshape(x, (-1, 3)), -1))
+        seen = tf.math.bincount(values, minlength=5, maxlength=5, binary_output=True)
+        return [counts, weighted, seen]
+
+
+def test_bincount_is_the_segment_scatter_and_matches_tf():
+    """tf2onnx wrote bincount with Unique and Compress, which onnx2torch cannot convert
+    (keras.io's graph attention network). The counts' length is computed from the values
+    (``max + 1``, clipped by minlength/maxlength): fxsurgeon's lowering refuses that
+    data-dependent size with a reason (it was an AttributeError)."""
+    x = keras.Input((12,), name="x")
+    model = keras.Model(x, _Counts()(x))
+    proto = fxsurgeon.export_onnx(model)
+    ops = {n.op_type for n in proto.graph.node}
+    assert "ScatterND" in ops and not ops & {"Unique", "Compress"}, ops
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(1)
+    for batch in (1, 3):
+        xv = rng.standard_normal((batch, 12)).astype(np.float32)
+        want = [np.asarray(t) for t in model(tf.constant(xv))]
+        for k, (g, w) in enumerate(zip(session.run(None, {"x": xv}), want, strict=True)):
+            np.testing.assert_allclose(g, w, atol=1e-6, rtol=0, err_msg=f"onnxruntime {k}")
+    module = fxsurgeon.optimize(fxsurgeon.from_onnx(proto, tf_model=model))
+    assert "shape computed from the data" in str(fxsurgeon.report_of(module).unconverted)

@@ -43,6 +43,12 @@ first (without it, the first export of a process ran uncorrected):
   filled with 0 / 1, the indices the ids with a trailing axis, for ids of any rank; an
   id outside ``[0, num_segments)`` is dropped (TF drops negative ones; CPU TF refuses
   too large ones), as its update becomes the neutral value at index 0.
+* **Bincount as the same scatter.** tf2onnx writes ``tf.math.bincount`` (Bincount,
+  DenseBincount) with ``Unique`` and ``Compress``, which onnx2torch cannot convert
+  (keras.io's graph attention network repeats each node's score sum by its in-degree).
+  It is the unsorted segment sum of the weights (ones without them) by the values into
+  ``size`` bins, so the same ScatterND, for 1-D values (``binary_output``: the counts
+  clipped at 1).
 * **Image patches for any batch size.** tf2onnx writes ``tf.image.extract_patches``
   (ExtractImagePatches: Keras' Swin and MLP examples) with Reshape targets multiplied out
   of the static shape: ``[N * C, H, W, 1]`` is ``[-3, 8, 8, 1]`` for a dynamic batch, which
@@ -246,6 +252,43 @@ def _gather_counts_from_the_front(func: Handler) -> Handler:
     return handler
 
 
+def _scatter_segments(
+    ctx: Any, node: Any, data: str, ids: str, count: str, reduction: str, neutral: int
+) -> None:
+    """Make ``node`` the ScatterND that reduces ``data`` by segment ``ids`` (module docstring)."""
+    import numpy as np
+    from onnx import helper
+    from tf2onnx import utils
+
+    data_rank, ids_rank = ctx.get_rank(data), ctx.get_rank(ids)
+    scope = {"op_name_scope": node.name}
+    to_int64 = {"to": TensorProto.INT64}
+    ids = ctx.make_node("Cast", [ids], attr=to_int64, **scope).output[0]
+    count = ctx.make_node("Cast", [count], attr=to_int64, **scope).output[0]
+    count = ctx.make_node("Reshape", [count, _const(ctx, [1])], **scope).output[0]
+    below = ctx.make_node("Less", [ids, _const(ctx, 0)], **scope).output[0]
+    beyond = ctx.make_node("Less", [ids, count], **scope).output[0]
+    beyond = ctx.make_node("Not", [beyond], **scope).output[0]
+    dropped = ctx.make_node("Or", [below, beyond], **scope).output[0]
+    safe = ctx.make_node("Where", [dropped, _const(ctx, 0), ids], **scope).output[0]
+    index = ctx.make_node("Unsqueeze", [safe, _const(ctx, [-1])], **scope).output[0]
+    trailing = list(range(ids_rank, data_rank))
+    if trailing:  # the ids' mask broadcast over each segment's values
+        axes = _const(ctx, trailing)
+        dropped = ctx.make_node("Unsqueeze", [dropped, axes], **scope).output[0]
+    dtype = ctx.get_dtype(data)
+    np_dtype = utils.map_onnx_to_numpy_type(dtype)
+    fill = ctx.make_const(utils.make_name("neutral"), np.array(neutral, dtype=np_dtype))
+    updates = ctx.make_node("Where", [dropped, fill.output[0], data], **scope).output[0]
+    shape = ctx.make_node("Shape", [data], attr={"start": ids_rank}, **scope).output[0]
+    shape = ctx.make_node("Concat", [count, shape], attr={"axis": 0}, **scope).output[0]
+    value = helper.make_tensor("value", dtype, [1], np.array([neutral], dtype=np_dtype))
+    out = ctx.make_node("ConstantOfShape", [shape], attr={"value": value}, **scope)
+    node.type = "ScatterND"  # tf2onnx keeps only the attributes ONNX's ScatterND has
+    node.set_attr("reduction", reduction)
+    ctx.replace_inputs(node, [out.output[0], index, updates])
+
+
 def _segment_reduce(reduction: str, neutral: int) -> Callable[[Handler], Handler]:
     def correct(func: Handler) -> Handler:
         def handler(ctx: Any, node: Any, **kwargs: Any) -> Any:
@@ -253,41 +296,41 @@ def _segment_reduce(reduction: str, neutral: int) -> Callable[[Handler], Handler
             data_rank, ids_rank = ctx.get_rank(data), ctx.get_rank(ids)
             if ctx.opset < _SCATTER_REDUCTION_OPSET or data_rank is None or ids_rank is None:
                 return func(ctx, node, **kwargs)
-            import numpy as np
-            from onnx import helper
-            from tf2onnx import utils
-
-            scope = {"op_name_scope": node.name}
-            to_int64 = {"to": TensorProto.INT64}
-            ids = ctx.make_node("Cast", [ids], attr=to_int64, **scope).output[0]
-            count = ctx.make_node("Cast", [count], attr=to_int64, **scope).output[0]
-            count = ctx.make_node("Reshape", [count, _const(ctx, [1])], **scope).output[0]
-            below = ctx.make_node("Less", [ids, _const(ctx, 0)], **scope).output[0]
-            beyond = ctx.make_node("Less", [ids, count], **scope).output[0]
-            beyond = ctx.make_node("Not", [beyond], **scope).output[0]
-            dropped = ctx.make_node("Or", [below, beyond], **scope).output[0]
-            safe = ctx.make_node("Where", [dropped, _const(ctx, 0), ids], **scope).output[0]
-            index = ctx.make_node("Unsqueeze", [safe, _const(ctx, [-1])], **scope).output[0]
-            trailing = list(range(ids_rank, data_rank))
-            if trailing:  # the ids' mask broadcast over each segment's values
-                axes = _const(ctx, trailing)
-                dropped = ctx.make_node("Unsqueeze", [dropped, axes], **scope).output[0]
-            dtype = ctx.get_dtype(data)
-            np_dtype = utils.map_onnx_to_numpy_type(dtype)
-            fill = ctx.make_const(utils.make_name("neutral"), np.array(neutral, dtype=np_dtype))
-            updates = ctx.make_node("Where", [dropped, fill.output[0], data], **scope).output[0]
-            shape = ctx.make_node("Shape", [data], attr={"start": ids_rank}, **scope).output[0]
-            shape = ctx.make_node("Concat", [count, shape], attr={"axis": 0}, **scope).output[0]
-            value = helper.make_tensor("value", dtype, [1], np.array([neutral], dtype=np_dtype))
-            out = ctx.make_node("ConstantOfShape", [shape], attr={"value": value}, **scope)
-            node.type = "ScatterND"  # tf2onnx keeps only the attributes ONNX's ScatterND has
-            node.set_attr("reduction", reduction)
-            ctx.replace_inputs(node, [out.output[0], index, updates])
+            _scatter_segments(ctx, node, data, ids, count, reduction, neutral)
             return None
 
         return handler
 
     return correct
+
+
+def _bincount(func: Handler) -> Handler:
+    def handler(ctx: Any, node: Any, **kwargs: Any) -> Any:
+        values, size, weights = node.input
+        weight_shape = ctx.get_shape(weights)
+        if (
+            ctx.get_rank(values) != 1
+            or weight_shape is None
+            or ctx.opset < _SCATTER_REDUCTION_OPSET
+        ):
+            return func(ctx, node, **kwargs)
+        scope = {"op_name_scope": node.name}
+        to_type = {"to": ctx.get_dtype(node.output[0])}
+        if 0 in weight_shape:  # no weights: each value counts 1
+            ones = ctx.make_node("Shape", [values], **scope).output[0]
+            one = _const(ctx, [1])
+            ones = ctx.make_node("Expand", [one, ones], **scope).output[0]
+            weights = ctx.make_node("Cast", [ones], attr=to_type, **scope).output[0]
+        elif weight_shape != ctx.get_shape(values):
+            return func(ctx, node, **kwargs)
+        binary = node.get_attr_value("binary_output", False)
+        _scatter_segments(ctx, node, weights, values, size, "add", 0)
+        if binary:  # 1 where a value occurs: the count clipped (tf2onnx's binary_output)
+            one = ctx.make_node("Cast", [_const(ctx, 1)], attr=to_type, **scope).output[0]
+            ctx.insert_new_node_on_output("Min", node.output[0], inputs=[node.output[0], one])
+        return None
+
+    return handler
 
 
 def _cumprod(func: Handler) -> Handler:
@@ -469,6 +512,8 @@ CORRECTIONS: dict[str, Callable[[Handler], Handler]] = {
     "Conv3D": _dilated_same_pads,
     "Einsum": _einsum_cases,
     "Cumprod": _cumprod,
+    "Bincount": _bincount,
+    "DenseBincount": _bincount,
 }
 
 

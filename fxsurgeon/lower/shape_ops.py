@@ -362,7 +362,7 @@ def _constant_of_shape(ctx, mod, node, args):
     target = as_sym(shape)
     value = mod.value if hasattr(mod, "value") else torch.tensor([0.0])
     fill = value.reshape(-1)[0].item()
-    if target is None:
+    if target is None:  # e.g. a size read from tensor values: bincount's max(values) + 1
         raise LoweringError("ConstantOfShape's shape must be known now or a shape computation")
     if target.is_static:
         return Const(torch.full(tuple(target.items), fill, dtype=value.dtype))
