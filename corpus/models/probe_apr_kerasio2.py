@@ -423,7 +423,17 @@ def build_zero_dce() -> CorpusModel:
     x_r = conv(layers.Concatenate(axis=-1)([c6, c1]), 24, "tanh")
     y = Enhance(name="enhance")([image, x_r])
     model = keras.Model(image, y, name="zero_dce")
-    return _dynamic_image_model("keras_zero_dce", model, {"linear": 0}, (5, 9))
+    built = _dynamic_image_model("keras_zero_dce", model, {"linear": 0}, (5, 9))
+
+    def make_inputs(batch_size: int, seed: int, size: int | None = None) -> dict:
+        """Images in [0, 1], as the curves need: x + r (x^2 - x) stays there for r in
+        [-1, 1]; a normal input grows as x^(2^8) over the 8 iterations (inf in fp32)."""
+        rng = np.random.default_rng(seed)
+        side = size or 8
+        return {"image": rng.uniform(0.0, 1.0, (batch_size, side, side, 3)).astype(np.float32)}
+
+    built.make_inputs = make_inputs
+    return built
 
 
 # --------------------------------------------------------------------------- MIRNet
