@@ -133,3 +133,44 @@ def test_while_loop_whose_bound_changes_runs_by_the_spec():
     ]
     with pytest.raises(Exception, match="index"):
         converted(torch.from_numpy(rnd(3, 2, 3)))
+
+
+EARLY = [  # time + 2 < T: the body's condition ends an M = T loop after T - 1 steps (tf.foldl)
+    helper.make_node("Add", ["time_next", "one"], ["t2"]),
+    helper.make_node("Less", ["t2", "T"], ["c_out"]),
+]
+
+
+def test_loop_whose_condition_ends_it_before_m_runs_fewer_steps():
+    """tf.foldl's Loop: M = n but the counter starts ahead, so the condition stops it first;
+    dynamic M (T - 1 steps) and static M = 6 with ``time + 2 < 5`` (4 steps)."""
+    go = [helper.make_node("Less", ["one", "steps"], ["go"])]
+    dynamic = rnn_loop_model("steps", EARLY, "c_out", "go", outer_nodes=go)
+    static_cond = [EARLY[0], helper.make_node("Less", ["t2", "five"], ["c_out"])]
+    static = rnn_loop_model(
+        "six",
+        static_cond,
+        "c_out",
+        "",
+        extra_inits=[init("six", np.array(6, I64)), init("five", np.array(5, I64))],
+    )
+    for model, offset in ((dynamic, 1), (static, 2)):
+        (loop,) = [m for m in from_onnx(model).modules() if isinstance(m, OnnxLoop)]
+        assert loop.offset == offset
+        for steps, batch in ((5, 2), (7, 3)):
+            optimized = assert_matches_ort(model, [rnd(steps, batch, 3)])
+        assert_lowered(optimized)
+        assert optimized(torch.from_numpy(rnd(7, 2, 3)))[1].shape[0] == (6 if offset == 1 else 4)
+
+
+def test_loop_stopped_early_with_an_initial_condition_always_true_runs_by_the_spec():
+    """At T = 1 a constant-true initial condition runs one step, where tf.foldl would run
+    none: the trip-count proof cannot hold, so the Loop runs by the ONNX spec
+    (`OnnxWhileLoop`), equal to onnxruntime at every length."""
+    model = rnn_loop_model("steps", EARLY, "c_out", "go", extra_inits=[init("go", np.array(True))])
+    converted = from_onnx(model)
+    assert [type(m).__name__ for m in converted.modules() if "Loop" in type(m).__name__] == [
+        "OnnxWhileLoop"
+    ]
+    for steps in (1, 5):
+        assert_matches_ort(model, [rnd(steps, 2, 3)])

@@ -23,7 +23,9 @@ loop-carried one the body passes through), the loop stops at the latest after st
 ``X - c``: the trip count is ``M = X - offset`` (`trip_name`, `trip_offset`), the
 smallest such bound over the conjuncts. The proof then goes on as for a Loop with that
 ``M`` (``X`` is ``M + offset``), and the initial condition must moreover be false
-whenever ``M <= 0``, so that the loop runs exactly ``max(M, 0)`` steps.
+whenever ``M <= 0``, so that the loop runs exactly ``max(M, 0)`` steps. A Loop whose
+condition bounds the counter below its own M (``tf.foldl``: ``counter + 1 < n`` with
+``M = n``) runs fewer steps, by the same offset rule (`_bind_early_stop`).
 """
 
 from __future__ import annotations
@@ -159,12 +161,49 @@ class LoopBound:
             raise Unproven(f"no conjunct of the condition is `counter < {root!r}`")
         self.trip_offset = max(offsets)  # the conjunct that fails first
         self.body.bound = {}
+        self._check_no_step_at_zero()
+        self.trip_name = root
+
+    def _check_no_step_at_zero(self) -> None:
+        """The initial condition is false for every M <= 0 (M = the bound minus the offset)."""
         for d, strict in self._bool(self.outer, self.loop.input[1]):
             # false for every M <= 0: d >= 0 (> 0 if not strict) there
             if d["i"] == 0 and d["M"] <= 0 and (d["1"] >= 0 if strict else d["1"] > 0):
-                self.trip_name = root
                 return
         raise Unproven("the initial condition may hold where the bound gives no step")
+
+    def _bind_early_stop(self) -> None:
+        """A Loop whose condition ends it before its M: ``tf.foldl`` counts from 1 (the
+        first element is the initial value), so ``counter + 1 < n`` ends its ``M = n`` loop
+        after n - 1 steps. A conjunct ``c + i - M < 0`` (``c + i < 0`` for a static M, whose
+        value the affine form holds) is first false after step ``M - c``: the loop runs
+        ``M - offset`` steps, ``offset = c - 1`` (``c - 2`` for ``<=``), the largest over the
+        conjuncts. Then M stands for the steps run (the Loop's M is ``M + offset``), and the
+        proof goes on as for any Loop; with a dynamic M, the initial condition must be false
+        where no step runs, as for a while loop."""
+        try:
+            conjuncts = self._bool(self.body, self.body_graph.output[0].name)
+        except Unproven:
+            return  # check() says why
+        static = self.static_m
+        offsets = [0]
+        for d, strict in conjuncts:
+            by_m = d["M"] == (0 if static is not None else -1)
+            if d["i"] == 1 and by_m and float(d["1"]).is_integer():
+                c = int(d["1"]) + (static or 0)
+                offsets.append(c - (1 if strict else 2))
+        offset = max(offsets)
+        if static is not None:
+            offset = min(offset, static - 1)  # step 0 runs whatever the body's condition
+        if offset <= 0:
+            return
+        self.trip_offset = offset
+        if static is not None:
+            self.static_m = static - offset
+        else:
+            self._check_no_step_at_zero()
+        self.body.bound = {}
+        self._bind_body()
 
     # -- values --------------------------------------------------------------------------
     def value(self, scope: _Scope, name: str):
@@ -173,7 +212,7 @@ class LoopBound:
             return scope.bound[name]
         if scope is self.outer and self._root(scope, name) == self.m_root:
             if self.static_m is not None:
-                return _affine(self.static_m)
+                return _affine(self.static_m + self.trip_offset)
             return _affine(self.trip_offset, m=1)  # X = M + offset (0 but for a while loop)
         if name in scope.inputs:
             raise Unproven(f"{name!r} is a run-time input (not a constant or induction variable)")
@@ -269,6 +308,8 @@ class LoopBound:
         """Returns when the condition provably holds wherever it matters; else raises Unproven."""
         self._bind_trip_count()
         self._bind_body()
+        if self.loop.input[0]:
+            self._bind_early_stop()
         if len(self.loop.input) > 1 and self.loop.input[1]:
             for d, strict in self._bool(self.outer, self.loop.input[1]):
                 self._holds(d, strict, first=True)
