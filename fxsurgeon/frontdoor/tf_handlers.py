@@ -73,12 +73,7 @@ first (without it, the first export of a process ran uncorrected):
   and SAME with strides 1 pads ``(k - 1) * dilation`` whatever the size (the output is
   the input's size), the smaller half first: such a Conv2D / DepthwiseConv2dNative /
   Conv3D is given those pads explicitly (``padding=EXPLICIT``) before tf2onnx's handler.
-* **Cumulative products without a Loop.** tf2onnx writes ``tf.math.cumprod`` (Cumprod) as
-  an ONNX Loop over the axis, and with a negative axis fails (``np.zeros(axis)``): NeRF's
-  exclusive transmittance ``cumprod(1 - alpha, axis=-1, exclusive=True)`` did not export.
-  With a constant axis it is a product over a triangle of positions: ``y_i = prod_j x_j``
-  for ``j <= i`` (``j < i`` exclusive, ``>=``/``>`` reverse), written as ``Where(kept[i, j],
-  x[.., None, j, ..], 1)`` and a ReduceProd over ``j``: plain ops on any length.
+* **Cumulative products without a Loop** (`fxsurgeon.frontdoor.tf_more_ops`).
 * **Complex tensors** (`fxsurgeon.frontdoor.tf_complex`): ``tf.complex``, casts to and from
   complex, the FFTs and inverses, real/imag/abs, written on real/imaginary pairs.
 * **Einsum letters keep their case.** tf2onnx lowercases the equation (ONNX's Einsum
@@ -99,6 +94,7 @@ from onnx import TensorProto
 
 from ..errors import InputError
 from . import tf_complex
+from .tf_more_ops import ADDED, ADDED_OPSET, REPLACED
 
 _FLOATS = frozenset(
     {TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16}
@@ -333,47 +329,6 @@ def _bincount(func: Handler) -> Handler:
     return handler
 
 
-def _cumprod(func: Handler) -> Handler:
-    def handler(ctx: Any, node: Any, **kwargs: Any) -> Any:
-        x, axis_input = node.input
-        rank = ctx.get_rank(x)
-        if not node.inputs[1].is_const() or rank is None or ctx.opset < _RANGE_OPSET:
-            return func(ctx, node, **kwargs)
-        import numpy as np
-        from tf2onnx import utils
-
-        axis = int(np.asarray(node.inputs[1].get_tensor_value(as_list=False)).reshape(-1)[0])
-        axis %= rank
-        scope = {"op_name_scope": node.name}
-        shape = ctx.make_node("Shape", [x], **scope).output[0]
-        n = ctx.make_node("Gather", [shape, _const(ctx, axis)], attr={"axis": 0}, **scope)
-        positions = ctx.make_node("Range", [_const(ctx, 0), n.output[0], _const(ctx, 1)], **scope)
-        out = ctx.make_node("Unsqueeze", [positions.output[0], _const(ctx, [1])], **scope)
-        into = ctx.make_node("Unsqueeze", [positions.output[0], _const(ctx, [0])], **scope)
-        exclusive, reverse = node.get_attr_value("exclusive", 0), node.get_attr_value("reverse", 0)
-        compare = {(0, 0): "LessOrEqual", (1, 0): "Less", (0, 1): "GreaterOrEqual"}
-        kept = ctx.make_node(  # [i, j]: x_j is a factor of y_i
-            compare.get((exclusive, reverse), "Greater"), [into.output[0], out.output[0]], **scope
-        ).output[0]
-        if rank - axis - 1:  # broadcast over the axes after ``axis``
-            trailing = _const(ctx, list(range(2, rank - axis + 1)))
-            kept = ctx.make_node("Unsqueeze", [kept, trailing], **scope).output[0]
-        rows = ctx.make_node("Unsqueeze", [x, _const(ctx, [axis])], **scope).output[0]
-        dtype = utils.map_onnx_to_numpy_type(ctx.get_dtype(x))
-        one = ctx.make_const(utils.make_name("one"), np.ones((), dtype=dtype)).output[0]
-        factors = ctx.make_node("Where", [kept, rows, one], **scope).output[0]  # [.., i, j, ..]
-        node.type = "ReduceProd"  # tf2onnx keeps only the attributes ONNX's ReduceProd has
-        node.set_attr("keepdims", 0)
-        if ctx.opset < _REDUCE_AXES_INPUT_OPSET:
-            node.set_attr("axes", [axis + 1])
-            ctx.replace_inputs(node, [factors])
-        else:
-            ctx.replace_inputs(node, [factors, _const(ctx, [axis + 1])])
-        return None
-
-    return handler
-
-
 def _same_pads(size: int, kernel: int, stride: int, rate: int) -> tuple[int, int]:
     """TF's SAME padding of one dim: the output ``ceil(size / stride)``, extra at the end."""
     reach = (kernel - 1) * rate + 1
@@ -493,8 +448,6 @@ _SCATTER_REDUCTION_OPSET = 16
 #: ONNX Range (opset 11) builds the positions; integer Min/Max need opset 12.
 _RANGE_OPSET = 11
 _INTEGER_MIN_MAX_OPSET = 12
-#: ReduceProd takes its axes as an input from opset 18 (an attribute before)
-_REDUCE_AXES_INPUT_OPSET = 18
 
 CORRECTIONS: dict[str, Callable[[Handler], Handler]] = {
     "Select": _handling_nan,
@@ -511,7 +464,6 @@ CORRECTIONS: dict[str, Callable[[Handler], Handler]] = {
     "DepthwiseConv2dNative": _dilated_same_pads,
     "Conv3D": _dilated_same_pads,
     "Einsum": _einsum_cases,
-    "Cumprod": _cumprod,
     "Bincount": _bincount,
     "DenseBincount": _bincount,
 }
@@ -548,7 +500,8 @@ def _dilated_same(original: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
 @contextlib.contextmanager
 def corrected_handlers() -> Iterator[None]:
-    """tf2onnx's handlers with the `CORRECTIONS` (module docstring) while active."""
+    """tf2onnx's handlers with the `CORRECTIONS` (module docstring) while active, and
+    `tf_more_ops`' handlers: `ADDED` where tf2onnx has none, `REPLACED` over its own."""
     import tf2onnx.onnx_opset  # noqa: F401 - registers the handlers (first export of a process)
     from tf2onnx import constants
     from tf2onnx.handler import tf_op
@@ -559,8 +512,15 @@ def corrected_handlers() -> Iterator[None]:
     ]
     dilations.determine_pad_mode = _dilated_same(dilations.determine_pad_mode)
     opsets = tf_op.get_opsets().setdefault(constants.ONNX_DOMAIN, [])
+    known = {name for handlers in opsets for name in handlers}
+    while len(opsets) <= ADDED_OPSET:
+        opsets.append({})
+    for name, func in ADDED.items():
+        if name not in known:
+            saved.append((opsets[ADDED_OPSET], name, None))
+            opsets[ADDED_OPSET][name] = (func, {})
     for handlers in opsets:
-        for name, correct in {**CORRECTIONS, **tf_complex.CORRECTIONS}.items():
+        for name, correct in {**CORRECTIONS, **tf_complex.CORRECTIONS, **REPLACED}.items():
             if name not in handlers:
                 continue
             func, kwargs = handlers[name]

@@ -41,6 +41,23 @@ def _const_module_value(module: nn.Module, args: list) -> Value:
     return Const(result)
 
 
+def _static_operands(module: nn.Module, args: list) -> list | None:
+    """`args` as constants when every one is known now and none is a weight, for a module
+    that holds no tensor of its own (tf2onnx's ``MatrixDiagPart``: the diagonal's length
+    from the sizes, cast to float, ``Min`` and back, a ``ReduceMax``, then a Range):
+    else None. Weights stay in the graph (`Const.is_weight`)."""
+    if not args or any(True for _ in module.parameters()) or any(True for _ in module.buffers()):
+        return None
+    static: list = []
+    for a in args:
+        if isinstance(a, Sym) and a.is_static:
+            a = a.to_const()
+        if not (a is None or (isinstance(a, Const) and not a.is_weight)):
+            return None
+        static.append(a)
+    return static
+
+
 def lower_graph(
     gm: fx.GraphModule,
     shapes: SymbolicShapes,
@@ -318,7 +335,11 @@ def _lower_module(ctx, gm, node, args, result: LoweringResult) -> Value:
             reason = f"no shape known for its input {unknown[0].name} (a module kept before it)"
         else:
             result.lowered[name] = result.lowered.get(name, 0) + 1
-            if isinstance(value, (Const, Sym)):
+            static = _static_operands(module, args)
+            if static is not None and isinstance(value, (fx.Node, list)):
+                # a run-time value of constants only (what it emitted is dead code)
+                value = _const_module_value(module, static)
+            if isinstance(value, (Const, Sym)) or static is not None:
                 result.folded += 1  # known at optimize time: no node at run time
             return value
     if args and all(isinstance(a, (Const, type(None))) for a in args):

@@ -1,0 +1,254 @@
+"""Handlers for TF ops that tf2onnx cannot export (none registered, or one that writes a Loop),
+each written from TensorFlow's definition of the op in plain ONNX ops.
+
+`corrected_handlers` (``tf_handlers.py``) installs `ADDED` for the export only, where tf2onnx
+has no handler of that name at any opset, and `REPLACED` over tf2onnx's own:
+
+* **Log1p and Expm1** (``keras.ops.log_sigmoid``, ``sparse_plus``, ``celu``, ``tf.math.log1p``):
+  ``Log(1 + x)`` and ``Exp(x) - 1``, off TF's by at most a float32 rounding of ``1 + x`` (an
+  absolute error below 1e-7 near 0, where the results are small).
+* **Bucketize** (``tf.raw_ops.Bucketize``, Keras' Discretization): the number of boundaries
+  ``<= x``, ``ReduceSum(Cast(x[..., None] >= boundaries))``: TF's index ``i`` with
+  ``boundaries[i - 1] <= x < boundaries[i]``.
+* **LowerBound and UpperBound** (``tf.searchsorted`` left and right): per row, the number of
+  sorted values ``< v`` (``<= v``), ``ReduceSum(Cast(sorted[:, None, :] < values[:, :, None]))``
+  over the sorted axis: the first index where ``v`` may go (the last), as TF's binary search
+  finds it on a sorted row.
+* **Cumprod** (``tf.math.cumprod``): tf2onnx writes a Loop of shifted slices multiplied in,
+  each step's slice of another length (no converter lowers it, and a Loop runs step by step).
+  It is a product over a mask of positions: ``x`` broadcast against itself along the axis
+  (``x[..., s, None, ...]``), 1 where the position ``s`` is not in the window of ``t``
+  (``s <= t``; ``s < t`` exclusive; ``s >= t`` / ``s > t`` reverse), ``ReduceProd`` over
+  ``s``. The products are those of TF, in another order (a rounding apart).
+* **UnsortedSegmentMax and UnsortedSegmentMin**: tf2onnx sorts the ids (TopK, ``Unique``:
+  shapes that depend on the data, and no converter for Unique); ScatterND's max/min
+  reductions need opset 18. The ids flattened to ``[N]``, the data to ``[N, ...]``: segment
+  ``k`` is ``ReduceMax`` over ``N`` of ``Where(ids == k, data, lowest)`` (``[segments, N,
+  ...]``), TF's ``lowest()`` (``highest()`` for min) where no id is ``k``; ids outside
+  ``[0, segments)`` match no segment and are dropped, as TF drops negative ones.
+* **RGBToHSV** (``tf.image.rgb_to_hsv``): TF's kernel (``colorspace_op.h``): ``V = max``,
+  ``S = range / V`` (0 where ``V <= 0``), ``H`` one of three formulas by which channel is the
+  maximum, 0 where the range is 0, plus 1 where negative.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from onnx import TensorProto
+
+Handler = Callable[..., Any]
+#: the opset the added handlers are registered at: ReduceSum with its axes as an input
+ADDED_OPSET = 13
+
+
+def _scope(node: Any) -> dict[str, Any]:
+    return {"op_name_scope": node.name}
+
+
+def _scalar(ctx: Any, like: str, value: float) -> str:
+    """A scalar constant of `like`'s dtype."""
+    import numpy as np
+    from tf2onnx import utils
+
+    dtype = utils.map_onnx_to_numpy_type(ctx.get_dtype(like))
+    return ctx.make_const(utils.make_name("const"), np.array(value, dtype=dtype)).output[0]
+
+
+def _ints(ctx: Any, value: Any) -> str:
+    import numpy as np
+    from tf2onnx import utils
+
+    return ctx.make_const(utils.make_name("const"), np.array(value, dtype=np.int64)).output[0]
+
+
+def _reduce(ctx: Any, op: str, data: str, axes: list[int], node: Any, keepdims: int = 0) -> str:
+    """ReduceSum/Prod/Max/Min at the graph's opset (axes an attribute or an input)."""
+    from tf2onnx.graph_builder import GraphBuilder
+
+    make = getattr(GraphBuilder(ctx), f"make_reduce_{op}")
+    return make({"data": data, "axes": axes, "keepdims": keepdims}, op_name_scope=node.name)
+
+
+def _elementwise(op: str, fix: str, value: float) -> Handler:
+    """``op(x + value)`` (``fix="in"``) or ``op(x) + value`` (``fix="out"``)."""
+
+    def handler(ctx: Any, node: Any, **kwargs: Any) -> None:
+        (x,) = node.input
+        if fix == "in":
+            shifted = ctx.make_node("Add", [x, _scalar(ctx, x, value)], **_scope(node))
+            node.type = op
+            ctx.replace_inputs(node, [shifted.output[0]])
+            return
+        inner = ctx.make_node(op, [x], **_scope(node)).output[0]
+        node.type = "Add"
+        ctx.replace_inputs(node, [inner, _scalar(ctx, x, value)])
+
+    return handler
+
+
+def _count(ctx: Any, node: Any, compare: str, a: str, b: str, axis: int) -> None:
+    """``node`` becomes ``ReduceSum(Cast(compare(a, b)), axis)`` in its own output dtype."""
+    hits = ctx.make_node(compare, [a, b], **_scope(node)).output[0]
+    hits = ctx.make_node("Cast", [hits], attr={"to": TensorProto.INT64}, **_scope(node))
+    total = _reduce(ctx, "sum", hits.output[0], [axis], node)
+    node.type = "Cast"  # tf2onnx keeps only the attributes ONNX's Cast has
+    node.set_attr("to", ctx.get_dtype(node.output[0]))
+    ctx.replace_inputs(node, [total])
+
+
+def _bucketize(ctx: Any, node: Any, **kwargs: Any) -> None:
+    import numpy as np
+    from tf2onnx import utils
+
+    (x,) = node.input
+    boundaries = [float(b) for b in node.get_attr_value("boundaries")]
+    dtype = utils.map_onnx_to_numpy_type(ctx.get_dtype(x))
+    bounds = ctx.make_const(utils.make_name("boundaries"), np.array(boundaries, dtype=dtype))
+    column = ctx.make_node("Unsqueeze", [x, _ints(ctx, [-1])], **_scope(node)).output[0]
+    _count(ctx, node, "GreaterOrEqual", column, bounds.output[0], -1)
+
+
+def _bound(compare: str) -> Handler:
+    def handler(ctx: Any, node: Any, **kwargs: Any) -> None:
+        sorted_rows, values = node.input  # [rows, n], [rows, m]
+        rows = ctx.make_node("Unsqueeze", [sorted_rows, _ints(ctx, [1])], **_scope(node))
+        cols = ctx.make_node("Unsqueeze", [values, _ints(ctx, [2])], **_scope(node))
+        _count(ctx, node, compare, rows.output[0], cols.output[0], 2)
+
+    return handler
+
+
+_CUMPROD_WINDOW = {  # (exclusive, reverse) -> s is in t's window when compare(s, t)
+    (False, False): "LessOrEqual",
+    (True, False): "Less",
+    (False, True): "GreaterOrEqual",
+    (True, True): "Greater",
+}
+
+
+def _cumprod(func: Handler) -> Handler:
+    def handler(ctx: Any, node: Any, **kwargs: Any) -> Any:
+        x, axis_name = node.input
+        rank = ctx.get_rank(x)
+        if rank is None or not node.inputs[1].is_const() or ctx.opset < ADDED_OPSET:
+            return func(ctx, node, **kwargs)
+        axis = int(node.inputs[1].get_tensor_value()) % rank
+        window = _CUMPROD_WINDOW[
+            bool(node.get_attr_value("exclusive", 0)), bool(node.get_attr_value("reverse", 0))
+        ]
+        scope = _scope(node)
+        shape = ctx.make_node("Shape", [x], **scope).output[0]
+        size = ctx.make_node("Gather", [shape, _ints(ctx, axis)], attr={"axis": 0}, **scope)
+        positions = ctx.make_node(
+            "Range", [_ints(ctx, 0), size.output[0], _ints(ctx, 1)], **scope
+        ).output[0]
+        trailing = [1] * (rank - axis - 1)
+        s = ctx.make_node("Reshape", [positions, _ints(ctx, [-1, 1, *trailing])], **scope)
+        t = ctx.make_node("Reshape", [positions, _ints(ctx, [1, -1, *trailing])], **scope)
+        inside = ctx.make_node(window, [s.output[0], t.output[0]], **scope).output[0]
+        pairs = ctx.make_node("Unsqueeze", [x, _ints(ctx, [axis + 1])], **scope).output[0]
+        masked = ctx.make_node("Where", [inside, pairs, _scalar(ctx, x, 1.0)], **scope)
+        node.type = "Identity"
+        ctx.replace_inputs(node, [_reduce(ctx, "prod", masked.output[0], [axis], node)])
+        return None
+
+    return handler
+
+
+def _segment_extreme(op: str) -> Callable[[Handler], Handler]:
+    def correct(func: Handler) -> Handler:
+        def handler(ctx: Any, node: Any, **kwargs: Any) -> Any:
+            import numpy as np
+            from tf2onnx import utils
+
+            data, ids, count = node.input
+            data_rank, ids_rank = ctx.get_rank(data), ctx.get_rank(ids)
+            if ctx.opset < ADDED_OPSET or data_rank is None or ids_rank is None:
+                return func(ctx, node, **kwargs)
+            scope = _scope(node)
+            to_int64 = {"to": TensorProto.INT64}
+            ids = ctx.make_node("Cast", [ids], attr=to_int64, **scope).output[0]
+            ids = ctx.make_node("Reshape", [ids, _ints(ctx, [-1])], **scope).output[0]  # [N]
+            rest = ctx.make_node("Shape", [data], attr={"start": ids_rank}, **scope).output[0]
+            flat = ctx.make_node("Concat", [_ints(ctx, [-1]), rest], attr={"axis": 0}, **scope)
+            values = ctx.make_node("Reshape", [data, flat.output[0]], **scope).output[0]
+            values = ctx.make_node("Unsqueeze", [values, _ints(ctx, [0])], **scope).output[0]
+            count = ctx.make_node("Cast", [count], attr=to_int64, **scope).output[0]
+            count = ctx.make_node("Reshape", [count, _ints(ctx, [])], **scope).output[0]
+            segments = ctx.make_node(
+                "Range", [_ints(ctx, 0), count, _ints(ctx, 1)], **scope
+            ).output[0]
+            segments = ctx.make_node("Unsqueeze", [segments, _ints(ctx, [1])], **scope)
+            member = ctx.make_node("Equal", [segments.output[0], ids], **scope).output[0]
+            trailing = list(range(2, 2 + data_rank - ids_rank))
+            if trailing:
+                member = ctx.make_node("Unsqueeze", [member, _ints(ctx, trailing)], **scope)
+                member = member.output[0]
+            dtype = utils.map_onnx_to_numpy_type(ctx.get_dtype(data))
+            info = np.finfo(dtype) if np.issubdtype(dtype, np.floating) else np.iinfo(dtype)
+            empty = info.min if op == "max" else info.max  # TF's lowest() / highest()
+            fill = ctx.make_const(utils.make_name("empty"), np.array(empty, dtype=dtype))
+            masked = ctx.make_node("Where", [member, values, fill.output[0]], **scope)
+            node.type = "Identity"
+            ctx.replace_inputs(node, [_reduce(ctx, op, masked.output[0], [1], node)])
+            return None
+
+        return handler
+
+    return correct
+
+
+def _rgb_to_hsv(ctx: Any, node: Any, **kwargs: Any) -> None:
+    (rgb,) = node.input
+    scope = _scope(node)
+    value = _reduce(ctx, "max", rgb, [-1], node, keepdims=1)
+    low = _reduce(ctx, "min", rgb, [-1], node, keepdims=1)
+    spread = ctx.make_node("Sub", [value, low], **scope).output[0]
+    zero, one = _scalar(ctx, rgb, 0.0), _scalar(ctx, rgb, 1.0)
+    positive = ctx.make_node("Greater", [value, zero], **scope).output[0]
+    ratio = ctx.make_node("Div", [spread, value], **scope).output[0]
+    saturation = ctx.make_node("Where", [positive, ratio, zero], **scope).output[0]
+    inverse = ctx.make_node("Reciprocal", [spread], **scope).output[0]
+    norm = ctx.make_node("Mul", [inverse, _scalar(ctx, rgb, 1.0 / 6.0)], **scope).output[0]
+    split = ctx.make_node(
+        "Split", [rgb, _ints(ctx, [1, 1, 1])], attr={"axis": -1}, output_count=3, **scope
+    )
+    r, g, b = split.output
+
+    def hue(p: str, q: str, shift: float) -> str:  # norm * (p - q) + shift
+        h = ctx.make_node("Sub", [p, q], **scope).output[0]
+        h = ctx.make_node("Mul", [norm, h], **scope).output[0]
+        if shift:
+            h = ctx.make_node("Add", [h, _scalar(ctx, rgb, shift)], **scope).output[0]
+        return h
+
+    is_r = ctx.make_node("Equal", [r, value], **scope).output[0]
+    is_g = ctx.make_node("Equal", [g, value], **scope).output[0]
+    h = ctx.make_node("Where", [is_g, hue(b, r, 2.0 / 6.0), hue(r, g, 4.0 / 6.0)], **scope)
+    h = ctx.make_node("Where", [is_r, hue(g, b, 0.0), h.output[0]], **scope).output[0]
+    varies = ctx.make_node("Greater", [spread, zero], **scope).output[0]
+    h = ctx.make_node("Where", [varies, h, zero], **scope).output[0]
+    negative = ctx.make_node("Less", [h, zero], **scope).output[0]
+    wrapped = ctx.make_node("Add", [h, one], **scope).output[0]
+    h = ctx.make_node("Where", [negative, wrapped, h], **scope).output[0]
+    node.type = "Concat"
+    node.set_attr("axis", -1)
+    ctx.replace_inputs(node, [h, saturation, value])
+
+
+ADDED: dict[str, Handler] = {
+    "Log1p": _elementwise("Log", "in", 1.0),
+    "Expm1": _elementwise("Exp", "out", -1.0),
+    "Bucketize": _bucketize,
+    "LowerBound": _bound("Less"),
+    "UpperBound": _bound("LessOrEqual"),
+    "RGBToHSV": _rgb_to_hsv,
+}
+
+REPLACED: dict[str, Callable[[Handler], Handler]] = {
+    "Cumprod": _cumprod,
+    "UnsortedSegmentMax": _segment_extreme("max"),
+    "UnsortedSegmentMin": _segment_extreme("min"),
+}

@@ -1,0 +1,168 @@
+"""TF ops tf2onnx cannot export, written by the front door (fxsurgeon/frontdoor/tf_more_ops.py):
+onnxruntime on the export and the optimized module must give what TensorFlow gives, on the
+edge cases of each definition (values on a boundary, ties, zeros, gray pixels, empty
+segments, ids out of range); tf2onnx's handlers come back after the export."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from onnx import helper
+from onnx_cases import assert_lowered, assert_matches_ort, init, make_model, tensor_info
+
+import fxsurgeon
+from fxsurgeon._compat import import_tensorflow
+
+tf = import_tensorflow()
+keras = pytest.importorskip("keras")
+
+
+class _Ops(keras.layers.Layer):
+    def __init__(self, fn, **kwargs):
+        super().__init__(**kwargs)
+        self.fn = fn
+
+    def call(self, *xs):
+        return self.fn(*xs)
+
+
+def _check(fn, inputs: dict[str, np.ndarray], dynamic: tuple[int, ...] = ()) -> set[str]:
+    """Export ``fn`` over ``inputs`` (dims in `dynamic` left free), compare onnxruntime and
+    the optimized module with TF; the ONNX op types of the export."""
+    specs = [
+        keras.Input(
+            tuple(None if d in dynamic else s for d, s in enumerate(v.shape[1:], 1)),
+            dtype=str(v.dtype),
+            name=k,
+        )
+        for k, v in inputs.items()
+    ]
+    model = keras.Model(specs, _Ops(fn)(*specs))
+    want = [
+        np.asarray(t) for t in tf.nest.flatten(model([tf.constant(v) for v in inputs.values()]))
+    ]
+    proto = fxsurgeon.export_onnx(model)
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = session.run(None, inputs)
+    module = fxsurgeon.optimize(fxsurgeon.from_onnx(proto, tf_model=model))
+    out = module(*[torch.from_numpy(v) for v in inputs.values()])
+    out = [out] if isinstance(out, torch.Tensor) else list(out)
+    assert_lowered(module)
+    for g, t, w in zip(got, out, want, strict=True):
+        assert g.dtype == w.dtype
+        np.testing.assert_allclose(g, w, atol=1e-6, rtol=1e-6)
+        np.testing.assert_allclose(t.numpy(), w, atol=1e-6, rtol=1e-6)
+    return {n.op_type for n in proto.graph.node}
+
+
+def test_log1p_expm1_bucketize_and_searchsorted_match_tf():
+    """Values on the boundaries (bucketize counts boundaries <= x) and ties in the sorted
+    rows (left: first index, right: after the last equal)."""
+    x = np.array([[-1.0, -0.3, 0.0, 0.25, 0.3, 1.0, 5.0, -2.0]], np.float32).repeat(2, 0)
+    x[1] *= 0.5
+    rows = np.sort(
+        np.array([[0.3, -1.0, 0.3, 0.0, 2.0, 0.3], [1.0, 1.0, -2.0, 0.0, 0.5, 0.5]], np.float32), -1
+    )
+
+    def fn(x, rows):
+        bucket = tf.raw_ops.Bucketize(input=x, boundaries=[-1.0, -0.3, 0.0, 0.3, 1.0])
+        left = tf.searchsorted(rows, x, side="left")
+        right = tf.searchsorted(rows, x, side="right", out_type=tf.int64)
+        return [tf.math.log1p(tf.abs(x)), tf.math.expm1(x), bucket, left, right]
+
+    ops = _check(fn, {"x": x, "rows": rows}, dynamic=(1,))
+    assert not ops & {"Loop", "TopK", "Unique"}
+
+
+def test_cumprod_every_direction_matches_tf_with_zeros():
+    """exclusive x reverse, on axis 1 of a rank-3 input of dynamic length, a zero inside."""
+    x = np.random.default_rng(0).uniform(0.5, 1.5, (2, 5, 3)).astype(np.float32)
+    x[0, 2, 1] = 0.0
+
+    def fn(x):
+        return [
+            tf.math.cumprod(x, axis=1, exclusive=e, reverse=r)
+            for e in (False, True)
+            for r in (False, True)
+        ] + [tf.math.cumprod(x, axis=-1)]
+
+    ops = _check(fn, {"x": x}, dynamic=(1,))
+    assert "Loop" not in ops
+
+
+def test_unsorted_segment_max_and_min_match_tf_with_empty_segments_and_dropped_ids():
+    """2-D ids; segment 3 empty (TF's lowest / highest float), id -1 dropped."""
+    data = np.random.default_rng(1).standard_normal((2, 4, 3)).astype(np.float32)
+    ids = tf.constant([[0, 1, 1, -1], [2, 0, 2, 4]])
+
+    def fn(data):
+        return [
+            tf.math.unsorted_segment_max(data, ids, 5),
+            tf.math.unsorted_segment_min(data, ids, 5),
+        ]
+
+    ops = _check(fn, {"data": data})
+    assert not ops & {"Unique", "TopK"}
+
+
+def test_rgb_to_hsv_matches_tf_on_gray_black_and_each_dominant_channel():
+    pixels = np.array(
+        [
+            [
+                [0.0, 0.0, 0.0],
+                [0.5, 0.5, 0.5],
+                [0.9, 0.2, 0.4],
+                [0.1, 0.8, 0.3],
+                [0.2, 0.3, 0.7],
+                [0.9, 0.1, 0.1],
+                [0.7, 0.7, 0.2],
+                [0.3, 0.6, 0.6],
+            ]
+        ],
+        np.float32,
+    )
+    pixels = np.concatenate([pixels, np.random.default_rng(2).uniform(0, 1, (1, 8, 3))]).astype(
+        np.float32
+    )
+    _check(lambda p: tf.image.rgb_to_hsv(p[:, :, None, :]), {"pixels": pixels}, dynamic=(1,))
+
+
+def test_tf2onnx_handlers_are_restored_after_the_export():
+    from tf2onnx import constants
+    from tf2onnx.handler import tf_op
+
+    from fxsurgeon.frontdoor.tf_handlers import corrected_handlers
+
+    def table():
+        return [dict(h) for h in tf_op.get_opsets()[constants.ONNX_DOMAIN]]
+
+    before = table()
+    with corrected_handlers():
+        assert any("Bucketize" in h for h in tf_op.get_opsets()[constants.ONNX_DOMAIN])
+    assert table() == before
+
+
+def test_an_op_on_constants_folds_for_a_range():
+    """keras.ops.diagonal (tf2onnx MatrixDiagPart): a Range over ReduceMax of constants (no weight)."""
+    nodes = [
+        helper.make_node("ReduceMax", ["offset"], ["top"], keepdims=0),
+        helper.make_node("Add", ["top", "three"], ["stop"]),
+        helper.make_node("Range", ["top", "stop", "one"], ["r"]),
+        helper.make_node("Cast", ["r"], ["rf"], to=1),
+        helper.make_node("Mul", ["x", "rf"], ["y"]),
+    ]
+    inits = [
+        init("offset", np.array([-1, 0], np.int64)),
+        init("three", np.array(3, np.int64)),
+        init("one", np.array(1, np.int64)),
+    ]
+    model = make_model(
+        nodes,
+        [tensor_info("x", np.float32, ["N", 3])],
+        [tensor_info("y", np.float32, ["N", 3])],
+        inits,
+    )
+    optimized = assert_matches_ort(model, [np.ones((2, 3), np.float32)])
+    assert_lowered(optimized)
