@@ -120,7 +120,14 @@ def _cache_key(name: str) -> str:
         # the files the export runs (not the ONNX -> fx side of the front door)
         *(
             (Path(fxsurgeon.frontdoor.export.__file__).parent / f).read_text()
-            for f in ("export.py", "freeze.py", "tf_handlers.py", "tf_complex.py", "variables.py")
+            for f in (
+                "export.py",
+                "freeze.py",
+                "tf_handlers.py",
+                "tf_complex.py",
+                "tf_more_ops.py",
+                "variables.py",
+            )
         ),
         tf.__version__,
         tf2onnx.__version__,
