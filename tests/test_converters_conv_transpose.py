@@ -14,8 +14,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from onnx import helper
-from onnx_cases import init, tensor_info
-from test_converters_pool_pad import F32, check, model_of, rnd, targets
+from onnx_cases import assert_lowered, init, tensor_info
+from test_converters_pool_pad import F32, both_doors, check, model_of, rnd, targets
 
 from fxsurgeon._compat import import_onnx2torch
 from fxsurgeon.errors import InputError
@@ -46,6 +46,42 @@ def test_uneven_pads_match_onnxruntime_at_every_size(pads):
         assert F.conv_transpose2d in targets(module)
         assert not report_of(module).forced_dims
         assert report_of(module).trainable_after == 4 * 3 * 3 * 3 + 3
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_negative_end_pads_are_keras_output_padding(bias):
+    """tf2onnx writes Keras' ``Conv2DTranspose(strides=2, output_padding=1)`` as ``pads=[0, 0,
+    -1, -1]`` (which ONNX's shape inference and onnxruntime refuse): TF's output is one wider
+    than the full transposed convolution, the new positions no input reaches (the bias),
+    torch's ``output_padding``. Both doors, two sizes."""
+    w, b = rnd(4, 3, 3, 3), rnd(3)
+    inits = [init("w", w)] + ([init("b", b)] if bias else [])
+    node = helper.make_node(
+        "ConvTranspose",
+        ["x", "w", "b"][: len(inits) + 1],
+        ["y"],
+        kernel_shape=[3, 3],
+        strides=[2, 2],
+        pads=[0, 0, -1, -1],
+    )
+    graph = helper.make_graph(
+        [node],
+        "case",
+        [tensor_info("x", F32, ["N", 4, "H", "W"])],
+        [tensor_info("y", F32, ["N", 3, "H2", "W2"])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    for module in both_doors(model):
+        assert F.conv_transpose2d in targets(module)
+        assert_lowered(module)
+        for x in (rnd(2, 4, 5, 6), rnd(1, 4, 8, 3)):
+            x = torch.from_numpy(x)
+            want = F.conv_transpose2d(
+                x, torch.from_numpy(w), torch.from_numpy(b) if bias else None, 2, 0, 1
+            )
+            torch.testing.assert_close(module(x), want, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("auto_pad", ["SAME_UPPER", "SAME_LOWER"])

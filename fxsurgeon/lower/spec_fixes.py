@@ -186,6 +186,15 @@ def _conv_transpose_spec(ctx, mod, node, args):
     weight = ctx.tensor(args[1])
     bias = ctx.tensor(args[2]) if len(args) > 2 and args[2] is not None else None
     conv = _CONV_TRANSPOSE[len(mod.strides)]
+    if any(b < 0 or e < 0 for b, e in mod.pads):  # a widened output: zeros, then the bias
+        full = ctx.call(
+            conv, x, weight, None, mod.strides, 0, mod.output_padding, mod.groups, mod.dilations
+        )
+        out = ctx.call(F.pad, full, [-p for pair in reversed(mod.pads) for p in pair])
+        if bias is None:
+            return out
+        shaped = ctx.call(torch.reshape, bias, (-1, *[1] * len(mod.pads)))
+        return ctx.call(operator.add, out, shaped)
     full = ctx.call(
         conv, x, weight, bias, mod.strides, 0, mod.output_padding, mod.groups, mod.dilations
     )

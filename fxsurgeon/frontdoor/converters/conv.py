@@ -76,7 +76,8 @@ def conv_transpose_crop(x, pads) -> torch.Tensor:
 
 class OnnxConvTransposeSpec(nn.Module):
     """ConvTranspose(x, W[, B]) by the spec, W and B taken as inputs: the full transposed
-    convolution, then ``pads`` ((begin, end) per spatial dim) removed."""
+    convolution, then ``pads`` ((begin, end) per spatial dim) removed; a negative pad
+    widens the output instead (zeros, then the bias), as onnxruntime computes it."""
 
     def __init__(self, strides, dilations, groups: int, pads, output_padding):
         super().__init__()
@@ -88,10 +89,23 @@ class OnnxConvTransposeSpec(nn.Module):
 
     def forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None):
         conv = _CONV_TRANSPOSE[len(self.strides)]
+        grows = any(b < 0 or e < 0 for b, e in self.pads)
         full = conv(
-            x, weight, bias, self.strides, 0, self.output_padding, self.groups, self.dilations
+            x,
+            weight,
+            None if grows else bias,
+            self.strides,
+            0,
+            self.output_padding,
+            self.groups,
+            self.dilations,
         )
-        return conv_transpose_crop(full, self.pads)
+        if not grows:
+            return conv_transpose_crop(full, self.pads)
+        # A negative pad (tf2onnx's Keras output_padding) widens the output past the full
+        # transposed convolution: positions no input reaches, zero before the bias.
+        out = F.pad(full, [-p for pair in reversed(self.pads) for p in pair])
+        return out if bias is None else out + bias.reshape(-1, *[1] * len(self.pads))
 
 
 def conv_transpose_pads(attrs, kernel, sizes) -> list[tuple[int, int]]:
@@ -136,6 +150,7 @@ def _transpose_converter(original):
         even = flat[: len(flat) // 2] == flat[len(flat) // 2 :]
         computed = any(name and name not in graph.initializers for name in node.input_values[1:3])
         plain = auto_pad in ("NOTSET", "VALID") and "output_shape" not in attrs and even
+        plain = plain and min(flat, default=0) >= 0
         if plain and not computed:
             return original(node, graph)
         from .registry import ConverterError
