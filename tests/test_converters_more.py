@@ -516,6 +516,57 @@ def test_resize_sizes_of_float32_scales_are_onnxruntimes(attrs):
     assert torch.nn.functional.interpolate in calls
 
 
+ONNX_CUBICS = [  # cubics torch's bicubic is not: computed by ONNX's definition
+    ctm(CUBIC, "half_pixel", cubic_coeff_a=-0.5, exclude_outside=1),  # TF's bicubic
+    ctm(CUBIC, "half_pixel", cubic_coeff_a=-0.5),
+    ctm(CUBIC, "align_corners", exclude_outside=1),
+    ctm(CUBIC, "asymmetric", cubic_coeff_a=-0.6),
+]
+
+
+@pytest.mark.parametrize("attrs", ONNX_CUBICS)
+@pytest.mark.parametrize("scales", [[1, 1, 2, 0.5], [1, 1, 1.5, 0.75]])
+def test_resize_cubic_of_any_coefficient_matches_onnxruntime(attrs, scales):
+    """Keys' kernel with any ``a``, taps outside dropped and renormalised or clamped,
+    through both the converter's module and the lowering (no F.interpolate)."""
+    model = resize_model(attrs, scales=scales, dims=("N", 2, 4, 6))
+    x = rnd(2, 2, 4, 6)
+    (want,) = run_ort(model, [x])
+    np.testing.assert_allclose(from_onnx(model)(torch.from_numpy(x)).numpy(), want, atol=1e-5)
+    optimized = assert_matches_ort(model, [x])
+    assert_lowered(optimized)
+    assert torch.nn.functional.interpolate not in {n.target for n in optimized.graph.nodes}
+
+
+def test_resize_tf_bicubic_to_a_fixed_size_of_a_dynamic_image_matches_onnxruntime():
+    """tf.image.resize(x, (5, 7), "bicubic") on an image of any size: the sizes are the
+    input's batch and channels with the constant target; the scale out / in is a run-time
+    value of the optimized graph, which compiles in one graph at two sizes."""
+    nodes = [
+        helper.make_node("Shape", ["x"], ["shape"]),
+        helper.make_node("Slice", ["shape", "zero1", "two1"], ["lead"]),
+        helper.make_node("Concat", ["lead", "target"], ["sizes"], axis=0),
+        helper.make_node(
+            "Resize", ["x", "", "", "sizes"], ["y"], name="my_resize", **ONNX_CUBICS[0]
+        ),
+    ]
+    inits = [
+        init("zero1", np.array([0], I64)),
+        init("two1", np.array([2], I64)),
+        init("target", np.array([5, 7], I64)),
+    ]
+    model = model_at(
+        nodes, [tensor_info("x", F32, ["N", 2, "H", "W"])], [tensor_info("y", F32, None)], inits, 17
+    )
+    for shape in ((2, 2, 4, 6), (1, 2, 9, 3)):
+        optimized = assert_matches_ort(model, [rnd(*shape)])
+    assert_lowered(optimized)
+    compiled = torch.compile(optimized, fullgraph=True, backend="eager")
+    for shape in ((2, 2, 4, 6), (1, 2, 9, 3)):
+        x = torch.from_numpy(rnd(*shape))
+        torch.testing.assert_close(compiled(x), optimized(x))
+
+
 def test_resize_on_dynamic_spatial_dims_matches_onnxruntime():
     model = resize_model(ctm(LINEAR, "half_pixel"), scales=[1, 1, 2, 0.5], dims=("N", 2, "H", "W"))
     for shape in ((2, 2, 4, 6), (1, 2, 5, 8)):
@@ -544,8 +595,8 @@ def test_resize10_nearest_upsampling_matches_onnxruntime():
         (ctm(NEAREST, "align_corners", nearest_mode="floor"), "no torch interpolation"),
         (ctm(LINEAR, "asymmetric"), "no torch interpolation"),
         (ctm(LINEAR, "tf_crop_and_resize"), "no torch interpolation"),
-        (ctm(CUBIC, "half_pixel", cubic_coeff_a=-0.5), "cubic_coeff_a"),
-        (ctm(CUBIC, "half_pixel", exclude_outside=1), "exclude_outside"),
+        (ctm(CUBIC, "tf_crop_and_resize", cubic_coeff_a=-0.5), "cubic with tf_crop_and_resize"),
+        (ctm(CUBIC, "pytorch_half_pixel", exclude_outside=1), "cubic with pytorch_half_pixel"),
         (ctm(LINEAR, "half_pixel", antialias=1), "antialias"),
     ],
 )

@@ -14,6 +14,7 @@ from .converters.nd_index import REDUCE as SCATTER_REDUCTIONS
 from .converters.pool_pad import AVG_POOLS, PAD_MODES, avg_pool_pads
 from .converters.resize import ResizeError, aten_resize, scaled_sizes
 from .converters.resize import plan as resize_plan
+from .converters.resize_cubic import cubic_resize
 from .converters.tensor_ops import eye_like, one_hot, reverse_sequence
 from .export import TOKEN_INPUTS, export_onnx, load_model, quiet_tensorflow
 from .onnx_import import ONNX2TORCH_WARNINGS_KEY, from_onnx, from_tensorflow
@@ -26,6 +27,7 @@ __all__ = [
     "ONNX2TORCH_WARNINGS_KEY",
     "SCATTER_REDUCTIONS",
     "ResizeError",
+    "cubic_resize",
     "aten_resize",
     "resize_plan",
     "scaled_sizes",

@@ -14,12 +14,15 @@ dim is left to F.interpolate's double product: the two differ only where
 
 from __future__ import annotations
 
+import operator
+
 import torch.nn.functional as F
 
 from ..errors import InputError, LoweringError
-from ..frontdoor import ResizeError, aten_resize, scaled_sizes
+from ..frontdoor import ResizeError, aten_resize, cubic_resize, scaled_sizes
 from ..frontdoor import resize_plan as plan
 from ..shapes import shape_of
+from .shape_ops import _arith
 from .table import lowering
 from .values import Const, as_sym
 
@@ -41,6 +44,8 @@ def _resize(ctx, mod, node, args):
         raise LoweringError("no shape known for the Resize input")
     given = dict(zip(mod.slots, args[1:], strict=True))
     ins = list(shape[2:])
+    if getattr(mod, "cubic", None) is not None:
+        return _cubic(ctx, mod, x, given)
     try:
         mode = mod.torch_mode(len(ins))
         if _given(given.get("sizes")):
@@ -86,3 +91,31 @@ def _by_scales(ctx, mod, x, mode, ins, scales):
         align_corners=mod.align_corners,
         recompute_scale_factor=False,
     )
+
+
+def _cubic(ctx, mod, x, given):
+    """ONNX's cubic (``frontdoor/converters/resize_cubic.py``) as graph nodes: sizes may be
+    run-time dims (the coordinate scale ``out / in`` then one too); scales must be constants
+    over static input dims."""
+    rank = len(shape_of(x))
+    ins = [ctx.size(x, d) for d in range(2, rank)]
+    if _given(given.get("sizes")):
+        sym = as_sym(given["sizes"])
+        if sym is None:
+            raise LoweringError("Resize sizes computed from tensor data")
+        items = list(sym.items)
+        if any(items[d] != ctx.size(x, d) for d in (0, 1)):
+            raise LoweringError("Resize of the batch or channel dims")
+        outs = items[2:]
+        factors = [_arith(ctx, operator.truediv, o, i) for i, o in zip(ins, outs, strict=True)]
+    else:
+        scales = given.get("scales")
+        if not isinstance(scales, Const) or any(not isinstance(i, int) for i in ins):
+            raise LoweringError("cubic Resize by scales: the scales and input sizes must be known")
+        factors = [float(s) for s in scales.value.reshape(-1).tolist()]
+        if factors[:2] != [1.0, 1.0]:
+            raise LoweringError("Resize of the batch or channel dims")
+        factors = factors[2:]
+        outs = scaled_sizes(ins, factors)[0]
+    how = {**mod.cubic_form(ctx.device()), "method": ctx.method}
+    return cubic_resize(ctx.call, x, list(zip(ins, outs, factors, strict=True)), how)

@@ -14,7 +14,8 @@ error naming the node:
   odd ``q`` (always so for integer upscaling), checked on the scale (rule
   ``no_ties``);
 * linear (1-3 spatial dims) and cubic (2, with ``cubic_coeff_a = -0.75`` and
-  ``exclude_outside = 0``, torch's bicubic): half_pixel is
+  ``exclude_outside = 0``, torch's bicubic; any other cubic, TF's among them, is computed
+  by ONNX's definition, ``resize_cubic.py``): half_pixel is
   ``align_corners=False``, align_corners is ``align_corners=True``;
   pytorch_half_pixel equals half_pixel where every output length is above 1
   (rule ``out_gt_1``);
@@ -43,6 +44,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .registry import ConverterError, add, mapping_of
+from .resize_cubic import TRANSFORMS as CUBIC_TRANSFORMS
+from .resize_cubic import cubic_resize, eager, eager_method
 
 _NEAREST = {
     ("asymmetric", "floor"): ("nearest", None),
@@ -130,8 +133,17 @@ def plan(rule: str | None, ins: list, outs: list, scales: list | None) -> None:
 class OnnxResizeSpec(nn.Module):
     """ONNX Resize computed by F.interpolate in one of the exact forms (see the module doc)."""
 
-    def __init__(self, mode: str, align_corners: bool | None, rule: str | None, slots: tuple):
+    def __init__(
+        self,
+        mode: str,
+        align_corners: bool | None,
+        rule: str | None,
+        slots: tuple,
+        cubic: tuple | None = None,
+    ):
         super().__init__()
+        #: ONNX's own cubic (``resize_cubic.py``): (cubic_coeff_a, exclude_outside, transform)
+        self.cubic = cubic
         self.mode = mode  # "nearest", "nearest-exact", "linear" (any rank) or "cubic"
         self.align_corners = align_corners
         self.rule = rule
@@ -148,9 +160,18 @@ class OnnxResizeSpec(nn.Module):
             return "bicubic"
         return self.mode
 
+    def cubic_form(self, device) -> dict:
+        """`cubic_resize`'s ``how`` but the method caller (that of the module or the graph)."""
+        if self.cubic is None:
+            raise ResizeError("not a cubic Resize of ONNX's definition")
+        a, exclude, transform = self.cubic
+        return {"a": a, "exclude_outside": exclude, "transform": transform, "device": device}
+
     def forward(self, x, *args):
         given = dict(zip(self.slots, args, strict=True))
         scales, sizes = given.get("scales"), given.get("sizes")
+        if self.cubic is not None:
+            return self._cubic(x, scales, sizes)
         spatial = x.dim() - 2
         mode = self.torch_mode(spatial)
         ins = list(x.shape[2:])
@@ -176,6 +197,23 @@ class OnnxResizeSpec(nn.Module):
             recompute_scale_factor=False,
         )
 
+    def _cubic(self, x, scales, sizes):
+        ins = list(x.shape[2:])
+        if sizes is not None and sizes.numel():
+            outs = [int(s) for s in sizes.tolist()]
+            if outs[:2] != list(x.shape[:2]):
+                raise ResizeError("Resize of the batch or channel dims")
+            outs = outs[2:]
+            factors = [float(np.float32(o) / np.float32(i)) for i, o in zip(ins, outs, strict=True)]
+        else:
+            factors = [float(s) for s in scales.tolist()]
+            if factors[:2] != [1.0, 1.0]:
+                raise ResizeError("Resize of the batch or channel dims")
+            factors = factors[2:]
+            outs = scaled_sizes(ins, factors)[0]
+        how = {**self.cubic_form(x.device), "method": eager_method}
+        return cubic_resize(eager, x, list(zip(ins, outs, factors, strict=True)), how)
+
 
 def _text(value, default):
     value = default if value is None else value
@@ -195,6 +233,13 @@ def _convert(node, graph):
     refuse = _unsupported(attrs, mode)
     if refuse:
         raise ConverterError(node, refuse)
+    a, exclude = float(attrs.get("cubic_coeff_a", -0.75)), int(attrs.get("exclude_outside", 0))
+    if mode == "cubic" and (a != -0.75 or exclude):  # not torch's bicubic: ONNX's definition
+        if ctm not in CUBIC_TRANSFORMS:
+            raise ConverterError(node, f"cubic with {ctm}: not computed")
+        return OnnxResizeSpec("cubic", None, None, _slots(node), (a, exclude, ctm)), mapping_of(
+            node
+        )
     table = _NEAREST if mode == "nearest" else _SMOOTH
     form = table.get((ctm, nearest) if mode == "nearest" else ctm)
     if form is None:
@@ -212,10 +257,6 @@ def _unsupported(attrs, mode: str) -> str | None:
         return "axes: only the full-rank scales/sizes form is converted"
     if _text(attrs.get("keep_aspect_ratio_policy"), "stretch") != "stretch":
         return "keep_aspect_ratio_policy other than stretch"
-    if mode == "cubic" and (
-        float(attrs.get("cubic_coeff_a", -0.75)) != -0.75 or int(attrs.get("exclude_outside", 0))
-    ):
-        return "cubic with cubic_coeff_a != -0.75 or exclude_outside: torch's bicubic is fixed"
     if mode not in ("nearest", "linear", "cubic"):
         return f"unknown mode {mode!r}"
     return None
