@@ -166,3 +166,23 @@ def test_an_op_on_constants_folds_for_a_range():
     )
     optimized = assert_matches_ort(model, [np.ones((2, 3), np.float32)])
     assert_lowered(optimized)
+
+
+@pytest.mark.parametrize(
+    "method, antialias",
+    [
+        ("bilinear", True),
+        ("bicubic", True),
+        ("lanczos3", False),
+        ("gaussian", True),
+    ],
+)
+def test_scale_and_translate_matches_tf_down_and_up_on_a_dynamic_image(method, antialias):
+    """tf.image.resize through ScaleAndTranslate, to a smaller height and a larger width
+    (the kernel widens only when downscaling), the input's H and W dynamic."""
+    image = np.random.default_rng(3).standard_normal((2, 11, 5, 2)).astype(np.float32)
+
+    def fn(x):
+        return tf.image.resize(x, (4, 9), method=method, antialias=antialias)
+
+    _check(fn, {"image": image}, dynamic=(1, 2))

@@ -26,6 +26,8 @@ has no handler of that name at any opset, and `REPLACED` over tf2onnx's own:
   ``k`` is ``ReduceMax`` over ``N`` of ``Where(ids == k, data, lowest)`` (``[segments, N,
   ...]``), TF's ``lowest()`` (``highest()`` for min) where no id is ``k``; ids outside
   ``[0, segments)`` match no segment and are dropped, as TF drops negative ones.
+* **ScaleAndTranslate** (``tf.image.resize`` with ``antialias=True``, and its lanczos,
+  gaussian and mitchellcubic methods): `_scale_and_translate`, a weight matrix per dim.
 * **RGBToHSV** (``tf.image.rgb_to_hsv``): TF's kernel (``colorspace_op.h``): ``V = max``,
   ``S = range / V`` (0 where ``V <= 0``), ``H`` one of three formulas by which channel is the
   maximum, 0 where the range is 0, plus 1 where negative.
@@ -238,7 +240,116 @@ def _rgb_to_hsv(ctx: Any, node: Any, **kwargs: Any) -> None:
     ctx.replace_inputs(node, [h, saturation, value])
 
 
+#: TF's sampling kernels (``sampling_kernels.h``) of |x|: (radius, pieces), each piece
+#: ``(below, polynomial coefficients from the highest power)``, 0 from the last bound on;
+#: lanczos and gaussian are written apart
+_POLY_KERNELS = {
+    "triangle": (1.0, [(1.0, [-1.0, 1.0])]),
+    "keyscubic": (2.0, [(1.0, [1.5, -2.5, 0.0, 1.0]), (2.0, [-0.5, 2.5, -4.0, 2.0])]),
+    "mitchellcubic": (
+        2.0,
+        [(1.0, [7 / 6, -2.0, 0.0, 8 / 9]), (2.0, [-7 / 18, 2.0, -10 / 3, 16 / 9])],
+    ),
+}
+_RADII = {"lanczos1": 1.0, "lanczos3": 3.0, "lanczos5": 5.0, "gaussian": 1.5}
+
+
+def _sampling_kernel(op: Callable[..., str], c: Callable[[float], str], kind: str, x: str) -> str:
+    """TF's kernel `kind` of ``|x|`` (a float tensor), as ONNX ops made by `op`."""
+    import math
+
+    x = op("Abs", x)
+    zero = c(0.0)
+    if kind in _POLY_KERNELS:
+        _, pieces = _POLY_KERNELS[kind]
+        out = zero
+        for below, coeffs in reversed(pieces):
+            value = c(coeffs[0])
+            for coeff in coeffs[1:]:  # Horner, as TF writes each piece
+                value = op("Add", op("Mul", value, x), c(coeff))
+            out = op("Where", op("Less", x, c(below)), value, out)
+        return out
+    radius = _RADII[kind]
+    if kind == "gaussian":  # exp(-x^2 / (2 sigma^2)), sigma = radius / 3, 0 from the radius on
+        sigma = radius / 3.0
+        value = op("Exp", op("Div", op("Neg", op("Mul", x, x)), c(2.0 * sigma * sigma)))
+        return op("Where", op("Less", x, c(radius)), value, zero)
+    pi_x = op("Mul", x, c(math.pi))  # lanczos: r sin(pi x) sin(pi x / r) / (pi x)^2
+    value = op("Mul", op("Sin", pi_x), op("Sin", op("Div", pi_x, c(radius))))
+    value = op("Div", op("Mul", value, c(radius)), op("Mul", pi_x, pi_x))
+    value = op("Where", op("Greater", x, c(1e-3)), value, c(1.0))
+    return op("Where", op("Greater", x, c(radius)), zero, value)
+
+
+def _scale_and_translate(ctx: Any, node: Any, **kwargs: Any) -> None:
+    """TF's ScaleAndTranslate (``tf.image.resize`` with ``antialias``, lanczos, gaussian,
+    mitchellcubic) per spatial dim as a dense ``[out, in]`` weight matrix, TF's
+    ``ComputeSpansCore``: ``sample = (x + 0.5) / scale - translate / scale``, the weight of
+    source ``i`` the kernel at ``(i + 0.5 - sample) / kernel_scale`` (``kernel_scale =
+    max(1 / scale, 1)`` with antialias, else 1; the kernel is 0 past its radius, so the
+    matrix holds TF's spans), a row 0 where the sample lies outside the input, rows
+    divided by their sum; then an Einsum over that dim."""
+    import numpy as np
+    from tf2onnx import utils
+
+    images, size, scale, translation = node.input
+    kind = node.get_attr_value("kernel_type", b"lanczos3")
+    kind = kind.decode() if isinstance(kind, bytes) else str(kind)
+    utils.make_sure(
+        kind in _POLY_KERNELS or kind in _RADII, "ScaleAndTranslate kernel %s is not written", kind
+    )
+    antialias = bool(node.get_attr_value("antialias", 1))
+    scope = _scope(node)
+
+    def op(kind_: str, *inputs: str, **attr: Any) -> str:
+        return ctx.make_node(kind_, list(inputs), attr=attr, **scope).output[0]
+
+    def c(value: float) -> str:
+        const = ctx.make_const(utils.make_name("const"), np.array(value, dtype=np.float32))
+        return const.output[0]
+
+    x = op("Cast", images, to=TensorProto.FLOAT)
+    shape = op("Shape", x)
+    sizes = op("Cast", size, to=TensorProto.INT64)
+    scales = op("Cast", scale, to=TensorProto.FLOAT)
+    shifts = op("Cast", translation, to=TensorProto.FLOAT)
+    equations = ("oh,nhwc->nowc", "ow,nhwc->nhoc")
+    for k, equation in enumerate(equations):
+
+        def pick(vector: str, index: int) -> str:
+            return op("Gather", vector, _ints(ctx, index), axis=0)
+
+        n_in, n_out = pick(shape, k + 1), pick(sizes, k)  # int64: Ranges of sizes
+
+        def positions_below(n: str) -> str:  # 0.0, 1.0, ... n - 1
+            return op("Cast", op("Range", _ints(ctx, 0), n, _ints(ctx, 1)), to=TensorProto.FLOAT)
+
+        inv_scale = op("Reciprocal", pick(scales, k))
+        shift = op("Neg", op("Mul", inv_scale, pick(shifts, k)))
+        kernel_scale = op("Max", inv_scale, c(1.0)) if antialias else c(1.0)
+        outs = positions_below(n_out)
+        sample = op("Add", op("Mul", op("Add", outs, c(0.5)), inv_scale), shift)
+        sample = op("Unsqueeze", sample, _ints(ctx, [1]))  # [out, 1]
+        sources = op("Add", positions_below(n_in), c(0.5))  # [in]
+        positions = op("Mul", op("Sub", sources, sample), op("Reciprocal", kernel_scale))
+        weights = _sampling_kernel(op, c, kind, positions)
+        inside = op(
+            "And",
+            op("Not", op("Less", sample, c(0.0))),
+            op("Not", op("Greater", sample, op("Cast", n_in, to=TensorProto.FLOAT))),
+        )
+        weights = op("Where", inside, weights, c(0.0))
+        total = _reduce(ctx, "sum", weights, [1], node, keepdims=1)
+        tiny = c(1000.0 * float(np.finfo(np.float32).tiny))
+        usable = op("Not", op("Less", op("Abs", total), tiny))
+        weights = op("Where", usable, op("Div", weights, total), weights)
+        x = op("Einsum", weights, x, equation=equation)
+    node.type = "Identity"
+    ctx.replace_inputs(node, [x])
+
+
 ADDED: dict[str, Handler] = {
+    "ScaleAndTranslate": _scale_and_translate,
     "Log1p": _elementwise("Log", "in", 1.0),
     "Expm1": _elementwise("Exp", "out", -1.0),
     "Bucketize": _bucketize,
