@@ -108,6 +108,16 @@ def test_a_one_element_tensor_is_learned_only_when_the_file_names_a_variable_rea
         assert reason is not None and "comparisons" in reason
 
 
+@pytest.mark.parametrize(
+    "compare", [torch.greater_equal, torch.less, torch.less_equal, torch.greater, torch.not_equal]
+)
+def test_comparisons_by_their_long_names_are_comparisons(compare):
+    """The lowering writes ONNX GreaterOrEqual as torch.greater_equal (not the object
+    torch.ge): Bucketize's boundaries, only compared, were a parameter with no gradient."""
+    boundaries = torch.tensor([-1.0, -0.3, 0.0, 0.3, 1.0])
+    assert "comparisons" in structural_reason(boundaries, _read_by(compare, position=1))
+
+
 def test_integer_tensors_and_comparison_only_reads_are_structural():
     assert "not floating point" in structural_reason(torch.arange(5), _read_by(torch.add))
     weights = torch.randn(3, 3, generator=RNG)

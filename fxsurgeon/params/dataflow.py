@@ -60,13 +60,18 @@ from torch import fx
 
 from ..lower import names_a_variable
 
-_COMPARISONS = {
+_COMPARISONS = {  # torch's long names are other objects than the short ones
     torch.eq,
     torch.ne,
     torch.lt,
     torch.le,
     torch.gt,
     torch.ge,
+    torch.not_equal,
+    torch.less,
+    torch.less_equal,
+    torch.greater,
+    torch.greater_equal,
     operator.eq,
     operator.ne,
     operator.lt,
@@ -75,6 +80,7 @@ _COMPARISONS = {
     operator.ge,
 }
 _COMPARISON_METHODS = {"eq", "ne", "lt", "le", "gt", "ge"}
+_COMPARISON_METHODS |= {"not_equal", "less", "less_equal", "greater", "greater_equal"}
 _FILL_MAGNITUDE = 1e4
 
 
