@@ -106,3 +106,20 @@ def test_variable_dependence_stops_at_shape_ops_and_passes_layout_ops():
     assert mixed.name in computed
     assert shape.name not in valued | computed
     assert plain.name not in valued | computed
+
+
+@pytest.mark.parametrize("padding", ["valid", "same"])
+def test_conv_transpose_output_padding_is_valid_onnx(padding):
+    """tf2onnx writes ``Conv2DTranspose(strides=2, output_padding=1)`` with end pads of -1,
+    which onnxruntime refuses to load; the export makes them ONNX's ``output_padding``."""
+    x = keras.Input((5, 6, 3), name="image")
+    y = keras.layers.Conv2DTranspose(4, 3, strides=2, padding=padding, output_padding=1)(x)
+    model = keras.Model(x, y)
+    randomize_variables(model, 0)
+    proto = export_onnx(model)
+    (node,) = [n for n in proto.graph.node if n.op_type == "ConvTranspose"]
+    attrs = {a.name: list(a.ints) for a in node.attribute}
+    assert min(attrs.get("pads", [0])) >= 0
+    if padding == "valid":  # "same" crops by more than the output padding: pads [0, 0, 1, 1]
+        assert attrs["output_padding"] == [1, 1]
+    _check(model, proto, {"image": _image((2, 5, 6, 3))})

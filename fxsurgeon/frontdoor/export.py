@@ -22,6 +22,9 @@ What the export does on top of plain tf2onnx, and why:
 * **Valid exact GELU.** tf2onnx passes TF's ``Erfc`` (from ``gelu`` with
   ``approximate=False``) through as an ``Erfc`` node, which ONNX does not have;
   it is rewritten as ``Sub(1, Erf(x))``.
+* **Keras' output_padding as ONNX's.** tf2onnx writes ``Conv2DTranspose(output_padding=1)``
+  as the end pads ``-1``, which ONNX's shape inference and onnxruntime refuse; they become
+  ``output_padding`` (the same output size, the new positions the bias).
 * **Contrib ops that are ONNX ops.** tf2onnx may write a dynamic ``tf.range`` as
   ``com.microsoft`` Range without importing that domain (an invalid model); it is
   ONNX's Range, and gets the ONNX domain.
@@ -218,6 +221,7 @@ def export_onnx(
         )
     _rename_outputs(proto, names)
     _replace_erfc(proto)
+    _output_padding(proto.graph)
     _standard_contrib_ops(proto.graph)
     record_read_variables(proto, model, function.get_concrete_function(*specs))
     onnx.checker.check_model(proto)
@@ -500,6 +504,28 @@ def _replace_erfc(model: onnx.ModelProto) -> None:
 #: delta optional; tf2onnx writes all three inputs (a dynamic ``tf.range`` in CLIP's text
 #: embeddings)
 _CONTRIB_AS_STANDARD = {("com.microsoft", "Range", 3)}
+
+
+def _output_padding(graph: onnx.GraphProto) -> None:
+    """A ConvTranspose's negative end pads become its ``output_padding``: the same size
+    (``- pad`` and ``+ output_padding`` alike), the extra positions no input reaches."""
+    for node in graph.node:
+        if node.op_type != "ConvTranspose":
+            continue
+        attrs = {a.name: a for a in node.attribute}
+        if "pads" not in attrs or min(attrs["pads"].ints, default=0) >= 0:
+            continue
+        pads = list(attrs["pads"].ints)
+        spatial = len(pads) // 2
+        extra = list(attrs["output_padding"].ints) if "output_padding" in attrs else [0] * spatial
+        for i in range(spatial):
+            if pads[spatial + i] < 0:
+                extra[i] -= pads[spatial + i]
+                pads[spatial + i] = 0
+        for name, values in (("pads", pads), ("output_padding", extra)):
+            if name in attrs:
+                node.attribute.remove(attrs[name])
+            node.attribute.append(onnx.helper.make_attribute(name, values))
 
 
 def _standard_contrib_ops(graph: onnx.GraphProto) -> None:
