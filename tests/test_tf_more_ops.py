@@ -186,3 +186,9 @@ def test_scale_and_translate_matches_tf_down_and_up_on_a_dynamic_image(method, a
         return tf.image.resize(x, (4, 9), method=method, antialias=antialias)
 
     _check(fn, {"image": image}, dynamic=(1, 2))
+
+
+def test_resize_area_matches_tf_down_and_up_on_a_dynamic_image():
+    """tf2onnx wrote ResizeArea as a nearest Resize (another image); TF's box average."""
+    image = np.random.default_rng(4).standard_normal((2, 11, 5, 2)).astype(np.float32)
+    _check(lambda x: tf.image.resize(x, (4, 9), method="area"), {"image": image}, dynamic=(1, 2))

@@ -28,6 +28,8 @@ has no handler of that name at any opset, and `REPLACED` over tf2onnx's own:
   ``[0, segments)`` match no segment and are dropped, as TF drops negative ones.
 * **ScaleAndTranslate** (``tf.image.resize`` with ``antialias=True``, and its lanczos,
   gaussian and mitchellcubic methods): `_scale_and_translate`, a weight matrix per dim.
+* **ResizeArea** (``tf.image.resize(method="area")``): tf2onnx writes a nearest Resize;
+  `_resize_area` writes TF's box average as a weight matrix per dim.
 * **RGBToHSV** (``tf.image.rgb_to_hsv``): TF's kernel (``colorspace_op.h``): ``V = max``,
   ``S = range / V`` (0 where ``V <= 0``), ``H`` one of three formulas by which channel is the
   maximum, 0 where the range is 0, plus 1 where negative.
@@ -281,6 +283,44 @@ def _sampling_kernel(op: Callable[..., str], c: Callable[[float], str], kind: st
     return op("Where", op("Greater", x, c(radius)), zero, value)
 
 
+class _Builder:
+    """ONNX nodes in `node`'s scope: ``op(type, *inputs, **attrs)``, float32 scalars ``c(v)``,
+    ``below(n)``: the floats ``0 .. n - 1`` for an int64 size."""
+
+    def __init__(self, ctx: Any, node: Any):
+        self.ctx, self.node = ctx, node
+
+    def op(self, kind: str, *inputs: str, **attr: Any) -> str:
+        return self.ctx.make_node(kind, list(inputs), attr=attr, **_scope(self.node)).output[0]
+
+    def c(self, value: float) -> str:
+        import numpy as np
+        from tf2onnx import utils
+
+        name = utils.make_name("const")
+        return self.ctx.make_const(name, np.array(value, dtype=np.float32)).output[0]
+
+    def below(self, n: str) -> str:
+        positions = self.op("Range", _ints(self.ctx, 0), n, _ints(self.ctx, 1))
+        return self.op("Cast", positions, to=TensorProto.FLOAT)
+
+
+def _resampled(ctx: Any, node: Any, weights_of: Callable[..., str]) -> None:
+    """``node`` (an NHWC image resize to ``size``, its 2nd input) becomes one Einsum per
+    spatial dim with the ``[out, in]`` matrix ``weights_of(b, k, n_in, n_out)`` (int64
+    sizes of dim ``k`` of H, W), the image cast to float as TF's resizes return it."""
+    b = _Builder(ctx, node)
+    x = b.op("Cast", node.input[0], to=TensorProto.FLOAT)
+    shape = b.op("Shape", x)
+    sizes = b.op("Cast", node.input[1], to=TensorProto.INT64)
+    for k, equation in enumerate(("oh,nhwc->nowc", "ow,nhwc->nhoc")):
+        n_in = b.op("Gather", shape, _ints(ctx, k + 1), axis=0)
+        n_out = b.op("Gather", sizes, _ints(ctx, k), axis=0)
+        x = b.op("Einsum", weights_of(b, k, n_in, n_out), x, equation=equation)
+    node.type = "Identity"
+    ctx.replace_inputs(node, [x])
+
+
 def _scale_and_translate(ctx: Any, node: Any, **kwargs: Any) -> None:
     """TF's ScaleAndTranslate (``tf.image.resize`` with ``antialias``, lanczos, gaussian,
     mitchellcubic) per spatial dim as a dense ``[out, in]`` weight matrix, TF's
@@ -292,45 +332,25 @@ def _scale_and_translate(ctx: Any, node: Any, **kwargs: Any) -> None:
     import numpy as np
     from tf2onnx import utils
 
-    images, size, scale, translation = node.input
     kind = node.get_attr_value("kernel_type", b"lanczos3")
     kind = kind.decode() if isinstance(kind, bytes) else str(kind)
     utils.make_sure(
         kind in _POLY_KERNELS or kind in _RADII, "ScaleAndTranslate kernel %s is not written", kind
     )
     antialias = bool(node.get_attr_value("antialias", 1))
-    scope = _scope(node)
+    scale, translation = node.input[2:4]
 
-    def op(kind_: str, *inputs: str, **attr: Any) -> str:
-        return ctx.make_node(kind_, list(inputs), attr=attr, **scope).output[0]
-
-    def c(value: float) -> str:
-        const = ctx.make_const(utils.make_name("const"), np.array(value, dtype=np.float32))
-        return const.output[0]
-
-    x = op("Cast", images, to=TensorProto.FLOAT)
-    shape = op("Shape", x)
-    sizes = op("Cast", size, to=TensorProto.INT64)
-    scales = op("Cast", scale, to=TensorProto.FLOAT)
-    shifts = op("Cast", translation, to=TensorProto.FLOAT)
-    equations = ("oh,nhwc->nowc", "ow,nhwc->nhoc")
-    for k, equation in enumerate(equations):
-
-        def pick(vector: str, index: int) -> str:
-            return op("Gather", vector, _ints(ctx, index), axis=0)
-
-        n_in, n_out = pick(shape, k + 1), pick(sizes, k)  # int64: Ranges of sizes
-
-        def positions_below(n: str) -> str:  # 0.0, 1.0, ... n - 1
-            return op("Cast", op("Range", _ints(ctx, 0), n, _ints(ctx, 1)), to=TensorProto.FLOAT)
-
-        inv_scale = op("Reciprocal", pick(scales, k))
-        shift = op("Neg", op("Mul", inv_scale, pick(shifts, k)))
+    def weights_of(b: _Builder, k: int, n_in: str, n_out: str) -> str:
+        op, c = b.op, b.c
+        pick = _ints(ctx, k)
+        inv_scale = op("Reciprocal", op("Gather", op("Cast", scale, to=1), pick, axis=0))
+        shift = op(
+            "Neg", op("Mul", inv_scale, op("Gather", op("Cast", translation, to=1), pick, axis=0))
+        )
         kernel_scale = op("Max", inv_scale, c(1.0)) if antialias else c(1.0)
-        outs = positions_below(n_out)
-        sample = op("Add", op("Mul", op("Add", outs, c(0.5)), inv_scale), shift)
+        sample = op("Add", op("Mul", op("Add", b.below(n_out), c(0.5)), inv_scale), shift)
         sample = op("Unsqueeze", sample, _ints(ctx, [1]))  # [out, 1]
-        sources = op("Add", positions_below(n_in), c(0.5))  # [in]
+        sources = op("Add", b.below(n_in), c(0.5))  # [in]
         positions = op("Mul", op("Sub", sources, sample), op("Reciprocal", kernel_scale))
         weights = _sampling_kernel(op, c, kind, positions)
         inside = op(
@@ -342,10 +362,40 @@ def _scale_and_translate(ctx: Any, node: Any, **kwargs: Any) -> None:
         total = _reduce(ctx, "sum", weights, [1], node, keepdims=1)
         tiny = c(1000.0 * float(np.finfo(np.float32).tiny))
         usable = op("Not", op("Less", op("Abs", total), tiny))
-        weights = op("Where", usable, op("Div", weights, total), weights)
-        x = op("Einsum", weights, x, equation=equation)
-    node.type = "Identity"
-    ctx.replace_inputs(node, [x])
+        return op("Where", usable, op("Div", weights, total), weights)
+
+    _resampled(ctx, node, weights_of)
+
+
+def _resize_area(func: Handler) -> Handler:
+    """TF's ResizeArea: output pixel ``o`` averages the input box ``[o s, (o + 1) s)`` (``s =
+    in / out``; ``(in - 1) / (out - 1)`` with align_corners), each pixel ``i`` by its overlap
+    ``min(i + 1, (o + 1) s) - max(i, o s)`` (0 if negative), divided by ``s``: one matrix per
+    dim. tf2onnx writes it as a nearest Resize, another result."""
+
+    def handler(ctx: Any, node: Any, **kwargs: Any) -> Any:
+        if ctx.get_rank(node.input[0]) != 4:
+            return func(ctx, node, **kwargs)
+        corners = bool(node.get_attr_value("align_corners", 0))
+
+        def weights_of(b: _Builder, k: int, n_in: str, n_out: str) -> str:
+            op, c = b.op, b.c
+            fin, fout = (op("Cast", n, to=TensorProto.FLOAT) for n in (n_in, n_out))
+            if corners:
+                one = c(1.0)
+                fin, fout = op("Sub", fin, one), op("Max", op("Sub", fout, one), one)
+            s = op("Div", fin, fout)
+            start = op("Unsqueeze", op("Mul", b.below(n_out), s), _ints(ctx, [1]))  # [out, 1]
+            end = op("Add", start, s)
+            low = b.below(n_in)  # [in]
+            high = op("Add", low, c(1.0))
+            overlap = op("Sub", op("Min", high, end), op("Max", low, start))
+            return op("Div", op("Max", overlap, c(0.0)), s)
+
+        _resampled(ctx, node, weights_of)
+        return None
+
+    return handler
 
 
 ADDED: dict[str, Handler] = {
@@ -359,6 +409,7 @@ ADDED: dict[str, Handler] = {
 }
 
 REPLACED: dict[str, Callable[[Handler], Handler]] = {
+    "ResizeArea": _resize_area,
     "Cumprod": _cumprod,
     "UnsortedSegmentMax": _segment_extreme("max"),
     "UnsortedSegmentMin": _segment_extreme("min"),
