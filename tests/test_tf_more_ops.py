@@ -192,3 +192,18 @@ def test_resize_area_matches_tf_down_and_up_on_a_dynamic_image():
     """tf2onnx wrote ResizeArea as a nearest Resize (another image); TF's box average."""
     image = np.random.default_rng(4).standard_normal((2, 11, 5, 2)).astype(np.float32)
     _check(lambda x: tf.image.resize(x, (4, 9), method="area"), {"image": image}, dynamic=(1, 2))
+
+
+@pytest.mark.parametrize("half_pixel", [True, False])
+def test_resize_bicubic_matches_tf_with_its_coefficient_table(half_pixel):
+    """TF rounds each tap offset to 1/1024 (ONNX's exact cubic was 1.5e-3 off): TF 2's
+    half-pixel Keys cubic (a = -0.5, outside taps dropped) and the legacy a = -0.75 form
+    with edge-clamped taps (compat.v1, align_corners)."""
+    image = np.random.default_rng(5).standard_normal((2, 11, 5, 2)).astype(np.float32)
+
+    def fn(x):
+        if half_pixel:
+            return tf.image.resize(x, (4, 9), method="bicubic")
+        return tf.raw_ops.ResizeBicubic(images=x, size=[4, 9], align_corners=True)
+
+    _check(fn, {"image": image}, dynamic=(1, 2))

@@ -30,6 +30,9 @@ has no handler of that name at any opset, and `REPLACED` over tf2onnx's own:
   gaussian and mitchellcubic methods): `_scale_and_translate`, a weight matrix per dim.
 * **ResizeArea** (``tf.image.resize(method="area")``): tf2onnx writes a nearest Resize;
   `_resize_area` writes TF's box average as a weight matrix per dim.
+* **ResizeBicubic** (``tf.image.resize(method="bicubic")``, Keras ``Resizing``): TF rounds
+  each tap offset to its 1024-entry coefficient table, which ONNX's exact cubic does not
+  (up to 1e-3 apart); `_resize_bicubic` writes TF's weights as a matrix per dim.
 * **RGBToHSV** (``tf.image.rgb_to_hsv``): TF's kernel (``colorspace_op.h``): ``V = max``,
   ``S = range / V`` (0 where ``V <= 0``), ``H`` one of three formulas by which channel is the
   maximum, 0 where the range is 0, plus 1 where negative.
@@ -367,6 +370,18 @@ def _scale_and_translate(ctx: Any, node: Any, **kwargs: Any) -> None:
     _resampled(ctx, node, weights_of)
 
 
+def _resize_scale(b: _Builder, n_in: str, n_out: str, corners: bool) -> str:
+    """TF's ``CalculateResizeScale``: ``in / out``, or ``(in - 1) / (out - 1)`` with
+    align_corners where ``out > 1``."""
+    fin, fout = (b.op("Cast", n, to=TensorProto.FLOAT) for n in (n_in, n_out))
+    plain = b.op("Div", fin, fout)
+    if not corners:
+        return plain
+    one = b.c(1.0)
+    spans = b.op("Div", b.op("Sub", fin, one), b.op("Max", b.op("Sub", fout, one), one))
+    return b.op("Where", b.op("Greater", fout, one), spans, plain)
+
+
 def _resize_area(func: Handler) -> Handler:
     """TF's ResizeArea: output pixel ``o`` averages the input box ``[o s, (o + 1) s)`` (``s =
     in / out``; ``(in - 1) / (out - 1)`` with align_corners), each pixel ``i`` by its overlap
@@ -380,17 +395,90 @@ def _resize_area(func: Handler) -> Handler:
 
         def weights_of(b: _Builder, k: int, n_in: str, n_out: str) -> str:
             op, c = b.op, b.c
-            fin, fout = (op("Cast", n, to=TensorProto.FLOAT) for n in (n_in, n_out))
-            if corners:
-                one = c(1.0)
-                fin, fout = op("Sub", fin, one), op("Max", op("Sub", fout, one), one)
-            s = op("Div", fin, fout)
+            s = _resize_scale(b, n_in, n_out, corners)
             start = op("Unsqueeze", op("Mul", b.below(n_out), s), _ints(ctx, [1]))  # [out, 1]
             end = op("Add", start, s)
             low = b.below(n_in)  # [in]
             high = op("Add", low, c(1.0))
             overlap = op("Sub", op("Min", high, end), op("Max", low, start))
             return op("Div", op("Max", overlap, c(0.0)), s)
+
+        _resampled(ctx, node, weights_of)
+        return None
+
+    return handler
+
+
+_BICUBIC_TABLE = 1024  # TF's kTableSize: the tap offsets are rounded to 1/1024
+
+
+def _resize_bicubic(func: Handler) -> Handler:
+    """TF's ResizeBicubic (``resize_bicubic_op.cc``), which is not ONNX's cubic: the offset
+    ``t`` of the source coordinate is rounded to TF's coefficient table (``round(t * 1024) /
+    1024``, up to 1e-3 off the exact kernel tf2onnx's Resize computes). Half-pixel centres
+    (TF 2's ``tf.image.resize``): Keys' ``a = -0.5``, ``x = (o + 0.5) s - 0.5``, taps outside
+    the input weigh 0 and the rest is renormalised; otherwise ``a = -0.75``, ``x = o s``, the
+    taps clamped to the edge. ``s = in / out`` (``(in - 1) / (out - 1)`` with align_corners).
+    The four weighted taps make a ``[out, in]`` matrix per dim."""
+
+    def handler(ctx: Any, node: Any, **kwargs: Any) -> Any:
+        if ctx.get_rank(node.input[0]) != 4:
+            return func(ctx, node, **kwargs)
+        half = bool(node.get_attr_value("half_pixel_centers", 0))
+        corners = bool(node.get_attr_value("align_corners", 0))
+        a = -0.5 if half else -0.75
+
+        def weights_of(b: _Builder, k: int, n_in: str, n_out: str) -> str:
+            op, c = b.op, b.c
+            s = _resize_scale(b, n_in, n_out, corners)
+            x = b.below(n_out)
+            x = op("Sub", op("Mul", op("Add", x, c(0.5)), s), c(0.5)) if half else op("Mul", x, s)
+            x = op("Unsqueeze", x, _ints(ctx, [1]))  # [out, 1]
+            low = op("Floor", x)
+            table = c(float(_BICUBIC_TABLE))
+            t = op("Div", op("Round", op("Mul", op("Sub", x, low), table)), table)
+            one, two = c(1.0), c(2.0)
+
+            def near(d: str) -> str:  # ((a + 2) d - (a + 3)) d d + 1
+                inner = op("Sub", op("Mul", d, c(a + 2)), c(a + 3))
+                return op("Add", op("Mul", op("Mul", inner, d), d), one)
+
+            def far(d: str) -> str:  # ((a d - 5 a) d + 8 a) d - 4 a
+                inner = op("Add", op("Mul", op("Sub", op("Mul", d, c(a)), c(5 * a)), d), c(8 * a))
+                return op("Sub", op("Mul", inner, d), c(4 * a))
+
+            weights = [far(op("Add", t, one)), near(t), near(op("Sub", one, t))]
+            weights.append(far(op("Sub", two, t)))
+            sources = b.below(n_in)  # [in]
+            last = op("Sub", op("Cast", n_in, to=TensorProto.FLOAT), one)
+            taps = [op("Add", low, c(float(j - 1))) for j in range(4)]
+            if half:  # taps outside weigh 0, the others renormalised (when not tiny)
+                zero = c(0.0)
+                weights = [
+                    op(
+                        "Where",
+                        op(
+                            "And", op("Not", op("Less", i, zero)), op("Not", op("Greater", i, last))
+                        ),
+                        w,
+                        zero,
+                    )
+                    for i, w in zip(taps, weights, strict=True)
+                ]
+                total = op(
+                    "Add", op("Add", weights[0], weights[1]), op("Add", weights[2], weights[3])
+                )
+                tiny = c(1000.0 * 1.17549435e-38)
+                usable = op("Not", op("Less", op("Abs", total), tiny))
+                weights = [op("Where", usable, op("Div", w, total), w) for w in weights]
+            matrix = None
+            for i, w in zip(taps, weights, strict=True):
+                clamped = op("Min", op("Max", i, c(0.0)), last)
+                hit = op("Cast", op("Equal", clamped, sources), to=TensorProto.FLOAT)
+                term = op("Mul", hit, w)
+                matrix = term if matrix is None else op("Add", matrix, term)
+            assert matrix is not None
+            return matrix
 
         _resampled(ctx, node, weights_of)
         return None
@@ -410,6 +498,7 @@ ADDED: dict[str, Handler] = {
 
 REPLACED: dict[str, Callable[[Handler], Handler]] = {
     "ResizeArea": _resize_area,
+    "ResizeBicubic": _resize_bicubic,
     "Cumprod": _cumprod,
     "UnsortedSegmentMax": _segment_extreme("max"),
     "UnsortedSegmentMin": _segment_extreme("min"),
