@@ -416,6 +416,10 @@ def test_gather_and_scatter_nd_compile_in_one_graph():
         ("ij...,jk...->ik...", [[2, 3, "N"], [3, 4, 1]]),  # trailing ellipsis, size-1 broadcast
         ("Ab,bC->AC", [["N", 3], [3, 2]]),  # upper-case letters
         ("iij->j", [[3, 3, "N"]]),  # repeated index, summed diagonal
+        ("...tf,fg->...tg", [["N", 3, 4], [4, 2]]),  # a matrix product: torch.matmul
+        ("btf,fg->btg", [["N", 3, 4], [4, 2]]),
+        ("...tf,gf->...tg", [["N", 3, 4], [2, 4]]),  # the weight transposed: stays einsum
+        ("btf,fg->bgt", [["N", 3, 4], [4, 2]]),  # output reordered: stays einsum
     ],
 )
 def test_einsum_every_form_matches_onnxruntime(equation, shapes):
@@ -430,6 +434,23 @@ def test_einsum_every_form_matches_onnxruntime(equation, shapes):
         inputs = [rnd(*[size if d == "N" else d for d in s]) for s in shapes]
         optimized = assert_matches_ort(model, inputs)
     assert_lowered(optimized)
+
+
+def test_einsum_by_a_weight_matrix_is_a_linear():
+    """tf.einsum("...tf,fg->...tg", h, kernel): a matrix product by a learned matrix, so
+    one F.linear with the kernel as its (transposed) weight, the kernel a parameter."""
+    node = helper.make_node("Einsum", ["x", "w"], ["y"], equation="...tf,fg->...tg")
+    model = make_model(
+        [node],
+        [tensor_info("x", F32, ["N", "T", 4])],
+        [tensor_info("y", F32, None)],
+        [init("w", rnd(4, 3))],
+    )
+    for shape in ((2, 5, 4), (1, 3, 4)):
+        optimized = assert_matches_ort(model, [rnd(*shape)])
+    targets = {n.target for n in optimized.graph.nodes if n.op == "call_function"}
+    assert torch.nn.functional.linear in targets and torch.einsum not in targets
+    assert fxsurgeon.report_of(optimized).trainable_after == 12
 
 
 # -- Resize ---------------------------------------------------------------------------------

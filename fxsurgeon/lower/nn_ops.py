@@ -193,7 +193,29 @@ def _leaky_relu(ctx, mod, node, args):
 
 @lowering("OnnxEinsum")
 def _einsum(ctx, mod, node, args):
-    return ctx.call(torch.einsum, mod.equation, *(ctx.tensor(a) for a in args))
+    """An einsum that is a matrix product by a 2-D right operand (``...tf,fg->...tg``: the
+    left's last axis against the right's first, the rest in order) is ``torch.matmul``,
+    which the linear rules know; any other stays ``torch.einsum``."""
+    operands = [ctx.tensor(a) for a in args]
+    if len(operands) == 2 and _is_matmul_equation(mod.equation):
+        return ctx.call(torch.matmul, *operands)
+    return ctx.call(torch.einsum, mod.equation, *operands)
+
+
+def _is_matmul_equation(equation: str) -> bool:
+    inputs, _, out = equation.replace(" ", "").partition("->")
+    parts = inputs.split(",")
+    if len(parts) != 2 or not out:
+        return False
+    a, b = parts
+    letters = a.replace("...", "")
+    return (
+        len(b) == 2
+        and b.isalpha()
+        and a.endswith(b[0])
+        and out == a[:-1] + b[1]
+        and len(set(letters + b[1])) == len(letters) + 1
+    )
 
 
 # -- convolution, pooling, normalisation ------------------------------------------------
