@@ -19,6 +19,7 @@ from onnx_cases import (
 )
 
 import fxsurgeon
+from fxsurgeon._compat import import_onnx2torch
 from fxsurgeon.errors import InputError
 from fxsurgeon.lower.loop import run_loop
 from fxsurgeon.tensorflow import from_onnx
@@ -586,6 +587,27 @@ def test_resize_tf_bicubic_to_a_fixed_size_of_a_dynamic_image_matches_onnxruntim
     for shape in ((2, 2, 4, 6), (1, 2, 9, 3)):
         x = torch.from_numpy(rnd(*shape))
         torch.testing.assert_close(compiled(x), optimized(x))
+
+
+def test_resize_by_run_time_scales_is_kept_and_its_empty_roi_is_no_parameter():
+    """Scales from an input: the Resize stays (reported), reading tf2onnx's empty float
+    ``roi``, which the parameter pass took apart with an IndexError (an empty tensor's first
+    element). Both doors == onnxruntime."""
+    node = helper.make_node("Resize", ["x", "roi", "s"], ["y"], mode="linear")
+    model = make_model(
+        [node],
+        [tensor_info("x", F32, ["N", 2, 4, 6]), tensor_info("s", F32, [4])],
+        [tensor_info("y", F32, None)],
+        [init("roi", np.zeros((0,), F32))],
+    )
+    x, scales = rnd(2, 2, 4, 6), np.array([1, 1, 2, 1.5], F32)
+    (want,) = run_ort(model, [x, scales])
+    for converted in (from_onnx(model), import_onnx2torch().convert(model)):
+        module = fxsurgeon.optimize(converted)
+        got = module(torch.from_numpy(x), torch.from_numpy(scales))
+        np.testing.assert_allclose(got.numpy(), want, atol=1e-5)
+        assert "OnnxResizeSpec" in fxsurgeon.report_of(module).unconverted
+        assert fxsurgeon.report_of(module).trainable_after == 0
 
 
 def test_resize_on_dynamic_spatial_dims_matches_onnxruntime():

@@ -94,7 +94,7 @@ def _tie_groups(uses: list[_Use]) -> dict[int, tuple]:
     keys: dict[int, tuple] = {}
     for digest, group in by_value.items():
         raw = _raw(group[0])
-        uniform = bool((raw == raw.reshape(-1)[0]).all())
+        uniform = raw.numel() == 0 or bool((raw == raw.reshape(-1)[0]).all())
         layers = _outermost({_layer(u.scope, uniform) for u in group})
         one_initializer = len({u.initializer for u in group}) == 1
         by_owner = one_initializer and not uniform
