@@ -342,14 +342,19 @@ def _scale_and_translate(ctx: Any, node: Any, **kwargs: Any) -> None:
     )
     antialias = bool(node.get_attr_value("antialias", 1))
     scale, translation = node.input[2:4]
+    shifts = None
+    if node.inputs[3].is_const():
+        shifts = node.inputs[3].get_tensor_value(as_list=False).reshape(-1).tolist()
 
     def weights_of(b: _Builder, k: int, n_in: str, n_out: str) -> str:
         op, c = b.op, b.c
         pick = _ints(ctx, k)
         inv_scale = op("Reciprocal", op("Gather", op("Cast", scale, to=1), pick, axis=0))
-        shift = op(
-            "Neg", op("Mul", inv_scale, op("Gather", op("Cast", translation, to=1), pick, axis=0))
-        )
+        if shifts is not None:  # a constant (tf.image.resize's zeros): no tensor of it read
+            shift = op("Mul", inv_scale, c(-float(shifts[k])))
+        else:
+            moved = op("Gather", op("Cast", translation, to=1), pick, axis=0)
+            shift = op("Neg", op("Mul", inv_scale, moved))
         kernel_scale = op("Max", inv_scale, c(1.0)) if antialias else c(1.0)
         sample = op("Add", op("Mul", op("Add", b.below(n_out), c(0.5)), inv_scale), shift)
         sample = op("Unsqueeze", sample, _ints(ctx, [1]))  # [out, 1]
