@@ -82,6 +82,9 @@ first (without it, the first export of a process ran uncorrected):
   repeated output letter). Each upper-case letter is first renamed to a lower-case one
   the equation does not use (the same letter everywhere: a renaming of the summation
   indices, the same einsum); more than 26 distinct letters are left to tf2onnx.
+
+TF ops tf2onnx has no handler for are added by `fxsurgeon.frontdoor.tf_more_ops`,
+`fxsurgeon.frontdoor.tf_complex` and `fxsurgeon.frontdoor.tf_xla` (XLA's DynamicSlice).
 """
 
 from __future__ import annotations
@@ -93,7 +96,7 @@ from typing import Any
 from onnx import TensorProto
 
 from ..errors import InputError
-from . import tf_complex
+from . import tf_complex, tf_xla
 from .tf_more_ops import ADDED, ADDED_OPSET, REPLACED
 
 _FLOATS = frozenset(
@@ -449,6 +452,7 @@ _SCATTER_REDUCTION_OPSET = 16
 _RANGE_OPSET = 11
 _INTEGER_MIN_MAX_OPSET = 12
 
+
 CORRECTIONS: dict[str, Callable[[Handler], Handler]] = {
     "Select": _handling_nan,
     "SelectV2": _handling_nan,
@@ -500,8 +504,9 @@ def _dilated_same(original: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
 @contextlib.contextmanager
 def corrected_handlers() -> Iterator[None]:
-    """tf2onnx's handlers with the `CORRECTIONS` (module docstring) while active, and
-    `tf_more_ops`' handlers: `ADDED` where tf2onnx has none, `REPLACED` over its own."""
+    """tf2onnx's handlers with the `CORRECTIONS` (module docstring) while active, and the
+    handlers tf2onnx lacks (`tf_more_ops`, `tf_complex`, `tf_xla`: ``ADDED`` where tf2onnx
+    has none, `tf_more_ops.REPLACED` over its own)."""
     import tf2onnx.onnx_opset  # noqa: F401 - registers the handlers (first export of a process)
     from tf2onnx import constants
     from tf2onnx.handler import tf_op
@@ -515,10 +520,14 @@ def corrected_handlers() -> Iterator[None]:
     known = {name for handlers in opsets for name in handlers}
     while len(opsets) <= ADDED_OPSET:
         opsets.append({})
-    for name, func in ADDED.items():
+    added = opsets[ADDED_OPSET]
+    for name, func in {**ADDED, **tf_xla.ADDED}.items():  # where tf2onnx has none
         if name not in known:
-            saved.append((opsets[ADDED_OPSET], name, None))
-            opsets[ADDED_OPSET][name] = (func, {})
+            saved.append((added, name, None))
+            added[name] = (func, {})
+    for name, func in tf_complex.ADDED.items():  # over tf2onnx's own: complex as pairs
+        saved.append((added, name, added.get(name)))
+        added[name] = (func, {})
     for handlers in opsets:
         for name, correct in {**CORRECTIONS, **tf_complex.CORRECTIONS, **REPLACED}.items():
             if name not in handlers:
@@ -526,12 +535,6 @@ def corrected_handlers() -> Iterator[None]:
             func, kwargs = handlers[name]
             saved.append((handlers, name, (func, kwargs)))
             handlers[name] = (correct(func), kwargs)
-    while len(opsets) <= tf_complex.OPSET:
-        opsets.append({})
-    added = opsets[tf_complex.OPSET]
-    for name, handler in tf_complex.ADDED.items():  # ops tf2onnx has no handler for
-        saved.append((added, name, added.get(name)))
-        added[name] = (handler, {})
     tf_complex.REFUSED.clear()
     try:
         yield
