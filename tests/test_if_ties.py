@@ -109,7 +109,7 @@ def test_learned_ties_pair_input_dims_that_reduce_to_one_symbol():
     a, b, c = shapes.fake_inputs
     with shapes.mode:
         torch._check(a.shape[1] == b.shape[1])
-    assert shapes.learned_ties() == ((("a", 1), ("b", 1)),)
+    assert shapes.learned_ties() == ((("b", 1), ((1, ("a", 1)),), 0),)  # b[1] == 1 * a[1]
     shapes.restart({("c", 1): 7}, ties=shapes.learned_ties())
     a, b, c = shapes.fake_inputs
     assert shapes.env.replace(a.shape[1].node.expr) == shapes.env.replace(b.shape[1].node.expr)

@@ -23,7 +23,7 @@ import torch
 from torch import fx, nn
 
 from ..errors import LoweringError
-from ..shapes import SymbolicShapes, shape_of
+from ..shapes import HintTooSmall, SymbolicShapes, shape_of
 
 INT64_MAX = 2**63 - 1
 INT64_MIN = -(2**63)
@@ -210,6 +210,8 @@ class ShapedGraph(fx.Graph):
         op = getattr(node.target, "__name__", str(node.target))
         try:
             value = self.shapes.run(fn, args, kwargs, self.where, op)
+        except HintTooSmall:
+            raise  # the analysis restarts with hints inside the op's domain
         except Exception as exc:
             if node.op == "call_module":  # a module kept as is: its shape stays unknown
                 return

@@ -32,6 +32,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.fx.experimental.symbolic_shapes import DimDynamic, ShapeEnv, StatelessSymbolicContext
 
 from ..errors import InputError
+from .relations import Tie, broadcast_hints, equation_ties, linear_tie
 
 # The hints of symbolic dims that come without an example: batch and others.
 BATCH_HINT = 2
@@ -107,8 +108,8 @@ class SymbolicShapes:
     fake_inputs: list[torch.Tensor] = field(init=False)
     forced: list[ForcedDim] = field(default_factory=list)
     subgraph: bool = False  # an If branch's or Loop body's view (`with_inputs`): no restart
-    #: pairs of input dims ((name, dim), (name, dim)) known equal from the start (`learned_ties`)
-    ties: tuple[tuple[tuple[str, int], tuple[str, int]], ...] = ()
+    #: input dims known from the start to equal a sum of others (`learned_ties`)
+    ties: tuple[Tie, ...] = ()
     #: a pass made only to learn ties (`learned_ties`); its graph is thrown away, so a value
     #: whose shape the analysis cannot state may take fresh symbols (`unknown_like`)
     learning: bool = False
@@ -136,14 +137,14 @@ class SymbolicShapes:
             for i, size in enumerate(fake.shape)
         }
         with self.mode:
-            for first, second in self.ties:
-                torch._check(sizes[first] == sizes[second])
+            for key, terms, constant in self.ties:
+                torch._check(sizes[key] == constant + sum(c * sizes[k] for c, k in terms))
 
     def _tie_hints(self) -> None:
-        """Give the second dim of each tie the hint of the first (the guard needs them equal)."""
+        """Give the tied dim of each tie the hint its sum gives (the guard needs them equal)."""
         hints = {(sig.name, i): h for sig in self.inputs for i, h in enumerate(sig.hints)}
-        for first, second in self.ties:
-            hints[second] = hints[first]
+        for key, terms, constant in self.ties:
+            hints[key] = constant + sum(c * hints[k] for c, k in terms)
         self.inputs = [
             dataclasses.replace(
                 sig, hints=tuple(hints[(sig.name, i)] for i in range(len(sig.hints)))
@@ -151,27 +152,33 @@ class SymbolicShapes:
             for sig in self.inputs
         ]
 
-    def learned_ties(self) -> tuple[tuple[tuple[str, int], tuple[str, int]], ...]:
-        """The input dims the graph so far has shown equal to another input dim, as pairs
-        (the dim whose symbol stands for both, the other).
+    def learned_ties(self) -> tuple[Tie, ...]:
+        """The input dims the graph so far has shown equal to another input dim, or to a sum
+        of others, as ties ``(dim, ((coefficient, dim), ...), constant)``.
 
         The analysis goes through the graph in order, so an op that broadcasts two dims
         together (a padding mask's length with the token length, in the attention scores)
         ties them only from that op on: an If before it sees two independent sizes and a
         predicate (``Shape(ids)[1] < Shape(mask)[1]``) it cannot decide. Every input the
         model accepts satisfies every op of the graph, so the equality holds at the If too:
-        a restart with these ties (`restart`) knows it from the start."""
+        a restart with these ties (`restart`) knows it from the start. On a key/value cache
+        the mask's length is the cache's plus the new tokens' (OPT's causal-mask If has a
+        branch of each): a linear sum of input dims, with integer coefficients, is a tie."""
         first: dict[Any, tuple[str, int]] = {}  # what a dim reduces to -> the first such dim
-        ties = []
+        ties: list[Tie] = []
         for symbol, key in self._symbols.items():
             value = self.env.replace(symbol)
             if value.is_number:
                 continue  # forced to a constant: reported as forced, not a tie
             if value in first:  # (both may reduce to a symbol no input has: a learning pass's)
-                ties.append((first[value], key))
-            else:
-                first[value] = key
-        return tuple(sorted(ties))
+                ties.append((key, ((1, first[value]),), 0))
+                continue
+            first[value] = key
+            if not value.is_Symbol:
+                tie = linear_tie(self._symbols, key, value)
+                if tie is not None:
+                    ties.append(tie)
+        return tuple(sorted(ties + equation_ties(self.env, self._symbols, {t[0] for t in ties})))
 
     def with_inputs(self, fake_inputs: Sequence[torch.Tensor]) -> SymbolicShapes:
         """The same analysis (ShapeEnv, symbols, forced dims) for a subgraph whose
@@ -219,6 +226,17 @@ class SymbolicShapes:
             if value % factor == 0 and value > 0:
                 self._restart_with(scaled, why)
                 return
+
+    def admit_broadcast(self, values: Sequence, why: str) -> None:
+        """After an op refused `values` (its operands: tensors or shapes), make sure the
+        hints do not contradict broadcasting them (`broadcast_hints`: a key/value cache
+        step's mask length against the cached plus the new tokens', hinted 5 against 5 + 5):
+        `HintTooSmall` asks for a restart with hints that satisfy the equality (hints only
+        pick a point of the domain; the op's guard then ties the dims). Sizes no hints
+        above 1 make equal are left to the op's own error."""
+        hints = broadcast_hints(self.env, self._symbols, values)
+        if hints:
+            self._restart_with(hints, why)
 
     def _input_hints(self, size: Any):
         """(the expression of `size`, its symbols' hints) when `size` follows input dims alone."""
@@ -306,7 +324,11 @@ class SymbolicShapes:
             return self._memo[key]
         # a failing meta function is our LoweringError, not an ERROR log line of torch's
         with _quiet(_FAKE_LOG), self.mode, enable_python_dispatcher():
-            result = fn(*args, **kwargs)
+            try:
+                result = fn(*args, **kwargs)
+            except Exception:
+                self.admit_broadcast([*args, *kwargs.values()], f"{where} ({op})")
+                raise
         self._note_forced(where, op)
         if key is not None:
             self._memo[key] = result
@@ -336,6 +358,14 @@ class SymbolicShapes:
             expr = self.env.replace(size.node.expr)
             return int(expr) if expr.is_number else None
         return None
+
+    def expressions(self, value: torch.Tensor) -> tuple:
+        """Each size of `value` as an int or a sympy expression of input dims' symbols
+        (sizes: nonnegative integers to sympy), as far as the analysis has reduced it."""
+        return tuple(
+            self.env.replace(d.node.expr) if isinstance(d, torch.SymInt) else int(d)
+            for d in value.shape
+        )
 
     def shape(self, value: Any) -> tuple[int | None, ...] | None:
         if not isinstance(value, torch.Tensor):

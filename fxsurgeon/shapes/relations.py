@@ -1,0 +1,117 @@
+"""Relations between input dims that the symbolic analysis reads off its ShapeEnv: the
+ties it learns (an input dim equal to a sum of others) and the hints that satisfy an
+equality an op needs. `SymbolicShapes` (symbolic.py) calls these with its ShapeEnv and its
+map of input symbols, symbol -> (input name, dim)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import sympy
+import torch
+from torch.fx.experimental.symbolic_shapes import ShapeEnv
+
+Key = tuple[str, int]
+#: ``(input dim, ((coefficient, input dim), ...), constant)``: the dim equals the sum
+Tie = tuple[Key, tuple[tuple[int, Key], ...], int]
+
+
+def linear_tie(symbols: dict[Any, Key], key: Key, value: Any) -> Tie | None:
+    """``key == value`` as a tie, when `value` is a sum of input dims with integer
+    coefficients plus an integer; else None."""
+    terms, constant = [], 0
+    for part, coefficient in value.as_coefficients_dict().items():
+        if not coefficient.is_Integer:
+            return None
+        if part == 1:
+            constant = int(coefficient)
+        elif part in symbols:
+            terms.append((int(coefficient), symbols[part]))
+        else:
+            return None
+    return (key, tuple(sorted(terms)), constant)
+
+
+def equation_ties(env: ShapeEnv, symbols: dict[Any, Key], tied: set[Key]) -> list[Tie]:
+    """Ties from the equality guards the ShapeEnv kept as guards, not replacements (a
+    broadcast's ``Eq(m - p, n)``): each linear one solved for an input dim that it has
+    with coefficient +-1 and that no tie in `tied` binds yet."""
+    ties = []
+    for guard in env.guards:
+        if not isinstance(guard.expr, sympy.Eq):
+            continue
+        difference = sympy.expand(env.replace(guard.expr.lhs - guard.expr.rhs))
+        for symbol in sorted(difference.free_symbols, key=str):
+            key = symbols.get(symbol)
+            if key is None or key in tied or abs(difference.coeff(symbol)) != 1:
+                continue
+            (value,) = sympy.solve(difference, symbol)
+            tie = linear_tie(symbols, key, value)
+            if tie is not None:
+                ties.append(tie)
+                tied.add(key)
+                break
+    return ties
+
+
+def broadcast_hints(env: ShapeEnv, symbols: dict[Any, Key], values: Sequence) -> dict | None:
+    """Hints (`equal_hints`) for the first pair of aligned (trailing) sizes of two of
+    `values` (tensors or shapes) that broadcasting needs equal and whose hints differ:
+    hints that make them differ put the example outside the model's domain. None if none."""
+    known = [shape for shape in map(_sizes, values) if shape is not None]
+    for k, a in enumerate(known):
+        for b in known[k + 1 :]:
+            for x, y in zip(reversed(a), reversed(b), strict=False):
+                hints = equal_hints(env, symbols, x, y)
+                if hints:
+                    return hints
+    return None
+
+
+def _sizes(value: Any) -> tuple | None:
+    """The sizes of a tensor, or a shape (a tuple of ints and SymInts), else None."""
+    if isinstance(value, torch.Tensor):
+        return tuple(value.shape)
+    if isinstance(value, (tuple, list)) and all(isinstance(d, (int, torch.SymInt)) for d in value):
+        return tuple(value)
+    return None
+
+
+def equal_hints(env: ShapeEnv, symbols: dict[Any, Key], x: Any, y: Any) -> dict | None:
+    """{input symbol: hint} that make sizes `x` and `y` equal, when their hints differ and
+    neither is 1: the equation solved for one input dim of either side (a mask's length
+    ``m`` against a cache's ``p`` plus the new tokens' ``n``: ``m = p + n``, or ``n = m - p``
+    when positions are cut from the mask), the others at their hints. Of the solutions that
+    are sizes above 1, one that raises a hint is taken first; None when there is none."""
+    values = [_hint(env, v) for v in (x, y)]
+    if None in values or values[0] == values[1] or 1 in values:
+        return None
+    exprs = [
+        env.replace(v.node.expr) if isinstance(v, torch.SymInt) else sympy.Integer(v)
+        for v in (x, y)
+    ]
+    difference = exprs[0] - exprs[1]
+    hints = env.backed_var_to_val
+    found = []
+    for symbol in sorted(difference.free_symbols & symbols.keys(), key=str):
+        if any(s not in hints for s in difference.free_symbols - {symbol}):
+            continue
+        solutions = sympy.solve(difference, symbol)
+        if len(solutions) != 1:
+            continue
+        value = solutions[0].xreplace({s: hints[s] for s in solutions[0].free_symbols})
+        if value.is_Integer and int(value) > 1:
+            found.append((int(value) < int(hints[symbol]), str(symbol), symbol, int(value)))
+    if not found:
+        return None
+    _, _, symbol, value = min(found)
+    return {symbol: value}
+
+
+def _hint(env: ShapeEnv, size: Any) -> int | None:
+    if isinstance(size, int):
+        return size
+    if isinstance(size, torch.SymInt) and env.has_guarding_hint(size.node.expr):
+        return int(env.guarding_hint_or_throw(size.node.expr))
+    return None  # a size of data (unbacked): no hint
