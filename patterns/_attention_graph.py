@@ -141,19 +141,21 @@ def _index(node: Any, lengths: dict) -> tuple[str, dict, dict] | None:
     return None
 
 
-def is_causal(cond: fx.Node, lengths: dict, same: bool, static: tuple, module) -> bool:
-    """Whether the boolean `cond` is the lower triangle i >= j at every (equal) length.
-
-    `lengths` maps (node, dim) of a size() to "Lq"/"Lk"; `same` says Lq == Lk is proven;
-    `static` is (Lq, Lk) as ints or None.
-    """
-    if not same:
-        return False
+def causal_alignment(
+    cond: fx.Node, lengths: dict, same: bool, static: tuple, module, longer: bool
+) -> str | None:
+    """The triangle's alignment: "top" when the boolean `cond` is the lower triangle
+    i >= j at every (equal) length (`same` says Lq == Lk is proven; `lengths` maps (node,
+    dim) of a size() to "Lq"/"Lk", `static` is (Lq, Lk) as ints or None); "bottom" when it
+    is the triangle aligned at the last key, i + Lk - Lq >= j (GPT-2's band ``i >= j - Lk +
+    Lq`` over a key/value cache: the new queries after the cached keys), which `longer`
+    (Lk >= Lq proven, so row 0 sees key 0) makes keep a visible key in every row; else
+    None."""
     found = _sliced_constant(cond, module)
     if found is not None:
-        return _constant_is_causal(*found, lengths, static)
+        return _constant_alignment(*found, lengths, static, same, longer)
     if cond.op != "call_function" or len(cond.args) != 2:
-        return False
+        return None
     a, b = cond.args
     ops = {
         torch.greater_equal: (a, b, 0),  # i + ra >= j + cb
@@ -162,16 +164,19 @@ def is_causal(cond: fx.Node, lengths: dict, same: bool, static: tuple, module) -
         torch.less: (b, a, 1),
     }
     if cond.target not in ops:
-        return False
+        return None
     row_node, col_node, strict = ops[cond.target]
     row, col = _index(row_node, lengths), _index(col_node, lengths)
     if row is None or col is None or row[0] != "row" or col[0] != "col":
-        return False
-
-    offset = _norm(_plus(col[2], {k: -c for k, c in row[2].items()}), static)
-    offset = _plus(offset, {"1": strict})
-    lq, lk = _norm({"Lq": 1}, static), _norm({"Lk": 1}, static)
-    return not offset and _norm(row[1], static) == lq and _norm(col[1], static) == lk
+        return None
+    offset = _plus(_plus(col[2], {k: -c for k, c in row[2].items()}), {"1": strict})
+    if same:
+        lq, lk = _norm({"Lq": 1}, static), _norm({"Lk": 1}, static)
+        aligned = not _norm(offset, static) and _norm(row[1], static) == lq
+        return "top" if aligned and _norm(col[1], static) == lk else None
+    lengths_match = row[1] == {"Lq": 1} and col[1] == {"Lk": 1}
+    bottom = longer and lengths_match and offset == {"Lq": 1, "Lk": -1}
+    return "bottom" if bottom else None
 
 
 def _norm(form: dict, static: tuple) -> dict:
@@ -203,47 +208,60 @@ def _sliced_constant(node: fx.Node, module) -> tuple[torch.Tensor, tuple | None]
     return (value, slices) if isinstance(value, torch.Tensor) else None
 
 
-def _constant_is_causal(value: torch.Tensor, slices, lengths: dict, static: tuple) -> bool:
-    """Whether ``value[slices]`` (nonzero) is the lower triangle of the scores' lengths.
+def _constant_alignment(
+    value: torch.Tensor, slices, lengths: dict, static: tuple, same: bool, longer: bool
+) -> str | None:
+    """The alignment (`causal_alignment`) of ``value[slices]`` (nonzero) as a lower
+    triangle of the scores' lengths, or None.
 
     Static lengths: the slice is taken and compared. Dynamic (GPT-J's ``bias[:, :,
     Lk - Lq : Lk, :Lk]`` of a [1, 1, M, M] lower triangle): with Lq == Lk, rows and
     columns both start at 0 and run Lq, so the slice is the triangle of that length
-    wherever it is in range. Out of range (L > M) the slice clips to [M, M], which only
+    wherever it is in range ("top"). Over a key/value cache (Lk >= Lq proven: `longer`)
+    rows Lk - Lq + i of the triangle against columns j < Lk are the triangle aligned at
+    the last key ("bottom"). Out of range (L > M) the slice clips to [M, M], which only
     broadcasts to [L, L] if M is 1: M >= 2 is required, so every length the model runs
     at sees the triangle (SDPA then also runs at the lengths the model refused).
     """
     if value.dim() < 2 or value.is_complex() or any(d != 1 for d in value.shape[:-2]):
-        return False
+        return None
     rows, cols = value.shape[-2:]
     matrix = value.reshape(rows, cols) != 0
     if not torch.equal(matrix, torch.ones(rows, cols, dtype=torch.bool).tril()):
-        return False
+        return None
     if slices is None:
-        return (rows, cols) == static
+        return "top" if same and (rows, cols) == static else None
     if len(slices) != value.dim() or not all(isinstance(s, slice) for s in slices):
-        return False
+        return None
     if any(s.step not in (None, 1) for s in slices):
-        return False
+        return None
     if any(s.start not in (None, 0) or not _reaches(s.stop, 1) for s in slices[:-2]):
-        return False
+        return None
     bounds = []
     for s, size in zip(slices[-2:], (rows, cols), strict=True):
         start = _linear(0 if s.start is None else s.start, lengths)
         stop = _linear(size if s.stop is None else s.stop, lengths)
         if start is None or stop is None:
-            return False
-        bounds.append((_norm(start, static), _norm(stop, static)))
+            return None
+        tidy = (lambda form: _plus({}, form)) if not same else (lambda form: _norm(form, static))
+        bounds.append((tidy(start), tidy(stop)))  # (zero coefficients dropped)
     (r0, r1), (c0, c1) = bounds
+    if min(rows, cols) < 2:
+        return None
+    if not same:
+        lk = {"Lk": 1}
+        bottom = longer and r0 == {"Lk": 1, "Lq": -1} and r1 == lk and c0 == {} and c1 == lk
+        return "bottom" if bottom else None
     if all(set(form) <= {"1"} for pair in bounds for form in pair):  # static: take the slice
         if None in static:
-            return False
+            return None
         i0, i1, j0, j1 = (form.get("1", 0) for form in (r0, r1, c0, c1))
         part = matrix[i0:i1, j0:j1]
         triangle = torch.ones(static, dtype=torch.bool).tril()
-        return tuple(part.shape) == static and bool(torch.equal(part, triangle))
+        same_part = tuple(part.shape) == static and bool(torch.equal(part, triangle))
+        return "top" if same_part else None
     length = _norm({"Lq": 1}, static)
-    return r0 == {} and c0 == {} and r1 == length and c1 == length and min(rows, cols) >= 2
+    return "top" if r0 == {} and c0 == {} and r1 == length and c1 == length else None
 
 
 def _reaches(stop: Any, n: int) -> bool:

@@ -1,7 +1,8 @@
 """The masks of an attention's scores: what `recognize` (``_attention_scores.py``) absorbs.
 
 A causal 0/1 band ``s * band - c * (1 - band)`` with c >= -`BIG_FILL` becomes
-``is_causal``; a causal ``Where(tri, s, fill)`` with fill <= `BIG_FILL` too; any other
+``is_causal`` (aligned at the last key over a key/value cache: an explicit triangle); a
+causal ``Where(tri, s, fill)`` with fill <= `BIG_FILL` too; any other
 ``Where(m, s, fill)`` stays a boolean mask only when its fill is finite and at or below
 `HUGE_FILL` (then ``s + fill`` rounds to ``fill`` in float32, as the additive mask does).
 """
@@ -14,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from fxsurgeon.patterns._attention_graph import (
     band_condition,
+    causal_alignment,
     constant,
-    is_causal,
     node_dtype,
     scalar,
 )
@@ -93,9 +94,14 @@ def _holds_hide(node: Any, band: fx.Node, module, depth: int = 0) -> bool:
     return any(_holds_hide(x, band, module, depth + 1) for x in node.args)
 
 
-def absorb_masks(plan: Plan, lengths: dict, same: bool, static: tuple, module) -> str | None:
+def absorb_masks(
+    plan: Plan, lengths: dict, same: bool, static: tuple, module, longer: bool = False
+) -> str | None:
+    """The bands and causal fills of `plan` as its causal alignment (`causal_alignment`:
+    `longer` says Lk >= Lq is proven), the other fills as masks, or why they cannot be."""
     for band, cond in plan.bands:
-        if not is_causal(cond, lengths, same, static, module):
+        aligned = causal_alignment(cond, lengths, same, static, module, longer)
+        if aligned is None or plan.causal not in ("", aligned):
             return f"the 0/1 band %{band.name} is not a causal triangle at every length"
         pieces = [_pieces(coef, t, band, module) for coef, t in plan.terms]
         found = [
@@ -109,12 +115,13 @@ def absorb_masks(plan: Plan, lengths: dict, same: bool, static: tuple, module) -
         hidden = next(p for p in parts if _hides(p[1], band) and p[0] <= BIG_FILL)
         rest = [p for p in parts if p is not hidden]
         plan.terms = plan.terms[: found[0]] + rest + plan.terms[found[0] + 1 :]
-        plan.causal = True
+        plan.causal = aligned
     kept = []
     for cond, when_true, when_false in plan.fills:
         fill = when_false if when_true == 0.0 else when_true
-        if when_true == 0.0 and fill <= BIG_FILL and is_causal(cond, lengths, same, static, module):
-            plan.causal = True
+        aligned = causal_alignment(cond, lengths, same, static, module, longer)
+        if when_true == 0.0 and fill <= BIG_FILL and aligned and plan.causal in ("", aligned):
+            plan.causal = aligned
             continue
         if not (HUGE_FILL >= fill > float("-inf")) or 0.0 not in (when_true, when_false):
             return (

@@ -18,6 +18,7 @@ import operator
 from dataclasses import dataclass, field
 from typing import Any
 
+import sympy
 import torch
 from fxsurgeon.patterns._attention_frames import (
     LAYOUT_OPS,
@@ -64,7 +65,7 @@ class Plan:
     scale: float = 1.0
     terms: list = field(default_factory=list)  # (coef, node): additive, summed into attn_mask
     fills: list = field(default_factory=list)  # (cond, when_true, when_false): boolean masks
-    causal: bool = False
+    causal: str = ""  # "top" (i >= j) or "bottom" (i + Lk - Lq >= j): `causal_alignment`
     sizes: list = field(default_factory=list)  # (size node, operand node, dim) to re-point
     chain: list = field(default_factory=list)  # the score nodes the rewrite replaces
     bands: list = field(default_factory=list)  # (band node, cond) of a multiplicative band
@@ -498,7 +499,7 @@ def recognize(
         reason = absorb_zero(plan, zeroing(zeroed, module), zeroed, module)
         if reason is not None:
             return reason
-    reason = absorb_masks(plan, lengths, same, static, module)
+    reason = absorb_masks(plan, lengths, same, static, module, _longer(lengths))
     if reason is not None:
         return reason
     if plan.zero is not None and not plan.fills:  # the fill was causal: every row keeps
@@ -511,6 +512,18 @@ def recognize(
     if not (plan.scale == plan.scale and abs(plan.scale) < float("inf")):
         return f"the scale {plan.scale} is not finite"
     return plan
+
+
+def _longer(lengths: dict) -> bool:
+    """Whether the shape analysis proves Lk >= Lq (a key/value cache's keys are the cached
+    ones and the new ones): the lowering's size expressions (``fxs_dims``) of the nodes
+    whose axes `lengths` names as Lq and Lk, never an example."""
+    sizes: dict[str, list] = {"Lq": [], "Lk": []}
+    for (node, axis), atom in lengths.items():
+        dims = node.meta.get("fxs_dims") if isinstance(node, fx.Node) else None
+        if dims is not None and -len(dims) <= axis < len(dims):
+            sizes[atom].append(dims[axis])
+    return any(bool(sympy.sympify(k - q).is_nonnegative) for q in sizes["Lq"] for k in sizes["Lk"])
 
 
 def _length_sizes(operand: Operand, rank: int, atom: str) -> dict:

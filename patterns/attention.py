@@ -63,6 +63,11 @@ What is absorbed, and why it is exact:
   ``scores * band - c * (1 - band)`` with c >= 1e3. Every row keeps its
   diagonal, so the hidden scores weigh exp(fill - max) = 0 in float32
   (exp(-1e3) underflows) before, and 0 with SDPA's -inf: ``is_causal=True``.
+  Over a key/value cache (Lk = cached + new keys, so Lq == Lk is not proven) the band
+  ``i + Lk - Lq >= j`` (GPT-2's i >= j - Lk + Lq) is the triangle aligned at the last
+  key; SDPA's ``is_causal`` aligns at the first, so it is the -inf mask ``j > i + Lk -
+  Lq`` instead, taken only where the shape analysis proves Lk >= Lq (every row then
+  sees key 0: the same underflow argument).
   With additive terms too, SDPA cannot take both, so the triangle becomes
   -inf in the mask: ``mask.masked_fill(~tril(ones(Lq, Lk)), -inf)``. Any
   other triangle (upper, banded, offset) in a Where stays a mask when its fill
@@ -163,11 +168,16 @@ def _attention(q, k, v, scale, terms, fills, causal, zero):
         x = torch.where(cond, when_true, when_false)
         mask = x if mask is None else mask + x
     options = {}  # only what differs from SDPA's defaults, for readable code
-    if causal and mask is None:
+    if causal == "top" and mask is None:
         options["is_causal"] = True
-    elif causal:  # SDPA takes attn_mask or is_causal, not both: fold the triangle into the mask
+    elif causal == "top":  # SDPA takes attn_mask or is_causal, not both: the triangle in the mask
         keep = torch.ones((q.size(-2), k.size(-2)), dtype=torch.bool, device=q.device).tril()
         mask = mask.masked_fill(keep.logical_not(), float("-inf"))
+    elif causal:  # aligned at the last key: SDPA's is_causal is aligned at the first
+        rows = torch.arange(q.size(-2), device=q.device).unsqueeze(-1) + (k.size(-2) - q.size(-2))
+        hidden = torch.arange(k.size(-2), device=q.device) > rows
+        mask = torch.zeros(hidden.shape, dtype=q.dtype, device=q.device) if mask is None else mask
+        mask = mask.masked_fill(hidden, float("-inf"))
     if mask is not None:
         # SDPA wants a float mask of the query's dtype: torch 2.14 silently computes
         # garbage for a float32 mask with float64 q/k/v. Under ONNX semantics the two

@@ -225,10 +225,13 @@ class ShapedGraph(fx.Graph):
         self._describe(node, value)
 
     def _describe(self, node: fx.Node, value: Any) -> None:
-        """``fxs_shape``/``fxs_dtype`` for a tensor, ``fxs_multi`` for a tuple of them."""
+        """``fxs_shape``/``fxs_dtype`` for a tensor, ``fxs_multi`` for a tuple of them;
+        ``fxs_dims``, each dim as an int or a sympy expression of the input dims' symbols
+        (what the fake value knew, for rules that compare sizes: Lk >= Lq)."""
         if isinstance(value, torch.Tensor):
             node.meta["fxs_shape"] = self.shapes.shape(value)
             node.meta["fxs_dtype"] = value.dtype
+            node.meta["fxs_dims"] = self.shapes.expressions(value)
         elif isinstance(value, (tuple, list)):
             node.meta["fxs_multi"] = [self._element(v) for v in value]
 
