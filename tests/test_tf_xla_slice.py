@@ -65,13 +65,14 @@ def test_added_handlers_are_registered_only_while_exporting_and_never_replace_tf
     from tf2onnx import constants
     from tf2onnx.handler import tf_op
 
-    from fxsurgeon.frontdoor.tf_handlers import ADDITIONS, corrected_handlers
+    from fxsurgeon.frontdoor.tf_handlers import corrected_handlers
+    from fxsurgeon.frontdoor.tf_xla import ADDED
 
     def registered(name):
         return [h[name][0] for h in tf_op.get_opsets()[constants.ONNX_DOMAIN] if name in h]
 
     with corrected_handlers():
-        assert registered("XlaDynamicSlice") == [ADDITIONS["XlaDynamicSlice"][1]]
+        assert registered("XlaDynamicSlice") == [ADDED["XlaDynamicSlice"]]
     assert registered("XlaDynamicSlice") == []
     # a tf2onnx that handles the op itself keeps its handler
     own = lambda ctx, node, **kw: None  # noqa: E731

@@ -270,21 +270,9 @@ class SymbolicShapes:
         )
 
     def fresh_int(self, hint: int) -> torch.SymInt:
-        """A new symbol for an int that the graph computes and the analysis cannot state as
-        an expression of the input dims (what a while loop gives), hinted as `hint` (its
-        value at the hints). Any int, 0 and 1 included: nothing specialises it, and no input
-        dim follows it, so nothing it meets forces an input dim."""
-        # imported here: torch._dynamo at `import fxsurgeon` would cost every import its
-        # start-up and probe for TensorFlow (fxsurgeon.load must work where it is absent)
-        from torch._dynamo.source import ConstantSource
-
-        source = ConstantSource(f"fxs_int_{next(_FRESH)}")
-        symbol = self.env.create_symbol(
-            hint, source, DimDynamic.DYNAMIC, positive=None, do_not_specialize_zero_one=True
-        )
-        value = self.env.create_symintnode(symbol, hint=hint)
-        assert isinstance(value, torch.SymInt)  # a symbol, not a number: it is fresh
-        return value
+        """A new symbol, hinted `hint`, for an int the analysis cannot state in the input
+        dims (a while loop's): see `_fresh_symbol`."""
+        return _fresh_symbol(self.env, hint)
 
     def restart(
         self,
@@ -413,6 +401,24 @@ class SymbolicShapes:
 
 
 _FRESH = itertools.count(1)  # names of `fresh_int`'s symbols: a subgraph's view shares the env
+
+
+def _fresh_symbol(env: ShapeEnv, hint: int) -> torch.SymInt:
+    """A new symbol of ``env`` hinted ``hint`` (its value at the input hints). Any int, 0
+    and 1 included: nothing specialises it, and no input dim follows it, so nothing it
+    meets forces an input dim."""
+    # imported here: torch._dynamo at `import fxsurgeon` would cost every import its
+    # start-up and probe for TensorFlow (fxsurgeon.load must work where it is absent)
+    from torch._dynamo.source import ConstantSource
+
+    source = ConstantSource(f"fxs_int_{next(_FRESH)}")
+    symbol = env.create_symbol(
+        hint, source, DimDynamic.DYNAMIC, positive=None, do_not_specialize_zero_one=True
+    )
+    value = env.create_symintnode(symbol, hint=hint)
+    assert isinstance(value, torch.SymInt)  # a symbol, not a number: it is fresh
+    return value
+
 
 _FAKE_LOG = logging.getLogger("torch._subclasses.fake_tensor")
 
