@@ -77,7 +77,9 @@ What is absorbed, and why it is exact:
   ``-1e9 * float(~band)``, the same 0/1 values as 1 - band): with Lq == Lk the slice
   starts at row and column 0 and runs Lq, a principal block of a lower triangle, which
   is a lower triangle; M >= 2 so that a slice clipped at L > M cannot broadcast (the
-  model would fail there). A static slice is taken and compared.
+  model would fail there). A static slice is taken and compared. Over a key/value cache
+  (Lk >= Lq proven) its rows Lk - Lq + i against columns j < Lk are the triangle aligned
+  at the last key, as GPT-2's band there.
 * Layout runs: Reshape/Squeeze/Unsqueeze between the contraction and the softmax, or
   between the softmax and the contraction with V (``sdpa_3``: tf2onnx's decomposed
   Einsum of Keras MultiHeadAttention, [N*H, L, L] <-> [N, H, L, L(, 1)]), reorder no
