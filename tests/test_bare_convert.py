@@ -206,3 +206,58 @@ def test_a_graph_with_two_if_nodes_keeps_its_record_and_opset():
             got = module(torch.from_numpy(x))
         for g, e in zip(got, run_ort(model, [x]), strict=True):
             assert np.abs(g.numpy() - e).max() <= ATOL
+
+
+def test_node_names_onnx2torch_cannot_use_are_renamed_and_the_others_kept():
+    """onnx2torch names each module after its node: a Python keyword (TF calls a top-level
+    tf.while_loop ``while``), a quote or backslash, or an attribute every module has would
+    break its fx code or its add_module. Those nodes are renamed in the copy it converts
+    (keywords and attributes get a trailing ``_``, bad characters become ``_``), in an If
+    branch too; a TF scope name stays as it is. Both doors, == onnxruntime."""
+    from onnx_cases import init
+
+    F32 = np.float32
+    branch = helper.make_graph(
+        [helper.make_node("Neg", ["y5"], ["t"], name="return")],
+        "then",
+        [],
+        [tensor_info("t", F32, None)],
+    )
+    other = helper.make_graph(
+        [helper.make_node("Abs", ["y5"], ["e"], name="model/abs")],
+        "else",
+        [],
+        [tensor_info("e", F32, None)],
+    )
+    names = ["while", 'say"hi', "forward", "initializers", "back\\slash", "model/dense/MatMul"]
+    nodes = [helper.make_node("Add", ["x", "x"], ["y0"], name=names[0])]
+    nodes += [
+        helper.make_node("Mul", [f"y{k}", "two"], [f"y{k + 1}"], name=name)
+        for k, name in enumerate(names[1:])
+    ]
+    nodes += [
+        helper.make_node("ReduceSum", ["x"], ["s"], keepdims=0, name="in"),
+        helper.make_node("Greater", ["s", "zero"], ["p"], name="model/Greater"),
+        helper.make_node("If", ["p"], ["z"], then_branch=branch, else_branch=other, name="if"),
+    ]
+    model = make_model(
+        nodes,
+        [tensor_info("x", F32, ["N"])],
+        [tensor_info("z", F32, ["N"]), tensor_info("y5", F32, ["N"])],
+        [init("two", np.array(2.0, F32)), init("zero", np.array(0.0, F32))],
+    )
+    converted = import_onnx2torch().convert(model)
+    modules = dict(converted.named_children())
+    for kept in ("model/dense/MatMul", "model/Greater"):
+        assert kept in modules
+    for renamed in ("while_", "say_hi", "forward_", "initializers_", "back_slash", "in_", "if_"):
+        assert renamed in modules, sorted(modules)
+    assert [n.name for n in model.graph.node][0] == "while"  # the user's model is untouched
+    for module in (fxsurgeon.optimize(converted), fxsurgeon.optimize(fxsurgeon.from_onnx(model))):
+        assert report_of(module).unconverted == {}
+        for sign in (1.0, -1.0):
+            x = (np.arange(1, 4) * sign).astype(F32)
+            with torch.no_grad():
+                got = module(torch.from_numpy(x))
+            for g, e in zip(got, run_ort(model, [x]), strict=True):
+                np.testing.assert_allclose(g.numpy(), e, atol=ATOL, rtol=0)

@@ -110,13 +110,43 @@ def _recording_shape_inference(original):
 
         converters.register()  # once per convert, before any converter is looked up
         teach_same_meaning_versions()
-        model = original(onnx_model_or_path)
+        model = original(onnx_model_or_path)  # a new ModelProto, never the user's
+        _usable_node_names(model.graph)
         given = type(onnx_model_or_path).__name__ == "ModelProto"  # the user's, not a copy
         token = OPSETS.set(tuple(model.opset_import))  # fxsurgeon's converters read it
         _stack().append((onnx_model_or_path if given else model, token))
         return model
 
     return safe_shape_inference
+
+
+def _usable_node_names(graph) -> None:
+    """Rename the nodes whose names onnx2torch cannot use as module names, in the model
+    it converts (its copy). onnx2torch names each module after its node (dots as
+    slashes), and fx writes a call of it as ``self.<name>(...)`` when the name is an
+    identifier, else ``getattr(self, "<name>")(...)``: a Python keyword (TF names a
+    top-level ``tf.while_loop`` ``while``, its ONNX Loop too) then reads as
+    ``self.while(...)``, a SyntaxError; a quote or backslash breaks the string; an
+    attribute every module has (``forward``, ``training``, onnx2torch's ``initializers``)
+    cannot be added (KeyError). Such a name gets its bad characters as ``_`` and a
+    trailing ``_`` where it is a keyword or an attribute name; the other names stay."""
+    import keyword
+
+    from torch import nn
+
+    taken = set(dir(nn.Module())) | {"initializers"}
+    for node in graph.node:
+        name = node.name
+        module = (f"{node.domain}/" + (name.replace(".", "/") or node.op_type)).lstrip("/")
+        clean = "".join("_" if c in _BAD_CHARACTERS or not c.isprintable() else c for c in name)
+        if keyword.iskeyword(module) or module in taken:
+            clean += "_"
+        if clean != name:
+            node.name = clean
+
+
+#: characters that end or escape the string of ``getattr(self, "<name>")`` in fx's code
+_BAD_CHARACTERS = frozenset('"\\')
 
 
 def _converter_lookup(original):
