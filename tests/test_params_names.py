@@ -325,3 +325,34 @@ def test_a_last_layer_tf2onnx_named_itself_takes_the_output_name():
     assert _nearest_scope(w, outputs=("logits",)) == "output:logits"
     assert _nearest_scope(w, outputs=("output_0",)) == ""
     assert _nearest_scope(w) == ""
+
+
+def test_a_transposed_convolution_that_tf2onnx_leaves_unfused_is_named_by_its_layer():
+    """A ``Conv2DTranspose`` whose ConvTranspose node keeps the name of Keras 3's op scope
+    (``one_up_1/conv_transpose``: no bias folded into it, or a one-channel layer whose bias
+    add the layer takes back): ``conv_transpose`` is ``tf.nn.conv_transpose``'s scope, not a
+    layer, so both doors call the kernel ``one_up.weight`` (door B said
+    ``one_up.conv_transpose.weight``); a layer a user named ``conv2d_transpose`` keeps it."""
+    tf = import_tensorflow()
+    import keras
+
+    x = keras.Input((4, 4, 3), name="image")
+    h = keras.layers.Conv2DTranspose(2, 2, strides=2, use_bias=False, name="plain")(x)
+    h = keras.layers.Conv2DTranspose(2, 3, padding="same", name="conv2d_transpose")(h)
+    y = keras.layers.Conv2DTranspose(1, 3, padding="same", name="one_up")(h)
+    model = keras.Model(x, y)
+    randomize_variables(model, seed=15)
+    image = np.random.default_rng(2).standard_normal((2, 4, 4, 3)).astype(np.float32)
+    want = np.asarray(model(tf.constant(image)))
+    door_a = fxsurgeon.optimize(fxsurgeon.from_onnx(export_onnx(model), tf_model=model))
+    for module in (_door_b(model), door_a):
+        names = {n for n, _ in module.named_parameters()}
+        assert names == {
+            "plain.weight",
+            "conv2d_transpose.weight",
+            "conv2d_transpose.bias",
+            "one_up.weight",
+            "one_up.bias",
+        }
+        got = module(torch.from_numpy(image)).detach().numpy()
+        assert np.abs(got - want).max() <= 1e-5

@@ -34,6 +34,9 @@ _OP_COMPONENTS = re.compile(
     r"Sub|Sub_\d+|Mul|Mul_\d+|Add|Add_\d+|AddV2.*|truediv.*|RealDiv.*|Sqrt.*|Rsqrt.*|"
     r"Einsum.*|biasadd|BroadcastTo.*|PartitionedCall.*|StatefulPartitionedCall.*|"
     r"split|split_\d+|Split.*|unstack.*|"
+    # tf.nn.conv_transpose's scope (Keras 3's Conv*DTranspose); never ``conv2d_transpose``,
+    # Keras's default name for the layer itself
+    r"conv_transpose|conv_transpose_\d+|"
     # the ops around attention, masks and activations (``mha/Softmax``, ``pool/SelectV2``,
     # ``mha/ones_like/Shape``), numbered as TF numbers repeats: never a Keras or HF layer's
     # name, which is snake_case
