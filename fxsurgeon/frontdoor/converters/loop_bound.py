@@ -200,6 +200,11 @@ class LoopBound:
         self.trip_offset = offset
         if static is not None:
             self.static_m = static - offset
+        elif len(self.loop.input) < 2 or not self.loop.input[1]:
+            raise Unproven(
+                f"the condition ends the Loop {offset} step(s) before its M, and with no "
+                "initial condition a step runs even where that leaves none"
+            )
         else:
             self._check_no_step_at_zero()
         self.body.bound = {}
