@@ -315,7 +315,8 @@ class SymbolicShapes:
             try:
                 result = fn(*args, **kwargs)
             except Exception:
-                self.admit_broadcast([*args, *kwargs.values()], f"{where} ({op})")
+                if not isinstance(fn, torch.nn.Module):  # a kept module's inputs need not
+                    self.admit_broadcast([*args, *kwargs.values()], f"{where} ({op})")
                 raise
         self._note_forced(where, op)
         if key is not None:
