@@ -9,7 +9,13 @@ call gets ``normalized_shape = x.shape[D]`` (static), and gamma / beta only
 where they hold one value per position of D and broadcast along every other
 dim: right-aligned to x, their shape is x's size on D and 1 elsewhere (then
 a reshape to ``normalized_shape`` keeps their order; anything else, a gamma
-per row or per width, is declined).
+per row or per width, is declined). A gamma or beta that is one number (the
+lowering writes a one-element constant as a Python literal: Keras
+``LayerNormalization`` over one feature, whose output is beta exactly since
+x - mean(x) is 0) scales or shifts every position alike: the fused call leaves
+it out and applies it after, ``layer_norm(x) * gamma + beta``, the same
+product and sum as the formula's (the params phase gives a one-element
+normalisation its numbers back as weight and bias, `params/literals.py`).
 
 D need not be the trailing dims: ConvNeXt normalises the channels of NCHW
 (tf2onnx moves the NHWC LayerNormalization to axis 1, gamma [C, 1, 1]). That
@@ -141,10 +147,12 @@ def _normalized_shape(match: Match) -> tuple | str:
     return normalized, (None if perm == tuple(range(rank)) else perm)
 
 
-def _affine_check(match: Match, dims: tuple, name: str) -> str | None:
+def _affine_check(match: Match, dims: tuple, name: str, numbers: bool) -> str | None:
     """`name` (gamma or beta) must hold one value per position of the normalized dims and
     broadcast along every other dim: right-aligned to x, x's size on D and 1 elsewhere."""
     shape, x_shape = match.shape(name), match.shape("x")
+    if numbers and _is_number(match[name]):
+        return None  # one value for every position: applied after the fused call
     if shape is None:
         return f"{name} is not a tensor of known shape"
     rank = len(x_shape)
@@ -159,7 +167,9 @@ def _affine_check(match: Match, dims: tuple, name: str) -> str | None:
     return None
 
 
-def _norm_check(match: Match, affine: tuple[str, ...]) -> str | None:
+def _norm_check(match: Match, affine: tuple[str, ...], numbers: bool = False) -> str | None:
+    """The dims and affine tensors fit (`numbers`: a gamma or beta may be a number, which
+    the layer norm replacement applies after the call)."""
     found = _normalized_shape(match)
     if isinstance(found, str):
         return found
@@ -167,7 +177,7 @@ def _norm_check(match: Match, affine: tuple[str, ...]) -> str | None:
     rank = len(match.shape("x"))
     dims = tuple(sorted(d % rank for d in match["dims"]))
     for name in affine:
-        reason = _affine_check(match, dims, name)
+        reason = _affine_check(match, dims, name, numbers)
         if reason is not None:
             return reason
     eps = match["eps"]
@@ -176,6 +186,10 @@ def _norm_check(match: Match, affine: tuple[str, ...]) -> str | None:
     match["normalized_shape"] = normalized
     match["perm"] = perm
     return None
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _as_shape(value, normalized: tuple):
@@ -198,8 +212,15 @@ def _over_last_dims(norm, x, perm):
 
 
 def _layer_norm_replacement(x, gamma, beta, eps, normalized_shape, perm):
-    gamma, beta = _as_shape(gamma, normalized_shape), _as_shape(beta, normalized_shape)
-    return _over_last_dims(lambda t: F.layer_norm(t, normalized_shape, gamma, beta, eps), x, perm)
+    # a number gamma goes after the fused call, and so then does beta (scale, then shift)
+    after_gamma = _is_number(gamma)
+    after_beta = beta is not None and (after_gamma or _is_number(beta))
+    weight = None if after_gamma else _as_shape(gamma, normalized_shape)
+    bias = None if after_beta else _as_shape(beta, normalized_shape)
+    out = _over_last_dims(lambda t: F.layer_norm(t, normalized_shape, weight, bias, eps), x, perm)
+    if after_gamma:
+        out = out * gamma
+    return out + beta if after_beta else out  # beta as matched: it broadcasts to x so
 
 
 def _layer_norm_rule(name: str, form: str, square: str, inv: str) -> Rule:
@@ -214,7 +235,7 @@ def _layer_norm_rule(name: str, form: str, square: str, inv: str) -> Rule:
             return _layer_norm_replacement(x, gamma, beta, eps, normalized_shape, perm)
 
         def check(match: Match) -> str | None:
-            return _norm_check(match, ("gamma", "beta"))
+            return _norm_check(match, ("gamma", "beta"), numbers=True)
 
     else:
 
@@ -225,7 +246,7 @@ def _layer_norm_rule(name: str, form: str, square: str, inv: str) -> Rule:
             return _layer_norm_replacement(x, gamma, None, eps, normalized_shape, perm)
 
         def check(match: Match) -> str | None:
-            return _norm_check(match, ("gamma",))
+            return _norm_check(match, ("gamma",), numbers=True)
 
     return Rule(
         name,

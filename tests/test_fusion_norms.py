@@ -28,7 +28,8 @@ from fusion_cases import (
 from onnx_cases import tensor_info
 from torch import nn
 
-from fxsurgeon._compat import import_tensorflow
+import fxsurgeon
+from fxsurgeon._compat import import_onnx2torch, import_tensorflow
 from fxsurgeon.examples import randomize_variables
 from fxsurgeon.tensorflow import export_onnx
 
@@ -454,3 +455,62 @@ def test_keras3_layer_norms_over_one_and_two_axes():
     assert shapes == [(6, 8), (8,), (8,)]
     assert calls(module, F.rms_norm, nn.RMSNorm) == 0
     assert diff <= 1e-5
+
+
+@pytest.mark.parametrize("form", LN_FORMS)
+def test_layer_norm_over_one_feature_keeps_its_gamma_and_beta_as_weights(form):
+    """Over one feature (Keras's LayerNormalization on a one-feature series) gamma and beta
+    have one element, which the lowering writes as numbers: the rule takes them as
+    ``layer_norm(x) * gamma + beta`` and the params phase puts them back into the layer,
+    an ``nn.LayerNorm((1,))`` whose weight and bias are parameters (were two numbers)."""
+    model = layer_norm_onnx(form, x_shape=("N", 5, 1), affine_shape=(1,))
+    module = optimized(model)
+    assert family_count(module, "layer_norm") == 1, matches(module)
+    (norm,) = [m for m in module.modules() if isinstance(m, nn.LayerNorm)]
+    assert tuple(norm.normalized_shape) == (1,)
+    consts = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+    assert torch.equal(norm.weight.detach(), torch.from_numpy(consts["gamma"]))
+    if form.endswith("0"):
+        assert norm.bias is None
+    else:
+        assert torch.equal(norm.bias.detach(), torch.from_numpy(consts["beta"]))
+    assert sum(p.numel() for p in module.parameters()) == (1 if form.endswith("0") else 2)
+    assert "sqrt" not in module.code and "mean" not in module.code
+    assert_matches_ort(module, model)
+
+
+def test_a_number_scaling_a_layer_norm_over_several_features_stays_a_number():
+    """One number for gamma and beta over 8 features is a formula's constant, not the
+    layer's (a learned gamma has one value per feature): still one exact layer norm,
+    the numbers applied after it, no parameter made of them."""
+    model = layer_norm_onnx("k3", affine_shape=(1,))
+    module = optimized(model)
+    assert family_count(module, "layer_norm") == 1, matches(module)
+    assert not list(module.parameters())
+    assert [m for m in module.modules() if isinstance(m, nn.LayerNorm)] == []
+    assert_matches_ort(module, model)
+
+
+def test_keras_layer_norm_over_a_one_feature_series_through_both_doors():
+    """keras.io's timeseries Transformer normalises a one-feature series: both doors fuse
+    the LayerNormalization and count its gamma and beta as TF does, named after it."""
+    tf = import_tensorflow()
+    import keras
+
+    inp = keras.Input((6, 1), name="series")
+    h = keras.layers.Dense(1, name="proj")(inp)
+    y = keras.layers.LayerNormalization(epsilon=1e-6, name="ln")(h) + inp
+    model = keras.Model(inp, y)
+    randomize_variables(model, 4)
+    proto = export_onnx(model)
+    x = np.random.default_rng(3).standard_normal((3, 6, 1)).astype(np.float32)
+    want = np.asarray(model(tf.constant(x)))
+    door_a = fxsurgeon.optimize(fxsurgeon.from_onnx(proto, tf_model=model))
+    door_b = fxsurgeon.optimize(import_onnx2torch().convert(proto))
+    for module in (door_a, door_b):
+        assert calls(module, F.layer_norm, nn.LayerNorm) == 1
+        names = {n for n, _ in module.named_parameters()}
+        assert {"ln.weight", "ln.bias"} <= names
+        assert sum(p.numel() for p in module.parameters()) == 4
+        got = module(torch.from_numpy(x)).detach().numpy()
+        assert np.abs(got - want).max() <= 1e-5

@@ -23,15 +23,28 @@ of its SAME padding: a crop of the spatial dims commutes with a per-channel bias
 a vector constant added after a product the bias role (``linear_bias_1``), applied
 where the vector has one element. It is the layer's learned bias through either
 door, as ``dataflow.py`` says of a one-element tensor in a weight role.
+
+One-element norms (`one_element_norm_weights`, both front doors, before the weights are
+collected). A LayerNormalization over one feature (Keras's over a one-feature series)
+has one-element gamma and beta, which the lowering writes as Python literals and the
+layer_norm rule then applies after the fused call: ``layer_norm(x, (1,)) * 1.02 +
+0.03``. A number that scales or shifts a layer norm over one element is that layer's
+learned tensor (`dataflow.py`: the scale of a norm over one feature), however little
+its gradient (x - mean(x) is 0 there, so only beta moves the output): the number goes
+back into the call as a one-element constant in the weight or bias role, and the
+weights phase then treats it as any other gamma or beta (a parameter, named after the
+layer, an ``nn.LayerNorm`` with the rest).
 """
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Mapping
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import fx, nn
 
 from .modules import _install
@@ -217,3 +230,70 @@ def _one_feature_bias(
     if tuple(param.shape) != (1,) or target not in report.origins:
         return None
     return param, target
+
+
+def one_element_norm_weights(gm: fx.GraphModule) -> int:
+    """Move the numbers that scale and shift an affine-free layer norm over one element
+    into its weight and bias slots as constants (see above); how many moved."""
+    moved = 0
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or node.target is not F.layer_norm or node.kwargs:
+            continue
+        args = list(node.args) + [None] * (5 - len(node.args))
+        shape = args[1]
+        if not isinstance(shape, (tuple, list)) or math.prod(shape) != 1 or args[3] is not None:
+            continue
+        dtype = node.meta.get("fxs_dtype", torch.float32)
+        out = node
+        for slot, op, leaf in ((2, operator.mul, "weight"), (3, operator.add, "bias")):
+            if args[slot] is not None or len(out.users) != 1:
+                continue
+            user = next(iter(out.users))
+            number = _number_operand(user, out, op)
+            if number is None:
+                if slot == 2:
+                    continue  # no scale: beta may still follow
+                break
+            args[slot] = _one_element_constant(gm, node, number, tuple(shape), dtype, leaf)
+            user.replace_all_uses_with(out)
+            gm.graph.erase_node(user)
+            moved += 1
+        node.args = tuple(args)
+    return moved
+
+
+def _number_operand(user: fx.Node, read: fx.Node, op: Any) -> float | None:
+    """The Python number `user` (``read * n`` / ``read + n``, either order) combines
+    with `read`, else None."""
+    if user.op != "call_function" or user.target is not op or user.kwargs or len(user.args) != 2:
+        return None
+    other = user.args[1] if user.args[0] is read else user.args[0]
+    if isinstance(other, bool) or not isinstance(other, (int, float)):
+        return None
+    return float(other)
+
+
+def _one_element_constant(
+    gm: fx.GraphModule, norm: fx.Node, number: float, shape: tuple, dtype: torch.dtype, leaf: str
+) -> fx.Node:
+    """A get_attr of ``number`` in `shape`, read where `norm` is, marked as a constant
+    of the file (the weights phase looks at those only) in `norm`'s scope."""
+    if not hasattr(gm, "weights"):
+        gm.add_module("weights", nn.Module())
+    holder = gm.get_submodule("weights")
+    name, n = "norm_one", 0
+    while hasattr(holder, f"{name}_{n}"):
+        n += 1
+    holder.register_buffer(f"{name}_{n}", torch.full(shape, number, dtype=dtype))
+    with gm.graph.inserting_before(norm):
+        read = gm.graph.get_attr(f"weights.{name}_{n}")
+    scope = str(norm.meta.get("fxsurgeon.onnx_node", ""))
+    read.meta.update(
+        {
+            "fxs_shape": shape,
+            "fxs_dtype": dtype,
+            "fxsurgeon.onnx_node": scope,
+            "fxsurgeon.initializer": f"{scope}:{leaf}",
+        }
+    )
+    return read

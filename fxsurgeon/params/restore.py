@@ -10,7 +10,7 @@ from torch import fx, nn
 from ..errors import FxSurgeonError
 from .concat_split import split_concatenated
 from .layout import _equal, _storage
-from .literals import absorb_one_feature_biases, restore_literals
+from .literals import absorb_one_feature_biases, one_element_norm_weights, restore_literals
 from .modules import _drop_unused, _hide_structural_constants, _install, _modularize, _rewire
 from .names import _clear_of_modules, _name_variables
 from .records import ParameterOrigin, ParameterReport, _Variable
@@ -31,6 +31,7 @@ def restore_parameters(gm: fx.GraphModule, source: Any) -> ParameterReport:
     report = ParameterReport()
     variable_map = getattr(source, "variable_map", None)
     tf_values = _tf_values(source)
+    one_element_norm_weights(gm)
     variable_map = split_concatenated(gm, variable_map, source, tf_values)
     uses = _collect_uses(gm, variable_map, tuple(getattr(source, "output_names", ()) or ()))
     variable_map = complete_variable_map(uses, variable_map, source, tf_values)

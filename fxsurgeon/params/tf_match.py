@@ -74,8 +74,14 @@ def complete_variable_map(
         if value is not None and value.is_floating_point() and value.numel() > 1:
             index[_sorted_digest(value)].append((variable, value))
     completed = dict(variable_map)
+    model_name = str(getattr(getattr(source, "tf_model", None), "name", "") or "")
     for initializer, use in unknown.items():
         raw = _raw(use)
+        if raw.numel() == 1 and use.role is not None:
+            found = _one_element_origin(use, raw, source, tf_values, held, model_name)
+            if found is not None:
+                completed[initializer] = [found]
+            continue
         if raw.numel() <= 1 or bool((raw == raw.reshape(-1)[0]).all()):
             continue
         origins = []
@@ -87,6 +93,31 @@ def complete_variable_map(
         if free or origins:
             completed[initializer] = free or origins
     return completed
+
+
+def _one_element_origin(use, raw, source, tf_values, held, model_name) -> PermutedOrigin | None:
+    """The free trainable one-element TF variable equal to `raw` that the layer reading it
+    (a one-element constant in a weight role: a norm's gamma over one feature) holds,
+    its scope matching best, one no other initializer holds first (the map may know the
+    initializer the lowering wrote as a number); None where none of the layer's scope is
+    equal."""
+    best, best_score = None, (0, False)
+    for variable in getattr(source, "tf_variables", ()) or ():
+        value = tf_values.get(variable.name)
+        if value is None or value.numel() != 1:
+            continue
+        if (
+            not variable.trainable
+            or value.dtype != raw.dtype
+            or not torch.equal(value.reshape(-1), raw.reshape(-1))
+        ):
+            continue
+        score = (_scope_score(variable.name, use.scope, model_name), variable.name not in held)
+        if score[0] > 0 and score > best_score:
+            best, best_score = variable, score
+    if best is None:
+        return None
+    return PermutedOrigin(best, "permuted(0,)", tuple(range(len(best.shape))))
 
 
 def _sorted_digest(value: torch.Tensor) -> tuple:
