@@ -287,9 +287,9 @@ def build_mae() -> CorpusModel:
     x = layers.Dense(size * size * 3, activation="sigmoid", name="decoder_out")(layers.Flatten()(x))
     y = layers.Reshape((size, size, 3))(x)
     # projection (patches and mask tokens: one Dense, 2 calls) 2, encoder 4 + 2, decoder_in,
-    # decoder 4 + 2, decoder_out -> 15 linear; layer_norm 2 + 1 + 2 + 1 = 6; gelu 4 (exact);
-    # sdpa 2
-    nominal = {"sdpa": 2, "linear": 15, "layer_norm": 6, "gelu": 4}
+    # decoder 4 + 2, decoder_out -> 2 + 6 + 1 + 6 + 1 = 16 linear; layer_norm 2 + 1 + 2 + 1
+    # = 6; gelu 4 (exact); sdpa 2
+    nominal = {"sdpa": 2, "linear": 16, "layer_norm": 6, "gelu": 4}
     model = keras.Model(image, y, name="mae")
     return _image_model("keras_mae", model, nominal, image=(size, size, 3))
 
