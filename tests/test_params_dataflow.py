@@ -132,6 +132,31 @@ def test_integer_tensors_and_comparison_only_reads_are_structural():
     assert structural_reason(weights, c) is None
 
 
+def _sorted_noise(take: int) -> fx.Node:
+    """keras.io MAE's patch mask: a fixed noise, tiled per row and negated, sorted; the
+    sort's output `take` (0: values, float; 1: indices, int64), doubled, is the output."""
+    graph = fx.Graph()
+    c = graph.get_attr("c")
+    tiled = graph.call_method("repeat", (c, 2, 1))
+    neg = graph.call_function(operator.neg, (tiled,))
+    ordered = graph.call_function(torch.sort, (neg,), {"dim": 1})
+    taken = graph.call_function(operator.getitem, (ordered, take))
+    doubled = graph.call_function(torch.add, (taken, taken))
+    graph.output(doubled)
+    tiled.meta["fxs_dtype"] = neg.meta["fxs_dtype"] = torch.float32
+    taken.meta["fxs_dtype"] = doubled.meta["fxs_dtype"] = torch.int64 if take else torch.float32
+    return c
+
+
+def test_a_constant_read_only_for_its_order_is_structural():
+    """The noise whose argsort picks the masked patches reaches the outputs only as
+    indices (int64: no derivative), so it is no weight (door B made it a parameter
+    ``patch_encoder.token`` with no gradient); sorted values used as data are a weight."""
+    noise = torch.rand(1, 16, generator=RNG)
+    assert "order" in structural_reason(noise, _sorted_noise(take=1))
+    assert structural_reason(noise, _sorted_noise(take=0)) is None
+
+
 def _angles(positions: int, dim: int) -> torch.Tensor:
     """pos / 10000 ** (2 (j // 2) / dim), in float64 (as HF's numpy code computes it)."""
     pos = torch.arange(positions, dtype=torch.float64)[:, None]

@@ -38,7 +38,10 @@ provably is not a learned value:
   and how the frequencies are spaced, does not matter: the recurrence is the
   property every such layout shares, and a learned table breaks it at once;
 * no computation reads it as data: its every reader is a comparison or the
-  condition of a ``where``;
+  condition of a ``where``, or, followed through the float values computed from it,
+  every path ends in such a reader or in an integer or boolean value (a sort's or
+  argsort's indices: the keras.io MAE's fixed noise, negated and tiled, is read only
+  for its order), so no output depends on it differentiably;
 * it is the all-zero hidden-hidden bias ``b_hh`` of an LSTM or simple RNN
   (``torch.lstm``/``rnn_tanh``/``rnn_relu`` with biases): there ``b_ih`` and
   ``b_hh`` enter only as their sum, so a zero ``b_hh`` adds nothing the learned
@@ -109,7 +112,10 @@ def structural_reason(
     if _is_sinusoid_table(v):
         return "structural constant: a sinusoidal position table (sin/cos of position x frequency)"
     if not _read_as_data(end):
-        return "structural constant: read only by comparisons or as a where condition"
+        return (
+            "structural constant: read only by comparisons or as a where condition "
+            "(or through them, or for its order: no output depends on it differentiably)"
+        )
     if _is_summed_recurrent_bias(end) and not bool(v.any()):
         return "structural constant: the zero b_hh of an LSTM/RNN, summed with its learned b_ih"
     return None
@@ -237,21 +243,51 @@ def _exact_arithmetic(seq: torch.Tensor) -> bool:
     return bool(torch.equal(expected, seq))
 
 
+_FOLLOW_LIMIT = 64  # float values followed from a constant before it counts as data
+
+
 def _read_as_data(end: fx.Node) -> bool:
-    for user in end.users:
-        if user.op == "call_function" and user.target in _COMPARISONS:
-            continue
-        if user.op == "call_method" and user.target in _COMPARISON_METHODS:
-            continue
-        if (
-            user.op == "call_function"
-            and user.target is torch.where
-            and user.args[0] is end
-            and all(a is not end for a in user.args[1:])
-        ):
-            continue
-        return True
+    """Whether a float value computed from `end` reaches an output or a reader other than a
+    comparison or a where's condition: integer and boolean values (indices of a sort,
+    argsort, argmax; shapes) carry no derivative. Past `_FOLLOW_LIMIT` values, or at a
+    value of unknown dtype, it does (the safe answer: a weight)."""
+    stack, seen = [end], {end}
+    while stack:
+        node = stack.pop()
+        for user in node.users:
+            if user in seen or _reads_no_data(user, node):
+                continue
+            seen.add(user)
+            if user.op not in ("call_function", "call_method") or len(seen) > _FOLLOW_LIMIT:
+                return True
+            dtype = user.meta.get("fxs_dtype")
+            if isinstance(dtype, torch.dtype) and not dtype.is_floating_point:
+                continue  # an integer or boolean value: no derivative flows on
+            if dtype is None and not _is_tuple_of_values(user):
+                return True
+            stack.append(user)
     return False
+
+
+def _reads_no_data(user: fx.Node, read: fx.Node) -> bool:
+    if user.op == "call_function" and user.target in _COMPARISONS:
+        return True
+    if user.op == "call_method" and user.target in _COMPARISON_METHODS:
+        return True
+    return (
+        user.op == "call_function"
+        and user.target is torch.where
+        and user.args[0] is read
+        and all(a is not read for a in user.args[1:])
+    )
+
+
+def _is_tuple_of_values(node: fx.Node) -> bool:
+    """A call that returns several values (``torch.sort``: values, indices), each taken by
+    a getitem: followed to them, each with its own dtype."""
+    return bool(node.users) and all(
+        u.op == "call_function" and u.target is operator.getitem for u in node.users
+    )
 
 
 def inner_reader(end: fx.Node) -> fx.Node | None:
