@@ -306,7 +306,7 @@ def _tile(ctx, mod, node, args):
     reps = as_sym(repeats)
     if reps is None:
         raise LoweringError("Tile repeats must be known at optimize time or a shape computation")
-    if isinstance(x, Const) and reps.is_static:
+    if isinstance(x, Const) and reps.is_static and not x.is_weight:  # a weight stays read
         return Const(x.value.repeat(reps.items))
     x = ctx.tensor(x)
     if all(isinstance(r, int) and r == 1 for r in reps.items):
@@ -320,7 +320,7 @@ def _expand(ctx, mod, node, args):
     target = as_sym(shape)
     if target is None:
         raise LoweringError("Expand shape must be known at optimize time or a shape computation")
-    if isinstance(x, Const) and target.is_static:
+    if isinstance(x, Const) and target.is_static and not x.is_weight:
         out = torch.broadcast_shapes(tuple(x.value.shape), tuple(target.items))
         return Const(x.value.expand(out).clone())
     x = ctx.tensor(x)
