@@ -157,6 +157,30 @@ def test_a_constant_read_only_for_its_order_is_structural():
     assert structural_reason(noise, _sorted_noise(take=0)) is None
 
 
+def _conv_kernel_read(kernel_reader) -> fx.Node:
+    graph = fx.Graph()
+    x, c = graph.placeholder("x"), graph.get_attr("c")
+    graph.output(graph.call_function(kernel_reader, (x, c)))
+    return c
+
+
+def test_a_selection_kernel_read_by_a_convolution_is_structural():
+    """tf2onnx's ExtractImagePatches: a Conv whose kernel copies one pixel of the 2x2 patch
+    to each of 4 channels (0/1, one 1 per output channel) is no weight (door B made it
+    ``patches.weight``, +16 on keras_mae); a random kernel, a kernel with two 1s in a
+    channel and the same 0/1 tensor read by an add are weights."""
+    selection = torch.eye(4).reshape(4, 1, 2, 2)
+    conv = torch.nn.functional.conv2d
+    assert "selecting" in structural_reason(selection, _conv_kernel_read(conv))
+    assert (
+        structural_reason(torch.randn(4, 1, 2, 2, generator=RNG), _conv_kernel_read(conv)) is None
+    )
+    doubled = selection.clone()
+    doubled[0, 0, 1, 1] = 1.0
+    assert structural_reason(doubled, _conv_kernel_read(conv)) is None
+    assert structural_reason(selection, _read_by(torch.add)) is None
+
+
 def _angles(positions: int, dim: int) -> torch.Tensor:
     """pos / 10000 ** (2 (j // 2) / dim), in float64 (as HF's numpy code computes it)."""
     pos = torch.arange(positions, dtype=torch.float64)[:, None]

@@ -25,6 +25,10 @@ provably is not a learned value:
   fill broadcast to a shape, tf2onnx's ``±1e9`` clamp bounds of a slice);
 * it is a causal triangle: two values, laid out as a lower or upper triangle
   over its last two axes (the same in every leading slice);
+* it is a selection kernel: a convolution's kernel whose every element is 0 or 1,
+  each output channel holding exactly one 1 (tf2onnx writes
+  ``tf.image.extract_patches`` as a Conv that copies each patch position to a
+  channel); a learned kernel is never one;
 * it is a range: at least three elements along one axis forming an exact
   arithmetic progression (position ids), or a geometric one (rotary
   frequencies ``base ** (-2i/d)``);
@@ -59,6 +63,7 @@ from __future__ import annotations
 import operator
 
 import torch
+import torch.nn.functional as F
 from torch import fx
 
 from ..lower import names_a_variable
@@ -105,6 +110,8 @@ def structural_reason(
         )
     if _is_triangle(v):
         return "structural constant: a causal triangle over the last two axes"
+    if _is_selection_kernel(v, end):
+        return "structural constant: a 0/1 convolution kernel selecting one input per channel"
     if _is_range(v):
         return (
             "structural constant: an exact arithmetic or geometric range (positions, frequencies)"
@@ -140,6 +147,22 @@ def _is_summed_recurrent_bias(end: fx.Node) -> bool:
         if any(p is end and i % 4 != 3 for i, p in enumerate(params)):
             return False
     return True
+
+
+_CONVOLUTIONS = {F.conv1d, F.conv2d, F.conv3d}
+
+
+def _is_selection_kernel(v: torch.Tensor, end: fx.Node) -> bool:
+    """`v` is read as the kernel of a convolution and copies one input element to each
+    output channel: all 0 or 1, one 1 per output channel (its first axis)."""
+    if v.dim() < 3 or not bool(((v == 0) | (v == 1)).all()):
+        return False
+    if not bool((v.reshape(v.shape[0], -1).sum(dim=1) == 1).all()):
+        return False
+    return bool(end.users) and all(
+        u.op == "call_function" and u.target in _CONVOLUTIONS and u.args[1:2] == (end,)
+        for u in end.users
+    )
 
 
 def _is_triangle(v: torch.Tensor) -> bool:
