@@ -19,6 +19,8 @@ import onnx
 import pytest
 import torch
 import zoo
+from fusion_cases import assert_matches_ort, graph, optimized
+from fusion_cases import node as onnx_node
 from onnx import TensorProto, helper, numpy_helper
 from torch import fx
 
@@ -179,6 +181,29 @@ def test_a_selection_kernel_read_by_a_convolution_is_structural():
     doubled[0, 0, 1, 1] = 1.0
     assert structural_reason(doubled, _conv_kernel_read(conv)) is None
     assert structural_reason(selection, _read_by(torch.add)) is None
+
+
+def test_a_copy_read_only_for_its_order_is_tied_to_the_learned_tensor():
+    """VQ-VAE: tf2onnx stores the codebook twice, one copy for the distances (read only
+    through an argmin: no derivative) and one gathered as data. The copy is not a
+    constant of its own (it must follow the learned codebook): one parameter, read twice."""
+    codebook = np.random.default_rng(1).standard_normal((6, 4)).astype(np.float32)
+    model = graph(
+        [
+            onnx_node("Gemm", ["x", "codebook_copy"], "scores", transB=1),
+            onnx_node("ArgMin", ["scores"], "index", axis=1, keepdims=0),
+            onnx_node("Gather", ["codebook", "index"], "picked", axis=0),
+            onnx_node("Add", ["x", "picked"], "y"),
+        ],
+        {"x": ["N", 4]},
+        ["y"],
+        {"codebook": codebook, "codebook_copy": codebook.copy()},
+    )
+    module = optimized(model)
+    (param,) = list(module.parameters())
+    assert torch.equal(param.detach(), torch.from_numpy(codebook))
+    assert not [name for name, _ in module.named_buffers()]
+    assert_matches_ort(module, model)
 
 
 def _angles(positions: int, dim: int) -> torch.Tensor:

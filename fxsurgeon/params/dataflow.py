@@ -90,6 +90,13 @@ _COMPARISONS = {  # torch's long names are other objects than the short ones
 _COMPARISON_METHODS = {"eq", "ne", "lt", "le", "gt", "ge"}
 _COMPARISON_METHODS |= {"not_equal", "less", "less_equal", "greater", "greater_equal"}
 _FILL_MAGNITUDE = 1e4
+#: the reason for a tensor no output depends on differentiably; a copy of a tensor that is
+#: read as data elsewhere (tf2onnx duplicates a codebook for its distances) is still that
+#: tensor (`tf_match._assign_variables` ties it)
+NOT_READ_AS_DATA = (
+    "structural constant: read only by comparisons or as a where condition "
+    "(or through them, or for its order: no output depends on it differentiably)"
+)
 
 
 def structural_reason(
@@ -119,10 +126,7 @@ def structural_reason(
     if _is_sinusoid_table(v):
         return "structural constant: a sinusoidal position table (sin/cos of position x frequency)"
     if not _read_as_data(end):
-        return (
-            "structural constant: read only by comparisons or as a where condition "
-            "(or through them, or for its order: no output depends on it differentiably)"
-        )
+        return NOT_READ_AS_DATA
     if _is_summed_recurrent_bias(end) and not bool(v.any()):
         return "structural constant: the zero b_hh of an LSTM/RNN, summed with its learned b_ih"
     return None

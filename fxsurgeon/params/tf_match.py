@@ -29,7 +29,7 @@ import torch
 from torch import fx
 
 from ..source import InitializerOrigin, variable_names
-from .dataflow import structural_reason
+from .dataflow import NOT_READ_AS_DATA, structural_reason
 from .names import _scope_score
 from .records import ParameterOrigin, ParameterReport, _Use, _Variable
 from .roles import _BUFFER_ROLES
@@ -157,6 +157,13 @@ def _assign_variables(
     """
     variables: dict[tuple, _Variable] = {}
     groups = _tie_groups(uses) if variable_map is None else {}
+    reasons = {
+        id(u): structural_reason(u.value, u.end, u.role, u.initializer)
+        for u in (uses if variable_map is None else ())
+    }
+    # a copy read only for its order (VQ-VAE's codebook in the distances) of a tensor read
+    # as data elsewhere is that tensor: its value must follow the learned one
+    read_as_data = {groups[id(u)] for u in uses if id(u) in groups and reasons[id(u)] is None}
     for use in uses:
         if variable_map is not None:
             origins = variable_map.get(use.initializer) or []
@@ -180,7 +187,9 @@ def _assign_variables(
             kind = "parameter" if best.variable.trainable else "buffer"
             tf_name = best.variable.name
         else:
-            reason = structural_reason(use.value, use.end, use.role, use.initializer)
+            reason = reasons[id(use)]
+            if reason == NOT_READ_AS_DATA and groups.get(id(use)) in read_as_data:
+                reason = None
             if reason is not None:
                 report.structural[use.initializer] = reason
                 continue
