@@ -308,3 +308,28 @@ def graph_mul(graph, a, b):
     node = graph.call_function(operator.mul, (a, b))
     node.meta["val"] = a.meta["val"] * b.meta["val"]
     return node
+
+
+def test_a_max_whose_claim_has_no_value_at_small_sizes_stays_a_sym_max():
+    """Max(4L - 8 + (4L - 8) % 3, 0): the claim "that sum >= 0" holds for the analysis'
+    sizes (>= 2); at L = 0 its Mod has a negative dividend, which torch's sympy Mod refuses
+    (an AssertionError that stopped optimize). Not shown for every size: a sym_max,
+    == onnxruntime at L = 1 (the sum is -2) and beyond."""
+    nodes = [
+        helper.make_node("Shape", ["x"], ["s"]),
+        helper.make_node("Gather", ["s", "one"], ["l"], axis=0),
+        helper.make_node("Mul", ["l", "four"], ["l4"]),
+        helper.make_node("Sub", ["l4", "eight"], ["a"]),
+        helper.make_node("Mod", ["a", "three"], ["m"]),
+        helper.make_node("Add", ["a", "m"], ["c"]),
+        helper.make_node("Max", ["c", "zero"], ["top"]),
+        helper.make_node("Range", ["zero", "top", "one"], ["r"]),
+        helper.make_node("Cast", ["r"], ["y"], to=TensorProto.FLOAT),
+    ]
+    inits = [init(n, np.array(v, I64)) for n, v in (("one", 1), ("four", 4), ("eight", 8))]
+    inits += [init("three", np.array(3, I64)), init("zero", np.array(0, I64))]
+    model = make_model(nodes, [tensor_info("x", F32, ["N", "L"])], [tensor_info("y", F32, ["R"])], inits)
+    optimized = optimize_onnx(model)
+    assert count_onnx2torch_modules(optimized) == {}
+    for length in (1, 2, 3, 6):
+        assert_module_matches_ort(optimized, model, [x_of(1, length)])

@@ -122,7 +122,10 @@ def _always(claim: torch.SymBool) -> bool:
         small = {s: v for s, v in zip(symbols, values, strict=True) if v is not None}
         if not small:
             continue
-        case = expr.xreplace(small)
+        try:
+            case = expr.xreplace(small)
+        except (AssertionError, ZeroDivisionError):  # e.g. Mod of a negative: no such sizes
+            return False  # (torch's sympy functions assert their domain): not shown
         if case is sympy.true:
             continue
         if case is sympy.false or case.is_Boolean is not True and not case.free_symbols:
