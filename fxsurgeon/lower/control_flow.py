@@ -12,11 +12,12 @@ in the outer graph, and a dim a branch forces is reported as any other
 * a predicate known at optimize time (a `Const`, e.g. from static shapes)
   picks its branch, which is written inline;
 * a run-time predicate becomes ``torch.cond(pred, then, else, operands)`` with
-  both lowered branches as submodules; both must give outputs of the same
-  dtypes and the same shapes as expressions of the symbolic sizes (torch.cond's
-  rule), else it is refused. A predicate that is a function of sizes only
+  both lowered branches as submodules. A predicate that is a function of sizes only
   (a decoder's "length > 1") is a SymBool (`size_predicate`), never decided by
-  the example's sizes; one computed from tensor data is a 0-d bool tensor.
+  the example's sizes; one computed from tensor data is a 0-d bool tensor. The
+  branches give outputs of the same dtypes and ranks (else it is refused); where
+  their sizes differ, see cond_shapes.py (a size the data decides, or sizes that
+  agree under the predicate).
 """
 
 from __future__ import annotations
@@ -30,9 +31,10 @@ import torch
 from torch import fx
 
 from ..errors import LoweringError
+from .cond_shapes import cond_outputs, same_outputs
 from .sym_math import FLOAT_EXACT
 from .table import lowering
-from .values import BRANCH_OUTPUTS, Const, Sym, Value
+from .values import BRANCH_OUTPUTS, COND_OUTPUTS, Const, Sym, Value
 
 
 def operands_of(ctx, values: list[Value]) -> tuple[list[Value], list[fx.Node]]:
@@ -249,18 +251,22 @@ def _if(ctx, mod, node, args):
     then_gm = lower_bound(ctx, mod.then_branch, outer, operands)
     else_gm = lower_bound(ctx, mod.else_branch, outer, operands)
     try:
-        _same_outputs(then_gm, else_gm)
+        same_outputs(BRANCH_OUTPUTS[then_gm], BRANCH_OUTPUTS[else_gm])
+        differ = False
     except LoweringError:
-        if not ctx.graph.shapes.learning:
-            raise
-        return _unknown_outputs(ctx, then_gm, mod.outputs)
+        if ctx.graph.shapes.learning:
+            return _unknown_outputs(ctx, then_gm, mod.outputs)
+        differ = True
+    pred = size_predicate(ctx, cond)
+    if differ:
+        then_out, else_out = BRANCH_OUTPUTS[then_gm], BRANCH_OUTPUTS[else_gm]
+        COND_OUTPUTS[then_gm] = cond_outputs(ctx.graph.shapes, then_out, else_out, pred)
     k = free_index(ctx.root, "if_then", "if_else")
     names = []
     for kind, gm in (("then", then_gm), ("else", else_gm)):
         name = f"if_{kind}_{k}"
         ctx.root.add_module(name, gm)
         names.append(ctx.graph.get_attr(name))
-    pred = size_predicate(ctx, cond)
     if pred is None:  # computed from tensor data: a run-time tensor
         pred = ctx.call(torch.reshape, ctx.tensor(cond), ())
     out = ctx.call(torch.cond, pred, names[0], names[1], tuple(operands))
@@ -399,10 +405,28 @@ def run_cond(pred, true_fn, false_fn, operands):
     cached graph: about 0.35 ms on a small model, more than the model itself); running
     the branch is what it computes. Under torch.compile (and torch.export) it is
     torch.cond, so the model stays one graph with both branches.
+
+    With grad, torch.cond gives every operand that requires grad a gradient, zero where
+    the branch taken does not read it (Longformer's global-attention weights, read only
+    by the branch a mask with global tokens takes; TF's gradient of its If is zero there
+    too), where the branch alone would leave it None. So the first floating output passes
+    through a Where that never takes the operands' sum: the same values, and a zero
+    gradient to every operand.
     """
     if torch.compiler.is_compiling():
         return torch.cond(pred, true_fn, false_fn, operands)
-    return true_fn(*operands) if pred else false_fn(*operands)
+    out = true_fn(*operands) if pred else false_fn(*operands)
+    learned = [o for o in operands if isinstance(o, torch.Tensor) and o.requires_grad]
+    if not learned or not torch.is_grad_enabled():
+        return out
+    outs = list(out) if isinstance(out, (tuple, list)) else [out]
+    first = next((i for i, o in enumerate(outs) if o.is_floating_point()), None)
+    if first is None:
+        return out
+    y = outs[first]
+    total = sum(o.sum().to(y.dtype) for o in learned)
+    outs[first] = torch.where(torch.zeros((), dtype=torch.bool, device=y.device), total, y)
+    return type(out)(outs) if isinstance(out, (tuple, list)) else outs[0]
 
 
 def eager_conds(gm: fx.GraphModule) -> int:
@@ -442,24 +466,3 @@ def _unknown_outputs(ctx, branch: fx.GraphModule, count: int):
         ctx.graph.record(node, ctx.graph.shapes.unknown_like(fake))
         values.append(node)
     return values[0] if count == 1 else values
-
-
-def _same_outputs(then_gm, else_gm):
-    """Both branches give outputs of the same dtypes and the same shapes, as
-    expressions of the symbolic sizes (torch.cond's rule)."""
-
-    def described(gm):
-        out = BRANCH_OUTPUTS[gm]
-        outs = out if isinstance(out, (tuple, list)) else (out,)
-        return [(tuple(_expr(d) for d in o.shape), o.dtype) for o in outs]
-
-    a, b = described(then_gm), described(else_gm)
-    if a != b:
-        raise LoweringError(
-            f"the branches give outputs of different shapes/dtypes ({a} vs {b}): "
-            "torch.cond cannot express it"
-        )
-
-
-def _expr(size):
-    return size.node.expr if isinstance(size, torch.SymInt) else size

@@ -8,6 +8,7 @@ import torch
 
 from ..errors import LoweringError
 from ..shapes import shape_of
+from .data_sizes import shape_items
 from .table import lowering
 from .values import Const, Sym, as_sym, const_ints, rank_of
 
@@ -60,7 +61,7 @@ def _slice(ctx, mod, node, args):
     steps = args[4] if len(args) > 4 else None
     axes = const_ints(axes, "Slice axes") if axes is not None else None
     steps = const_ints(steps, "Slice steps") if steps is not None else None
-    symbolic = _symbolic_bounds(starts, ends)
+    symbolic = _symbolic_bounds(ctx, starts, ends)
     if symbolic is not None and not isinstance(data, Sym):
         return _slice_symbolic(ctx, ctx.tensor(data), *symbolic, axes, steps)
     starts = const_ints(starts, "Slice starts")
@@ -123,10 +124,11 @@ def _reversed_slice(start: int, end: int, step: int) -> slice:
     return slice(begin, None if stop >= 2**31 - 1 else stop, None if step == -1 else -step)
 
 
-def _symbolic_bounds(starts, ends) -> tuple[list, list] | None:
-    """Starts and ends as ints and int-valued nodes (sizes computed at run time), when at
-    least one is not static; None when both are static (or not shape values at all)."""
-    s, e = as_sym(starts), as_sym(ends)
+def _symbolic_bounds(ctx, starts, ends) -> tuple[list, list] | None:
+    """Starts and ends as ints and int-valued nodes (sizes computed at run time, or ints
+    read from the data: `shape_items`), when at least one is not static; None when both
+    are static (or not shape values at all)."""
+    s, e = shape_items(ctx, starts), shape_items(ctx, ends)
     if s is None or e is None or (s.is_static and e.is_static):
         return None
     return list(s.items), list(e.items)

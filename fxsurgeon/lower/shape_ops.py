@@ -15,6 +15,7 @@ from torch.fx.experimental.symbolic_shapes import free_unbacked_symbols
 from ..errors import LoweringError
 from ..shapes import dtype_of, shape_of
 from . import sym_math
+from .data_sizes import read_int, shape_items
 from .pads import pad_of_fills
 from .table import lowering
 from .values import Const, Sym, SymArray, as_sym, const_ints, object_array, rank_of, sym_or_array
@@ -180,12 +181,19 @@ def _concat(ctx, mod, node, args):
     return ctx.call(torch.cat, [ctx.tensor(a) for a in args], dim=mod.axis)
 
 
+#: what a shape argument may be (`shape_items`)
+_SHAPE_VECTOR = (
+    "a constant, a shape computation or an integer tensor of a length known now (its "
+    "elements read from the data)"
+)
+
+
 @lowering("OnnxReshape")
 def _reshape(ctx, mod, node, args):
     data, shape = args
-    target = as_sym(shape)
+    target = shape_items(ctx, shape)
     if target is None:
-        raise LoweringError("Reshape target shape must be a shape computation or a constant")
+        raise LoweringError(f"Reshape target shape must be {_SHAPE_VECTOR}")
     items = list(target.items)
     if isinstance(data, Const) and target.is_static:
         # a reshaped weight is still that initializer's tensor (params match it by value)
@@ -206,6 +214,8 @@ def _reshape(ctx, mod, node, args):
     items = _one_dynamic_to_minus_one(items)
     if in_shape is not None and tuple(in_shape) == tuple(items):
         return x
+    if -1 in items:
+        _assert_known_product(ctx, [i for i in items if not (isinstance(i, int) and i == -1)])
     out = ctx.call(torch.reshape, x, tuple(items))
     out_shape = shape_of(out)
     if -1 in items and out_shape is not None and out_shape[items.index(-1)] is not None:
@@ -217,6 +227,30 @@ def _reshape(ctx, mod, node, args):
             return x
         out = ctx.call(torch.reshape, x, tuple(items))
     return out
+
+
+def _assert_known_product(ctx, items: list) -> None:
+    """ONNX infers a Reshape's -1 as the element count over the product of the other sizes,
+    which must not be 0. Where that product depends on the data (a size read by
+    `shape_items`, an If's unbacked output dim) the analysis cannot tell, and torch's
+    reshape would guard on it: the product gets a run-time assert that it is not 0, which
+    the analysis and torch.compile learn (as `_assert_unit`)."""
+    sizes = [i.meta.get("val") if isinstance(i, fx.Node) else i for i in items]
+    product: Any = 1
+    for size in sizes:
+        product = product * size
+    if not isinstance(product, torch.SymInt) or not free_unbacked_symbols(product):
+        return
+    node = _product(ctx, items)
+    nonzero = ctx.call(operator.ne, node, 0)
+    ctx.graph.shapes.run(torch._check, (product != 0,), {}, ctx.graph.where, "Reshape")
+    where = ctx.node.target if ctx.node is not None else "?"
+    ctx.call(
+        torch.ops.aten._assert_scalar,
+        nonzero,
+        f"Reshape with -1 needs the other sizes' product, which depends on the data, to be "
+        f"nonzero (ONNX node {where})",
+    )
 
 
 def _reshape_sym(data: Sym, items: list[int]) -> Sym | None:
@@ -303,9 +337,9 @@ def _transpose(ctx, mod, node, args):
 @lowering("OnnxTile")
 def _tile(ctx, mod, node, args):
     x, repeats = args
-    reps = as_sym(repeats)
+    reps = shape_items(ctx, repeats)
     if reps is None:
-        raise LoweringError("Tile repeats must be known at optimize time or a shape computation")
+        raise LoweringError(f"Tile repeats must be {_SHAPE_VECTOR}")
     if isinstance(x, Const) and reps.is_static and not x.is_weight:  # a weight stays read
         return Const(x.value.repeat(reps.items))
     x = ctx.tensor(x)
@@ -317,9 +351,9 @@ def _tile(ctx, mod, node, args):
 @lowering("OnnxExpand")
 def _expand(ctx, mod, node, args):
     x, shape = args
-    target = as_sym(shape)
+    target = shape_items(ctx, shape)
     if target is None:
-        raise LoweringError("Expand shape must be known at optimize time or a shape computation")
+        raise LoweringError(f"Expand shape must be {_SHAPE_VECTOR}")
     if isinstance(x, Const) and target.is_static and not x.is_weight:
         out = torch.broadcast_shapes(tuple(x.value.shape), tuple(target.items))
         return Const(x.value.expand(out).clone())
@@ -359,11 +393,11 @@ def _same_symbol(x: fx.Node, dim: int, size: Any) -> bool:
 @lowering("OnnxConstantOfShape")
 def _constant_of_shape(ctx, mod, node, args):
     (shape,) = args
-    target = as_sym(shape)
+    target = shape_items(ctx, shape)
     value = mod.value if hasattr(mod, "value") else torch.tensor([0.0])
     fill = value.reshape(-1)[0].item()
-    if target is None:  # e.g. a size read from tensor values: bincount's max(values) + 1
-        raise LoweringError("ConstantOfShape's shape must be known now or a shape computation")
+    if target is None:  # e.g. a size read from tensor values of a length not known now
+        raise LoweringError(f"ConstantOfShape's shape must be {_SHAPE_VECTOR}")
     if target.is_static:
         return Const(torch.full(tuple(target.items), fill, dtype=value.dtype))
     return ctx.call(torch.full, tuple(target.items), fill, dtype=value.dtype, device=ctx.device())
@@ -378,7 +412,7 @@ def _range(ctx, mod, node, args):
     if all(isinstance(a, Const) for a in args):
         values = [a.value.item() for a in args]
         return Const(_arange(*values, dtype=args[0].value.dtype))
-    bounds = [sym_math.sym_operand(a) or _read_int(ctx, a) for a in args]
+    bounds = [sym_math.sym_operand(a) or read_int(ctx, a) for a in args]
     if any(b is None or not b.scalar for b in bounds):
         raise LoweringError("Range with run-time bounds that are not integers known to be exact")
     dtype = args[0].dtype if isinstance(args[0], Sym) else args[0].value.dtype
@@ -397,21 +431,6 @@ def _range(ctx, mod, node, args):
     if sym_math.decide(side, limit, start) is not True:
         limit = ctx.call(torch.sym_max if delta > 0 else torch.sym_min, limit, start)
     return ctx.call(torch.arange, start, limit, delta, dtype=dtype, device=ctx.device())
-
-
-def _read_int(ctx, value) -> Sym | None:
-    """A one-element integer tensor computed from data (Longformer's ``tf.range`` over the
-    most global tokens in a row) as an int read from it: the length it gives depends on the
-    data, an unbacked symbol of the analysis, which torch.compile captures the same way."""
-    fake = value.meta.get("val") if isinstance(value, fx.Node) else None
-    if not isinstance(fake, torch.Tensor) or fake.dtype not in _INTS:
-        return None
-    if any(not isinstance(d, int) or d != 1 for d in fake.shape):  # one element, known now
-        return None
-    return Sym([ctx.method("item", ctx.call(torch.reshape, value, ()))], True, fake.dtype)
-
-
-_INTS = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
 
 
 def _arange(start, limit, delta, dtype: torch.dtype) -> torch.Tensor:

@@ -156,17 +156,22 @@ def is_onnx2torch_module(module: nn.Module) -> bool:
 BRANCH_OUTPUTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+#: A lowered then-branch -> the fake values its torch.cond gives where the branches' sizes
+#: differ (control_flow.py: unbacked symbols for the dims in which they differ).
+COND_OUTPUTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def _cond_shapes(pred: Any, then_branch: Any, else_branch: Any, operands: Any) -> tuple:
     """What ``torch.cond`` gives, for the analysis: the then-branch's outputs as
     recorded when it was lowered on these operands (else run on the fake operands;
-    torch.cond itself would trace both branches with dynamo)."""
-    out = BRANCH_OUTPUTS.get(then_branch)
+    torch.cond itself would trace both branches with dynamo), or `COND_OUTPUTS`'."""
+    out = COND_OUTPUTS.get(then_branch, BRANCH_OUTPUTS.get(then_branch))
     if out is None:
         out = then_branch(*operands)
     return tuple(out) if isinstance(out, (tuple, list)) else (out,)
 
 
-SHAPE_FUNCTIONS[torch.cond] = _cond_shapes  # both branches give the same shapes (control_flow.py)
+SHAPE_FUNCTIONS[torch.cond] = _cond_shapes
 
 
 class ShapedGraph(fx.Graph):

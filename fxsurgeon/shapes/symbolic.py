@@ -274,6 +274,17 @@ class SymbolicShapes:
         dims (a while loop's): see `_fresh_symbol`."""
         return _fresh_symbol(self.env, hint)
 
+    def data_size(self) -> torch.SymInt:
+        """A new unbacked symbol for a size that depends on tensor data and that the
+        analysis cannot state (a dim in which an If's branches differ, the branch taken
+        decided by the data): nothing guards on its value, so no lowering decides anything
+        by an example of it; what an op needs of it becomes a run-time assert, as under
+        torch.compile. Never negative."""
+        with self.mode:
+            size = self.env.create_unbacked_symint()
+            torch._check(size >= 0)
+        return size
+
     def restart(
         self,
         hints: dict[tuple[str, int], int],
