@@ -100,8 +100,8 @@ class _Counts(keras.layers.Layer):
 def test_bincount_is_the_segment_scatter_and_matches_tf():
     """tf2onnx wrote bincount with Unique and Compress, which onnx2torch cannot convert
     (keras.io's graph attention network). The counts' length is computed from the values
-    (``max + 1``, clipped by minlength/maxlength): fxsurgeon's lowering refuses that
-    data-dependent size with a reason (it was an AttributeError)."""
+    (``max + 1``, clipped by minlength/maxlength): the lowering reads that size from the
+    data (it was an AttributeError, then a refusal with a reason)."""
     x = keras.Input((12,), name="x")
     model = keras.Model(x, _Counts()(x))
     proto = fxsurgeon.export_onnx(model)
@@ -115,4 +115,12 @@ def test_bincount_is_the_segment_scatter_and_matches_tf():
         for k, (g, w) in enumerate(zip(session.run(None, {"x": xv}), want, strict=True)):
             np.testing.assert_allclose(g, w, atol=1e-6, rtol=0, err_msg=f"onnxruntime {k}")
     module = fxsurgeon.optimize(fxsurgeon.from_onnx(proto, tf_model=model))
-    assert "must be known now or a shape computation" in str(fxsurgeon.report_of(module).unconverted)
+    assert fxsurgeon.report_of(module).unconverted == {}
+    for batch in (1, 3):  # the counts' length read from the data: every size
+        xv = rng.standard_normal((batch, 12)).astype(np.float32)
+        want = [np.asarray(t) for t in model(tf.constant(xv))]
+        with torch.no_grad():
+            got = module(torch.from_numpy(xv))
+        got = list(got) if isinstance(got, (list, tuple)) else [got]
+        for k, (g, w) in enumerate(zip(got, want, strict=True)):
+            np.testing.assert_allclose(g.numpy(), w, atol=1e-6, rtol=0, err_msg=f"module {k}")

@@ -115,3 +115,24 @@ def _hint(env: ShapeEnv, size: Any) -> int | None:
     if isinstance(size, torch.SymInt) and env.has_guarding_hint(size.node.expr):
         return int(env.guarding_hint_or_throw(size.node.expr))
     return None  # a size of data (unbacked): no hint
+
+
+def bound_hints(expr: Any, hints: dict, bound: int) -> dict | None:
+    """`hints` (input symbol -> hint) doubled together until `expr` is at least `bound`;
+    None past 2**24 times (beyond any real size)."""
+    for _ in range(24):
+        if expr.xreplace(hints) >= bound:
+            return hints
+        hints = {s: 2 * v for s, v in hints.items()}
+    return None
+
+
+def multiple_hints(expr: Any, hints: dict, factor: int) -> dict | None:
+    """`hints` times the smallest ``m`` up to ``4 * factor`` that makes `expr` a positive
+    multiple of `factor`; None if there is none."""
+    for m in range(1, 4 * factor + 1):
+        scaled = {s: m * v for s, v in hints.items()}
+        value = int(expr.xreplace(scaled))
+        if value % factor == 0 and value > 0:
+            return scaled
+    return None

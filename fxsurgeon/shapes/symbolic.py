@@ -32,7 +32,14 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.fx.experimental.symbolic_shapes import DimDynamic, ShapeEnv, StatelessSymbolicContext
 
 from ..errors import InputError
-from .relations import Tie, broadcast_hints, equation_ties, linear_tie
+from .relations import (
+    Tie,
+    bound_hints,
+    broadcast_hints,
+    equation_ties,
+    linear_tie,
+    multiple_hints,
+)
 
 # The hints of symbolic dims that come without an example: batch and others.
 BATCH_HINT = 2
@@ -199,14 +206,9 @@ class SymbolicShapes:
         found = self._input_hints(size)
         if found is None:
             return
-        expr, hints = found
-        for _ in range(24):  # 2**24 times the hint: beyond any real size
-            if expr.xreplace(hints) >= bound:
-                break
-            hints = {s: 2 * v for s, v in hints.items()}
-        else:
-            return
-        self._restart_with(hints, why)
+        hints = bound_hints(found[0], found[1], bound)
+        if hints is not None:
+            self._restart_with(hints, why)
 
     def admit_multiple(self, size: Any, factor: int, why: str) -> None:
         """Make sure the hints give a ``size`` that is a multiple of ``factor``, an op's
@@ -219,13 +221,9 @@ class SymbolicShapes:
         found = self._input_hints(size)
         if found is None or factor <= 1:
             return
-        expr, hints = found
-        for m in range(1, 4 * factor + 1):
-            scaled = {s: m * v for s, v in hints.items()}
-            value = int(expr.xreplace(scaled))
-            if value % factor == 0 and value > 0:
-                self._restart_with(scaled, why)
-                return
+        hints = multiple_hints(found[0], found[1], factor)
+        if hints is not None:
+            self._restart_with(hints, why)
 
     def admit_broadcast(self, values: Sequence, why: str) -> None:
         """After an op refused `values` (its operands: tensors or shapes), make sure the
@@ -275,11 +273,9 @@ class SymbolicShapes:
         return _fresh_symbol(self.env, hint)
 
     def data_size(self) -> torch.SymInt:
-        """A new unbacked symbol for a size that depends on tensor data and that the
-        analysis cannot state (a dim in which an If's branches differ, the branch taken
-        decided by the data): nothing guards on its value, so no lowering decides anything
-        by an example of it; what an op needs of it becomes a run-time assert, as under
-        torch.compile. Never negative."""
+        """A new unbacked symbol (never negative) for a size the data decides (a dim in
+        which a data-decided If's branches differ): nothing guards on its value; what an
+        op needs of it becomes a run-time assert, as under torch.compile."""
         with self.mode:
             size = self.env.create_unbacked_symint()
             torch._check(size >= 0)
