@@ -63,7 +63,7 @@ def broadcast_hints(env: ShapeEnv, symbols: dict[Any, Key], values: Sequence) ->
     for k, a in enumerate(known):
         for b in known[k + 1 :]:
             for x, y in zip(reversed(a), reversed(b), strict=False):
-                hints = equal_hints(env, symbols, x, y)
+                hints = equal_hints(env, symbols, x, y) or scaled_hints(env, symbols, x, y)
                 if hints:
                     return hints
     return None
@@ -97,7 +97,10 @@ def equal_hints(env: ShapeEnv, symbols: dict[Any, Key], x: Any, y: Any) -> dict 
     for symbol in sorted(difference.free_symbols & symbols.keys(), key=str):
         if any(s not in hints for s in difference.free_symbols - {symbol}):
             continue
-        solutions = sympy.solve(difference, symbol)
+        try:
+            solutions = sympy.solve(difference, symbol)
+        except NotImplementedError:  # floor divisions: `scaled_hints`
+            continue
         if len(solutions) != 1:
             continue
         value = solutions[0].xreplace({s: hints[s] for s in solutions[0].free_symbols})
@@ -107,6 +110,31 @@ def equal_hints(env: ShapeEnv, symbols: dict[Any, Key], x: Any, y: Any) -> dict 
         return None
     _, _, symbol, value = min(found)
     return {symbol: value}
+
+
+def scaled_hints(env: ShapeEnv, symbols: dict[Any, Key], x: Any, y: Any) -> dict | None:
+    """{input symbol: hint} that make sizes `x` and `y` equal where no linear solution does
+    (floor divisions: a net that halves a side twice and doubles it back, ``2 * (s // 4)``
+    against ``s // 2``, is defined on multiples of 4): the hints of their input dims
+    multiplied together by the smallest ``m`` up to 16 that makes the two equal. None when
+    their hints agree, either is 1, or no ``m`` does."""
+    values = [_hint(env, v) for v in (x, y)]
+    if None in values or values[0] == values[1] or 1 in values:
+        return None
+    exprs = [env.replace(v.node.expr) for v in (x, y) if isinstance(v, torch.SymInt)]
+    free = set().union(*(e.free_symbols for e in exprs)) if exprs else set()
+    hints = env.backed_var_to_val
+    if not free or not free <= symbols.keys() or any(s not in hints for s in free):
+        return None
+    sides = [
+        env.replace(v.node.expr) if isinstance(v, torch.SymInt) else sympy.Integer(v)
+        for v in (x, y)
+    ]
+    for m in range(2, 17):
+        scaled = {s: m * int(hints[s]) for s in free}
+        if sides[0].xreplace(scaled) == sides[1].xreplace(scaled):
+            return scaled
+    return None
 
 
 def _hint(env: ShapeEnv, size: Any) -> int | None:
