@@ -81,8 +81,9 @@ def build_logmel_cnn() -> CorpusModel:
         SAMPLE_SIZES,
     )
     corpus_model.xfail = (
-        "tf2onnx cannot export it: its RFFT handler takes only a ComplexAbs consumer, and the "
-        "MFCCs' DCT slices the rfft and takes its Real part (Real has no handler)"
+        "the export fails: 'No Op registered for ComplexAbs with domain_version of 17' (the "
+        "magnitude of tf.signal.stft's RFFT, whose output tf_complex writes as real/imaginary "
+        "pairs; the MFCCs' DCT slices the rfft and takes its Real part)"
     )
     return corpus_model
 
@@ -129,8 +130,8 @@ def build_fnet_gfnet() -> CorpusModel:
         SEQ_SIZES,
     )
     corpus_model.xfail = (
-        "tf2onnx cannot export it: no handler for Complex, FFT2D, Real or IRFFT, and its RFFT "
-        "handler takes only a ComplexAbs consumer (here a Mul by the complex filter)"
+        "the export refuses it: a complex Mul (the global filter times the rfft) is not "
+        "among the complex ops fxsurgeon.frontdoor.tf_complex writes as real/imaginary pairs"
     )
     return corpus_model
 
