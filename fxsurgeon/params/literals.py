@@ -241,7 +241,9 @@ def one_element_norm_weights(gm: fx.GraphModule) -> int:
             continue
         args = list(node.args) + [None] * (5 - len(node.args))
         shape = args[1]
-        if not isinstance(shape, (tuple, list)) or math.prod(shape) != 1 or args[3] is not None:
+        if not isinstance(shape, (tuple, list)) or not all(isinstance(d, int) for d in shape):
+            continue  # a normalized shape of run-time sizes is not known to be one element
+        if math.prod(shape) != 1 or args[3] is not None:
             continue
         dtype = node.meta.get("fxs_dtype", torch.float32)
         out = node
