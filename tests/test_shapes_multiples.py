@@ -49,3 +49,25 @@ def test_sides_defined_on_multiples_of_four_stay_dynamic_and_match_tf():
         odd = torch.from_numpy(rng.standard_normal((1, 10, 12, 3)).astype(np.float32))
         with pytest.raises(Exception), torch.no_grad():  # noqa: B017, PT011
             module(odd)
+
+
+def test_an_equality_guard_with_a_floor_division_is_no_tie_and_no_crash():
+    """LED pads the sequence to a multiple of its window and halves it: a guard like
+    ``Eq(m, (m + pad(n)) // 2)`` holds the solved-for dim inside a floor division, which
+    sympy cannot solve (it raised NotImplementedError out of the analysis): no linear tie
+    comes of it."""
+    import sympy
+    from torch._dynamo.source import ConstantSource
+    from torch.fx.experimental.symbolic_shapes import DimDynamic, ShapeEnv
+    from torch.utils._sympy.functions import FloorDiv
+
+    from fxsurgeon.shapes.relations import equation_ties
+
+    env = ShapeEnv()
+    m, n, p = (
+        env.create_symbol(hint, ConstantSource(name), DimDynamic.DYNAMIC)
+        for hint, name in ((6, "m"), (12, "n"), (18, "p"))
+    )
+    env.evaluate_expr(sympy.Eq(m, FloorDiv(m + n, 3)))
+    assert any(isinstance(g.expr, sympy.Eq) for g in env.guards)  # kept as a guard
+    assert equation_ties(env, {m: ("m", 0), n: ("n", 0), p: ("p", 0)}, set()) == []

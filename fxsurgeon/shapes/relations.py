@@ -46,8 +46,13 @@ def equation_ties(env: ShapeEnv, symbols: dict[Any, Key], tied: set[Key]) -> lis
             key = symbols.get(symbol)
             if key is None or key in tied or abs(difference.coeff(symbol)) != 1:
                 continue
-            (value,) = sympy.solve(difference, symbol)
-            tie = linear_tie(symbols, key, value)
+            try:
+                solutions = sympy.solve(difference, symbol)
+            except NotImplementedError:  # floor divisions: no linear tie to read
+                continue
+            if len(solutions) != 1:
+                continue
+            tie = linear_tie(symbols, key, solutions[0])
             if tie is not None:
                 ties.append(tie)
                 tied.add(key)
