@@ -126,6 +126,8 @@ def _cache_key(name: str) -> str:
                 "tf_handlers.py",
                 "tf_complex.py",
                 "tf_more_ops.py",
+                "tf_nodes.py",
+                "tf_xla.py",
                 "variables.py",
             )
         ),

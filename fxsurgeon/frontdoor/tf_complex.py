@@ -33,7 +33,8 @@ from typing import Any
 import numpy as np
 from onnx import TensorProto
 
-Handler = Callable[..., Any]
+from .tf_nodes import Handler
+from .tf_nodes import const as _const
 
 _COMPLEX = {TensorProto.COMPLEX64: TensorProto.FLOAT, TensorProto.COMPLEX128: TensorProto.DOUBLE}
 #: inner axes each TF FFT op transforms, and whether it is an inverse
@@ -50,12 +51,6 @@ _PASS_THROUGH = frozenset({"Identity", "StridedSlice", "ExpandDims", "Add", "Add
 _CONSUMERS = frozenset({*_FFTS, "Real", "Imag", "ComplexAbs", "Cast"}) | _PASS_THROUGH
 #: the ONNX opset these handlers are written for (Unsqueeze and ReduceSum take axes inputs)
 OPSET = 13
-
-
-def _const(ctx: Any, value: Any, dtype: Any = np.int64) -> str:
-    from tf2onnx import utils
-
-    return ctx.make_const(utils.make_name("const"), np.array(value, dtype=dtype)).output[0]
 
 
 #: the refusals of this export: tf2onnx logs a handler's exception and goes on, so

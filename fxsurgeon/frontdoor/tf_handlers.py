@@ -98,14 +98,14 @@ from onnx import TensorProto
 from ..errors import InputError
 from . import tf_complex, tf_xla
 from .tf_more_ops import ADDED, ADDED_OPSET, REPLACED
+from .tf_nodes import Handler
+from .tf_nodes import const as _const
 
 _FLOATS = frozenset(
     {TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16}
 )
 #: ONNX ``Mod`` (opset 10) is what the integer corrections are written with.
 _MOD_OPSET = 10
-
-Handler = Callable[..., Any]
 
 
 def _handling_nan(func: Handler) -> Handler:
@@ -157,13 +157,6 @@ def _positions(ctx: Any, node: Any, x: str) -> tuple[str, str, str]:
     rows = ctx.make_node("Reshape", [ranges[0], _const(ctx, [-1, 1])], **scope).output[0]
     cols = ctx.make_node("Reshape", [ranges[1], _const(ctx, [1, -1])], **scope).output[0]
     return rows, cols, ranges[1]
-
-
-def _const(ctx: Any, value: Any) -> str:
-    import numpy as np
-    from tf2onnx import utils
-
-    return ctx.make_const(utils.make_name("const"), np.array(value, dtype=np.int64)).output[0]
 
 
 def _band_part(func: Handler) -> Handler:

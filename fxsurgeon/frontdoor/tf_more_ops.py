@@ -45,7 +45,9 @@ from typing import Any
 
 from onnx import TensorProto
 
-Handler = Callable[..., Any]
+from .tf_nodes import Handler
+from .tf_nodes import const as _const
+
 #: the opset the added handlers are registered at: ReduceSum with its axes as an input
 ADDED_OPSET = 13
 
@@ -56,18 +58,9 @@ def _scope(node: Any) -> dict[str, Any]:
 
 def _scalar(ctx: Any, like: str, value: float) -> str:
     """A scalar constant of `like`'s dtype."""
-    import numpy as np
     from tf2onnx import utils
 
-    dtype = utils.map_onnx_to_numpy_type(ctx.get_dtype(like))
-    return ctx.make_const(utils.make_name("const"), np.array(value, dtype=dtype)).output[0]
-
-
-def _ints(ctx: Any, value: Any) -> str:
-    import numpy as np
-    from tf2onnx import utils
-
-    return ctx.make_const(utils.make_name("const"), np.array(value, dtype=np.int64)).output[0]
+    return _const(ctx, value, utils.map_onnx_to_numpy_type(ctx.get_dtype(like)))
 
 
 def _reduce(ctx: Any, op: str, data: str, axes: list[int], node: Any, keepdims: int = 0) -> str:
@@ -113,15 +106,15 @@ def _bucketize(ctx: Any, node: Any, **kwargs: Any) -> None:
     boundaries = [float(b) for b in node.get_attr_value("boundaries")]
     dtype = utils.map_onnx_to_numpy_type(ctx.get_dtype(x))
     bounds = ctx.make_const(utils.make_name("boundaries"), np.array(boundaries, dtype=dtype))
-    column = ctx.make_node("Unsqueeze", [x, _ints(ctx, [-1])], **_scope(node)).output[0]
+    column = ctx.make_node("Unsqueeze", [x, _const(ctx, [-1])], **_scope(node)).output[0]
     _count(ctx, node, "GreaterOrEqual", column, bounds.output[0], -1)
 
 
 def _bound(compare: str) -> Handler:
     def handler(ctx: Any, node: Any, **kwargs: Any) -> None:
         sorted_rows, values = node.input  # [rows, n], [rows, m]
-        rows = ctx.make_node("Unsqueeze", [sorted_rows, _ints(ctx, [1])], **_scope(node))
-        cols = ctx.make_node("Unsqueeze", [values, _ints(ctx, [2])], **_scope(node))
+        rows = ctx.make_node("Unsqueeze", [sorted_rows, _const(ctx, [1])], **_scope(node))
+        cols = ctx.make_node("Unsqueeze", [values, _const(ctx, [2])], **_scope(node))
         _count(ctx, node, compare, rows.output[0], cols.output[0], 2)
 
     return handler
@@ -147,15 +140,15 @@ def _cumprod(func: Handler) -> Handler:
         ]
         scope = _scope(node)
         shape = ctx.make_node("Shape", [x], **scope).output[0]
-        size = ctx.make_node("Gather", [shape, _ints(ctx, axis)], attr={"axis": 0}, **scope)
+        size = ctx.make_node("Gather", [shape, _const(ctx, axis)], attr={"axis": 0}, **scope)
         positions = ctx.make_node(
-            "Range", [_ints(ctx, 0), size.output[0], _ints(ctx, 1)], **scope
+            "Range", [_const(ctx, 0), size.output[0], _const(ctx, 1)], **scope
         ).output[0]
         trailing = [1] * (rank - axis - 1)
-        s = ctx.make_node("Reshape", [positions, _ints(ctx, [-1, 1, *trailing])], **scope)
-        t = ctx.make_node("Reshape", [positions, _ints(ctx, [1, -1, *trailing])], **scope)
+        s = ctx.make_node("Reshape", [positions, _const(ctx, [-1, 1, *trailing])], **scope)
+        t = ctx.make_node("Reshape", [positions, _const(ctx, [1, -1, *trailing])], **scope)
         inside = ctx.make_node(window, [s.output[0], t.output[0]], **scope).output[0]
-        pairs = ctx.make_node("Unsqueeze", [x, _ints(ctx, [axis + 1])], **scope).output[0]
+        pairs = ctx.make_node("Unsqueeze", [x, _const(ctx, [axis + 1])], **scope).output[0]
         masked = ctx.make_node("Where", [inside, pairs, _scalar(ctx, x, 1.0)], **scope)
         node.type = "Identity"
         ctx.replace_inputs(node, [_reduce(ctx, "prod", masked.output[0], [axis], node)])
@@ -177,21 +170,21 @@ def _segment_extreme(op: str) -> Callable[[Handler], Handler]:
             scope = _scope(node)
             to_int64 = {"to": TensorProto.INT64}
             ids = ctx.make_node("Cast", [ids], attr=to_int64, **scope).output[0]
-            ids = ctx.make_node("Reshape", [ids, _ints(ctx, [-1])], **scope).output[0]  # [N]
+            ids = ctx.make_node("Reshape", [ids, _const(ctx, [-1])], **scope).output[0]  # [N]
             rest = ctx.make_node("Shape", [data], attr={"start": ids_rank}, **scope).output[0]
-            flat = ctx.make_node("Concat", [_ints(ctx, [-1]), rest], attr={"axis": 0}, **scope)
+            flat = ctx.make_node("Concat", [_const(ctx, [-1]), rest], attr={"axis": 0}, **scope)
             values = ctx.make_node("Reshape", [data, flat.output[0]], **scope).output[0]
-            values = ctx.make_node("Unsqueeze", [values, _ints(ctx, [0])], **scope).output[0]
+            values = ctx.make_node("Unsqueeze", [values, _const(ctx, [0])], **scope).output[0]
             count = ctx.make_node("Cast", [count], attr=to_int64, **scope).output[0]
-            count = ctx.make_node("Reshape", [count, _ints(ctx, [])], **scope).output[0]
+            count = ctx.make_node("Reshape", [count, _const(ctx, [])], **scope).output[0]
             segments = ctx.make_node(
-                "Range", [_ints(ctx, 0), count, _ints(ctx, 1)], **scope
+                "Range", [_const(ctx, 0), count, _const(ctx, 1)], **scope
             ).output[0]
-            segments = ctx.make_node("Unsqueeze", [segments, _ints(ctx, [1])], **scope)
+            segments = ctx.make_node("Unsqueeze", [segments, _const(ctx, [1])], **scope)
             member = ctx.make_node("Equal", [segments.output[0], ids], **scope).output[0]
             trailing = list(range(2, 2 + data_rank - ids_rank))
             if trailing:
-                member = ctx.make_node("Unsqueeze", [member, _ints(ctx, trailing)], **scope)
+                member = ctx.make_node("Unsqueeze", [member, _const(ctx, trailing)], **scope)
                 member = member.output[0]
             dtype = utils.map_onnx_to_numpy_type(ctx.get_dtype(data))
             info = np.finfo(dtype) if np.issubdtype(dtype, np.floating) else np.iinfo(dtype)
@@ -220,7 +213,7 @@ def _rgb_to_hsv(ctx: Any, node: Any, **kwargs: Any) -> None:
     inverse = ctx.make_node("Reciprocal", [spread], **scope).output[0]
     norm = ctx.make_node("Mul", [inverse, _scalar(ctx, rgb, 1.0 / 6.0)], **scope).output[0]
     split = ctx.make_node(
-        "Split", [rgb, _ints(ctx, [1, 1, 1])], attr={"axis": -1}, output_count=3, **scope
+        "Split", [rgb, _const(ctx, [1, 1, 1])], attr={"axis": -1}, output_count=3, **scope
     )
     r, g, b = split.output
 
@@ -304,7 +297,7 @@ class _Builder:
         return self.ctx.make_const(name, np.array(value, dtype=np.float32)).output[0]
 
     def below(self, n: str) -> str:
-        positions = self.op("Range", _ints(self.ctx, 0), n, _ints(self.ctx, 1))
+        positions = self.op("Range", _const(self.ctx, 0), n, _const(self.ctx, 1))
         return self.op("Cast", positions, to=TensorProto.FLOAT)
 
 
@@ -317,8 +310,8 @@ def _resampled(ctx: Any, node: Any, weights_of: Callable[..., str]) -> None:
     shape = b.op("Shape", x)
     sizes = b.op("Cast", node.input[1], to=TensorProto.INT64)
     for k, equation in enumerate(("oh,nhwc->nowc", "ow,nhwc->nhoc")):
-        n_in = b.op("Gather", shape, _ints(ctx, k + 1), axis=0)
-        n_out = b.op("Gather", sizes, _ints(ctx, k), axis=0)
+        n_in = b.op("Gather", shape, _const(ctx, k + 1), axis=0)
+        n_out = b.op("Gather", sizes, _const(ctx, k), axis=0)
         x = b.op("Einsum", weights_of(b, k, n_in, n_out), x, equation=equation)
     node.type = "Identity"
     ctx.replace_inputs(node, [x])
@@ -348,7 +341,7 @@ def _scale_and_translate(ctx: Any, node: Any, **kwargs: Any) -> None:
 
     def weights_of(b: _Builder, k: int, n_in: str, n_out: str) -> str:
         op, c = b.op, b.c
-        pick = _ints(ctx, k)
+        pick = _const(ctx, k)
         inv_scale = op("Reciprocal", op("Gather", op("Cast", scale, to=1), pick, axis=0))
         if shifts is not None:  # a constant (tf.image.resize's zeros): no tensor of it read
             shift = op("Mul", inv_scale, c(-float(shifts[k])))
@@ -357,7 +350,7 @@ def _scale_and_translate(ctx: Any, node: Any, **kwargs: Any) -> None:
             shift = op("Neg", op("Mul", inv_scale, moved))
         kernel_scale = op("Max", inv_scale, c(1.0)) if antialias else c(1.0)
         sample = op("Add", op("Mul", op("Add", b.below(n_out), c(0.5)), inv_scale), shift)
-        sample = op("Unsqueeze", sample, _ints(ctx, [1]))  # [out, 1]
+        sample = op("Unsqueeze", sample, _const(ctx, [1]))  # [out, 1]
         sources = op("Add", b.below(n_in), c(0.5))  # [in]
         positions = op("Mul", op("Sub", sources, sample), op("Reciprocal", kernel_scale))
         weights = _sampling_kernel(op, c, kind, positions)
@@ -401,7 +394,7 @@ def _resize_area(func: Handler) -> Handler:
         def weights_of(b: _Builder, k: int, n_in: str, n_out: str) -> str:
             op, c = b.op, b.c
             s = _resize_scale(b, n_in, n_out, corners)
-            start = op("Unsqueeze", op("Mul", b.below(n_out), s), _ints(ctx, [1]))  # [out, 1]
+            start = op("Unsqueeze", op("Mul", b.below(n_out), s), _const(ctx, [1]))  # [out, 1]
             end = op("Add", start, s)
             low = b.below(n_in)  # [in]
             high = op("Add", low, c(1.0))
@@ -438,7 +431,7 @@ def _resize_bicubic(func: Handler) -> Handler:
             s = _resize_scale(b, n_in, n_out, corners)
             x = b.below(n_out)
             x = op("Sub", op("Mul", op("Add", x, c(0.5)), s), c(0.5)) if half else op("Mul", x, s)
-            x = op("Unsqueeze", x, _ints(ctx, [1]))  # [out, 1]
+            x = op("Unsqueeze", x, _const(ctx, [1]))  # [out, 1]
             low = op("Floor", x)
             table = c(float(_BICUBIC_TABLE))
             t = op("Div", op("Round", op("Mul", op("Sub", x, low), table)), table)

@@ -19,12 +19,8 @@ from typing import Any
 
 from onnx import TensorProto
 
-from .tf_complex import Handler
-from .tf_complex import _const as _typed_const
-
-
-def _const(ctx: Any, value: Any) -> str:
-    return _typed_const(ctx, value)
+from .tf_nodes import Handler
+from .tf_nodes import const as _const
 
 
 def _xla_dynamic_slice(ctx: Any, node: Any, **kwargs: Any) -> None:
