@@ -89,14 +89,10 @@ def equal_hints(env: ShapeEnv, symbols: dict[Any, Key], x: Any, y: Any) -> dict 
     ``m`` against a cache's ``p`` plus the new tokens' ``n``: ``m = p + n``, or ``n = m - p``
     when positions are cut from the mask), the others at their hints. Of the solutions that
     are sizes above 1, one that raises a hint is taken first; None when there is none."""
-    values = [_hint(env, v) for v in (x, y)]
-    if None in values or values[0] == values[1] or 1 in values:
+    sides = _differing(env, x, y)
+    if sides is None:
         return None
-    exprs = [
-        env.replace(v.node.expr) if isinstance(v, torch.SymInt) else sympy.Integer(v)
-        for v in (x, y)
-    ]
-    difference = exprs[0] - exprs[1]
+    difference = sides[0] - sides[1]
     hints = env.backed_var_to_val
     found = []
     for symbol in sorted(difference.free_symbols & symbols.keys(), key=str):
@@ -123,23 +119,30 @@ def scaled_hints(env: ShapeEnv, symbols: dict[Any, Key], x: Any, y: Any) -> dict
     against ``s // 2``, is defined on multiples of 4): the hints of their input dims
     multiplied together by the smallest ``m`` up to 16 that makes the two equal. None when
     their hints agree, either is 1, or no ``m`` does."""
-    values = [_hint(env, v) for v in (x, y)]
-    if None in values or values[0] == values[1] or 1 in values:
+    sides = _differing(env, x, y)
+    if sides is None:
         return None
-    exprs = [env.replace(v.node.expr) for v in (x, y) if isinstance(v, torch.SymInt)]
-    free = set().union(*(e.free_symbols for e in exprs)) if exprs else set()
+    free = sides[0].free_symbols | sides[1].free_symbols
     hints = env.backed_var_to_val
     if not free or not free <= symbols.keys() or any(s not in hints for s in free):
         return None
-    sides = [
-        env.replace(v.node.expr) if isinstance(v, torch.SymInt) else sympy.Integer(v)
-        for v in (x, y)
-    ]
     for m in range(2, 17):
         scaled = {s: m * int(hints[s]) for s in free}
         if sides[0].xreplace(scaled) == sides[1].xreplace(scaled):
             return scaled
     return None
+
+
+def _differing(env: ShapeEnv, x: Any, y: Any) -> list | None:
+    """Sizes `x` and `y` as expressions of the ShapeEnv's symbols, when both have hints, the
+    hints differ and neither is 1 (a broadcast that needs them equal); else None."""
+    values = [_hint(env, v) for v in (x, y)]
+    if None in values or values[0] == values[1] or 1 in values:
+        return None
+    return [
+        env.replace(v.node.expr) if isinstance(v, torch.SymInt) else sympy.Integer(v)
+        for v in (x, y)
+    ]
 
 
 def _hint(env: ShapeEnv, size: Any) -> int | None:
