@@ -146,11 +146,11 @@ def build_swin() -> CorpusModel:
     )
 
 
-@register("hf_segformer", family="vision")
-def build_segformer() -> CorpusModel:
+def segformer_config(**extra: object) -> object:
+    """The tiny SegFormer of hf_segformer and its heads (``extra``: a head's fields)."""
     from transformers import SegformerConfig
 
-    config = SegformerConfig(
+    return SegformerConfig(
         image_size=32,
         num_encoder_blocks=2,
         depths=[2, 2],
@@ -161,7 +161,13 @@ def build_segformer() -> CorpusModel:
         num_attention_heads=[2, 4],
         mlp_ratios=[2, 2],
         hidden_act="gelu",
+        **extra,
     )
+
+
+@register("hf_segformer", family="vision")
+def build_segformer() -> CorpusModel:
+    config = segformer_config()
     # Efficient self-attention: in block 0 (sr_ratio 2) keys/values come from a strided conv + LayerNorm
     # of the 8x8 map (16 keys for 64 queries); still one softmax attention per layer.
     # sdpa: 4; gelu: 4 (MixFFN)

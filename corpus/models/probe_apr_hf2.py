@@ -26,7 +26,7 @@ from .hf_audio import _wave, _wave_config
 from .hf_seq2seq import NAMES as SEQ2SEQ_NAMES
 from .hf_seq2seq import seq2seq_inputs
 from .hf_text import TINY, VOCAB, _hf_model
-from .hf_vision import _vision
+from .hf_vision import _vision, segformer_config
 from .probe_mar_heads import _text_vision
 from .probe_mar_text import _seq2seq_head
 
@@ -164,21 +164,7 @@ def build_wav2vec2_ctc() -> CorpusModel:
 
 @register("hf_segformer_cls", family="vision")
 def build_segformer_cls() -> CorpusModel:
-    from transformers import SegformerConfig
-
-    config = SegformerConfig(
-        image_size=32,
-        num_encoder_blocks=2,
-        depths=[2, 2],
-        sr_ratios=[2, 1],
-        hidden_sizes=[16, 32],
-        patch_sizes=[7, 3],
-        strides=[4, 2],
-        num_attention_heads=[2, 4],
-        mlp_ratios=[2, 2],
-        hidden_act="gelu",
-        num_labels=3,
-    )
+    config = segformer_config(num_labels=3)
     # modeling_tf_segformer.py: hf_segformer's 24 linear + classifier = 25; layer_norm 14 as
     # hf_segformer (the last block norm normalises the map the classifier pools); 4 gelu; 4 sdpa
     nominal = {"sdpa": 4, "linear": 25, "layer_norm": 14, "gelu": 4}

@@ -26,7 +26,7 @@ from ..registry import (
     trainable_count,
 )
 from .hf_audio import torch_inputs as mixed_torch_inputs
-from .hf_vision import _vision
+from .hf_vision import _vision, segformer_config
 
 # --------------------------------------------------------------------------- BLIP
 
@@ -309,22 +309,7 @@ def build_segformer_seg() -> CorpusModel:
     """SegFormer with its all-MLP decode head: each block's map through a Dense, bilinear
     resize to the 1/4 map, concat (in reverse block order), 1x1 conv + BatchNorm + ReLU,
     1x1 classifier conv."""
-    from transformers import SegformerConfig
-
-    config = SegformerConfig(
-        image_size=32,
-        num_encoder_blocks=2,
-        depths=[2, 2],
-        sr_ratios=[2, 1],
-        hidden_sizes=[16, 32],
-        patch_sizes=[7, 3],
-        strides=[4, 2],
-        num_attention_heads=[2, 4],
-        mlp_ratios=[2, 2],
-        hidden_act="gelu",
-        decoder_hidden_size=24,
-        num_labels=3,
-    )
+    config = segformer_config(decoder_hidden_size=24, num_labels=3)
     # The encoder as hf_segformer (sdpa 4, gelu 4, linear 24, layer_norm 14), + the decode
     # head's TFSegformerMLP proj per block = 2 linear (linear_fuse and classifier are Conv2D,
     # batch_norm a BatchNormalization: not counted)
