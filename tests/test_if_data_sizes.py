@@ -364,3 +364,64 @@ def test_a_strided_slice_begin_by_masks_keeps_its_constant_elements():
     for case in cases:
         assert_module_matches_ort(compiled, model, case)
     torch._dynamo.reset()
+
+
+def test_a_reshape_by_a_data_size_in_a_branch_compiles_when_the_other_runs():
+    """If top > 0: the sum over top of Reshape(Tile(x, [1, top, 1, 1]), [B, top, -1]), else x
+    flat; top read outside the If too (a Range over it, as Longformer's). The -1 is the
+    element count over the sizes (T * 6, exact), not an assert that B * top is nonzero:
+    torch.compile would check that where top is read, also when the else branch runs."""
+    then = _graph(
+        "then",
+        [
+            _node("Concat", ["one_1d", "top1", "one_1d", "one_1d"], ["reps"], axis=0),
+            _node("Tile", ["x", "reps"], ["xs"]),
+            _node("Shape", ["x"], ["s"]),
+            _node("Slice", ["s", "zero_1d", "one_1d"], ["b"]),
+            _node("Concat", ["b", "top1", "minus_1d"], ["target"], axis=0),
+            _node("Reshape", ["xs", "target"], ["r"]),
+            _node("ReduceSum", ["r", "one_1d"], ["t"], keepdims=0),
+        ],
+        "t",
+    )
+    other = _graph(
+        "else",
+        [
+            _node("Reshape", ["x", "flat"], ["e"]),
+        ],
+        "e",
+    )
+    nodes = [
+        _node("ReduceMax", ["k"], ["top"], keepdims=0),
+        _node("Unsqueeze", ["top", "zero_1d"], ["top1"]),
+        _node("Range", ["zero", "top", "one"], ["steps"]),
+        _node("Cast", ["steps"], ["rf"], to=TensorProto.FLOAT),
+        _node("Greater", ["top", "zero"], ["p"]),
+        _node("If", ["p"], ["y"], then_branch=then, else_branch=other),
+    ]
+    inits = [
+        init("zero", np.array(0, I64)),
+        init("one", np.array(1, I64)),
+        init("zero_1d", np.array([0], I64)),
+        init("one_1d", np.array([1], I64)),
+        init("minus_1d", np.array([-1], I64)),
+        init("flat", np.array([0, -1], I64)),
+    ]
+    inputs = [tensor_info("x", F32, ["B", "T", 2, 3]), tensor_info("k", I64, ["N"])]
+    outputs = [tensor_info("y", F32, ["B", "W"]), tensor_info("rf", F32, ["R"])]
+    model = make_model(nodes, inputs, outputs, inits)
+    optimized = optimize_onnx(model)
+    assert_lowered(optimized)
+    rng = np.random.default_rng(4)
+    cases = [
+        [rng.standard_normal((2, 5, 2, 3)).astype(F32), np.array([0, -2], I64)],
+        [rng.standard_normal((3, 6, 2, 3)).astype(F32), np.array([2, 4], I64)],
+        [rng.standard_normal((1, 4, 2, 3)).astype(F32), np.array([0], I64)],
+    ]
+    for case in cases:
+        assert_module_matches_ort(optimized, model, case)
+    torch._dynamo.reset()
+    compiled = torch.compile(optimized, fullgraph=True, backend="eager")
+    for case in cases:
+        assert_module_matches_ort(compiled, model, case)
+    torch._dynamo.reset()

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import fx, nn
 from torch.fx.experimental.symbolic_shapes import free_unbacked_symbols
+from torch.utils._sympy.functions import FloorDiv
 
 from ..errors import LoweringError
 from ..shapes import dtype_of, shape_of
@@ -215,7 +216,7 @@ def _reshape(ctx, mod, node, args):
     if in_shape is not None and tuple(in_shape) == tuple(items):
         return x
     if -1 in items:
-        _assert_known_product(ctx, [i for i in items if not (isinstance(i, int) and i == -1)])
+        items = _inferred_by_data(ctx, x, items)
     out = ctx.call(torch.reshape, x, tuple(items))
     out_shape = shape_of(out)
     if -1 in items and out_shape is not None and out_shape[items.index(-1)] is not None:
@@ -229,20 +230,28 @@ def _reshape(ctx, mod, node, args):
     return out
 
 
-def _assert_known_product(ctx, items: list) -> None:
+def _inferred_by_data(ctx, x: fx.Node, items: list) -> list:
     """ONNX infers a Reshape's -1 as the element count over the product of the other sizes,
     which must not be 0. Where that product depends on the data (a size read by
-    `shape_items`, an If's unbacked output dim) the analysis cannot tell, and torch's
-    reshape would guard on it: the product gets a run-time assert that it is not 0, which
-    the analysis and torch.compile learn (as `_assert_unit`)."""
-    sizes = [i.meta.get("val") if isinstance(i, fx.Node) else i for i in items]
+    `shape_items`, an If's unbacked output dim), torch's reshape would guard on it being
+    nonzero. So the -1 is written as that quotient of sizes where the analysis divides it
+    exactly (the product's factors are the input's: Longformer's (B * H, -1, D) of a
+    (B, H, n, D)): an assert that the product is nonzero would be checked by torch.compile
+    where its size is read, also when an If's other branch runs (Longformer's count of
+    global tokens is 0 then). Else the product gets that run-time assert, which the analysis
+    and torch.compile learn (as `_assert_unit`)."""
+    others = [i for i in items if not (isinstance(i, int) and i == -1)]
     product: Any = 1
-    for size in sizes:
-        product = product * size
+    for size in others:
+        product = product * (size.meta.get("val") if isinstance(size, fx.Node) else size)
     if not isinstance(product, torch.SymInt) or not free_unbacked_symbols(product):
-        return
-    node = _product(ctx, items)
-    nonzero = ctx.call(operator.ne, node, 0)
+        return items
+    count = _product(ctx, [ctx.size(x, d) for d in range(rank_of(x))])
+    quotient = ctx.call(operator.floordiv, count, _product(ctx, others))
+    value = quotient.meta.get("val")
+    if not (isinstance(value, torch.SymInt) and value.node.expr.has(FloorDiv)):
+        return [quotient if (isinstance(i, int) and i == -1) else i for i in items]
+    nonzero = ctx.call(operator.ne, _product(ctx, others), 0)
     ctx.graph.shapes.run(torch._check, (product != 0,), {}, ctx.graph.where, "Reshape")
     where = ctx.node.target if ctx.node is not None else "?"
     ctx.call(
@@ -251,6 +260,7 @@ def _assert_known_product(ctx, items: list) -> None:
         f"Reshape with -1 needs the other sizes' product, which depends on the data, to be "
         f"nonzero (ONNX node {where})",
     )
+    return items
 
 
 def _reshape_sym(data: Sym, items: list[int]) -> Sym | None:
