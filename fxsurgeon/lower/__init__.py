@@ -24,7 +24,8 @@ The table (`table.py`) is filled by the op-family modules, one per ONNX op famil
 `control_flow` (If), `loop` (Loop), `nd_index` (GatherND, ScatterND), `resize`, `sorting` (TopK), `more_ops` (ArgMax/ArgMin, GatherElements,
 DepthToSpace, SpaceToDepth, IsInf, PReLU), `norms` (LayerNormalization, InstanceNormalization, LRN), `spec_fixes`
 (CumSum, Conv by the spec); `sym_math` holds the comparisons, Where, Min/Max and float
-Casts of `Sym` values that elementwise/shape_ops use; `graph.py` is the pass that uses it; `coverage.py` lists the
+Casts of `Sym` values that elementwise/shape_ops use; `data_sizes` reads a shape argument computed
+from tensor data as ints; `cond_shapes` states the shapes of a torch.cond whose branches differ; `graph.py` is the pass that uses it; `coverage.py` lists the
 classes the converters can emit (docs/coverage.md).
 """
 
