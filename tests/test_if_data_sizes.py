@@ -18,6 +18,7 @@ the branches' outputs differ in one dim, which the data decides.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from onnx import TensorProto, helper
 from onnx_cases import (
@@ -245,12 +246,13 @@ def test_a_weight_only_the_branch_not_taken_reads_gets_a_zero_gradient():
         assert torch.equal(out, optimized(torch.from_numpy(x)))
 
 
-def unpad_model(double_else: bool = False):
+def unpad_model(double_else: bool = False, pad_in_then: bool = False):
     """y = (xp[:, :-pad] if float(pad) > 0 else xp) + x, xp = (x + m) padded to a multiple of 4
     (Longformer's unpad; the pad is computed from the mask's length, which the Add ties to
     x's): the branches' lengths differ as expressions, L and L + pad, and agree under the
     predicate (pad is 0 when it is false). With `double_else` the else branch gives xp twice
-    (Concat), which does not agree."""
+    (Concat), which does not agree. With `pad_in_then` the If is LED's: xp if pad > 0 else
+    x + m (L + pad and L), and y = that + 1."""
     then = _graph(
         "then",
         [
@@ -262,6 +264,9 @@ def unpad_model(double_else: bool = False):
     other = _graph("else", [_node("Identity", ["xp"], ["e"])], "e")
     if double_else:
         other = _graph("else", [_node("Concat", ["xp", "xp"], ["e"], axis=1)], "e")
+    if pad_in_then:
+        then = _graph("then", [_node("Identity", ["xp"], ["t"])], "t")
+        other = _graph("else", [_node("Identity", ["xm"], ["e"])], "e")
     nodes = [
         _node("Add", ["x", "m"], ["xm"]),
         _node("Shape", ["m"], ["s"]),
@@ -275,9 +280,10 @@ def unpad_model(double_else: bool = False):
         _node("Cast", ["pad"], ["pad_f"], to=TensorProto.FLOAT),
         _node("Greater", ["pad_f", "zero_f"], ["p"]),
         _node("If", ["p"], ["y0"], then_branch=then, else_branch=other),
-        _node("Add", ["y0", "x"], ["y"]),
+        _node("Add", ["y0", "one_f" if pad_in_then else "x"], ["y"]),
     ]
     inits = [
+        init("one_f", np.array(1.0, F32)),
         init("one", np.array(1, I64)),
         init("four", np.array(4, I64)),
         init("zero_f", np.array(0.0, F32)),
@@ -286,11 +292,12 @@ def unpad_model(double_else: bool = False):
         init("zeros3", np.array([0, 0, 0], I64)),
     ]
     inputs = [tensor_info("x", F32, ["B", "L"]), tensor_info("m", F32, ["B", "L2"])]
-    return make_model(nodes, inputs, [tensor_info("y", F32, ["B", "L"])], inits)
+    return make_model(nodes, inputs, [tensor_info("y", F32, ["B", "P"])], inits)
 
 
-def test_branches_whose_sizes_agree_under_a_size_predicate_match_onnxruntime():
-    model = unpad_model()
+@pytest.mark.parametrize("pad_in_then", [False, True])
+def test_branches_whose_sizes_agree_under_a_size_predicate_match_onnxruntime(pad_in_then):
+    model = unpad_model(pad_in_then=pad_in_then)
     optimized = optimize_onnx(model)
     assert_lowered(optimized)
     rng = np.random.default_rng(1)

@@ -8,9 +8,9 @@ differ are unbacked sizes. The analysis states the same:
   global keys' columns before the band's scores): each dim in which the branches differ
   is a new unbacked size (`SymbolicShapes.data_size`), the dims they agree on stay;
 * a predicate on sizes (Longformer's ``if padding_len > 0: out[:, :-padding_len]``, the
-  other branch ``out``): the branches agree where each branch's size, under the
-  predicate's outcome that runs it, is the same expression. An outcome pins a size
-  expression when its comparison with a constant leaves a single value in that
+  other branch ``out``; LED's pad, the other way round): the branches agree where one
+  branch's size expression also gives the other's where the other runs. An outcome pins
+  a size expression when its comparison with a constant leaves a single value in that
   expression's range (``Mod(4 - Mod(L, 4), 4) > 0`` false: the Mod, in [0, 3], is 0,
   so the padded ``L + Mod(...)`` is ``L``, as the sliced branch gives). Sizes that do not
   agree so are refused: a later pass may still tie the input dims that make them equal
@@ -82,18 +82,19 @@ def cond_outputs(shapes, then_out: Any, else_out: Any, pred: fx.Node | None) -> 
 
 
 def _agreed(env, x, y, when_true: dict | None, when_false: dict | None):
-    """The size both branches give, `x` (then) under the predicate and `y` (else) under
-    its negation, when the pinned values make them one expression; else None. Sizes are
-    compared as the analysis knows them now (its replacements: input dims found equal)."""
+    """One size for both branches, `x` (then) and `y` (else): an expression that is `x`
+    where the predicate holds and `y` where it does not, with the values each outcome pins
+    (`x` itself when `y` is what `x` becomes where the predicate fails, or the other way
+    round); None when neither is. Sizes are compared as the analysis knows them now (its
+    replacements: input dims found equal)."""
     if when_true is None or when_false is None:
         return None
     x_expr, y_expr = _known(env, x), _known(env, y)
-    x_runs, y_runs = _under(x_expr, when_true), _under(y_expr, when_false)
-    if x_runs != y_runs:
-        return None
-    if x_runs == x_expr:
+    if _under(x_expr, when_false) == _under(y_expr, when_false):
         return x
-    return y if x_runs == y_expr else None
+    if _under(y_expr, when_true) == _under(x_expr, when_true):
+        return y
+    return None
 
 
 def _known(env, size):
