@@ -448,7 +448,9 @@ class Scorer:
         ``compiled``: `fxsurgeon.compile(A, inference=True)`, compiled in the warm-up
         call (a failure leaves it out: ``compiled_error``); onnxruntime is left out where
         it has no kernel for a node (``onnxruntime_error``: keras_causal_transformer's
-        Where(16) of its band part). Interleaved rounds (one
+        Where(16) of its band part), and raw onnx2torch where its own modules fail to run
+        (``onnx2torch_error``: tfk_sort_scatter's ConstantOfShape sized by the data, which
+        fxsurgeon lowers by ONNX semantics). Interleaved rounds (one
         call of each per round); ratios of the fastest, ``median_ratios`` of medians.
         """
         import torch
@@ -483,7 +485,7 @@ class Scorer:
                 try:
                     call()  # warm up (and compile)
                 except Exception as exc:  # noqa: BLE001 - only these variants may fail
-                    if key not in ("compiled", "onnxruntime"):
+                    if key not in ("compiled", "onnxruntime", "onnx2torch"):
                         raise
                     extra[f"{key}_error"] = one_line(exc)
                     del variants[key]

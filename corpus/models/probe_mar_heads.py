@@ -292,6 +292,9 @@ def build_efficientformer_teacher() -> CorpusModel:
         hidden_act="gelu",
         num_labels=5,
     )
+    # the PyTorch twin's heads read config.hidden_size, which EfficientFormerConfig lacks (TF's
+    # read hidden_sizes[-1]): the same width, so the twin builds (TF does not read it)
+    config.hidden_size = config.hidden_sizes[-1]
     # deprecated/efficientformer/modeling_tf_efficientformer.py: hf_efficientformer's sdpa 1,
     # linear 4, layer_norm 3, gelu 3 + classifier and distillation_classifier = 6 linear
     nominal = {"sdpa": 1, "linear": 6, "layer_norm": 3, "gelu": 3}
