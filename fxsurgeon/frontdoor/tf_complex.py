@@ -1,27 +1,32 @@
-"""TF complex tensors in the export: FFTs written as real ONNX arithmetic.
+"""TF complex tensors in the export: complex arithmetic written as real ONNX arithmetic.
 
-tf2onnx has no handler for ``Complex``, ``FFT2D``/``FFT3D``, the inverse FFTs, ``Real`` or
-``Imag``, and its ``FFT``/``ComplexAbs`` pair only works on its own layout (a leading
-real/imaginary axis), never after ``tf.complex``: keras_hub's FNet encoder (the real part of
-``ops.fft2((x, zeros))``) and keras.io's speaker recogniser (``abs(fft(complex(x, 0)))``) did
-not export. ONNX has no complex type that runtimes run, so here a TF complex tensor of shape
-``S`` is a float tensor of shape ``[*S, 2]`` (real, imaginary on the last axis):
+tf2onnx has no handler for ``Complex``, ``Real``, ``Imag``, ``Conj`` or ``Angle``, writes
+complex ``Mul``/``Add``/... as if the numbers were real, and its FFTs write a layout only its
+``ComplexAbs`` reads: keras_hub's FNet encoder (the real part of ``ops.fft2((x, zeros))``),
+keras.io's speaker recogniser (``abs(fft(complex(x, 0)))``), ``tf.abs(tf.signal.stft(...))``,
+the MFCCs' DCT and GFNet's global filter (``irfft(rfft(x) * w)``) did not export. Here a TF
+complex tensor of shape ``S`` is a float tensor of shape ``[*S, 2]`` (`tf_pairs`; the FFTs
+are `tf_fft`), and each op that reads one is in one of these tables:
 
-* ``Complex(re, im)``: both broadcast to one shape (``Expand`` is bidirectional), unsqueezed
-  and concatenated; ``Cast`` of a real tensor to complex: the imaginary part zeros; of a
-  complex tensor to a real type: the real part (TF's rule); complex to complex: the parts cast;
-* ``FFT``/``FFT2D``/``FFT3D`` and the inverses over the 1/2/3 innermost axes, one axis at a
-  time as two MatMuls by ``cos`` and ``sin`` of ``2 pi (t k mod n) / n`` (the angle's integer
-  part reduced exactly, so a long axis loses no precision), ``n`` the axis's run-time size;
-  the inverse conjugates the kernel and divides by ``n`` (TF's, numpy's and ONNX's DFT);
-* ``Real``/``Imag``: one of the two; ``ComplexAbs``: the L2 norm over the pair;
-* ``ExpandDims`` with a negative axis counts it before the pair; ``Identity``, ``StridedSlice``
-  (without ellipsis or new-axis masks: they name axes from the end), ``Add``/``AddV2``/``Sub``
-  of complex tensors are right as they are on the pair layout.
+* `_ON_PAIRS`: right on the pairs as they are (``Add``, ``Sub``, ``Neg``, ``AddN``; a
+  complex constant operand, folded by TF, becomes a pair constant); so is ``Mul`` by a
+  constant whose imaginary part is zero, and a division by one (the constant gets a unit
+  axis for the pair's);
+* `_TO_COMPLEX` / `_TO_REAL`: the math on the operands' real and imaginary parts (``Mul``,
+  the divisions, ``Square``, ``Exp``, ``Conj``; ``Real``, ``Imag``, ``ComplexAbs``, ``Angle``
+  as ``atan2``, exact on the axes but for the sign of a negative zero imaginary part);
+* `_SHAPES`: tf2onnx's own handler on the pair, corrected where TF's arguments name axes from
+  the end or all of them: ``ExpandDims`` with a negative axis counts it before the pair;
+  ``StridedSlice`` gets one more full slice for the pair's axis (then an ellipsis stops
+  before it); ``Pad``/``MirrorPad`` one more row of no padding; ``Shape`` is the real part's;
+  ``Identity``.
 
-Every consumer of a complex tensor is checked when the tensor is made: any other op (a complex
-product, a reshape that would cut the pair) is refused, naming the node and op, instead of
-being written on the pair as if it were real numbers.
+``Complex(re, im)``: both broadcast to one shape (``Expand`` is bidirectional), unsqueezed and
+concatenated; ``Cast`` of a real tensor to complex: the imaginary part zeros; of a complex
+tensor to a real type: the real part (TF's rule); complex to complex: the parts cast. Every
+consumer of a complex tensor is checked when the tensor is made (`tf_pairs.check_consumers`):
+any other op (a reshape that would cut the pair, a reduction) is refused, naming the node and
+op, instead of being written on the pair as if it were real numbers.
 """
 
 from __future__ import annotations
@@ -33,247 +38,284 @@ from typing import Any
 import numpy as np
 from onnx import TensorProto
 
+from . import tf_fft
 from .tf_nodes import Handler
-from .tf_nodes import const as _const
+from .tf_pairs import (
+    COMPLEX,
+    CONSUMERS,
+    REFUSED,
+    Graph,
+    check_consumers,
+    finish,
+    is_complex,
+    make_pair,
+    numpy_type,
+    pairs,
+    parts,
+    real_type,
+    refuse,
+)
 
-_COMPLEX = {TensorProto.COMPLEX64: TensorProto.FLOAT, TensorProto.COMPLEX128: TensorProto.DOUBLE}
-#: inner axes each TF FFT op transforms, and whether it is an inverse
-_FFTS = {
-    "FFT": (1, False),
-    "FFT2D": (2, False),
-    "FFT3D": (3, False),
-    "IFFT": (1, True),
-    "IFFT2D": (2, True),
-    "IFFT3D": (3, True),
-}
-#: ops that take a complex tensor and give one, right on the pair layout as written
-_PASS_THROUGH = frozenset({"Identity", "StridedSlice", "ExpandDims", "Add", "AddV2", "Sub"})
-_CONSUMERS = frozenset({*_FFTS, "Real", "Imag", "ComplexAbs", "Cast"}) | _PASS_THROUGH
-#: the ONNX opset these handlers are written for (Unsqueeze and ReduceSum take axes inputs)
-OPSET = 13
+__all__ = ["ADDED", "CORRECTIONS", "REFUSED"]
 
-
-#: the refusals of this export: tf2onnx logs a handler's exception and goes on, so
-#: `fxsurgeon.frontdoor.tf_handlers.corrected_handlers` raises them when the export ends
-REFUSED: list[str] = []
-
-
-def _refuse(message: str) -> ValueError:
-    if message not in REFUSED:
-        REFUSED.append(message)
-    return ValueError(message)
-
-
-def _pairs(ctx: Any) -> dict[str, int | None]:
-    """The tensors of ``ctx`` written as pairs, each with its TF rank (`_check_consumers`
-    reads it before any handler wrote the tensor: tf2onnx's own handlers keep TF's shapes)."""
-    found: dict[str, int | None] = ctx.__dict__.setdefault("_fxsurgeon_complex_pairs", {})
-    return found
-
-
-def _check_consumers(ctx: Any, output: str) -> None:
-    """Record ``output`` and the complex tensors computed from it as pairs; refuse a complex
-    tensor read by an op that the pair layout would compute wrong."""
-    pairs = _pairs(ctx)
-    pairs.setdefault(output, ctx.get_rank(output))
-    for consumer in ctx.find_output_consumers(output):
-        kind = consumer.type
-        masked = kind == "StridedSlice" and any(
-            consumer.get_attr_value(mask, 0) for mask in ("ellipsis_mask", "new_axis_mask")
-        )
-        if kind not in _CONSUMERS or masked:
-            raise _refuse(
-                f"{consumer.name}: {kind} of a complex tensor cannot be exported (complex "
-                f"tensors are written as real/imaginary pairs; supported: "
-                f"{', '.join(sorted(_CONSUMERS - {'StridedSlice'}))}, StridedSlice without "
-                "ellipsis or new axes)"
-            )
-        complex_out = kind in _PASS_THROUGH or kind in _FFTS
-        if kind == "Cast":
-            complex_out = consumer.get_attr_value("to") in _COMPLEX
-        if complex_out and consumer.output[0] not in pairs:
-            _check_consumers(ctx, consumer.output[0])
-
-
-def _finish(
-    ctx: Any, node: Any, op: str, inputs: list[str], real: int, shape: Any, **attr: Any
-) -> None:
-    """Make ``node`` the ONNX ``op`` on ``inputs``: a pair tensor of float type ``real``."""
-    node.type = op
-    for key in list(node.attr):
-        del node.attr[key]
-    for key, value in attr.items():
-        node.set_attr(key, value)
-    ctx.replace_inputs(node, inputs)
-    ctx.set_dtype(node.output[0], real)
-    ctx.set_shape(node.output[0], None if shape is None else [*shape, 2])
-
-
-def _pair(ctx: Any, node: Any, re: str, im: str, real: int, shape: Any) -> None:
-    scope = {"op_name_scope": node.name}
-    last = _const(ctx, [-1])
-    parts = [ctx.make_node("Unsqueeze", [x, last], **scope).output[0] for x in (re, im)]
-    _check_consumers(ctx, node.output[0])
-    _finish(ctx, node, "Concat", parts, real, shape, axis=-1)
-
-
-def _part(ctx: Any, x: str, index: int, scope: dict[str, Any]) -> str:
-    return ctx.make_node("Gather", [x, _const(ctx, index)], attr={"axis": -1}, **scope).output[0]
+_Parts = tuple[str, str]
 
 
 def _complex(ctx: Any, node: Any, **kwargs: Any) -> None:
+    g = Graph(ctx, node)
     re, im = node.input
-    scope = {"op_name_scope": node.name}
-    shapes = [ctx.make_node("Shape", [x], **scope).output[0] for x in (im, re)]
-    re = ctx.make_node("Expand", [re, shapes[0]], **scope).output[0]  # both to the broadcast
-    im = ctx.make_node("Expand", [im, shapes[1]], **scope).output[0]
-    real = ctx.get_dtype(node.input[0])
-    _pair(ctx, node, re, im, real, ctx.get_shape(node.output[0]))
+    re, im = g("Expand", re, g("Shape", im)), g("Expand", im, g("Shape", re))  # the broadcast
+    make_pair(ctx, node, re, im, ctx.get_dtype(node.input[0]))
 
 
 def _cast(func: Handler) -> Handler:
     def handler(ctx: Any, node: Any, **kwargs: Any) -> Any:
         dst = node.get_attr_value("to")
-        src_complex = node.input[0] in _pairs(ctx)
-        if dst not in _COMPLEX and not src_complex:
+        src_complex = node.input[0] in pairs(ctx)
+        if dst not in COMPLEX and not src_complex:
             return func(ctx, node, **kwargs)
-        scope = {"op_name_scope": node.name}
-        x, shape = node.input[0], ctx.get_shape(node.output[0])
-        if dst in _COMPLEX and not src_complex:  # a real tensor: zero imaginary part
-            real = _COMPLEX[dst]
-            re = ctx.make_node("Cast", [x], attr={"to": real}, **scope).output[0]
-            size = ctx.make_node("Shape", [re], **scope).output[0]
-            zero = _const(ctx, [0.0], np.float32 if real == TensorProto.FLOAT else np.float64)
-            zeros = ctx.make_node("Expand", [zero, size], **scope).output[0]
-            _pair(ctx, node, re, zeros, real, shape)
+        g, x = Graph(ctx, node), node.input[0]
+        if dst in COMPLEX and not src_complex:  # a real tensor: zero imaginary part
+            real = COMPLEX[dst]
+            re = g("Cast", x, to=real)
+            zeros = g("Expand", g.const([0.0], numpy_type(real)), g("Shape", re))
+            make_pair(ctx, node, re, zeros, real)
             return None
-        if dst in _COMPLEX:  # complex to complex: both parts cast
-            _finish(ctx, node, "Cast", [x], _COMPLEX[dst], shape, to=_COMPLEX[dst])
-            _check_consumers(ctx, node.output[0])
+        if dst in COMPLEX:  # complex to complex: both parts cast
+            shape = ctx.get_shape(node.output[0])
+            check_consumers(ctx, node.output[0])
+            finish(ctx, node, "Cast", [x], COMPLEX[dst], shape, to=COMPLEX[dst])
             return None
-        re = _part(ctx, x, 0, scope)  # complex to real: the real part
-        node.type = "Cast"
-        ctx.replace_inputs(node, [re])
+        node.type = "Cast"  # complex to real: the real part
+        ctx.replace_inputs(node, [g.part(x, 0)])
         return None
 
     return handler
 
 
-def _fft(ctx: Any, node: Any, **kwargs: Any) -> None:
-    axes, inverse = _FFTS[node.type]
-    x = node.input[0]
-    if x not in _pairs(ctx):
-        raise _refuse(f"{node.name}: {node.type} of a complex tensor not made by tf.complex/cast")
-    signal = _pairs(ctx)[x]
-    if signal is None or signal < axes:
-        raise _refuse(f"{node.name}: {node.type} of a tensor of unknown or too small rank")
-    real = ctx.get_dtype(x)
-    real = _COMPLEX.get(real, real)
-    np_real = np.float32 if real == TensorProto.FLOAT else np.float64
-    scope = {"op_name_scope": node.name}
-    re, im = _part(ctx, x, 0, scope), _part(ctx, x, 1, scope)
-    for axis in range(signal - axes, signal):
-        perm = list(range(signal))
-        perm[axis], perm[-1] = perm[-1], perm[axis]
-        if axis != signal - 1:
-            re, im = (
-                ctx.make_node("Transpose", [t], attr={"perm": perm}, **scope).output[0]
-                for t in (re, im)
-            )
-        re, im = _dft_last(ctx, re, im, inverse, real, np_real, scope)
-        if axis != signal - 1:
-            re, im = (
-                ctx.make_node("Transpose", [t], attr={"perm": perm}, **scope).output[0]
-                for t in (re, im)
-            )
-    _pair(ctx, node, re, im, real, ctx.get_shape(node.output[0]))
+def _expand_dims(g: Graph, node: Any) -> None:
+    """A negative axis counted before the pair's."""
+    axis = node.input[1]
+    if not g.ctx.is_const(axis):
+        raise refuse(f"{node.name}: ExpandDims of a complex tensor on a computed axis")
+    value = int(np.asarray(g.ctx.get_tensor_value(axis, as_list=False)).reshape(-1)[0])
+    if value < 0:
+        g.ctx.replace_input(node, axis, g.const(value - 1), 1)
 
 
-def _dft_last(
-    ctx: Any, re: str, im: str, inverse: bool, real: int, np_real: Any, scope: dict[str, Any]
-) -> tuple[str, str]:
-    """The DFT of ``re + i im`` over its last axis: ``y_k = sum_t x_t e^(-+2 pi i t k / n)``."""
-    shape = ctx.make_node("Shape", [re], **scope).output[0]
-    n = ctx.make_node("Gather", [shape, _const(ctx, -1)], attr={"axis": 0}, **scope).output[0]
-    t = ctx.make_node("Range", [_const(ctx, 0), n, _const(ctx, 1)], **scope).output[0]
-    rows = ctx.make_node("Unsqueeze", [t, _const(ctx, [1])], **scope).output[0]
-    cols = ctx.make_node("Unsqueeze", [t, _const(ctx, [0])], **scope).output[0]
-    tk = ctx.make_node("Mul", [rows, cols], **scope).output[0]
-    tk = ctx.make_node("Mod", [tk, n], attr={"fmod": 0}, **scope).output[0]  # exact reduction
-    tk = ctx.make_node("Cast", [tk], attr={"to": real}, **scope).output[0]
-    n_real = ctx.make_node("Cast", [n], attr={"to": real}, **scope).output[0]
-    step = ctx.make_node("Div", [_const(ctx, 2 * math.pi, np_real), n_real], **scope).output[0]
-    angle = ctx.make_node("Mul", [tk, step], **scope).output[0]
-    cos = ctx.make_node("Cos", [angle], **scope).output[0]
-    sin = ctx.make_node("Sin", [angle], **scope).output[0]
-
-    def matmul(a: str, b: str) -> str:
-        return ctx.make_node("MatMul", [a, b], **scope).output[0]
-
-    if inverse:  # e^(+i theta) / n
-        y_re = ctx.make_node("Sub", [matmul(re, cos), matmul(im, sin)], **scope).output[0]
-        y_im = ctx.make_node("Add", [matmul(im, cos), matmul(re, sin)], **scope).output[0]
-        return tuple(  # type: ignore[return-value]
-            ctx.make_node("Div", [y, n_real], **scope).output[0] for y in (y_re, y_im)
-        )
-    y_re = ctx.make_node("Add", [matmul(re, cos), matmul(im, sin)], **scope).output[0]
-    y_im = ctx.make_node("Sub", [matmul(im, cos), matmul(re, sin)], **scope).output[0]
-    return y_re, y_im
+def _extend(g: Graph, node: Any, index: int, rows: list[Any]) -> None:
+    """Input ``index`` of ``node`` with ``rows`` after its own (on its first axis)."""
+    spec = node.input[index]
+    dtype = np.int64 if g.ctx.get_dtype(spec) == TensorProto.INT64 else np.int32
+    if g.ctx.is_const(spec):
+        values = np.asarray(g.ctx.get_tensor_value(spec, as_list=False))
+        longer = g.const(np.concatenate([values, np.asarray(rows, dtype)]), dtype)
+    else:
+        longer = g("Concat", spec, g.const(rows, dtype), axis=0)
+    g.ctx.replace_input(node, spec, longer, index)
 
 
-def _real_or_imag(index: int) -> Handler:
-    def handler(ctx: Any, node: Any, **kwargs: Any) -> None:
-        node.type = "Gather"
-        for key in list(node.attr):
-            del node.attr[key]
-        node.set_attr("axis", -1)
-        ctx.replace_inputs(node, [node.input[0], _const(ctx, index)])
+def _strided_slice(g: Graph, node: Any) -> None:
+    """One more slice spec, the whole pair axis: TF maps the specs to the axes before it
+    (an ellipsis now stops before it; without one, a full slice of any axis is none)."""
+    specs = g.ctx.get_shape(node.input[1])
+    if not specs or specs[0] < 0:
+        raise refuse(f"{node.name}: StridedSlice of a complex tensor with unknown specs")
+    for index, value in ((1, 0), (2, 0), (3, 1)):
+        _extend(g, node, index, [value])
+    for mask in ("begin_mask", "end_mask"):
+        node.set_attr(mask, node.get_attr_value(mask, 0) | 1 << specs[0])
 
-    return handler
+
+def _pad(g: Graph, node: Any) -> None:
+    """No padding of the pair axis (TF's irfft pads a spectrum to ``n // 2 + 1`` bins)."""
+    _extend(g, node, 1, [[0, 0]])
 
 
-def _complex_abs(func: Handler) -> Handler:
+def _on_pair(fix: Callable[[Graph, Any], None] | None) -> Callable[[Handler], Handler]:
+    """tf2onnx's handler ``func`` of a shape op, on a pair: its arguments fixed first, its
+    output a pair of the real type (else tf2onnx casts it back to complex), and the
+    tensor that it makes its consumers read instead (a Squeeze after a StridedSlice's
+    shrinking) a pair too."""
+
+    def correct(func: Handler) -> Handler:
+        def handler(ctx: Any, node: Any, **kwargs: Any) -> Any:
+            x, out = node.input[0], node.output[0]
+            if x not in pairs(ctx):
+                return func(ctx, node, **kwargs)
+            if fix is not None:
+                fix(Graph(ctx, node), node)
+            shape = ctx.get_shape(out)
+            ctx.set_dtype(out, real_type(ctx, x))
+            ctx.set_shape(out, None if shape is None else [*shape, 2])
+            read = [(c, list(c.input)) for c in ctx.find_output_consumers(out)]
+            result = func(ctx, node, **kwargs)
+            for consumer, inputs in read:
+                for before, now in zip(inputs, consumer.input, strict=False):
+                    if before == out and now != out:
+                        pairs(ctx)[now] = pairs(ctx)[out]
+                        ctx.set_dtype(now, real_type(ctx, x))
+            return result
+
+        return handler
+
+    return correct
+
+
+def _shape(func: Handler) -> Handler:
+    """The shape of the real part (TF's shape of the complex tensor)."""
+
     def handler(ctx: Any, node: Any, **kwargs: Any) -> Any:
-        if node.input[0] not in _pairs(ctx):
-            return func(ctx, node, **kwargs)
-        x = node.input[0]
-        scope = {"op_name_scope": node.name}
-        squares = ctx.make_node("Mul", [x, x], **scope).output[0]
-        total = ctx.make_node(
-            "ReduceSum", [squares, _const(ctx, [-1])], attr={"keepdims": 0}, **scope
-        )
-        node.type = "Sqrt"
-        for key in list(node.attr):
-            del node.attr[key]
-        ctx.replace_inputs(node, [total.output[0]])
-        return None
-
-    return handler
-
-
-def _expand_dims(func: Handler) -> Handler:
-    def handler(ctx: Any, node: Any, **kwargs: Any) -> Any:
-        axis = node.inputs[1]
-        if node.input[0] not in _pairs(ctx) or not axis.is_const():
-            return func(ctx, node, **kwargs)
-        value = int(np.asarray(axis.get_tensor_value(as_list=False)).reshape(-1)[0])
-        if value < 0:
-            ctx.replace_input(node, node.input[1], _const(ctx, value - 1), 1)
+        if node.input[0] in pairs(ctx):
+            ctx.replace_input(node, node.input[0], Graph(ctx, node).part(node.input[0], 0), 0)
         return func(ctx, node, **kwargs)
 
     return handler
 
 
-#: handlers of the ops tf2onnx lacks (installed at `OPSET`)
+def _mul(g: Graph, x: _Parts, y: _Parts) -> _Parts:
+    (a, b), (c, d) = x, y
+    return g("Sub", g("Mul", a, c), g("Mul", b, d)), g("Add", g("Mul", a, d), g("Mul", b, c))
+
+
+def _div(g: Graph, x: _Parts, y: _Parts) -> _Parts:
+    (a, b), (c, d) = x, y
+    norm = g("Add", g("Mul", c, c), g("Mul", d, d))
+    re = g("Add", g("Mul", a, c), g("Mul", b, d))
+    im = g("Sub", g("Mul", b, c), g("Mul", a, d))
+    return g("Div", re, norm), g("Div", im, norm)
+
+
+def _exp(g: Graph, x: _Parts) -> _Parts:
+    scale = g("Exp", x[0])
+    return g("Mul", scale, g("Cos", x[1])), g("Mul", scale, g("Sin", x[1]))
+
+
+def _abs(g: Graph, x: _Parts) -> str:
+    return g("Sqrt", g("Add", g("Mul", x[0], x[0]), g("Mul", x[1], x[1])))
+
+
+def _angle(g: Graph, x: _Parts, real: int) -> str:
+    """``atan2(im, re)``: ``atan(im / re)``, moved by +-pi where ``re < 0``, +-pi / 2 where
+    ``re == 0`` (the division by 1 there: no infinity for a gradient)."""
+    (re, im), dtype = x, numpy_type(real)
+    zero, pi = g.const(0.0, dtype), g.const(math.pi, dtype)
+    on_axis = g("Equal", re, zero)
+    base = g("Atan", g("Div", im, g("Where", on_axis, g.const(1.0, dtype), re)))
+    turn = g("Where", g("Less", im, zero), g("Neg", pi), pi)
+    base = g("Add", base, g("Where", g("Less", re, zero), turn, zero))
+    return g("Where", on_axis, g("Mul", g("Sign", im), g.const(math.pi / 2, dtype)), base)
+
+
+#: ops right on the pairs as they are: TF op -> ONNX op
+_ON_PAIRS = {"Add": "Add", "AddV2": "Add", "Sub": "Sub", "Neg": "Neg", "AddN": "Sum"}
+#: ops right on the pairs when an operand (the divisor) is a real-valued constant
+_SCALED = {"Mul": "Mul", "RealDiv": "Div", "Div": "Div"}
+#: ops on the parts, giving a complex tensor: (graph, *operands' parts) -> parts
+_TO_COMPLEX: dict[str, Callable[..., _Parts]] = {
+    "Mul": _mul,
+    "RealDiv": _div,
+    "Div": _div,
+    "Square": lambda g, x: _mul(g, x, x),
+    "Exp": _exp,
+    "Conj": lambda g, x: (x[0], g("Neg", x[1])),
+}
+#: ops on the parts, giving a real tensor: (graph, operand's parts, real type) -> tensor
+_TO_REAL: dict[str, Callable[[Graph, _Parts, int], str]] = {
+    "Real": lambda g, x, real: x[0],
+    "Imag": lambda g, x, real: x[1],
+    "ComplexAbs": lambda g, x, real: _abs(g, x),
+    "Angle": _angle,
+}
+#: ops of the tables tf2onnx has no handler for
+_NEW = frozenset({"Real", "Imag", "Conj", "Angle"})
+#: shape ops tf2onnx's handler writes right on the pair, with these corrections
+_SHAPES: dict[str, Callable[[Graph, Any], None] | None] = {
+    "Identity": None,
+    "ExpandDims": _expand_dims,
+    "StridedSlice": _strided_slice,
+    "Pad": _pad,
+    "MirrorPad": _pad,
+}
+
+
+def _real_constant(ctx: Any, x: str) -> np.ndarray | None:
+    """The value of ``x`` when it is a constant with no imaginary part, else None."""
+    if x in pairs(ctx) or not ctx.is_const(x):
+        return None
+    value = np.asarray(ctx.get_tensor_value(x, as_list=False))
+    return value.real if not np.any(value.imag) else None
+
+
+def _elementwise(func: Handler | None) -> Handler:
+    """The handler of a table op: on pairs where an operand is complex, else ``func``."""
+
+    def handler(ctx: Any, node: Any, **kwargs: Any) -> Any:
+        operands = list(node.input)
+        if not any(is_complex(ctx, x) for x in operands):
+            if func is None:
+                raise refuse(f"{node.name}: {node.type} of a tensor that is not complex")
+            return func(ctx, node, **kwargs)
+        g, kind = Graph(ctx, node), node.type
+        real = real_type(ctx, operands[0])
+        numeric = numpy_type(real)
+        scales = [
+            (side, value)
+            for side, value in enumerate(_real_constant(ctx, x) for x in operands)
+            if kind in _SCALED and value is not None and (side == 1 or kind == "Mul")
+        ]
+        if scales:  # a unit axis for the pair's
+            side, value = scales[-1]
+            operands[side] = g.const(np.asarray(value, numeric)[..., None], numeric)
+            _on_pairs(ctx, node, _SCALED[kind], operands, real)
+        elif kind in _ON_PAIRS:
+            operands = [x if x in pairs(ctx) else _pair_constant(g, node, x) for x in operands]
+            _on_pairs(ctx, node, _ON_PAIRS[kind], operands, real)
+        elif kind in _TO_COMPLEX:
+            make_pair(
+                ctx, node, *_TO_COMPLEX[kind](g, *[parts(g, node, x) for x in operands]), real
+            )
+        else:
+            node.type = "Identity"
+            for key in list(node.attr):
+                del node.attr[key]
+            ctx.replace_inputs(node, [_TO_REAL[kind](g, parts(g, node, operands[0]), real)])
+        return None
+
+    return handler
+
+
+def _pair_constant(g: Graph, node: Any, x: str) -> str:
+    """The complex constant ``x`` (folded by TF) as a pair constant."""
+    if not g.ctx.is_const(x):
+        raise refuse(f"{node.name}: {node.type} of a complex tensor not made by a supported op")
+    value = np.asarray(g.ctx.get_tensor_value(x, as_list=False))
+    return g.const(np.stack([value.real, value.imag], -1), numpy_type(real_type(g.ctx, x)))
+
+
+def _on_pairs(ctx: Any, node: Any, op: str, operands: list[str], real: int) -> None:
+    shape = ctx.get_shape(node.output[0])
+    check_consumers(ctx, node.output[0])
+    finish(ctx, node, op, operands, real, shape)
+
+
+#: handlers of the ops tf2onnx lacks, and over its own FFTs (installed at `tf_pairs.OPSET`)
 ADDED: dict[str, Handler] = {
     "Complex": _complex,
-    **{name: _fft for name in _FFTS},
-    "Real": _real_or_imag(0),
-    "Imag": _real_or_imag(1),
+    **{name: _elementwise(None) for name in _NEW},
+    **tf_fft.ADDED,
 }
 #: corrections of tf2onnx's handlers for complex inputs
 CORRECTIONS: dict[str, Callable[[Handler], Handler]] = {
     "Cast": _cast,
-    "ComplexAbs": _complex_abs,
-    "ExpandDims": _expand_dims,
+    "Shape": _shape,
+    **{name: _on_pair(fix) for name, fix in _SHAPES.items()},
+    **{name: _elementwise for name in (*_ON_PAIRS, *_TO_COMPLEX, *_TO_REAL) if name not in _NEW},
 }
+CONSUMERS.update(
+    {
+        "Cast": lambda node: node.get_attr_value("to") in COMPLEX,
+        **{name: lambda node: True for name in (*_SHAPES, *_ON_PAIRS, *_TO_COMPLEX)},
+        **{name: lambda node: False for name in (*_TO_REAL, "Shape")},
+    }
+)
