@@ -125,8 +125,10 @@ def _cache_key(name: str) -> str:
                 "freeze.py",
                 "tf_handlers.py",
                 "tf_complex.py",
+                "tf_fft.py",
                 "tf_more_ops.py",
                 "tf_nodes.py",
+                "tf_pairs.py",
                 "tf_xla.py",
                 "variables.py",
             )
