@@ -63,17 +63,17 @@ def test_complex_ffts_match_tf_on_a_dynamic_length():
         np.testing.assert_allclose(want[1], inputs["y"], atol=1e-5)  # the inverse is one
 
 
-class _Flattened(keras.layers.Layer):
+class _Product(keras.layers.Layer):
     def call(self, x):
         z = tf.signal.fft(tf.complex(x, x))
-        return tf.math.real(tf.reshape(z, [-1]))
+        return tf.math.real(tf.reduce_prod(z, axis=0))
 
 
-def test_a_reshape_of_a_complex_tensor_is_refused_naming_the_op():
-    """On the real/imaginary pairs TF's reshape would cut the pair axis: refused."""
+def test_a_product_over_an_axis_of_a_complex_tensor_is_refused_naming_the_op():
+    """On the real/imaginary pairs ONNX's ReduceProd would multiply each part: refused."""
     x = keras.Input((4,), name="x")
-    model = keras.Model(x, _Flattened()(x))
-    with pytest.raises(Exception, match=r"Reshape of a complex tensor cannot be exported"):
+    model = keras.Model(x, _Product()(x))
+    with pytest.raises(Exception, match=r"Prod of a complex tensor cannot be exported"):
         fxsurgeon.export_onnx(model)
 
 

@@ -15,18 +15,20 @@ are `tf_fft`), and each op that reads one is in one of these tables:
 * `_TO_COMPLEX` / `_TO_REAL`: the math on the operands' real and imaginary parts (``Mul``,
   the divisions, ``Square``, ``Exp``, ``Conj``; ``Real``, ``Imag``, ``ComplexAbs``, ``Angle``
   as ``atan2``, exact on the axes but for the sign of a negative zero imaginary part);
-* `_SHAPES`: tf2onnx's own handler on the pair, corrected where TF's arguments name axes from
-  the end or all of them: ``ExpandDims`` with a negative axis counts it before the pair;
-  ``StridedSlice`` gets one more full slice for the pair's axis (then an ellipsis stops
-  before it); ``Pad``/``MirrorPad`` one more row of no padding; ``Shape`` is the real part's;
-  ``Identity``.
+* `_SHAPES`: tf2onnx's own handler on the pair, its arguments fixed where they name axes
+  from the end or all of them: negative axes counted before the pair's (``ExpandDims``,
+  ``Squeeze``, ``ConcatV2``, ``Pack``, ``GatherV2``, ``Sum`` and ``Mean``: linear, right on
+  each part); one more entry for the pair's axis (``Reshape``: 2, ``Transpose``: itself,
+  ``Slice``: all of it, ``Tile``: once, ``Pad``/``MirrorPad``: none); ``StridedSlice`` one
+  more full slice (then an ellipsis stops before it); ``Identity`` as it is; ``Shape`` is
+  the real part's.
 
 ``Complex(re, im)``: both broadcast to one shape (``Expand`` is bidirectional), unsqueezed and
 concatenated; ``Cast`` of a real tensor to complex: the imaginary part zeros; of a complex
 tensor to a real type: the real part (TF's rule); complex to complex: the parts cast. Every
 consumer of a complex tensor is checked when the tensor is made (`tf_pairs.check_consumers`):
-any other op (a reshape that would cut the pair, a reduction) is refused, naming the node and
-op, instead of being written on the pair as if it were real numbers.
+any other op (a product over an axis, a cumulative sum, a split) is refused, naming the node
+and op, instead of being written on the pair as if it were real numbers.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from onnx import TensorProto
+from onnx import TensorProto, numpy_helper
 
 from . import tf_fft
 from .tf_nodes import Handler
@@ -64,8 +66,20 @@ _Parts = tuple[str, str]
 def _complex(ctx: Any, node: Any, **kwargs: Any) -> None:
     g = Graph(ctx, node)
     re, im = node.input
+    zero = _zeros(ctx, im)
     re, im = g("Expand", re, g("Shape", im)), g("Expand", im, g("Shape", re))  # the broadcast
-    make_pair(ctx, node, re, im, ctx.get_dtype(node.input[0]))
+    make_pair(ctx, node, re, im, ctx.get_dtype(node.input[0]), zero)
+
+
+def _zeros(ctx: Any, x: str) -> bool:
+    """Whether ``x`` is zeros: a constant, or tf.zeros_like's and tf.zeros's ConstantOfShape."""
+    node = ctx.get_node_by_output(x)
+    if node.is_const():
+        return not np.any(node.get_tensor_value(as_list=False))
+    if node.type != "ConstantOfShape":
+        return False
+    value = node.get_attr_value("value")
+    return value is None or not np.any(numpy_helper.to_array(value))
 
 
 def _cast(func: Handler) -> Handler:
@@ -79,7 +93,7 @@ def _cast(func: Handler) -> Handler:
             real = COMPLEX[dst]
             re = g("Cast", x, to=real)
             zeros = g("Expand", g.const([0.0], numpy_type(real)), g("Shape", re))
-            make_pair(ctx, node, re, zeros, real)
+            make_pair(ctx, node, re, zeros, real, zero=True)
             return None
         if dst in COMPLEX:  # complex to complex: both parts cast
             shape = ctx.get_shape(node.output[0])
@@ -93,14 +107,32 @@ def _cast(func: Handler) -> Handler:
     return handler
 
 
-def _expand_dims(g: Graph, node: Any) -> None:
-    """A negative axis counted before the pair's."""
-    axis = node.input[1]
-    if not g.ctx.is_const(axis):
-        raise refuse(f"{node.name}: ExpandDims of a complex tensor on a computed axis")
-    value = int(np.asarray(g.ctx.get_tensor_value(axis, as_list=False)).reshape(-1)[0])
-    if value < 0:
-        g.ctx.replace_input(node, axis, g.const(value - 1), 1)
+def _axes(index: int) -> Callable[[Graph, Any], None]:
+    """Negative axes in input ``index`` counted before the pair's."""
+
+    def fix(g: Graph, node: Any) -> None:
+        axes = node.input[index]
+        if not g.ctx.is_const(axes):
+            raise refuse(f"{node.name}: {node.type} of a complex tensor on computed axes")
+        values = np.asarray(g.ctx.get_tensor_value(axes, as_list=False))
+        if np.any(values < 0):
+            moved = g.const(np.where(values < 0, values - 1, values), values.dtype)
+            g.ctx.replace_input(node, axes, moved, index % len(node.input))
+
+    return fix
+
+
+def _axes_attr(name: str) -> Callable[[Graph, Any], None]:
+    """Negative axes in attribute ``name`` counted before the pair's."""
+
+    def fix(g: Graph, node: Any) -> None:
+        value = node.get_attr_value(name)
+        if isinstance(value, list):
+            node.set_attr(name, [v - 1 if v < 0 else v for v in value])
+        elif value is not None and value < 0:
+            node.set_attr(name, value - 1)
+
+    return fix
 
 
 def _extend(g: Graph, node: Any, index: int, rows: list[Any]) -> None:
@@ -127,9 +159,22 @@ def _strided_slice(g: Graph, node: Any) -> None:
         node.set_attr(mask, node.get_attr_value(mask, 0) | 1 << specs[0])
 
 
-def _pad(g: Graph, node: Any) -> None:
-    """No padding of the pair axis (TF's irfft pads a spectrum to ``n // 2 + 1`` bins)."""
-    _extend(g, node, 1, [[0, 0]])
+def _appended(*rows: Any) -> Callable[[Graph, Any], None]:
+    """Inputs 1, 2, ... of the node with one more entry, for the pair's axis, each."""
+
+    def fix(g: Graph, node: Any) -> None:
+        for index, row in enumerate(rows, 1):
+            _extend(g, node, index, [row])
+
+    return fix
+
+
+def _transpose(g: Graph, node: Any) -> None:
+    """The pair's axis stays last."""
+    rank = pairs(g.ctx)[node.input[0]]
+    if rank is None:
+        raise refuse(f"{node.name}: Transpose of a complex tensor of unknown rank")
+    _extend(g, node, 1, [rank])
 
 
 def _on_pair(fix: Callable[[Graph, Any], None] | None) -> Callable[[Handler], Handler]:
@@ -140,17 +185,21 @@ def _on_pair(fix: Callable[[Graph, Any], None] | None) -> Callable[[Handler], Ha
 
     def correct(func: Handler) -> Handler:
         def handler(ctx: Any, node: Any, **kwargs: Any) -> Any:
-            x, out = node.input[0], node.output[0]
-            if x not in pairs(ctx):
+            read = [x for x in node.input if x in pairs(ctx)]
+            if not read:
                 return func(ctx, node, **kwargs)
+            x, out, g = read[0], node.output[0], Graph(ctx, node)
+            for index, other in enumerate(node.input):  # complex constants joined to pairs
+                if other not in pairs(ctx) and ctx.get_dtype(other) in COMPLEX:
+                    ctx.replace_input(node, other, _pair_constant(g, node, other), index)
             if fix is not None:
-                fix(Graph(ctx, node), node)
+                fix(g, node)
             shape = ctx.get_shape(out)
             ctx.set_dtype(out, real_type(ctx, x))
             ctx.set_shape(out, None if shape is None else [*shape, 2])
-            read = [(c, list(c.input)) for c in ctx.find_output_consumers(out)]
+            consumers = [(c, list(c.input)) for c in ctx.find_output_consumers(out)]
             result = func(ctx, node, **kwargs)
-            for consumer, inputs in read:
+            for consumer, inputs in consumers:
                 for before, now in zip(inputs, consumer.input, strict=False):
                     if before == out and now != out:
                         pairs(ctx)[now] = pairs(ctx)[out]
@@ -232,10 +281,20 @@ _NEW = frozenset({"Real", "Imag", "Conj", "Angle"})
 #: shape ops tf2onnx's handler writes right on the pair, with these corrections
 _SHAPES: dict[str, Callable[[Graph, Any], None] | None] = {
     "Identity": None,
-    "ExpandDims": _expand_dims,
+    "ExpandDims": _axes(1),
+    "Squeeze": _axes_attr("squeeze_dims"),
+    "Sum": _axes(1),  # linear: right on each part
+    "Mean": _axes(1),
+    "GatherV2": _axes(2),
+    "ConcatV2": _axes(-1),
+    "Pack": _axes_attr("axis"),
     "StridedSlice": _strided_slice,
-    "Pad": _pad,
-    "MirrorPad": _pad,
+    "Slice": _appended(0, -1),
+    "Reshape": _appended(2),
+    "Tile": _appended(1),
+    "Transpose": _transpose,
+    "Pad": _appended([0, 0]),
+    "MirrorPad": _appended([0, 0]),
 }
 
 
@@ -276,10 +335,11 @@ def _elementwise(func: Handler | None) -> Handler:
                 ctx, node, *_TO_COMPLEX[kind](g, *[parts(g, node, x) for x in operands]), real
             )
         else:
+            result = _TO_REAL[kind](g, parts(g, node, operands[0]), real)
             node.type = "Identity"
             for key in list(node.attr):
                 del node.attr[key]
-            ctx.replace_inputs(node, [_TO_REAL[kind](g, parts(g, node, operands[0]), real)])
+            ctx.replace_inputs(node, [result])
         return None
 
     return handler

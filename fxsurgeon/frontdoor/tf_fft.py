@@ -25,7 +25,16 @@ from typing import Any
 
 from onnx import TensorProto
 
-from .tf_pairs import CONSUMERS, Graph, make_pair, numpy_type, pairs, real_type, refuse
+from .tf_pairs import (
+    CONSUMERS,
+    Graph,
+    make_pair,
+    numpy_type,
+    pairs,
+    real_type,
+    real_valued,
+    refuse,
+)
 
 #: inner axes each TF FFT op transforms, and its kind: complex to complex (forward or
 #: inverse), real to complex, complex to real
@@ -58,13 +67,14 @@ def _fft(ctx: Any, node: Any, **kwargs: Any) -> None:
     if kind == "real":
         re, im = x, None
     else:
-        re, im = g.part(x, 0), g.part(x, 1)
+        re = g.part(x, 0)
+        im = None if x in real_valued(ctx) else g.part(x, 1)
     lengths = None
     if kind in ("real", "hermitian"):  # fft_length, int32 in TF
         lengths = g("Cast", node.input[1], to=TensorProto.INT64)
-    # the last axis first for RFFT (its input is real), last for IRFFT (its output is)
+    # the last axis first for a real input (RFFT's bins are there), last for IRFFT's output
     order = list(range(rank - axes, rank))
-    if kind == "real":
+    if im is None and kind != "hermitian":
         order = order[::-1]
     for axis in order:
         n = None
@@ -125,19 +135,23 @@ def _dft_last(
     if kind == "hermitian":  # w_k / n: 1 for bins 0 and n / 2 (no mirror), else 2
         alone = g("Or", g("Equal", rows, g.const(0)), g("Equal", g("Mul", rows, g.const(2)), n))
         weight = g("Div", g("Sub", g.const(2.0, np_real), g("Cast", alone, to=real)), n_real)
-        cos, sin = g("Mul", cos, weight), g("Mul", sin, weight)
-        assert im is not None
-        return g("Sub", g("MatMul", re, cos), g("MatMul", im, sin)), None
-    if im is None:  # a real input
-        return g("MatMul", re, cos), g("Neg", g("MatMul", re, sin))
+        signal = g("MatMul", re, g("Mul", cos, weight))
+        if im is not None:
+            signal = g("Sub", signal, g("MatMul", im, g("Mul", sin, weight)))
+        return signal, None
+    inverse = kind == "inverse"  # e^(+i theta) / n
     re_cos, re_sin = g("MatMul", re, cos), g("MatMul", re, sin)
-    im_cos, im_sin = g("MatMul", im, cos), g("MatMul", im, sin)
-    if kind == "inverse":  # e^(+i theta) / n
-        return (
-            g("Div", g("Sub", re_cos, im_sin), n_real),
-            g("Div", g("Add", im_cos, re_sin), n_real),
-        )
-    return g("Add", re_cos, im_sin), g("Sub", im_cos, re_sin)
+    if im is None:  # a real input
+        y_re, y_im = re_cos, re_sin if inverse else g("Neg", re_sin)
+    elif inverse:
+        im_cos, im_sin = g("MatMul", im, cos), g("MatMul", im, sin)
+        y_re, y_im = g("Sub", re_cos, im_sin), g("Add", im_cos, re_sin)
+    else:
+        im_cos, im_sin = g("MatMul", im, cos), g("MatMul", im, sin)
+        y_re, y_im = g("Add", re_cos, im_sin), g("Sub", im_cos, re_sin)
+    if inverse:
+        return g("Div", y_re, n_real), g("Div", y_im, n_real)
+    return y_re, y_im
 
 
 #: the handlers of the FFTs (tf2onnx's own write another layout)

@@ -19,7 +19,10 @@ from onnx import TensorProto
 from .tf_nodes import const
 
 #: complex ONNX types and the real type of their parts
-COMPLEX: dict[int, int] = {TensorProto.COMPLEX64: TensorProto.FLOAT, TensorProto.COMPLEX128: TensorProto.DOUBLE}
+COMPLEX: dict[int, int] = {
+    TensorProto.COMPLEX64: TensorProto.FLOAT,
+    TensorProto.COMPLEX128: TensorProto.DOUBLE,
+}
 #: the ONNX opset these handlers are written for (Unsqueeze and ReduceSum take axes inputs)
 OPSET = 13
 
@@ -42,6 +45,13 @@ def pairs(ctx: Any) -> dict[str, int | None]:
     """The tensors of ``ctx`` written as pairs, each with its TF rank (`check_consumers`
     reads it before any handler wrote the tensor: tf2onnx's own handlers keep TF's shapes)."""
     found: dict[str, int | None] = ctx.__dict__.setdefault("_fxsurgeon_complex_pairs", {})
+    return found
+
+
+def real_valued(ctx: Any) -> set[str]:
+    """The pair tensors of ``ctx`` made with a zero imaginary part (an FFT of one needs half
+    the products for its first axis)."""
+    found: set[str] = ctx.__dict__.setdefault("_fxsurgeon_real_valued_pairs", set())
     return found
 
 
@@ -122,8 +132,11 @@ def finish(
     ctx.set_shape(node.output[0], None if shape is None else [*shape, 2])
 
 
-def make_pair(ctx: Any, node: Any, re: str, im: str, real: int) -> None:
-    """Make ``node`` the pair of ``re`` and ``im`` (of one shape, TF's shape of ``node``)."""
+def make_pair(ctx: Any, node: Any, re: str, im: str, real: int, zero: bool = False) -> None:
+    """Make ``node`` the pair of ``re`` and ``im`` (of one shape, TF's shape of ``node``;
+    ``zero``: ``im`` is zeros)."""
+    if zero:
+        real_valued(ctx).add(node.output[0])
     g = Graph(ctx, node)
     last = g.const([-1])
     joined = [g("Unsqueeze", x, last) for x in (re, im)]
