@@ -55,6 +55,7 @@ from .tf_pairs import (
     pairs,
     parts,
     real_type,
+    real_valued,
     refuse,
 )
 
@@ -97,6 +98,8 @@ def _cast(func: Handler) -> Handler:
             return None
         if dst in COMPLEX:  # complex to complex: both parts cast
             shape = ctx.get_shape(node.output[0])
+            if x in real_valued(ctx):
+                real_valued(ctx).add(node.output[0])
             check_consumers(ctx, node.output[0])
             finish(ctx, node, "Cast", [x], COMPLEX[dst], shape, to=COMPLEX[dst])
             return None
@@ -189,6 +192,7 @@ def _on_pair(fix: Callable[[Graph, Any], None] | None) -> Callable[[Handler], Ha
             if not read:
                 return func(ctx, node, **kwargs)
             x, out, g = read[0], node.output[0], Graph(ctx, node)
+            zero = _real_valued_inputs(ctx, node)
             for index, other in enumerate(node.input):  # complex constants joined to pairs
                 if other not in pairs(ctx) and ctx.get_dtype(other) in COMPLEX:
                     ctx.replace_input(node, other, _pair_constant(g, node, other), index)
@@ -204,11 +208,25 @@ def _on_pair(fix: Callable[[Graph, Any], None] | None) -> Callable[[Handler], Ha
                     if before == out and now != out:
                         pairs(ctx)[now] = pairs(ctx)[out]
                         ctx.set_dtype(now, real_type(ctx, x))
+                        if zero:
+                            real_valued(ctx).add(now)
+            if zero:
+                real_valued(ctx).add(out)
             return result
 
         return handler
 
     return correct
+
+
+def _real_valued_inputs(ctx: Any, node: Any) -> bool:
+    """Whether every complex input of ``node`` has a zero imaginary part (then so has the
+    output of a shape op, a sum, or a product by a real-valued constant)."""
+    return all(
+        x in real_valued(ctx) or _real_constant(ctx, x) is not None
+        for x in node.input
+        if is_complex(ctx, x)
+    )
 
 
 def _shape(func: Handler) -> Handler:
@@ -315,7 +333,7 @@ def _elementwise(func: Handler | None) -> Handler:
             if func is None:
                 raise refuse(f"{node.name}: {node.type} of a tensor that is not complex")
             return func(ctx, node, **kwargs)
-        g, kind = Graph(ctx, node), node.type
+        g, kind, zero = Graph(ctx, node), node.type, _real_valued_inputs(ctx, node)
         real = real_type(ctx, operands[0])
         numeric = numpy_type(real)
         scales = [
@@ -326,10 +344,10 @@ def _elementwise(func: Handler | None) -> Handler:
         if scales:  # a unit axis for the pair's
             side, value = scales[-1]
             operands[side] = g.const(np.asarray(value, numeric)[..., None], numeric)
-            _on_pairs(ctx, node, _SCALED[kind], operands, real)
+            _on_pairs(ctx, node, _SCALED[kind], operands, real, zero)
         elif kind in _ON_PAIRS:
             operands = [x if x in pairs(ctx) else _pair_constant(g, node, x) for x in operands]
-            _on_pairs(ctx, node, _ON_PAIRS[kind], operands, real)
+            _on_pairs(ctx, node, _ON_PAIRS[kind], operands, real, zero)
         elif kind in _TO_COMPLEX:
             make_pair(
                 ctx, node, *_TO_COMPLEX[kind](g, *[parts(g, node, x) for x in operands]), real
@@ -353,7 +371,9 @@ def _pair_constant(g: Graph, node: Any, x: str) -> str:
     return g.const(np.stack([value.real, value.imag], -1), numpy_type(real_type(g.ctx, x)))
 
 
-def _on_pairs(ctx: Any, node: Any, op: str, operands: list[str], real: int) -> None:
+def _on_pairs(ctx: Any, node: Any, op: str, operands: list[str], real: int, zero: bool) -> None:
+    if zero:
+        real_valued(ctx).add(node.output[0])
     shape = ctx.get_shape(node.output[0])
     check_consumers(ctx, node.output[0])
     finish(ctx, node, op, operands, real, shape)
