@@ -15,7 +15,9 @@ DCT (an ``RFFT`` sliced, times a complex constant, its real part), nor GFNet's g
   a full complex FFT; ``IRFFT*``: the inverse FFTs of the outer axes, then the last axis's
   Hermitian inverse from its ``n // 2 + 1`` first bins, ``x_t = sum_k w_k (Re X_k cos -
   Im X_k sin) / n`` with ``w_k`` 1 for the bins that have no mirror (0 and, ``n`` even,
-  ``n / 2``: their imaginary parts are ignored, as TF does) and 2 for the others.
+  ``n / 2``: their imaginary parts are ignored, as TF does) and 2 for the others;
+* a pair with a zero imaginary part (`tf_pairs.real_valued`: FNet's ``fft2d`` of a cast) is
+  transformed like RFFT's input, its last axis first, with half the products.
 """
 
 from __future__ import annotations
