@@ -20,17 +20,22 @@ def _parts(*zs):
 
 
 class _Arithmetic(keras.layers.Layer):
-    """Each elementwise op of the tables, on complex tensors made three ways (tf.complex,
-    an FFT, a cast) and with complex constants (the real-valued ones on the pairs)."""
+    """Each arithmetic op of the tables, on complex tensors made three ways (tf.complex,
+    an FFT, a cast) and with complex constants (the real-valued ones on the pairs); the
+    matrix products with transposes and adjoints."""
 
     def call(self, x, y):
         z, w = tf.complex(x, y), tf.signal.fft(tf.complex(y, x))
         c = tf.cast(y, tf.complex64)
         scale = tf.constant(np.linspace(-1, 2, 6) + 1j * np.linspace(0.5, 1, 6), tf.complex64)
+        grid = np.arange(24).reshape(4, 6)
+        matrix = tf.constant(np.cos(grid) + 1j * np.sin(grid), tf.complex64)
         return [
             *_parts(z * w, z / w, tf.square(z), tf.exp(0.3 * z), tf.math.conj(w), -z),
             *_parts(z + w - c, tf.add_n([z, w, c]), z * scale, 2.0 * z, z / 4.0),
             *_parts(tf.complex(2.0, 0.5) * z - tf.constant(1j, tf.complex64)),
+            *_parts(tf.matmul(z, w[:, :3], adjoint_b=True), tf.matmul(z, w, adjoint_a=True)),
+            *_parts(tf.matmul(z[0], matrix, transpose_b=True), tf.matmul(z, tf.transpose(matrix))),
             tf.abs(z * w),
             tf.math.angle(z),
             tf.math.angle(w),
@@ -123,6 +128,8 @@ class _Reshaped(keras.layers.Layer):
             *_parts(tf.gather(z, [0, 2], axis=-1), tf.gather(w, [1, 0], axis=0)),
             *_parts(tf.slice(z, [0, 1, 2], [-1, -1, 3]), tf.pad(w, [[0, 0], [1, 2], [0, 0]])),
             *_parts(tf.pad(z, [[0, 0], [0, 0], [2, 1]], mode="REFLECT")),
+            *_parts(tf.math.cumsum(z, -1, exclusive=True), tf.signal.fftshift(w, axes=-1)),
+            *_parts(tf.roll(z, shift=[1, -2], axis=[1, -1])),
             tf.cast(tf.shape(z), tf.float32),
         ]
 

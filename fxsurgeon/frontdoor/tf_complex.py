@@ -12,23 +12,24 @@ are `tf_fft`), and each op that reads one is in one of these tables:
   complex constant operand, folded by TF, becomes a pair constant); so is ``Mul`` by a
   constant whose imaginary part is zero, and a division by one (the constant gets a unit
   axis for the pair's);
-* `_TO_COMPLEX` / `_TO_REAL`: the math on the operands' real and imaginary parts (``Mul``,
-  the divisions, ``Square``, ``Exp``, ``Conj``; ``Real``, ``Imag``, ``ComplexAbs``, ``Angle``
-  as ``atan2``, exact on the axes but for the sign of a negative zero imaginary part);
+* `_TO_COMPLEX` / `_TO_REAL`: the math on the operands' real and imaginary parts (``Mul``
+  and the matrix products, with their transposes and adjoints, the divisions, ``Square``,
+  ``Exp``, ``Conj``; ``Real``, ``Imag``, ``ComplexAbs``, ``Angle`` as ``atan2``, exact on
+  the axes but for the sign of a negative zero imaginary part);
 * `_SHAPES`: tf2onnx's own handler on the pair, its arguments fixed where they name axes
   from the end or all of them: negative axes counted before the pair's (``ExpandDims``,
-  ``Squeeze``, ``ConcatV2``, ``Pack``, ``GatherV2``, ``Sum`` and ``Mean``: linear, right on
-  each part); one more entry for the pair's axis (``Reshape``: 2, ``Transpose``: itself,
-  ``Slice``: all of it, ``Tile``: once, ``Pad``/``MirrorPad``: none); ``StridedSlice`` one
-  more full slice (then an ellipsis stops before it); ``Identity`` as it is; ``Shape`` is
-  the real part's.
+  ``Squeeze``, ``ConcatV2``, ``Pack``, ``GatherV2``, ``Roll``, and ``Sum``, ``Mean`` and
+  ``Cumsum``: linear, right on each part); one more entry for the pair's axis
+  (``Reshape``: 2, ``Transpose``: itself, ``Slice``: all of it, ``Tile``: once,
+  ``Pad``/``MirrorPad``: none); ``StridedSlice`` one more full slice (then an ellipsis
+  stops before it); ``Identity`` as it is; ``Shape`` is the real part's.
 
 ``Complex(re, im)``: both broadcast to one shape (``Expand`` is bidirectional), unsqueezed and
 concatenated; ``Cast`` of a real tensor to complex: the imaginary part zeros; of a complex
 tensor to a real type: the real part (TF's rule); complex to complex: the parts cast. Every
 consumer of a complex tensor is checked when the tensor is made (`tf_pairs.check_consumers`):
-any other op (a product over an axis, a cumulative sum, a split) is refused, naming the node
-and op, instead of being written on the pair as if it were real numbers.
+any other op (a product over an axis, a split, a square root) is refused, naming the node and
+op, instead of being written on the pair as if it were real numbers.
 """
 
 from __future__ import annotations
@@ -240,9 +241,34 @@ def _shape(func: Handler) -> Handler:
     return handler
 
 
-def _mul(g: Graph, x: _Parts, y: _Parts) -> _Parts:
-    (a, b), (c, d) = x, y
-    return g("Sub", g("Mul", a, c), g("Mul", b, d)), g("Add", g("Mul", a, d), g("Mul", b, c))
+def _product(op: str) -> Callable[[Graph, _Parts, _Parts], _Parts]:
+    """The complex product by the real product ``op`` (Mul, MatMul): it is bilinear."""
+
+    def product(g: Graph, x: _Parts, y: _Parts) -> _Parts:
+        (a, b), (c, d) = x, y
+        return g("Sub", g(op, a, c), g(op, b, d)), g("Add", g(op, a, d), g(op, b, c))
+
+    return product
+
+
+_mul = _product("Mul")
+
+
+def _matrices(g: Graph, node: Any, operands: list[_Parts]) -> list[_Parts]:
+    """The operands of a TF matrix product as ONNX MatMul takes them: transposed where the
+    node's attributes say so, and conjugated too for the batch products' adjoints."""
+    flags, conjugate = _MATMULS[node.type]
+    ready = []
+    for x, (re, im), flag in zip(node.input, operands, flags, strict=True):
+        if node.get_attr_value(flag, 0):
+            rank = pairs(g.ctx)[x] if x in pairs(g.ctx) else g.ctx.get_rank(x)
+            if rank is None:
+                raise refuse(f"{node.name}: {node.type} of a complex tensor of unknown rank")
+            perm = [*range(rank - 2), rank - 1, rank - 2]
+            re, im = g("Transpose", re, perm=perm), g("Transpose", im, perm=perm)
+            im = g("Neg", im) if conjugate else im
+        ready.append((re, im))
+    return ready
 
 
 def _div(g: Graph, x: _Parts, y: _Parts) -> _Parts:
@@ -286,6 +312,15 @@ _TO_COMPLEX: dict[str, Callable[..., _Parts]] = {
     "Square": lambda g, x: _mul(g, x, x),
     "Exp": _exp,
     "Conj": lambda g, x: (x[0], g("Neg", x[1])),
+    **dict.fromkeys(
+        ("MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3"), _product("MatMul")
+    ),
+}
+#: TF's matrix products: the attributes that transpose each operand, and whether they also
+#: conjugate it (the adjoints)
+_MATMULS = {
+    "MatMul": (("transpose_a", "transpose_b"), False),
+    **dict.fromkeys(("BatchMatMul", "BatchMatMulV2", "BatchMatMulV3"), (("adj_x", "adj_y"), True)),
 }
 #: ops on the parts, giving a real tensor: (graph, operand's parts, real type) -> tensor
 _TO_REAL: dict[str, Callable[[Graph, _Parts, int], str]] = {
@@ -302,6 +337,8 @@ _SHAPES: dict[str, Callable[[Graph, Any], None] | None] = {
     "ExpandDims": _axes(1),
     "Squeeze": _axes_attr("squeeze_dims"),
     "Sum": _axes(1),  # linear: right on each part
+    "Cumsum": _axes(1),
+    "Roll": _axes(2),  # tf.signal.fftshift
     "Mean": _axes(1),
     "GatherV2": _axes(2),
     "ConcatV2": _axes(-1),
@@ -349,9 +386,10 @@ def _elementwise(func: Handler | None) -> Handler:
             operands = [x if x in pairs(ctx) else _pair_constant(g, node, x) for x in operands]
             _on_pairs(ctx, node, _ON_PAIRS[kind], operands, real, zero)
         elif kind in _TO_COMPLEX:
-            make_pair(
-                ctx, node, *_TO_COMPLEX[kind](g, *[parts(g, node, x) for x in operands]), real
-            )
+            inputs = [parts(g, node, x) for x in operands]
+            if kind in _MATMULS:
+                inputs = _matrices(g, node, inputs)
+            make_pair(ctx, node, *_TO_COMPLEX[kind](g, *inputs), real)
         else:
             result = _TO_REAL[kind](g, parts(g, node, operands[0]), real)
             node.type = "Identity"
