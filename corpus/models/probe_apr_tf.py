@@ -25,7 +25,8 @@ in the corpus (with ``probe_apr_tf2`` for Keras layers).
   length), ``tf.map_fn`` over the batch, ``tf.foldl`` over a static axis.
 
 ``nominal`` follows the layers' source, one comment per builder: ``linear`` counts Dense
-layers; convolutions are not counted.
+layers, and the MatMuls by constant matrices the builder's comment names (a mel projection,
+the DFT kernels over a static axis); convolutions are not counted.
 """
 
 from __future__ import annotations
@@ -52,7 +53,9 @@ def build_logmel_cnn() -> CorpusModel:
     """(batch, samples), samples dynamic -> stft(64, 32, 64) -> |.| (33 bins) -> mel (16
     bins, 8 kHz) -> log -> 8 MFCCs, concatenated with the log energy of 64-sample frames
     (frame(pad_end=True)) -> Conv1D(8, 3, relu) -> GlobalMaxPooling1D -> Dense(4)."""
-    # linear 1: the logits Dense; the mel matrix and the DFT are constants, not layers.
+    # linear 6: the logits Dense; the mel projection (a MatMul by a constant matrix); the
+    # stft's rfft and the MFCCs' DCT (an rfft) over static lengths (64, 32), each two
+    # MatMuls by the constant cos and sin kernels (the export's DFT of a real input).
     keras = _tfk()
     tf = tf_module()
     wave = keras.Input((None,), name="waveform")
@@ -71,21 +74,15 @@ def build_logmel_cnn() -> CorpusModel:
     h = keras.layers.GlobalMaxPooling1D(name="pool")(h)
     y = keras.layers.Dense(4, name="logits")(h)
     model = keras.Model(wave, y, name="logmel_cnn")
-    corpus_model = _corpus_model(
+    return _corpus_model(
         "tfk_logmel_cnn",
         "audio",
         model,
         [_float_spec("waveform", (None,))],
         float_inputs("waveform", lambda size: (size or SAMPLES,)),
-        {"linear": 1},
+        {"linear": 6},
         SAMPLE_SIZES,
     )
-    corpus_model.xfail = (
-        "the export fails: 'No Op registered for ComplexAbs with domain_version of 17' (the "
-        "magnitude of tf.signal.stft's RFFT, whose output tf_complex writes as real/imaginary "
-        "pairs; the MFCCs' DCT slices the rfft and takes its Real part)"
-    )
-    return corpus_model
 
 
 @register("tfk_fnet_gfnet", family="keras")
@@ -93,7 +90,9 @@ def build_fnet_gfnet() -> CorpusModel:
     """(batch, time, 16), time dynamic -> Dense(16) -> FNet mixing: real(fft2d(h)) over
     (time, features), residual, LayerNormalization -> GFNet filter: rfft over the features
     (9 bins) times a learned complex (9,) filter, irfft(16), residual -> Dense(3)."""
-    # linear 2: the input and the logits Dense; layer_norm 1.
+    # linear 8: the input and the logits Dense; the DFTs over the static 16 features, each
+    # two MatMuls by constant cos and sin kernels: FNet's fft2d of a real tensor (its time
+    # axis has a run-time kernel: not linear), GFNet's rfft and irfft; layer_norm 1.
     keras = _tfk()
     tf = tf_module()
     layers = keras.layers
@@ -120,20 +119,15 @@ def build_fnet_gfnet() -> CorpusModel:
     h = layers.Add(name="res2")([h, GlobalFilter(name="global_filter")(h)])
     y = layers.Dense(3, name="logits")(h)
     model = keras.Model(x, y, name="fnet_gfnet")
-    corpus_model = _corpus_model(
+    return _corpus_model(
         "tfk_fnet_gfnet",
         "keras",
         model,
         [_float_spec("sequence", (None, dim))],
         float_inputs("sequence", lambda size: (size or SEQ_LEN, dim)),
-        {"linear": 2, "layer_norm": 1},
+        {"linear": 8, "layer_norm": 1},
         SEQ_SIZES,
     )
-    corpus_model.xfail = (
-        "the export refuses it: a complex Mul (the global filter times the rfft) is not "
-        "among the complex ops fxsurgeon.frontdoor.tf_complex writes as real/imaginary pairs"
-    )
-    return corpus_model
 
 
 # --------------------------------------------------------------------------- images
