@@ -5,11 +5,13 @@ A causal 0/1 band ``s * band - c * (1 - band)`` with c >= -`BIG_FILL` becomes
 causal ``Where(tri, s, fill)`` with fill <= `BIG_FILL` too; any other
 ``Where(m, s, fill)`` stays a boolean mask only when its fill is finite and at or below
 `HUGE_FILL` (then ``s + fill`` rounds to ``fill`` in float32, as the additive mask does).
+``Where(m, s + t, s)`` is read by `offset` (t, the masked term, is an additive mask).
 """
 
 from __future__ import annotations
 
 import operator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -46,6 +48,37 @@ def strip_factors(term: fx.Node, module: fx.GraphModule) -> tuple[float, fx.Node
         coef *= c if term.target is operator.mul else 1.0 / c
         term = a
     return coef, term
+
+
+def offset(
+    branch: Any, base: fx.Node, module, on_chain: Callable, depth: int = 0
+) -> tuple[list, list] | None:
+    """`branch` as `base` plus terms independent of the scores, through ``+`` and ``-``:
+    ([(coef, term)], the sums from `base` out), a term a node or a number; else None.
+    A number is kept: under a Where it is no shift of every score. `on_chain`: whether a
+    value is computed from the scores (such a term is no mask)."""
+    if branch is base:
+        return [], []
+    if (
+        not isinstance(branch, fx.Node)
+        or branch.op != "call_function"
+        or branch.target not in (operator.add, operator.sub)
+        or depth > 16
+    ):
+        return None
+    x, y = branch.args
+    sides = [(x, y, 1.0 if branch.target is operator.add else -1.0)]
+    if branch.target is operator.add:
+        sides.append((y, x, 1.0))
+    for inner, term, sign in sides:
+        if on_chain(term) or isinstance(term, bool) or not isinstance(term, (fx.Node, int, float)):
+            continue
+        found = offset(inner, base, module, on_chain, depth + 1)
+        if found is None:
+            continue
+        coef, term = strip_factors(term, module) if isinstance(term, fx.Node) else (1.0, term)
+        return [*found[0], (sign * coef, term)], [*found[1], branch]
+    return None
 
 
 def _hides(node: fx.Node, band: fx.Node) -> bool:
@@ -203,10 +236,11 @@ def absorb_zero(
     zeroed where its row has no visible key: ``plan.zero``.
     """
     cond, hides_when_true, _ = zero
-    if plan.bands or len(plan.fills) != 1:
+    if plan.bands or plan.gated or len(plan.fills) != 1:
         return (
             f"%{node.name} zeroes probabilities after the softmax: only one masked fill "
-            f"before it, and no band, can say which rows it empties ({len(plan.fills)} fills)"
+            f"before it, and no band or masked term, can say which rows it empties "
+            f"({len(plan.fills)} fills)"
         )
     fill_cond, when_true, when_false = plan.fills[0]
     fill_on_true = when_true != 0.0

@@ -37,7 +37,13 @@ from fxsurgeon.patterns._attention_graph import (
     scalar,
     shape,
 )
-from fxsurgeon.patterns._attention_masks import absorb_masks, absorb_zero, strip_factors, zeroing
+from fxsurgeon.patterns._attention_masks import (
+    absorb_masks,
+    absorb_zero,
+    offset,
+    strip_factors,
+    zeroing,
+)
 from torch import fx
 
 #: The largest finite float32: a fill scaled past it is -inf in the model (declined).
@@ -65,6 +71,8 @@ class Plan:
     scale: float = 1.0
     terms: list = field(default_factory=list)  # (coef, node): additive, summed into attn_mask
     fills: list = field(default_factory=list)  # (cond, when_true, when_false): boolean masks
+    # (cond, on_true, pieces): + Where(cond, sum(coef * term), 0) (or its mirror, not on_true)
+    gated: list = field(default_factory=list)
     causal: str = ""  # "top" (i >= j) or "bottom" (i + Lk - Lq >= j): `causal_alignment`
     sizes: list = field(default_factory=list)  # (size node, operand node, dim) to re-point
     chain: list = field(default_factory=list)  # the score nodes the rewrite replaces
@@ -287,6 +295,7 @@ def _times(plan: Plan, c: float) -> None:
     """
     plan.scale *= c
     plan.terms = [(coef * c, t) for coef, t in plan.terms]
+    plan.gated = [(m, on, [(coef * c, t) for coef, t in parts]) for m, on, parts in plan.gated]
     fills = []
     for cond, when_true, when_false in plan.fills:
         scaled = (when_true * c, when_false * c)
@@ -336,7 +345,7 @@ def _walk_product(node: fx.Node, plan: Plan, module: fx.GraphModule) -> fx.Node:
         cond = band_condition(b)
         if cond is not None:
             core = walk_scores(a, plan, module)
-            if plan.terms or plan.fills or plan.bands:
+            if plan.terms or plan.fills or plan.bands or plan.gated:
                 raise Decline(f"%{node.name}: a 0/1 band over masked scores")
             plan.bands.append((b, cond))
             plan.mask_levels.add(len(plan.reshapes))
@@ -347,21 +356,42 @@ def _walk_product(node: fx.Node, plan: Plan, module: fx.GraphModule) -> fx.Node:
 
 def _walk_where(node: fx.Node, plan: Plan, module: fx.GraphModule) -> fx.Node:
     cond, a, b = node.args
-    if _on_chain(a) and not _on_chain(b):
+    if not isinstance(cond, fx.Node) or node_dtype(cond) is not torch.bool:
+        raise Decline(f"%{node.name}: the condition is not a boolean tensor")
+    if _on_chain(a) and _on_chain(b):
+        return _walk_gated(node, plan, module)
+    if _on_chain(a):
         inner, fill, keep = a, b, True
-    elif _on_chain(b) and not _on_chain(a):
+    elif _on_chain(b):
         inner, fill, keep = b, a, False
     else:
         raise Decline(f"%{node.name}: not Where(mask, scores, fill)")
     value = scalar(fill, module)
     if value is None:
         raise Decline(f"%{node.name}: the fill {_name(fill)} is not a constant")
-    if not isinstance(cond, fx.Node) or node_dtype(cond) is not torch.bool:
-        raise Decline(f"%{node.name}: the condition is not a boolean tensor")
     core = walk_scores(inner, plan, module)
     plan.fills.append((cond, 0.0 if keep else value, value if keep else 0.0))
     plan.mask_levels.add(len(plan.reshapes))
     plan.chain.append(node)
+    return core
+
+
+def _walk_gated(node: fx.Node, plan: Plan, module: fx.GraphModule) -> fx.Node:
+    """``Where(c, s + t, s)`` (Keras 3 Attention: ``where(~m, s - 1e9, s)``) is
+    ``s + Where(c, t, 0)`` bit for bit (where c is False, s + 0 is s): an additive mask,
+    whatever t is, as long as it does not depend on the scores (`recognize` checks it
+    broadcasts and does not read the scores or v). t: the terms `offset` reads."""
+    cond, a, b = node.args
+    pairs = ((b, a, True), (a, b, False))
+    ways = [(offset(other, base, module, _on_chain), base, on) for base, other, on in pairs]
+    found = [(way, base, on) for way, base, on in ways if way is not None and way[0]]
+    if not found:
+        raise Decline(f"%{node.name}: not Where(mask, scores, fill) nor Where(mask, s + t, s)")
+    (pieces, steps), base, on_true = found[0]
+    core = walk_scores(base, plan, module)
+    plan.gated.append((cond, on_true, pieces))
+    plan.mask_levels.add(len(plan.reshapes))
+    plan.chain += [*steps, node]
     return core
 
 
@@ -486,7 +516,14 @@ def recognize(
             return f"the term %{t.name} {shape(t)} does not broadcast to the scores {scores}"
         if ancestors(t) & forbidden:
             return f"the term %{t.name} is computed from the scores or from v"
-    for cond in [c for c, *_ in plan.fills] + [c for _, c in plan.bands]:
+    gated = [t for _, _, parts in plan.gated for _, t in parts if isinstance(t, fx.Node)]
+    for t in gated:
+        if not _broadcasts(shape(t), scores):
+            return f"the masked term %{t.name} {shape(t)} does not broadcast to the scores {scores}"
+        if ancestors(t) & forbidden:
+            return f"the masked term %{t.name} is computed from the scores or from v"
+    conds = [c for c, *_ in plan.fills + plan.gated] + [c for _, c in plan.bands]
+    for cond in conds:
         if not _broadcasts(shape(cond), scores):
             return f"the mask %{cond.name} {shape(cond)} does not broadcast to the scores {scores}"
         if ancestors(cond) & forbidden:

@@ -48,6 +48,10 @@ What is absorbed, and why it is exact:
   ``attn_mask = sum(coef_i * term_i)``, SDPA adds it to the scaled scores:
   the same sum. Each must broadcast to the scores (shape meta, right-aligned,
   dims 1 or equal): a bigger one would change the output shape.
+* ``Where(m, scores + t, scores)`` (Keras 3 ``Attention``: ``where(~m, s - 1e9, s)``),
+  t anything independent of the scores and v (numbers, tensors, sums of them) on either
+  branch, is ``scores + Where(m, t, 0)`` bit for bit (s + 0 is s): an additive mask,
+  checked like the terms above (t and m broadcast to the scores).
 * ``Where(m, scores, fill)`` (a masked fill) with a finite ``fill <= -1e30``
   (HF's dtype-min) becomes the additive ``where(m, 0, fill)``: s + fill
   rounds to fill in float32 for |s| < 2**-25 |fill|, so every masked score is
@@ -167,7 +171,7 @@ def _attention(q, k, v, scale, terms, fills, causal, zero):
         x = term if coef == 1.0 else term * coef
         mask = x if mask is None else mask + x
     for cond, when_true, when_false in fills:
-        x = torch.where(cond, when_true, when_false)
+        x = torch.where(cond, _total(when_true), _total(when_false))
         mask = x if mask is None else mask + x
     options = {}  # only what differs from SDPA's defaults, for readable code
     if causal == "top" and mask is None:
@@ -194,6 +198,21 @@ def _attention(q, k, v, scale, terms, fills, causal, zero):
         visible = (cond.logical_not() if hides else cond).any(-1, keepdim=True)
         out = torch.where(visible, out, 0.0)
     return out
+
+
+def _total(fill):
+    """A fill: a number, or the (coef, term) pieces of a masked term (``Plan.gated``)."""
+    if not isinstance(fill, tuple):
+        return fill
+    number = sum(coef * t for coef, t in fill if isinstance(t, (int, float)))
+    total = None
+    for coef, t in fill:
+        if not isinstance(t, (int, float)):
+            x = t if coef == 1.0 else t * coef
+            total = x if total is None else total + x
+    if total is None:
+        return number
+    return total + number if number else total
 
 
 def _substitute(old: fx.Node, new) -> None:
@@ -254,7 +273,8 @@ def _recognize_check(probs_index: int, form: str):
         default = isinstance(d, int) and math.isclose(plan.scale, 1 / math.sqrt(d), rel_tol=REL_TOL)
         match["scale"] = None if default else plan.scale
         match["terms"] = [(*t, *plan.regroup.get(i, ())) for i, t in enumerate(plan.terms)]
-        match["fills"] = list(plan.fills)
+        gated = [(c, tuple(p), 0.0) if on else (c, 0.0, tuple(p)) for c, on, p in plan.gated]
+        match["fills"] = [*plan.fills, *gated]
         match["causal"] = plan.causal
         match["zero"] = plan.zero
         match["sizes"] = list(plan.sizes)

@@ -17,7 +17,7 @@ the way tf2onnx writes TensorFlow, each drawn at random:
   band, Softmax, MatMul, head merge;
 * ``attention_forms`` (``attention_blocks.py``): the scale on q, k, both, the scores
   or none; grouped KV heads repeated; cross-attention; a boolean padding or a causal
-  ``Where``, an ALiBi-like or constant bias; the softmax as the op, after a max shift,
+  ``Where``, a masked term ``Where(c, s + t, s)``, an ALiBi-like or constant bias; the softmax as the op, after a max shift,
   or as a logsumexp; K @ Q^T with the softmax over the rows;
 * ``reshape``: Shape -> Gather -> Unsqueeze -> Concat -> Reshape chains, Flatten,
   shape-preserving and double reshapes; ``transpose`` pairs; ``cast`` (to float32,

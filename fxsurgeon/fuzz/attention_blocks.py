@@ -6,7 +6,9 @@ block), beside the ``attention`` block's tf2onnx traces of HF BERT/GPT-2/DeBERTa
   HF's ``repeat_kv``), and cross-attention (k, v from another sequence);
 * a boolean padding mask as ``Where(keep, scores, fill)``, a causal ``Where`` on Range
   rows against Range columns, an ALiBi-like bias (per-head slopes times key positions)
-  or a constant relative-position bias;
+  or a constant relative-position bias; a masked term ``Where(c, scores + t, scores)``
+  (Keras 3 ``Attention``'s ``where(~m, s - 1e9, s)``; t a number, a constant bias or a
+  sum of both, on either branch, either operand order);
 * the softmax as the op, after a max shift (ReduceMax, Sub), or as Keras 3's logsumexp;
 * the scores written K @ Q^T with the softmax over the rows and the probabilities
   transposed back (tf2onnx's einsum orientation).
@@ -14,7 +16,8 @@ block), beside the ``attention`` block's tf2onnx traces of HF BERT/GPT-2/DeBERTa
 Near misses (each must be declined or rewritten into something equal): a logsumexp over
 masked scores (a fully masked row gives 1s, not a softmax), a softmax over another axis, a max shift over another axis, a masked fill too small to hide a key
 (-10), an upper triangle, a term computed from v, heads repeated interleaved rather
-than grouped (``Tile`` on the head axis), the probabilities read outside the attention.
+than grouped (``Tile`` on the head axis), the probabilities read outside the attention; a masked term computed from the scores
+or from v, or whose branches read two different score tensors.
 """
 
 from __future__ import annotations
@@ -76,6 +79,39 @@ def _causal(g: _Graph, qh: str, kh: str, upper: bool) -> str:
     return g.op("LessOrEqual" if upper else "GreaterOrEqual", [rows, columns])
 
 
+def _masked_term(g: _Graph, x: _T, s: str, qh: str, kh: str, vh: str, miss: str) -> str:
+    """``Where(c, s + t, s)`` or its mirror: c a padding mask (Not of it, as Keras 3) or a
+    causal band, t a number and/or a [1, 1, 1, Lk]-broadcast bias. Near misses: t from the
+    scores or from v, the plain branch a second contraction of q with k * 2."""
+    if g.coin():
+        keep = g.op("Greater", [_mask_input(g, x).name, g.scalar(0.0)])
+        keep = g.op("Unsqueeze", [keep, g.ints([1, 2])])
+    else:
+        keep = _causal(g, qh, kh, upper=False)
+    plain = s
+    if miss == "other_scores":
+        kt = g.op("Transpose", [_scaled(g, kh, 2.0)], perm=[0, 1, 3, 2])
+        plain = g.op("MatMul", [qh, kt])
+    terms = []
+    if g.coin(0.7):
+        terms.append(g.scalar(float(g.pick((-1e9, -1e4, -30.0, 5.0)))))
+    if not terms or g.coin(0.4):
+        lk = g.op("Reshape", [g.op("Cast", [_positions(g, kh, 2)], to=1), g.ints([1, 1, 1, -1])])
+        terms.append(_scaled(g, lk, float(g.pick((-0.5, 0.25)))))
+    if miss == "term_from_scores":
+        terms.append(g.op("Relu", [s]))
+    elif miss == "term_from_v":
+        total = g.op("ReduceSum", [vh, g.ints([-1])], keepdims=1)
+        terms.append(g.op("Transpose", [total], perm=[0, 1, 3, 2]))
+    moved = s
+    for t in terms:
+        op = g.pick(("Add", "Sub"))
+        moved = g.op(op, [t, moved] if op == "Add" and g.coin() else [moved, t])
+    if g.coin():  # Keras 3: the term where the mask hides, on the True side of Not(keep)
+        return g.op("Where", [g.op("Not", [keep]), moved, plain])
+    return g.op("Where", [keep, plain, moved])
+
+
 def _softmax(g: _Graph, s: str, form: str, axis: int, shift_axis: int) -> str:
     if form == "shift":
         keep = g.coin()
@@ -104,12 +140,12 @@ def _block_attention_forms(g: _Graph, x: _T, near: bool) -> _T:
     scale_at = g.pick(("scores", "scores_div", "q", "k", "qk", "none"))
     masks = ["none", "alibi"]
     if not cross:
-        masks += ["padding_where", "causal_where"]
+        masks += ["padding_where", "causal_where", "masked_term"]
     if _static(x, 1) and not cross:
         masks.append("const_bias")
     mask = "none" if orient == "kq" else g.pick(masks)
     form = g.pick(("op", "shift", "logsumexp")) if orient == "qk" else "op"
-    if form == "logsumexp" and mask.endswith("_where") and not near:
+    if form == "logsumexp" and mask.endswith(("_where", "_term")) and not near:
         form = "op"  # a masked row's max is the fill: exp(x - logsumexp) is then no softmax
     variant = f"{orient}.{scale_at}.{mask}.{form}" + (f".gqa{groups}" if groups > 1 else "")
     variant += ".cross" if cross else ""
@@ -122,6 +158,8 @@ def _block_attention_forms(g: _Graph, x: _T, near: bool) -> _T:
             misses.append("light_fill")
         if mask == "causal_where":
             misses.append("upper")
+        if mask == "masked_term":
+            misses += ["term_from_scores", "term_from_v", "other_scores"]
         if form == "logsumexp" and mask.endswith("_where"):
             misses = ["masked_logsumexp"]
         if groups > 1:
@@ -176,6 +214,8 @@ def _block_attention_forms(g: _Graph, x: _T, near: bool) -> _T:
         band = _causal(g, qh, kh, upper=miss == "upper")
         fill = g.pick((_FLOAT32_MIN, -1e4, -1e9))
         scores = g.op("Where", [band, scores, g.scalar(fill)])
+    elif mask == "masked_term":
+        scores = _masked_term(g, x, scores, qh, kh, vh, miss)
     elif mask == "alibi":
         scores = g.binary("Add", scores, _alibi(g, kh, heads))
     elif mask == "const_bias":
