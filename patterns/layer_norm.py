@@ -51,6 +51,13 @@ by d_model ** -0.5) and tf2onnx's optimizer has moved c onto 1/std:
 
     x * (c / std) * gamma   ->   rms_norm(x, gamma) * c      (c one value, any rank <= x's)
 
+A mean over size-1 dims is its input, exactly. tf2onnx moves a LayerNormalization's
+ReduceMean over one feature across a channels-first Conv1D's transpose, which a reshape
+then does: the mean reads ``reshape(mean(y, A, keepdim), s)`` (A all 1 in y) while the
+rest reads ``x = reshape(y, s)``. That value is x, which is mean(x, D) for the dims D the
+variance takes when they are 1 in x too; ``layer_norm_unit_mean`` (prepare phase) writes
+it so, and the rules above fuse the layer norm (keras.io's timeseries Transformer).
+
 A cast between the normalisation and gamma (HF casts back to the input
 dtype) is a no-op in fp32 and goes in the prepare phase (cleanup.cast_noop),
 so gamma applied before or after it is the same graph here; a real cast
@@ -70,10 +77,13 @@ rest are numbered on from there, each rule's note naming its form.
 from __future__ import annotations
 
 import itertools
+import operator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from fxsurgeon.patterns import Match, Rule
+from torch import fx
 
 SQUARES = {
     "mul": lambda d: d * d,
@@ -356,3 +366,84 @@ def _rms_norm_rules() -> dict[str, Rule]:
 
 globals().update(_layer_norm_rules())
 globals().update(_rms_norm_rules())
+
+
+# -- a mean over unit dims, reshaped: the mean of x over its unit dims -------------------------
+
+
+def unit_mean_pattern(y, dims: tuple, shape: tuple):
+    return torch.reshape(torch.mean(y, dims, keepdim=True), shape)
+
+
+def unit_mean_replacement(y, dims, shape, x, var_dims, x_first):
+    if not x_first:  # x comes later: the same reshape of y, made here, takes its place
+        same = torch.reshape(y, shape)
+        for user in list(x.node.users):
+            user.replace_input_with(x.node, same.node)
+        x = same
+    return torch.mean(x, var_dims, keepdim=True)
+
+
+def _before(node: fx.Node, anchor: fx.Node) -> bool:
+    """Whether `node` comes before `anchor` in the graph."""
+    step = anchor.prev
+    while step.op != "root":
+        if step is node:
+            return True
+        step = step.prev
+    return False
+
+
+def _unit(shape: tuple | None, dims: Any) -> bool:
+    """Whether every dim of `dims` (ints) is static 1 in `shape`: a mean over them is exact
+    (one element, divided by 1)."""
+    if shape is None or not isinstance(dims, (tuple, list)) or not dims:
+        return False
+    rank = len(shape)
+    return all(isinstance(d, int) and -rank <= d < rank and shape[d] == 1 for d in dims)
+
+
+def _variance_dims(mean: fx.Node, x: fx.Node) -> tuple | None:
+    """The dims of ``mean(square(x - mean), dims, keepdim=True)`` that reads `mean`, if any."""
+    for sub in mean.users:
+        if sub.target is not operator.sub or sub.args != (x, mean):
+            continue
+        for square in sub.users:
+            squares = square.target is operator.mul and square.args == (sub, sub)
+            squares |= square.target is operator.pow and square.args == (sub, 2)
+            for var in square.users if squares else ():
+                if var.target is torch.mean and var.kwargs.get("keepdim") is True:
+                    return tuple(var.args[1]) if len(var.args) > 1 else None
+    return None
+
+
+def unit_mean_check(match: Match) -> str | None:
+    """``reshape(mean(y, A, keepdim), s)`` with every A dim of y a 1 is ``reshape(y, s)``:
+    where that reshape is also x, the centring ``x - it`` of a variance over dims D of x that
+    are 1 too, it is mean(x, D) exactly, written so for the layer norm rules (tf2onnx moves a
+    LayerNormalization's ReduceMean over one feature across a channels-first Conv1D's
+    transpose, which a reshape then does: keras.io's timeseries Transformer)."""
+    y, shape, anchor = match["y"], match["shape"], match.anchor
+    if not _unit(match.shape(y), match["dims"]):
+        return f"the mean is over {match['dims']} of {match.shape(y)}: not all 1"
+    twins = [
+        u
+        for u in y.users
+        if u is not anchor and u.target is torch.reshape and u.args[1:] == (shape,)
+    ]
+    for x in twins:
+        dims = _variance_dims(anchor, x)
+        if dims is not None and _unit(match.shape(x), dims):
+            match["x"], match["var_dims"], match["x_first"] = x, dims, _before(x, anchor)
+            return None
+    return "no reshape of y to the same shape is centred by it, over dims of size 1"
+
+
+layer_norm_unit_mean = Rule(
+    "layer_norm_unit_mean",
+    unit_mean_pattern,
+    unit_mean_replacement,
+    check=unit_mean_check,
+    phase="prepare",
+    note="a mean over size-1 dims, reshaped as x: mean(x) over x's own size-1 dims",
+)
