@@ -17,7 +17,8 @@ Near misses (each must be declined or rewritten into something equal): a logsume
 masked scores (a fully masked row gives 1s, not a softmax), a softmax over another axis, a max shift over another axis, a masked fill too small to hide a key
 (-10), an upper triangle, a term computed from v, heads repeated interleaved rather
 than grouped (``Tile`` on the head axis), the probabilities read outside the attention; a masked term computed from the scores
-or from v, or whose branches read two different score tensors.
+or from v, whose branches read two different score tensors, or whose scores are doubled
+(2s + t) or subtracted (c - (s + t)) on the masked side.
 """
 
 from __future__ import annotations
@@ -82,7 +83,8 @@ def _causal(g: _Graph, qh: str, kh: str, upper: bool) -> str:
 def _masked_term(g: _Graph, x: _T, s: str, qh: str, kh: str, vh: str, miss: str) -> str:
     """``Where(c, s + t, s)`` or its mirror: c a padding mask (Not of it, as Keras 3) or a
     causal band, t a number and/or a [1, 1, 1, Lk]-broadcast bias. Near misses: t from the
-    scores or from v, the plain branch a second contraction of q with k * 2."""
+    scores or from v, the plain branch a second contraction of q with k * 2, the scores
+    doubled under the term (2s + t) or subtracted from it (t - s): no s + Where(c, t, 0)."""
     if g.coin():
         keep = g.op("Greater", [_mask_input(g, x).name, g.scalar(0.0)])
         keep = g.op("Unsqueeze", [keep, g.ints([1, 2])])
@@ -103,10 +105,12 @@ def _masked_term(g: _Graph, x: _T, s: str, qh: str, kh: str, vh: str, miss: str)
     elif miss == "term_from_v":
         total = g.op("ReduceSum", [vh, g.ints([-1])], keepdims=1)
         terms.append(g.op("Transpose", [total], perm=[0, 1, 3, 2]))
-    moved = s
+    moved = _scaled(g, s, 2.0) if miss == "scaled_scores" else s
     for t in terms:
         op = g.pick(("Add", "Sub"))
         moved = g.op(op, [t, moved] if op == "Add" and g.coin() else [moved, t])
+    if miss == "term_minus_scores":
+        moved = g.op("Sub", [g.scalar(float(g.pick((-1e9, -30.0, 5.0)))), moved])
     if g.coin():  # Keras 3: the term where the mask hides, on the True side of Not(keep)
         return g.op("Where", [g.op("Not", [keep]), moved, plain])
     return g.op("Where", [keep, plain, moved])
@@ -159,7 +163,13 @@ def _block_attention_forms(g: _Graph, x: _T, near: bool) -> _T:
         if mask == "causal_where":
             misses.append("upper")
         if mask == "masked_term":
-            misses += ["term_from_scores", "term_from_v", "other_scores"]
+            misses += [
+                "term_from_scores",
+                "term_from_v",
+                "other_scores",
+                "scaled_scores",
+                "term_minus_scores",
+            ]
         if form == "logsumexp" and mask.endswith("_where"):
             misses = ["masked_logsumexp"]
         if groups > 1:
