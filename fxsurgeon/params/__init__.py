@@ -31,7 +31,9 @@ that of another constant the same node reads; the leaf is the reader's role
 
 `restore.py` is the pass; `roles.py` finds what each weight constant is used as,
 `tf_match.py` which TF variable it was, `layout.py` how it is stored, `names.py` what
-it is called, and `modules.py` rebuilds the module hierarchy around it.
+it is called, and `modules.py` rebuilds the module hierarchy around it;
+`structural_products.py` writes a product with a structural constant back from
+``F.linear`` to ``matmul`` (a fixed transform such as a DFT matrix is no layer).
 """
 
 from .names import torch_name

@@ -15,6 +15,7 @@ from .modules import _drop_unused, _hide_structural_constants, _install, _modula
 from .names import _clear_of_modules, _name_variables
 from .records import ParameterOrigin, ParameterReport, _Variable
 from .roles import _ROLES, _collect_uses
+from .structural_products import unfuse_structural_products
 from .tf_match import (
     TF_NAMES_KEY,
     _assign_variables,
@@ -70,6 +71,7 @@ def restore_parameters(gm: fx.GraphModule, source: Any) -> ParameterReport:
 
     gm.graph.eliminate_dead_code()
     _hide_structural_constants(gm, report)
+    unfuse_structural_products(gm)
     _drop_unused(gm, keep={var.name for var in unread})
     restore_literals(gm, source, report, tf_values)
     absorb_one_feature_biases(gm, report)
