@@ -296,11 +296,11 @@ def test_verify_compares_a_folder_with_its_onnx(converted, capsys):
 # --------------------------------------------------------------------------- bad input
 
 
-def _det_model() -> onnx.ModelProto:
+def _hardmax_model() -> onnx.ModelProto:
     return make_model(
-        [helper.make_node("Det", ["x"], ["y"], name="Det_0")],
+        [helper.make_node("Hardmax", ["x"], ["y"], name="Hardmax_0")],
         [tensor_info("x", np.float32, ["N", 3, 3])],
-        [tensor_info("y", np.float32, ["N"])],
+        [tensor_info("y", np.float32, ["N", 3, 3])],
     )
 
 
@@ -351,8 +351,8 @@ def _case(name: str, tmp: Path) -> tuple[list[str], str]:
         (tmp / "empty").mkdir()
         return ["convert", str(tmp / "empty"), "-o", out], "not a SavedModel (no saved_model.pb)"
     if name == "op onnx2torch lacks":
-        onnx.save(_det_model(), str(tmp / "det.onnx"))
-        return ["convert", str(tmp / "det.onnx"), "-o", out], "onnx2torch cannot convert it"
+        onnx.save(_hardmax_model(), str(tmp / "hardmax.onnx"))
+        return ["convert", str(tmp / "hardmax.onnx"), "-o", out], "onnx2torch cannot convert it"
     if name == "external data at an absolute path":
         (tmp / "abs.onnx").write_bytes(_external_data_model("/etc/passwd"))
         return ["convert", str(tmp / "abs.onnx"), "-o", out], "an absolute path"
@@ -368,11 +368,11 @@ def _case(name: str, tmp: Path) -> tuple[list[str], str]:
             "tf2onnx cannot convert the TensorFlow op(s) Igamma",
         )
     if name == "bad --input":
-        onnx.save(_det_model(), str(tmp / "det.onnx"))
-        return ["convert", str(tmp / "det.onnx"), "-o", out, "--input", "x"], "NAME:DIMS"
+        onnx.save(_hardmax_model(), str(tmp / "hardmax.onnx"))
+        return ["convert", str(tmp / "hardmax.onnx"), "-o", out, "--input", "x"], "NAME:DIMS"
     if name == "missing --patterns":
-        onnx.save(_det_model(), str(tmp / "det.onnx"))
-        args = ["convert", str(tmp / "det.onnx"), "-o", out, "--patterns", str(tmp / "no.py")]
+        onnx.save(_hardmax_model(), str(tmp / "hardmax.onnx"))
+        args = ["convert", str(tmp / "hardmax.onnx"), "-o", out, "--patterns", str(tmp / "no.py")]
         return args, "--patterns"
     if name == "report of a folder fxsurgeon did not write":
         return ["report", str(tmp)], "no report.json"

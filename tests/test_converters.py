@@ -361,11 +361,11 @@ def test_optimize_takes_an_onnx_proto_and_converts_it_with_from_onnx():
 
 
 def test_an_op_no_converter_knows_is_refused_naming_it():
-    """Det: neither onnx2torch nor fxsurgeon converts it; the error names the op and node."""
+    """Hardmax: neither onnx2torch nor fxsurgeon converts it; the error names the op and node."""
     model = make_model(
-        [helper.make_node("Det", ["x"], ["y"], name="det_0")],
+        [helper.make_node("Hardmax", ["x"], ["y"], name="hardmax_0")],
         [tensor_info("x", F32, ["N", 3, 3])],
-        [tensor_info("y", F32, ["N"])],
+        [tensor_info("y", F32, ["N", 3, 3])],
     )
-    with pytest.raises(InputError, match=r"Det-\d+ \(node det_0\)"):
+    with pytest.raises(InputError, match=r"Hardmax-\d+ \(node hardmax_0\)"):
         fxsurgeon.optimize(model)

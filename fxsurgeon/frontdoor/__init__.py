@@ -10,11 +10,13 @@ by `fxsurgeon.tensorflow`.
 """
 
 from .converters import torch_weights
+from .converters.math_ops import WIDE_UNSIGNED, logical_shift
 from .converters.nd_index import REDUCE as SCATTER_REDUCTIONS
 from .converters.pool_pad import AVG_POOLS, PAD_MODES, avg_pool_pads
 from .converters.resize import ResizeError, aten_resize, scaled_sizes
 from .converters.resize import plan as resize_plan
 from .converters.resize_cubic import cubic_resize
+from .converters.scatter_quant import QUANT_RANGE
 from .converters.tensor_ops import eye_like, one_hot, reverse_sequence
 from .export import TOKEN_INPUTS, export_onnx, load_model, quiet_tensorflow
 from .onnx_import import ONNX2TORCH_WARNINGS_KEY, from_onnx, from_tensorflow
@@ -23,9 +25,11 @@ from .variables import map_initializers_to_variables, tf_variables_of
 __all__ = [
     "AVG_POOLS",
     "PAD_MODES",
+    "QUANT_RANGE",
     "avg_pool_pads",
     "ONNX2TORCH_WARNINGS_KEY",
     "SCATTER_REDUCTIONS",
+    "WIDE_UNSIGNED",
     "ResizeError",
     "cubic_resize",
     "aten_resize",
@@ -38,6 +42,7 @@ __all__ = [
     "from_onnx",
     "from_tensorflow",
     "load_model",
+    "logical_shift",
     "map_initializers_to_variables",
     "quiet_tensorflow",
     "reverse_sequence",

@@ -22,7 +22,8 @@ Python literals.
 The table (`table.py`) is filled by the op-family modules, one per ONNX op family:
 `shape_ops`, `indexing`, `elementwise`, `nn_ops`, `activations`, `recurrent` (LSTM/GRU/RNN),
 `control_flow` (If), `loop` (Loop), `nd_index` (GatherND, ScatterND), `resize`, `sorting` (TopK), `more_ops` (ArgMax/ArgMin, GatherElements,
-DepthToSpace, SpaceToDepth, IsInf, PReLU), `norms` (LayerNormalization, InstanceNormalization, LRN), `spec_fixes`
+DepthToSpace, SpaceToDepth, IsInf, PReLU), `math_ops` (hyperbolic, bitwise, ThresholdedRelu, Det,
+ScatterElements, Quantize/DequantizeLinear), `norms` (LayerNormalization, InstanceNormalization, LRN), `spec_fixes`
 (CumSum, Conv by the spec); `sym_math` holds the comparisons, Where, Min/Max and float
 Casts of `Sym` values that elementwise/shape_ops use; `data_sizes` reads a shape argument computed
 from tensor data as ints; `cond_shapes` states the shapes of a torch.cond whose branches differ; `graph.py` is the pass that uses it; `coverage.py` lists the
@@ -36,6 +37,7 @@ from . import (  # noqa: F401, E402
     elementwise,
     indexing,
     loop,
+    math_ops,
     more_ops,
     nd_index,
     nn_ops,

@@ -4,12 +4,15 @@ onnx2torch cannot convert some ops that tf2onnx emits (If, Loop, LSTM, GRU,
 RNN, Conv with ``auto_pad=SAME_*``, GatherND with ``batch_dims``, ScatterND
 with a reduction, GlobalMaxPool, GlobalLpPool, Pad from opset 18, SpaceToDepth) and converts some wrongly (CumSum's default direction,
 Resize whose sampling differs from torch's, DepthToSpace's DCR mode, IsInf's
-detect_positive/detect_negative, LayerNormalization's stash_type). Each
-family file here defines a module that computes its op by the ONNX spec and a
-converter for the op versions it covers; `register` adds them all.
+detect_positive/detect_negative, LayerNormalization's stash_type); it has none either
+for the hyperbolic functions, the bitwise ops, ThresholdedRelu, Det, ScatterElements and
+Quantize/DequantizeLinear (``math_ops``, ``scatter_quant``). Ops with no fixed torch form
+(random draws, outputs sized by the data, sequences, Scan) are refused by name
+(``refused``). Each family file here defines a module that computes its op by the
+ONNX spec and a converter for the op versions it covers; `register` adds them all.
 ``fxsurgeon.optimize`` lowers these modules to plain torch
 (``fxsurgeon/lower/recurrent.py``, ``control_flow.py``, ``loop.py``,
-``nd_index.py``); a node that cannot be expressed is refused with an error
+``nd_index.py``, ``math_ops.py``); a node that cannot be expressed is refused with an error
 naming the node and the op.
 
 `convert` is ``onnx2torch.convert`` with these converters and with the model's
@@ -24,11 +27,14 @@ from . import (
     control_flow,
     conv,
     loop,
+    math_ops,
     nd_index,
     pool_pad,
     recurrent,
+    refused,
     resize,
     scan_ops,
+    scatter_quant,
     spec_ops,
     tensor_ops,
 )
@@ -58,6 +64,9 @@ def register() -> None:
         tensor_ops,
         pool_pad,
         spec_ops,
+        math_ops,
+        scatter_quant,
+        refused,
     )
     for family in families:
         family.register()

@@ -1,0 +1,120 @@
+"""ONNX ScatterElements, QuantizeLinear and DequantizeLinear by the spec; onnx2torch has no
+converter for them.
+
+* ScatterElements (`OnnxScatterElementsSpec`): tf2onnx writes ``tf.dynamic_stitch`` as one
+  (zeros of the data's shape, the indices expanded over it, the data), and uses it inside
+  its Bincount, Segment*, RaggedTensorToTensor and SparseFillEmptyRows (those also hold
+  Unique or Compress, refused). ``updates`` go to ``data`` at ``indices`` along ``axis``,
+  negative indices counted from the end; ``reduction`` none is ``torch.scatter``, add /
+  mul / max / min are ``scatter_reduce`` sum / prod / amax / amin with the data itself
+  included (the spec's ``data[idx] = f(data[idx], update)``). The deprecated Scatter
+  (opset 9-10) is ScatterElements without a reduction.
+* QuantizeLinear / DequantizeLinear (`OnnxQuantizeLinearSpec`, `OnnxDequantizeLinearSpec`):
+  ``tf.quantization.fake_quant_with_min_max_args``/``_vars`` become Q then DQ (uint8, one
+  scale). Per tensor (a scalar scale) or per axis (a 1-D scale along ``axis``):
+  Q is ``saturate(round_half_even(x / scale) + zero_point)`` in the zero point's type
+  (uint8 without one); DQ is ``(x - zero_point) * scale`` in the scale's type. Only 8-bit
+  and int32 (DQ) integers: the float8 and 4-bit types of opset 19+ are not converted.
+
+The lowerings are in ``fxsurgeon/lower/math_ops.py``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .registry import ConverterError, add, mapping_of
+
+#: ScatterElements' reduction -> scatter_reduce's (None: plain scatter).
+SCATTER_REDUCE = {"none": None, "add": "sum", "mul": "prod", "max": "amax", "min": "amin"}
+
+#: the integer types Q/DQ convert: dtype -> (lowest, highest).
+QUANT_RANGE = {torch.uint8: (0, 255), torch.int8: (-128, 127)}
+
+
+def scatter_elements(data, indices, updates, axis: int, reduce: str | None) -> torch.Tensor:
+    axis %= data.dim()
+    indices = torch.where(indices < 0, indices + data.shape[axis], indices).long()
+    if reduce is None:
+        return torch.scatter(data, axis, indices, updates)
+    return torch.scatter_reduce(data, axis, indices, updates, reduce, include_self=True)
+
+
+class OnnxScatterElementsSpec(nn.Module):
+    """ScatterElements along ``axis``, ``reduce`` a scatter_reduce mode or None."""
+
+    def __init__(self, axis: int, reduce: str | None):
+        super().__init__()
+        self.axis = axis
+        self.reduce = reduce
+
+    def forward(self, data, indices, updates) -> torch.Tensor:
+        return scatter_elements(data, indices, updates, self.axis, self.reduce)
+
+
+def along(param: torch.Tensor, axis: int, rank: int) -> torch.Tensor:
+    """A per-axis 1-D parameter shaped to broadcast along `axis` of a rank-`rank` tensor (a
+    scalar one as it is)."""
+    if param.dim() == 0 or rank == 0:
+        return param
+    return param.reshape((-1,) + (1,) * (rank - 1 - axis % rank))
+
+
+class OnnxQuantizeLinearSpec(nn.Module):
+    """QuantizeLinear to the zero point's type (uint8 without one), per tensor or along
+    ``axis``."""
+
+    def __init__(self, axis: int):
+        super().__init__()
+        self.axis = axis
+
+    def forward(self, x, scale, zero_point=None) -> torch.Tensor:
+        scaled = torch.round(x / along(scale, self.axis, x.dim()))
+        dtype = torch.uint8
+        if zero_point is not None:
+            dtype = zero_point.dtype
+            scaled = scaled + along(zero_point, self.axis, x.dim()).to(scaled.dtype)
+        low, high = QUANT_RANGE[dtype]
+        return torch.clamp(scaled, low, high).to(dtype)
+
+
+class OnnxDequantizeLinearSpec(nn.Module):
+    """DequantizeLinear of an 8- or 32-bit integer x, per tensor or along ``axis``."""
+
+    def __init__(self, axis: int):
+        super().__init__()
+        self.axis = axis
+
+    def forward(self, x, scale, zero_point=None) -> torch.Tensor:
+        centered = x.to(torch.int32)
+        if zero_point is not None:
+            centered = centered - along(zero_point, self.axis, x.dim()).to(torch.int32)
+        return centered.to(scale.dtype) * along(scale, self.axis, x.dim())
+
+
+def _scatter_elements(node, graph):
+    reduction = node.attributes.get("reduction", "none")
+    reduction = reduction.decode() if isinstance(reduction, bytes) else reduction
+    if reduction not in SCATTER_REDUCE:
+        raise ConverterError(node, f"reduction {reduction!r}")
+    axis = int(node.attributes.get("axis", 0))
+    return OnnxScatterElementsSpec(axis, SCATTER_REDUCE[reduction]), mapping_of(node)
+
+
+def _quantize_linear(node, graph):
+    return OnnxQuantizeLinearSpec(int(node.attributes.get("axis", 1))), mapping_of(node)
+
+
+def _dequantize_linear(node, graph):
+    return OnnxDequantizeLinearSpec(int(node.attributes.get("axis", 1))), mapping_of(node)
+
+
+def register() -> None:
+    for version in (11, 13, 16, 18):
+        add("ScatterElements", version, _scatter_elements)
+    for version in (9, 11):
+        add("Scatter", version, _scatter_elements)
+    for version in (10, 13):
+        add("QuantizeLinear", version, _quantize_linear)
+        add("DequantizeLinear", version, _dequantize_linear)

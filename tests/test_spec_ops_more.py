@@ -1,0 +1,243 @@
+"""ONNX ops tf2onnx writes that onnx2torch cannot convert: the hyperbolic functions, the
+bitwise ops and BitShift (uint8 to uint64), ThresholdedRelu, Det, ScatterElements (every
+reduction, negative indices), Quantize/DequantizeLinear (per tensor and per axis, uint8 and
+int8) against onnxruntime, lowered to plain torch with nothing of the converters left; and the
+ops with no fixed torch form (random, output sized by the data, sequences, Scan) refused
+naming the node and op."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+from onnx_cases import assert_lowered, assert_module_matches_ort, init, make_model
+
+import fxsurgeon
+from fxsurgeon.errors import InputError
+from fxsurgeon.tensorflow import from_onnx
+
+F32 = np.float32
+rng = np.random.default_rng(31)
+
+
+def info(name, dtype, shape):
+    elem = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    return helper.make_tensor_value_info(name, elem, None if shape is None else list(shape))
+
+
+def one_op(op, inputs, out_dtype, initializers=(), opset=17, outputs=1, **attrs):
+    """A one-node model: `inputs` are (name, dtype, shape) graph inputs."""
+    names = [name for name, *_ in inputs] + [t.name for t in initializers]
+    out_names = [f"y{i}" for i in range(outputs)]
+    node = helper.make_node(op, names, out_names, name=f"{op.lower()}_0", **attrs)
+    outs = [info(name, out_dtype, None) for name in out_names]
+    return make_model([node], [info(*i) for i in inputs], outs, initializers, opset=opset)
+
+
+def unchecked(op, inputs, opset=17, outputs=1, **attrs) -> onnx.ModelProto:
+    """A one-node model without the ONNX checker (outputs of any type), to see a refusal."""
+    out_names = [f"y{i}" for i in range(outputs)]
+    node = helper.make_node(op, [n for n, *_ in inputs], out_names, name=f"{op.lower()}_0", **attrs)
+    types = [TensorProto.FLOAT] + [TensorProto.INT64] * (outputs - 1)  # Unique's: y, indices...
+    if op == "Multinomial":
+        types = [TensorProto.INT32]
+    outs = [
+        helper.make_tensor_value_info(n, t, [None]) for n, t in zip(out_names, types, strict=True)
+    ]
+    graph = helper.make_graph([node], "case", [info(*i) for i in inputs], outs)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    return model
+
+
+def check(model: onnx.ModelProto, cases, atol: float = 0.0):
+    optimized = fxsurgeon.optimize(from_onnx(model))
+    assert_lowered(optimized)
+    for inputs in cases:
+        assert_module_matches_ort(optimized, model, inputs, atol)
+    return optimized
+
+
+# -- elementwise ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "op, low, high",
+    [("Sinh", -3, 3), ("Cosh", -3, 3), ("Asinh", -5, 5), ("Acosh", 1, 6), ("Atanh", -0.9, 0.9)],
+)
+def test_hyperbolic_functions_match_onnxruntime(op, low, high):
+    model = one_op(op, [("x", F32, ["n", 5])], F32)
+    cases = [[rng.uniform(low, high, (n, 5)).astype(F32)] for n in (2, 7)]
+    check(model, cases, atol=1e-5)
+
+
+@pytest.mark.parametrize("alpha", [None, 0.3, -0.5])
+def test_thresholded_relu_matches_onnxruntime(alpha):
+    attrs = {} if alpha is None else {"alpha": alpha}
+    model = one_op("ThresholdedRelu", [("x", F32, ["n", 6])], F32, **attrs)
+    x = rng.uniform(-2, 2, (3, 6)).astype(F32)
+    x[0, :3] = [1.0, 0.3, -0.5]  # at the threshold: 0
+    optimized = check(model, [[x], [x[:1]]])
+    assert any("threshold" in str(n.target) for n in optimized.graph.nodes)
+
+
+@pytest.mark.parametrize("shape", [(3, 3), (2, 4, 4), (1, 1)])
+def test_det_matches_onnxruntime(shape):
+    model = one_op("Det", [("x", F32, shape)], F32)
+    check(model, [[rng.standard_normal(shape).astype(F32)]], atol=1e-5)
+
+
+INTS = [np.uint8, np.int8, np.int32, np.int64]
+
+
+@pytest.mark.parametrize("op", ["BitwiseAnd", "BitwiseOr", "BitwiseXor"])
+@pytest.mark.parametrize("dtype", INTS)
+def test_bitwise_ops_match_onnxruntime(op, dtype):
+    model = one_op(op, [("a", dtype, [2, 5]), ("b", dtype, [5])], dtype, opset=18)
+    big = np.iinfo(dtype)
+    a = rng.integers(big.min, big.max, (2, 5), dtype=dtype, endpoint=True)
+    b = rng.integers(big.min, big.max, (5,), dtype=dtype, endpoint=True)
+    check(model, [[a, b]])
+
+
+@pytest.mark.parametrize("dtype", INTS)
+def test_bitwise_not_matches_onnxruntime(dtype):
+    model = one_op("BitwiseNot", [("a", dtype, [7])], dtype, opset=18)
+    big = np.iinfo(dtype)
+    check(model, [[rng.integers(big.min, big.max, (7,), dtype=dtype, endpoint=True)]])
+
+
+@pytest.mark.parametrize("direction", ["LEFT", "RIGHT"])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.uint32, np.uint64])
+def test_bit_shift_matches_onnxruntime(direction, dtype):
+    """As tf2onnx writes ``tf.bitwise.left_shift``/``right_shift`` of int8/16/32: the operands
+    cast to the unsigned type (which torch cannot shift beyond uint8), and the result back."""
+    bits = np.iinfo(dtype).bits
+    signed = np.dtype(f"int{bits}")
+    unsigned = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    nodes = [
+        helper.make_node("Cast", ["x"], ["xu"], to=unsigned),
+        helper.make_node("Cast", ["s"], ["su"], to=unsigned),
+        helper.make_node("BitShift", ["xu", "su"], ["yu"], direction=direction),
+        helper.make_node("Cast", ["yu"], ["y"], to=helper.np_dtype_to_tensor_dtype(signed)),
+    ]
+    inputs = [info("x", signed, ["n", 6]), info("s", signed, [6])]
+    model = make_model(nodes, inputs, [info("y", signed, None)])
+    x = rng.integers(np.iinfo(signed).min, np.iinfo(signed).max, (2, 6), dtype=signed)
+    x[0, :2] = [-1, np.iinfo(signed).min]  # the top bit set: a right shift is logical
+    shift = np.array([0, 1, 3, bits - 1, bits, bits + 5], signed)  # past the width: 0
+    optimized = check(model, [[x, shift], [x[:1], shift]])
+    if dtype != np.uint8:  # torch cannot shift it: computed in int64
+        assert not any(
+            "uint" in str(n.args) for n in optimized.graph.nodes if "shift" in str(n.target)
+        )
+
+
+def test_bit_shift_of_uint8_inputs_and_a_constant_amount_matches_onnxruntime():
+    amount = init("s", np.array(2, np.uint8))
+    model = one_op("BitShift", [("x", np.uint8, ["n"])], np.uint8, [amount], direction="RIGHT")
+    check(model, [[np.array([255, 5, 0, 128], np.uint8)]])
+
+
+# -- ScatterElements ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("reduction", [None, "add", "mul", "max", "min"])
+@pytest.mark.parametrize("axis", [0, 1, -1])
+def test_scatter_elements_matches_onnxruntime(reduction, axis):
+    attrs = {"axis": axis} | ({} if reduction is None else {"reduction": reduction})
+    inputs = [("d", F32, ["n", 5]), ("i", np.int64, [3, 2]), ("u", F32, [3, 2])]
+    model = one_op("ScatterElements", inputs, F32, opset=18, **attrs)
+    optimized = fxsurgeon.optimize(from_onnx(model))
+    assert_lowered(optimized)
+    for rows in (4, 6):
+        n = rows if axis == 0 else 5
+        # distinct targets without a reduction: there duplicates are undefined
+        index = _distinct_targets(n, axis) if reduction is None else rng.integers(-n, n, (3, 2))
+        data = rng.standard_normal((rows, 5)).astype(F32)
+        updates = rng.standard_normal((3, 2)).astype(F32)
+        assert_module_matches_ort(optimized, model, [data, index, updates], atol=1e-6)
+
+
+def _distinct_targets(n: int, axis: int) -> np.ndarray:
+    """[3, 2] indices, distinct along `axis`, half of them counted from the end (negative)."""
+    lines = 2 if axis == 0 else 3  # the index lines along the axis
+    picks = np.stack([rng.permutation(n)[: 3 if axis == 0 else 2] for _ in range(lines)])
+    picks = np.where(rng.random(picks.shape) < 0.5, picks - n, picks)
+    return picks.T if axis == 0 else picks
+
+
+def test_scatter_elements_with_constant_indices_of_opset_11_matches_onnxruntime():
+    node = helper.make_node("ScatterElements", ["d", "i", "u"], ["y"], name="sc", axis=1)
+    inputs = [info("d", F32, ["n", 3]), info("u", F32, [1, 3])]
+    index = init("i", np.array([[1, -1, 0]], np.int64))
+    model = make_model([node], inputs, [info("y", F32, None)], [index], opset=11)
+    data = rng.standard_normal((2, 3)).astype(F32)
+    check(model, [[data, rng.standard_normal((1, 3)).astype(F32)]])
+
+
+# -- Quantize / Dequantize ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("qtype", [np.uint8, np.int8, None])
+@pytest.mark.parametrize("axis", [None, 1, -1, 0])
+def test_quantize_then_dequantize_matches_onnxruntime(qtype, axis):
+    """Q and DQ as tf2onnx writes fake-quant (one scale), and per axis; x / scale lands on
+    halves to check the rounding (half to even) and past the range to check saturation."""
+    x = info("x", F32, [3, 4])
+    per_axis = axis is not None
+    n = {None: 1, 1: 4, -1: 4, 0: 3}[axis]
+    scale = np.full(n, 0.5, F32) if per_axis else np.array(0.5, F32)
+    inits = [init("s", scale)]
+    names = ["x", "s"]
+    if qtype is not None:
+        zp = rng.integers(-3, 4, n).astype(qtype) + (5 if qtype == np.uint8 else 0)
+        inits.append(init("z", zp if per_axis else zp[0]))
+        names.append("z")
+    attrs = {"axis": axis} if axis is not None else {}
+    q = helper.make_node("QuantizeLinear", names, ["q"], name="q0", **attrs)
+    dq = helper.make_node("DequantizeLinear", ["q"] + names[1:], ["y"], name="dq0", **attrs)
+    out_q = info("q", qtype or np.uint8, None)
+    model = make_model([q, dq], [x], [out_q, info("y", F32, None)], inits)
+    values = np.array([-1000, -1.25, -0.75, -0.25, 0.25, 0.75, 1.25, 2.5, 1000], F32)
+    check(model, [[rng.choice(values, (3, 4)).astype(F32)]])
+
+
+def test_dequantize_int32_matches_onnxruntime():
+    inits = [init("s", np.array(0.25, F32))]
+    model = one_op("DequantizeLinear", [("x", np.int32, ["n"])], F32, inits)
+    check(model, [[np.array([-(2**20), 3, 0, 7], np.int32)]])
+
+
+# -- refused ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "op, inputs, attrs, why",
+    [
+        ("Unique", [("x", F32, [5])], {}, "size depends on the data"),
+        ("Compress", [("x", F32, [5]), ("c", np.bool_, [5])], {"axis": 0}, "depends on the data"),
+        ("RandomNormalLike", [("x", F32, [5])], {}, "random"),
+        ("RandomUniform", [], {"shape": [2, 3]}, "random"),
+        ("Multinomial", [("x", F32, [2, 3])], {"sample_size": 2}, "random"),
+        ("Bernoulli", [("x", F32, [5])], {}, "random"),
+    ],
+)
+def test_ops_with_no_fixed_torch_form_are_refused_by_node_and_op(op, inputs, attrs, why):
+    model = unchecked(op, inputs, outputs=4 if op == "Unique" else 1, **attrs)
+    with pytest.raises(InputError, match=rf"'{op.lower()}_0' \(op {op}\).*{why}"):
+        fxsurgeon.optimize(from_onnx(model))
+
+
+def test_the_refusal_covers_every_version_of_the_op():
+    model = unchecked("RandomUniformLike", [("x", F32, [5])], opset=22)
+    with pytest.raises(InputError, match=r"\(op RandomUniformLike\).*random"):
+        from_onnx(model)
+
+
+def test_scatter_elements_with_an_unknown_reduction_is_refused():
+    inputs = [("d", F32, [4]), ("i", np.int64, [2]), ("u", F32, [2])]
+    model = unchecked("ScatterElements", inputs, opset=18, reduction="avg")
+    with pytest.raises(InputError, match=r"'scatterelements_0' \(op ScatterElements\).*'avg'"):
+        from_onnx(model)

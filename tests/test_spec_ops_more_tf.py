@@ -1,0 +1,124 @@
+"""The TF ops tf2onnx writes as ONNX ops onnx2torch has no converter for, through the front
+door (door B): tf.math.sinh/cosh/asinh/acosh/atanh, tf-keras' ThresholdedReLU, tf.linalg.det,
+tf.bitwise.left_shift/right_shift of int8 and int32, tf.dynamic_stitch (ScatterElements),
+fake quantization (Quantize/DequantizeLinear) match TensorFlow with nothing of onnx2torch
+or of the converters left; tf.unique and tf.random.normal are refused naming the node and op."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from onnx_cases import assert_lowered
+
+import fxsurgeon
+from fxsurgeon._compat import import_tensorflow
+from fxsurgeon.errors import InputError
+
+tf = import_tensorflow()
+keras = pytest.importorskip("keras")
+rng = np.random.default_rng(31)
+
+
+class _Lambda(keras.layers.Layer):
+    def __init__(self, fn, **kwargs):
+        super().__init__(**kwargs)
+        self.fn = fn
+
+    def call(self, x):
+        return self.fn(x)
+
+
+def _model(fn, shape, dtype="float32"):
+    x = keras.Input(shape, name="x", dtype=dtype)
+    return keras.Model(x, _Lambda(fn)(x))
+
+
+def _matches_tf(model, inputs, atol=1e-5):
+    optimized = fxsurgeon.optimize(fxsurgeon.from_tensorflow(model))
+    assert_lowered(optimized)
+    for x in inputs:
+        want = np.asarray(model(tf.constant(x)))
+        got = optimized(torch.from_numpy(x)).detach().numpy()
+        assert got.shape == want.shape and got.dtype == want.dtype
+        np.testing.assert_allclose(got, want, atol=atol, rtol=0)
+    return optimized
+
+
+def _hyperbolic(x):
+    inside = tf.tanh(x) * 0.9  # in (-0.9, 0.9): atanh's domain
+    return tf.concat(
+        [tf.sinh(x), tf.cosh(x), tf.asinh(x), tf.acosh(1.0 + x * x), tf.atanh(inside)], -1
+    )
+
+
+def test_hyperbolic_functions_match_tf():
+    x = [rng.uniform(-3, 3, (n, 4)).astype(np.float32) for n in (2, 5)]
+    _matches_tf(_model(_hyperbolic, (4,)), x)
+
+
+def test_thresholded_relu_matches_tf():
+    tf_keras = pytest.importorskip("tf_keras")
+    x = tf_keras.Input((6,), name="x")
+    model = tf_keras.Model(x, tf_keras.layers.ThresholdedReLU(theta=0.4)(x))
+    inputs = rng.uniform(-1, 1, (3, 6)).astype(np.float32)
+    inputs[0, :2] = [0.4, 0.41]  # at the threshold: 0
+    optimized = _matches_tf(model, [inputs])
+    assert any("threshold" in str(n.target) for n in optimized.graph.nodes)
+
+
+def test_det_matches_tf():
+    _matches_tf(_model(tf.linalg.det, (3, 3)), [rng.standard_normal((4, 3, 3)).astype(np.float32)])
+
+
+@pytest.mark.parametrize("dtype", ["int8", "int32"])
+def test_bit_shifts_match_tf(dtype):
+    """tf2onnx casts int8 to uint8 and int32 to uint64 for BitShift (a logical right shift of
+    the unsigned bits, as TF's right_shift of a negative number is not)."""
+    bits = np.iinfo(dtype).bits
+
+    def shifts(x):
+        amount = tf.constant([0, 1, 3, bits - 1], dtype)
+        return tf.concat(
+            [tf.bitwise.left_shift(x, amount), tf.bitwise.right_shift(tf.abs(x), amount)], -1
+        )
+
+    x = rng.integers(np.iinfo(dtype).min + 1, np.iinfo(dtype).max, (3, 4)).astype(dtype)
+    _matches_tf(_model(shifts, (4,), dtype), [x], atol=0)
+
+
+def test_dynamic_stitch_matches_tf():
+    """tf.dynamic_stitch is ScatterElements of the data into zeros along axis 0."""
+
+    def stitch(x):
+        parts = [tf.transpose(x[:, :2]), tf.transpose(x[:, 2:])]
+        return tf.dynamic_stitch([tf.constant([0, 3]), tf.constant([2, 1, 4])], parts)
+
+    model = _model(stitch, (5,))
+    _matches_tf(model, [rng.standard_normal((n, 5)).astype(np.float32) for n in (2, 3)])
+
+
+def test_fake_quantization_matches_tf():
+    """Fake quantization is Q then DQ with one uint8 scale and zero point; the values land
+    between the levels, outside the range, and on the levels."""
+
+    def fake_quant(x):
+        args = tf.quantization.fake_quant_with_min_max_args(x, -1.0, 2.0)
+        low, high = tf.constant(-0.5), tf.constant(1.5)
+        return args + tf.quantization.fake_quant_with_min_max_vars(x * 0.7, low, high)
+
+    x = rng.uniform(-3, 3, (4, 8)).astype(np.float32)
+    x[0] = np.arange(8, dtype=np.float32) * (3 / 255)  # on the levels of the first
+    _matches_tf(_model(fake_quant, (8,)), [x])
+
+
+@pytest.mark.parametrize(
+    "fn, op, why",
+    [
+        (lambda x: tf.unique(tf.reshape(x, [-1]))[0], "Unique", "depends on the data"),
+        (lambda x: x + tf.random.normal(tf.shape(x)), "RandomNormalLike", "random"),
+    ],
+)
+def test_data_sized_and_random_ops_are_refused_by_node_and_op(fn, op, why):
+    with pytest.raises(InputError, match=rf"\(op {op}\) cannot be converted: .*{why}"):
+        fxsurgeon.from_tensorflow(_model(fn, (4,)))
