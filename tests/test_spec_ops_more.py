@@ -1,7 +1,7 @@
 """ONNX ops tf2onnx writes that onnx2torch cannot convert: the hyperbolic functions, the
 bitwise ops and BitShift (uint8 to uint64), ThresholdedRelu, Det, ScatterElements (every
 reduction, negative indices), Quantize/DequantizeLinear (per tensor and per axis, uint8 and
-int8) against onnxruntime, lowered to plain torch with nothing of the converters left; and the
+int8), MatMulInteger against onnxruntime, lowered to plain torch with nothing of the converters left; and the
 ops with no fixed torch form (random, output sized by the data, sequences, Scan) refused
 naming the node and op."""
 
@@ -208,6 +208,48 @@ def test_dequantize_int32_matches_onnxruntime():
     inits = [init("s", np.array(0.25, F32))]
     model = one_op("DequantizeLinear", [("x", np.int32, ["n"])], F32, inits)
     check(model, [[np.array([-(2**20), 3, 0, 7], np.int32)]])
+
+
+# -- MatMulInteger ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "a_type, b_type, a_zp, b_zp",
+    [
+        (np.int8, np.int8, None, None),
+        (np.uint8, np.int8, "scalar", "columns"),
+        (np.uint8, np.uint8, None, "scalar"),  # a's zero point absent: an empty input name
+        (np.int8, np.uint8, "scalar", None),
+    ],
+)
+def test_matmul_integer_matches_onnxruntime(a_type, b_type, a_zp, b_zp):
+    """The extremes of both types over a long inner dim: int32 sums exact, past 2**24."""
+    k, n = 300, 5
+    inits, names = [], ["a", "b", "", ""]
+    if a_zp is not None:
+        inits.append(init("za", np.array(7, a_type)))
+        names[2] = "za"
+    if b_zp is not None:
+        value = np.arange(n).astype(b_type) + 3 if b_zp == "columns" else np.array(3, b_type)
+        inits.append(init("zb", value))
+        names[3] = "zb"
+    names = names if names[3] else names[:3] if names[2] else names[:2]
+    node = helper.make_node("MatMulInteger", names, ["y"], name="mmi")
+    inputs = [info("a", a_type, ["m", k]), info("b", b_type, [k, n])]
+    model = make_model([node], inputs, [info("y", np.int32, None)], inits)
+    a_info, b_info = np.iinfo(a_type), np.iinfo(b_type)
+    a = rng.integers(a_info.min, a_info.max, (4, k), endpoint=True).astype(a_type)
+    b = rng.integers(b_info.min, b_info.max, (k, n), endpoint=True).astype(b_type)
+    a[0], b[:, 0] = a_info.min, b_info.min  # one product of the extremes: 300 * 128 * 128
+    check(model, [[a, b], [a[:1], b]])
+
+
+def test_batched_matmul_integer_matches_onnxruntime():
+    node = helper.make_node("MatMulInteger", ["a", "b"], ["y"], name="mmi")
+    inputs = [info("a", np.int8, ["n", 3, 4]), info("b", np.int8, [4, 2])]
+    model = make_model([node], inputs, [info("y", np.int32, None)])
+    a = rng.integers(-128, 128, (2, 3, 4)).astype(np.int8)
+    check(model, [[a, rng.integers(-128, 128, (4, 2)).astype(np.int8)]])
 
 
 # -- refused ----------------------------------------------------------------------------------

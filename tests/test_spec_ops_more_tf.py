@@ -1,6 +1,7 @@
 """The TF ops tf2onnx writes as ONNX ops onnx2torch has no converter for, through the front
 door (door B): tf.math.sinh/cosh/asinh/acosh/atanh, tf-keras' ThresholdedReLU, tf.linalg.det,
-tf.bitwise.left_shift/right_shift of int8 and int32, tf.dynamic_stitch (ScatterElements),
+tf.bitwise.left_shift/right_shift of int8 and int32, int8 matmul to int32 (MatMulInteger),
+tf.dynamic_stitch (ScatterElements),
 fake quantization (Quantize/DequantizeLinear) match TensorFlow with nothing of onnx2torch
 or of the converters left; tf.unique and tf.random.normal are refused naming the node and op."""
 
@@ -85,6 +86,18 @@ def test_bit_shifts_match_tf(dtype):
 
     x = rng.integers(np.iinfo(dtype).min + 1, np.iinfo(dtype).max, (3, 4)).astype(dtype)
     _matches_tf(_model(shifts, (4,), dtype), [x], atol=0)
+
+
+def test_int8_matmul_to_int32_matches_tf():
+    """tf2onnx writes an int8 matmul with output_type=tf.int32 as MatMulInteger."""
+    weights = tf.constant(rng.integers(-128, 128, (6, 3)).astype(np.int8))
+
+    def matmul(x):
+        return tf.linalg.matmul(x, weights, output_type=tf.int32)
+
+    x = rng.integers(-128, 128, (4, 6)).astype(np.int8)
+    optimized = _matches_tf(_model(matmul, (6,), "int8"), [x], atol=0)
+    assert any("matmul" in str(n.target) for n in optimized.graph.nodes)
 
 
 def test_dynamic_stitch_matches_tf():

@@ -1,5 +1,5 @@
-"""Lowerings of the elementwise math, bitwise, ThresholdedRelu, Det, ScatterElements and
-Quantize/DequantizeLinear converters (``frontdoor/converters/math_ops.py``,
+"""Lowerings of the elementwise math, bitwise, ThresholdedRelu, Det, ScatterElements,
+Quantize/DequantizeLinear and MatMulInteger converters (``frontdoor/converters/math_ops.py``,
 ``scatter_quant.py``).
 
 * `OnnxUnarySpec`/`OnnxBinarySpec`: the torch function they name (``torch.sinh``,
@@ -14,7 +14,9 @@ Quantize/DequantizeLinear converters (``frontdoor/converters/math_ops.py``,
   hints of dynamic data dims are made to admit them;
 * QuantizeLinear: ``clamp(round(x / scale) + zero_point, lo, hi).to(qtype)`` (``round`` is
   half to even, as the spec's); DequantizeLinear: ``(x.int() - zero_point).to(float) *
-  scale``. A per-axis scale or zero point is reshaped to broadcast along the axis.
+  scale``. A per-axis scale or zero point is reshaped to broadcast along the axis;
+* MatMulInteger: ``matmul`` of the operands less their zero points in float64 (exact, see
+  the converter), cast to int32; tf2onnx's zero points of 0 are left out.
 """
 
 from __future__ import annotations
@@ -135,3 +137,22 @@ def _dequantize_linear(ctx, mod, node, args):
         centered = ctx.call(operator.sub, centered, zero_point)
     scale = _along(ctx, args[1], mod.axis, rank)
     return ctx.call(operator.mul, ctx.method("to", centered, _dtype(args[1])), scale)
+
+
+def _less_zero_point(ctx, x, zero_point, per_row: bool):
+    """`x` less its zero point, in float64 (a zero point known to be 0 is left out)."""
+    wide = ctx.method("to", ctx.tensor(x), torch.float64)
+    if zero_point is None or (isinstance(zero_point, Const) and not zero_point.value.any()):
+        return wide
+    point = ctx.tensor(zero_point)
+    if per_row and rank_of(point) == 1:
+        point = ctx.call(torch.reshape, point, (-1, 1))
+    return ctx.call(operator.sub, wide, ctx.method("to", point, torch.float64))
+
+
+@lowering("OnnxMatMulIntegerSpec")
+def _matmul_integer(ctx, mod, node, args):
+    given = dict(zip(mod.slots, args[2:], strict=True))
+    a = _less_zero_point(ctx, args[0], given.get("a_zero_point"), per_row=True)
+    b = _less_zero_point(ctx, args[1], given.get("b_zero_point"), per_row=False)
+    return ctx.method("to", ctx.call(torch.matmul, a, b), torch.int32)

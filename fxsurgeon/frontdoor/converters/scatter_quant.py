@@ -1,5 +1,5 @@
-"""ONNX ScatterElements, QuantizeLinear and DequantizeLinear by the spec; onnx2torch has no
-converter for them.
+"""ONNX ScatterElements, QuantizeLinear, DequantizeLinear and MatMulInteger by the spec;
+onnx2torch has no converter for them.
 
 * ScatterElements (`OnnxScatterElementsSpec`): tf2onnx writes ``tf.dynamic_stitch`` as one
   (zeros of the data's shape, the indices expanded over it, the data), and uses it inside
@@ -15,6 +15,13 @@ converter for them.
   Q is ``saturate(round_half_even(x / scale) + zero_point)`` in the zero point's type
   (uint8 without one); DQ is ``(x - zero_point) * scale`` in the scale's type. Only 8-bit
   and int32 (DQ) integers: the float8 and 4-bit types of opset 19+ are not converted.
+* MatMulInteger (`OnnxMatMulIntegerSpec`): ``tf.linalg.matmul`` of int8/uint8 operands
+  with ``output_type=tf.int32`` (tf2onnx adds zero points of 0). ``(a - a_zero_point) @
+  (b - b_zero_point)`` in int32; a 1-D ``a_zero_point`` is per row of A (one per M), a 1-D
+  ``b_zero_point`` per column of B (one per N), N-D ones broadcast as they are. torch has
+  no integer matmul on CUDA: the product is taken in float64, exact (each term is below
+  2**16 in magnitude, so every partial sum of fewer than 2**37 terms is an exact double),
+  then cast to int32.
 
 The lowerings are in ``fxsurgeon/lower/math_ops.py``.
 """
@@ -93,6 +100,31 @@ class OnnxDequantizeLinearSpec(nn.Module):
         return centered.to(scale.dtype) * along(scale, self.axis, x.dim())
 
 
+def centered(x: torch.Tensor, zero_point: torch.Tensor | None, per_row: bool) -> torch.Tensor:
+    """`x` less its zero point in float64; a 1-D zero point ``per_row`` is one per row."""
+    wide = x.to(torch.float64)
+    if zero_point is None:
+        return wide
+    if per_row and zero_point.dim() == 1:
+        zero_point = zero_point.reshape(-1, 1)
+    return wide - zero_point.to(torch.float64)
+
+
+class OnnxMatMulIntegerSpec(nn.Module):
+    """``(a - a_zero_point) @ (b - b_zero_point)`` as int32, computed exactly in float64;
+    ``slots`` names the zero points given (either may be absent)."""
+
+    def __init__(self, slots: tuple[str, ...]):
+        super().__init__()
+        self.slots = slots
+
+    def forward(self, a, b, *zero_points) -> torch.Tensor:
+        given = dict(zip(self.slots, zero_points, strict=True))
+        a_centered = centered(a, given.get("a_zero_point"), True)
+        product = torch.matmul(a_centered, centered(b, given.get("b_zero_point"), False))
+        return product.to(torch.int32)
+
+
 def _scatter_elements(node, graph):
     reduction = node.attributes.get("reduction", "none")
     reduction = reduction.decode() if isinstance(reduction, bytes) else reduction
@@ -110,7 +142,14 @@ def _dequantize_linear(node, graph):
     return OnnxDequantizeLinearSpec(int(node.attributes.get("axis", 1))), mapping_of(node)
 
 
+def _matmul_integer(node, graph):
+    names = ("a_zero_point", "b_zero_point")
+    slots = tuple(n for n, v in zip(names, node.input_values[2:], strict=False) if v)
+    return OnnxMatMulIntegerSpec(slots), mapping_of(node)
+
+
 def register() -> None:
+    add("MatMulInteger", 10, _matmul_integer)
     for version in (11, 13, 16, 18):
         add("ScatterElements", version, _scatter_elements)
     for version in (9, 11):
