@@ -1,9 +1,9 @@
 """ONNX ops tf2onnx writes that onnx2torch cannot convert: the hyperbolic functions, the
-bitwise ops and BitShift (uint8 to uint64), ThresholdedRelu, Det, ScatterElements (every
-reduction, negative indices), Quantize/DequantizeLinear (per tensor and per axis, uint8 and
-int8), MatMulInteger against onnxruntime, lowered to plain torch with nothing of the converters left; and the
-ops with no fixed torch form (random, output sized by the data, sequences, Scan) refused
-naming the node and op."""
+bitwise ops and BitShift (uint8 to uint64), ThresholdedRelu, Det, LpNormalization,
+ScatterElements (every reduction, negative indices), Quantize/DequantizeLinear (per tensor
+and per axis, uint8 and int8), MatMulInteger against onnxruntime, lowered to plain torch
+with nothing of the converters left; and the ops with no fixed torch form (random, output
+sized by the data, sequences, Scan) refused naming the node and op."""
 
 from __future__ import annotations
 
@@ -86,6 +86,23 @@ def test_thresholded_relu_matches_onnxruntime(alpha):
 def test_det_matches_onnxruntime(shape):
     model = one_op("Det", [("x", F32, shape)], F32)
     check(model, [[rng.standard_normal(shape).astype(F32)]], atol=1e-5)
+
+
+@pytest.mark.parametrize("p", [None, 1, 2])
+@pytest.mark.parametrize("axis", [None, 0, 1])
+def test_lp_normalization_matches_onnxruntime(p, axis):
+    attrs = ({} if p is None else {"p": p}) | ({} if axis is None else {"axis": axis})
+    model = one_op("LpNormalization", [("x", F32, ["n", 4])], F32, **attrs)
+    x = rng.standard_normal((3, 4)).astype(F32)
+    x[1], x[:, 2] = 0.0, 0.0  # a zero norm on either axis: 0s
+    optimized = check(model, [[x], [x[1:]]], atol=1e-6)
+    assert any("vector_norm" in str(n.target) for n in optimized.graph.nodes)
+
+
+def test_lp_normalization_of_an_other_p_is_refused():
+    model = unchecked("LpNormalization", [("x", F32, [2, 3])], p=3)
+    with pytest.raises(InputError, match=r"'lpnormalization_0' \(op LpNormalization\).*p = 3"):
+        from_onnx(model)
 
 
 INTS = [np.uint8, np.int8, np.int32, np.int64]

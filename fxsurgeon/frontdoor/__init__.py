@@ -10,7 +10,7 @@ by `fxsurgeon.tensorflow`.
 """
 
 from .converters import torch_weights
-from .converters.math_ops import WIDE_UNSIGNED, logical_shift
+from .converters.math_ops import WIDE_UNSIGNED, logical_shift, lp_normalize
 from .converters.nd_index import REDUCE as SCATTER_REDUCTIONS
 from .converters.pool_pad import AVG_POOLS, PAD_MODES, avg_pool_pads
 from .converters.resize import ResizeError, aten_resize, scaled_sizes
@@ -43,6 +43,7 @@ __all__ = [
     "from_tensorflow",
     "load_model",
     "logical_shift",
+    "lp_normalize",
     "map_initializers_to_variables",
     "quiet_tensorflow",
     "reverse_sequence",

@@ -1,10 +1,11 @@
-"""Lowerings of the elementwise math, bitwise, ThresholdedRelu, Det, ScatterElements,
-Quantize/DequantizeLinear and MatMulInteger converters (``frontdoor/converters/math_ops.py``,
-``scatter_quant.py``).
+"""Lowerings of the elementwise math, bitwise, ThresholdedRelu, Det, LpNormalization,
+ScatterElements, Quantize/DequantizeLinear and MatMulInteger converters
+(``frontdoor/converters/math_ops.py``, ``scatter_quant.py``).
 
 * `OnnxUnarySpec`/`OnnxBinarySpec`: the torch function they name (``torch.sinh``,
   ``torch.bitwise_and``...);
 * ThresholdedRelu: ``F.threshold(x, alpha, 0.0)``; Det: ``torch.linalg.det``;
+* LpNormalization: the converter's `lp_normalize` (``vector_norm``, 0 where it is 0);
 * BitShift: ``bitwise_left_shift``/``right_shift`` for uint8; uint16/32/64, which torch
   cannot shift, in int64 by the converter's `logical_shift` (uint64 cast modulo 2**64),
   its calls written as graph nodes;
@@ -27,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import LoweringError
-from ..frontdoor import QUANT_RANGE, WIDE_UNSIGNED, logical_shift
+from ..frontdoor import QUANT_RANGE, WIDE_UNSIGNED, logical_shift, lp_normalize
 from ..shapes import dtype_of
 from .table import lowering
 from .values import Const, rank_of
@@ -55,6 +56,15 @@ def _thresholded_relu(ctx, mod, node, args):
 @lowering("OnnxDetSpec")
 def _det(ctx, mod, node, args):
     return ctx.call(torch.linalg.det, ctx.tensor(args[0]))
+
+
+@lowering("OnnxLpNormalizationSpec")
+def _lp_normalization(ctx, mod, node, args):
+    x = ctx.tensor(args[0])
+    rank = rank_of(x)
+    if not -rank <= mod.axis < rank:
+        raise LoweringError(f"LpNormalization axis {mod.axis} out of range for rank {rank}")
+    return lp_normalize(ctx.call, x, mod.p, mod.axis)
 
 
 @lowering("OnnxBitShiftSpec")

@@ -5,9 +5,10 @@ RNN, Conv with ``auto_pad=SAME_*``, GatherND with ``batch_dims``, ScatterND
 with a reduction, GlobalMaxPool, GlobalLpPool, Pad from opset 18, SpaceToDepth) and converts some wrongly (CumSum's default direction,
 Resize whose sampling differs from torch's, DepthToSpace's DCR mode, IsInf's
 detect_positive/detect_negative, LayerNormalization's stash_type); it has none either
-for the hyperbolic functions, the bitwise ops, ThresholdedRelu, Det, ScatterElements and
-Quantize/DequantizeLinear, MatMulInteger (``math_ops``, ``scatter_quant``). Ops with no fixed torch form
-(random draws, outputs sized by the data, sequences, Scan) are refused by name
+for the hyperbolic functions, the bitwise ops, ThresholdedRelu, Det, LpNormalization
+(``math_ops``), ScatterElements, Quantize/DequantizeLinear and MatMulInteger
+(``scatter_quant``). Ops with no fixed torch form (random draws, outputs sized by the
+data, sequences, Scan) are refused by name
 (``refused``). Each family file here defines a module that computes its op by the
 ONNX spec and a converter for the op versions it covers; `register` adds them all.
 ``fxsurgeon.optimize`` lowers these modules to plain torch

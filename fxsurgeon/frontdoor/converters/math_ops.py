@@ -1,5 +1,5 @@
-"""ONNX elementwise math, bitwise ops, ThresholdedRelu and Det by the spec; onnx2torch has
-no converter for them.
+"""ONNX elementwise math, bitwise ops, ThresholdedRelu, Det and LpNormalization by the spec;
+onnx2torch has no converter for them.
 
 What tf2onnx writes them for (opset 17 unless said):
 
@@ -13,7 +13,10 @@ What tf2onnx writes them for (opset 17 unless said):
   uint64) and the result back. The spec shifts unsigned integers (a right shift is
   logical);
 * BitwiseAnd/Or/Xor/Not (`OnnxBinarySpec`, `OnnxUnarySpec`): ``tf.bitwise.*`` and
-  ``tf.bitwise.invert``, from opset 18 only (tf2onnx refuses them below).
+  ``tf.bitwise.invert``, from opset 18 only (tf2onnx refuses them below);
+* LpNormalization (`OnnxLpNormalizationSpec`): TFLite's L2_NORMALIZATION (p = 2, the last
+  axis). ``x / ||x||_p`` along ``axis``, p 1 or 2; a line whose norm is 0 gives 0s
+  (onnxruntime's, where ``F.normalize`` would divide by its ``eps``).
 
 torch has no shifts of uint16/32/64 (``lshift_cpu`` is not implemented for them):
 `bit_shift` computes those in int64, the same bits (see its doc). onnx2torch's Cast refuses
@@ -98,6 +101,13 @@ def bit_shift(x: torch.Tensor, shift: torch.Tensor, left: bool) -> torch.Tensor:
     return logical_shift(eager, wide, amount, left, bits).to(x.dtype)
 
 
+def lp_normalize(call: Call, x, p: int, axis: int):
+    """``x / ||x||_p`` along `axis`, 0 where the norm is 0; ``call`` as in `logical_shift`."""
+    norm = call(torch.linalg.vector_norm, x, p, axis, True)
+    nonzero = call(torch.where, call(operator.eq, norm, 0), 1.0, norm)
+    return call(operator.truediv, x, nonzero)
+
+
 class OnnxUnarySpec(nn.Module):
     """``torch.<function>(x)``."""
 
@@ -149,6 +159,18 @@ class OnnxDetSpec(nn.Module):
         return torch.linalg.det(x)
 
 
+class OnnxLpNormalizationSpec(nn.Module):
+    """``x`` divided by its ``p``-norm along ``axis``."""
+
+    def __init__(self, p: int, axis: int):
+        super().__init__()
+        self.p = p
+        self.axis = axis
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return lp_normalize(eager, x, self.p, self.axis)
+
+
 def _unary(node, graph):
     return OnnxUnarySpec(UNARY[node.operation_type]), mapping_of(node)
 
@@ -167,6 +189,13 @@ def _bit_shift(node, graph):
 
 def _thresholded_relu(node, graph):
     return OnnxThresholdedReluSpec(float(node.attributes.get("alpha", 1.0))), mapping_of(node)
+
+
+def _lp_normalization(node, graph):
+    p = int(node.attributes.get("p", 2))
+    if p not in (1, 2):
+        raise ConverterError(node, f"p = {p}; the spec has 1 and 2")
+    return OnnxLpNormalizationSpec(p, int(node.attributes.get("axis", -1))), mapping_of(node)
 
 
 def _det(node, graph):
@@ -210,3 +239,5 @@ def register() -> None:
     add("ThresholdedRelu", 22, _thresholded_relu)
     add("Det", 11, _det)
     add("Det", 22, _det)
+    for version in (1, 22):
+        add("LpNormalization", version, _lp_normalization)
