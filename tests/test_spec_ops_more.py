@@ -1,9 +1,9 @@
 """ONNX ops tf2onnx writes that onnx2torch cannot convert: the hyperbolic functions, the
 bitwise ops and BitShift (uint8 to uint64), ThresholdedRelu, Det, LpNormalization,
 ScatterElements (every reduction, negative indices), Quantize/DequantizeLinear (per tensor
-and per axis, uint8 and int8), MatMulInteger against onnxruntime, lowered to plain torch
-with nothing of the converters left; and the ops with no fixed torch form (random, output
-sized by the data, sequences, Scan) refused naming the node and op."""
+and per axis, uint8 and int8), MatMulInteger, Upsample-9 against onnxruntime, lowered to
+plain torch with nothing of the converters left; and the ops with no fixed torch form
+(random, output sized by the data, sequences, Scan) refused naming the node and op."""
 
 from __future__ import annotations
 
@@ -267,6 +267,30 @@ def test_batched_matmul_integer_matches_onnxruntime():
     model = make_model([node], inputs, [info("y", np.int32, None)])
     a = rng.integers(-128, 128, (2, 3, 4)).astype(np.int8)
     check(model, [[a, rng.integers(-128, 128, (4, 2)).astype(np.int8)]])
+
+
+# -- Upsample ---------------------------------------------------------------------------------
+
+
+def test_upsample9_nearest_matches_onnxruntime():
+    """tf2onnx's ResizeNearestNeighbor below opset 10: Upsample-9, Resize-10's semantics."""
+    scales = init("s", np.array([1, 1, 2, 3], F32))
+    node = helper.make_node("Upsample", ["x", "s"], ["y"], name="up", mode="nearest")
+    model = make_model(
+        [node], [info("x", F32, ["n", 2, 3, 4])], [info("y", F32, None)], [scales], opset=9
+    )
+    check(model, [[rng.standard_normal((n, 2, 3, 4)).astype(F32)] for n in (1, 2)])
+
+
+def test_upsample9_linear_is_refused():
+    """Upsample's linear samples asymmetric coordinates (x_out / scale): no torch mode does."""
+    scales = init("s", np.array([1, 1, 2, 2], F32))
+    node = helper.make_node("Upsample", ["x", "s"], ["y"], name="up", mode="linear")
+    model = make_model(
+        [node], [info("x", F32, [1, 2, 3, 4])], [info("y", F32, None)], [scales], opset=9
+    )
+    with pytest.raises(InputError, match=r"'up' \(op Upsample\).*linear with asymmetric"):
+        from_onnx(model)
 
 
 # -- refused ----------------------------------------------------------------------------------

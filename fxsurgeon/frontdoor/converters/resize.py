@@ -31,6 +31,9 @@ Keras ``Resizing(7, 9)`` of a 12x12 input as the scales ``float32(7 / 12)`` and
 double, is 6.99999976. Where the two floors differ, the call is ATen's
 ``upsample_*`` with both the output size and the scales (`aten_resize`): the
 size from float32, the coordinates from the scale, as the spec says.
+
+Upsample-9 (tf2onnx's resize below opset 10) is Resize-10 by another name and converts
+as it does.
 """
 
 from __future__ import annotations
@@ -263,18 +266,20 @@ def _unsupported(attrs, mode: str) -> str | None:
 
 
 def _convert10(node, graph):
-    """Resize-10: (x, scales) with asymmetric coordinates; its nearest takes the pixel below
-    when upsampling (torch's nearest) but the one above when downsampling (rule ``upsample``)."""
+    """Resize-10 and Upsample-9 (the same op): (x, scales) with asymmetric coordinates; its
+    nearest takes the pixel below when upsampling (torch's nearest) but the one above when
+    downsampling (rule ``upsample``)."""
     mode = _text(node.attributes.get("mode"), "nearest")
     if mode != "nearest":
         raise ConverterError(
-            node, f"Resize-10 {mode} is asymmetric: no torch interpolation matches"
+            node, f"{mode} with asymmetric coordinates: no torch interpolation matches"
         )
     return OnnxResizeSpec("nearest", None, "upsample", ("scales",)), mapping_of(node)
 
 
 def register() -> None:
     add("Resize", 10, _convert10, replace=True)
+    add("Upsample", 9, _convert10)
     for version in (11, 13, 18, 19):
         add("Resize", version, _convert, replace=True)
 
