@@ -39,7 +39,7 @@ def unchecked(op, inputs, opset=17, outputs=1, **attrs) -> onnx.ModelProto:
     """A one-node model without the ONNX checker (outputs of any type), to see a refusal."""
     out_names = [f"y{i}" for i in range(outputs)]
     node = helper.make_node(op, [n for n, *_ in inputs], out_names, name=f"{op.lower()}_0", **attrs)
-    types = [TensorProto.FLOAT] + [TensorProto.INT64] * (outputs - 1)  # Unique's: y, indices...
+    types = [TensorProto.FLOAT] + [TensorProto.INT64] * (outputs - 1)
     if op == "Multinomial":
         types = [TensorProto.INT32]
     outs = [
@@ -52,9 +52,13 @@ def unchecked(op, inputs, opset=17, outputs=1, **attrs) -> onnx.ModelProto:
 
 
 def check(model: onnx.ModelProto, cases, atol: float = 0.0):
-    optimized = fxsurgeon.optimize(from_onnx(model))
+    """The converted module (the converters' own forward) and the lowered one match
+    onnxruntime on each case; returns the lowered one."""
+    converted = from_onnx(model)
+    optimized = fxsurgeon.optimize(converted)
     assert_lowered(optimized)
     for inputs in cases:
+        assert_module_matches_ort(converted, model, inputs, atol)
         assert_module_matches_ort(optimized, model, inputs, atol)
     return optimized
 
@@ -293,14 +297,57 @@ def test_upsample9_linear_is_refused():
         from_onnx(model)
 
 
+# -- Compress, Unique (output sizes from the data) -----------------------------------------
+
+
+@pytest.mark.parametrize("axis", [None, 0, 1, -1])
+def test_compress_matches_onnxruntime(axis):
+    """Conditions as long as the axis and shorter (the slices past it dropped), none true."""
+    attrs = {} if axis is None else {"axis": axis}
+    model = one_op("Compress", [("x", F32, ["n", 4]), ("c", np.bool_, ["k"])], F32, **attrs)
+    x = rng.standard_normal((3, 4)).astype(F32)
+    length = 12 if axis is None else 3 if axis == 0 else 4
+    cases = [[x, rng.random(k) < 0.5] for k in (length, length - 2)]
+    optimized = check(model, cases + [[x, np.zeros(length, np.bool_)]])
+    assert any("nonzero" in str(n.target) for n in optimized.graph.nodes)
+
+
+def unique_model(shape, dtype=np.int64, opset=17, **attrs):
+    node = helper.make_node("Unique", ["x"], ["y", "first", "inverse", "counts"], **attrs)
+    outs = [info("y", dtype, None)] + [
+        info(n, np.int64, None) for n in ("first", "inverse", "counts")
+    ]
+    return make_model([node], [info("x", dtype, shape)], outs, opset=opset)
+
+
+@pytest.mark.parametrize("ordered", [None, 0, 1])
+def test_unique_matches_onnxruntime(ordered):
+    """tf.unique's (sorted=0, TF's order of first occurrence) and the sorted form."""
+    model = unique_model(["n"], **({} if ordered is None else {"sorted": ordered}))
+    cases = [[np.array([5, -2, 5, 7, -2, -2, 0, 9], np.int64)], [np.array([3], np.int64)]]
+    check(model, cases + [[rng.integers(-4, 4, 20)]])
+
+
+@pytest.mark.parametrize("ordered", [0, 1])
+def test_unique_of_rows_and_of_a_flattened_matrix_matches_onnxruntime(ordered):
+    """axis=0 over [n, 2] rows (tf2onnx's Bincount of a matrix) and no axis (flattened)."""
+    rows = rng.integers(0, 3, (9, 2))
+    for attrs in ({"axis": 0}, {}):
+        model = unique_model(["n", 2], sorted=ordered, **attrs)
+        check(model, [[rows], [rows[:1]]])
+
+
+def test_unique_of_floats_matches_onnxruntime():
+    model = unique_model([6], np.float32, sorted=0)
+    check(model, [[np.array([1.5, -0.0, 1.5, 2.0, -3.0, 2.0], F32)]])
+
+
 # -- refused ----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     "op, inputs, attrs, why",
     [
-        ("Unique", [("x", F32, [5])], {}, "size depends on the data"),
-        ("Compress", [("x", F32, [5]), ("c", np.bool_, [5])], {"axis": 0}, "depends on the data"),
         ("RandomNormalLike", [("x", F32, [5])], {}, "random"),
         ("RandomUniform", [], {"shape": [2, 3]}, "random"),
         ("Multinomial", [("x", F32, [2, 3])], {"sample_size": 2}, "random"),
@@ -308,7 +355,7 @@ def test_upsample9_linear_is_refused():
     ],
 )
 def test_ops_with_no_fixed_torch_form_are_refused_by_node_and_op(op, inputs, attrs, why):
-    model = unchecked(op, inputs, outputs=4 if op == "Unique" else 1, **attrs)
+    model = unchecked(op, inputs, **attrs)
     with pytest.raises(InputError, match=rf"'{op.lower()}_0' \(op {op}\).*{why}"):
         fxsurgeon.optimize(from_onnx(model))
 

@@ -1,9 +1,10 @@
 """The TF ops tf2onnx writes as ONNX ops onnx2torch has no converter for, through the front
 door (door B): tf.math.sinh/cosh/asinh/acosh/atanh, tf-keras' ThresholdedReLU, tf.linalg.det,
 tf.bitwise.left_shift/right_shift of int8 and int32, int8 matmul to int32 (MatMulInteger),
-tf.dynamic_stitch (ScatterElements),
-fake quantization (Quantize/DequantizeLinear) match TensorFlow with nothing of onnx2torch
-or of the converters left; tf.unique and tf.random.normal are refused naming the node and op."""
+tf.dynamic_stitch (ScatterElements), fake quantization (Quantize/DequantizeLinear),
+tf.unique_with_counts and a per-row tf.math.bincount (Unique, Compress) match TensorFlow
+with nothing of onnx2torch or of the converters left; tf.random.normal is refused naming
+the node and op."""
 
 from __future__ import annotations
 
@@ -125,13 +126,36 @@ def test_fake_quantization_matches_tf():
     _matches_tf(_model(fake_quant, (8,)), [x])
 
 
-@pytest.mark.parametrize(
-    "fn, op, why",
-    [
-        (lambda x: tf.unique(tf.reshape(x, [-1]))[0], "Unique", "depends on the data"),
-        (lambda x: x + tf.random.normal(tf.shape(x)), "RandomNormalLike", "random"),
-    ],
-)
-def test_data_sized_and_random_ops_are_refused_by_node_and_op(fn, op, why):
-    with pytest.raises(InputError, match=rf"\(op {op}\) cannot be converted: .*{why}"):
-        fxsurgeon.from_tensorflow(_model(fn, (4,)))
+def _unique(x):
+    """tf.unique_with_counts of the flattened input: values in order of first occurrence,
+    each element's index among them, the counts (Unique, sorted=0), all as float."""
+    values, index, counts = tf.unique_with_counts(tf.reshape(x, [-1]))
+    return tf.concat([values, tf.cast(index, tf.float32), tf.cast(counts, tf.float32)], 0)
+
+
+def test_unique_with_counts_matches_tf():
+    model = _model(_unique, (4,))
+    x = rng.integers(-3, 3, (3, 4)).astype(np.float32)
+    _matches_tf(model, [x, x[:1], np.full((2, 4), 7.0, np.float32)], atol=0)
+
+
+def test_bincount_of_each_row_matches_tf():
+    """tf2onnx writes a per-row bincount as Unique of (row, value) pairs (axis 0, sorted)
+    and Compress of the in-range ones, scattered into zeros."""
+
+    def bincount(x):
+        counts = tf.math.bincount(tf.cast(x, tf.int32), minlength=6, maxlength=6, axis=-1)
+        return tf.cast(counts, tf.float32)
+
+    optimized = _matches_tf(
+        _model(bincount, (4,)), [rng.integers(0, 8, (n, 4)).astype(np.float32) for n in (3, 1)]
+    )
+    assert torch.unique in [n.target for n in optimized.graph.nodes]
+
+
+def test_random_ops_are_refused_by_node_and_op():
+    def noisy(x):
+        return x + tf.random.normal(tf.shape(x))
+
+    with pytest.raises(InputError, match=r"\(op RandomNormalLike\) cannot be converted: .*random"):
+        fxsurgeon.from_tensorflow(_model(noisy, (4,)))

@@ -10,6 +10,7 @@ by `fxsurgeon.tensorflow`.
 """
 
 from .converters import torch_weights
+from .converters.data_sized import compress, unique
 from .converters.math_ops import WIDE_UNSIGNED, logical_shift, lp_normalize
 from .converters.nd_index import REDUCE as SCATTER_REDUCTIONS
 from .converters.pool_pad import AVG_POOLS, PAD_MODES, avg_pool_pads
@@ -31,6 +32,7 @@ __all__ = [
     "SCATTER_REDUCTIONS",
     "WIDE_UNSIGNED",
     "ResizeError",
+    "compress",
     "cubic_resize",
     "aten_resize",
     "resize_plan",
@@ -48,5 +50,6 @@ __all__ = [
     "quiet_tensorflow",
     "reverse_sequence",
     "tf_variables_of",
+    "unique",
     "torch_weights",
 ]

@@ -23,7 +23,8 @@ The table (`table.py`) is filled by the op-family modules, one per ONNX op famil
 `shape_ops`, `indexing`, `elementwise`, `nn_ops`, `activations`, `recurrent` (LSTM/GRU/RNN),
 `control_flow` (If), `loop` (Loop), `nd_index` (GatherND, ScatterND), `resize`, `sorting` (TopK), `more_ops` (ArgMax/ArgMin, GatherElements,
 DepthToSpace, SpaceToDepth, IsInf, PReLU), `math_ops` (hyperbolic, bitwise, ThresholdedRelu, Det,
-ScatterElements, Quantize/DequantizeLinear), `norms` (LayerNormalization, InstanceNormalization, LRN), `spec_fixes`
+ScatterElements, Quantize/DequantizeLinear, MatMulInteger, LpNormalization), `data_sized`
+(Compress, Unique), `norms` (LayerNormalization, InstanceNormalization, LRN), `spec_fixes`
 (CumSum, Conv by the spec); `sym_math` holds the comparisons, Where, Min/Max and float
 Casts of `Sym` values that elementwise/shape_ops use; `data_sizes` reads a shape argument computed
 from tensor data as ints; `cond_shapes` states the shapes of a torch.cond whose branches differ; `graph.py` is the pass that uses it; `coverage.py` lists the
@@ -34,6 +35,7 @@ classes the converters can emit (docs/coverage.md).
 from . import (  # noqa: F401, E402
     activations,
     control_flow,
+    data_sized,
     elementwise,
     indexing,
     loop,

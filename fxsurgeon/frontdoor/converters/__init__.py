@@ -7,8 +7,8 @@ Resize whose sampling differs from torch's, DepthToSpace's DCR mode, IsInf's
 detect_positive/detect_negative, LayerNormalization's stash_type); it has none either
 for the hyperbolic functions, the bitwise ops, ThresholdedRelu, Det, LpNormalization
 (``math_ops``), ScatterElements, Quantize/DequantizeLinear and MatMulInteger
-(``scatter_quant``). Ops with no fixed torch form (random draws, outputs sized by the
-data, sequences, Scan) are refused by name
+(``scatter_quant``), Compress and Unique (``data_sized``). Ops with no fixed torch form
+(random draws, sequences, Scan) are refused by name
 (``refused``). Each family file here defines a module that computes its op by the
 ONNX spec and a converter for the op versions it covers; `register` adds them all.
 ``fxsurgeon.optimize`` lowers these modules to plain torch
@@ -27,6 +27,7 @@ import onnx
 from . import (
     control_flow,
     conv,
+    data_sized,
     loop,
     math_ops,
     nd_index,
@@ -67,6 +68,7 @@ def register() -> None:
         spec_ops,
         math_ops,
         scatter_quant,
+        data_sized,
         refused,
     )
     for family in families:

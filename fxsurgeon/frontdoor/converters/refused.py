@@ -2,9 +2,6 @@
 `ConverterError` naming the node, the op and why (onnx2torch would only say that it has no
 converter).
 
-* Output size from the data: Unique (``tf.unique``, ``unique_with_counts``; inside Bincount
-  and the sorted Segment ops), Compress (inside Bincount, RaggedTensorToTensor, Pad with
-  negative pads);
 * Random: RandomNormal, RandomUniform and their -Like forms (``tf.random.normal``,
   ``uniform``, ``stateless`` ones folded by tf2onnx otherwise), Multinomial
   (``tf.random.categorical``), Bernoulli. A trainable module cannot reproduce TF's draws,
@@ -26,8 +23,6 @@ from .registry import ConverterError, add
 
 #: ONNX op -> why it is refused.
 REFUSED = {
-    "Unique": "its output size depends on the data (the number of distinct values)",
-    "Compress": "its output size depends on the data (the number of true conditions)",
     "RandomNormal": "it draws random numbers (not reproducible from TF)",
     "RandomNormalLike": "it draws random numbers (not reproducible from TF)",
     "RandomUniform": "it draws random numbers (not reproducible from TF)",
