@@ -1,9 +1,10 @@
 """ONNX ops tf2onnx writes that onnx2torch cannot convert: the hyperbolic functions, the
 bitwise ops and BitShift (uint8 to uint64), ThresholdedRelu, Det, LpNormalization,
 ScatterElements (every reduction, negative indices), Quantize/DequantizeLinear (per tensor
-and per axis, uint8 and int8), MatMulInteger, Upsample-9 against onnxruntime, lowered to
-plain torch with nothing of the converters left; and the ops with no fixed torch form
-(random, output sized by the data, sequences, Scan) refused naming the node and op."""
+and per axis, uint8 and int8), MatMulInteger, Upsample-9, Compress, Unique, the opset-18
+reductions and Split against onnxruntime, lowered to plain torch with nothing of the
+converters left; and the ops with no fixed torch form (random, sequences, Scan) refused
+naming the node and op."""
 
 from __future__ import annotations
 
@@ -340,6 +341,53 @@ def test_unique_of_rows_and_of_a_flattened_matrix_matches_onnxruntime(ordered):
 def test_unique_of_floats_matches_onnxruntime():
     model = unique_model([6], np.float32, sorted=0)
     check(model, [[np.array([1.5, -0.0, 1.5, 2.0, -3.0, 2.0], F32)]])
+
+
+# -- opset 18: the reductions' axes input, Split's num_outputs --------------------------------
+
+REDUCTIONS_18 = ["ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceMax"]
+REDUCTIONS_18 += ["ReduceMean", "ReduceMin", "ReduceProd", "ReduceSumSquare"]
+
+
+@pytest.mark.parametrize("op", REDUCTIONS_18)
+@pytest.mark.parametrize("axes, keepdims", [([1], 0), ([-1, 0], 1), (None, 0), (None, 1)])
+def test_reductions_of_opset_18_match_onnxruntime(op, axes, keepdims):
+    """tf2onnx --opset 18 writes every tf.reduce_* so: constant axes as an input, or none."""
+    inits = [] if axes is None else [init("axes", np.array(axes, np.int64))]
+    model = one_op(op, [("x", F32, ["n", 3, 4])], F32, inits, opset=18, keepdims=keepdims)
+    x = rng.uniform(0.5, 1.5, (2, 3, 4)).astype(F32)  # positive: ReduceLogSum's domain
+    check(model, [[x], [x[:1]]], atol=1e-5)
+
+
+def test_reduction_of_opset_18_without_axes_and_noop_is_the_identity():
+    model = one_op("ReduceMax", [("x", F32, [2, 3])], F32, opset=18, noop_with_empty_axes=1)
+    check(model, [[rng.standard_normal((2, 3)).astype(F32)]])
+
+
+def test_reduction_of_opset_18_with_axes_computed_at_run_time_is_refused():
+    inputs = [("x", F32, [2, 3]), ("axes", np.int64, [1])]
+    model = unchecked("ReduceMean", inputs, opset=18)
+    with pytest.raises(InputError, match=r"'reducemean_0' \(op ReduceMean\).*run time"):
+        from_onnx(model)
+
+
+@pytest.mark.parametrize("length", [7, 9, 8])
+def test_split_of_opset_18_by_num_outputs_matches_onnxruntime(length):
+    """ceil(n / 3) each, the last one smaller: 7 is 3, 3, 1; 8 is 3, 3, 2; 9 is 3, 3, 3."""
+    node = helper.make_node("Split", ["x"], ["a", "b", "c"], name="sp", axis=1, num_outputs=3)
+    outs = [info(n, F32, None) for n in "abc"]
+    model = make_model([node], [info("x", F32, ["n", length])], outs, opset=18)
+    x = rng.standard_normal((2, length)).astype(F32)
+    optimized = check(model, [[x], [x[:1]]])
+    assert any("split" in str(n.target) for n in optimized.graph.nodes)
+
+
+def test_split_of_opset_18_by_sizes_matches_onnxruntime():
+    node = helper.make_node("Split", ["x", "s"], ["a", "b"], name="sp", axis=-1)
+    outs = [info(n, F32, None) for n in "ab"]
+    sizes = init("s", np.array([1, 4], np.int64))
+    model = make_model([node], [info("x", F32, ["n", 5])], outs, [sizes], opset=18)
+    check(model, [[rng.standard_normal((3, 5)).astype(F32)]])
 
 
 # -- refused ----------------------------------------------------------------------------------

@@ -2,9 +2,9 @@
 door (door B): tf.math.sinh/cosh/asinh/acosh/atanh, tf-keras' ThresholdedReLU, tf.linalg.det,
 tf.bitwise.left_shift/right_shift of int8 and int32, int8 matmul to int32 (MatMulInteger),
 tf.dynamic_stitch (ScatterElements), fake quantization (Quantize/DequantizeLinear),
-tf.unique_with_counts and a per-row tf.math.bincount (Unique, Compress) match TensorFlow
-with nothing of onnx2torch or of the converters left; tf.random.normal is refused naming
-the node and op."""
+tf.unique_with_counts and a per-row tf.math.bincount (Unique, Compress), tf.reduce_* and
+tf.split at opset 18 match TensorFlow with nothing of onnx2torch or of the converters left;
+tf.random.normal is refused naming the node and op."""
 
 from __future__ import annotations
 
@@ -36,8 +36,8 @@ def _model(fn, shape, dtype="float32"):
     return keras.Model(x, _Lambda(fn)(x))
 
 
-def _matches_tf(model, inputs, atol=1e-5):
-    optimized = fxsurgeon.optimize(fxsurgeon.from_tensorflow(model))
+def _matches_tf(model, inputs, atol=1e-5, **export):
+    optimized = fxsurgeon.optimize(fxsurgeon.from_tensorflow(model, **export))
     assert_lowered(optimized)
     for x in inputs:
         want = np.asarray(model(tf.constant(x)))
@@ -151,6 +151,23 @@ def test_bincount_of_each_row_matches_tf():
         _model(bincount, (4,)), [rng.integers(0, 8, (n, 4)).astype(np.float32) for n in (3, 1)]
     )
     assert torch.unique in [n.target for n in optimized.graph.nodes]
+
+
+def _reductions_and_split(x):
+    parts = tf.split(x, 3, axis=1)  # Split-18 with num_outputs
+    uneven = tf.split(x, [2, 4], axis=1)  # with the sizes as an input
+    reduced = [tf.reduce_mean(x, 1), tf.reduce_max(x, 1), tf.reduce_prod(parts[0], 1)]
+    reduced += [tf.reduce_logsumexp(uneven[1], 1), tf.norm(x, axis=1), tf.reduce_min(x, 1)]
+    return tf.concat(
+        [tf.stack(reduced, 1), parts[2], uneven[0], tf.reduce_sum(x)[None, None] + x], 1
+    )
+
+
+def test_reductions_and_split_at_opset_18_match_tf():
+    """tf2onnx --opset 18: the reductions take their axes as an input, Split num_outputs."""
+    model = _model(_reductions_and_split, (6,))
+    x = [rng.uniform(0.5, 1.5, (n, 6)).astype(np.float32) for n in (2, 5)]
+    _matches_tf(model, x, opset=18)
 
 
 def test_random_ops_are_refused_by_node_and_op():

@@ -13,6 +13,7 @@ from .converters import torch_weights
 from .converters.data_sized import compress, unique
 from .converters.math_ops import WIDE_UNSIGNED, logical_shift, lp_normalize
 from .converters.nd_index import REDUCE as SCATTER_REDUCTIONS
+from .converters.opset18 import split_sizes
 from .converters.pool_pad import AVG_POOLS, PAD_MODES, avg_pool_pads
 from .converters.resize import ResizeError, aten_resize, scaled_sizes
 from .converters.resize import plan as resize_plan
@@ -49,6 +50,7 @@ __all__ = [
     "map_initializers_to_variables",
     "quiet_tensorflow",
     "reverse_sequence",
+    "split_sizes",
     "tf_variables_of",
     "unique",
     "torch_weights",

@@ -7,7 +7,8 @@ Resize whose sampling differs from torch's, DepthToSpace's DCR mode, IsInf's
 detect_positive/detect_negative, LayerNormalization's stash_type); it has none either
 for the hyperbolic functions, the bitwise ops, ThresholdedRelu, Det, LpNormalization
 (``math_ops``), ScatterElements, Quantize/DequantizeLinear and MatMulInteger
-(``scatter_quant``), Compress and Unique (``data_sized``). Ops with no fixed torch form
+(``scatter_quant``), Compress and Unique (``data_sized``), nor for the opset-18 forms of the
+reductions and Split (``opset18``). Ops with no fixed torch form
 (random draws, sequences, Scan) are refused by name
 (``refused``). Each family file here defines a module that computes its op by the
 ONNX spec and a converter for the op versions it covers; `register` adds them all.
@@ -31,6 +32,7 @@ from . import (
     loop,
     math_ops,
     nd_index,
+    opset18,
     pool_pad,
     recurrent,
     refused,
@@ -69,6 +71,7 @@ def register() -> None:
         math_ops,
         scatter_quant,
         data_sized,
+        opset18,
         refused,
     )
     for family in families:
