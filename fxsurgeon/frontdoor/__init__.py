@@ -11,7 +11,7 @@ by `fxsurgeon.tensorflow`.
 
 from .converters import torch_weights
 from .converters.data_sized import compress, unique
-from .converters.math_ops import WIDE_UNSIGNED, logical_shift, lp_normalize
+from .converters.math_ops import WIDE_UNSIGNED, bitwise_not, logical_shift, lp_normalize
 from .converters.nd_index import REDUCE as SCATTER_REDUCTIONS
 from .converters.opset18 import split_sizes
 from .converters.pool_pad import AVG_POOLS, PAD_MODES, avg_pool_pads
@@ -29,6 +29,7 @@ __all__ = [
     "PAD_MODES",
     "QUANT_RANGE",
     "avg_pool_pads",
+    "bitwise_not",
     "ONNX2TORCH_WARNINGS_KEY",
     "SCATTER_REDUCTIONS",
     "WIDE_UNSIGNED",

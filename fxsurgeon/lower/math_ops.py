@@ -3,7 +3,8 @@ ScatterElements, Quantize/DequantizeLinear and MatMulInteger converters
 (``frontdoor/converters/math_ops.py``, ``scatter_quant.py``).
 
 * `OnnxUnarySpec`/`OnnxBinarySpec`: the torch function they name (``torch.sinh``,
-  ``torch.bitwise_and``...);
+  ``torch.bitwise_and``...); BitwiseNot: the converter's `bitwise_not` (uint16/32/64 in
+  int64);
 * ThresholdedRelu: ``F.threshold(x, alpha, 0.0)``; Det: ``torch.linalg.det``;
 * LpNormalization: the converter's `lp_normalize` (``vector_norm``, 0 where it is 0);
 * BitShift: ``bitwise_left_shift``/``right_shift`` for uint8; uint16/32/64, which torch
@@ -23,12 +24,13 @@ ScatterElements, Quantize/DequantizeLinear and MatMulInteger converters
 from __future__ import annotations
 
 import operator
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 
 from ..errors import LoweringError
-from ..frontdoor import QUANT_RANGE, WIDE_UNSIGNED, logical_shift, lp_normalize
+from ..frontdoor import QUANT_RANGE, WIDE_UNSIGNED, bitwise_not, logical_shift, lp_normalize
 from ..shapes import dtype_of
 from .table import lowering
 from .values import Const, rank_of
@@ -41,6 +43,14 @@ def _dtype(value) -> torch.dtype | None:
 @lowering("OnnxUnarySpec")
 def _unary(ctx, mod, node, args):
     return ctx.call(getattr(torch, mod.function), ctx.tensor(args[0]))
+
+
+@lowering("OnnxBitwiseNotSpec")
+def _bitwise_not(ctx, mod, node, args):
+    dtype = _dtype(args[0])
+    if dtype is None:
+        raise LoweringError("BitwiseNot of an input of unknown type")
+    return bitwise_not(ctx.call, partial(ctx.method, "to"), ctx.tensor(args[0]), dtype)
 
 
 @lowering("OnnxBinarySpec")

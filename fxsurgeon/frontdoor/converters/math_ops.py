@@ -12,8 +12,9 @@ What tf2onnx writes them for (opset 17 unless said):
   the operands to the unsigned type of their width (int8 -> uint8, int16 -> uint32, int32 ->
   uint64) and the result back. The spec shifts unsigned integers (a right shift is
   logical);
-* BitwiseAnd/Or/Xor/Not (`OnnxBinarySpec`, `OnnxUnarySpec`): ``tf.bitwise.*`` and
-  ``tf.bitwise.invert``, from opset 18 only (tf2onnx refuses them below);
+* BitwiseAnd/Or/Xor/Not (`OnnxBinarySpec`, `OnnxBitwiseNotSpec`): ``tf.bitwise.*`` and
+  ``tf.bitwise.invert``, from opset 18 only (tf2onnx refuses them below); torch has no
+  ``bitwise_not`` of uint16/32/64 (`bitwise_not` flips their bits in int64);
 * LpNormalization (`OnnxLpNormalizationSpec`): TFLite's L2_NORMALIZATION (p = 2, the last
   axis). ``x / ||x||_p`` along ``axis``, p 1 or 2; a line whose norm is 0 gives 0s
   (onnxruntime's, where ``F.normalize`` would divide by its ``eps``).
@@ -44,7 +45,6 @@ UNARY = {
     "Atanh": "atanh",
     "Cosh": "cosh",
     "Sinh": "sinh",
-    "BitwiseNot": "bitwise_not",
 }
 
 #: ONNX op -> the torch function of the same meaning, two broadcast operands.
@@ -91,6 +91,18 @@ def logical_shift(call: Call, x, shift, left: bool, bits: int):
     return call(torch.where, too_far, call(torch.zeros_like, out), out)
 
 
+def bitwise_not(call: Call, to: Call, x, dtype: torch.dtype):
+    """BitwiseNot of `x` of `dtype`; torch has none for uint16/32/64: there it is the int64
+    ``bitwise_not`` of the same bits, masked to the width (``to(x, dtype)`` casts)."""
+    bits = WIDE_UNSIGNED.get(dtype)
+    if bits is None:
+        return call(torch.bitwise_not, x)
+    flipped = call(torch.bitwise_not, to(x, torch.int64))
+    if bits < 64:
+        flipped = call(torch.bitwise_and, flipped, (1 << bits) - 1)
+    return to(flipped, dtype)
+
+
 def bit_shift(x: torch.Tensor, shift: torch.Tensor, left: bool) -> torch.Tensor:
     """BitShift of unsigned `x` by `shift` (broadcast)."""
     bits = WIDE_UNSIGNED.get(x.dtype)
@@ -117,6 +129,13 @@ class OnnxUnarySpec(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return getattr(torch, self.function)(x)
+
+
+class OnnxBitwiseNotSpec(nn.Module):
+    """BitwiseNot of any integer type, uint16/32/64 included."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return bitwise_not(eager, lambda t, dtype: t.to(dtype), x, x.dtype)
 
 
 class OnnxBinarySpec(nn.Module):
@@ -173,6 +192,10 @@ class OnnxLpNormalizationSpec(nn.Module):
 
 def _unary(node, graph):
     return OnnxUnarySpec(UNARY[node.operation_type]), mapping_of(node)
+
+
+def _bitwise_not(node, graph):
+    return OnnxBitwiseNotSpec(), mapping_of(node)
 
 
 def _binary(node, graph):
@@ -233,7 +256,7 @@ def register() -> None:
         add(op, 22, _unary)
     for op in ("BitwiseAnd", "BitwiseOr", "BitwiseXor"):
         add(op, 18, _binary)
-    add("BitwiseNot", 18, _unary)
+    add("BitwiseNot", 18, _bitwise_not)
     add("BitShift", 11, _bit_shift)
     add("ThresholdedRelu", 10, _thresholded_relu)
     add("ThresholdedRelu", 22, _thresholded_relu)
