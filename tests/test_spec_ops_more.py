@@ -243,6 +243,15 @@ def test_quantize_then_dequantize_matches_onnxruntime(qtype, axis):
     check(model, [[rng.choice(values, (3, 4)).astype(F32)]])
 
 
+@pytest.mark.parametrize("low, high", [(-2.0, 3.0), (0.5, 4.0), (-3.0, -1.0)])
+def test_dynamic_quantize_linear_matches_onnxruntime(low, high):
+    """The range always holds 0: all positive, all negative and straddling inputs."""
+    node = helper.make_node("DynamicQuantizeLinear", ["x"], ["y", "s", "z"], name="dq")
+    outs = [info("y", np.uint8, None), info("s", F32, None), info("z", np.uint8, None)]
+    model = make_model([node], [info("x", F32, ["n", 5])], outs)
+    check(model, [[rng.uniform(low, high, (n, 5)).astype(F32)] for n in (1, 4)])
+
+
 def test_dequantize_int32_matches_onnxruntime():
     inits = [init("s", np.array(0.25, F32))]
     model = one_op("DequantizeLinear", [("x", np.int32, ["n"])], F32, inits)

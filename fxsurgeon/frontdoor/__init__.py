@@ -18,7 +18,7 @@ from .converters.pool_pad import AVG_POOLS, PAD_MODES, avg_pool_pads
 from .converters.resize import ResizeError, aten_resize, scaled_sizes
 from .converters.resize import plan as resize_plan
 from .converters.resize_cubic import cubic_resize
-from .converters.scatter_quant import QUANT_RANGE
+from .converters.scatter_quant import QUANT_RANGE, dynamic_quantize
 from .converters.tensor_ops import eye_like, one_hot, reverse_sequence
 from .export import TOKEN_INPUTS, export_onnx, load_model, quiet_tensorflow
 from .onnx_import import ONNX2TORCH_WARNINGS_KEY, from_onnx, from_tensorflow
@@ -40,6 +40,7 @@ __all__ = [
     "resize_plan",
     "scaled_sizes",
     "TOKEN_INPUTS",
+    "dynamic_quantize",
     "export_onnx",
     "eye_like",
     "one_hot",

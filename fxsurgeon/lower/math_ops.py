@@ -17,6 +17,7 @@ ScatterElements, Quantize/DequantizeLinear and MatMulInteger converters
 * QuantizeLinear: ``clamp(round(x / scale) + zero_point, lo, hi).to(qtype)`` (``round`` is
   half to even, as the spec's); DequantizeLinear: ``(x.int() - zero_point).to(float) *
   scale``. A per-axis scale or zero point is reshaped to broadcast along the axis;
+  DynamicQuantizeLinear: the converter's `dynamic_quantize`;
 * MatMulInteger: ``matmul`` of the operands less their zero points in float64 (exact, see
   the converter), cast to int32; tf2onnx's zero points of 0 are left out.
 """
@@ -30,7 +31,14 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import LoweringError
-from ..frontdoor import QUANT_RANGE, WIDE_UNSIGNED, bitwise_not, logical_shift, lp_normalize
+from ..frontdoor import (
+    QUANT_RANGE,
+    WIDE_UNSIGNED,
+    bitwise_not,
+    dynamic_quantize,
+    logical_shift,
+    lp_normalize,
+)
 from ..shapes import dtype_of
 from .table import lowering
 from .values import Const, rank_of
@@ -145,6 +153,11 @@ def _quantize_linear(ctx, mod, node, args):
         raise LoweringError(f"QuantizeLinear to {dtype} (only uint8 and int8 are converted)")
     low, high = QUANT_RANGE[dtype]
     return ctx.method("to", ctx.call(torch.clamp, scaled, low, high), dtype)
+
+
+@lowering("OnnxDynamicQuantizeLinearSpec")
+def _dynamic_quantize_linear(ctx, mod, node, args):
+    return list(dynamic_quantize(ctx.call, partial(ctx.method, "to"), ctx.tensor(args[0])))
 
 
 @lowering("OnnxDequantizeLinearSpec")

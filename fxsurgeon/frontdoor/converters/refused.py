@@ -10,7 +10,7 @@ converter).
   rows in a while loop): torch tensors have no list type in a traced graph;
 * Scan (tf2onnx's custom-RNN rewriter, and ReverseSequence below opset 10): a loop over a
   body graph that fxsurgeon's converters do not translate (Keras RNNs export as Loop);
-* DynamicQuantizeLinear (TFLite only), StringNormalizer (strings).
+* StringNormalizer (strings).
 
 Every version of each op in the ONNX schema history is refused.
 """
@@ -33,7 +33,6 @@ REFUSED = {
     "SequenceInsert": "ONNX sequences (tensor lists) are not converted",
     "ConcatFromSequence": "ONNX sequences (tensor lists) are not converted",
     "Scan": "Scan bodies are not converted (only If and Loop)",
-    "DynamicQuantizeLinear": "dynamic quantization is not converted",
     "StringNormalizer": "strings have no torch tensor type",
 }
 

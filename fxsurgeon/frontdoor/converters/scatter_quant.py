@@ -1,5 +1,5 @@
-"""ONNX ScatterElements, QuantizeLinear, DequantizeLinear and MatMulInteger by the spec;
-onnx2torch has no converter for them.
+"""ONNX ScatterElements, QuantizeLinear, DequantizeLinear, DynamicQuantizeLinear and
+MatMulInteger by the spec; onnx2torch has no converter for them.
 
 * ScatterElements (`OnnxScatterElementsSpec`): tf2onnx writes ``tf.dynamic_stitch`` as one
   (zeros of the data's shape, the indices expanded over it, the data), and uses it inside
@@ -15,6 +15,10 @@ onnx2torch has no converter for them.
   Q is ``saturate(round_half_even(x / scale) + zero_point)`` in the zero point's type
   (uint8 without one); DQ is ``(x - zero_point) * scale`` in the scale's type. Only 8-bit
   and int32 (DQ) integers: the float8 and 4-bit types of opset 19+ are not converted.
+* DynamicQuantizeLinear (`OnnxDynamicQuantizeLinearSpec`; tf2onnx writes it for TFLite's
+  dynamic-range quantization): uint8 with the scale ``(max(0, max x) - min(0, min x)) /
+  255`` and the zero point ``saturate(round(-min(0, min x) / scale))``, then Q as above
+  (`dynamic_quantize`, written with ``call`` as ``logical_shift`` is).
 * MatMulInteger (`OnnxMatMulIntegerSpec`): ``tf.linalg.matmul`` of int8/uint8 operands
   with ``output_type=tf.int32`` (tf2onnx adds zero points of 0). ``(a - a_zero_point) @
   (b - b_zero_point)`` in int32; a 1-D ``a_zero_point`` is per row of A (one per M), a 1-D
@@ -28,10 +32,13 @@ The lowerings are in ``fxsurgeon/lower/math_ops.py``.
 
 from __future__ import annotations
 
+import operator
+
 import torch
 from torch import nn
 
 from .registry import ConverterError, add, mapping_of
+from .resize_cubic import Call, eager
 
 #: ScatterElements' reduction -> scatter_reduce's (None: plain scatter).
 SCATTER_REDUCE = {"none": None, "add": "sum", "mul": "prod", "max": "amax", "min": "amin"}
@@ -66,6 +73,25 @@ def along(param: torch.Tensor, axis: int, rank: int) -> torch.Tensor:
     if param.dim() == 0 or rank == 0:
         return param
     return param.reshape((-1,) + (1,) * (rank - 1 - axis % rank))
+
+
+def dynamic_quantize(call: Call, to: Call, x) -> tuple:
+    """DynamicQuantizeLinear's (y, y_scale, y_zero_point) of float `x` (``to`` casts)."""
+    low = call(torch.clamp, call(torch.amin, x), max=0.0)
+    high = call(torch.clamp, call(torch.amax, x), min=0.0)
+    scale = call(operator.truediv, call(operator.sub, high, low), 255.0)
+    zero = call(torch.round, call(operator.neg, call(operator.truediv, low, scale)))
+    zero = call(torch.clamp, zero, 0, 255)
+    scaled = call(operator.add, call(torch.round, call(operator.truediv, x, scale)), zero)
+    y = call(torch.clamp, scaled, 0, 255)
+    return to(y, torch.uint8), scale, to(zero, torch.uint8)
+
+
+class OnnxDynamicQuantizeLinearSpec(nn.Module):
+    """DynamicQuantizeLinear: x to uint8 with its scale and zero point from its range."""
+
+    def forward(self, x: torch.Tensor):
+        return dynamic_quantize(eager, lambda t, dtype: t.to(dtype), x)
 
 
 class OnnxQuantizeLinearSpec(nn.Module):
@@ -142,6 +168,10 @@ def _dequantize_linear(node, graph):
     return OnnxDequantizeLinearSpec(int(node.attributes.get("axis", 1))), mapping_of(node)
 
 
+def _dynamic_quantize_linear(node, graph):
+    return OnnxDynamicQuantizeLinearSpec(), mapping_of(node)
+
+
 def _matmul_integer(node, graph):
     names = ("a_zero_point", "b_zero_point")
     slots = tuple(n for n, v in zip(names, node.input_values[2:], strict=False) if v)
@@ -150,6 +180,7 @@ def _matmul_integer(node, graph):
 
 def register() -> None:
     add("MatMulInteger", 10, _matmul_integer)
+    add("DynamicQuantizeLinear", 11, _dynamic_quantize_linear)
     for version in (11, 13, 16, 18):
         add("ScatterElements", version, _scatter_elements)
     for version in (9, 11):
