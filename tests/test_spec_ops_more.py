@@ -426,12 +426,31 @@ def test_split_of_opset_18_by_sizes_matches_onnxruntime():
         ("RandomUniform", [], {"shape": [2, 3]}, "random"),
         ("Multinomial", [("x", F32, [2, 3])], {"sample_size": 2}, "random"),
         ("Bernoulli", [("x", F32, [5])], {}, "random"),
+        ("SplitToSequence", [("x", F32, [4])], {}, "sequences"),
+        ("SequenceConstruct", [("x", F32, [4])], {}, "sequences"),
     ],
 )
 def test_ops_with_no_fixed_torch_form_are_refused_by_node_and_op(op, inputs, attrs, why):
     model = unchecked(op, inputs, **attrs)
     with pytest.raises(InputError, match=rf"'{op.lower()}_0' \(op {op}\).*{why}"):
         fxsurgeon.optimize(from_onnx(model))
+
+
+def test_a_string_constant_is_refused_by_node_and_op():
+    """tf.strings.lower of a constant: the string Constant is refused naming it (onnx2torch
+    raised a TypeError about numpy object arrays)."""
+    words = helper.make_tensor("v", TensorProto.STRING, [2], [b"Ab", b"cD"])
+    nodes = [
+        helper.make_node("Constant", [], ["s"], name="words", value=words),
+        helper.make_node("StringNormalizer", ["s"], ["t"], case_change_action="LOWER"),
+        helper.make_node("Equal", ["t", "t"], ["y"]),
+    ]
+    out = helper.make_tensor_value_info("y", TensorProto.BOOL, [2])
+    model = helper.make_model(
+        helper.make_graph(nodes, "g", [], [out]), opset_imports=[helper.make_opsetid("", 17)]
+    )
+    with pytest.raises(InputError, match=r"'words' \(op Constant\).*string constant"):
+        from_onnx(model)
 
 
 def test_the_refusal_covers_every_version_of_the_op():
