@@ -61,6 +61,9 @@ def _try_import(name: str) -> None:
 _SAME_MEANING = (
     ("GreaterOrEqual", 16, 12),  # 16 adds bfloat16; GPT-2's causal mask uses it
     ("LessOrEqual", 16, 12),
+    ("IsNaN", 9, 13),  # 13 adds bfloat16: tf.math.is_nan at tf2onnx --opset 9-12
+    ("ArgMax", 1, 11),  # 11 allows a negative axis: tf.argmax at opset 10 and below
+    ("ArgMin", 1, 11),
 )
 
 

@@ -416,6 +416,22 @@ def test_split_of_opset_18_by_sizes_matches_onnxruntime():
     check(model, [[rng.standard_normal((3, 5)).astype(F32)]])
 
 
+# -- versions of unchanged meaning onnx2torch lacks ------------------------------------------
+
+
+@pytest.mark.parametrize("op, opset", [("IsNaN", 11), ("ArgMax", 10), ("ArgMin", 9)])
+def test_older_versions_of_the_same_meaning_match_onnxruntime(op, opset):
+    """IsNaN-9 (opsets 9-12) is IsNaN-13 without bfloat16; ArgMax/ArgMin-1 (opset 10 and
+    below) are -11 without negative axes: onnx2torch converts only the later ones."""
+    attrs = {} if op == "IsNaN" else {"axis": 1, "keepdims": 0}
+    model = one_op(
+        op, [("x", F32, ["n", 4])], np.bool_ if op == "IsNaN" else np.int64, opset=opset, **attrs
+    )
+    x = rng.standard_normal((3, 4)).astype(F32)
+    x[0, 1] = np.nan if op == "IsNaN" else x[0, 1]
+    check(model, [[x]])
+
+
 # -- refused ----------------------------------------------------------------------------------
 
 
