@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
+import torch
 from onnx import TensorProto, helper
 from onnx_cases import assert_lowered, assert_module_matches_ort, init, make_model
 
@@ -388,6 +389,20 @@ def test_reductions_of_opset_18_match_onnxruntime(op, axes, keepdims):
 def test_reduction_of_opset_18_without_axes_and_noop_is_the_identity():
     model = one_op("ReduceMax", [("x", F32, [2, 3])], F32, opset=18, noop_with_empty_axes=1)
     check(model, [[rng.standard_normal((2, 3)).astype(F32)]])
+
+
+@pytest.mark.parametrize("axes", [None, []], ids=["no_axes", "empty_axes"])
+@pytest.mark.parametrize("noop", [0, 1])
+def test_reduce_sum_13_without_axes_follows_noop_with_empty_axes(axes, noop):
+    """ReduceSum-13: no axes (absent, or a constant empty list) reduce every dim, or with
+    noop_with_empty_axes are the identity (the spec; the lowering once reduced both)."""
+    inits = [] if axes is None else [init("axes", np.array(axes, np.int64))]
+    model = one_op(
+        "ReduceSum", [("x", F32, ["n", 3])], F32, inits, opset=13, noop_with_empty_axes=noop
+    )
+    optimized = check(model, [[rng.standard_normal((2, 3)).astype(F32)]])
+    x = torch.ones(4, 3)
+    assert optimized(x).shape == ((4, 3) if noop else (1, 1))
 
 
 def test_reduction_of_opset_18_with_axes_computed_at_run_time_is_refused():

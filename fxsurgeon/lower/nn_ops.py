@@ -104,8 +104,8 @@ def _reduce(ctx, mod, node, args):
         axes = (
             const_ints(args[1], "ReduceSum axes") if len(args) > 1 and args[1] is not None else None
         )
-        if not axes and mod._noop_with_empty_axes:
-            return args[0] if isinstance(args[0], Sym) else ctx.tensor(args[0])
+    if name != "OnnxReduceStaticAxes" and not axes and mod._noop_with_empty_axes:
+        return args[0] if isinstance(args[0], Sym) else ctx.tensor(args[0])  # the spec's no-op
     if op in _COMPOSED_REDUCTIONS and not isinstance(args[0], Sym):
         return _composed_reduce(ctx, op, ctx.tensor(args[0]), axes, keepdim)
     fn = _REDUCTIONS.get(op)
