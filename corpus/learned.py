@@ -65,30 +65,15 @@ def untrained_held(self: Scorer, module: Any, extra: int) -> str | None:
     read as data (``Normalization(mean=..., variance=...)``). A left-over copy of
     a trainable variable (an untied share), or a number or fill (a formula's
     constant), counts as neither."""
-    import numpy as np
-
-    from fxsurgeon.frontdoor.variables import read_variables, tf_variables_of
-
     if extra <= 0:
         return None
-    read = read_variables(self.proto)
-    trained: dict[bytes, int] = {}
-    frozen: dict[bytes, list[str]] = {}
-    for variable, tf_variable in tf_variables_of(self.model.model):
-        value = np.asarray(tf_variable.numpy())
-        if not np.issubdtype(value.dtype, np.floating):
-            continue
-        key = np.sort(value.astype(np.float32).ravel()).tobytes()
-        if variable.trainable:
-            trained[key] = trained.get(key, 0) + 1
-        elif read is None or variable.name in read:
-            frozen.setdefault(key, []).append(variable.name)
+    trained, frozen = _variable_values(self)
     copies = dict(trained)
     held, constants = [], []
     for name, p in module.named_parameters():
         if not p.requires_grad:
             continue
-        key = np.sort(p.detach().float().numpy().ravel()).tobytes()
+        key = _value_key(p)
         if trained.get(key):
             trained[key] -= 1
         elif frozen.get(key):
@@ -108,6 +93,61 @@ def untrained_held(self: Scorer, module: Any, extra: int) -> str | None:
             shown += f" and {len(items) - 3} more" if len(items) > 3 else ""
             parts.append(f"{sum(n for _, n in items)} in {what} read as data ({shown})")
     return "; ".join(parts)
+
+
+def _value_key(value: Any) -> bytes:
+    """A tensor's value in any layout: its elements sorted, as float32 bytes."""
+    import numpy as np
+
+    if not isinstance(value, np.ndarray):
+        value = value.detach().float().numpy()
+    return np.sort(value.astype(np.float32).ravel()).tobytes()
+
+
+def _variable_values(self: Scorer) -> tuple[dict[bytes, int], dict[bytes, list[str]]]:
+    """The TF model's floating-point variables by `_value_key`: how many trainable ones
+    have each value, and the names of the non-trainable ones the export reads."""
+    import numpy as np
+
+    from fxsurgeon.frontdoor.variables import read_variables, tf_variables_of
+
+    read = read_variables(self.proto)
+    trained: dict[bytes, int] = {}
+    frozen: dict[bytes, list[str]] = {}
+    for variable, tf_variable in tf_variables_of(self.model.model):
+        value = np.asarray(tf_variable.numpy())
+        if not np.issubdtype(value.dtype, np.floating):
+            continue
+        key = _value_key(value)
+        if variable.trainable:
+            trained[key] = trained.get(key, 0) + 1
+        elif read is None or variable.name in read:
+            frozen.setdefault(key, []).append(variable.name)
+    return trained, frozen
+
+
+def constant_linears(self: Scorer, module: Any) -> int:
+    """The linears of `module` (door B) whose weight equals no variable of the TF model:
+    a product by a constant of the TF graph (a mel filterbank, RGB-to-gray weights), which
+    the ONNX file alone reads as a kernel (its dataflow rule: a MatMul operand is data)
+    and door A, knowing the variables, writes back as a matmul."""
+    import torch.nn.functional as F
+    from torch import nn
+
+    trained, frozen = _variable_values(self)
+    known = set(trained) | set(frozen)
+    count = 0
+    for node in module.graph.nodes:
+        weight = None
+        if node.op == "call_function" and node.target is F.linear:
+            arg = node.args[1] if len(node.args) > 1 else node.kwargs.get("weight")
+            if getattr(arg, "op", None) == "get_attr":
+                weight = module.get_parameter(arg.target)
+        elif node.op == "call_module" and isinstance(module.get_submodule(node.target), nn.Linear):
+            weight = module.get_submodule(node.target).weight
+        if weight is not None and _value_key(weight) not in known:
+            count += 1
+    return count
 
 
 #: components no learned tensor may be called (#11): onnx2torch's and a bare counter's

@@ -25,8 +25,11 @@ in the corpus (with ``probe_apr_tf2`` for Keras layers).
   length), ``tf.map_fn`` over the batch, ``tf.foldl`` over a static axis.
 
 ``nominal`` follows the layers' source, one comment per builder: ``linear`` counts Dense
-layers, and the MatMuls by constant matrices the builder's comment names (a mel projection,
-the DFT kernels over a static axis); convolutions are not counted.
+layers; a MatMul by a constant matrix (a mel projection, RGB-to-gray weights, the DFT
+kernels of an FFT) is no layer: the params phase writes it back as a matmul
+(``fxsurgeon.params.structural_products``). Through the ONNX file alone a constant
+initializer read by a MatMul is a kernel (no trainability flag), which the scorer's
+``fusion.linear`` says in its note for door B; convolutions are not counted.
 """
 
 from __future__ import annotations
@@ -53,9 +56,8 @@ def build_logmel_cnn() -> CorpusModel:
     """(batch, samples), samples dynamic -> stft(64, 32, 64) -> |.| (33 bins) -> mel (16
     bins, 8 kHz) -> log -> 8 MFCCs, concatenated with the log energy of 64-sample frames
     (frame(pad_end=True)) -> Conv1D(8, 3, relu) -> GlobalMaxPooling1D -> Dense(4)."""
-    # linear 6: the logits Dense; the mel projection (a MatMul by a constant matrix); the
-    # stft's rfft and the MFCCs' DCT (an rfft) over static lengths (64, 32), each two
-    # MatMuls by the constant cos and sin kernels (the export's DFT of a real input).
+    # linear 1: the logits Dense. The mel projection (a MatMul by a constant matrix) and the
+    # stft's and the MFCCs' DCT's DFTs (MatMuls by constant cos and sin kernels) are no layers.
     keras = _tfk()
     tf = tf_module()
     wave = keras.Input((None,), name="waveform")
@@ -80,7 +82,7 @@ def build_logmel_cnn() -> CorpusModel:
         model,
         [_float_spec("waveform", (None,))],
         float_inputs("waveform", lambda size: (size or SAMPLES,)),
-        {"linear": 6},
+        {"linear": 1},
         SAMPLE_SIZES,
     )
 
@@ -90,9 +92,8 @@ def build_fnet_gfnet() -> CorpusModel:
     """(batch, time, 16), time dynamic -> Dense(16) -> FNet mixing: real(fft2d(h)) over
     (time, features), residual, LayerNormalization -> GFNet filter: rfft over the features
     (9 bins) times a learned complex (9,) filter, irfft(16), residual -> Dense(3)."""
-    # linear 8: the input and the logits Dense; the DFTs over the static 16 features, each
-    # two MatMuls by constant cos and sin kernels: FNet's fft2d of a real tensor (its time
-    # axis has a run-time kernel: not linear), GFNet's rfft and irfft; layer_norm 1.
+    # linear 2: the input and the logits Dense (the DFTs' MatMuls by constant cos and sin
+    # kernels, FNet's fft2d and GFNet's rfft and irfft, are no layers); layer_norm 1.
     keras = _tfk()
     tf = tf_module()
     layers = keras.layers
@@ -125,7 +126,7 @@ def build_fnet_gfnet() -> CorpusModel:
         model,
         [_float_spec("sequence", (None, dim))],
         float_inputs("sequence", lambda size: (size or SEQ_LEN, dim)),
-        {"linear": 8, "layer_norm": 1},
+        {"linear": 2, "layer_norm": 1},
         SEQ_SIZES,
     )
 
@@ -141,8 +142,8 @@ def build_image_ops() -> CorpusModel:
     channels)
     -> Conv2D(8, 3, relu) -> extract_patches(2x2, strides 2, rates 2, VALID) ->
     GlobalAveragePooling2D -> Dense(5)."""
-    # linear 2: the logits Dense, and rgb_to_grayscale, a tensordot of the channels with the
-    # constant luma weights (a linear map without bias); the convolution is not counted.
+    # linear 1: the logits Dense (rgb_to_grayscale, a tensordot of the channels with the
+    # constant luma weights, is no layer); the convolution is not counted.
     keras = _tfk()
     tf = tf_module()
     layers = keras.layers
@@ -187,7 +188,7 @@ def build_image_ops() -> CorpusModel:
         model,
         [_float_spec("image", (None, None, 3))],
         float_inputs("image", lambda size: (size or 16, size or 16, 3)),
-        {"linear": 2},
+        {"linear": 1},
         (9, 21),
     )
 
