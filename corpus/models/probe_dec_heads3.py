@@ -1,6 +1,7 @@
 """December task-head probes, third part: more Hugging Face TF heads on towers the corpus
-has only bare (``hf_mobilebert``, ``hf_xlnet``, ``hf_roformer``), built as a new user
-would (tiny configs, every variable randomised, the helpers of `hf_text`).
+has only bare (``hf_mobilebert``, ``hf_xlnet``, ``hf_roformer``, ``hf_layoutlm``,
+``hf_blenderbot_small``), built as a new user would (tiny configs, every variable
+randomised, the helpers of `hf_text` and `probe_mar_text`).
 
 * ``hf_mobilebert_mlm``: TFMobileBertForMaskedLM: the no_norm body and an LM head whose
   output table is assembled at run time, ``concat([decoder^T, dense])`` (the tied
@@ -9,7 +10,11 @@ would (tiny configs, every variable randomised, the helpers of `hf_text`).
 * ``hf_xlnet_seqcls``: TFXLNetForSequenceClassification: the ``(len, batch)`` layout, the
   TFSequenceSummary of the last token (Dense + tanh) and ``logits_proj``;
 * ``hf_roformer_seqcls``: TFRoFormerForSequenceClassification: rotary attention and the
-  classification head on the first token (Dense, gelu, out_proj).
+  classification head on the first token (Dense, gelu, out_proj);
+* ``hf_layoutlm_tokcls``: TFLayoutLMForTokenClassification: word, 1-D and 2-D (``bbox``)
+  position embeddings summed, a Dense on every token;
+* ``hf_blenderbot_small_lm``: TFBlenderbotSmallForConditionalGeneration: post-LN, logits by
+  the shared table (tied) plus ``final_logits_bias``.
 
 The ``nominal`` counts follow the TF modelling source, one comment per builder.
 """
@@ -17,7 +22,11 @@ The ``nominal`` counts follow the TF modelling source, one comment per builder.
 from __future__ import annotations
 
 from ..registry import CorpusModel, register
-from .hf_text import TINY, VOCAB, _hf_model
+from .hf_seq2seq import NAMES as SEQ2SEQ_NAMES
+from .hf_seq2seq import TINY as SEQ2SEQ_TINY
+from .hf_seq2seq import seq2seq_inputs
+from .hf_text import TINY, VOCAB, _hf_model, _layoutlm_inputs
+from .probe_mar_text import _seq2seq_head
 
 _BERT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -98,4 +107,48 @@ def build_roformer_seqcls() -> CorpusModel:
         nominal,
         inputs=_BERT_INPUTS,
         outputs=("logits",),
+    )
+
+
+@register("hf_layoutlm_tokcls", family="encoder")
+def build_layoutlm_tokcls() -> CorpusModel:
+    from transformers import LayoutLMConfig, TFLayoutLMForTokenClassification
+
+    config = LayoutLMConfig(**TINY, max_2d_position_embeddings=128, num_labels=5)
+    # modeling_tf_layoutlm.py: add_pooling_layer=True but the pooler is on no output
+    # (pruned): 2 x (q, k, v, o, intermediate, output) + classifier = 13 linear; layer_norm
+    # 5; gelu 2; sdpa 2
+    nominal = dict(sdpa=2, layer_norm=5, gelu=2, rms_norm=0, linear=13)
+    return _hf_model(
+        "hf_layoutlm_tokcls",
+        "encoder",
+        TFLayoutLMForTokenClassification,
+        config,
+        "LayoutLMForTokenClassification",
+        nominal,
+        inputs=_BERT_INPUTS,
+        outputs=("logits",),
+        make_inputs=_layoutlm_inputs(config.max_2d_position_embeddings),
+        extra_specs={"bbox": (None, None, 4)},
+    )
+
+
+@register("hf_blenderbot_small_lm", family="seq2seq")
+def build_blenderbot_small_lm() -> CorpusModel:
+    from transformers import BlenderbotSmallConfig, TFBlenderbotSmallForConditionalGeneration
+
+    config = BlenderbotSmallConfig(**SEQ2SEQ_TINY, activation_function="gelu")
+    # modeling_tf_blenderbot_small.py: hf_blenderbot_small's 32 linear + the LM head (decoder
+    # output @ shared^T + final_logits_bias, a non-trainable BiasLayer) = 33; layer_norm 12;
+    # gelu 4; sdpa 6
+    nominal = {"sdpa": 6, "linear": 33, "layer_norm": 12, "rms_norm": 0, "gelu": 4}
+    return _seq2seq_head(
+        "hf_blenderbot_small_lm",
+        TFBlenderbotSmallForConditionalGeneration,
+        "BlenderbotSmallForConditionalGeneration",
+        config,
+        nominal,
+        ("logits", "encoder_last_hidden_state"),
+        SEQ2SEQ_NAMES,
+        seq2seq_inputs(config.vocab_size),
     )
