@@ -22,6 +22,7 @@ from torch import nn
 import fxsurgeon
 from fxsurgeon._compat import import_onnx2torch, import_tensorflow
 from fxsurgeon.examples import randomize_variables
+from fxsurgeon.pipeline import report_of
 from fxsurgeon.tensorflow import export_onnx
 
 F32 = np.float32
@@ -95,6 +96,7 @@ def test_products_by_a_dft_matrix_stay_products_the_dense_a_linear():
     # the Dense's kernel and bias, and the learned shift added to the cos product
     trainable = {n: p.numel() for n, p in optimized.named_parameters() if p.requires_grad}
     assert sorted(trainable.values()) == [4, 8, 32], trainable
+    assert any("2 linear(s) by a structural constant" in n for n in report_of(optimized).notes)
 
 
 def test_onnx2torch_door_gives_the_same():

@@ -71,7 +71,12 @@ def restore_parameters(gm: fx.GraphModule, source: Any) -> ParameterReport:
 
     gm.graph.eliminate_dead_code()
     _hide_structural_constants(gm, report)
-    unfuse_structural_products(gm)
+    unfused = unfuse_structural_products(gm)
+    if unfused:
+        report.notes.append(
+            f"{unfused} linear(s) by a structural constant (no learned kernel) written back as "
+            "matmul: the fuse phase's count of linears includes them"
+        )
     _drop_unused(gm, keep={var.name for var in unread})
     restore_literals(gm, source, report, tf_values)
     absorb_one_feature_biases(gm, report)
