@@ -556,3 +556,57 @@ def test_a_weight_read_through_constant_indexing_stays_one_parameter(op):
     torch.testing.assert_close(module(x), x + read.reshape(1, -1)[:, :4])
     module(x).sum().backward()
     assert all(p.grad is not None and bool(p.grad.any()) for p in params)
+
+
+def _over_sizes(value_reader=None) -> fx.Node:
+    """``x * (c / float(x.shape[1:3]))`` (tf.image.resize's antialias scale: the target size
+    over the input's); `value_reader` also reads c with x, if given."""
+    from fxsurgeon.lower import follow_dtype
+
+    graph = fx.Graph()
+    x, c = graph.placeholder("x"), graph.get_attr("c")
+    h, w = (graph.call_method("size", (x, i)) for i in (1, 2))
+    sizes = graph.call_function(torch.tensor, ([h, w],))
+    scale = graph.call_function(
+        operator.truediv, (c, graph.call_function(follow_dtype, (sizes, c)))
+    )
+    out = graph.call_function(operator.mul, (x, scale))
+    if value_reader is not None:
+        out = graph.call_function(operator.add, (out, graph.call_function(value_reader, (x, c))))
+    graph.output(out)
+    return c
+
+
+def test_whole_numbers_combined_only_with_sizes_are_structural():
+    """A float size (12, 12) divided by the input's sizes is shape arithmetic in float
+    (tfk_image_ops' antialiased resize: door B held it as a parameter)."""
+    assert "sizes" in structural_reason(torch.tensor([12.0, 12.0]), _over_sizes())
+
+
+def test_size_arithmetic_needs_whole_numbers_and_only_sizes():
+    assert structural_reason(torch.tensor([12.5, 3.25]), _over_sizes()) is None
+    assert structural_reason(torch.tensor([12.0, 12.0]), _over_sizes(torch.mul)) is None
+    assert structural_reason(torch.tensor([2.0, 3.0]), _read_by(operator.truediv)) is None
+
+
+def test_a_size_in_float_is_no_parameter_through_the_onnx_file():
+    """The ONNX form: Div(c, Cast(Shape(x)[1:3])) scaling x; c a buffer, == onnxruntime."""
+    model = graph(
+        [
+            onnx_node("Shape", ["x"], "shape"),
+            onnx_node("Slice", ["shape", "start", "stop"], "hw"),
+            onnx_node("Cast", ["hw"], "hw_f", to=TensorProto.FLOAT),
+            onnx_node("Div", ["size", "hw_f"], "scale"),
+            onnx_node("Mul", ["x", "scale"], "y"),
+        ],
+        {"x": ["n", "h", "w", 2]},
+        ["y"],
+        {
+            "size": np.array([12.0, 12.0], np.float32),
+            "start": np.array([1], np.int64),
+            "stop": np.array([3], np.int64),
+        },
+    )
+    module = optimized(model)
+    assert not [n for n, p in module.named_parameters() if p.requires_grad]
+    assert_matches_ort(module, model)

@@ -54,6 +54,7 @@ from . import (  # noqa: F401, E402
 )
 from .control_flow import run_cond
 from .coverage import onnx2torch_classes
+from .dtypes import follow_dtype
 from .graph import LoweringResult, lower_graph
 from .loop import run_loop
 from .table import LOWERINGS
@@ -62,6 +63,7 @@ from .while_loop import run_while, run_while_tensors
 
 __all__ = [
     "onnx2torch_classes",
+    "follow_dtype",
     "Const",
     "Sym",
     "LOWERINGS",

@@ -41,6 +41,10 @@ provably is not a learned value:
   (``cos w < 1``). Whether the halves are sines then cosines or interleaved,
   and how the frequencies are spaced, does not matter: the recurrence is the
   property every such layout shares, and a learned table breaks it at once;
+* it is size arithmetic in float: every element a whole number, and every reader an
+  elementwise ``+ - * /`` (or max/min) whose other operand is computed from the input's
+  sizes alone (``tf.image.resize``'s antialias scale, the target size over
+  ``Cast(Shape(x))``). A learned tensor is not whole-valued, nor divided by sizes;
 * no computation reads it as data: its every reader is a comparison or the
   condition of a ``where``, or, followed through the float values computed from it,
   every path ends in such a reader or in an integer or boolean value (a sort's or
@@ -66,7 +70,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx
 
-from ..lower import names_a_variable
+from ..lower import follow_dtype, names_a_variable
 
 _COMPARISONS = {  # torch's long names are other objects than the short ones
     torch.eq,
@@ -125,6 +129,8 @@ def structural_reason(
         )
     if _is_sinusoid_table(v):
         return "structural constant: a sinusoidal position table (sin/cos of position x frequency)"
+    if _is_size_arithmetic(v, end):
+        return "structural constant: whole numbers combined only with the input's sizes"
     if not _read_as_data(end):
         return NOT_READ_AS_DATA
     if _is_summed_recurrent_bias(end) and not bool(v.any()):
@@ -268,6 +274,52 @@ def _exact_arithmetic(seq: torch.Tensor) -> bool:
     start, step = seq[0], seq[1] - seq[0]
     expected = start + step * torch.arange(seq.numel(), dtype=seq.dtype)
     return bool(torch.equal(expected, seq))
+
+
+_SIZE_ARITHMETIC = {
+    operator.add, operator.sub, operator.mul, operator.truediv, operator.floordiv,
+    torch.add, torch.sub, torch.mul, torch.div, torch.true_divide, torch.maximum, torch.minimum,
+}  # fmt: skip
+
+
+def _is_size_arithmetic(v: torch.Tensor, end: fx.Node) -> bool:
+    """Every element of `v` is whole, and each reader of `end` (past a read for its dtype
+    alone) combines it with a value computed from the input's sizes only."""
+    if not bool((v == v.round()).all()):
+        return False
+    readers = [u for u in end.users if not (u.target is follow_dtype and u.args[0] is not end)]
+    for user in readers:
+        if user.op != "call_function" or user.target not in _SIZE_ARITHMETIC:
+            return False
+        others = [a for a in user.args[:2] if a is not end]
+        if len(others) != 1 or not _from_sizes(others[0], end):
+            return False
+    return bool(readers)
+
+
+def _from_sizes(value: object, end: fx.Node) -> bool:
+    """`value` is computed from sizes (``x.size(i)``, ``x.shape``) and numbers alone."""
+    if not isinstance(value, fx.Node):
+        return isinstance(value, (int, float))
+    stack, seen = [value], set()
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        if node.op == "call_method" and node.target == "size":
+            continue
+        if node.op == "call_function" and node.target is getattr:
+            if node.args[1] in ("shape", "device", "dtype"):
+                continue
+            return False
+        if node.op not in ("call_function", "call_method") or node is end:
+            return False
+        inputs = node.all_input_nodes
+        if node.target is follow_dtype:  # the second operand gives only the dtype
+            inputs = [node.args[0]] if isinstance(node.args[0], fx.Node) else []
+        stack.extend(inputs)
+    return True
 
 
 _FOLLOW_LIMIT = 64  # float values followed from a constant before it counts as data
