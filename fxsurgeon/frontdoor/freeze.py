@@ -2,8 +2,11 @@
 
 `convert_function` turns a traced ``tf.function`` into ONNX the way
 ``tf2onnx.convert.from_function`` does (freeze, grappler, tf2onnx's handlers
-and ONNX optimizers), with four differences, each general:
+and ONNX optimizers), with five differences, each general:
 
+* **Assignments are dataflow.** A variable assigned in the call (PixelCNN's
+  ``kernel.assign(kernel * mask)``) cannot be frozen as it is; the reads after
+  the assignment read its value instead (`fxsurgeon.frontdoor.assigns`).
 * **Captures are not inputs.** ``from_function`` lists every non-resource
   tensor the function captures (an eager constant: a sinusoidal table, rotary
   ``inv_freq``, Keras ``Normalization`` statistics) as a graph input. Only the
@@ -14,14 +17,16 @@ and ONNX optimizers), with four differences, each general:
   tf2onnx cannot convert. Those attributes are dropped and grappler's function
   optimizer inlines the call like any other.
 * **Variables stay opaque to constant folding.** Once frozen, a variable is a
-  ``Const``, and three folders combine it with other constants: grappler
+  ``Const``, and four folders combine it with other constants: grappler
   (Keras 3 BatchNormalization's ``rsqrt(var + eps) * gamma`` becomes one
   tensor, and that scale is multiplied into the preceding Conv kernel), tf2onnx's
-  TF-side folding, and its ONNX ``fold_constants``. Here grappler sees the
-  variables as placeholders, and the two tf2onnx folders fold a value computed
+  TF-side folding, its ``rewrite_constant_fold`` of TF ops (a masked kernel
+  ``kernel * mask``) and its ONNX ``fold_constants``. Here grappler sees the
+  variables as placeholders, and the three tf2onnx folders fold a value computed
   from a variable only through value-preserving ops (`VALUE_PRESERVING_TF`,
-  `VALUE_PRESERVING_ONNX`: layout changes, which `LAYOUTS` maps back). So each
-  variable is an initializer of its own, and arithmetic on it is ONNX nodes.
+  `VALUE_PRESERVING_ONNX`: layout changes, which `LAYOUTS` maps back; the
+  rewriter through none). So each variable is an initializer of its own, and
+  arithmetic on it is ONNX nodes.
 * **Optimizers** are chosen by the caller (`export` leaves out the ones that
   merge or fold weights).
 """
@@ -37,6 +42,7 @@ import numpy as np
 import onnx
 
 from .._compat import import_tensorflow
+from .assigns import resolve_assigns
 
 #: TF ops whose output holds the values of their first input (possibly reshaped or permuted).
 VALUE_PRESERVING_TF = frozenset({"Identity", "Reshape", "Squeeze", "ExpandDims", "Transpose"})
@@ -55,9 +61,6 @@ def convert_function(
 ) -> onnx.ModelProto:
     """ONNX for ``function`` traced on ``specs`` (see the module docstring)."""
     tf = import_tensorflow()
-    from tensorflow.python.framework.convert_to_constants import (
-        convert_variables_to_constants_v2,
-    )
     from tf2onnx import tf_loader
     from tf2onnx.convert import _convert_common, tensor_names_from_structed
 
@@ -73,10 +76,7 @@ def convert_function(
     renames = tensor_names_from_structed(concrete, input_names, output_names)
 
     with tf.device("/cpu:0"):
-        frozen = convert_variables_to_constants_v2(
-            concrete, lower_control_flow=False, aggressive_inlining=True
-        )
-        graph_def = frozen.graph.as_graph_def(add_shapes=True)
+        graph_def = _frozen(concrete).graph.as_graph_def(add_shapes=True)
         graph_def = tf_loader.fix_freezing_errors_part2(graph_def)
         _allow_inlining(graph_def)
         variable_consts = {n.name for n in graph_def.node if n.op == "Const"} & variables
@@ -98,6 +98,20 @@ def convert_function(
                 optimizers=chosen,
             )
     return proto
+
+
+def _frozen(concrete: Any) -> Any:
+    """TF's ``convert_variables_to_constants_v2(concrete, lower_control_flow=False,
+    aggressive_inlining=True)``, its variable assignments first rewritten as dataflow
+    (`resolve_assigns`: a frozen variable is a constant, which no op can assign)."""
+    from tensorflow.python.framework import convert_to_constants as freezing
+
+    data = freezing._FunctionConverterDataInEager(
+        func=concrete, lower_control_flow=False, aggressive_inlining=True
+    )
+    resolve_assigns(data.graph_def)
+    graph_def, converted = freezing._replace_variables_by_constants(converter_data=data)
+    return freezing._construct_concrete_function(concrete, graph_def, converted)
 
 
 def _allow_inlining(graph_def: Any) -> None:
@@ -190,7 +204,8 @@ def _order_free_key(value: np.ndarray) -> tuple[str, int, bytes]:
 def _folding_spares_variables(
     variable_consts: set[str], keys: set[tuple[str, int, bytes]], optimizers: Mapping[str, Any]
 ) -> Iterator[dict[str, Any]]:
-    """tf2onnx's TF-side and ONNX-side constant folding, sparing values computed from variables.
+    """tf2onnx's constant folding (TF-side, its TF-op rewriter, ONNX-side), sparing values
+    computed from variables.
 
     Yields the optimizer map to pass to tf2onnx, its ``fold_constants`` replaced.
     """
@@ -214,15 +229,32 @@ def _folding_spares_variables(
                 return False
             return super()._fold_node(node, graph)
 
+    original_rewrite = tfonnx.rewrite_constant_fold
+
+    def rewrite_constant_fold(g: Any, ops: Any) -> list[Any]:
+        """tf2onnx's rewriter that folds TF ops (Mul, Add, Cast, ...) on constants,
+        shown only the ops none of whose inputs holds a variable (it keeps each op's
+        position in the list it is given, so the others go back where they were)."""
+        ops = list(ops)
+        spared = {
+            i
+            for i, op in enumerate(ops)
+            if any(_holds_variable(inp, keys) for inp in op.inputs if inp is not None)
+        }
+        folded = iter(original_rewrite(g, [op for i, op in enumerate(ops) if i not in spared]))
+        return [op if i in spared else next(folded) for i, op in enumerate(ops)]
+
     chosen = {
         name: FoldSparingVariables if name == "fold_constants" else factory
         for name, factory in optimizers.items()
     }
     tfonnx.compute_const_folding_using_tf = compute_const_folding
+    tfonnx.rewrite_constant_fold = rewrite_constant_fold
     try:
         yield chosen
     finally:
         tfonnx.compute_const_folding_using_tf = original
+        tfonnx.rewrite_constant_fold = original_rewrite
 
 
 def _holds_variable(node: Any, keys: set[tuple[str, int, bytes]]) -> bool:
