@@ -280,8 +280,6 @@ def build_funnel() -> CorpusModel:
         "FunnelBaseModel",
         nominal,
         inputs=_BERT_INPUTS,
-        xfail="tf2onnx cannot convert the tf.cond that the encoder's pooling check "
-        "(shape_list(hidden)[1] > 2) becomes with a dynamic sequence length",
     )
 
 

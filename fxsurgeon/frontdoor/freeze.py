@@ -2,7 +2,7 @@
 
 `convert_function` turns a traced ``tf.function`` into ONNX the way
 ``tf2onnx.convert.from_function`` does (freeze, grappler, tf2onnx's handlers
-and ONNX optimizers), with five differences, each general:
+and ONNX optimizers), with six differences, each general:
 
 * **Assignments are dataflow.** A variable assigned in the call (PixelCNN's
   ``kernel.assign(kernel * mask)``) cannot be frozen as it is; the reads after
@@ -27,6 +27,8 @@ and ONNX optimizers), with five differences, each general:
   `VALUE_PRESERVING_ONNX`: layout changes, which `LAYOUTS` maps back; the
   rewriter through none). So each variable is an initializer of its own, and
   arithmetic on it is ONNX nodes.
+* **Branch arguments know their shapes.** Those grappler declares of unknown
+  rank take the shapes of the If's inputs (`tf_control.refine_branch_shapes`).
 * **Optimizers** are chosen by the caller (`export` leaves out the ones that
   merge or fold weights).
 """
@@ -43,6 +45,7 @@ import onnx
 
 from .._compat import import_tensorflow
 from .assigns import resolve_assigns
+from .tf_control import refine_branch_shapes
 
 #: TF ops whose output holds the values of their first input (possibly reshaped or permuted).
 VALUE_PRESERVING_TF = frozenset({"Identity", "Reshape", "Squeeze", "ExpandDims", "Transpose"})
@@ -86,6 +89,7 @@ def convert_function(
             if n.name in variable_consts
         )
         graph_def = _optimize_with_opaque(graph_def, variable_consts, input_names, output_names)
+        refine_branch_shapes(graph_def)
         with _folding_spares_variables(variable_consts, keys, optimizers) as chosen:
             proto, _ = _convert_common(
                 graph_def,

@@ -84,7 +84,9 @@ first (without it, the first export of a process ran uncorrected):
   indices, the same einsum); more than 26 distinct letters are left to tf2onnx.
 
 TF ops tf2onnx has no handler for are added by `fxsurgeon.frontdoor.tf_more_ops`,
-`fxsurgeon.frontdoor.tf_complex` and `fxsurgeon.frontdoor.tf_xla` (XLA's DynamicSlice).
+`fxsurgeon.frontdoor.tf_complex` and `fxsurgeon.frontdoor.tf_xla` (XLA's DynamicSlice);
+tf2onnx's wiring of If branches and loop bodies is corrected by
+`fxsurgeon.frontdoor.tf_control`.
 """
 
 from __future__ import annotations
@@ -96,7 +98,7 @@ from typing import Any
 from onnx import TensorProto
 
 from ..errors import InputError
-from . import tf_complex, tf_xla
+from . import tf_complex, tf_control, tf_xla
 from .tf_more_ops import ADDED, ADDED_OPSET, REPLACED
 from .tf_nodes import Handler
 from .tf_nodes import const as _const
@@ -509,6 +511,9 @@ def corrected_handlers() -> Iterator[None]:
         (dilations.__dict__, "determine_pad_mode", dilations.determine_pad_mode)
     ]
     dilations.determine_pad_mode = _dilated_same(dilations.determine_pad_mode)
+    for namespace, name, corrected in tf_control.corrections():
+        saved.append((namespace, name, namespace[name]))
+        namespace[name] = corrected
     opsets = tf_op.get_opsets().setdefault(constants.ONNX_DOMAIN, [])
     known = {name for handlers in opsets for name in handlers}
     while len(opsets) <= ADDED_OPSET:
