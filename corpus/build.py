@@ -122,10 +122,12 @@ def _cache_key(name: str) -> str:
             (Path(fxsurgeon.frontdoor.export.__file__).parent / f).read_text()
             for f in (
                 "export.py",
+                "assigns.py",
                 "freeze.py",
                 "tf_handlers.py",
                 "tf_complex.py",
                 "tf_fft.py",
+                "tf_control.py",
                 "tf_more_ops.py",
                 "tf_nodes.py",
                 "tf_pairs.py",
