@@ -29,7 +29,10 @@ arithmetic stays exact. Comparisons (a bool result) are left to type promotion.
 
 Only values whose analysed dtypes are equal are joined, so in the analysed dtype every
 `follow_dtype` call is the identity: a float32 model computes bitwise what it did. A float32
-Cast of a float64 input is an activation's cast, not a pin, and stays a real cast. The bodies of
+Cast of a float64 input is an activation's cast, not a pin, and stays a real cast, unless the
+float64 value was computed from a float32 activation widened for the arithmetic (Keras 3 promotes
+a kernel times a float64 NumPy mask to float64, then casts the product back): that cast returns
+to the activation's run-time dtype (`_round_trips`), as the widening came from it. The bodies of
 torch.cond and Loop subgraphs are not rewritten.
 """
 
@@ -92,11 +95,13 @@ def _rewrite(gm: fx.GraphModule, fakes: list, mode, real: list | None = None) ->
     converted = _branches(gm, mode)
     _fills_as_literals(gm, vals)
     kinds: dict[fx.Node, _Kind] = {}
+    widened: dict[fx.Node, fx.Node] = {}
     for node in list(gm.graph.nodes):
         kind = _kind_of(gm, node, vals, kinds)
         if kind is None:
             continue
         kinds[node] = kind
+        converted += _round_trips(node, vals, kinds, widened)
         converted += _join(gm, node, vals, kinds)
         if kind is _Kind.CONSTANT:
             kinds[node] = _wide_scalars(node, vals)
@@ -282,6 +287,27 @@ def _kind_of(gm, node, vals, kinds) -> _Kind | None:
     if _Kind.PINNED in seen or (_Kind.CONSTANT not in seen and dtype == torch.float32):
         return _Kind.PINNED if dtype == torch.float32 else None
     return _Kind.CONSTANT if _Kind.CONSTANT in seen else None
+
+
+def _round_trips(node: fx.Node, vals, kinds, widened: dict[fx.Node, fx.Node]) -> int:
+    """Record in `widened` the float32 activation each float64 activation was widened
+    from; a float32 cast of one becomes a cast to that activation's run-time dtype."""
+    if kinds[node] is not _Kind.ACTIVATION or node.op not in ("call_function", "call_method"):
+        return 0
+    source = node.args[0] if node.args and isinstance(node.args[0], fx.Node) else None
+    if vals.get(node) == torch.float64:
+        if source is not None and _is_cast(node, torch.float64) and _float32(source, vals):
+            widened[node] = source
+        else:  # float64 arithmetic on a widened value: from the first widened operand
+            origin = next((widened[a] for a in _tensor_args(node) if a in widened), None)
+            if origin is not None:
+                widened[node] = origin
+        return 0
+    if source is not None and _is_cast(node, torch.float32) and source in widened:
+        with node.graph.inserting_before(node):
+            node.args = (source, node.graph.call_function(getattr, (widened[source], "dtype")))
+        return 1
+    return 0
 
 
 def _gives_floats(node: fx.Node) -> bool:

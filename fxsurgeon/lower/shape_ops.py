@@ -49,8 +49,10 @@ def _cast(ctx, mod, node, args):
             return cast
     if isinstance(x, SymArray) and not dtype.is_floating_point and dtype != torch.bool:
         return SymArray(x.items, dtype)  # integer to integer: the same elements
-    if isinstance(x, Const):
+    if isinstance(x, Const) and not x.is_weight:
         return Const(x.value.to(dtype))
+    # a weight stays read and is cast at run time: folded, the cast copy would be a
+    # structural constant and its TF variable lost (a kernel cast for a float64 mask)
     x = ctx.tensor(x)
     if dtype_of(x) == dtype:
         return x

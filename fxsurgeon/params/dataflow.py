@@ -29,6 +29,10 @@ provably is not a learned value:
   each output channel holding exactly one 1 (tf2onnx writes
   ``tf.image.extract_patches`` as a Conv that copies each patch position to a
   channel); a learned kernel is never one;
+* it is a weight's mask: every element 0 or 1, and every reader multiplies it into a
+  value computed from constants alone, no graph input (PixelCNN's causal mask times
+  its kernel, a pruning mask). A learned factor of a learned tensor is redundant with
+  it (their product is one learned tensor), and a 0/1 one is a sparsity pattern;
 * it is a range: at least three elements along one axis forming an exact
   arithmetic progression (position ids), or a geometric one (rotary
   frequencies ``base ** (-2i/d)``);
@@ -123,6 +127,8 @@ def structural_reason(
         return "structural constant: a causal triangle over the last two axes"
     if _is_selection_kernel(v, end):
         return "structural constant: a 0/1 convolution kernel selecting one input per channel"
+    if _is_weight_mask(v, end):
+        return "structural constant: a 0/1 mask multiplied into a weight (no input reaches it)"
     if _is_range(v):
         return (
             "structural constant: an exact arithmetic or geometric range (positions, frequencies)"
@@ -173,6 +179,38 @@ def _is_selection_kernel(v: torch.Tensor, end: fx.Node) -> bool:
         u.op == "call_function" and u.target in _CONVOLUTIONS and u.args[1:2] == (end,)
         for u in end.users
     )
+
+
+_MULTIPLIES = {operator.mul, torch.mul}
+
+
+def _is_weight_mask(v: torch.Tensor, end: fx.Node) -> bool:
+    """`v` is all 0 or 1 and every reader of `end` multiplies it into a value that no
+    graph input reaches (the module docstring's weight mask)."""
+    if v.numel() < 2 or not bool(((v == 0) | (v == 1)).all()) or not end.users:
+        return False
+    for user in end.users:
+        if user.op != "call_function" or user.target not in _MULTIPLIES or len(user.args) != 2:
+            return False
+        others = [a for a in user.args if a is not end]
+        if len(others) != 1 or not isinstance(others[0], fx.Node) or _reads_input(others[0]):
+            return False
+    return True
+
+
+def _reads_input(node: fx.Node) -> bool:
+    """Whether a graph input (a placeholder) is among `node`'s ancestors; past
+    `_FOLLOW_LIMIT` nodes it counts as one (the safe answer: activations)."""
+    stack, seen = [node], {node}
+    while stack:
+        current = stack.pop()
+        if current.op == "placeholder" or len(seen) > _FOLLOW_LIMIT:
+            return True
+        for parent in current.all_input_nodes:
+            if parent not in seen:
+                seen.add(parent)
+                stack.append(parent)
+    return False
 
 
 def _is_triangle(v: torch.Tensor) -> bool:
