@@ -427,7 +427,7 @@ def _range(ctx, mod, node, args):
     bounds = [sym_math.sym_operand(a) or read_int(ctx, a) for a in args]
     if any(b is None or not b.scalar for b in bounds):
         raise LoweringError("Range with run-time bounds that are not integers known to be exact")
-    dtype = args[0].dtype if isinstance(args[0], Sym) else args[0].value.dtype
+    dtype = bounds[0].dtype  # a bound read from a computed tensor has that tensor's dtype
     if any(b.dtype != dtype for b in bounds):
         raise LoweringError("Range with bounds of different types")
     start, limit, delta = (b.items[0] for b in bounds)
