@@ -1,7 +1,9 @@
 """tf2onnx's wiring of If branches, corrected (fxsurgeon/frontdoor/tf_control.py).
 
 onnxruntime and the GraphModule run the export and must give what TensorFlow gives on
-both sides of the If (sequence lengths 1, 2 and 5 around the predicate ``length > 2``).
+both sides of the If (sequence lengths 1, 2 and 5 around the predicate ``length > 2``); an
+If on a constant predicate is the branch it takes, so a Transpose perm computed from ranks
+under it is static, and one computed from the data is refused.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import torch
 
 import fxsurgeon
 from fxsurgeon._compat import import_tensorflow
+from fxsurgeon.errors import InputError
 from fxsurgeon.frontdoor import freeze
 from fxsurgeon.frontdoor.tf_control import refine_branch_shapes
 
@@ -115,3 +118,52 @@ def test_refined_shapes_are_the_callers_and_conflicting_ones_stay():
                 attrs.attr["_output_shapes"].list.shape[0].CopyFrom(proto)
     refine_branch_shapes(graph_def)
     assert all(s.as_list() == [None, None, 5] for s in _arg_shapes(graph_def))
+
+
+def _cumsum_along(x, axis: int):
+    """DeBERTa's ``torch_gather``: the axis rolled last by a perm computed from ranks under
+    ``if axis != rank - 1`` (a cond autograph makes on a constant), worked on, rolled back
+    under ``if shift != 0`` (a cond on the first one's output)."""
+    axis = tf.rank(x) + axis
+    if axis != tf.rank(x) - 1:
+        shift = tf.rank(x) - 1 - axis
+        x = tf.transpose(x, perm=tf.roll(tf.range(tf.rank(x)), shift, axis=0))
+    else:
+        shift = 0
+    x = tf.cumsum(x, axis=-1)
+    if shift != 0:
+        x = tf.transpose(x, perm=tf.roll(tf.range(tf.rank(x)), -shift, axis=0))
+    return x
+
+
+class _RolledCumsum(keras.layers.Layer):
+    """The static-perm pattern at the top and inside a run-time If's branch."""
+
+    def call(self, x):
+        y = _cumsum_along(x, -2)
+        if tf.shape(x)[1] > 2:
+            y = _cumsum_along(y, -3) * 0.5
+        return y
+
+
+def test_transposes_by_a_perm_of_static_ranks_under_constant_conds_convert():
+    """tf2onnx left each such Transpose with its perm as an input: an invalid model."""
+    keras.utils.set_random_seed(0)
+    x = keras.Input((None, 4), name="x")
+    model = keras.Model(x, _RolledCumsum()(x))
+    proto = fxsurgeon.export_onnx(model)
+    assert all(len(n.input) == 1 for n in proto.graph.node if n.op_type == "Transpose")
+    _check_against_tf(model)
+
+
+class _DataPerm(keras.layers.Layer):
+    def call(self, x):
+        perm = tf.cond(tf.reduce_sum(x) > 0, lambda: tf.constant([0, 2, 1]), lambda: tf.range(3))
+        return tf.transpose(x, perm)
+
+
+def test_a_transpose_by_a_run_time_perm_is_refused_naming_it():
+    x = keras.Input((4, 4), name="x")
+    model = keras.Model(x, _DataPerm()(x))
+    with pytest.raises(InputError, match=r"Transpose \S*transpose\S*: its perm is computed at run"):
+        fxsurgeon.export_onnx(model)

@@ -77,9 +77,10 @@ def build_deberta() -> CorpusModel:
         **TINY, relative_attention=True, pos_att_type=["c2p", "p2c"], type_vocab_size=0
     )
     # DeBERTa v1: in_proj (q, k, v together) per layer, pos_proj and pos_q_proj on the
-    # relative table, out, ffn x 2: 2 x 5 = 10 linear; LN: embeddings 1 + 2 x 2 = 5;
-    # 2 gelu; XSoftmax attention with c2p/p2c terms: 2 sdpa
-    nominal = dict(sdpa=2, layer_norm=5, gelu=2, linear=10)
+    # relative table, the attention output, intermediate and output Dense: 2 x 6 = 12
+    # linear; LN: embeddings 1 + 2 x 2 = 5; 2 gelu; XSoftmax attention with c2p/p2c
+    # terms: 2 sdpa
+    nominal = dict(sdpa=2, layer_norm=5, gelu=2, linear=12)
     return _hf_model(
         "hf_deberta",
         "encoder",
@@ -87,9 +88,6 @@ def build_deberta() -> CorpusModel:
         config,
         "DebertaModel",
         nominal,
-        xfail="tf2onnx writes TF DeBERTa's run-time transpose (tf.roll of the axes by a "
-        "computed shift, in take_along_axis) as a Transpose with a perm input, which ONNX "
-        "does not have: the export is not a valid model",
     )
 
 

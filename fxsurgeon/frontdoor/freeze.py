@@ -29,6 +29,7 @@ and ONNX optimizers), with six differences, each general:
   arithmetic on it is ONNX nodes.
 * **Branch arguments know their shapes.** Those grappler declares of unknown
   rank take the shapes of the If's inputs (`tf_control.refine_branch_shapes`).
+* **Ifs on a constant predicate are their branch** (`tf_control.inline_constant_ifs`).
 * **Optimizers** are chosen by the caller (`export` leaves out the ones that
   merge or fold weights).
 """
@@ -45,7 +46,7 @@ import onnx
 
 from .._compat import import_tensorflow
 from .assigns import resolve_assigns
-from .tf_control import refine_branch_shapes
+from .tf_control import inline_constant_ifs, refine_branch_shapes
 
 #: TF ops whose output holds the values of their first input (possibly reshaped or permuted).
 VALUE_PRESERVING_TF = frozenset({"Identity", "Reshape", "Squeeze", "ExpandDims", "Transpose"})
@@ -89,6 +90,8 @@ def convert_function(
             if n.name in variable_consts
         )
         graph_def = _optimize_with_opaque(graph_def, variable_consts, input_names, output_names)
+        while inline_constant_ifs(graph_def):  # a folded predicate may fold the next one's
+            graph_def = _optimize_with_opaque(graph_def, variable_consts, input_names, output_names)
         refine_branch_shapes(graph_def)
         with _folding_spares_variables(variable_consts, keys, optimizers) as chosen:
             proto, _ = _convert_common(

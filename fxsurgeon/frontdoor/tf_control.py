@@ -18,6 +18,15 @@
   predicate, so its declared shape is refined by the shapes of those inputs (for a
   branch that several Ifs call, the most specific shape covering all of theirs); a
   declared shape that contradicts it is left as it is.
+* **Ifs on a constant predicate** (`inline_constant_ifs`, on the TF graph before tf2onnx).
+  Autograph makes a Python ``if`` on a tensor a ``tf.cond`` even when the tensor is known
+  at trace time (DeBERTa's ``torch_gather``: ``if gather_axis != tf.rank(x) - 1``, then
+  ``if pre_roll != 0``), and grappler folds the predicate to a constant but keeps the If.
+  The branch then computes at run time what is static (a ``tf.roll`` of ``range(rank)``
+  by the cond's output: the perm of a Transpose, which ONNX takes as a constant only). An
+  If whose predicate is a constant is replaced by the body of the branch it takes, its
+  arguments the If's inputs, and the If an ``IdentityN`` of the body's results (the names
+  its readers use stay); grappler runs again, and so on while a predicate folds.
 """
 
 from __future__ import annotations
@@ -74,6 +83,125 @@ def refine_branch_shapes(graph_def: Any) -> None:
             own = tf.TensorShape(proto)
             if shape is not None and own.is_compatible_with(shape):
                 proto.CopyFrom(own.merge_with(shape).as_proto())
+
+
+def inline_constant_ifs(graph_def: Any) -> bool:
+    """Replace, in place, each If of ``graph_def`` whose predicate is a constant by the
+    branch it takes (the module docstring); whether any was."""
+    tf = import_tensorflow()
+    from tensorflow.python.framework.function_def_to_graph import function_def_to_graph_def
+
+    functions = {f.signature.name: f for f in graph_def.library.function}
+    constants = {n.name: n for n in graph_def.node if n.op == "Const"}
+    taken = [(node, _taken_branch(node, constants, functions)) for node in graph_def.node]
+    taken = [(node, f) for node, f in taken if f is not None and node.attr["Tout"].list.type]
+    inlined = bool(taken)
+    if taken:
+        with tf.Graph().as_default():
+            tf.import_graph_def(graph_def, name="")  # the library, for the bodies' call ops
+            for node, function in taken:
+                body, flat = function_def_to_graph_def(function)
+                _inline(graph_def, node, function, body, flat)
+    for function in graph_def.library.function:  # Ifs in branch and loop bodies
+        while _inline_in_function(function, functions):
+            inlined = True
+    return inlined
+
+
+def _inline_in_function(outer: Any, functions: dict[str, Any]) -> bool:
+    """Inline the first If of the FunctionDef ``outer`` whose predicate is a constant of
+    ``outer``; whether there was one. Both bodies name tensors alike (``node:arg:index``,
+    an argument by its name), so the branch's nodes are copied under the If's name, its
+    arguments the If's inputs, and the If's readers read the branch's results."""
+    constants = {n.name: n for n in outer.node_def if n.op == "Const"}
+    for at, node in enumerate(outer.node_def):
+        branch = _taken_branch(node, constants, functions)
+        if branch is None:
+            continue
+        prefix = f"{node.name}/inlined/"
+        data = [i for i in node.input if not i.startswith("^")][1:]
+        arguments = {a.name: data[k] for k, a in enumerate(branch.signature.input_arg)}
+
+        def renamed(name: str, arguments: dict[str, str] = arguments, prefix: str = prefix) -> str:
+            control = name.startswith("^")
+            bare = name.lstrip("^")
+            if bare in arguments:
+                found = arguments[bare]
+                return f"^{found.split(':')[0]}" if control else found
+            return f"^{prefix}{bare}" if control else prefix + bare
+
+        copies = []
+        for inner in branch.node_def:
+            added = type(inner)()
+            added.CopyFrom(inner)
+            added.name = prefix + inner.name
+            del added.input[:]
+            added.input.extend(renamed(i) for i in inner.input)
+            copies.append(added)
+        results = {
+            f"{node.name}:output:{k}": renamed(branch.ret[o.name])
+            for k, o in enumerate(branch.signature.output_arg)
+        }
+        controls = [i for i in node.input if i.startswith("^")]
+        node.op = "NoOp"  # kept for readers of ^If: after the branch's nodes
+        node.ClearField("attr")
+        del node.input[:]
+        node.input.extend([*controls, *(f"^{c.name}" for c in copies)])
+        for reader in outer.node_def:
+            for k, name in enumerate(reader.input):
+                reader.input[k] = results.get(name, name)
+        for key, value in outer.ret.items():
+            outer.ret[key] = results.get(value, value)
+        for offset, added in enumerate(copies):
+            outer.node_def.insert(at + offset, added)
+        return True
+    return False
+
+
+def _taken_branch(node: Any, constants: dict[str, Any], functions: dict[str, Any]) -> Any:
+    """The branch function ``node`` takes when it is an If on one of ``constants``."""
+    if node.op not in _IFS:
+        return None
+    predicate = constants.get(node.input[0].split(":")[0])
+    if predicate is None:
+        return None
+    value = import_tensorflow().make_ndarray(predicate.attr["value"].tensor)
+    return functions.get(node.attr[_BRANCHES[0] if value else _BRANCHES[1]].func.name)
+
+
+def _inline(graph_def: Any, node: Any, function: Any, body: Any, flat: dict[str, str]) -> None:
+    """Add ``body``'s nodes under ``node``'s name, its arguments Identities of ``node``'s
+    inputs, and make ``node`` the IdentityN of the body's results."""
+    prefix = f"{node.name}/inlined/"
+    arguments = [a.name for a in function.signature.input_arg]
+    data = [i for i in node.input if not i.startswith("^")]
+    control = [i for i in node.input if i.startswith("^")]
+
+    def renamed(name: str) -> str:
+        return f"^{prefix}{name[1:]}" if name.startswith("^") else prefix + name
+
+    for inner in body.node:
+        added = graph_def.node.add()
+        added.CopyFrom(inner)
+        added.name = prefix + inner.name
+        del added.input[:]
+        if inner.name in arguments:  # an argument: the If's input after the predicate
+            added.op = "Identity"
+            added.ClearField("attr")
+            added.attr["T"].type = inner.attr["dtype"].type
+            added.input.extend([data[1 + arguments.index(inner.name)], *control])
+        else:
+            added.input.extend(renamed(i) for i in inner.input)
+    results = [
+        renamed(flat.get(function.ret[o.name], function.ret[o.name]))
+        for o in function.signature.output_arg
+    ]
+    types = list(node.attr["Tout"].list.type)
+    node.op = "IdentityN"
+    node.ClearField("attr")
+    node.attr["T"].list.type.extend(types)
+    del node.input[:]
+    node.input.extend(results)
 
 
 def _declared_shapes(function: Any) -> dict[int, Any]:

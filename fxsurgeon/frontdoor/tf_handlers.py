@@ -82,6 +82,11 @@ first (without it, the first export of a process ran uncorrected):
   repeated output letter). Each upper-case letter is first renamed to a lower-case one
   the equation does not use (the same letter everywhere: a renaming of the summation
   indices, the same einsum); more than 26 distinct letters are left to tf2onnx.
+* **A Transpose whose perm is computed at run time is refused.** ONNX's Transpose takes
+  its perm as an attribute; tf2onnx logs the failure and leaves a Transpose with two
+  inputs, an invalid model. A perm that is static but written as a computation under an
+  If on a constant predicate is folded first (`tf_control.inline_constant_ifs`); any
+  other is refused with an InputError naming the node.
 
 TF ops tf2onnx has no handler for are added by `fxsurgeon.frontdoor.tf_more_ops`,
 `fxsurgeon.frontdoor.tf_complex` and `fxsurgeon.frontdoor.tf_xla` (XLA's DynamicSlice);
@@ -113,6 +118,21 @@ _MOD_OPSET = 10
 def _handling_nan(func: Handler) -> Handler:
     def handler(ctx: Any, node: Any, **kwargs: Any) -> Any:
         node.set_attr("handles_nan", True)
+        return func(ctx, node, **kwargs)
+
+    return handler
+
+
+def _constant_perm(func: Handler) -> Handler:
+    def handler(ctx: Any, node: Any, **kwargs: Any) -> Any:
+        if len(node.input) > 1 and not node.inputs[1].is_const():
+            message = (
+                f"Transpose {node.name}: its perm is computed at run time "
+                f"({node.inputs[1].type} {node.inputs[1].name}), and ONNX takes a constant one"
+            )
+            if message not in tf_complex.REFUSED:  # the export's refusals, raised at its end
+                tf_complex.REFUSED.append(message)
+            raise ValueError(message)
         return func(ctx, node, **kwargs)
 
     return handler
@@ -463,6 +483,7 @@ CORRECTIONS: dict[str, Callable[[Handler], Handler]] = {
     "DepthwiseConv2dNative": _dilated_same_pads,
     "Conv3D": _dilated_same_pads,
     "Einsum": _einsum_cases,
+    "Transpose": _constant_perm,
     "Bincount": _bincount,
     "DenseBincount": _bincount,
 }
