@@ -17,7 +17,7 @@ import fxsurgeon
 from fxsurgeon._compat import import_tensorflow
 from fxsurgeon.errors import InputError
 from fxsurgeon.frontdoor import freeze
-from fxsurgeon.frontdoor.tf_control import refine_branch_shapes
+from fxsurgeon.frontdoor.tf_control import inline_constant_ifs, refine_branch_shapes
 
 tf = import_tensorflow()
 keras = pytest.importorskip("tf_keras")
@@ -167,3 +167,17 @@ def test_a_transpose_by_a_run_time_perm_is_refused_naming_it():
     model = keras.Model(x, _DataPerm()(x))
     with pytest.raises(InputError, match=r"Transpose \S*transpose\S*: its perm is computed at run"):
         fxsurgeon.export_onnx(model)
+
+
+def test_an_if_on_a_constant_without_a_computed_perm_stays_an_if():
+    """Only where a branch transposes by a computed perm are constant Ifs inlined; the
+    ONNX side picks the branch of the others (inlined, grappler folded Swin's window
+    masks into constants door B took for weights)."""
+
+    @tf.function(input_signature=[tf.TensorSpec((None, 4), tf.float32)])
+    def f(x):
+        return tf.cond(tf.constant(True), lambda: x * 2.0, lambda: x)
+
+    graph_def = f.get_concrete_function().graph.as_graph_def()
+    assert not inline_constant_ifs(graph_def)
+    assert any(n.op in ("If", "StatelessIf") for n in graph_def.node)

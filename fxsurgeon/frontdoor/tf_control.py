@@ -26,7 +26,13 @@
   by the cond's output: the perm of a Transpose, which ONNX takes as a constant only). An
   If whose predicate is a constant is replaced by the body of the branch it takes, its
   arguments the If's inputs, and the If an ``IdentityN`` of the body's results (the names
-  its readers use stay); grappler runs again, and so on while a predicate folds.
+  its readers use stay); grappler runs again, and so on while a predicate folds (one If's
+  output is the next one's predicate). Only in a graph or function body where an If has
+  a branch that computes such a perm (a Transpose whose perm is no constant of the body,
+  there or in a branch of an If it holds): elsewhere Ifs on a constant stay Ifs, the ONNX
+  side picks their branch (fxsurgeon/lower/control_flow.py), and grappler, run over their
+  inlined bodies, would fold weight-free constants the doors then see anew (inlining
+  Swin's window-mask Ifs gave door B 1700 more trainable values).
 """
 
 from __future__ import annotations
@@ -93,7 +99,9 @@ def inline_constant_ifs(graph_def: Any) -> bool:
 
     functions = {f.signature.name: f for f in graph_def.library.function}
     constants = {n.name: n for n in graph_def.node if n.op == "Const"}
+    needed = _transposes_under_an_if(graph_def.node, functions)
     taken = [(node, _taken_branch(node, constants, functions)) for node in graph_def.node]
+    taken = taken if needed else []
     taken = [(node, f) for node, f in taken if f is not None and node.attr["Tout"].list.type]
     inlined = bool(taken)
     if taken:
@@ -113,6 +121,8 @@ def _inline_in_function(outer: Any, functions: dict[str, Any]) -> bool:
     ``outer``; whether there was one. Both bodies name tensors alike (``node:arg:index``,
     an argument by its name), so the branch's nodes are copied under the If's name, its
     arguments the If's inputs, and the If's readers read the branch's results."""
+    if not _transposes_under_an_if(outer.node_def, functions):
+        return False
     constants = {n.name: n for n in outer.node_def if n.op == "Const"}
     for at, node in enumerate(outer.node_def):
         branch = _taken_branch(node, constants, functions)
@@ -167,6 +177,29 @@ def _taken_branch(node: Any, constants: dict[str, Any], functions: dict[str, Any
         return None
     value = import_tensorflow().make_ndarray(predicate.attr["value"].tensor)
     return functions.get(node.attr[_BRANCHES[0] if value else _BRANCHES[1]].func.name)
+
+
+def _transposes_under_an_if(nodes: Any, functions: dict[str, Any]) -> bool:
+    """Whether an If among ``nodes`` has a branch that computes a perm (`_computes_a_perm`)."""
+    return any(
+        node.op in _IFS
+        and any(
+            node.attr[b].func.name in functions
+            and _computes_a_perm(functions[node.attr[b].func.name], functions)
+            for b in _BRANCHES
+        )
+        for node in nodes
+    )
+
+
+def _computes_a_perm(function: Any, functions: dict[str, Any]) -> bool:
+    """Whether ``function`` transposes by a perm that is no constant of its body, or holds
+    an If one of whose branches does."""
+    constants = {n.name for n in function.node_def if n.op == "Const"}
+    return any(
+        node.op == "Transpose" and node.input[1].split(":")[0] not in constants
+        for node in function.node_def
+    ) or _transposes_under_an_if(function.node_def, functions)
 
 
 def _inline(graph_def: Any, node: Any, function: Any, body: Any, flat: dict[str, str]) -> None:
