@@ -47,14 +47,100 @@ def node_dtype(node: Any) -> torch.dtype | None:
     return node.meta.get("fxs_dtype") if isinstance(node, fx.Node) else None
 
 
-def band_condition(node: fx.Node) -> fx.Node | None:
-    """The boolean condition of a 0/1 float band (bool -> float, reshaped), else None."""
-    n = node
-    while n.op == "call_function" and n.target in (torch.reshape, torch.unsqueeze):
-        n = n.args[0]
-    if n.op == "call_method" and n.target == "to" and node_dtype(n.args[0]) is torch.bool:
-        return n.args[0]
+def band_condition(node: fx.Node, module: fx.GraphModule) -> fx.Node | None:
+    """The boolean condition of a 0/1 band, else None: `zero_one`'s root, not flipped,
+    reshaped or unsqueezed only (the causal test reads its rows and columns), a boolean
+    or ``Where(c, 1, 0)`` of c's own shape (plain numbers, no broadcast: c's positions)."""
+    found = zero_one(node, module)
+    if found is None or found[1]:
+        return None
+    if any(t not in (torch.reshape, torch.unsqueeze) for t, *_ in found[2]):
+        return None
+    root = found[0]
+    if root.target is not torch.where:
+        return root
+    cond, *ends = root.args
+    if not isinstance(cond, fx.Node) or shape(cond) is None:
+        return None
+    for e in ends:  # a number, or a one-element constant of no higher rank than c
+        value = constant(e, module) if isinstance(e, fx.Node) and e.op == "get_attr" else e
+        rank = value.dim() if isinstance(value, torch.Tensor) else 0
+        if scalar(e, module) is None or rank > len(shape(cond)):
+            return None
+    return cond
+
+
+#: Ops that only move, regroup or select elements: a tensor of 0s and 1s stays one.
+_MOVES = (
+    torch.reshape,
+    torch.unsqueeze,
+    torch.squeeze,
+    torch.permute,
+    torch.transpose,
+    operator.getitem,
+)
+
+
+def zero_one(node: Any, module: fx.GraphModule) -> tuple[fx.Node, bool, tuple] | None:
+    """`node` proven to hold only 0s and 1s, as (root, flipped, moves): its values are those
+    of `root` (1 - them when `flipped`) moved by the layout ops `moves` ((target, args),
+    outermost first); else None. `root` is a boolean tensor (read as 0/1), a constant of
+    0s and 1s or a ``Where(c, 1, 0)`` (Transfo-XL's int band of ``tf.linalg.band_part(ones)``). Read through
+    casts and ``follow_dtype`` (0 and 1 are exact in every dtype), ``1 - x``, ``logical_not``
+    and `_MOVES`."""
+    flipped, moves = False, []
+    for _ in range(64):
+        if not isinstance(node, fx.Node):
+            return None
+        t, args = node.target, node.args
+        if t is torch.logical_not:
+            node, flipped = args[0], not flipped
+        elif node_dtype(node) is torch.bool or zero_one_constant(node, module) is not None:
+            return node, flipped, tuple(moves)
+        elif node.op not in ("call_function", "call_method"):
+            return None
+        elif _is_cast(node):
+            node = args[0]
+        elif t is operator.sub and scalar(args[0], module) == 1.0:
+            node, flipped = args[1], not flipped
+        elif t in _MOVES and node.op == "call_function":
+            moves.append((t, args[1:], node.kwargs))
+            node = args[0]
+        elif t is torch.where and len(args) == 3 and not node.kwargs:
+            ends = (_number(args[1], module), _number(args[2], module))
+            if ends not in ((1.0, 0.0), (0.0, 1.0)):
+                return None
+            return node, flipped != (ends == (0.0, 1.0)), tuple(moves)
+        else:
+            return None
     return None
+
+
+def zero_one_constant(node: fx.Node, module: fx.GraphModule) -> torch.Tensor | None:
+    """The value of a constant that holds only 0s and 1s (a band folded at a static
+    length), else None."""
+    if node.op != "get_attr":
+        return None
+    value = constant(node, module)
+    if not isinstance(value, torch.Tensor) or value.is_complex() or value.dtype is torch.bool:
+        return None
+    return value if bool(((value == 0) | (value == 1)).all()) else None
+
+
+def _is_cast(node: fx.Node) -> bool:
+    """A cast to a dtype, or ``follow_dtype`` (a module optimized before: its pinned float32
+    follows the activations, ``lower/dtypes.py``): 0 and 1 are exact in every dtype."""
+    if getattr(node.target, "__name__", "") == "follow_dtype":
+        return True
+    args = node.args
+    return node.target == "to" and len(args) == 2 and isinstance(args[1], torch.dtype)
+
+
+def _number(value: Any, module: fx.GraphModule) -> float | None:
+    """`scalar`, or a one-element constant expanded (the same number everywhere)."""
+    if isinstance(value, fx.Node) and value.op == "call_method" and value.target == "expand":
+        value = value.args[0]
+    return scalar(value, module)
 
 
 def _name(value: Any) -> str:

@@ -2,7 +2,9 @@
 
 A causal 0/1 band ``s * band - c * (1 - band)`` with c >= -`BIG_FILL` becomes
 ``is_causal`` (aligned at the last key over a key/value cache: an explicit triangle); a
-causal ``Where(tri, s, fill)`` with fill <= `BIG_FILL` too; any other
+causal ``Where(tri, s, fill)`` with fill <= `BIG_FILL` too. Any other 0/1 band (1 - band
+read by `zero_one` through casts, ``1 - x`` and layout ops: `_hides`, `hiding_coef`) is
+``Where(band, s, -c)``, kept as the additive terms when -c <= `HUGE_FILL`; any other
 ``Where(m, s, fill)`` stays a boolean mask only when its fill is finite and at or below
 `HUGE_FILL` (then ``s + fill`` rounds to ``fill`` in float32, as the additive mask does).
 ``Where(m, s + t, s)`` is read by `offset` (t, the masked term, is an additive mask).
@@ -16,11 +18,14 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from fxsurgeon.patterns._attention_graph import (
+    _MOVES,
     band_condition,
     causal_alignment,
     constant,
     node_dtype,
     scalar,
+    zero_one,
+    zero_one_constant,
 )
 from torch import fx
 
@@ -81,19 +86,72 @@ def offset(
     return None
 
 
-def _hides(node: fx.Node, band: fx.Node) -> bool:
-    """Whether `node` is 1 - band: ``1.0 - band``, or the float of ``not cond`` in the
-    band's dtype (the same 0/1 values, GPT-J's ``-1e9 * (~causal).float()``)."""
-    if node.target is operator.sub and node.args == (1.0, band):
+def _hides(node: fx.Node, band: fx.Node, module, moves: tuple = ()) -> bool:
+    """Whether `node` (moved by the layout ops `moves`, outermost first) is 1 - band:
+    ``1.0 - band``, the float of ``not cond`` in the band's dtype (the same 0/1 values,
+    GPT-J's ``-1e9 * (~causal).float()``), or any two 0/1 values `zero_one` reads as one
+    root, one flipped, moved alike (Transfo-XL: the band ``1 - float(m)``, the hiding term
+    ``-1e30 * float(m)``, m an int 0/1 Where)."""
+    if not moves and node.target is operator.sub and node.args == (1.0, band):
         return True
-    if node.op != "call_method" or node.target != "to" or node.args[1:] != (node_dtype(band),):
+    if not moves and node.op == "call_method" and node.target == "to":
+        inner = node.args[0]
+        if (
+            node.args[1:] == (node_dtype(band),)
+            and isinstance(inner, fx.Node)
+            and inner.target is torch.logical_not
+            and inner.args[0] is band_condition(band, module)
+        ):
+            return True
+    mine, theirs = zero_one(node, module), zero_one(band, module)
+    if mine is None or theirs is None or not same_value((*moves, *mine[2]), theirs[2], module):
         return False
-    inner = node.args[0]
-    return (
-        isinstance(inner, fx.Node)
-        and inner.target is torch.logical_not
-        and inner.args[0] is band_condition(band)
-    )
+    if mine[1] != theirs[1] and same_value(mine[0], theirs[0], module):
+        return True
+    a, b = (zero_one_constant(x[0], module) for x in (mine, theirs))  # folded at static sizes
+    if a is None or b is None or a.shape != b.shape:
+        return False
+    a, b = (1 - x if x_[1] else x for x, x_ in ((a, mine), (b, theirs)))
+    return bool((a + b == 1).all())
+
+
+def _complement(node: fx.Node, band: fx.Node, module, moves: tuple = ()) -> float | None:
+    """k where `node` (moved by `moves`) is k * (1 - band): 1.0 where `_hides` says so, k
+    for a constant equal to k * (1 - band) when the band is a constant too (both folded at
+    a static length); else None."""
+    if _hides(node, band, module, moves):
+        return 1.0
+    theirs = zero_one(band, module)
+    if node.op != "get_attr" or theirs is None or not same_value(moves, theirs[2], module):
+        return None
+    value, ones = constant(node, module), zero_one_constant(theirs[0], module)
+    if ones is None or not isinstance(value, torch.Tensor) or value.shape != ones.shape:
+        return None
+    hidden = ones if theirs[1] else 1 - ones  # 1 - band
+    if not hidden.any() or not value.is_floating_point():
+        return None
+    k = value[hidden != 0].flatten()[0]
+    return float(k) if torch.equal(value, k * hidden.to(value.dtype)) else None
+
+
+def hiding_coef(term: Any, band: fx.Node, module, moves: tuple = (), depth: int = 0) -> float:
+    """The coefficient of 1 - band in the sum `term`, through constant factors, ``+``, ``-``
+    and layout ops that keep values (`_MOVES`), summed where it is met more than once;
+    0.0 when it is not there."""
+    if not isinstance(term, fx.Node) or depth > 16:
+        return 0.0
+    coef, node = strip_factors(term, module)
+    k = _complement(node, band, module, moves)
+    if k is not None:
+        return coef * k
+    t = node.target
+    if t in _MOVES and node.op == "call_function":
+        move = (t, node.args[1:], node.kwargs)
+        return coef * hiding_coef(node.args[0], band, module, (*moves, move), depth + 1)
+    if t not in (operator.add, operator.sub):
+        return 0.0
+    a, b = (hiding_coef(x, band, module, moves, depth + 1) for x in node.args)
+    return coef * (a - b if t is operator.sub else a + b)
 
 
 def _pieces(coef: float, node: fx.Node, band: fx.Node, module) -> list:
@@ -102,8 +160,9 @@ def _pieces(coef: float, node: fx.Node, band: fx.Node, module) -> list:
     coef *= coef_
     if not _holds_hide(node, band, module):  # kept whole: splitting off its numbers would
         return [(coef, node)]  # move a large shift onto the kept scores (lost bits)
-    if _hides(node, band):
-        return [(coef, node)]
+    k = _complement(node, band, module)
+    if k is not None:
+        return [(coef * k, node)]
     out = []
     for i, x in enumerate(node.args):
         c = -coef if i == 1 and node.target is operator.sub else coef
@@ -120,11 +179,22 @@ def _holds_hide(node: Any, band: fx.Node, module, depth: int = 0) -> bool:
     if not isinstance(node, fx.Node) or depth > 16:
         return False
     node = strip_factors(node, module)[1]
-    if _hides(node, band):
+    if _complement(node, band, module) is not None:
         return True
     if node.target not in (operator.add, operator.sub):
         return False
     return any(_holds_hide(x, band, module, depth + 1) for x in node.args)
+
+
+def _hidden_piece(piece: tuple, band: fx.Node, module) -> bool:
+    """Whether a piece (coef, node) of `_pieces` is -c * (1 - band) with c >= -`BIG_FILL`
+    (`_pieces` multiplies a constant's k into coef)."""
+    coef, node = piece
+    return (
+        isinstance(node, fx.Node)
+        and _complement(node, band, module) is not None
+        and coef <= BIG_FILL
+    )
 
 
 def absorb_masks(
@@ -132,20 +202,28 @@ def absorb_masks(
 ) -> str | None:
     """The bands and causal fills of `plan` as its causal alignment (`causal_alignment`:
     `longer` says Lk >= Lq is proven), the other fills as masks, or why they cannot be."""
-    for band, cond in plan.bands:
-        aligned = causal_alignment(cond, lengths, same, static, module, longer)
+    for band, cond, under in plan.bands:
+        aligned = None if under else causal_alignment(cond, lengths, same, static, module, longer)
         if aligned is None or plan.causal not in ("", aligned):
-            return f"the 0/1 band %{band.name} is not a causal triangle at every length"
+            # Where(band, s, fill): the fill is what the terms add where the band is 0
+            fill = sum(coef * hiding_coef(t, band, module) for coef, t in plan.terms)
+            if not HUGE_FILL >= fill > float("-inf"):
+                return (
+                    f"the 0/1 band %{band.name} is not a causal triangle at every length "
+                    f"{'over unmasked scores ' if not under else ''}and fills {fill}: only a "
+                    f"finite fill <= {HUGE_FILL} is the same as an additive mask"
+                )
+            continue  # the factor goes, the terms stay whole: the additive mask
         pieces = [_pieces(coef, t, band, module) for coef, t in plan.terms]
         found = [
             i
             for i, parts in enumerate(pieces)
-            if any(_hides(t, band) and coef <= BIG_FILL for coef, t in parts)
+            if any(_hidden_piece(p, band, module) for p in parts)
         ]
         if not found:
             return f"the band %{band.name} has no term -c * (1 - band) with c >= {-BIG_FILL}"
         parts = pieces[found[0]]
-        hidden = next(p for p in parts if _hides(p[1], band) and p[0] <= BIG_FILL)
+        hidden = next(p for p in parts if _hidden_piece(p, band, module))
         rest = [p for p in parts if p is not hidden]
         plan.terms = plan.terms[: found[0]] + rest + plan.terms[found[0] + 1 :]
         plan.causal = aligned

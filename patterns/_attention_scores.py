@@ -36,6 +36,7 @@ from fxsurgeon.patterns._attention_graph import (
     node_dtype,
     scalar,
     shape,
+    zero_one,
 )
 from fxsurgeon.patterns._attention_masks import (
     absorb_masks,
@@ -76,7 +77,8 @@ class Plan:
     causal: str = ""  # "top" (i >= j) or "bottom" (i + Lk - Lq >= j): `causal_alignment`
     sizes: list = field(default_factory=list)  # (size node, operand node, dim) to re-point
     chain: list = field(default_factory=list)  # the score nodes the rewrite replaces
-    bands: list = field(default_factory=list)  # (band node, cond) of a multiplicative band
+    # (band node, cond, whether terms lie below it) of a multiplicative 0/1 band (`zero_one`)
+    bands: list = field(default_factory=list)
     head_dim: int | None = None  # D, where static
     reshapes: list = field(default_factory=list)  # reshapes of the scores, core outwards
     # how many reshapes lie below each mask: one per term (in the order of `terms`, until
@@ -341,16 +343,14 @@ def _walk_product(node: fx.Node, plan: Plan, module: fx.GraphModule) -> fx.Node:
         _times(plan, c if node.target is operator.mul else 1.0 / c)
         plan.chain.append(node)
         return core
-    if node.target is operator.mul and isinstance(b, fx.Node):
-        cond = band_condition(b)
-        if cond is not None:
-            core = walk_scores(a, plan, module)
-            if plan.terms or plan.fills or plan.bands or plan.gated:
-                raise Decline(f"%{node.name}: a 0/1 band over masked scores")
-            plan.bands.append((b, cond))
-            plan.mask_levels.add(len(plan.reshapes))
-            plan.chain.append(node)
-            return core
+    if node.target is operator.mul and zero_one(b, module) is not None:
+        core = walk_scores(a, plan, module)
+        if plan.fills or plan.bands or plan.gated:
+            raise Decline(f"%{node.name}: a 0/1 band over masked scores")
+        plan.bands.append((b, band_condition(b, module) or b, bool(plan.terms)))
+        plan.mask_levels.add(len(plan.reshapes))
+        plan.chain.append(node)
+        return core
     raise Decline(f"%{node.name}: the scale {_name(b)} is not a constant")
 
 
@@ -522,7 +522,7 @@ def recognize(
             return f"the masked term %{t.name} {shape(t)} does not broadcast to the scores {scores}"
         if ancestors(t) & forbidden:
             return f"the masked term %{t.name} is computed from the scores or from v"
-    conds = [c for c, *_ in plan.fills + plan.gated] + [c for _, c in plan.bands]
+    conds = [c for c, *_ in plan.fills + plan.gated] + [c for _, c, _ in plan.bands]
     for cond in conds:
         if not _broadcasts(shape(cond), scores):
             return f"the mask %{cond.name} {shape(cond)} does not broadcast to the scores {scores}"

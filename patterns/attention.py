@@ -75,7 +75,22 @@ What is absorbed, and why it is exact:
   With additive terms too, SDPA cannot take both, so the triangle becomes
   -inf in the mask: ``mask.masked_fill(~tril(ones(Lq, Lk)), -inf)``. Any
   other triangle (upper, banded, offset) in a Where stays a mask when its fill
-  is dtype-min, and a multiplicative band that is not causal is declined.
+  is dtype-min; a multiplicative band that is not causal, below.
+* A multiplicative 0/1 band: a factor proven to hold only 0s and 1s (``zero_one``,
+  ``_attention_graph.py``: a boolean or ``Where(c, 1, 0)``, through casts, ``1 - x``,
+  Not and layout ops, which keep values) with a term ``-c * m``, m its complement (the
+  same root, one of the two flipped, moved by the same layout ops; Transfo-XL:
+  ``s * (1 - float(m)) - 1e30 * float(m)``, m the int band of ``tf.linalg.band_part``,
+  permuted by ``sdpa_orient_1`` with its term): ``s * band - c * m`` is
+  ``Where(band, s, -c)`` exactly, for where band is 1, m is 0 (s * 1 - c * 0 = s) and where
+  it is 0, m is 1 (s * 0 - c = -c). Its condition causal at every length (reshaped or
+  unsqueezed only, so that rows and columns are read) with c >= 1e3: ``is_causal`` as
+  above. Otherwise, as any Where fill, it is an additive mask when -c is finite and at
+  most -1e30: the factor is dropped and the terms kept whole, so the visible scores get
+  the same sum and the hidden ones s + ... - c, which rounds to the model's value. Terms
+  below the factor ((s + t) * band: a relative-position term) are allowed there, as below
+  a Where fill, not below a causal band (a term may push the visible scores below -c).
+  A factor not 0/1, a term that does not hide the complement, or a smaller fill: declined.
 * A causal triangle can also be a slice of a constant lower triangle [1, 1, M, M]
   (GPT-J's ``bias[:, :, Lk - Lq : Lk, :Lk]``, cast to bool, and its hiding term
   ``-1e9 * float(~band)``, the same 0/1 values as 1 - band): with Lq == Lk the slice

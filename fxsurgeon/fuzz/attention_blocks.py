@@ -9,6 +9,8 @@ block), beside the ``attention`` block's tf2onnx traces of HF BERT/GPT-2/DeBERTa
   or a constant relative-position bias; a masked term ``Where(c, scores + t, scores)``
   (Keras 3 ``Attention``'s ``where(~m, s - 1e9, s)``; t a number, a constant bias or a
   sum of both, on either branch, either operand order);
+* Transfo-XL's multiplicative band ``s * (1 - m) - c * m``, m the float of a padding
+  mask's Not or of an int ``1 - Where(causal, 1, 0)``;
 * the softmax as the op, after a max shift (ReduceMax, Sub), or as Keras 3's logsumexp;
 * the scores written K @ Q^T with the softmax over the rows and the probabilities
   transposed back (tf2onnx's einsum orientation).
@@ -18,7 +20,8 @@ masked scores (a fully masked row gives 1s, not a softmax), a softmax over anoth
 (-10), an upper triangle, a term computed from v, heads repeated interleaved rather
 than grouped (``Tile`` on the head axis), the probabilities read outside the attention; a masked term computed from the scores
 or from v, whose branches read two different score tensors, or whose scores are doubled
-(2s + t) or subtracted (c - (s + t)) on the masked side.
+(2s + t) or subtracted (c - (s + t)) on the masked side; a multiplicative band that is
+not 0/1 (0.5 * (1 - m)), whose term hides another mask, or whose fill is 1e9 on padding.
 """
 
 from __future__ import annotations
@@ -116,6 +119,27 @@ def _masked_term(g: _Graph, x: _T, s: str, qh: str, kh: str, vh: str, miss: str)
     return g.op("Where", [keep, plain, moved])
 
 
+def _mul_band(g: _Graph, x: _T, s: str, qh: str, kh: str, miss: str) -> str:
+    """Transfo-XL's ``s * (1 - m) - c * m``: m the float of a 0/1 mask of the hidden keys
+    (a padding mask's Not, or ``1 - Where(causal, 1, 0)`` in int32), c 1e30 (or 1e4 when
+    causal). Near misses: the factor ``0.5 * (1 - m)`` (not 0/1), a term hiding another
+    mask (the upper triangle), c = 1e9 under a padding mask (too small for a mask)."""
+    causal = g.coin() and miss != "small_band_fill"
+    if causal:
+        one, zero = g.const(1, np.int32), g.const(0, np.int32)
+        ones = g.op("Where", [_causal(g, qh, kh, upper=False), one, zero])
+        m = g.op("Cast", [g.op("Sub", [g.const(1, np.int32), ones])], to=1)
+    else:
+        keep = g.op("Greater", [_mask_input(g, x).name, g.scalar(0.0)])
+        m = g.op("Cast", [g.op("Not", [g.op("Unsqueeze", [keep, g.ints([1, 2])])])], to=1)
+    band = g.op("Sub", [g.scalar(1.0), m])
+    if miss == "half_band":
+        band = _scaled(g, band, 0.5)
+    hide = g.op("Cast", [_causal(g, qh, kh, upper=True)], to=1) if miss == "other_hide" else m
+    c = 1e9 if miss == "small_band_fill" else float(g.pick((1e30, 1e4))) if causal else 1e30
+    return g.op("Sub", [g.binary("Mul", s, band), g.binary("Mul", hide, g.scalar(c))])
+
+
 def _softmax(g: _Graph, s: str, form: str, axis: int, shift_axis: int) -> str:
     if form == "shift":
         keep = g.coin()
@@ -144,12 +168,12 @@ def _block_attention_forms(g: _Graph, x: _T, near: bool) -> _T:
     scale_at = g.pick(("scores", "scores_div", "q", "k", "qk", "none"))
     masks = ["none", "alibi"]
     if not cross:
-        masks += ["padding_where", "causal_where", "masked_term"]
+        masks += ["padding_where", "causal_where", "masked_term", "mul_band"]
     if _static(x, 1) and not cross:
         masks.append("const_bias")
     mask = "none" if orient == "kq" else g.pick(masks)
     form = g.pick(("op", "shift", "logsumexp")) if orient == "qk" else "op"
-    if form == "logsumexp" and mask.endswith(("_where", "_term")) and not near:
+    if form == "logsumexp" and mask.endswith(("_where", "_term", "_band")) and not near:
         form = "op"  # a masked row's max is the fill: exp(x - logsumexp) is then no softmax
     variant = f"{orient}.{scale_at}.{mask}.{form}" + (f".gqa{groups}" if groups > 1 else "")
     variant += ".cross" if cross else ""
@@ -170,7 +194,9 @@ def _block_attention_forms(g: _Graph, x: _T, near: bool) -> _T:
                 "scaled_scores",
                 "term_minus_scores",
             ]
-        if form == "logsumexp" and mask.endswith("_where"):
+        if mask == "mul_band":
+            misses += ["half_band", "other_hide", "small_band_fill"]
+        if form == "logsumexp" and mask.endswith(("_where", "_band")):
             misses = ["masked_logsumexp"]
         if groups > 1:
             misses.append("interleaved_repeat")
@@ -226,6 +252,8 @@ def _block_attention_forms(g: _Graph, x: _T, near: bool) -> _T:
         scores = g.op("Where", [band, scores, g.scalar(fill)])
     elif mask == "masked_term":
         scores = _masked_term(g, x, scores, qh, kh, vh, miss)
+    elif mask == "mul_band":
+        scores = _mul_band(g, x, scores, qh, kh, miss)
     elif mask == "alibi":
         scores = g.binary("Add", scores, _alibi(g, kh, heads))
     elif mask == "const_bias":
