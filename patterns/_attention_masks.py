@@ -202,15 +202,15 @@ def absorb_masks(
 ) -> str | None:
     """The bands and causal fills of `plan` as its causal alignment (`causal_alignment`:
     `longer` says Lk >= Lq is proven), the other fills as masks, or why they cannot be."""
-    for band, cond, under in plan.bands:
-        aligned = None if under else causal_alignment(cond, lengths, same, static, module, longer)
+    for band, cond, below in plan.bands:
+        aligned = None if below else causal_alignment(cond, lengths, same, static, module, longer)
         if aligned is None or plan.causal not in ("", aligned):
-            # Where(band, s, fill): the fill is what the terms add where the band is 0
-            fill = sum(coef * hiding_coef(t, band, module) for coef, t in plan.terms)
+            # Where(band, s, fill): the fill is what the terms after the band add where it is 0
+            fill = sum(coef * hiding_coef(t, band, module) for coef, t in plan.terms[below:])
             if not HUGE_FILL >= fill > float("-inf"):
                 return (
                     f"the 0/1 band %{band.name} is not a causal triangle at every length "
-                    f"{'over unmasked scores ' if not under else ''}and fills {fill}: only a "
+                    f"{'over unmasked scores ' if not below else ''}and fills {fill}: only a "
                     f"finite fill <= {HUGE_FILL} is the same as an additive mask"
                 )
             continue  # the factor goes, the terms stay whole: the additive mask

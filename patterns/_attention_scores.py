@@ -77,7 +77,7 @@ class Plan:
     causal: str = ""  # "top" (i >= j) or "bottom" (i + Lk - Lq >= j): `causal_alignment`
     sizes: list = field(default_factory=list)  # (size node, operand node, dim) to re-point
     chain: list = field(default_factory=list)  # the score nodes the rewrite replaces
-    # (band node, cond, whether terms lie below it) of a multiplicative 0/1 band (`zero_one`)
+    # (band node, cond, how many terms lie below it) of a multiplicative 0/1 band (`zero_one`)
     bands: list = field(default_factory=list)
     head_dim: int | None = None  # D, where static
     reshapes: list = field(default_factory=list)  # reshapes of the scores, core outwards
@@ -347,7 +347,7 @@ def _walk_product(node: fx.Node, plan: Plan, module: fx.GraphModule) -> fx.Node:
         core = walk_scores(a, plan, module)
         if plan.fills or plan.bands or plan.gated:
             raise Decline(f"%{node.name}: a 0/1 band over masked scores")
-        plan.bands.append((b, band_condition(b, module) or b, bool(plan.terms)))
+        plan.bands.append((b, band_condition(b, module) or b, len(plan.terms)))
         plan.mask_levels.add(len(plan.reshapes))
         plan.chain.append(node)
         return core

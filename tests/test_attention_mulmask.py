@@ -171,6 +171,15 @@ def test_a_folded_term_that_is_not_a_multiple_of_the_complement_is_refused():
     refused(finish(g, g.op("Sub", [kept, g.const("term", term)], "masked"), v))
 
 
+def test_a_hiding_term_under_the_factor_is_refused():
+    """(s - 1e30 * m) * (1 - m): the factor zeroes its own hiding term, nothing is hidden."""
+    g, scores, v = plain()
+    m = int_band(g, scores)
+    low = g.op("Sub", [scores, g.op("Mul", [g.const("big", 1e30), m], "big_m")], "low")
+    keep = g.op("Sub", [g.const("one_f", 1.0), m], "keep")
+    refused(finish(g, g.op("Mul", [low, keep], "masked"), v))
+
+
 def test_terms_below_a_causal_band_with_a_small_fill_are_refused():
     """(s + bias) * band - 1e4 * (1 - band): the bias may push visible scores below the
     hiding fill, so the band is no causal mask there, and 1e4 is no additive mask."""
