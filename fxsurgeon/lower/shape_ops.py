@@ -376,20 +376,48 @@ def _expand(ctx, mod, node, args):
     padded_t = [1] * (out_rank - len(target.items)) + list(target.items)
     sizes = []
     offset = out_rank - len(in_shape)
+    undecided = []  # (dim, target size) where either side may be the 1 that broadcasts
     for k, (d_in, d_t) in enumerate(zip(padded_in, padded_t, strict=True)):
         if isinstance(d_t, int) and d_t == 1:
             sizes.append(-1 if d_in != 1 else 1)
         elif d_in == 1:
             sizes.append(d_t)
         elif d_in is None and not isinstance(d_t, int):
-            if not (k >= offset and _same_symbol(x, k - offset, d_t)):
-                raise LoweringError("Expand of a dynamic dim to a dynamic size")
-            sizes.append(-1)  # the analysis proves them the same size
+            if not _same_symbol(x, k - offset, d_t):
+                undecided.append((k, d_t))
+            sizes.append(-1)  # the analysis proves them the same size, or see below
         else:
             sizes.append(-1)  # equal sizes, or the target broadcasts to the input
-    if all(s == -1 for s in sizes) and len(in_shape) == out_rank:
-        return x
-    return ctx.method("expand", x, *sizes)
+    if not (all(s == -1 for s in sizes) and len(in_shape) == out_rank):
+        x = ctx.method("expand", x, *sizes)
+    for k, d_t in undecided:
+        x = _broadcast_dim(ctx, x, k, d_t)
+    return x
+
+
+def _broadcast_dim(ctx, x: fx.Node, dim: int, target: Any) -> fx.Node:
+    """ONNX's broadcast of `x`'s dim `dim` against the size `target` where the analysis
+    cannot tell which side is the 1 (two sizes read from the data: GAT's ``tf.repeat``
+    broadcasts its repeat counts to the segment count). The size is `target` unless
+    `target` is 1, and the rows are read by index, each row i from ``min(i, dim - 1)``
+    (row 0 everywhere where `x`'s dim is the 1, the identity where the sizes agree):
+    ``expand``, which torch.compile takes as "the unbacked size is not 1" plus a run-time
+    assert of equality, would fail where the data makes it 1. Sizes that do not broadcast
+    (neither 1, not equal: an error in ONNX) fail a run-time assert."""
+    size = ctx.size(x, dim)
+    out = ctx.call(torch.sym_ite, ctx.call(operator.eq, target, 1), size, target)
+    apart = ctx.call(
+        operator.mul, ctx.call(operator.sub, size, 1), ctx.call(operator.sub, size, out)
+    )
+    where = ctx.node.target if ctx.node is not None else "?"
+    ctx.call(
+        torch.ops.aten._assert_scalar,
+        ctx.call(operator.eq, apart, 0),
+        f"Expand of dim {dim}: sizes that do not broadcast (ONNX node {where})",
+    )
+    rows = ctx.call(torch.arange, out, device=ctx.device())
+    rows = ctx.method("clamp_max", rows, ctx.call(operator.sub, size, 1))
+    return ctx.call(torch.index_select, x, dim, rows)
 
 
 def _same_symbol(x: fx.Node, dim: int, size: Any) -> bool:
