@@ -13,9 +13,9 @@ Every rule here is exact or refuses (returns None, and the caller keeps its tens
   asserted below holds) and it also holds with any of its sizes at 0 or 1, which the
   analysis itself assumes away (`_always`);
 * an int -> float Cast keeps the int values only where the float type holds them exactly:
-  a static value is checked now, a run-time one gets a ``torch._assert`` that it is within
-  the type's exact integer range (2**24 for float32), so a larger size stops with a clear
-  error instead of silently differing from ONNX's rounded value;
+  a static value is checked now, a run-time one gets an assert (``aten._assert_scalar``)
+  that it is within the type's exact integer range (2**24 for float32), so a larger size
+  stops with a clear error instead of silently differing from ONNX's rounded value;
 * a float constant takes part only when its values are integers.
 """
 
@@ -251,8 +251,11 @@ def _assert_exact(ctx, item: fx.Node, bound: int, dtype: torch.dtype) -> None:
     # |item| <= bound written as max(|item|, bound) == bound: the canonical form turns
     # operator.le into torch.less_equal, a tensor op (fuse/canon.py)
     within = ctx.call(operator.eq, ctx.call(torch.sym_max, ctx.call(abs, item), bound), bound)
+    # aten._assert_scalar, not torch._assert: on a size read from the data, torch._assert
+    # asks the analysis and torch.compile to guard on its value; this one stays a run-time
+    # assert (as Squeeze's, shape_ops._assert_unit)
     ctx.call(
-        torch._assert,
+        torch.ops.aten._assert_scalar,
         within,
         f"a size cast to {dtype} exceeds {bound}, the range it holds exactly "
         f"(rule sym_math.cast, ONNX node {ctx.node.target if ctx.node is not None else '?'})",
