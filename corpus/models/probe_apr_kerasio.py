@@ -401,9 +401,10 @@ def build_gat() -> CorpusModel:
         states = rng.standard_normal((n, 6)).astype(np.float32)
         return {"node_states": states, "edges": edges}
 
-    # preprocess and output_layer: 2 linear (the heads' kernels are tf.matmul of variables:
-    # linear too, 2 layers x 2 heads = 4) -> 6
-    nominal = {"linear": 6}
+    # preprocess and output_layer: 2 linear; each head's two tf.matmul of a variable (the
+    # kernel, and kernel_attention on the gathered pairs) are linear too, 2 layers x 2 heads
+    # x 2 = 8 -> 10
+    nominal = {"linear": 10}
     spec = [
         tf.TensorSpec((None, 6), tf.float32, name="node_states"),
         tf.TensorSpec((None, 2), tf.int64, name="edges"),
