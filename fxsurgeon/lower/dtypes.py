@@ -44,6 +44,8 @@ from enum import Enum
 import torch
 from torch import fx, nn
 
+from .control_flow import run_cond
+
 __all__ = ["follow_dtype", "follow_activation_dtype"]
 
 
@@ -130,13 +132,19 @@ def _dtypes(gm: fx.GraphModule, fakes: list, mode, real) -> dict[fx.Node, torch.
 
 
 def _run_examples(gm: fx.GraphModule, inputs: list, mode) -> bool:
-    """Run `gm` on `inputs`, each node's result kept as a fake value."""
+    """Run `gm` on `inputs`, each node's result kept as a fake value. A torch.cond runs
+    the branch its predicate picks (`run_cond`, as optimize's result runs it): eager
+    torch.cond traces both, and the branch the data does not take may not run on that data
+    (a Reshape by a size the data makes 0, LED's global attention without global tokens)."""
 
     class Recorder(fx.Interpreter):
         def run_node(self, node):
             result = super().run_node(node)
             node.meta["val"] = fx.node.map_aggregate(result, _fake)
             return result
+
+        def call_function(self, target, args, kwargs):
+            return super().call_function(run_cond if target is torch.cond else target, args, kwargs)
 
     def _fake(value):
         return mode.from_tensor(value) if isinstance(value, torch.Tensor) else value
