@@ -518,6 +518,18 @@ def _dilated_same(original: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return determine
 
 
+def correction_chains() -> dict[str, list[Callable[[Handler], Handler]]]:
+    """Per TF op, the corrections of every table, innermost first: this module's, then
+    `tf_complex`'s (a pair's axes fixed, then the real op corrected as any other), then
+    `tf_more_ops.REPLACED`. An op two tables correct gets both (GatherV2's negative
+    batch_dims and a complex gather; Transpose's run-time perm and a complex transpose)."""
+    chains: dict[str, list[Callable[[Handler], Handler]]] = {}
+    for table in (CORRECTIONS, tf_complex.CORRECTIONS, REPLACED):
+        for name, correct in table.items():
+            chains.setdefault(name, []).append(correct)
+    return chains
+
+
 @contextlib.contextmanager
 def corrected_handlers() -> Iterator[None]:
     """tf2onnx's handlers with the `CORRECTIONS` (module docstring) while active, and the
@@ -548,12 +560,14 @@ def corrected_handlers() -> Iterator[None]:
         saved.append((added, name, added.get(name)))
         added[name] = (func, {})
     for handlers in opsets:
-        for name, correct in {**CORRECTIONS, **tf_complex.CORRECTIONS, **REPLACED}.items():
+        for name, chain in correction_chains().items():
             if name not in handlers:
                 continue
             func, kwargs = handlers[name]
             saved.append((handlers, name, (func, kwargs)))
-            handlers[name] = (correct(func), kwargs)
+            for correct in chain:  # each table's correction wraps the one before
+                func = correct(func)
+            handlers[name] = (func, kwargs)
     tf_complex.REFUSED.clear()
     try:
         yield
