@@ -610,3 +610,24 @@ def test_a_size_in_float_is_no_parameter_through_the_onnx_file():
     module = optimized(model)
     assert not [n for n, p in module.named_parameters() if p.requires_grad]
     assert_matches_ort(module, model)
+
+
+def _product_with(partner_zero: bool, product=torch.conv1d) -> fx.Node:
+    """``product(p, c)`` with p = permute(sum(full(size, 0 or 1))): Keras ConvLSTM's
+    initial state, ``sum(zeros_like(x))`` convolved with a zero kernel."""
+    graph = fx.Graph()
+    x, c = graph.placeholder("x"), graph.get_attr("c")
+    n = graph.call_method("size", (x, 0))
+    full = graph.call_function(torch.full, ((n, 5, 2, 7), 0.0 if partner_zero else 1.0))
+    summed = graph.call_function(torch.sum, (full, (1,)))
+    out = graph.call_function(product, (summed, c))
+    graph.output(graph.call_function(operator.add, (out, x)))
+    return c
+
+
+def test_a_constant_in_a_product_with_zeros_reads_no_data():
+    kernel = torch.randn(4, 2, 3, generator=RNG)
+    assert "zeros" in structural_reason(kernel, _product_with(partner_zero=True))
+    assert "zeros" in structural_reason(torch.randn(7), _product_with(True, torch.mul))
+    assert structural_reason(kernel, _product_with(partner_zero=False)) is None
+    assert structural_reason(torch.randn(7), _product_with(True, torch.add)) is None

@@ -20,7 +20,8 @@ placed in a hierarchy rebuilt from the TF name scopes, so ``state_dict`` keys
 read ``vit.encoder.layer_0.attention.attention.query.weight``.
 
 Without a TF variable map, `dataflow.py` decides trainability from how the
-graph reads each constant (its docstring states the rule) and `ties.py` which
+graph reads each constant (its docstring states the rule; `value_proofs.py` holds
+what a reader proves: size arithmetic, a product with zeros) and `ties.py` which
 reads of equal values are one parameter (shared layers, tied embeddings).
 Names then come from the TF scopes in the ONNX names (`names.py`): the layer
 scope of the node that reads the constant (Keras 3's call suffixes dropped, op

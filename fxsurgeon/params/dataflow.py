@@ -49,11 +49,13 @@ provably is not a learned value:
   elementwise ``+ - * /`` (or max/min) whose other operand is computed from the input's
   sizes alone (``tf.image.resize``'s antialias scale, the target size over
   ``Cast(Shape(x))``). A learned tensor is not whole-valued, nor divided by sizes;
-* no computation reads it as data: its every reader is a comparison or the
-  condition of a ``where``, or, followed through the float values computed from it,
-  every path ends in such a reader or in an integer or boolean value (a sort's or
-  argsort's indices: the keras.io MAE's fixed noise, negated and tiled, is read only
-  for its order), so no output depends on it differentiably;
+* no computation reads it as data: its every reader is a comparison, the
+  condition of a ``where``, or a product (mul, matmul, linear, conv) with a value
+  provably all zeros (Keras ConvLSTM's zero kernel for its initial state convolves
+  ``sum(zeros_like(x))``: zero whatever the kernel holds), or, followed through the
+  float values computed from it, every path ends in such a reader or in an integer or
+  boolean value (a sort's or argsort's indices: the keras.io MAE's fixed noise, negated
+  and tiled, is read only for its order), so no output depends on it differentiably;
 * it is the all-zero hidden-hidden bias ``b_hh`` of an LSTM or simple RNN
   (``torch.lstm``/``rnn_tanh``/``rnn_relu`` with biases): there ``b_ih`` and
   ``b_hh`` enter only as their sum, so a zero ``b_hh`` adds nothing the learned
@@ -74,7 +76,8 @@ import torch
 import torch.nn.functional as F
 from torch import fx
 
-from ..lower import follow_dtype, names_a_variable
+from ..lower import names_a_variable
+from .value_proofs import PRODUCTS, is_size_arithmetic, is_zero
 
 _COMPARISONS = {  # torch's long names are other objects than the short ones
     torch.eq,
@@ -102,8 +105,8 @@ _FILL_MAGNITUDE = 1e4
 #: read as data elsewhere (tf2onnx duplicates a codebook for its distances) is still that
 #: tensor (`tf_match._assign_variables` ties it)
 NOT_READ_AS_DATA = (
-    "structural constant: read only by comparisons or as a where condition "
-    "(or through them, or for its order: no output depends on it differentiably)"
+    "structural constant: read only by comparisons, as a where condition or in a product "
+    "with zeros (or through them, or for its order: no output depends on it differentiably)"
 )
 
 
@@ -135,7 +138,7 @@ def structural_reason(
         )
     if _is_sinusoid_table(v):
         return "structural constant: a sinusoidal position table (sin/cos of position x frequency)"
-    if _is_size_arithmetic(v, end):
+    if is_size_arithmetic(v, end):
         return "structural constant: whole numbers combined only with the input's sizes"
     if not _read_as_data(end):
         return NOT_READ_AS_DATA
@@ -314,52 +317,6 @@ def _exact_arithmetic(seq: torch.Tensor) -> bool:
     return bool(torch.equal(expected, seq))
 
 
-_SIZE_ARITHMETIC = {
-    operator.add, operator.sub, operator.mul, operator.truediv, operator.floordiv,
-    torch.add, torch.sub, torch.mul, torch.div, torch.true_divide, torch.maximum, torch.minimum,
-}  # fmt: skip
-
-
-def _is_size_arithmetic(v: torch.Tensor, end: fx.Node) -> bool:
-    """Every element of `v` is whole, and each reader of `end` (past a read for its dtype
-    alone) combines it with a value computed from the input's sizes only."""
-    if not bool((v == v.round()).all()):
-        return False
-    readers = [u for u in end.users if not (u.target is follow_dtype and u.args[0] is not end)]
-    for user in readers:
-        if user.op != "call_function" or user.target not in _SIZE_ARITHMETIC:
-            return False
-        others = [a for a in user.args[:2] if a is not end]
-        if len(others) != 1 or not _from_sizes(others[0], end):
-            return False
-    return bool(readers)
-
-
-def _from_sizes(value: object, end: fx.Node) -> bool:
-    """`value` is computed from sizes (``x.size(i)``, ``x.shape``) and numbers alone."""
-    if not isinstance(value, fx.Node):
-        return isinstance(value, (int, float))
-    stack, seen = [value], set()
-    while stack:
-        node = stack.pop()
-        if node in seen:
-            continue
-        seen.add(node)
-        if node.op == "call_method" and node.target == "size":
-            continue
-        if node.op == "call_function" and node.target is getattr:
-            if node.args[1] in ("shape", "device", "dtype"):
-                continue
-            return False
-        if node.op not in ("call_function", "call_method") or node is end:
-            return False
-        inputs = node.all_input_nodes
-        if node.target is follow_dtype:  # the second operand gives only the dtype
-            inputs = [node.args[0]] if isinstance(node.args[0], fx.Node) else []
-        stack.extend(inputs)
-    return True
-
-
 _FOLLOW_LIMIT = 64  # float values followed from a constant before it counts as data
 
 
@@ -389,6 +346,10 @@ def _read_as_data(end: fx.Node) -> bool:
 def _reads_no_data(user: fx.Node, read: fx.Node) -> bool:
     if user.op == "call_function" and user.target in _COMPARISONS:
         return True
+    if user.target in PRODUCTS and any(
+        a is not read and is_zero(a) for a in user.args[:2] if isinstance(a, fx.Node)
+    ):
+        return True  # a product with zeros: zero whatever `read` holds, and no gradient
     if user.op == "call_method" and user.target in _COMPARISON_METHODS:
         return True
     return (
