@@ -71,12 +71,23 @@ def test_a_folded_concat_of_variables_is_one_parameter_per_variable():
         assert params[name].grad is not None and bool(params[name].grad.any()), name
 
 
-def test_a_concat_of_a_variable_and_a_constant_is_not_split():
+def test_a_concat_of_a_variable_and_a_constant_keeps_the_variable():
+    """tf2onnx's TF-op folder once folded ``concat([first, fill(0.25)])`` into one constant
+    (first lost); the export spares variables now (d347e06): first is read, a parameter
+    equal to TF's with a gradient, and nothing is split."""
     model = _tokens_model(with_constant=True)
     optimized = _optimized(model)
-    report = fxsurgeon.report_of(optimized)
     origins = fxsurgeon.parameter_origins(optimized)
-    read = {o.tf_name for o in origins.values() if o.read}
-    assert not any("first" in name for name in read)  # folded with 0.25s: not recovered
-    assert any("folded" in reason for reason in report.not_trainable.values())
+    params = dict(optimized.named_parameters())
+    (name,) = [n for n, o in origins.items() if o.tf_name.endswith("first") and o.read]
+    first = next(v for v in model.layers[1].weights if "first" in (getattr(v, "path", v.name)))
+    np.testing.assert_array_equal(params[name].detach().numpy(), np.asarray(first))
+    assert sum(p.numel() for p in optimized.parameters()) == sum(
+        int(np.prod(v.shape)) for v in model.trainable_variables
+    )
     assert not any(isinstance(n.target, str) and "_part" in n.target for n in optimized.graph.nodes)
+    x = np.random.default_rng(0).standard_normal((2, 5, 4)).astype(np.float32)
+    got = optimized(torch.from_numpy(x))
+    np.testing.assert_allclose(got.detach().numpy(), np.asarray(model(x)), atol=1e-6)
+    got.square().sum().backward()
+    assert params[name].grad is not None and bool(params[name].grad.any())

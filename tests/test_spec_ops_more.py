@@ -400,7 +400,7 @@ def test_reduce_sum_13_without_axes_follows_noop_with_empty_axes(axes, noop):
     model = one_op(
         "ReduceSum", [("x", F32, ["n", 3])], F32, inits, opset=13, noop_with_empty_axes=noop
     )
-    optimized = check(model, [[rng.standard_normal((2, 3)).astype(F32)]])
+    optimized = check(model, [[rng.standard_normal((2, 3)).astype(F32)]], atol=1e-6)  # sum order
     x = torch.ones(4, 3)
     assert optimized(x).shape == ((4, 3) if noop else (1, 1))
 
