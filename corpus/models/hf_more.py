@@ -188,6 +188,24 @@ def build_deit() -> CorpusModel:
     )
 
 
+#: the tiny T5 v1.1 of hf_t5, also MT5's (probe_dec_heads.hf_mt5_lm)
+T5_TINY = {
+    "vocab_size": TINY["vocab_size"],
+    "d_model": 32,
+    "d_kv": 8,
+    "d_ff": 37,
+    "num_layers": 2,
+    "num_decoder_layers": 2,
+    "num_heads": 4,
+    "relative_attention_num_buckets": 8,
+    "relative_attention_max_distance": 16,
+    "feed_forward_proj": "gated-gelu",
+    "decoder_start_token_id": 0,
+    "pad_token_id": 0,
+    "use_cache": False,
+}
+
+
 @register("hf_t5", family="seq2seq")
 def build_t5() -> CorpusModel:
     """T5 v1.1: RMSNorm (T5LayerNorm), bucketed relative-position bias shared by every layer
@@ -196,21 +214,7 @@ def build_t5() -> CorpusModel:
 
     from .hf_seq2seq import _seq2seq
 
-    config = T5Config(
-        vocab_size=TINY["vocab_size"],
-        d_model=32,
-        d_kv=8,
-        d_ff=37,
-        num_layers=2,
-        num_decoder_layers=2,
-        num_heads=4,
-        relative_attention_num_buckets=8,
-        relative_attention_max_distance=16,
-        feed_forward_proj="gated-gelu",
-        decoder_start_token_id=0,
-        pad_token_id=0,
-        use_cache=False,
-    )
+    config = T5Config(**T5_TINY)
     # sdpa: enc 2 + dec 2 x (self, cross) = 6; rms_norm: enc 2 x 2 + final, dec 2 x 3 + final
     # = 12; linear: enc 2 x (q, k, v, o, wi_0, wi_1, wo) + dec 2 x (8 + 3) = 14 + 22 = 36;
     # gelu: one per gated feed-forward = 4

@@ -51,6 +51,7 @@ from ..registry import (
     trainable_count,
 )
 from .hf_audio import _wave, _wave_config
+from .hf_more import T5_TINY
 from .hf_seq2seq import NAMES as SEQ2SEQ_NAMES
 from .hf_seq2seq import TINY as SEQ2SEQ_TINY
 from .hf_seq2seq import seq2seq_inputs
@@ -263,21 +264,7 @@ def build_hubert_ctc() -> CorpusModel:
 def build_mt5_lm() -> CorpusModel:
     from transformers import MT5Config, TFMT5ForConditionalGeneration
 
-    config = MT5Config(
-        vocab_size=TINY["vocab_size"],
-        d_model=32,
-        d_kv=8,
-        d_ff=37,
-        num_layers=2,
-        num_decoder_layers=2,
-        num_heads=4,
-        relative_attention_num_buckets=8,
-        relative_attention_max_distance=16,
-        feed_forward_proj="gated-gelu",
-        decoder_start_token_id=0,
-        pad_token_id=0,
-        use_cache=False,
-    )
+    config = MT5Config(**T5_TINY)
     # modeling_tf_mt5.py (T5's classes): MT5Config ties no embeddings, so lm_head is its own
     # bias-free Dense and the decoder output is not rescaled: hf_mt5's 36 linear + lm_head =
     # 37; sdpa 6; rms_norm 12; gelu 4
