@@ -110,6 +110,23 @@ def _hf_model(
 # --------------------------------------------------------------------------- encoders
 
 _BERT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+#: the tiny MobileBERT of hf_mobilebert, also its heads' (probe_mar_heads, probe_dec_heads3)
+MOBILEBERT_TINY = {
+    **TINY,
+    "embedding_size": 16,
+    "intra_bottleneck_size": 16,
+    "num_feedforward_networks": 2,
+    "hidden_act": "relu",
+}
+#: the tiny ESM-2 of hf_esm (rotary positions, no token dropout), also hf_esm_seqcls'
+ESM_TINY = {
+    **TINY,
+    "position_embedding_type": "rotary",
+    "token_dropout": False,
+    "emb_layer_norm_before": False,
+    "pad_token_id": 1,
+    "mask_token_id": 2,
+}
 
 
 @register("hf_electra", family="encoder")
@@ -156,13 +173,7 @@ def build_mpnet() -> CorpusModel:
 def build_mobilebert() -> CorpusModel:
     from transformers import MobileBertConfig, TFMobileBertModel
 
-    config = MobileBertConfig(
-        **TINY,
-        embedding_size=16,
-        intra_bottleneck_size=16,
-        num_feedforward_networks=2,
-        hidden_act="relu",
-    )
+    config = MobileBertConfig(**MOBILEBERT_TINY)
     # per layer: bottleneck input + shared q/k bottleneck + q,k,v + attention out + 1 extra FFN x 2
     # + intermediate + output + output bottleneck = 11; 2 x 11 + embedding_transformation
     # + pooler = 24 linear; normalization_type="no_norm" (elementwise x*g+b, no statistics):
@@ -343,14 +354,7 @@ def build_esm() -> CorpusModel:
     from transformers import EsmConfig, TFEsmModel
 
     # ESM-2 style: rotary positions, pre-LN layers, final emb_layer_norm_after, no token dropout
-    config = EsmConfig(
-        **TINY,
-        position_embedding_type="rotary",
-        token_dropout=False,
-        emb_layer_norm_before=False,
-        pad_token_id=1,
-        mask_token_id=2,
-    )
+    config = EsmConfig(**ESM_TINY)
     # 2 layers x (q,k,v,o,ffn1,ffn2) + pooler = 13 linear; 2 x (attention pre-LN, FFN pre-LN)
     # + emb_layer_norm_after = 5 layer_norm; 2 exact gelu; 2 sdpa (q scaled before QK^T)
     nominal = dict(sdpa=2, layer_norm=5, gelu=2, linear=13)

@@ -275,21 +275,25 @@ def build_cvt() -> CorpusModel:
     )
 
 
+#: the tiny Data2VecVision of hf_data2vec_vision, also its classifier's (probe_dec_heads)
+DATA2VEC_VISION_TINY = {
+    "image_size": 32,
+    "patch_size": 4,
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "intermediate_size": 37,
+    "hidden_act": "gelu",
+    "use_relative_position_bias": True,
+    "use_mean_pooling": True,
+}
+
+
 @register("hf_data2vec_vision", family="vision")
 def build_data2vec_vision() -> CorpusModel:
     from transformers import Data2VecVisionConfig
 
-    config = Data2VecVisionConfig(
-        image_size=32,
-        patch_size=4,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=37,
-        hidden_act="gelu",
-        use_relative_position_bias=True,
-        use_mean_pooling=True,
-    )
+    config = Data2VecVisionConfig(**DATA2VEC_VISION_TINY)
     # Each layer adds its own relative position bias (a table gathered to (heads, 65, 65)) to the scores;
     # layer_scale gammas scale both residual branches. sdpa: 2; gelu: 2
     # linear: 2 x (query, key, value, output, intermediate, output) = 12

@@ -179,6 +179,17 @@ def build_resnet() -> CorpusModel:
     )
 
 
+#: the tiny SwiftFormer of hf_swiftformer, also its classifier's (probe_dec_heads)
+SWIFTFORMER_TINY = {
+    "image_size": 32,
+    "depths": [2, 2],
+    "embed_dims": [16, 32],
+    "mlp_ratio": 2,
+    "downsamples": [True, True],
+    "hidden_act": "gelu",
+}
+
+
 @register("hf_swiftformer", family="vision")
 def build_swiftformer() -> CorpusModel:
     """SwiftFormer: conv stem + BatchNorm, conv encoders (depthwise 3x3 + BN + 1x1 convs + GELU,
@@ -186,14 +197,7 @@ def build_swiftformer() -> CorpusModel:
     (l2_normalize'd query/key, softmax over a size-1 axis, global query * key)."""
     from transformers import SwiftFormerConfig
 
-    config = SwiftFormerConfig(
-        image_size=32,
-        depths=[2, 2],
-        embed_dims=[16, 32],
-        mlp_ratio=2,
-        downsamples=[True, True],
-        hidden_act="gelu",
-    )
+    config = SwiftFormerConfig(**SWIFTFORMER_TINY)
     # modeling_tf_swiftformer.py: each stage = (depth - 1) TFSwiftFormerConvEncoder + one
     # TFSwiftFormerEncoderBlock (local representation, additive attention, Mlp of 1x1 Conv2D).
     # linear: the attention's to_query, to_key, proj, final Dense + query @ w_g (a bias-free

@@ -38,12 +38,9 @@ The ``nominal`` counts follow the TF modelling source, one comment per builder.
 
 from __future__ import annotations
 
-import numpy as np
-
 from ..registry import (
     CorpusModel,
     hf_outputs,
-    hf_twin,
     randomize,
     register,
     text_inputs,
@@ -55,12 +52,12 @@ from .hf_more import T5_TINY
 from .hf_seq2seq import NAMES as SEQ2SEQ_NAMES
 from .hf_seq2seq import TINY as SEQ2SEQ_TINY
 from .hf_seq2seq import seq2seq_inputs
-from .hf_text import SIZES, TINY, _hf_model, _torch_inputs
-from .hf_vision import _vision
+from .hf_text import _BERT_INPUTS, SIZES, TINY, _hf_model
+from .hf_vision import DATA2VEC_VISION_TINY, _vision
+from .probe_dec import SWIFTFORMER_TINY
+from .probe_jan_text import multiple_choice
 from .probe_mar_text import _padded, _seq2seq_head
 
-CHOICES = 3
-_BERT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 #: RoBERTa, XLM-R and CamemBERT number positions from pad_token_id + 1
 _ROBERTA = dict(TINY, pad_token_id=1)
 
@@ -195,18 +192,7 @@ def build_vit_cls() -> CorpusModel:
 def build_data2vec_vision_cls() -> CorpusModel:
     from transformers import Data2VecVisionConfig
 
-    config = Data2VecVisionConfig(
-        image_size=32,
-        patch_size=4,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=37,
-        hidden_act="gelu",
-        use_relative_position_bias=True,
-        use_mean_pooling=True,
-        num_labels=5,
-    )
+    config = Data2VecVisionConfig(**DATA2VEC_VISION_TINY, num_labels=5)
     # modeling_tf_data2vec_vision.py: hf_data2vec_vision's 12 linear, 4 layer_norm, 2 gelu,
     # 2 sdpa + the pooler (add_pooling_layer=True: the mean over patch tokens into a
     # LayerNorm) + classifier: linear 13, layer_norm 5
@@ -225,15 +211,7 @@ def build_data2vec_vision_cls() -> CorpusModel:
 def build_swiftformer_cls() -> CorpusModel:
     from transformers import SwiftFormerConfig
 
-    config = SwiftFormerConfig(
-        image_size=32,
-        depths=[2, 2],
-        embed_dims=[16, 32],
-        mlp_ratio=2,
-        downsamples=[True, True],
-        hidden_act="gelu",
-        num_labels=5,
-    )
+    config = SwiftFormerConfig(**SWIFTFORMER_TINY, num_labels=5)
     # modeling_tf_swiftformer.py: hf_swiftformer's 10 linear, 6 gelu + the head's
     # BatchNormalization (norm), the spatial mean, head and dist_head Dense averaged = 12 linear
     nominal = {"linear": 12, "gelu": 6}
@@ -331,37 +309,15 @@ def build_electra_mc() -> CorpusModel:
     TFSequenceSummary of the first token (Dense + gelu) and a 1-unit classifier."""
     from transformers import ElectraConfig, TFElectraForMultipleChoice
 
-    tf = tf_module()
-    config = ElectraConfig(**TINY, embedding_size=16)
-    tokens = text_inputs(_BERT_INPUTS, config.vocab_size)
-
-    def make_inputs(batch_size: int, seed: int, size: int | None = None) -> dict[str, np.ndarray]:
-        flat = tokens(batch_size * CHOICES, seed, size)
-        return {k: v.reshape(batch_size, CHOICES, -1) for k, v in flat.items()}
-
-    model = TFElectraForMultipleChoice(config)
-    model(make_inputs(1, 0))
-    randomize(model)
     # modeling_tf_electra.py: hf_electra's 13 linear + the sequence summary's Dense + the
     # classifier = 15; layer_norm 5; gelu 2 + the summary's activation (gelu) = 3; sdpa 2
     nominal = dict(sdpa=2, layer_norm=5, gelu=3, linear=15, rms_norm=0)
-    return CorpusModel(
-        name="hf_electra_mc",
-        family="encoder",
-        model=model,
-        input_signature=[
-            tf.TensorSpec((None, CHOICES, None), tf.int32, name=n) for n in _BERT_INPUTS
-        ],
-        output_names=("logits",),
-        make_inputs=make_inputs,
-        tf_outputs=hf_outputs(model, ("logits",)),
-        trainable_params=trainable_count(model),
-        sizes=SIZES,
-        nominal=nominal,
-        dynamic_axes={n: [2] for n in _BERT_INPUTS},
-        twin=hf_twin(model, "ElectraForMultipleChoice"),
-        twin_inputs=_torch_inputs,
-        note="choices fixed at 3 in the export signature; batch and sequence dynamic",
+    return multiple_choice(
+        "hf_electra_mc",
+        TFElectraForMultipleChoice,
+        ElectraConfig(**TINY, embedding_size=16),
+        "ElectraForMultipleChoice",
+        nominal,
     )
 
 

@@ -32,10 +32,8 @@ from ..registry import CorpusModel, register, text_inputs
 from .hf_seq2seq import NAMES as SEQ2SEQ_NAMES
 from .hf_seq2seq import TINY as SEQ2SEQ_TINY
 from .hf_seq2seq import seq2seq_inputs
-from .hf_text import TINY, VOCAB, _hf_model
+from .hf_text import _BERT_INPUTS, ESM_TINY, TINY, VOCAB, _hf_model
 from .probe_mar_text import _padded, _seq2seq_head
-
-_BERT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 @register("hf_ctrl_seqcls", family="decoder")
@@ -167,15 +165,7 @@ def build_mbart_lm() -> CorpusModel:
 def build_esm_seqcls() -> CorpusModel:
     from transformers import EsmConfig, TFEsmForSequenceClassification
 
-    config = EsmConfig(
-        **TINY,
-        position_embedding_type="rotary",
-        token_dropout=False,
-        emb_layer_norm_before=False,
-        pad_token_id=1,
-        mask_token_id=2,
-        num_labels=3,
-    )
+    config = EsmConfig(**ESM_TINY, num_labels=3)
     # modeling_tf_esm.py: add_pooling_layer=False: 2 x (q, k, v, o, intermediate, output) +
     # the classification head's dense (tanh) and out_proj on the <s> token = 14 linear;
     # 2 x 2 pre-LN + emb_layer_norm_after = 5 layer_norm; 2 gelu; sdpa 2

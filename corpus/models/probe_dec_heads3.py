@@ -25,23 +25,15 @@ from ..registry import CorpusModel, register
 from .hf_seq2seq import NAMES as SEQ2SEQ_NAMES
 from .hf_seq2seq import TINY as SEQ2SEQ_TINY
 from .hf_seq2seq import seq2seq_inputs
-from .hf_text import TINY, VOCAB, _hf_model, _layoutlm_inputs
+from .hf_text import _BERT_INPUTS, MOBILEBERT_TINY, TINY, VOCAB, _hf_model, _layoutlm_inputs
 from .probe_mar_text import _seq2seq_head
-
-_BERT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 @register("hf_mobilebert_mlm", family="encoder")
 def build_mobilebert_mlm() -> CorpusModel:
     from transformers import MobileBertConfig, TFMobileBertForMaskedLM
 
-    config = MobileBertConfig(
-        **TINY,
-        embedding_size=16,
-        intra_bottleneck_size=16,
-        num_feedforward_networks=2,
-        hidden_act="relu",
-    )
+    config = MobileBertConfig(**MOBILEBERT_TINY)
     # modeling_tf_mobilebert.py: add_pooling_layer=False: hf_mobilebert's 24 linear less the
     # pooler = 23, + the head transform's dense + the logits (matmul by concat(decoder^T,
     # dense) + bias) = 25; the body's no_norm is elementwise (0), the head's NORM2FN

@@ -25,7 +25,7 @@ from ..registry import (
 )
 from .hf_seq2seq import TINY as SEQ2SEQ_TINY
 from .hf_seq2seq import _seq2seq
-from .hf_text import SIZES, TINY, _hf_model, _torch_inputs
+from .hf_text import _BERT_INPUTS, SIZES, TINY, _hf_model, _torch_inputs
 
 # --------------------------------------------------------------------------- seq2seq
 
@@ -103,31 +103,25 @@ def build_esm_relative() -> CorpusModel:
 
 
 CHOICES = 3
-_BERT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
-@register("hf_bert_multiple_choice", family="encoder")
-def build_bert_multiple_choice() -> CorpusModel:
-    """TFBertForMultipleChoice: (batch, choices, seq) inputs reshaped to (batch * choices,
-    seq) inside the model, pooler + a 1-unit classifier, logits reshaped to (batch, choices)."""
-    from transformers import BertConfig, TFBertForMultipleChoice
-
+def multiple_choice(
+    name: str, model_class: Any, config: Any, twin_class: str, nominal: dict[str, int]
+) -> CorpusModel:
+    """A TF*ForMultipleChoice head: (batch, CHOICES, seq) token inputs, the choices fixed in
+    the export signature, batch and sequence dynamic; logits (batch, CHOICES)."""
     tf = tf_module()
-    config = BertConfig(**TINY)
     tokens = text_inputs(_BERT_INPUTS, config.vocab_size)
 
     def make_inputs(batch_size: int, seed: int, size: int | None = None) -> dict[str, np.ndarray]:
         flat = tokens(batch_size * CHOICES, seed, size)
         return {k: v.reshape(batch_size, CHOICES, -1) for k, v in flat.items()}
 
-    model = TFBertForMultipleChoice(config)
+    model = model_class(config)
     model(make_inputs(1, 0))
     randomize(model)
-    # modeling_tf_bert.py: 2 layers x (q,k,v,o,ffn1,ffn2) + pooler + classifier = 14 linear;
-    # embeddings LN + 2 x 2 = 5 layer_norm; 2 exact gelu; 2 sdpa
-    nominal = dict(sdpa=2, layer_norm=5, gelu=2, linear=14)
     return CorpusModel(
-        name="hf_bert_multiple_choice",
+        name=name,
         family="encoder",
         model=model,
         input_signature=[
@@ -140,9 +134,27 @@ def build_bert_multiple_choice() -> CorpusModel:
         sizes=SIZES,
         nominal=nominal,
         dynamic_axes={n: [2] for n in _BERT_INPUTS},
-        twin=hf_twin(model, "BertForMultipleChoice"),
+        twin=hf_twin(model, twin_class),
         twin_inputs=_torch_inputs,
         note="choices fixed at 3 in the export signature; batch and sequence dynamic",
+    )
+
+
+@register("hf_bert_multiple_choice", family="encoder")
+def build_bert_multiple_choice() -> CorpusModel:
+    """TFBertForMultipleChoice: (batch, choices, seq) inputs reshaped to (batch * choices,
+    seq) inside the model, pooler + a 1-unit classifier, logits reshaped to (batch, choices)."""
+    from transformers import BertConfig, TFBertForMultipleChoice
+
+    # modeling_tf_bert.py: 2 layers x (q,k,v,o,ffn1,ffn2) + pooler + classifier = 14 linear;
+    # embeddings LN + 2 x 2 = 5 layer_norm; 2 exact gelu; 2 sdpa
+    nominal = dict(sdpa=2, layer_norm=5, gelu=2, linear=14)
+    return multiple_choice(
+        "hf_bert_multiple_choice",
+        TFBertForMultipleChoice,
+        BertConfig(**TINY),
+        "BertForMultipleChoice",
+        nominal,
     )
 
 

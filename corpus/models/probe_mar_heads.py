@@ -56,7 +56,7 @@ from .hf_audio import torch_inputs as mixed_torch_inputs
 from .hf_seq2seq import NAMES as SEQ2SEQ_NAMES
 from .hf_seq2seq import TINY as SEQ2SEQ_TINY
 from .hf_seq2seq import seq2seq_inputs
-from .hf_text import SIZES, TINY, VOCAB, _hf_model
+from .hf_text import MOBILEBERT_TINY, SIZES, TINY, VOCAB, _hf_model
 from .hf_vision import _vision
 from .probe_dec import _LAYOUT_INPUTS, _layoutlmv3_inputs
 from .probe_mar_text import _seq2seq_head
@@ -106,13 +106,7 @@ def build_albert_pretraining() -> CorpusModel:
 def build_mobilebert_pretraining() -> CorpusModel:
     from transformers import MobileBertConfig, TFMobileBertForPreTraining
 
-    config = MobileBertConfig(
-        **TINY,
-        embedding_size=16,
-        intra_bottleneck_size=16,
-        num_feedforward_networks=2,
-        hidden_act="relu",
-    )
+    config = MobileBertConfig(**MOBILEBERT_TINY)
     # modeling_tf_mobilebert.py: hf_mobilebert's 24 linear + the MLM transform Dense + the
     # decoder (one matmul by concat([decoder^T, dense], 0), + bias) + seq_relationship = 27;
     # the transform's LayerNorm is NORM2FN["layer_norm"] (a real one): 1 layer_norm; relu
