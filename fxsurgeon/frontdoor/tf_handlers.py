@@ -559,8 +559,9 @@ def corrected_handlers() -> Iterator[None]:
     for name, func in tf_complex.ADDED.items():  # over tf2onnx's own: complex as pairs
         saved.append((added, name, added.get(name)))
         added[name] = (func, {})
+    chains = correction_chains()
     for handlers in opsets:
-        for name, chain in correction_chains().items():
+        for name, chain in chains.items():
             if name not in handlers:
                 continue
             func, kwargs = handlers[name]
