@@ -48,6 +48,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="only measure latency, one model at a time, into the stored records",
     )
+    parser.add_argument(
+        "--unmeasured",
+        action="store_true",
+        help="with --latency-only: only the models whose stored record has no latency",
+    )
     parser.add_argument("--check", action="store_true", help="fail on a regression vs expected")
     parser.add_argument("--update-expected", action="store_true", help="rewrite expected.json")
     parser.add_argument("--json", type=Path, default=RESULTS, help="results file (merged)")
@@ -56,6 +61,17 @@ def _parser() -> argparse.ArgumentParser:
         "--budget", type=float, default=None, help="start no model after this many seconds"
     )
     return parser
+
+
+def unmeasured(names: list[str], stored: dict[str, dict]) -> list[str]:
+    """The `names` whose stored record has no measured latency line (none, or a failed one
+    that is not an xfail: those fail again)."""
+
+    def measured(record: dict) -> bool:
+        entry = record.get("lines", {}).get("latency") or {}
+        return bool(entry.get("ok")) or "xfail" in str(entry.get("reason", ""))
+
+    return [n for n in names if not measured(stored.get(n, {}))]
 
 
 def _names() -> list[str]:
@@ -215,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     registered = _names()
     names = [n for n in registered if args.select in n]
+    if args.unmeasured:
+        names = unmeasured(names, board.load_json(args.json, {}).get("models", {}))
     if args.check:  # the models the check holds to first: a time budget never skips them
         held = board.load_json(EXPECTED, {})
         names.sort(key=lambda n: n not in held)

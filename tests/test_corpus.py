@@ -305,6 +305,20 @@ def test_latency_is_never_expected():
     assert board.expected_of({"m": record}) == {"m": ["export"]}
 
 
+def test_unmeasured_selects_the_models_without_a_latency_line():
+    from corpus.__main__ import unmeasured
+
+    timed = {"ok": True, "value": {"fxsurgeon/onnx2torch": 0.5}}
+    stored = {
+        "timed": {"lines": {"latency": timed}},
+        "crashed": {"lines": {"latency": {"ok": False, "reason": "scorer exited 1"}}},
+        "xfail": {"lines": {"latency": {"ok": False, "reason": "RuntimeError: xfail: no"}}},
+        "untimed": {"lines": {"A.diff": {"ok": True}}},
+    }
+    names = ["timed", "crashed", "xfail", "untimed", "new"]
+    assert unmeasured(names, stored) == ["crashed", "untimed", "new"]
+
+
 def test_markdown_totals_row():
     text = board.markdown(RECORDS)
     rows = [r for r in text.splitlines() if r.startswith("| **total**")]
