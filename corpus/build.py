@@ -132,6 +132,7 @@ def _cache_key(name: str) -> str:
                 "tf_nodes.py",
                 "tf_pairs.py",
                 "tf_xla.py",
+                "static_dims.py",
                 "variables.py",
             )
         ),

@@ -149,7 +149,7 @@ class Scorer:
             if self.model.xfail:
                 raise RuntimeError(f"xfail: {self.model.xfail}")
             self.proto = build.export(self.name)
-            self.lines["export"] = line(True)
+            self.lines["export"] = line(True, **_static_dims(self.proto))
         except Exception as exc:  # noqa: BLE001
             self.lines["export"] = line(False, reason=one_line(exc))
         self.wall["export"] = round(time.perf_counter() - start, 2)
@@ -181,8 +181,23 @@ class Scorer:
             specs += [(f"size {s} batch 2", 2, 10 + i, s) for i, s in enumerate(self.model.sizes)]
             for label, batch, seed, size in specs:
                 inputs = self.model.make_inputs(batch, seed, size)
+                self._check_static(label, inputs)
                 self._cases.append((label, inputs, list(self.model.tf_outputs(inputs))))
         return self._cases
+
+    def _check_static(self, label: str, inputs: dict[str, np.ndarray]) -> None:
+        """A case must not vary a dim the export made static (a size in the signature, or one
+        the model's Python forced: ``export``'s ``static_dims``): its builder's ``sizes``
+        vary another dim then."""
+        graph_inputs = {i.name: i for i in self.proto.graph.input}
+        for name, array in zip(self.input_names(), self.ordered(inputs), strict=True):
+            dims = graph_inputs[name].type.tensor_type.shape.dim
+            for d, dim in enumerate(dims):
+                if dim.HasField("dim_value") and d < array.ndim and array.shape[d] != dim.dim_value:
+                    raise ValueError(
+                        f"{label}: input {name} dim {d} is {array.shape[d]}, static "
+                        f"{dim.dim_value} in the export"
+                    )
 
     def torch_inputs(self, inputs: dict[str, np.ndarray]) -> list[Any]:
         import torch
@@ -571,6 +586,14 @@ def _interleaved(variants: dict[str, Callable[[], Any]], rounds: int) -> dict[st
             call()
             times[key].append((time.perf_counter() - start) * 1e3)
     return times
+
+
+def _static_dims(proto: Any) -> dict[str, Any]:
+    """The export line's ``static_dims``: the dims the model's Python forced static."""
+    from fxsurgeon.source import export_static_dims
+
+    forced = [str(f) for f in export_static_dims(proto)]
+    return {"static_dims": forced} if forced else {}
 
 
 def _optimize(gm: Any) -> Any:

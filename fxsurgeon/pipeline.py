@@ -47,6 +47,7 @@ from .lower.control_flow import eager_conds
 from .lower.dtypes import follow_activation_dtype
 from .params import restore_parameters
 from .shapes import ExampleInputs, SymbolicShapes, signatures
+from .source import export_static_dims
 
 __all__ = ["optimize", "Report", "report_of", "count_onnx2torch_modules", "LazyOptimized"]
 
@@ -216,8 +217,11 @@ def _examples(
     return ExampleInputs(first, second)
 
 
-def _describe_dims(shapes: SymbolicShapes, report: Report) -> None:
-    report.forced_dims = [str(f) for f in shapes.forced]
+def _describe_dims(shapes: SymbolicShapes, report: Report, source: Any) -> None:
+    """The dims left dynamic and those forced: by the model's Python at the export (static
+    in the ONNX inputs, `fxsurgeon.source.export_static_dims`), then by the graph's ops."""
+    exported = export_static_dims(getattr(source, "onnx_model", None))
+    report.forced_dims = [str(f) for f in exported] + [str(f) for f in shapes.forced]
     forced = {(f.input, f.dim) for f in shapes.forced}
     for (name, dim), free in shapes.free_dims().items():
         if (name, dim) in forced:
@@ -242,8 +246,10 @@ def optimize(
     Dynamic dims are decided by analysis (fxsurgeon/shapes/symbolic.py): every
     input dim that is not fixed is a symbol, and stays dynamic in the result
     unless an op of the graph forces it to a constant; ``report.forced_dims``
-    names each forced dim and the node that forced it, ``report.dynamic_dims``
-    the dims left dynamic.
+    names each forced dim and the node that forced it (first those that
+    ``fxsurgeon.export_onnx`` kept static because the TF model's own Python
+    cannot be traced with them dynamic, with that failure and its Keras layer),
+    ``report.dynamic_dims`` the dims left dynamic.
 
     Args:
         model: what ``onnx2torch.convert`` returned (bare, or through
@@ -292,7 +298,7 @@ def optimize(
 
     with clock("lower"):
         lowered = lower_graph(work, shapes, source.initializer_of if source is not None else None)
-    _describe_dims(shapes, report)
+    _describe_dims(shapes, report, source)
     out = lowered.module
     report.lowered, report.folded, report.unconverted = (
         lowered.lowered,

@@ -18,6 +18,7 @@ This module imports neither TensorFlow nor onnx2torch.
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -27,14 +28,18 @@ import torch
 __all__ = [
     "LAYOUTS",
     "SOURCE_META_KEY",
+    "STATIC_DIMS_KEY",
     "InitializerOrigin",
     "InputSpec",
     "SourceInfo",
+    "StaticDim",
     "TFVariable",
     "TensorSource",
 ]
 
 SOURCE_META_KEY = "fxsurgeon.source"
+#: ONNX metadata key: the input dims the export kept static for the model's Python (`StaticDim`)
+STATIC_DIMS_KEY = "fxsurgeon.static_dims"
 
 #: The axis permutations that turn a TF variable into the ONNX initializer
 #: holding it: ``onnx = tf_value.transpose(perm)``, possibly followed by a
@@ -116,6 +121,32 @@ class InitializerOrigin:
         if perm is not None:
             array = array.transpose(perm)
         return np.ascontiguousarray(array).reshape(shape)
+
+
+@dataclass(frozen=True)
+class StaticDim:
+    """An input dim the export kept static: the model's Python does not trace with it dynamic
+    (`fxsurgeon.frontdoor.static_dims`)."""
+
+    input: str
+    dim: int
+    size: int
+    cause: str  # the failure of the trace with the dim dynamic: error line, Keras layer
+
+    def __str__(self) -> str:
+        return (
+            f"input {self.input} dim {self.dim} is fixed to {self.size} by the model's "
+            f"Python (the export's trace with it dynamic failed: {self.cause})"
+        )
+
+
+def export_static_dims(onnx_model: Any) -> list[StaticDim]:
+    """The dims ``fxsurgeon.export_onnx`` kept static, from ``onnx_model``'s metadata
+    ([] when none, or not exported by fxsurgeon)."""
+    for entry in getattr(onnx_model, "metadata_props", ()):
+        if entry.key == STATIC_DIMS_KEY:
+            return [StaticDim(**item) for item in json.loads(entry.value)]
+    return []
 
 
 class TensorSource(NamedTuple):

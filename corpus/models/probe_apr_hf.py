@@ -15,8 +15,9 @@ dim; past dynamic), flat outputs ``logits`` and ``present_<i>_key`` / ``present_
   data-dependent ``if past > 0`` (a tf.cond);
 * ``hf_gptj_kv``: TFGPTJForCausalLM with ``past_key_values``: rotary positions from the
   past length, the causal mask sliced out of a constant triangle at ``Lk - Lq``;
-* ``hf_mistral_kv``: TFMistralForCausalLM with ``past_key_values`` (export xfail: the TF
-  attention reads the cache length as a static shape);
+* ``hf_mistral_kv``: TFMistralForCausalLM with ``past_key_values``: the TF attention reads
+  the cache length as a static shape, so the export keeps it static (the signature's
+  DEFAULT_PAST) and the scored sizes are the new tokens' count;
 * ``hf_bart_kv``: TFBartForConditionalGeneration's decoder step: the encoder output is an
   input, the cache holds self- and cross-attention keys and values (the cross ones come back
   unchanged: outputs that are inputs);
@@ -46,6 +47,8 @@ STEP = 2
 #: past lengths scored (the dynamic non-batch dim)
 PAST_SIZES = (3, 7)
 DEFAULT_PAST = 5
+#: new-token counts scored where the past length is static (besides STEP)
+STEP_SIZES = (1, 3)
 HEADS, HEAD_DIM = 4, 8
 
 
@@ -64,15 +67,19 @@ def _step_inputs(
     encoder: int = 0,
     kinds: tuple[str, ...] = ("key", "value"),
     unfilled: int = 0,
+    static_past: bool = False,
 ) -> Callable[..., dict[str, np.ndarray]]:
     """``input_ids`` (STEP new tokens), a (past + STEP) mask with padding at the start of the
     last row (left-padded generation), the cache; with ``encoder`` a hidden width, an encoder
     output of ``past + 2`` positions and its mask (the cross cache is as long). ``unfilled``
     last rows of the first sequence's self-attention cache are zeros (a preallocated cache
-    not filled yet, which T5 reads to place its position bias)."""
+    not filled yet, which T5 reads to place its position bias). ``size`` is the past length,
+    or with ``static_past`` (a model whose Python reads the cache length as a static shape:
+    the export keeps it static at DEFAULT_PAST) the number of new tokens."""
 
     def make_inputs(batch_size: int, seed: int, size: int | None = None) -> dict[str, np.ndarray]:
-        past = size or DEFAULT_PAST
+        past = DEFAULT_PAST if static_past else size or DEFAULT_PAST
+        step = (size or STEP) if static_past else STEP
         rng = np.random.default_rng(seed)
         out: dict[str, np.ndarray] = {}
         if encoder:
@@ -83,10 +90,10 @@ def _step_inputs(
             mask = np.ones((batch_size, source), np.int32)
             mask[-1, source - 2 :] = 0
             out["attention_mask"] = mask
-            out["decoder_input_ids"] = rng.integers(0, vocab, (batch_size, STEP)).astype(np.int32)
+            out["decoder_input_ids"] = rng.integers(0, vocab, (batch_size, step)).astype(np.int32)
         else:
-            out["input_ids"] = rng.integers(0, vocab, (batch_size, STEP)).astype(np.int32)
-            mask = np.ones((batch_size, past + STEP), np.int32)
+            out["input_ids"] = rng.integers(0, vocab, (batch_size, step)).astype(np.int32)
+            mask = np.ones((batch_size, past + step), np.int32)
             mask[-1, :2] = 0
             out["attention_mask"] = mask
         for name in _past_names(layers, kinds):
@@ -115,14 +122,19 @@ def _cache_step(
     nominal: dict[str, int],
     encoder: int = 0,
     unfilled: int = 0,
+    static_past: bool = False,
 ) -> CorpusModel:
     """Wrap ``inner`` as a cached step (module docstring); ``call(inner, inputs, past)`` runs
     it on the per-layer cache tuples, ``unpack`` turns one layer of its new cache into the
-    ``kinds`` tensors."""
+    ``kinds`` tensors. ``static_past``: the signature gives the cache length (DEFAULT_PAST),
+    still asked dynamic (``dynamic_axes``), for a model whose Python reads it as a static
+    shape (the export keeps static what it must); the scored sizes are new-token counts."""
     tf = tf_module()
     from transformers.modeling_tf_utils import keras
 
-    unordered = _step_inputs(layers, VOCAB, encoder=encoder, kinds=kinds, unfilled=unfilled)
+    unordered = _step_inputs(
+        layers, VOCAB, encoder=encoder, kinds=kinds, unfilled=unfilled, static_past=static_past
+    )
     past_names = _past_names(layers, kinds)
 
     def make_inputs(batch_size: int, seed: int, size: int | None = None) -> dict[str, np.ndarray]:
@@ -155,8 +167,9 @@ def _cache_step(
             specs[n] = tf.TensorSpec((None, None, encoder), tf.float32, name=n)
         else:
             specs[n] = tf.TensorSpec((None, None), tf.int32, name=n)
+    past_size = DEFAULT_PAST if static_past else None
     for n in past_names:
-        specs[n] = tf.TensorSpec((None, HEADS, None, HEAD_DIM), tf.float32, name=n)
+        specs[n] = tf.TensorSpec((None, HEADS, past_size, HEAD_DIM), tf.float32, name=n)
     dynamic = {n: [2] for n in past_names}
     if encoder:
         dynamic["encoder_hidden_states"] = [1]
@@ -174,7 +187,7 @@ def _cache_step(
         make_inputs=make_inputs,
         tf_outputs=tf_outputs,
         trainable_params=trainable_count(model),
-        sizes=PAST_SIZES,
+        sizes=STEP_SIZES if static_past else PAST_SIZES,
         nominal=nominal,
         dynamic_axes=dynamic,
         twin=hf_twin(inner, pt_class),
@@ -329,7 +342,10 @@ def build_mistral_kv() -> CorpusModel:
     )
     # modeling_tf_mistral.py: hf_mistral's 14 linear + lm_head = 15; 5 rms_norm; silu; 2 sdpa
     nominal = dict(sdpa=2, layer_norm=0, rms_norm=5, gelu=0, linear=15)
-    model = _cache_step(
+    # transformers' TFMistralAttention adds the cache length as a static shape
+    # (kv_seq_len += past_key_value[0].shape[-2]): the export keeps the keys' cache dim at
+    # DEFAULT_PAST (fxsurgeon/frontdoor/static_dims.py), the rest dynamic
+    return _cache_step(
         "hf_mistral_kv",
         "decoder",
         TFMistralForCausalLM(config),
@@ -340,13 +356,8 @@ def build_mistral_kv() -> CorpusModel:
         call=_pairs,
         unpack=_as_list,
         nominal=nominal,
+        static_past=True,
     )
-    model.xfail = (
-        "transformers' TFMistralAttention adds the cache length as a static shape "
-        "(kv_seq_len += past_key_value[0].shape[-2]): None with a dynamic cache length, so "
-        "tracing for the export fails (a ValueError in the trace) before tf2onnx runs"
-    )
-    return model
 
 
 # --------------------------------------------------------------------------- seq2seq decoder steps

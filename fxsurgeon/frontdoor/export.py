@@ -71,6 +71,7 @@ from onnx import TensorProto, helper, numpy_helper
 from .._compat import import_tensorflow
 from ..errors import InputError
 from .freeze import convert_function
+from .static_dims import record_static_dims, traceable_specs
 from .tf_handlers import corrected_handlers
 from .variables import record_read_variables
 
@@ -205,16 +206,26 @@ def export_onnx(
     tf = import_tensorflow()
     traceable = _traceable(model, input_signature, tf)
     specs = _dynamic_specs(traceable.specs, dynamic_axes or {}, tf)
+    input_names = [s.name for s in specs]
 
     names: list[str] = []  # output names, filled in while tracing
 
     def flat_call(*tensors: Any) -> list[Any]:
-        out = traceable.call({s.name: t for s, t in zip(specs, tensors, strict=True)})
+        out = traceable.call(dict(zip(input_names, tensors, strict=True)))
         named = _named_outputs(out, traceable.output_names, tf)
         names[:] = [name for name, _ in named]
         return [t for _, t in named]
 
-    function = tf.function(flat_call, input_signature=specs)
+    traced: dict[str, Any] = {}  # repr of the specs -> the function traced on them
+
+    def trace(trial: list[Any]) -> None:
+        function = tf.function(flat_call, input_signature=trial)
+        function.get_concrete_function(*trial)
+        traced[repr(trial)] = function
+
+    with quiet_tensorflow():  # the dims the model's Python cannot trace dynamic stay static
+        specs, static = traceable_specs(trace, specs, traceable.specs, tf)
+    function = traced[repr(specs)]
     with _quiet_about_erfc(), quiet_tensorflow(), corrected_handlers():
         proto = convert_function(
             function, specs, opset=opset, optimizers=_weight_preserving_optimizers()
@@ -224,6 +235,7 @@ def export_onnx(
     _output_padding(proto.graph)
     _standard_contrib_ops(proto.graph)
     record_read_variables(proto, model, function.get_concrete_function(*specs))
+    record_static_dims(proto, static)
     onnx.checker.check_model(proto)
     return proto
 

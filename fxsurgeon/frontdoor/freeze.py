@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -48,6 +47,7 @@ import onnx
 from .._compat import import_tensorflow
 from ..errors import InputError
 from .assigns import resolve_assigns
+from .static_dims import TRACE_ERRORS, trace_failure
 from .tf_control import inline_constant_ifs, refine_branch_shapes
 
 #: TF ops whose output holds the values of their first input (possibly reshaped or permuted).
@@ -72,8 +72,8 @@ def convert_function(
 
     try:
         concrete = function.get_concrete_function(*specs)
-    except (ValueError, TypeError) as exc:  # the model's Python, traced on the specs
-        raise InputError(_trace_failure(exc, specs)) from exc
+    except TRACE_ERRORS as exc:  # the model's Python, traced on the specs
+        raise InputError(trace_failure(exc, specs)) from exc
     captured = {internal.name for _, internal in concrete.graph.captures}
     variables = {
         internal.name.split(":")[0]
@@ -110,27 +110,6 @@ def convert_function(
                 optimizers=chosen,
             )
     return proto
-
-
-def _trace_failure(exc: Exception, specs: list[Any]) -> str:
-    """What failed in tracing, and the dynamic dims it ran on: a model that reads a dim
-    as a Python int (``x.shape[i] + n``) gets None for a dynamic one (transformers' TF
-    Mistral adds the cache length so), which only a static dim can make work."""
-    causes = [
-        line.strip()
-        for line in str(exc).splitlines()
-        if line.strip().split(":")[0].endswith(("Error", "Exception"))
-    ]
-    cause = causes[-1] if causes else f"{type(exc).__name__}: {str(exc).strip()[:200]}"
-    layers = re.findall(r"when calling layer (.+?)\.?$", str(exc), flags=re.MULTILINE)
-    if layers:  # Keras names each layer it was in: the innermost is where
-        cause += f", in layer {layers[-1]}"
-    dynamic = [f"{s.name} {tuple(s.shape.as_list())}" for s in specs if None in s.shape.as_list()]
-    return (
-        f"tracing the model on its input signature failed: {cause} (the inputs with dynamic "
-        f"dims, None: {', '.join(dynamic) or 'none'}). A model that reads a dynamic dim as "
-        "a static shape fails so; give that dim a static size (input_signature)"
-    )
 
 
 def _frozen(concrete: Any) -> Any:
