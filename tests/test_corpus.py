@@ -144,6 +144,30 @@ def test_broken_model_fails_the_diff_line(monkeypatch):
     assert scorer.lines["A.params"]["ok"] is True  # the other lines are not affected
 
 
+def test_a_case_that_varies_a_dim_static_in_the_export_fails_naming_it():
+    """A builder's sizes must vary only dims the export left dynamic (a dim the model's
+    Python forced static is fixed in the ONNX inputs): else the diff line says which."""
+    scorer = score.Scorer("keras_mlp", doors=("A",))
+    assert scorer.export()
+    assert "static_dims" not in scorer.lines["export"]  # the MLP traces dynamically
+    made = scorer.model.make_inputs
+    name = scorer.input_names()[0]
+
+    def wider(batch_size, seed, size=None):
+        inputs = made(batch_size, seed, size)
+        x = inputs[name]
+        return {**inputs, name: x.repeat(2, axis=1)[:, : x.shape[1] + 1]}
+
+    scorer.model = copy.copy(scorer.model)
+    scorer.model.make_inputs = wider
+    scorer.run("A.diff", lambda: scorer.diff(scorer.optimized("A"), scorer.cases()))
+    diff = scorer.lines["A.diff"]
+    assert diff["ok"] is False
+    assert (
+        diff["reason"] == f"ValueError: batch 1: input {name} dim 1 is 13, static 12 in the export"
+    )
+
+
 #: an `optimize` whose result casts every output to float32 (a pinned dtype)
 _pinned_to_float32 = _outputs_rewritten(lambda graph, o: graph.call_method("float", (o,)))
 

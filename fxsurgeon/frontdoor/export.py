@@ -8,6 +8,11 @@ What the export does on top of plain tf2onnx, and why:
 * **Dynamic batch (and sequence) dims.** Dim 0 of every input is ``None``, and
   dim 1 of the integer token inputs (``input_ids``, ``attention_mask``,
   ``token_type_ids``, ...) too, whatever the model's own signature says.
+* **Dims the model's Python reads stay static.** A model that reads one of those
+  dynamic dims as a Python int (``x.shape[1] + n``) cannot be traced with it None:
+  the fewest such dims are set back to their signature size, the others stay
+  dynamic, and the ONNX metadata records each with its failure
+  (`fxsurgeon.frontdoor.static_dims`; ``optimize``'s ``report.forced_dims``).
 * **Named, ordered inputs and outputs.** The graph inputs are in signature
   order (a dict signature keeps its key order). Hugging Face outputs are every
   tensor field of the ``ModelOutput``, in its order and under its names
@@ -196,7 +201,9 @@ def export_onnx(
             Input names are the dict keys, else the spec names, else ``input_<i>``.
         opset: the ONNX opset.
         dynamic_axes: input name -> more axes to make dynamic. Dim 0 of every
-            input, and dim 1 of `TOKEN_INPUTS`, are always dynamic.
+            input, and dim 1 of `TOKEN_INPUTS`, are always dynamic, unless the
+            model's own Python cannot be traced with them so: then the fewest of
+            them are kept at their signature size (module docstring).
 
     Returns:
         A checked ``onnx.ModelProto``; see the module docstring for what differs
