@@ -20,7 +20,6 @@ from onnx_cases import (
 
 import fxsurgeon
 from fxsurgeon._compat import import_onnx2torch
-from fxsurgeon.errors import InputError
 from fxsurgeon.lower.loop import run_loop
 from fxsurgeon.tensorflow import from_onnx
 
@@ -632,36 +631,42 @@ def test_resize10_nearest_upsampling_matches_onnxruntime():
 
 
 @pytest.mark.parametrize(
-    "attrs, why",
+    "attrs",
     [
-        (ctm(NEAREST, "asymmetric", nearest_mode="round_prefer_floor"), "no torch interpolation"),
-        (ctm(NEAREST, "align_corners", nearest_mode="floor"), "no torch interpolation"),
-        (ctm(LINEAR, "asymmetric"), "no torch interpolation"),
-        (ctm(LINEAR, "tf_crop_and_resize"), "no torch interpolation"),
-        (ctm(CUBIC, "tf_crop_and_resize", cubic_coeff_a=-0.5), "cubic with tf_crop_and_resize"),
-        (ctm(CUBIC, "pytorch_half_pixel", exclude_outside=1), "cubic with pytorch_half_pixel"),
-        (ctm(LINEAR, "half_pixel", antialias=1), "antialias"),
+        ctm(NEAREST, "asymmetric", nearest_mode="round_prefer_floor"),
+        ctm(NEAREST, "align_corners", nearest_mode="floor"),
+        ctm(LINEAR, "asymmetric"),  # TF1's resize_bilinear without half_pixel_centers
+        ctm(CUBIC, "pytorch_half_pixel", exclude_outside=1),
+        ctm(LINEAR, "half_pixel", antialias=1),
     ],
 )
-def test_resize_torch_cannot_express_is_refused_naming_it(attrs, why):
-    model = resize_model(attrs, scales=[1, 1, 2, 2], opset=18)
-    with pytest.raises(InputError, match=rf"'my_resize' \(op Resize\).*{why}"):
-        from_onnx(model)
+def test_resize_no_torch_interpolation_samples_is_the_spec(attrs):
+    """Forms F.interpolate has no call for (once refused): the spec's gathers, both doors."""
+    model = resize_model(attrs, scales=[1, 1, 2, 0.5], opset=18)
+    x = rnd(2, 2, 4, 6)
+    (want,) = run_ort(model, [x])
+    np.testing.assert_allclose(from_onnx(model)(torch.from_numpy(x)).numpy(), want, atol=1e-5)
+    optimized = assert_matches_ort(model, [x])
+    assert_lowered(optimized)
+    assert torch.nn.functional.interpolate not in {n.target for n in optimized.graph.nodes}
 
 
 @pytest.mark.parametrize(
-    "attrs, scales, why",
+    "attrs, scales",
     [
-        (ctm(NEAREST, "half_pixel"), [1, 1, 0.5, 0.5], "halfway"),  # ties round the other way
-        (ctm(LINEAR, "pytorch_half_pixel"), [1, 1, 0.25, 1.5], "may be 1"),
-        (ctm(LINEAR, "half_pixel"), [2, 1, 2, 2], "batch or channel"),
+        (ctm(NEAREST, "half_pixel"), [1, 1, 0.5, 0.5]),  # ties: torch's nearest-exact rounds up
+        (ctm(NEAREST, "half_pixel", nearest_mode="round_prefer_ceil"), [1, 1, 1, 1.7]),
+        (ctm(LINEAR, "pytorch_half_pixel"), [1, 1, 0.25, 1.5]),  # an output length of 1
     ],
 )
-def test_resize_whose_scales_torch_cannot_follow_is_refused(attrs, scales, why):
-    """The form is exact in general but not at these scales: refused when optimize runs it."""
-    model = resize_model(attrs, scales=scales)
-    with pytest.raises(InputError, match=rf"Resize.*{why}"):
-        fxsurgeon.optimize(from_onnx(model))
+def test_resize_whose_scales_torch_cannot_follow_is_the_spec(attrs, scales):
+    """The fast form is exact in general but not at these scales (torch's nearest index
+    from the scale's reciprocal lands on the other side of a tie than onnxruntime's
+    ``(x + 0.5) / s``; pytorch_half_pixel's length 1): the spec's gathers instead."""
+    model = resize_model(attrs, scales=scales, dims=("N", 2, 4, 7))
+    optimized = assert_matches_ort(model, [rnd(2, 2, 4, 7)])
+    assert_lowered(optimized)
+    assert torch.nn.functional.interpolate not in {n.target for n in optimized.graph.nodes}
 
 
 # -- TopK -----------------------------------------------------------------------------------
@@ -755,15 +760,16 @@ def test_keras_loop_and_where_models_match_tensorflow(kind):
         np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
 
 
-def test_resize10_nearest_downsampling_is_refused():
-    """Resize-10's nearest takes the pixel above when downsampling; torch's the one below."""
+def test_resize10_nearest_downsampling_matches_onnxruntime():
+    """Resize-10's nearest takes the pixel above when downsampling (torch's the one below):
+    the spec's gathers with onnxruntime's rounding."""
     node = helper.make_node("Resize", ["x", "scales"], ["y"], mode="nearest", name="my_resize")
     model = model_at(
         [node],
         [tensor_info("x", F32, ["N", 2, 4, 6])],
         [tensor_info("y", F32, None)],
-        [init("scales", np.array([1, 1, 0.5, 0.5], F32))],
+        [init("scales", np.array([1, 1, 0.5, 0.6], F32))],
         opset=10,
     )
-    with pytest.raises(InputError, match=r"Resize.*downsampling"):
-        fxsurgeon.optimize(from_onnx(model))
+    optimized = assert_matches_ort(model, [rnd(2, 2, 4, 6)])
+    assert_lowered(optimized)

@@ -292,7 +292,9 @@ def test_a_transposed_convolution_is_an_nn_conv_transpose_named_by_its_layer():
     door_a = fxsurgeon.optimize(fxsurgeon.from_onnx(export_onnx(model), tf_model=model))
     for module in (_door_b(model), door_a):
         names = {n for n, _ in module.named_parameters()}
-        assert names == {f"{layer}.{leaf}" for layer in ("ct", "ct2") for leaf in ("weight", "bias")}
+        assert names == {
+            f"{layer}.{leaf}" for layer in ("ct", "ct2") for leaf in ("weight", "bias")
+        }
         convs = [m for m in module.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
         assert len(convs) == 2
         got = module(torch.from_numpy(image)).detach().numpy()

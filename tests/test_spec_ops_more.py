@@ -314,14 +314,24 @@ def test_upsample9_nearest_matches_onnxruntime():
     check(model, [[rng.standard_normal((n, 2, 3, 4)).astype(F32)] for n in (1, 2)])
 
 
-def test_upsample9_linear_is_refused():
-    """Upsample's linear samples asymmetric coordinates (x_out / scale): no torch mode does."""
-    scales = init("s", np.array([1, 1, 2, 2], F32))
+def test_upsample9_linear_matches_onnxruntime():
+    """Upsample's linear samples asymmetric coordinates (x_out / scale): no torch mode does,
+    so the spec's gathers (once refused)."""
+    scales = init("s", np.array([1, 1, 2, 2.5], F32))
     node = helper.make_node("Upsample", ["x", "s"], ["y"], name="up", mode="linear")
+    model = make_model(
+        [node], [info("x", F32, ["n", 2, 3, 4])], [info("y", F32, None)], [scales], opset=9
+    )
+    check(model, [[rng.standard_normal((n, 2, 3, 4)).astype(F32)] for n in (1, 2)], atol=1e-5)
+
+
+def test_upsample9_of_an_undefined_mode_is_refused():
+    scales = init("s", np.array([1, 1, 2, 2], F32))
+    node = helper.make_node("Upsample", ["x", "s"], ["y"], name="up", mode="bilinear")
     model = make_model(
         [node], [info("x", F32, [1, 2, 3, 4])], [info("y", F32, None)], [scales], opset=9
     )
-    with pytest.raises(InputError, match=r"'up' \(op Upsample\).*linear with asymmetric"):
+    with pytest.raises(InputError, match=r"'up' \(op Upsample\).*mode 'bilinear'"):
         from_onnx(model)
 
 

@@ -37,7 +37,10 @@ def bool_where_model() -> onnx.ModelProto:
         onnx.numpy_helper.from_array(np.zeros((4, 4), bool), "false"),
     ]
     graph = helper.make_graph(
-        nodes, "bool_where", [tensor_info("x", F32, ["N", 4, 4])], [tensor_info("y", F32, ["N", 4, 4])]
+        nodes,
+        "bool_where",
+        [tensor_info("x", F32, ["N", 4, 4])],
+        [tensor_info("y", F32, ["N", 4, 4])],
     )
     graph.initializer.extend(inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])

@@ -15,9 +15,10 @@ from .converters.math_ops import WIDE_UNSIGNED, bitwise_not, logical_shift, lp_n
 from .converters.nd_index import REDUCE as SCATTER_REDUCTIONS
 from .converters.opset18 import split_sizes
 from .converters.pool_pad import AVG_POOLS, PAD_MODES, avg_pool_pads
-from .converters.resize import ResizeError, aten_resize, scaled_sizes
+from .converters.resize import ResizeError, aten_resize, same_pixels, scaled_sizes
 from .converters.resize import plan as resize_plan
-from .converters.resize_cubic import cubic_resize
+from .converters.resize_sample import SampleError, resample
+from .converters.resize_sample import plan_axes as resize_axes
 from .converters.scatter_quant import QUANT_RANGE, dynamic_quantize
 from .converters.tensor_ops import eye_like, one_hot, reverse_sequence
 from .export import TOKEN_INPUTS, export_onnx, load_model, quiet_tensorflow
@@ -35,7 +36,10 @@ __all__ = [
     "WIDE_UNSIGNED",
     "ResizeError",
     "compress",
-    "cubic_resize",
+    "SampleError",
+    "resample",
+    "resize_axes",
+    "same_pixels",
     "aten_resize",
     "resize_plan",
     "scaled_sizes",

@@ -1,28 +1,34 @@
-"""Lowering of Resize (`OnnxResizeSpec`, fxsurgeon's converter) to F.interpolate.
+"""Lowering of Resize (`OnnxResizeSpec`, fxsurgeon's converter).
 
-The converter has picked the torch mode whose sampling points are ONNX's; what
-depends on the scales (``no_ties``, ``out_gt_1``, ``upsample``, see
-``frontdoor/converters/resize.py``) is checked here on the scales or sizes
-known at optimize time. Sizes may hold run-time dims (``x.size(0)``) for the
-batch and channels, which must be the input's own; scales must be constants.
-The output size of a scale is ``floor(in * scale)`` in float32, as onnxruntime
-computes it (``frontdoor/converters/resize.py``): where a static dim floors lower
-in torch's double, ATen's ``upsample_*`` takes that size and the scales. A dynamic
-dim is left to F.interpolate's double product: the two differ only where
+Where the converter found F.interpolate's exact form (``fast``), what depends on the
+scales (``out_gt_1``; a nearest form's index map, `same_pixels`; see
+``frontdoor/converters/resize.py``) is checked here on the scales or sizes known at
+optimize time, and the call is F.interpolate. The output size of a scale is ``floor(in * scale)`` in float32, as
+onnxruntime computes it: where a static dim floors lower in torch's double, ATen's
+``upsample_*`` takes that size and the scales. Every other Resize, and a fast form whose
+rule fails at these scales, is the spec's definition written as graph nodes
+(``frontdoor/converters/resize_sample.py``): sizes may hold run-time dims, scales must
+be constants (else the module stays, reported), a roi may be a tensor. A dynamic dim's
+``floor(in * scale)`` is taken in double: it differs from float32's only where
 ``in * scale`` lies within half a float32 ulp below an integer.
 """
 
 from __future__ import annotations
 
-import operator
-
 import torch.nn.functional as F
 
 from ..errors import InputError, LoweringError
-from ..frontdoor import ResizeError, aten_resize, cubic_resize, scaled_sizes
+from ..frontdoor import (
+    ResizeError,
+    SampleError,
+    aten_resize,
+    resample,
+    resize_axes,
+    same_pixels,
+    scaled_sizes,
+)
 from ..frontdoor import resize_plan as plan
 from ..shapes import shape_of
-from .shape_ops import _arith
 from .table import lowering
 from .values import Const, as_sym
 
@@ -43,79 +49,85 @@ def _resize(ctx, mod, node, args):
     if shape is None:
         raise LoweringError("no shape known for the Resize input")
     given = dict(zip(mod.slots, args[1:], strict=True))
-    ins = list(shape[2:])
-    if getattr(mod, "cubic", None) is not None:
-        return _cubic(ctx, mod, x, given)
     try:
-        mode = mod.torch_mode(len(ins))
-        if _given(given.get("sizes")):
-            return _by_sizes(ctx, mod, x, mode, ins, given["sizes"])
-        return _by_scales(ctx, mod, x, mode, ins, given.get("scales"))
-    except ResizeError as exc:  # exact nowhere: refused, never kept to fail at run time
+        if mod.fast is not None:
+            try:
+                return _interpolate(ctx, mod, x, len(shape), given)
+            except ResizeError:
+                pass  # not exact at these sizes: the spec's definition
+        return _spec(ctx, mod, x, len(shape), given)
+    except (ResizeError, SampleError) as exc:  # exact nowhere: refused, never kept to fail
         where = node.meta.get("fxsurgeon.onnx_node") or node.name
         raise InputError(
             f"ONNX node {where!r} (op Resize) cannot be computed by torch: {exc}"
         ) from exc
 
 
-def _by_sizes(ctx, mod, x, mode, ins, sizes):
-    sym = as_sym(sizes)
+def _sizes(ctx, x, given) -> list | None:
+    if not _given(given.get("sizes")):
+        return None
+    sym = as_sym(given["sizes"])
     if sym is None:
         raise LoweringError("Resize sizes computed from tensor data")
-    items = list(sym.items)
-    for dim in (0, 1):
-        if items[dim] != ctx.size(x, dim):
-            raise LoweringError("torch cannot resize the batch or channel dims")
-    outs = items[2:]
-    plan(mod.rule, ins, [o if isinstance(o, int) else None for o in outs], None)
-    return ctx.call(F.interpolate, x, size=tuple(outs), mode=mode, align_corners=mod.align_corners)
+    return list(sym.items)
 
 
-def _by_scales(ctx, mod, x, mode, ins, scales):
+def _scales(given) -> list[float]:
+    scales = given.get("scales")
     if not isinstance(scales, Const):
         raise LoweringError("Resize scales must be known at optimize time")
-    values = [float(s) for s in scales.value.reshape(-1).tolist()]
+    return [float(s) for s in scales.value.reshape(-1).tolist()]
+
+
+def _interpolate(ctx, mod, x, rank, given):
+    mode = mod.torch_mode(rank - 2)
+    _, align_corners, rule = mod.fast
+    ins = [ctx.size(x, d) for d in range(2, rank)]
+    static_ins = [i if isinstance(i, int) else None for i in ins]
+    sizes = _sizes(ctx, x, given)
+    if sizes is not None:
+        if any(sizes[d] != ctx.size(x, d) for d in (0, 1)):
+            raise ResizeError("torch cannot resize the batch or channel dims")
+        outs = sizes[2:]
+        plan(rule, static_ins, [o if isinstance(o, int) else None for o in outs], None)
+        if mode.startswith("nearest"):
+            same_pixels(mode, mod.sampling, ins, outs, None)
+        return ctx.call(F.interpolate, x, size=tuple(outs), mode=mode, align_corners=align_corners)
+    values = _scales(given)
     if values[:2] != [1.0, 1.0]:
         raise ResizeError("torch cannot scale the batch or channel dims")
     factors = values[2:]
-    outs, differ = scaled_sizes(ins, factors)  # float32's product, as onnxruntime
-    plan(mod.rule, ins, outs, factors)
+    outs, differ = scaled_sizes(static_ins, factors)  # float32's product, as onnxruntime
+    plan(rule, static_ins, outs, factors)
+    if mode.startswith("nearest"):
+        same_pixels(mode, mod.sampling, ins, outs, factors)
     if differ:  # torch's double product floors lower: the size given, with the scales
-        op, call_args = aten_resize(mode, x, outs, factors, mod.align_corners)
+        op, call_args = aten_resize(mode, x, outs, factors, align_corners)
         return ctx.call(op, *call_args)
     return ctx.call(
         F.interpolate,
         x,
         scale_factor=tuple(factors),
         mode=mode,
-        align_corners=mod.align_corners,
+        align_corners=align_corners,
         recompute_scale_factor=False,
     )
 
 
-def _cubic(ctx, mod, x, given):
-    """ONNX's cubic (``frontdoor/converters/resize_cubic.py``) as graph nodes: sizes may be
-    run-time dims (the coordinate scale ``out / in`` then one too); scales must be constants
-    over static input dims."""
-    rank = len(shape_of(x))
-    ins = [ctx.size(x, d) for d in range(2, rank)]
-    if _given(given.get("sizes")):
-        sym = as_sym(given["sizes"])
-        if sym is None:
-            raise LoweringError("Resize sizes computed from tensor data")
-        items = list(sym.items)
-        if any(items[d] != ctx.size(x, d) for d in (0, 1)):
-            raise LoweringError("Resize of the batch or channel dims")
-        outs = items[2:]
-        factors = [_arith(ctx, operator.truediv, o, i) for i, o in zip(ins, outs, strict=True)]
+def _spec(ctx, mod, x, rank, given):
+    """The spec's definition as graph nodes (``resize_sample.py``)."""
+    how = mod.sampling
+    if how.mode != "nearest" and not x.meta["val"].is_floating_point():
+        raise ResizeError(f"{how.mode} Resize of a {x.meta['val'].dtype} tensor")
+    sizes = _sizes(ctx, x, given)
+    scales = None if sizes is not None else _scales(given)
+    roi = given.get("roi")
+    if how.transform != "tf_crop_and_resize" or not _given(roi):
+        roi = None
+    elif isinstance(roi, Const):
+        roi = [float(r) for r in roi.value.reshape(-1).tolist()]
     else:
-        scales = given.get("scales")
-        if not isinstance(scales, Const) or any(not isinstance(i, int) for i in ins):
-            raise LoweringError("cubic Resize by scales: the scales and input sizes must be known")
-        factors = [float(s) for s in scales.value.reshape(-1).tolist()]
-        if factors[:2] != [1.0, 1.0]:
-            raise LoweringError("Resize of the batch or channel dims")
-        factors = factors[2:]
-        outs = scaled_sizes(ins, factors)[0]
-    how = {**mod.cubic_form(ctx.device()), "method": ctx.method}
-    return cubic_resize(ctx.call, x, list(zip(ins, outs, factors, strict=True)), how)
+        roi = ctx.tensor(roi)
+    shape = [ctx.size(x, d) for d in range(rank)]
+    axes = resize_axes(ctx.call, shape, mod.axes, scales, sizes, roi, mod.policy, how.transform)
+    return resample(ctx.call, x, rank, axes, how, ctx.device(), ctx.method)

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from .registry import ConverterError, add, mapping_of
-from .resize_cubic import Call, eager
+from .resize_sample import Call, eager
 
 
 def compress(call: Call, x, condition, axis: int | None):

@@ -36,7 +36,7 @@ from onnx import TensorProto
 from torch import nn
 
 from .registry import ConverterError, add, mapping_of
-from .resize_cubic import Call, eager
+from .resize_sample import Call, eager
 
 #: ONNX op -> the torch function of the same meaning, one operand.
 UNARY = {

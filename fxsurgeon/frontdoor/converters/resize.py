@@ -1,26 +1,33 @@
-"""ONNX Resize as `OnnxResizeSpec`: only the forms F.interpolate computes exactly.
+"""ONNX Resize as `OnnxResizeSpec`: F.interpolate where it is exact, else the spec.
 
 onnx2torch's converter warns and goes on when a Resize's coordinate transform or
 rounding differs from torch's (its nearest is always torch's floor/asymmetric),
 so its output can differ from ONNX's. This converter maps each combination of
 ``mode``, ``coordinate_transformation_mode`` and ``nearest_mode`` to the
-F.interpolate call with the same sampling points, and refuses the rest with an
-error naming the node:
+F.interpolate call with the same sampling points where there is one (below); every
+other form, and a fast form at scales where its rule fails, is computed by the
+spec's definition with gathers and arithmetic (``resize_sample.py``): asymmetric
+or half_pixel_symmetric linear/cubic, any nearest rounding, tf_crop_and_resize,
+antialias, ``axes``, keep_aspect_ratio_policy, any number of resized dims, batch and
+channels among them. The fast forms:
 
 * nearest: asymmetric + floor is ``nearest``; half_pixel + round_prefer_ceil and
   tf_half_pixel_for_nn + floor are ``nearest-exact`` (``floor((x + 0.5) / s)``);
-  half_pixel + round_prefer_floor is the same where no source coordinate falls
-  exactly halfway between two pixels: the scale ``p/q`` in lowest terms has an
-  odd ``q`` (always so for integer upscaling), checked on the scale (rule
-  ``no_ties``);
+  half_pixel + round_prefer_floor and pytorch_half_pixel + round_prefer_ceil are the same
+  where no source coordinate falls exactly halfway, and Resize-10's rounding is ``nearest``
+  where it upsamples. torch computes its source index by its own arithmetic (the scale's
+  reciprocal in float), which can fall on the other side of an integer than onnxruntime's
+  ``(x + 0.5) / s``: so every nearest form is used only where both index maps are computed
+  at optimize time, over the static sizes, and agree (`same_pixels`); else the spec's;
 * linear (1-3 spatial dims) and cubic (2, with ``cubic_coeff_a = -0.75`` and
   ``exclude_outside = 0``, torch's bicubic; any other cubic, TF's among them, is computed
-  by ONNX's definition, ``resize_cubic.py``): half_pixel is
+  by ONNX's definition, ``resize_sample.py``): half_pixel is
   ``align_corners=False``, align_corners is ``align_corners=True``;
   pytorch_half_pixel equals half_pixel where every output length is above 1
   (rule ``out_gt_1``);
-* refused: asymmetric linear/cubic, align_corners nearest, tf_crop_and_resize,
-  antialias, ``axes``, a keep_aspect_ratio_policy, resizing batch or channels.
+* anything else: ``resize_sample.py``. Refused at conversion, naming the node and the
+  attribute: a mode, transform, rounding or policy the spec does not define, and
+  tf_crop_and_resize without a roi.
 
 Scales give the output size ``floor(in * scale)`` and the coordinate scale
 itself (``scale_factor`` with ``recompute_scale_factor`` off); sizes give
@@ -32,14 +39,14 @@ double, is 6.99999976. Where the two floors differ, the call is ATen's
 ``upsample_*`` with both the output size and the scales (`aten_resize`): the
 size from float32, the coordinates from the scale, as the spec says.
 
-Upsample-9 (tf2onnx's resize below opset 10) is Resize-10 by another name and converts
-as it does.
+Resize-10 (and Upsample-9, tf2onnx's resize below opset 10, the same op) samples at
+asymmetric coordinates; onnxruntime's nearest there takes the pixel below when
+upsampling and the one above when downsampling ("simple" rounding).
 """
 
 from __future__ import annotations
 
 import math
-from fractions import Fraction
 
 import numpy as np
 import torch
@@ -47,15 +54,26 @@ import torch.nn.functional as F
 from torch import nn
 
 from .registry import ConverterError, add, mapping_of
-from .resize_cubic import TRANSFORMS as CUBIC_TRANSFORMS
-from .resize_cubic import cubic_resize, eager, eager_method
+from .resize_sample import (
+    NEAREST_MODES,
+    POLICIES,
+    TRANSFORMS,
+    Axis,
+    SampleError,
+    Sampling,
+    eager,
+    eager_method,
+    plan_axes,
+    resample,
+)
 
-_NEAREST = {
-    ("asymmetric", "floor"): ("nearest", None),
-    ("tf_half_pixel_for_nn", "floor"): ("nearest-exact", None),
-    ("half_pixel", "round_prefer_ceil"): ("nearest-exact", None),
-    ("half_pixel", "round_prefer_floor"): ("nearest-exact", "no_ties"),
-    ("pytorch_half_pixel", "round_prefer_ceil"): ("nearest-exact", "out_gt_1"),
+_NEAREST = {  # every one checked by `same_pixels`
+    ("asymmetric", "floor"): "nearest",
+    ("tf_half_pixel_for_nn", "floor"): "nearest-exact",
+    ("half_pixel", "round_prefer_ceil"): "nearest-exact",
+    ("half_pixel", "round_prefer_floor"): "nearest-exact",
+    ("pytorch_half_pixel", "round_prefer_ceil"): "nearest-exact",
+    ("asymmetric", "simple"): "nearest",  # Resize-10
 }
 _SMOOTH = {  # coordinate_transformation_mode -> (align_corners, rule)
     "half_pixel": (False, None),
@@ -104,28 +122,8 @@ class ResizeError(ValueError):
     """A Resize whose scales make torch's result differ from ONNX's."""
 
 
-def ties_possible(scale: float) -> bool:
-    """Whether some half_pixel source coordinate ``(x + 0.5) / scale - 0.5`` is exactly halfway
-    between two pixels: for ``scale = p/q`` in lowest terms, only when ``q`` is even."""
-    return Fraction(scale).limit_denominator(1 << 20).denominator % 2 == 0
-
-
 def plan(rule: str | None, ins: list, outs: list, scales: list | None) -> None:
     """Raises ResizeError when `rule` does not hold for these sizes (None: unknown now)."""
-    if rule == "no_ties":
-        if scales is None:
-            if any(i is None or o is None for i, o in zip(ins, outs, strict=True)):
-                raise ResizeError("round_prefer_floor: the scale is not known")
-            scales = [o / i for i, o in zip(ins, outs, strict=True)]
-        if any(ties_possible(s) for s in scales):
-            raise ResizeError(
-                f"round_prefer_floor at scales {scales}: some pixels fall halfway, where "
-                "torch's nearest-exact rounds up"
-            )
-    if rule == "upsample" and (scales is None or any(s < 1 for s in scales)):
-        raise ResizeError(
-            "Resize-10 nearest rounds up when downsampling; torch's nearest rounds down"
-        )
     if rule == "out_gt_1":
         if scales is not None and all(s >= 2 for s in scales):
             return
@@ -133,89 +131,108 @@ def plan(rule: str | None, ins: list, outs: list, scales: list | None) -> None:
             raise ResizeError("pytorch_half_pixel with an output length that may be 1")
 
 
+def same_pixels(mode: str, how: Sampling, ins: list, outs: list, scales: list | None) -> None:
+    """Raises ResizeError unless F.interpolate's nearest `mode` picks onnxruntime's pixel at
+    every output position of every dim: both index maps computed on a ramp, per dim (the
+    sampling is separable), with the call the fast path makes (the output size, and the
+    scale where one is given). Sizes must be static."""
+    for k, (n_in, n_out) in enumerate(zip(ins, outs, strict=True)):
+        if not isinstance(n_in, int) or not isinstance(n_out, int):
+            raise ResizeError("nearest at a size known only at run time")
+        ramp = torch.arange(n_in, dtype=torch.float32).reshape(1, 1, n_in)
+        given = None if scales is None else scales[k]
+        op, call_args = aten_resize(mode, ramp, [n_out], [given], None)
+        scale = given if given is not None else float(np.float32(n_out) / np.float32(n_in))
+        axis = Axis(2, n_in, n_out, float(np.float32(scale)))
+        want = resample(eager, ramp, 3, [axis], how, ramp.device, eager_method)
+        if not torch.equal(op(*call_args), want):
+            raise ResizeError(f"torch's nearest picks other pixels at {n_in} -> {n_out}")
+
+
 class OnnxResizeSpec(nn.Module):
-    """ONNX Resize computed by F.interpolate in one of the exact forms (see the module doc)."""
+    """ONNX Resize: F.interpolate in one of the exact forms (`fast`), else the spec's
+    definition (``resize_sample.py``)."""
 
     def __init__(
         self,
-        mode: str,
-        align_corners: bool | None,
-        rule: str | None,
+        sampling: Sampling,
         slots: tuple,
-        cubic: tuple | None = None,
+        axes: list[int] | None = None,
+        policy: str = "stretch",
+        fast: tuple | None = None,
     ):
         super().__init__()
-        #: ONNX's own cubic (``resize_cubic.py``): (cubic_coeff_a, exclude_outside, transform)
-        self.cubic = cubic
-        self.mode = mode  # "nearest", "nearest-exact", "linear" (any rank) or "cubic"
-        self.align_corners = align_corners
-        self.rule = rule
-        self.slots = (
-            slots  # which of "roi", "scales", "sizes" follow x (the node's non-empty inputs)
-        )
+        self.sampling = sampling
+        self.slots = slots  # which of "roi", "scales", "sizes" follow x (non-empty inputs)
+        self.axes = axes
+        self.policy = policy
+        #: (torch mode, align_corners, rule) of F.interpolate's exact form, or None
+        self.fast = fast
 
     def torch_mode(self, spatial: int) -> str:
-        if self.mode == "linear":
+        """F.interpolate's mode of the fast form over `spatial` dims (ResizeError: none)."""
+        if self.fast is None:
+            raise ResizeError("no F.interpolate form")
+        mode = self.fast[0]
+        if spatial not in (1, 2, 3) or (mode == "cubic" and spatial != 2):
+            raise ResizeError(f"{mode} over {spatial} dims")
+        if mode == "linear":
             return _LINEAR[spatial]
-        if self.mode == "cubic":
-            if spatial != 2:
-                raise ResizeError(f"cubic over {spatial} dims: torch's bicubic is 2-D only")
-            return "bicubic"
-        return self.mode
-
-    def cubic_form(self, device) -> dict:
-        """`cubic_resize`'s ``how`` but the method caller (that of the module or the graph)."""
-        if self.cubic is None:
-            raise ResizeError("not a cubic Resize of ONNX's definition")
-        a, exclude, transform = self.cubic
-        return {"a": a, "exclude_outside": exclude, "transform": transform, "device": device}
+        return "bicubic" if mode == "cubic" else mode
 
     def forward(self, x, *args):
         given = dict(zip(self.slots, args, strict=True))
-        scales, sizes = given.get("scales"), given.get("sizes")
-        if self.cubic is not None:
-            return self._cubic(x, scales, sizes)
-        spatial = x.dim() - 2
-        mode = self.torch_mode(spatial)
+        scales, sizes, roi = given.get("scales"), given.get("sizes"), given.get("roi")
+        if sizes is not None and not sizes.numel():
+            sizes = None
+        if self.fast is not None:
+            try:
+                return self._interpolate(x, scales, sizes)
+            except ResizeError:
+                pass  # not exact at these sizes: the spec's definition
+        if self.sampling.mode != "nearest" and not x.is_floating_point():
+            raise ResizeError(f"{self.sampling.mode} Resize of a {x.dtype} tensor")
+        axes = plan_axes(
+            eager,
+            list(x.shape),
+            self.axes,
+            None if sizes is not None else [float(s) for s in scales.tolist()],
+            None if sizes is None else [int(s) for s in sizes.tolist()],
+            roi if roi is not None and roi.numel() else None,
+            self.policy,
+            self.sampling.transform,
+        )
+        return resample(eager, x, x.dim(), axes, self.sampling, x.device, eager_method)
+
+    def _interpolate(self, x, scales, sizes):
+        mode = self.torch_mode(x.dim() - 2)
+        _, align_corners, rule = self.fast  # type: ignore[misc]
         ins = list(x.shape[2:])
-        if sizes is not None and sizes.numel():
+        if sizes is not None:
             sizes = [int(s) for s in sizes.tolist()]
             if sizes[:2] != list(x.shape[:2]):
                 raise ResizeError("torch cannot resize the batch or channel dims")
-            plan(self.rule, ins, sizes[2:], None)
-            return F.interpolate(x, size=sizes[2:], mode=mode, align_corners=self.align_corners)
+            plan(rule, ins, sizes[2:], None)
+            if mode.startswith("nearest"):
+                same_pixels(mode, self.sampling, ins, sizes[2:], None)
+            return F.interpolate(x, size=sizes[2:], mode=mode, align_corners=align_corners)
         scales = [float(s) for s in scales.tolist()]
         if scales[:2] != [1.0, 1.0]:
             raise ResizeError("torch cannot scale the batch or channel dims")
         outs, differ = scaled_sizes(ins, scales[2:])
-        plan(self.rule, ins, outs, scales[2:])
+        plan(rule, ins, outs, scales[2:])
+        if mode.startswith("nearest"):
+            same_pixels(mode, self.sampling, ins, outs, scales[2:])
         if differ:
-            op, call_args = aten_resize(mode, x, outs, scales[2:], self.align_corners)
+            op, call_args = aten_resize(mode, x, outs, scales[2:], align_corners)
             return op(*call_args)
         return F.interpolate(
             x,
             scale_factor=scales[2:],
             mode=mode,
-            align_corners=self.align_corners,
+            align_corners=align_corners,
             recompute_scale_factor=False,
         )
-
-    def _cubic(self, x, scales, sizes):
-        ins = list(x.shape[2:])
-        if sizes is not None and sizes.numel():
-            outs = [int(s) for s in sizes.tolist()]
-            if outs[:2] != list(x.shape[:2]):
-                raise ResizeError("Resize of the batch or channel dims")
-            outs = outs[2:]
-            factors = [float(np.float32(o) / np.float32(i)) for i, o in zip(ins, outs, strict=True)]
-        else:
-            factors = [float(s) for s in scales.tolist()]
-            if factors[:2] != [1.0, 1.0]:
-                raise ResizeError("Resize of the batch or channel dims")
-            factors = factors[2:]
-            outs = scaled_sizes(ins, factors)[0]
-        how = {**self.cubic_form(x.device), "method": eager_method}
-        return cubic_resize(eager, x, list(zip(ins, outs, factors, strict=True)), how)
 
 
 def _text(value, default):
@@ -228,40 +245,53 @@ def _slots(node) -> tuple:
     return tuple(n for n, v in zip(names, node.proto.input[1:], strict=False) if v)
 
 
+def _fast(how: Sampling) -> tuple | None:
+    """F.interpolate's exact form of these attributes: (mode, align_corners, rule)."""
+    if how.antialias:
+        return None
+    if how.mode == "nearest":
+        form = _NEAREST.get((how.transform, how.nearest))
+        return None if form is None else (form, None, None)
+    if how.mode == "cubic" and (how.a != -0.75 or how.exclude_outside):
+        return None  # not torch's bicubic
+    smooth = _SMOOTH.get(how.transform)
+    return None if smooth is None else (how.mode, *smooth)
+
+
 def _convert(node, graph):
     attrs = node.attributes
-    mode = _text(attrs.get("mode"), "nearest")
-    ctm = _text(attrs.get("coordinate_transformation_mode"), "half_pixel")
-    nearest = _text(attrs.get("nearest_mode"), "round_prefer_floor")
-    refuse = _unsupported(attrs, mode)
+    how = Sampling(
+        mode=_text(attrs.get("mode"), "nearest"),
+        transform=_text(attrs.get("coordinate_transformation_mode"), "half_pixel"),
+        nearest=_text(attrs.get("nearest_mode"), "round_prefer_floor"),
+        a=float(attrs.get("cubic_coeff_a", -0.75)),
+        exclude_outside=bool(int(attrs.get("exclude_outside", 0))),
+        antialias=bool(int(attrs.get("antialias", 0))),
+        extrapolation=float(attrs.get("extrapolation_value", 0.0)),
+    )
+    policy = _text(attrs.get("keep_aspect_ratio_policy"), "stretch")
+    slots = _slots(node)
+    refuse = _unsupported(how, policy, slots)
     if refuse:
         raise ConverterError(node, refuse)
-    a, exclude = float(attrs.get("cubic_coeff_a", -0.75)), int(attrs.get("exclude_outside", 0))
-    if mode == "cubic" and (a != -0.75 or exclude):  # not torch's bicubic: ONNX's definition
-        if ctm not in CUBIC_TRANSFORMS:
-            raise ConverterError(node, f"cubic with {ctm}: not computed")
-        return OnnxResizeSpec("cubic", None, None, _slots(node), (a, exclude, ctm)), mapping_of(
-            node
-        )
-    table = _NEAREST if mode == "nearest" else _SMOOTH
-    form = table.get((ctm, nearest) if mode == "nearest" else ctm)
-    if form is None:
-        how = f"{ctm} and {nearest}" if mode == "nearest" else ctm
-        raise ConverterError(node, f"{mode} with {how}: no torch interpolation samples the same")
-    if mode == "nearest":
-        return OnnxResizeSpec(form[0], None, form[1], _slots(node)), mapping_of(node)
-    return OnnxResizeSpec(mode, form[0], form[1], _slots(node)), mapping_of(node)
+    axes = attrs.get("axes")
+    axes = None if axes is None else [int(a) for a in axes]
+    fast = _fast(how) if axes is None and policy == "stretch" else None
+    return OnnxResizeSpec(how, slots, axes, policy, fast), mapping_of(node)
 
 
-def _unsupported(attrs, mode: str) -> str | None:
-    if int(attrs.get("antialias", 0)):
-        return "antialias: torch's antialiased interpolation is not ONNX's"
-    if attrs.get("axes") is not None:
-        return "axes: only the full-rank scales/sizes form is converted"
-    if _text(attrs.get("keep_aspect_ratio_policy"), "stretch") != "stretch":
-        return "keep_aspect_ratio_policy other than stretch"
-    if mode not in ("nearest", "linear", "cubic"):
-        return f"unknown mode {mode!r}"
+def _unsupported(how: Sampling, policy: str, slots: tuple) -> str | None:
+    """Why the spec does not define these attributes (None: it does)."""
+    if how.mode not in ("nearest", "linear", "cubic"):
+        return f"mode {how.mode!r} is not nearest, linear or cubic"
+    if how.transform not in TRANSFORMS:
+        return f"coordinate_transformation_mode {how.transform!r} is not defined"
+    if how.mode == "nearest" and how.nearest not in NEAREST_MODES[:4]:
+        return f"nearest_mode {how.nearest!r} is not defined"
+    if policy not in POLICIES:
+        return f"keep_aspect_ratio_policy {policy!r} is not defined"
+    if how.transform == "tf_crop_and_resize" and "roi" not in slots:
+        return "coordinate_transformation_mode tf_crop_and_resize without a roi input"
     return None
 
 
@@ -270,11 +300,10 @@ def _convert10(node, graph):
     nearest takes the pixel below when upsampling (torch's nearest) but the one above when
     downsampling (rule ``upsample``)."""
     mode = _text(node.attributes.get("mode"), "nearest")
-    if mode != "nearest":
-        raise ConverterError(
-            node, f"{mode} with asymmetric coordinates: no torch interpolation matches"
-        )
-    return OnnxResizeSpec("nearest", None, "upsample", ("scales",)), mapping_of(node)
+    if mode not in ("nearest", "linear"):
+        raise ConverterError(node, f"mode {mode!r} is not nearest or linear (Resize-10)")
+    how = Sampling(mode=mode, transform="asymmetric", nearest="simple")
+    return OnnxResizeSpec(how, ("scales",), fast=_fast(how)), mapping_of(node)
 
 
 def register() -> None:
@@ -284,4 +313,4 @@ def register() -> None:
         add("Resize", version, _convert, replace=True)
 
 
-__all__ = ["OnnxResizeSpec", "ResizeError", "plan"]
+__all__ = ["OnnxResizeSpec", "ResizeError", "SampleError", "plan", "same_pixels"]

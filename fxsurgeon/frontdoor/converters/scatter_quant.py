@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from .registry import ConverterError, add, mapping_of
-from .resize_cubic import Call, eager
+from .resize_sample import Call, eager
 
 #: ScatterElements' reduction -> scatter_reduce's (None: plain scatter).
 SCATTER_REDUCE = {"none": None, "add": "sum", "mul": "prod", "max": "amax", "min": "amin"}
