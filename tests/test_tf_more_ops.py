@@ -216,3 +216,35 @@ def test_resize_bicubic_matches_tf_with_its_coefficient_table(half_pixel):
         return tf.raw_ops.ResizeBicubic(images=x, size=[4, 9], align_corners=True)
 
     _check(fn, {"image": image}, dynamic=(1, 2))
+
+
+def _v1(kind, align_corners, half_pixel_centers):
+    op = (
+        tf.compat.v1.image.resize_bilinear
+        if kind == "bilinear"
+        else (tf.compat.v1.image.resize_nearest_neighbor)
+    )
+    return lambda x: op(
+        x, (4, 9), align_corners=align_corners, half_pixel_centers=half_pixel_centers
+    )
+
+
+@pytest.mark.parametrize(
+    "name, fn",
+    [
+        ("resize_bilinear", lambda x: tf.image.resize(x, (4, 9), method="bilinear")),
+        ("resize_nearest", lambda x: tf.image.resize(x, (4, 9), method="nearest")),
+        ("resize_bilinear_aa", lambda x: tf.image.resize(x, (4, 9), antialias=True)),
+        ("v1_bilinear_asymmetric", _v1("bilinear", False, False)),  # TF1's default
+        ("v1_bilinear_align_corners", _v1("bilinear", True, False)),
+        ("v1_bilinear_half_pixel", _v1("bilinear", False, True)),
+        ("v1_nearest_asymmetric", _v1("nearest", False, False)),
+        ("v1_nearest_align_corners", _v1("nearest", True, False)),
+        ("v1_nearest_half_pixel", _v1("nearest", False, True)),
+    ],
+)
+def test_tf_resize_through_tf2onnx_matches_tf(name, fn):
+    """tf2onnx's Resize for each TF resize (asymmetric bilinear was refused): the optimized
+    module == TF on a dynamic image, down in height and up in width."""
+    image = np.random.default_rng(6).standard_normal((2, 11, 5, 2)).astype(np.float32)
+    _check(fn, {"image": image}, dynamic=(1, 2))
