@@ -31,6 +31,7 @@ import torch
 from torch import fx
 
 from ..errors import LoweringError
+from .cond_folds import Captured, fold_output, within
 from .cond_shapes import cond_outputs, same_outputs
 from .sym_math import FLOAT_EXACT
 from .table import lowering
@@ -79,11 +80,14 @@ def _size_sources(item, need) -> None:
             todo.extend(node.all_input_nodes)
 
 
-def binder(ctx, values: list[Value], operands: list[fx.Node]):
+def binder(ctx, values: list[Value], operands: list[fx.Node], captured: Captured | None = None):
     """The `bind` of `lower_graph` for a subgraph: its inputs from `values`, the outer
-    nodes copied into the subgraph's graph over its placeholders (`operands`')."""
+    nodes copied into the subgraph's graph over its placeholders (`operands`'), which
+    `captured` records."""
 
     def bind(sub, placeholders: list[fx.Node]) -> list[Value]:
+        if captured is not None:
+            captured.inputs = list(placeholders)
         copied: dict[fx.Node, fx.Node] = dict(zip(operands, placeholders, strict=True))
 
         def copy_node(node: fx.Node) -> fx.Node:
@@ -105,9 +109,16 @@ def binder(ctx, values: list[Value], operands: list[fx.Node]):
     return bind
 
 
-def lower_bound(ctx, branch: fx.GraphModule, values: list[Value], operands: list[fx.Node]):
+def lower_bound(
+    ctx,
+    branch: fx.GraphModule,
+    values: list[Value],
+    operands: list[fx.Node],
+    captured: Captured | None = None,
+):
     """`branch` lowered to plain torch with its inputs bound to the outer `values`
-    (`operands_of`); its inputs are `operands`."""
+    (`operands_of`); its inputs are `operands`. `captured` records its inputs and the
+    values of its outputs (cond_folds.py)."""
     from .graph import lower_graph
 
     fakes = [n.meta.get("val") for n in operands]
@@ -115,7 +126,9 @@ def lower_bound(ctx, branch: fx.GraphModule, values: list[Value], operands: list
         raise LoweringError("an operand of the subgraph has no known shape")
     work = copy.deepcopy(branch)
     shapes = ctx.graph.shapes.with_inputs(fakes)
-    lowered = lower_graph(work, shapes, bind=binder(ctx, values, operands))
+    captured = captured or Captured()
+    bind = binder(ctx, values, operands, captured)
+    lowered = lower_graph(work, shapes, bind=bind, finish=captured.finish)
     if lowered.unconverted:
         raise LoweringError(f"the branch keeps modules it cannot lower: {lowered.unconverted}")
     BRANCH_OUTPUTS[lowered.module] = lowered.outputs
@@ -248,8 +261,12 @@ def _if(ctx, mod, node, args):
         out = inline(ctx, mod.then_branch if known else mod.else_branch, outer)
         return out[0] if mod.outputs == 1 and isinstance(out, list) else out
     outer, operands = operands_of(ctx, outer)
-    then_gm = lower_bound(ctx, mod.then_branch, outer, operands)
-    else_gm = lower_bound(ctx, mod.else_branch, outer, operands)
+    then_cap, else_cap = Captured(), Captured()
+    then_gm = lower_bound(ctx, mod.then_branch, within(outer, cond, True), operands, then_cap)
+    else_gm = lower_bound(ctx, mod.else_branch, within(outer, cond, False), operands, else_cap)
+    folds = [fold_output(ctx, cond, then_cap, else_cap, i, operands) for i in range(mod.outputs)]
+    if all(f is not None for f in folds):  # no output needs the torch.cond
+        return folds[0] if mod.outputs == 1 else folds
     try:
         same_outputs(BRANCH_OUTPUTS[then_gm], BRANCH_OUTPUTS[else_gm])
         differ = False
@@ -272,7 +289,7 @@ def _if(ctx, mod, node, args):
     out = ctx.call(torch.cond, pred, names[0], names[1], tuple(operands))
     if mod.outputs == 1:
         return ctx.call(_first, out)
-    return [ctx.call(_item, out, i) for i in range(mod.outputs)]
+    return [ctx.call(_item, out, i) if f is None else f for i, f in enumerate(folds)]
 
 
 _COMPARE = {

@@ -272,6 +272,17 @@ class SymbolicShapes:
         dims (a while loop's): see `_fresh_symbol`."""
         return _fresh_symbol(self.env, hint)
 
+    def _fresh(self, result: Any) -> Any:
+        """A kept result as new fake tensors of the same sizes and strides: a fake tensor
+        remembers what was read from it (``item()`` gives the same unbacked symbol again),
+        and two nodes given one result read two tensors' data."""
+        if isinstance(result, torch.Tensor):
+            with self.mode:
+                return torch.ops.aten.alias.default(result)
+        if type(result) in (tuple, list):
+            return type(result)(self._fresh(r) for r in result)
+        return result  # (a structseq of torch.return_types: as it was kept)
+
     def data_size(self) -> torch.SymInt:
         """A new unbacked symbol (never negative) for a size the data decides (a dim in
         which a data-decided If's branches differ): nothing guards on its value; what an
@@ -316,7 +327,8 @@ class SymbolicShapes:
         pinning the dims it reads to their example sizes."""
         key = _memo_key((fn, args, kwargs))
         if key is not None and key in self._memo:
-            return self._memo[key]
+            return self._fresh(self._memo[key])
+        symbols = len(self.env.var_to_range)
         # a failing meta function is our LoweringError, not an ERROR log line of torch's
         with _quiet(_FAKE_LOG), self.mode, enable_python_dispatcher():
             try:
@@ -326,7 +338,9 @@ class SymbolicShapes:
                     self.admit_broadcast([*args, *kwargs.values()], f"{where} ({op})")
                 raise
         self._note_forced(where, op)
-        if key is not None:
+        # a call that read data (``.item()``, nonzero) made fresh unbacked symbols: another
+        # call on a tensor of the same sizes reads other data, so it is not kept
+        if key is not None and len(self.env.var_to_range) == symbols:
             self._memo[key] = result
         return result
 
