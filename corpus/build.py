@@ -133,6 +133,7 @@ def _cache_key(name: str) -> str:
                 "tf_pairs.py",
                 "tf_xla.py",
                 "static_dims.py",
+                "stop_gradients.py",
                 "variables.py",
             )
         ),

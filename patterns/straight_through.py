@@ -24,6 +24,11 @@ readings that pass one (``h - stop(s) + s`` and ``s + stop(h - s)``) give s a gr
 +1 and h none, so detaching the subtracted occurrence is TF's gradient either way. When h
 does carry a gradient the readings differ (VQ-VAE's ``x + stop_gradient(q - x)`` passes x
 the gradient and q none; ``q - stop(x) + x`` passes both): declined.
+
+This is the ONNX file alone (door B). fxsurgeon's export keeps each ``tf.stop_gradient`` as
+an Identity it lists in the model's metadata, and door A (the TF model in hand) detaches
+exactly there (`fxsurgeon/frontdoor/stop_gradients.py`), VQ-VAE's form included: the graph
+it optimizes no longer holds these forms.
 """
 
 from __future__ import annotations

@@ -135,7 +135,9 @@ def test_a_sum_of_two_different_tensors_is_not_a_straight_through():
 
 
 def test_keras_straight_through_gradients_match_tensorflow():
-    """A real export: tf.stop_gradient disappears in tf2onnx; the torch gradients are TF's."""
+    """A real export: tf.stop_gradient is an Identity in the ONNX graph. Door A (the TF model
+    in hand) detaches it from the export's record; door B (the file alone) reads the
+    unambiguous form with the rule. Both give TF's gradients."""
     tf = import_tensorflow()
     import keras
 
@@ -148,9 +150,22 @@ def test_keras_straight_through_gradients_match_tensorflow():
     y = keras.layers.Lambda(hard_softmax)(keras.layers.Dense(4, name="logits")(inp))
     model = keras.Model(inp, keras.layers.Dense(3)(y))
     randomize_variables(model, 0)
-    module = fxsurgeon.optimize(from_onnx(export_onnx(model), tf_model=model))
-    assert matches(module).get("straight_through_1") == 1
+    proto = export_onnx(model)
+    module = fxsurgeon.optimize(from_onnx(proto, tf_model=model))
+    assert not any(rule.startswith("straight_through") for rule in matches(module))
+    assert module.code.count(".detach()") == 1  # the record's: no rule needed
     report = verify(module, model, gradients=True, gradient_dtype=torch.float32, batch_sizes=(3,))
     assert report.passed, report.table()
     first = next(g for g in report.gradients if g.parameter.endswith("logits.weight"))
     assert first.grad_max > 1e-3  # the first Dense learns through the hard assignment
+    door_b = fxsurgeon.optimize(from_onnx(proto))
+    assert matches(door_b).get("straight_through_1") == 1
+    x = torch.from_numpy(f32(rng.standard_normal((3, 6, 5))))
+    for m in (module, door_b):
+        m.zero_grad(set_to_none=True)
+        m(x).square().mean().backward()
+    grads_a = [p.grad for p in module.parameters()]
+    grads_b = [p.grad for p in door_b.parameters()]
+    assert len(grads_a) == len(grads_b) == 4
+    for a, b in zip(grads_a, grads_b, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)

@@ -21,8 +21,9 @@ from .converters.resize_sample import SampleError, resample
 from .converters.resize_sample import plan_axes as resize_axes
 from .converters.scatter_quant import QUANT_RANGE, dynamic_quantize
 from .converters.tensor_ops import eye_like, one_hot, reverse_sequence
-from .export import TOKEN_INPUTS, export_onnx, load_model, quiet_tensorflow
+from .export import TOKEN_INPUTS, export_onnx, load_model, quiet_tensorflow, tf_call
 from .onnx_import import ONNX2TORCH_WARNINGS_KEY, from_onnx, from_tensorflow
+from .stop_gradients import stop_gradient_outputs
 from .variables import map_initializers_to_variables, tf_variables_of
 
 __all__ = [
@@ -57,6 +58,8 @@ __all__ = [
     "quiet_tensorflow",
     "reverse_sequence",
     "split_sizes",
+    "stop_gradient_outputs",
+    "tf_call",
     "tf_variables_of",
     "unique",
     "torch_weights",

@@ -247,6 +247,19 @@ def export_onnx(
     return proto
 
 
+def tf_call(model: Any, input_signature: Any = None) -> tuple[list[str], Any]:
+    """How `export_onnx` calls `model`: its input names in the ONNX graph's order, and a
+    function of a dict name -> tensor giving the (name, tensor) outputs the ONNX graph has,
+    in its order (a gradient tape can watch it: the scoreboard's TF gradients)."""
+    tf = import_tensorflow()
+    traceable = _traceable(model, input_signature, tf)
+
+    def call(tensors: Mapping[str, Any]) -> list[tuple[str, Any]]:
+        return _named_outputs(traceable.call(dict(tensors)), traceable.output_names, tf)
+
+    return [s.name for s in traceable.specs], call
+
+
 def _traceable(model: Any, signature: Any, tf: Any) -> _Traceable:
     """How to call ``model`` on named tensors, and the named specs it takes."""
     if _is_keras_model(model):

@@ -2,7 +2,7 @@
 
 `convert_function` turns a traced ``tf.function`` into ONNX the way
 ``tf2onnx.convert.from_function`` does (freeze, grappler, tf2onnx's handlers
-and ONNX optimizers), with six differences, each general:
+and ONNX optimizers), with seven differences, each general:
 
 * **Assignments are dataflow.** A variable assigned in the call (PixelCNN's
   ``kernel.assign(kernel * mask)``) cannot be frozen as it is; the reads after
@@ -30,6 +30,8 @@ and ONNX optimizers), with six differences, each general:
 * **Branch arguments know their shapes.** Those grappler declares of unknown
   rank take the shapes of the If's inputs (`tf_control.refine_branch_shapes`).
 * **Ifs on a constant predicate are their branch** (`tf_control.inline_constant_ifs`).
+* **StopGradient is kept** as an Identity the optimizers leave, and listed in the model's
+  metadata (`fxsurgeon.frontdoor.stop_gradients`): door A detaches there, as TF stops.
 * **Optimizers** are chosen by the caller (`export` leaves out the ones that
   merge or fold weights).
 """
@@ -48,6 +50,7 @@ from .._compat import import_tensorflow
 from ..errors import InputError
 from .assigns import resolve_assigns
 from .static_dims import TRACE_ERRORS, trace_failure
+from .stop_gradients import keeping_stop_gradients, protecting_optimizers, record_stop_gradients
 from .tf_control import inline_constant_ifs, refine_branch_shapes
 
 #: TF ops whose output holds the values of their first input (possibly reshaped or permuted).
@@ -98,7 +101,10 @@ def convert_function(
         while inline_constant_ifs(graph_def):  # a folded predicate may fold the next one's
             graph_def = _optimize_with_opaque(graph_def, variable_consts, input_names, output_names)
         refine_branch_shapes(graph_def)
-        with _folding_spares_variables(variable_consts, keys, optimizers) as chosen:
+        with (
+            _folding_spares_variables(variable_consts, keys, optimizers) as chosen,
+            keeping_stop_gradients(lambda node: _holds_variable(node, keys)) as stops,
+        ):
             proto, _ = _convert_common(
                 graph_def,
                 name=concrete.name,
@@ -107,8 +113,9 @@ def convert_function(
                 input_names=input_names,
                 output_names=output_names,
                 tensors_to_rename=renames,
-                optimizers=chosen,
+                optimizers=protecting_optimizers(chosen),
             )
+    record_stop_gradients(proto, stops)
     return proto
 
 

@@ -24,6 +24,7 @@ from ..source import (
 )
 from . import converters
 from .export import _TORCH_DTYPES, export_onnx, load_model
+from .stop_gradients import detach_stop_gradients, stop_gradient_outputs
 from .variables import map_initializers_to_variables, read_variables, tf_variables_of
 
 #: ``gm.meta`` key: the warnings onnx2torch gave while converting (their messages).
@@ -45,8 +46,10 @@ def from_onnx(
     result carries a `SourceInfo` on ``gm.meta["fxsurgeon.source"]``. With
     ``tf_model`` (the model the ONNX was exported from) and no
     ``variable_map``, the variable map is computed by value matching; a warning
-    lists the trainable variables no initializer holds. The GraphModule is
-    returned in eval mode, which is what the ONNX graph computes.
+    lists the trainable variables no initializer holds. With ``tf_model``, the
+    Identities the export lists as ``tf.stop_gradient`` (`stop_gradients`) detach, as TF
+    stops the gradient there. The GraphModule is returned in eval mode, which is what the
+    ONNX graph computes.
     """
     model, where = _load_onnx(onnx_model_or_path)
     try:
@@ -68,6 +71,10 @@ def from_onnx(
         variable_map = map_initializers_to_variables(model, tf_model)
     read = read_variables(model)
     _warn_unmapped(tf_variables, variable_map, where, read)
+    stops = stop_gradient_outputs(model)
+    if stops:
+        detach_stop_gradients(gm, stops)
+        gm.recompile()
     gm.meta[SOURCE_META_KEY] = dataclasses.replace(
         gm.meta[SOURCE_META_KEY],
         variable_map=variable_map,

@@ -104,6 +104,7 @@ from onnx import TensorProto
 
 from ..errors import InputError
 from . import tf_complex, tf_control, tf_xla
+from .stop_gradients import CORRECTIONS as STOP_GRADIENTS
 from .tf_more_ops import ADDED, ADDED_OPSET, REPLACED
 from .tf_nodes import Handler
 from .tf_nodes import const as _const
@@ -521,10 +522,11 @@ def _dilated_same(original: Callable[[Any], Any]) -> Callable[[Any], Any]:
 def correction_chains() -> dict[str, list[Callable[[Handler], Handler]]]:
     """Per TF op, the corrections of every table, innermost first: this module's, then
     `tf_complex`'s (a pair's axes fixed, then the real op corrected as any other), then
-    `tf_more_ops.REPLACED`. An op two tables correct gets both (GatherV2's negative
-    batch_dims and a complex gather; Transpose's run-time perm and a complex transpose)."""
+    `tf_more_ops.REPLACED`, then `stop_gradients.CORRECTIONS` (StopGradient kept). An op two
+    tables correct gets both (GatherV2's negative batch_dims and a complex gather;
+    Transpose's run-time perm and a complex transpose)."""
     chains: dict[str, list[Callable[[Handler], Handler]]] = {}
-    for table in (CORRECTIONS, tf_complex.CORRECTIONS, REPLACED):
+    for table in (CORRECTIONS, tf_complex.CORRECTIONS, REPLACED, STOP_GRADIENTS):
         for name, correct in table.items():
             chains.setdefault(name, []).append(correct)
     return chains

@@ -64,6 +64,16 @@ def _identity(ctx, mod, node, args):
     return args[0]
 
 
+@lowering("OnnxStopGradient")
+def _stop_gradient(ctx, mod, node, args):
+    """A ``tf.stop_gradient`` the export recorded (fxsurgeon/frontdoor/stop_gradients.py): a
+    tensor, or a weight, detached; sizes and structural constants carry no gradient."""
+    (x,) = args
+    if isinstance(x, fx.Node) or (isinstance(x, Const) and x.is_weight):
+        return ctx.method("detach", ctx.tensor(x))
+    return x
+
+
 @lowering("OnnxConstant")
 def _constant(ctx, mod, node, args):
     value = mod.value
