@@ -10,7 +10,8 @@ front doors are scored, each with its own lines:
 
 Lines per door: ``diff`` (every output vs TF at batch 1, 3 and each size),
 ``params`` (trainable count vs TF) and ``names`` (`corpus.learned`), ``onnx2torch_left``, ``compile_eager``,
-``compile_inductor``, ``grads``, ``fusion.<key>`` per nominal key,
+``compile_inductor``, ``grads`` (`corpus.grads`: a gradient wherever TF's tape gives
+one), ``fusion.<key>`` per nominal key,
 ``softmax_left`` (models with attention); door A also has ``convert`` (the
 ``fxsurgeon convert --example-inputs`` round trip, checked on the first case, loaded
 with TF/onnx2torch/fxsurgeon blocked)
@@ -42,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from . import learned
+from .grads import grads_line
 
 ATOL = 1e-5
 DOORS = ("A", "B")
@@ -242,7 +244,7 @@ class Scorer:
         for key in self.expected_keys(door):
             if key.startswith(p + "fusion.") or key == p + "softmax_left":
                 self.run(key, lambda key=key: self.fusion(door, key[len(p) :], counts))
-        self.run(p + "grads", lambda: self.grads(self.optimized(door)))
+        self.run(p + "grads", lambda: self.grads(self.optimized(door), door))
         # The eager backend is cheap: it captures the graph at every case (batch 1,
         # 3 and each size, so dynamic shapes are traced). Inductor's C++ codegen is a
         # third of a model's scoring time: one compile, at batch 3.
@@ -313,49 +315,8 @@ class Scorer:
         ok = found == nominal
         return line(ok, found, "" if ok else f"{found} found, nominal {nominal}", nominal=nominal)
 
-    def grads(self, module: Any) -> dict[str, Any]:
-        import torch
-
-        inputs = self.torch_inputs(self.model.make_inputs(2, 2))
-        module.eval()
-        module.zero_grad(set_to_none=True)
-        with torch.enable_grad():
-            out = module(*inputs)
-            out = list(out) if isinstance(out, (list, tuple)) else [out]
-            loss = sum(o.float().square().mean() for o in out if o.is_floating_point())
-            loss.backward()
-        named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
-        unread = _read_by_no_output(module)
-        bad, constant = [], []
-        ignores = None
-        for name, param in named:
-            if name in unread:  # TF's tape cannot reach a variable its function never reads
-                if param.grad is not None:
-                    bad.append(f"{name} (a grad, but TF's function reads it nowhere)")
-            elif param.grad is None:
-                bad.append(f"{name} (no grad)")
-            elif not bool(torch.isfinite(param.grad).all()):
-                bad.append(f"{name} (not finite)")
-            elif not bool(param.grad.any()):
-                ignores = ignores or _outputs_ignore(module, inputs)
-                if ignores(param):
-                    constant.append(name)
-                else:
-                    bad.append(f"{name} (zero)")
-        module.zero_grad(set_to_none=True)
-        if not named:
-            return line(False, 0, "no trainable parameters")
-        reason = f"{len(bad)} of {len(named)}: {', '.join(bad[:3])}" if bad else ""
-        return line(
-            not bad,
-            len(named) - len(bad),
-            reason,
-            total=len(named),
-            unread=len(unread),
-            # a zero gradient is right where no output depends on the parameter (MobileViT's
-            # last attention has one patch: softmax over one key is 1 whatever q and k are)
-            independent=constant,
-        )
+    def grads(self, module: Any, door: str = "A") -> dict[str, Any]:
+        return grads_line(self, module, door)
 
     def compiled(self, door: str, backend: str, cases: slice) -> dict[str, Any]:
         import torch
@@ -529,47 +490,6 @@ class Scorer:
 #: the ratios of the latency line: (numerator, denominator) variants; below 1 = faster
 LATENCY_RATIOS = (("fxsurgeon", "onnx2torch"), ("fxsurgeon", "twin"), ("fxsurgeon", "onnxruntime"))
 LATENCY_RATIOS += (("compiled", "onnxruntime"), ("compiled", "fxsurgeon"))
-
-
-def _outputs_ignore(module: Any, inputs: list) -> Callable[[Any], bool]:
-    """Whether no output of `module` on `inputs` changes when a parameter is moved: then
-    its exact gradient is zero (TF's, the twin's), and a zero gradient is right. Both
-    runs are without grad: with grad, torch may pick another attention kernel (SAM's
-    outputs moved by 1e-7 between the two modes, not by the parameter)."""
-    import torch
-
-    with torch.no_grad():
-        base = module(*inputs)
-    outputs = list(base) if isinstance(base, (list, tuple)) else [base]
-    return lambda param: _unmoved(module, inputs, param, outputs)
-
-
-def _unmoved(module: Any, inputs: list, param: Any, outputs: list) -> bool:
-    import torch
-
-    saved = param.detach().clone()
-    try:
-        with torch.no_grad():
-            step = torch.randn(param.shape, generator=torch.Generator().manual_seed(0))
-            param.add_(step.to(param.dtype) * (saved.abs().mean() + 0.1))
-            moved = module(*inputs)
-        moved = list(moved) if isinstance(moved, (list, tuple)) else [moved]
-        return all(torch.equal(a, b) for a, b in zip(outputs, moved, strict=True))
-    finally:
-        with torch.no_grad():
-            param.copy_(saved)
-
-
-def _read_by_no_output(module: Any) -> set[str]:
-    """Parameters holding a TF variable the exported function never reads (fxsurgeon.params
-    attaches it, as TF holds it): TF's tape gives it no gradient."""
-    from fxsurgeon import parameter_origins
-
-    try:
-        origins = parameter_origins(module)
-    except ValueError:
-        return set()
-    return {name for name, origin in origins.items() if not origin.read}
 
 
 def latency_ratios(ms: dict[str, float]) -> dict[str, float]:
