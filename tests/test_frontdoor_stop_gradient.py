@@ -171,3 +171,63 @@ def test_a_file_without_the_record_has_no_stop_gradients(stopped):
     bare.CopyFrom(proto)
     del bare.metadata_props[:]
     assert stop_gradient_outputs(bare) is None
+
+
+def _normalised_model(centre_only: bool, axis=-1):
+    """Keras LayerNormalization with an epsilon its fused kernel refuses, so it runs
+    ``tf.nn.moments``: ``variance = mean((x - stop_gradient(mean))^2)``. With
+    `centre_only`, a layer that also reads a stopped mean otherwise: ``x - stop(mean)``."""
+    import keras
+
+    def centred(x):
+        mean = tf.reduce_mean(x, -1, keepdims=True)
+        return x - tf.stop_gradient(mean)
+
+    tokens = keras.Input((5, 8), name="image")
+    h = keras.layers.Dense(8, name="proj")(tokens)
+    h = keras.layers.LayerNormalization(axis=axis, epsilon=1e-6, name="norm")(h)
+    if centre_only:
+        h = keras.layers.Lambda(centred)(h)
+    y = keras.layers.Dense(3, name="head")(h)
+    model = keras.Model(tokens, y)
+    randomize_variables(model, 0)
+    return model
+
+
+def _listed(proto: onnx.ModelProto) -> list[str]:
+    return json.loads(dict((e.key, e.value) for e in proto.metadata_props)[STOP_GRADIENTS_KEY])
+
+
+def _gradients_match_tf(module, model) -> None:
+    report = verify(module, model, gradients=True, gradient_dtype=torch.float32, batch_sizes=(3,))
+    assert report.passed, report.table()
+
+
+@pytest.mark.parametrize("axis", [-1, (1, 2)])
+def test_the_centring_mean_of_a_variance_is_not_a_stop(axis):
+    """tf.nn.moments' stop changes no gradient (d var / d m = -2/n sum(x - m) = 0 at the
+    mean), so it is not listed: door A has no detach and fuses the LayerNorm, and its
+    gradients are TF's. Over the last axis tf2onnx writes the means as GlobalAveragePool,
+    over two as ReduceMean."""
+    model = _normalised_model(centre_only=False, axis=axis)
+    proto = export_onnx(model)
+    means = {n.op_type for n in proto.graph.node} & {"ReduceMean", "GlobalAveragePool"}
+    assert means == ({"GlobalAveragePool"} if axis == -1 else {"ReduceMean"})
+    assert _listed(proto) == []
+    module = fxsurgeon.optimize(from_onnx(proto, tf_model=model))
+    assert not any(n.op == "call_method" and n.target == "detach" for n in module.graph.nodes)
+    if axis == -1:
+        matches = fxsurgeon.report_of(module).matches
+        assert sum(v for k, v in matches.items() if k.startswith("layer_norm")) == 1
+    _gradients_match_tf(module, model)
+
+
+def test_a_stopped_mean_read_otherwise_stays_a_stop():
+    """The same mean stopped for a centring that is not squared into a variance: its
+    gradient is not zero, so it stays listed and detached."""
+    model = _normalised_model(centre_only=True)
+    proto = export_onnx(model)
+    assert len(_listed(proto)) == 1
+    module = fxsurgeon.optimize(from_onnx(proto, tf_model=model))
+    assert sum(n.op == "call_method" and n.target == "detach" for n in module.graph.nodes) == 1
+    _gradients_match_tf(module, model)

@@ -161,12 +161,99 @@ def _nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
 
 def record_stop_gradients(proto: onnx.ModelProto, kept: set[str]) -> None:
     """List in `proto`'s metadata the kept Identities still in the graph (one a dead
-    branch held is pruned with it)."""
+    branch held is pruned with it), less those whose gradient is zero anyway
+    (`_centring_mean`)."""
     names = sorted(
-        n.name for n in _nodes(proto.graph) if n.op_type == "Identity" and n.name in kept
+        n.name
+        for graph in _graphs(proto.graph)
+        for n in graph.node
+        if n.op_type == "Identity" and n.name in kept and not _centring_mean(n, graph)
     )
     entry = proto.metadata_props.add()
     entry.key, entry.value = STOP_GRADIENTS_KEY, json.dumps(names)
+
+
+def _graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
+    """`graph` and its subgraphs."""
+    yield graph
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                yield from _graphs(attr.g)
+            elif attr.type == onnx.AttributeProto.GRAPHS:
+                for sub in attr.graphs:
+                    yield from _graphs(sub)
+
+
+def _mean_axes(node: onnx.NodeProto, graph: onnx.GraphProto) -> tuple[Any, ...] | None:
+    """What a mean averages over, as a key equal for equal reductions: a ReduceMean's axes
+    (its attribute or constant input; every axis when none are given), or every dim from
+    the third for GlobalAveragePool (tf2onnx writes a mean over the trailing axes so); None
+    for any other node, or axes computed at run time."""
+    if node.op_type == "GlobalAveragePool":
+        return ("spatial",)
+    if node.op_type != "ReduceMean":
+        return None
+    attrs = {a.name: a for a in node.attribute}
+    if "axes" in attrs:
+        return tuple(sorted(attrs["axes"].ints))
+    if len(node.input) > 1 and node.input[1]:
+        for init in graph.initializer:
+            if init.name == node.input[1]:
+                return tuple(sorted(int(v) for v in onnx.numpy_helper.to_array(init).ravel()))
+        return None
+    noop = "noop_with_empty_axes" in attrs and attrs["noop_with_empty_axes"].i != 0
+    return None if noop else ("all",)
+
+
+def _keepdims(node: onnx.NodeProto) -> bool:
+    return all(a.i != 0 for a in node.attribute if a.name == "keepdims")
+
+
+def _centring_mean(stop: onnx.NodeProto, graph: onnx.GraphProto) -> bool:
+    """Whether the stop is of a mean that only centres the same tensor for a variance over
+    the same axes: ``m = mean(x, A)``, read only as ``mean((x - stop(m))^2, A)`` (or
+    ``(stop(m) - x)``, squared as ``d * d`` or ``d ** 2``). That is ``tf.nn.moments``, which
+    every unfused Keras normalisation calls. The stop changes no gradient there: the
+    variance's derivative in m is ``-2/n * sum(x - m)``, which is exactly zero when m is
+    the mean of x over those axes (a ReduceMean, or a GlobalAveragePool both sides). So it
+    is left an identity, and the normalisation reads
+    as the one torch fuses (F.layer_norm's gradient is that of the unstopped formula)."""
+    producers = {out: n for n in graph.node for out in n.output}
+    readers: dict[str, list[onnx.NodeProto]] = {}
+    for n in graph.node:
+        for name in n.input:
+            readers.setdefault(name, []).append(n)
+    outputs = {o.name for o in graph.output}
+    mean = producers.get(stop.input[0])
+    if mean is None or not _keepdims(mean):
+        return False
+    axes, x = _mean_axes(mean, graph), mean.input[0]
+    if axes is None or stop.output[0] in outputs:
+        return False
+
+    def only_readers(name: str) -> list[onnx.NodeProto]:
+        return [] if name in outputs else readers.get(name, [])
+
+    subs = only_readers(stop.output[0])
+    for sub in subs:
+        if sub.op_type != "Sub" or set(sub.input) != {x, stop.output[0]}:
+            return False
+        squares = only_readers(sub.output[0])
+        for square in squares:
+            squared = square.op_type == "Mul" and list(square.input) == [sub.output[0]] * 2
+            if square.op_type == "Pow":
+                exponent = [i for i in graph.initializer if i.name == square.input[1]]
+                value = onnx.numpy_helper.to_array(exponent[0]) if exponent else None
+                squared = value is not None and value.size == 1 and float(value) == 2.0
+            if not squared:
+                return False
+            means = only_readers(square.output[0])
+            if not means or any(_mean_axes(m, graph) != axes for m in means):
+                return False
+        if not squares:
+            return False
+    return bool(subs)
 
 
 def stop_gradient_outputs(proto: onnx.ModelProto) -> frozenset[str] | None:
