@@ -17,10 +17,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import torch
+from fxsurgeon.patterns._attention_causal import causal_alignment
 from fxsurgeon.patterns._attention_graph import (
     _MOVES,
     band_condition,
-    causal_alignment,
     constant,
     node_dtype,
     scalar,
@@ -161,6 +161,8 @@ def _pieces(coef: float, node: fx.Node, band: fx.Node, module) -> list:
     if not _holds_hide(node, band, module):  # kept whole: splitting off its numbers would
         return [(coef, node)]  # move a large shift onto the kept scores (lost bits)
     k = _complement(node, band, module)
+    if k is None and node.target in _MOVES:
+        k = moved_hide(node, band, module)  # moved whole: its pieces are under the moves
     if k is not None:
         return [(coef * k, node)]
     out = []
@@ -174,12 +176,41 @@ def _pieces(coef: float, node: fx.Node, band: fx.Node, module) -> list:
     return out
 
 
+def moved_hide(node: Any, band: fx.Node, module, moves: tuple = (), depth: int = 0) -> float | None:
+    """k where `node` (moved by `moves`) is a number plus k * (1 - band), read through
+    constant factors, ``+``, ``-`` and layout ops (`_MOVES`), else None: Transfo-XL's term
+    ``1e-9 - 1e30 * m`` permuted whole with its band by ``sdpa_orient_1``. The number adds
+    the same to every score (dropped); the rest is what the band hides."""
+    if depth > 16:
+        return None
+    if not isinstance(node, fx.Node):
+        return 0.0 if scalar(node, module) is not None else None
+    if scalar(node, module) is not None:
+        return 0.0
+    coef, node = strip_factors(node, module)
+    k = _complement(node, band, module, moves)
+    if k is not None:
+        return coef * k
+    t = node.target
+    if t in _MOVES and node.op == "call_function":
+        inner = moved_hide(node.args[0], band, module, (*moves, (t, node.args[1:], node.kwargs)))
+        return None if inner is None else coef * inner
+    if t not in (operator.add, operator.sub) or len(node.args) != 2:
+        return None
+    a, b = (moved_hide(x, band, module, moves, depth + 1) for x in node.args)
+    if a is None or b is None:
+        return None
+    return coef * (a - b if t is operator.sub else a + b)
+
+
 def _holds_hide(node: Any, band: fx.Node, module, depth: int = 0) -> bool:
     """Whether the sum `node` has 1 - band among its pieces (through factors)."""
     if not isinstance(node, fx.Node) or depth > 16:
         return False
     node = strip_factors(node, module)[1]
     if _complement(node, band, module) is not None:
+        return True
+    if node.target in _MOVES and moved_hide(node, band, module) not in (None, 0.0):
         return True
     if node.target not in (operator.add, operator.sub):
         return False
@@ -188,13 +219,29 @@ def _holds_hide(node: Any, band: fx.Node, module, depth: int = 0) -> bool:
 
 def _hidden_piece(piece: tuple, band: fx.Node, module) -> bool:
     """Whether a piece (coef, node) of `_pieces` is -c * (1 - band) with c >= -`BIG_FILL`
-    (`_pieces` multiplies a constant's k into coef)."""
+    (`_pieces` multiplies a constant's or a moved term's k into coef)."""
     coef, node = piece
-    return (
-        isinstance(node, fx.Node)
-        and _complement(node, band, module) is not None
-        and coef <= BIG_FILL
-    )
+    if not isinstance(node, fx.Node) or coef > BIG_FILL:
+        return False
+    if _complement(node, band, module) is not None:
+        return True
+    return node.target in _MOVES and moved_hide(node, band, module) is not None
+
+
+def _absorb_causal(plan: Plan, band: fx.Node, module) -> bool:
+    """Take the causal band's hiding term -c * (1 - band) (c >= -`BIG_FILL`) out of the
+    terms, the rest of its term kept; False (nothing changed) when there is none."""
+    pieces = [_pieces(coef, t, band, module) for coef, t in plan.terms]
+    found = [
+        i for i, parts in enumerate(pieces) if any(_hidden_piece(p, band, module) for p in parts)
+    ]
+    if not found:
+        return False
+    parts = pieces[found[0]]
+    hidden = next(p for p in parts if _hidden_piece(p, band, module))
+    rest = [p for p in parts if p is not hidden]
+    plan.terms = plan.terms[: found[0]] + rest + plan.terms[found[0] + 1 :]
+    return True
 
 
 def absorb_masks(
@@ -203,30 +250,30 @@ def absorb_masks(
     """The bands and causal fills of `plan` as its causal alignment (`causal_alignment`:
     `longer` says Lk >= Lq is proven), the other fills as masks, or why they cannot be."""
     for band, cond, below in plan.bands:
-        aligned = None if below else causal_alignment(cond, lengths, same, static, module, longer)
-        if aligned is None or plan.causal not in ("", aligned):
-            # Where(band, s, fill): the fill is what the terms after the band add where it is 0
-            fill = sum(coef * hiding_coef(t, band, module) for coef, t in plan.terms[below:])
-            if not HUGE_FILL >= fill > float("-inf"):
-                return (
-                    f"the 0/1 band %{band.name} is not a causal triangle at every length "
-                    f"{'over unmasked scores ' if not below else ''}and fills {fill}: only a "
-                    f"finite fill <= {HUGE_FILL} is the same as an additive mask"
-                )
-            continue  # the factor goes, the terms stay whole: the additive mask
-        pieces = [_pieces(coef, t, band, module) for coef, t in plan.terms]
-        found = [
-            i
-            for i, parts in enumerate(pieces)
-            if any(_hidden_piece(p, band, module) for p in parts)
-        ]
-        if not found:
-            return f"the band %{band.name} has no term -c * (1 - band) with c >= {-BIG_FILL}"
-        parts = pieces[found[0]]
-        hidden = next(p for p in parts if _hidden_piece(p, band, module))
-        rest = [p for p in parts if p is not hidden]
-        plan.terms = plan.terms[: found[0]] + rest + plan.terms[found[0] + 1 :]
-        plan.causal = aligned
+        aligned = (
+            None if below else causal_alignment(cond, lengths, same, static, module, longer, band)
+        )
+        if (
+            aligned is not None
+            and plan.causal in ("", aligned)
+            and _absorb_causal(plan, band, module)
+        ):
+            plan.causal = aligned
+            continue
+        # Where(band, s, fill): the fill is what the terms after the band add where it is 0
+        fill = sum(coef * hiding_coef(t, band, module) for coef, t in plan.terms[below:])
+        if not HUGE_FILL >= fill > float("-inf"):
+            why = (
+                "is not a causal triangle at every length "
+                if aligned is None
+                else (f"has no term -c * (1 - band) with c >= {-BIG_FILL} ")
+            )
+            return (
+                f"the 0/1 band %{band.name} {why}"
+                f"{'over unmasked scores ' if not below else ''}and fills {fill}: only a "
+                f"finite fill <= {HUGE_FILL} is the same as an additive mask"
+            )
+        # the factor goes, the terms stay whole: the additive mask
     kept = []
     for cond, when_true, when_false in plan.fills:
         fill = when_false if when_true == 0.0 else when_true

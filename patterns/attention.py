@@ -59,9 +59,12 @@ What is absorbed, and why it is exact:
   ``attn_mask`` would give NaN there). A smaller fill (-1e9) is declined: it
   would not keep fully masked rows uniform.
 * A causal triangle: a boolean condition that is i >= j at every length (a
-  constant lower triangle of the static length, or ``Range`` rows against
-  ``Range`` columns whose offsets, linear in the score sizes, cancel once
-  Lq == Lk; GPT-2's band i >= j - Lk + Lq is one), in Lq == Lk self-attention
+  constant lower triangle of the static length, or any condition over ``Range``
+  rows and columns whose canonical form ``a*i + b*j + c >= 0`` is it: read through
+  +, -, negation, numeric factors, casts, Not, swapped operands, ``1 - x``,
+  ``Where(c, 1, 0)`` and layout ops, sizes as the lowering's size expressions, and
+  decided exactly, ``_attention_causal.py``; GPT-2's band i >= j - Lk + Lq and
+  Transfo-XL's ``not(-(i - j) > 0)`` are two), in Lq == Lk self-attention
   (static and equal, or both dynamic and q, k read the same model inputs).
   It comes as ``Where(tri, scores, fill)`` with fill <= -1e3, or GPT-2's
   ``scores * band - c * (1 - band)`` with c >= 1e3. Every row keeps its

@@ -62,13 +62,16 @@ def mulmask(g: Graph, scores: str, m: str, big: float = 1e30, hide: str | None =
 # --------------------------------------------------------------------------- must match
 
 
-@pytest.mark.parametrize("shift", [0, -1, 1])
-def test_transfo_xl_int_band_is_an_additive_mask(shift):
-    """The band is not read as causal (its Neg/Greater/Not form): with 1e30 it is a mask,
-    whatever its shift (shift 1 hides every key of row 0: a uniform row, as the model's)."""
+@pytest.mark.parametrize(("shift", "expect"), [(0, "causal"), (-1, "mask"), (1, "mask")])
+def test_transfo_xl_int_band(shift, expect):
+    """tf2onnx's band_part ``not(-(i - j) > shift)`` read through its canonical form
+    (``patterns/_attention_causal.py``): at shift 0 it is j <= i, is_causal; at -1 the
+    strict triangle (row 0 hides every key) and at 1 a band one key wider stay a mask with
+    1e30 (a uniform row, as the model's)."""
     g, scores, v = plain()
     module = fused(finish(g, mulmask(g, scores, int_band(g, scores, shift=shift)), v))
-    assert "attn_mask" in sdpa_calls(module)[0].kwargs
+    kwargs = sdpa_calls(module)[0].kwargs
+    assert kwargs == {"is_causal": True} if expect == "causal" else "attn_mask" in kwargs
 
 
 @pytest.mark.parametrize("big", [1e4, 1e30])
@@ -78,21 +81,25 @@ def test_a_causal_int_band_is_is_causal(big):
     assert sdpa_calls(module)[0].kwargs == {"is_causal": True}
 
 
-def test_a_band_moved_by_layout_ops_with_its_term():
+@pytest.mark.parametrize(("perm", "expect"), [([2, 3, 0, 1], "causal"), ([2, 3, 1, 0], "mask")])
+def test_a_band_moved_by_layout_ops_with_its_term(perm, expect):
     """Transfo-XL after its [i, j, b, n] scores are oriented: the factor and the whole term
-    are permuted [S, S, 1, 1] -> [1, 1, S, S], the term's pieces under the permute."""
+    are permuted [S, S, 1, 1] -> [1, 1, S, S], the term's pieces under the permute. The
+    band is read through the permute and unsqueeze, its hiding term ``1e-9 - 1e30 * m``
+    taken out whole from under the permute: is_causal. A permute that swaps the band's
+    rows and columns makes it the upper triangle: an additive mask."""
     g, scores, v = plain()
     m = int_band(g, scores)
     m4 = g.op("Unsqueeze", [m, g.const("axes", [2, 3], np.int64)], "m4")
-    keep = g.op(
-        "Transpose", [g.op("Sub", [g.const("one_f", 1.0), m4], "keep4")], "keep", perm=[2, 3, 0, 1]
-    )
+    keep = g.op("Transpose", [g.op("Sub", [g.const("one_f", 1.0), m4], "keep4")], "keep", perm=perm)
     kept = g.op("Mul", [scores, keep], "kept")
     fill4 = g.op(
         "Sub", [g.const("tiny", 1e-9), g.op("Mul", [g.const("big", 1e30), m4], "big_m")], "fill4"
     )
-    fill = g.op("Transpose", [fill4], "fill", perm=[2, 3, 0, 1])
-    fused(finish(g, g.op("Add", [kept, fill], "masked"), v))
+    fill = g.op("Transpose", [fill4], "fill", perm=perm)
+    module = fused(finish(g, g.op("Add", [kept, fill], "masked"), v))
+    kwargs = sdpa_calls(module)[0].kwargs
+    assert kwargs == {"is_causal": True} if expect == "causal" else "attn_mask" in kwargs
 
 
 def test_a_bool_padding_factor_and_terms_below_it():
@@ -154,9 +161,10 @@ def test_a_hiding_term_of_another_mask_is_refused():
 
 @pytest.mark.parametrize("big", [1e9, -1e30])
 def test_a_fill_too_small_or_positive_is_refused(big):
-    """A band not proven causal with c = 1e9 (a fully hidden row would change) or c < 0."""
+    """A band not causal (band_part one key wider than the triangle) with c = 1e9 (a fully
+    hidden row would change) or c < 0."""
     g, scores, v = plain()
-    refused(finish(g, mulmask(g, scores, int_band(g, scores), big), v))
+    refused(finish(g, mulmask(g, scores, int_band(g, scores, shift=1), big), v))
 
 
 def test_a_folded_term_that_is_not_a_multiple_of_the_complement_is_refused():
