@@ -5,7 +5,8 @@ block), beside the ``attention`` block's tf2onnx traces of HF BERT/GPT-2/DeBERTa
 * grouped KV heads as an explicit repeat (Unsqueeze, Tile, Reshape: ``tf.repeat`` of
   HF's ``repeat_kv``), and cross-attention (k, v from another sequence);
 * a boolean padding mask as ``Where(keep, scores, fill)``, a causal ``Where`` on Range
-  rows against Range columns, an ALiBi-like bias (per-head slopes times key positions)
+  rows against Range columns spelt many ways (``_SPELLINGS``: Not, Neg, Sub, swapped
+  operands, shifts, factors, float casts), an ALiBi-like bias (per-head slopes times key positions)
   or a constant relative-position bias; a masked term ``Where(c, scores + t, scores)``
   (Keras 3 ``Attention``'s ``where(~m, s - 1e9, s)``; t a number, a constant bias or a
   sum of both, on either branch, either operand order);
@@ -17,7 +18,7 @@ block), beside the ``attention`` block's tf2onnx traces of HF BERT/GPT-2/DeBERTa
 
 Near misses (each must be declined or rewritten into something equal): a logsumexp over
 masked scores (a fully masked row gives 1s, not a softmax), a softmax over another axis, a max shift over another axis, a masked fill too small to hide a key
-(-10), an upper triangle, a term computed from v, heads repeated interleaved rather
+(-10), an upper, strict, widened or shifted triangle or rows against a constant, a term computed from v, heads repeated interleaved rather
 than grouped (``Tile`` on the head axis), the probabilities read outside the attention; a masked term computed from the scores
 or from v, whose branches read two different score tensors, or whose scores are doubled
 (2s + t) or subtracted (c - (s + t)) on the masked side; a multiplicative band that is
@@ -81,6 +82,55 @@ def _causal(g: _Graph, qh: str, kh: str, upper: bool) -> str:
     rows = g.op("Unsqueeze", [_positions(g, qh, 2), g.ints([1])])
     columns = g.op("Unsqueeze", [_positions(g, kh, 2), g.ints([0])])
     return g.op("LessOrEqual" if upper else "GreaterOrEqual", [rows, columns])
+
+
+#: Spellings of the lower triangle j <= i (each is it at every length) and near misses
+#: (``upper`` j >= i, ``strict`` i > j, ``wide`` i + 1 >= j, ``shifted`` i >= j + 1,
+#: ``row_const`` i >= 1): ``patterns/_attention_causal.py`` reads them all into one form.
+_SPELLINGS = ("ge", "not_gt", "neg_sub_le", "sub_lt", "both_shifted", "band_part", "scaled")
+_CAUSAL_MISSES = ("upper", "strict", "wide", "shifted", "row_const")
+
+
+def _spelled_causal(g: _Graph, qh: str, kh: str, miss: str) -> str:
+    """The causal triangle [Lq, Lk] spelt one of `_SPELLINGS` ways over Range rows i and
+    columns j (int64, or both cast to float32), or the near miss `miss`."""
+    i = g.op("Unsqueeze", [_positions(g, qh, 2), g.ints([1])])
+    j = _positions(g, kh, 2)
+    if g.coin():
+        j = g.op("Unsqueeze", [j, g.ints([0])])
+    as_float = g.coin(0.4)
+    if as_float:
+        i, j = (g.op("Cast", [x], to=1) for x in (i, j))
+
+    def num(value: int) -> str:
+        return g.const(float(value), _F32) if as_float else g.const(value, np.int64)
+
+    if miss in _CAUSAL_MISSES:
+        if miss == "upper":
+            return g.op("GreaterOrEqual", [j, i])
+        if miss == "strict":
+            return g.op("Greater", [i, j])
+        if miss == "wide":
+            return g.op("GreaterOrEqual", [g.op("Add", [i, num(1)]), j])
+        if miss == "shifted":
+            return g.op("GreaterOrEqual", [i, g.op("Add", [j, num(1)])])
+        return g.op("GreaterOrEqual", [i, num(1)])  # row_const
+    form = g.pick(_SPELLINGS)
+    if form == "ge":
+        return g.op("GreaterOrEqual", [i, j])
+    if form == "not_gt":
+        return g.op("Not", [g.op("Greater", [j, i])])
+    if form == "neg_sub_le":
+        return g.op("LessOrEqual", [g.op("Neg", [g.op("Sub", [i, j])]), num(0)])
+    if form == "sub_lt":
+        return g.op("Less", [g.op("Sub", [j, i]), num(1)])
+    if form == "both_shifted":
+        c = g.integers(1, 4)
+        return g.op("GreaterOrEqual", [g.op("Add", [i, num(c)]), g.op("Add", [num(c), j])])
+    if form == "band_part":  # tf2onnx's tf.linalg.band_part(ones, -1, 0)
+        return g.op("Not", [g.op("Greater", [g.op("Neg", [g.op("Sub", [i, j])]), num(0)])])
+    two = num(2)  # scaled: 2i + 1 > 2j
+    return g.op("Greater", [g.op("Add", [g.op("Mul", [two, i]), num(1)]), g.op("Mul", [j, two])])
 
 
 def _masked_term(g: _Graph, x: _T, s: str, qh: str, kh: str, vh: str, miss: str) -> str:
@@ -185,7 +235,7 @@ def _block_attention_forms(g: _Graph, x: _T, near: bool) -> _T:
         if mask == "padding_where":
             misses.append("light_fill")
         if mask == "causal_where":
-            misses.append("upper")
+            misses += list(_CAUSAL_MISSES)
         if mask == "masked_term":
             misses += [
                 "term_from_scores",
@@ -247,7 +297,7 @@ def _block_attention_forms(g: _Graph, x: _T, near: bool) -> _T:
         fill = -10.0 if miss == "light_fill" else g.pick((_FLOAT32_MIN, -1e38))
         scores = g.op("Where", [keep, scores, g.scalar(fill)])
     elif mask == "causal_where":
-        band = _causal(g, qh, kh, upper=miss == "upper")
+        band = _spelled_causal(g, qh, kh, miss)
         fill = g.pick((_FLOAT32_MIN, -1e4, -1e9))
         scores = g.op("Where", [band, scores, g.scalar(fill)])
     elif mask == "masked_term":
