@@ -228,12 +228,15 @@ def _hidden_piece(piece: tuple, band: fx.Node, module) -> bool:
     return node.target in _MOVES and moved_hide(node, band, module) is not None
 
 
-def _absorb_causal(plan: Plan, band: fx.Node, module) -> bool:
+def _absorb_causal(plan: Plan, band: fx.Node, module, below: int) -> bool:
     """Take the causal band's hiding term -c * (1 - band) (c >= -`BIG_FILL`) out of the
-    terms, the rest of its term kept; False (nothing changed) when there is none."""
+    terms after the band (the `below` first ones are multiplied by it), the rest of its
+    term kept; False (nothing changed) when there is none."""
     pieces = [_pieces(coef, t, band, module) for coef, t in plan.terms]
     found = [
-        i for i, parts in enumerate(pieces) if any(_hidden_piece(p, band, module) for p in parts)
+        i
+        for i, parts in enumerate(pieces)
+        if i >= below and any(_hidden_piece(p, band, module) for p in parts)
     ]
     if not found:
         return False
@@ -250,18 +253,22 @@ def absorb_masks(
     """The bands and causal fills of `plan` as its causal alignment (`causal_alignment`:
     `longer` says Lk >= Lq is proven), the other fills as masks, or why they cannot be."""
     for band, cond, below in plan.bands:
-        aligned = (
-            None if below else causal_alignment(cond, lengths, same, static, module, longer, band)
-        )
+        # Where(band, s, fill): the fill is what the terms after the band add where it is 0
+        fill = sum(coef * hiding_coef(t, band, module) for coef, t in plan.terms[below:])
+        # terms below a causal band (Transfo-XL's relative positions) may lower the visible
+        # scores: only a fill <= HUGE_FILL hides as -inf does, under the rounding the
+        # additive mask relies on too (|visible| < 2**-25 * |fill|, far above fill + 104)
+        if not below or HUGE_FILL >= fill > float("-inf"):
+            aligned = causal_alignment(cond, lengths, same, static, module, longer, band)
+        else:
+            aligned = None
         if (
             aligned is not None
             and plan.causal in ("", aligned)
-            and _absorb_causal(plan, band, module)
+            and _absorb_causal(plan, band, module, below)
         ):
             plan.causal = aligned
             continue
-        # Where(band, s, fill): the fill is what the terms after the band add where it is 0
-        fill = sum(coef * hiding_coef(t, band, module) for coef, t in plan.terms[below:])
         if not HUGE_FILL >= fill > float("-inf"):
             why = (
                 "is not a causal triangle at every length "

@@ -92,8 +92,10 @@ What is absorbed, and why it is exact:
   most -1e30: the factor is dropped and the terms kept whole, so the visible scores get
   the same sum and the hidden ones s + ... - c, which rounds to the model's value. Terms
   below the factor ((s + t) * band: a relative-position term) are allowed there, as below
-  a Where fill, not below a causal band (a term may push the visible scores below -c);
-  only the terms after the factor can hide (it zeroes those below it where it is 0).
+  a Where fill, and below a causal band only when -c <= -1e30 (Transfo-XL): a term may
+  push the visible scores down, but not near -1e30 under the rounding the additive mask
+  relies on, so the hidden weights are 0 as with -inf (with -1e4: declined); only the
+  terms after the factor can hide (it zeroes those below it where it is 0).
   A factor not 0/1, a term that does not hide the complement, or a smaller fill: declined.
 * A causal triangle can also be a slice of a constant lower triangle [1, 1, M, M]
   (GPT-J's ``bias[:, :, Lk - Lq : Lk, :Lk]``, cast to bool, and its hiding term

@@ -194,3 +194,17 @@ def test_terms_below_a_causal_band_with_a_small_fill_are_refused():
     g, scores, v = plain()
     bias = g.op("Add", [scores, g.input("bias", ["N", 2, "S", "S"])], "biased")
     refused(finish(g, mulmask(g, bias, int_band(g, scores, "range"), 1e4), v))
+
+
+@pytest.mark.parametrize(("shift", "expect"), [(0, "causal"), (1, "mask")])
+def test_terms_below_a_causal_band_with_a_huge_fill(shift, expect):
+    """Transfo-XL: ``(s + bd) * (1 - m) - 1e30 * m``, bd its relative-position term. With
+    a fill <= -1e30 the visible scores stay far above it (the rounding the additive mask
+    relies on), so the causal band is the triangle in the mask (-inf), bd kept; a band
+    one key wider stays the additive mask."""
+    g, scores, v = plain()
+    bias = g.op("Add", [scores, g.input("bias", ["N", 2, "S", "S"])], "biased")
+    module = fused(finish(g, mulmask(g, bias, int_band(g, scores, shift=shift)), v))
+    (call,) = sdpa_calls(module)
+    assert "attn_mask" in call.kwargs and "is_causal" not in call.kwargs
+    assert ("tril" in module.code) == (expect == "causal")  # the triangle, as -inf
