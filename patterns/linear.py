@@ -39,20 +39,37 @@ def matmul_replacement(x, w):
     return F.linear(x, w.t())
 
 
+_LAYOUT_FUNCTIONS = {torch.permute, torch.transpose, torch.t}
+_LAYOUT_METHODS = {"permute", "transpose", "t"}
+
+
+def _stored_node(match: Match, node, depth: int = 0) -> bool:
+    """Whether `node` holds stored values only: a weight constant, a ``torch.cat`` of such
+    values (a kernel built by ``tf.concat`` of TF variables: each stays its own parameter),
+    or a permutation of one (an einsum's ``nd`` operand written ``permute(W, (1, 0))``)."""
+    if depth > 4 or not isinstance(node, torch.fx.Node):
+        return False
+    if node.op == "get_attr":
+        return True
+    if node.op == "call_function" and node.target is torch.cat:
+        parts = node.args[0]
+        return (
+            isinstance(parts, (list, tuple))
+            and len(parts) > 0
+            and all(_stored_node(match, part, depth + 1) for part in parts)
+        )
+    layout = (node.op == "call_function" and node.target in _LAYOUT_FUNCTIONS) or (
+        node.op == "call_method" and node.target in _LAYOUT_METHODS
+    )
+    return layout and _stored_node(match, node.args[0], depth + 1)
+
+
 def _stored_weight(match: Match, name: str) -> bool:
-    """A weight constant, or a ``torch.cat`` of weight constants (a kernel built by
-    ``tf.concat`` of TF variables: each stays its own parameter)."""
+    """A weight constant, or values computed from stored values only (`_stored_node`)."""
     if match.is_constant(name):
         return True
     node = match.node(name)
-    return (
-        node is not None
-        and node.op == "call_function"
-        and node.target is torch.cat
-        and isinstance(node.args[0], (list, tuple))
-        and len(node.args[0]) > 0
-        and all(match.is_constant(part) for part in node.args[0])
-    )
+    return node is not None and _stored_node(match, node)
 
 
 def weight_check(match: Match) -> str | None:
@@ -124,7 +141,7 @@ def bias_check(match: Match) -> str | None:
     if w_shape is None or x_rank is None:
         return f"the shapes of the weight ({w_shape}) or the input ({x_rank}-D) are not known"
     out_features = w_shape[0]
-    if not match.is_constant("b"):
+    if not _stored_weight(match, "b"):
         return "the addend is not a constant"
     if b_shape is None or b_shape[-1:] != (out_features,) or any(d != 1 for d in b_shape[:-1]):
         return f"the addend has shape {b_shape}, not ({out_features},)"

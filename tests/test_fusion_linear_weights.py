@@ -1,0 +1,51 @@
+"""Linear weights computed from stored values only (patterns/linear.py `_stored_weight`).
+
+Transfo-XL's adaptive softmax head reads ``einsum("ibd,nd->ibn", h, concat([W, cluster_W]))
++ concat([b, cluster_b])``: tf2onnx writes a MatMul by a Transpose of a Concat of two
+variables, and an Add of a Concat. Each variable stays its own parameter, and the product
+is one F.linear. An operand that reads an activation is no weight."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from fusion_cases import assert_matches_ort, calls, graph, matches, node, optimized, rng
+from torch import nn
+
+
+def head_onnx(right: str = "wt") -> object:
+    """x [N, 3, 4] @ Transpose(Concat(w1 [5, 4], w2 [2, 4])) + Concat(b1, b2); with
+    `right="vt"` the right operand is the transpose of an input instead."""
+    nodes = [
+        node("Concat", ["w1", "w2"], "w", axis=0),
+        node("Transpose", ["w"], "wt", perm=[1, 0]),
+        node("Transpose", ["v"], "vt", perm=[1, 0]),
+        node("MatMul", ["x", right], "m"),
+        node("Concat", ["b1", "b2"], "b", axis=0),
+        node("Add", ["m", "b"], "y"),
+    ]
+    consts = {
+        "w1": rng.standard_normal((5, 4)),
+        "w2": rng.standard_normal((2, 4)),
+        "b1": rng.standard_normal(5),
+        "b2": rng.standard_normal(2),
+    }
+    return graph(nodes, {"x": ["N", 3, 4], "v": [7, 4]}, ["y"], consts)
+
+
+def test_a_transposed_concat_of_weights_is_one_linear_with_its_concat_bias():
+    model = head_onnx()
+    module = optimized(model)
+    assert matches(module).get("linear_matmul_1") == 1
+    assert matches(module).get("linear_bias_1") == 1
+    assert calls(module, F.linear, nn.Linear) == 1
+    names = {name for name, _ in module.named_parameters()}
+    assert len(names) == 4, names  # w1, w2, b1, b2: each its own parameter
+    assert_matches_ort(module, model)
+
+
+def test_a_transposed_activation_is_no_weight():
+    model = head_onnx(right="vt")
+    module = optimized(model)
+    assert "linear_matmul_1" not in matches(module)
+    assert calls(module, F.linear, nn.Linear) == 0
+    assert_matches_ort(module, model)
