@@ -429,8 +429,18 @@ def run_cond(pred, true_fn, false_fn, operands):
     too), where the branch alone would leave it None. So the first floating output passes
     through a Where that never takes the operands' sum: the same values, and a zero
     gradient to every operand.
+
+    Under torch.compile a predicate on sizes (a SymBool or a bool, not a tensor) picks its
+    branch in Python: Dynamo guards on it as on any shape-dependent branch (a recompile when
+    it flips), and the outputs keep their sizes as expressions of the input dims. torch.cond
+    would merge a size in which the branches differ (LED's input padded to a multiple of its
+    window, or not) into a fresh unbacked symbol, on which a later loop over sizes
+    (`run_while`, the gcd of tf.signal.frame) cannot be unrolled. torch.export keeps
+    torch.cond (one program for both outcomes).
     """
     if torch.compiler.is_compiling():
+        if isinstance(pred, (bool, torch.SymBool)) and not torch.compiler.is_exporting():
+            return true_fn(*operands) if pred else false_fn(*operands)
         return torch.cond(pred, true_fn, false_fn, operands)
     out = true_fn(*operands) if pred else false_fn(*operands)
     learned = [o for o in operands if isinstance(o, torch.Tensor) and o.requires_grad]
