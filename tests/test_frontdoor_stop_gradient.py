@@ -231,3 +231,35 @@ def test_a_stopped_mean_read_otherwise_stays_a_stop():
     module = fxsurgeon.optimize(from_onnx(proto, tf_model=model))
     assert sum(n.op == "call_method" and n.target == "detach" for n in module.graph.nodes) == 1
     _gradients_match_tf(module, model)
+
+
+def _logsumexp_model(shift_only: bool):
+    """``tf.math.reduce_logsumexp`` (its max shift is stopped), or with `shift_only` a
+    max-shifted exp whose shift is stopped and not added back: that stop changes the
+    gradient."""
+    import keras
+
+    def body(x):
+        if shift_only:
+            return tf.exp(x - tf.stop_gradient(tf.reduce_max(x, axis=(1, 2), keepdims=True)))
+        return x - tf.math.reduce_logsumexp(x, axis=(1, 2), keepdims=True)
+
+    tokens = keras.Input((5, 8), name="image")
+    h = keras.layers.Dense(8, name="proj")(tokens)
+    y = keras.layers.Dense(3, name="head")(keras.layers.Lambda(body)(h))
+    model = keras.Model(tokens, y)
+    randomize_variables(model, 0)
+    return model
+
+
+@pytest.mark.parametrize("shift_only", [False, True])
+def test_the_shift_of_a_logsumexp_is_not_a_stop(shift_only):
+    """log(sum(exp(x - stop(c)))) + stop(c) is the same for every c: not listed, no detach.
+    A stopped shift that is not added back stays a stop. Gradients are TF's either way."""
+    model = _logsumexp_model(shift_only)
+    proto = export_onnx(model)
+    assert len(_listed(proto)) == int(shift_only)
+    module = fxsurgeon.optimize(from_onnx(proto, tf_model=model))
+    detaches = sum(n.op == "call_method" and n.target == "detach" for n in module.graph.nodes)
+    assert detaches == int(shift_only)
+    _gradients_match_tf(module, model)

@@ -439,7 +439,11 @@ def _cache_key(name: str) -> str:
     parts = [
         inspect.getsource(BUILDERS[name]),
         inspect.getsource(randomize),
-        Path(fxsurgeon.frontdoor.export.__file__).read_text(),
+        # every module of the front door: freeze.py, the handler corrections, stop gradients...
+        *(
+            f.read_text()
+            for f in sorted(Path(fxsurgeon.frontdoor.export.__file__).parent.glob("*.py"))
+        ),
         tf.__version__,
         tf2onnx.__version__,
         onnx.__version__,

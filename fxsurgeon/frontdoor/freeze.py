@@ -103,7 +103,7 @@ def convert_function(
         refine_branch_shapes(graph_def)
         with (
             _folding_spares_variables(variable_consts, keys, optimizers) as chosen,
-            keeping_stop_gradients(lambda node: _holds_variable(node, keys)) as stops,
+            keeping_stop_gradients(lambda node: _holds_variable(node, keys), graph_def) as stops,
         ):
             proto, _ = _convert_common(
                 graph_def,

@@ -54,8 +54,9 @@ _FLOATS = {
 
 
 class _Keeping:
-    def __init__(self, holds_variable: Callable[[Any], bool]) -> None:
+    def __init__(self, holds_variable: Callable[[Any], bool], unchanging: set[str]) -> None:
         self.holds_variable = holds_variable
+        self.unchanging = unchanging
         self.kept: set[str] = set()
 
 
@@ -63,11 +64,14 @@ _STATE: ContextVar[_Keeping | None] = ContextVar("fxsurgeon_stop_gradients", def
 
 
 @contextlib.contextmanager
-def keeping_stop_gradients(holds_variable: Callable[[Any], bool]) -> Iterator[set[str]]:
+def keeping_stop_gradients(
+    holds_variable: Callable[[Any], bool], graph_def: Any = None
+) -> Iterator[set[str]]:
     """While active, tf2onnx keeps each ``StopGradient`` that can stop a gradient as an
     Identity; yields the set of their node names, filled during the conversion.
-    `holds_variable` tells a tf2onnx constant node that holds a TF variable's value."""
-    state = _Keeping(holds_variable)
+    `holds_variable` tells a tf2onnx constant node that holds a TF variable's value; the
+    stops of `graph_def` that change no gradient (`gradient_free_stops`) are left to tf2onnx."""
+    state = _Keeping(holds_variable, gradient_free_stops(graph_def) if graph_def else set())
     token = _STATE.set(state)
     try:
         yield state.kept
@@ -90,10 +94,121 @@ def _kept_stop_gradient(handler: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _may_carry_gradient(ctx: Any, node: Any, state: _Keeping) -> bool:
-    if ctx.get_dtype(node.input[0]) not in _FLOATS:
+    if node.name in state.unchanging or ctx.get_dtype(node.input[0]) not in _FLOATS:
         return False
     source = node.inputs[0]
     return source is None or not source.is_const() or state.holds_variable(source)
+
+
+def _source(name: str) -> str:
+    """The node a GraphDef input names (``"n"``, ``"n:1"``, a function's ``"n:output:0"``)."""
+    return name.lstrip("^").split(":")[0]
+
+
+def _keeps_dims(node: Any) -> bool:
+    return "keep_dims" in node.attr and bool(node.attr["keep_dims"].b)
+
+
+def _moments_stops(nodes: list[Any]) -> set[str]:
+    by_name = {n.name: n for n in nodes}
+    readers: dict[str, list[Any]] = {}
+    for n in nodes:
+        for name in n.input:
+            readers.setdefault(_source(name), []).append(n)
+
+    def axes(mean: Any) -> str | None:
+        """The axes input of a keep_dims Mean, as the value of its Const (or its name)."""
+        if mean is None or mean.op != "Mean" or not _keeps_dims(mean) or len(mean.input) < 2:
+            return None
+        const = by_name.get(_source(mean.input[1]))
+        if const is not None and const.op == "Const":
+            return const.attr["value"].tensor.SerializeToString().hex()
+        return mean.input[1]
+
+    found = set()
+    for stop in nodes:
+        if stop.op != "StopGradient" or not stop.input:
+            continue
+        mean = by_name.get(_source(stop.input[0]))
+        reduced = axes(mean)
+        if mean is None or reduced is None:
+            continue
+        x = mean.input[0]
+        squares = readers.get(stop.name, [])
+        if squares and all(
+            sq.op == "SquaredDifference"
+            and sorted(_source(i) for i in sq.input) == sorted([_source(x), stop.name])
+            and readers.get(sq.name)
+            and all(axes(v) == reduced for v in readers[sq.name])
+            for sq in squares
+        ):
+            found.add(stop.name)
+    return found | _logsumexp_stops(nodes, by_name, readers)
+
+
+def _only(readers: dict[str, list[Any]], name: str, op: str) -> Any:
+    """The single reader of `name`, when it is an `op` node; else None."""
+    nodes = readers.get(name, [])
+    return nodes[0] if len(nodes) == 1 and nodes[0].op == op else None
+
+
+def _logsumexp_stops(
+    nodes: list[Any], by_name: dict[str, Any], readers: dict[str, list[Any]]
+) -> set[str]:
+    """``tf.math.reduce_logsumexp``: ``log(sum(exp(x - stop(c)), A)) + stop(c)`` with c
+    (``max(x, A)``, keep_dims, through IsFinite/SelectV2) constant over A. The value is the
+    same for every c, so its derivative in c is exactly zero."""
+    found = set()
+    for stop in nodes:
+        if stop.op != "StopGradient" or not stop.input:
+            continue
+        source = by_name.get(_source(stop.input[0]))
+        if source is not None and source.op in ("Select", "SelectV2") and len(source.input) == 3:
+            source = by_name.get(_source(source.input[1]))
+        if source is None or source.op != "Max" or not _keeps_dims(source):
+            continue
+        x, axes = _source(source.input[0]), _source(source.input[1])
+        subs = [n for n in readers.get(stop.name, []) if n.op == "Sub"]
+        others = [n for n in readers.get(stop.name, []) if n.op != "Sub"]
+        if len(subs) != 1 or [_source(i) for i in subs[0].input] != [x, stop.name]:
+            continue
+        exp = _only(readers, subs[0].name, "Exp")
+        total = exp and _only(readers, exp.name, "Sum")
+        log = total and _only(readers, total.name, "Log")
+        add = log and _only(readers, log.name, "AddV2")
+        if not add or _source(total.input[1]) != axes and not _same_const(total, source, by_name):
+            continue
+        adds = [_only(readers, n.name, "AddV2") if n.op == "Reshape" else n for n in others]
+        if others and all(a is add for a in adds):
+            found.add(stop.name)
+    return found
+
+
+def _same_const(a: Any, b: Any, by_name: dict[str, Any]) -> bool:
+    """Whether the second inputs of `a` and `b` are Consts of equal value."""
+    ca, cb = by_name.get(_source(a.input[1])), by_name.get(_source(b.input[1]))
+    return (
+        ca is not None
+        and cb is not None
+        and ca.op == cb.op == "Const"
+        and ca.attr["value"].tensor.SerializeToString()
+        == cb.attr["value"].tensor.SerializeToString()
+    )
+
+
+def gradient_free_stops(graph_def: Any) -> set[str]:
+    """The ``StopGradient`` nodes of `graph_def` (its functions too) that change no gradient:
+    ``tf.math.reduce_logsumexp``'s shift (`_logsumexp_stops`), and
+    ``tf.nn.moments``' ``variance = mean(squared_difference(x, stop(m)), A)`` of
+    ``m = mean(x, A)``, both with keep_dims. Every unfused Keras normalisation reads it.
+    The variance's derivative in m is ``-2/n * sum(x - m)``, exactly zero at the mean of x
+    over A, so TF's gradient is that of the formula without the stop: tf2onnx drops it as
+    before and the normalisation stays the one torch fuses (F.layer_norm's gradient is the
+    unstopped formula's). Read on the TF graph, before tf2onnx moves layouts around."""
+    found = _moments_stops(list(graph_def.node))
+    for function in graph_def.library.function:
+        found |= _moments_stops(list(function.node_def))
+    return found
 
 
 #: the handler corrections `fxsurgeon.frontdoor.tf_handlers.corrected_handlers` installs
@@ -161,99 +276,12 @@ def _nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
 
 def record_stop_gradients(proto: onnx.ModelProto, kept: set[str]) -> None:
     """List in `proto`'s metadata the kept Identities still in the graph (one a dead
-    branch held is pruned with it), less those whose gradient is zero anyway
-    (`_centring_mean`)."""
+    branch held is pruned with it)."""
     names = sorted(
-        n.name
-        for graph in _graphs(proto.graph)
-        for n in graph.node
-        if n.op_type == "Identity" and n.name in kept and not _centring_mean(n, graph)
+        n.name for n in _nodes(proto.graph) if n.op_type == "Identity" and n.name in kept
     )
     entry = proto.metadata_props.add()
     entry.key, entry.value = STOP_GRADIENTS_KEY, json.dumps(names)
-
-
-def _graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
-    """`graph` and its subgraphs."""
-    yield graph
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.GRAPH:
-                yield from _graphs(attr.g)
-            elif attr.type == onnx.AttributeProto.GRAPHS:
-                for sub in attr.graphs:
-                    yield from _graphs(sub)
-
-
-def _mean_axes(node: onnx.NodeProto, graph: onnx.GraphProto) -> tuple[Any, ...] | None:
-    """What a mean averages over, as a key equal for equal reductions: a ReduceMean's axes
-    (its attribute or constant input; every axis when none are given), or every dim from
-    the third for GlobalAveragePool (tf2onnx writes a mean over the trailing axes so); None
-    for any other node, or axes computed at run time."""
-    if node.op_type == "GlobalAveragePool":
-        return ("spatial",)
-    if node.op_type != "ReduceMean":
-        return None
-    attrs = {a.name: a for a in node.attribute}
-    if "axes" in attrs:
-        return tuple(sorted(attrs["axes"].ints))
-    if len(node.input) > 1 and node.input[1]:
-        for init in graph.initializer:
-            if init.name == node.input[1]:
-                return tuple(sorted(int(v) for v in onnx.numpy_helper.to_array(init).ravel()))
-        return None
-    noop = "noop_with_empty_axes" in attrs and attrs["noop_with_empty_axes"].i != 0
-    return None if noop else ("all",)
-
-
-def _keepdims(node: onnx.NodeProto) -> bool:
-    return all(a.i != 0 for a in node.attribute if a.name == "keepdims")
-
-
-def _centring_mean(stop: onnx.NodeProto, graph: onnx.GraphProto) -> bool:
-    """Whether the stop is of a mean that only centres the same tensor for a variance over
-    the same axes: ``m = mean(x, A)``, read only as ``mean((x - stop(m))^2, A)`` (or
-    ``(stop(m) - x)``, squared as ``d * d`` or ``d ** 2``). That is ``tf.nn.moments``, which
-    every unfused Keras normalisation calls. The stop changes no gradient there: the
-    variance's derivative in m is ``-2/n * sum(x - m)``, which is exactly zero when m is
-    the mean of x over those axes (a ReduceMean, or a GlobalAveragePool both sides). So it
-    is left an identity, and the normalisation reads
-    as the one torch fuses (F.layer_norm's gradient is that of the unstopped formula)."""
-    producers = {out: n for n in graph.node for out in n.output}
-    readers: dict[str, list[onnx.NodeProto]] = {}
-    for n in graph.node:
-        for name in n.input:
-            readers.setdefault(name, []).append(n)
-    outputs = {o.name for o in graph.output}
-    mean = producers.get(stop.input[0])
-    if mean is None or not _keepdims(mean):
-        return False
-    axes, x = _mean_axes(mean, graph), mean.input[0]
-    if axes is None or stop.output[0] in outputs:
-        return False
-
-    def only_readers(name: str) -> list[onnx.NodeProto]:
-        return [] if name in outputs else readers.get(name, [])
-
-    subs = only_readers(stop.output[0])
-    for sub in subs:
-        if sub.op_type != "Sub" or set(sub.input) != {x, stop.output[0]}:
-            return False
-        squares = only_readers(sub.output[0])
-        for square in squares:
-            squared = square.op_type == "Mul" and list(square.input) == [sub.output[0]] * 2
-            if square.op_type == "Pow":
-                exponent = [i for i in graph.initializer if i.name == square.input[1]]
-                value = onnx.numpy_helper.to_array(exponent[0]) if exponent else None
-                squared = value is not None and value.size == 1 and float(value) == 2.0
-            if not squared:
-                return False
-            means = only_readers(square.output[0])
-            if not means or any(_mean_axes(m, graph) != axes for m in means):
-                return False
-        if not squares:
-            return False
-    return bool(subs)
 
 
 def stop_gradient_outputs(proto: onnx.ModelProto) -> frozenset[str] | None:
