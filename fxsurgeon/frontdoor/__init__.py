@@ -15,7 +15,13 @@ from .converters.math_ops import WIDE_UNSIGNED, bitwise_not, logical_shift, lp_n
 from .converters.nd_index import REDUCE as SCATTER_REDUCTIONS
 from .converters.opset18 import split_sizes
 from .converters.pool_pad import AVG_POOLS, PAD_MODES, avg_pool_pads
-from .converters.resize import ResizeError, aten_resize, same_pixels, scaled_sizes
+from .converters.resize import (
+    ResizeError,
+    aten_resize,
+    repeat_factors,
+    same_pixels,
+    scaled_sizes,
+)
 from .converters.resize import plan as resize_plan
 from .converters.resize_sample import SampleError, resample
 from .converters.resize_sample import plan_axes as resize_axes
@@ -41,6 +47,7 @@ __all__ = [
     "resample",
     "resize_axes",
     "same_pixels",
+    "repeat_factors",
     "aten_resize",
     "resize_plan",
     "scaled_sizes",

@@ -3,7 +3,10 @@
 Where the converter found F.interpolate's exact form (``fast``), what depends on the
 scales (``out_gt_1``; a nearest form's index map, `same_pixels`; see
 ``frontdoor/converters/resize.py``) is checked here on the scales or sizes known at
-optimize time, and the call is F.interpolate. The output size of a scale is ``floor(in * scale)`` in float32, as
+optimize time, and the call is F.interpolate; a nearest form at a whole-number upscale
+(scales, or sizes the shape analysis shows are ``s`` times the input's lengths, run-time
+ones too) is F.interpolate's nearest-exact, proven to pick the spec's pixel at every size
+(`repeat_factors`). The output size of a scale is ``floor(in * scale)`` in float32, as
 onnxruntime computes it: where a static dim floors lower in torch's double, ATen's
 ``upsample_*`` takes that size and the scales. Every other Resize, and a fast form whose
 rule fails at these scales, is the spec's definition written as graph nodes
@@ -15,13 +18,19 @@ be constants (else the module stays, reported), a roi may be a tensor. A dynamic
 
 from __future__ import annotations
 
+import operator
+
+import sympy
+import torch
 import torch.nn.functional as F
+from torch import fx
 
 from ..errors import InputError, LoweringError
 from ..frontdoor import (
     ResizeError,
     SampleError,
     aten_resize,
+    repeat_factors,
     resample,
     resize_axes,
     same_pixels,
@@ -79,6 +88,46 @@ def _scales(given) -> list[float]:
     return [float(s) for s in scales.value.reshape(-1).tolist()]
 
 
+def _expr(ctx, size):
+    """A length (an int or an int-valued node) as an int or a sympy expression of the input
+    dims' symbols (None: not known)."""
+    if isinstance(size, int):
+        return size
+    value = size.meta.get("val") if isinstance(size, fx.Node) else None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, torch.SymInt):
+        return ctx.graph.shapes.env.replace(value.node.expr)
+    return None
+
+
+def _same(ctx, a, b) -> bool:
+    a, b = _expr(ctx, a), _expr(ctx, b)
+    return a is not None and b is not None and sympy.simplify(sympy.sympify(a) - b) == 0
+
+
+def _repeats(ctx, mod, x, ins, outs):
+    """F.interpolate's nearest-exact where every resized dim is a whole upscale (rule
+    `repeat_factors`: the spec's pixel at every size), else None. `outs`: the output
+    lengths, or the whole scales (then the lengths are ``s * in``)."""
+    in_exprs = [_expr(ctx, i) for i in ins]
+    if isinstance(outs[0], float):
+        out_exprs = [None if i is None else i * int(f) for i, f in zip(in_exprs, outs, strict=True)]
+    else:
+        out_exprs = [_expr(ctx, o) for o in outs]
+    if None in in_exprs or None in out_exprs:
+        return None
+    factors = repeat_factors(mod.sampling, in_exprs, out_exprs)
+    if factors is None:
+        return None
+    if isinstance(outs[0], float):
+        outs = [
+            i * f if isinstance(i, int) else ctx.call(operator.mul, i, f)
+            for i, f in zip(ins, factors, strict=True)
+        ]
+    return ctx.call(F.interpolate, x, size=tuple(outs), mode="nearest-exact")
+
+
 def _interpolate(ctx, mod, x, rank, given):
     mode = mod.torch_mode(rank - 2)
     _, align_corners, rule = mod.fast
@@ -86,9 +135,12 @@ def _interpolate(ctx, mod, x, rank, given):
     static_ins = [i if isinstance(i, int) else None for i in ins]
     sizes = _sizes(ctx, x, given)
     if sizes is not None:
-        if any(sizes[d] != ctx.size(x, d) for d in (0, 1)):
+        if not all(_same(ctx, sizes[d], ctx.size(x, d)) for d in (0, 1)):
             raise ResizeError("torch cannot resize the batch or channel dims")
         outs = sizes[2:]
+        repeated = _repeats(ctx, mod, x, ins, outs)
+        if repeated is not None:
+            return repeated
         plan(rule, static_ins, [o if isinstance(o, int) else None for o in outs], None)
         if mode.startswith("nearest"):
             same_pixels(mode, mod.sampling, ins, outs, None)
@@ -97,6 +149,10 @@ def _interpolate(ctx, mod, x, rank, given):
     if values[:2] != [1.0, 1.0]:
         raise ResizeError("torch cannot scale the batch or channel dims")
     factors = values[2:]
+    if all(f >= 1 and f.is_integer() for f in factors):  # floor(in * s) is s * in
+        repeated = _repeats(ctx, mod, x, ins, factors)
+        if repeated is not None:
+            return repeated
     outs, differ = scaled_sizes(static_ins, factors)  # float32's product, as onnxruntime
     plan(rule, static_ins, outs, factors)
     if mode.startswith("nearest"):
@@ -129,5 +185,7 @@ def _spec(ctx, mod, x, rank, given):
     else:
         roi = ctx.tensor(roi)
     shape = [ctx.size(x, d) for d in range(rank)]
+    if sizes is not None:  # a length the analysis shows is the input's: that one (scale 1)
+        sizes = [n if _same(ctx, s, n) else s for s, n in zip(sizes, shape, strict=False)]
     axes = resize_axes(ctx.call, shape, mod.axes, scales, sizes, roi, mod.policy, how.transform)
     return resample(ctx.call, x, rank, axes, how, ctx.device(), ctx.method)

@@ -17,8 +17,9 @@ channels among them. The fast forms:
   where no source coordinate falls exactly halfway, and Resize-10's rounding is ``nearest``
   where it upsamples. torch computes its source index by its own arithmetic (the scale's
   reciprocal in float), which can fall on the other side of an integer than onnxruntime's
-  ``(x + 0.5) / s``: so every nearest form is used only where both index maps are computed
-  at optimize time, over the static sizes, and agree (`same_pixels`); else the spec's;
+  ``(x + 0.5) / s``: so a nearest form is used where both index maps are computed at
+  optimize time, over the static sizes, and agree (`same_pixels`), or where the scale is a
+  whole number (`repeat_factors`, below, at any size); else the spec's;
 * linear (1-3 spatial dims) and cubic (2, with ``cubic_coeff_a = -0.75`` and
   ``exclude_outside = 0``, torch's bicubic; any other cubic, TF's among them, is computed
   by ONNX's definition, ``resize_sample.py``): half_pixel is
@@ -39,6 +40,30 @@ double, is 6.99999976. Where the two floors differ, the call is ATen's
 ``upsample_*`` with both the output size and the scales (`aten_resize`): the
 size from float32, the coordinates from the scale, as the spec says.
 
+Whole-number upscales (`repeat_factors`): where each resized dim's output length is
+``s * in`` for a whole ``s >= 1`` (scales that are whole numbers; sizes the shape analysis
+shows to be ``s`` times the input's length at every size, as tf2onnx's ``Shape(x)[2:] * 2``
+of an UpSampling2D), output position ``p = s k + r`` (``0 <= r < s``) reads, by the spec:
+
+* asymmetric: ``c = p / s = k + r / s``, floor: pixel ``k`` (Resize-10 upsamples: floor);
+* tf_half_pixel_for_nn: ``c = k + (r + 1/2) / s``, floor: ``k``;
+* half_pixel and pytorch_half_pixel (its output is longer than 1 unless ``s = in = 1``,
+  where both read pixel 0): ``c = k + (2r + 1 - s) / (2s)``, strictly inside
+  ``(k - 1/2, k + 1/2)``: both round_prefer modes give ``k`` (never a tie);
+
+and torch's nearest-exact reads ``floor((p + 1/2) in / out) = floor(k + (r + 1/2) / s) = k``:
+every output pixel is its input pixel repeated. The other roundings of these transforms
+(ceil; floor of half_pixel; rounding of asymmetric) read ``k + 1`` or ``k - 1`` at some
+``r``, align_corners's ``c`` depends on ``in``: those keep `same_pixels` or the spec's.
+In float32: ``p + 1/2`` is exact (``p < 2**23``); onnxruntime rounds at most twice after
+it, torch (ATen's kernels, and the decomposition torch.compile uses) at most three times,
+each within ``2**-24`` relative, so each ``c`` is within ``3 (k + 1) 2**-24`` (and a hair)
+of its exact value, while the exact values stay ``1 / (2s)`` or more from where the
+roundings change pixel (``r / s <= 1 - 1/s``; ``k + 1/2 +- 1/(2s)``; ``k`` itself is exact
+in ``p / s``). So both pick ``k`` wherever ``s (k + 1) <= out < 2**21`` (`EXACT_BELOW`):
+a static length is checked; a length known only at run time is taken to be below 2**21
+(2,097,152 positions along one axis).
+
 Resize-10 (and Upsample-9, tf2onnx's resize below opset 10, the same op) samples at
 asymmetric coordinates; onnxruntime's nearest there takes the pixel below when
 upsampling and the one above when downsampling ("simple" rounding).
@@ -49,6 +74,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import sympy
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -73,8 +99,24 @@ _NEAREST = {  # every one checked by `same_pixels`
     ("half_pixel", "round_prefer_ceil"): "nearest-exact",
     ("half_pixel", "round_prefer_floor"): "nearest-exact",
     ("pytorch_half_pixel", "round_prefer_ceil"): "nearest-exact",
+    ("pytorch_half_pixel", "round_prefer_floor"): "nearest-exact",
     ("asymmetric", "simple"): "nearest",  # Resize-10
 }
+#: the nearest forms whose pixel at a whole-number upscale s is p // s, torch's
+#: nearest-exact's, at every size (module doc)
+REPEATS = frozenset(
+    {
+        ("asymmetric", "floor"),
+        ("asymmetric", "simple"),
+        ("tf_half_pixel_for_nn", "floor"),
+        ("half_pixel", "round_prefer_floor"),
+        ("half_pixel", "round_prefer_ceil"),
+        ("pytorch_half_pixel", "round_prefer_floor"),
+        ("pytorch_half_pixel", "round_prefer_ceil"),
+    }
+)
+#: output lengths below this keep float32's source coordinates within the proof's margin
+EXACT_BELOW = 2**21
 _SMOOTH = {  # coordinate_transformation_mode -> (align_corners, rule)
     "half_pixel": (False, None),
     "align_corners": (True, None),
@@ -116,6 +158,31 @@ def aten_resize(mode: str, x, sizes: list, scales: list, align_corners) -> tuple
     if mode.startswith("nearest"):
         return op, (x, list(sizes), *scales)
     return op, (x, list(sizes), bool(align_corners), *scales)
+
+
+def whole_factor(n_in, n_out) -> int | None:
+    """The whole ``s >= 1`` with ``n_out == s * n_in`` at every size, else None. Lengths are
+    ints or sympy expressions of the input dims' symbols (the shape analysis'); a static
+    output at or above `EXACT_BELOW` has none."""
+    if isinstance(n_in, int) and isinstance(n_out, int):
+        if 0 < n_in <= n_out < EXACT_BELOW and n_out % n_in == 0:
+            return n_out // n_in
+        return None
+    if not all(isinstance(n, (int, sympy.Expr)) for n in (n_in, n_out)):
+        return None  # e.g. a SymInt of a trace: not shown
+    ratio = sympy.simplify(sympy.sympify(n_out) / sympy.sympify(n_in))
+    if ratio.is_Integer and int(ratio) >= 1:
+        return int(ratio)
+    return None
+
+
+def repeat_factors(how: Sampling, ins: list, outs: list) -> list[int] | None:
+    """Each dim's whole upscale where `how` is a `REPEATS` form and every dim has one (then
+    torch's nearest-exact picks the spec's pixels at every size, module doc), else None."""
+    if how.mode != "nearest" or (how.transform, how.nearest) not in REPEATS:
+        return None
+    factors = [whole_factor(i, o) for i, o in zip(ins, outs, strict=True)]
+    return None if any(f is None for f in factors) else factors  # type: ignore[return-value]
 
 
 class ResizeError(ValueError):
@@ -212,6 +279,8 @@ class OnnxResizeSpec(nn.Module):
             sizes = [int(s) for s in sizes.tolist()]
             if sizes[:2] != list(x.shape[:2]):
                 raise ResizeError("torch cannot resize the batch or channel dims")
+            if repeat_factors(self.sampling, ins, sizes[2:]) is not None:
+                return F.interpolate(x, size=sizes[2:], mode="nearest-exact")
             plan(rule, ins, sizes[2:], None)
             if mode.startswith("nearest"):
                 same_pixels(mode, self.sampling, ins, sizes[2:], None)
@@ -220,6 +289,8 @@ class OnnxResizeSpec(nn.Module):
         if scales[:2] != [1.0, 1.0]:
             raise ResizeError("torch cannot scale the batch or channel dims")
         outs, differ = scaled_sizes(ins, scales[2:])
+        if repeat_factors(self.sampling, ins, outs) is not None:
+            return F.interpolate(x, size=outs, mode="nearest-exact")
         plan(rule, ins, outs, scales[2:])
         if mode.startswith("nearest"):
             same_pixels(mode, self.sampling, ins, outs, scales[2:])
@@ -313,4 +384,12 @@ def register() -> None:
         add("Resize", version, _convert, replace=True)
 
 
-__all__ = ["OnnxResizeSpec", "ResizeError", "SampleError", "plan", "same_pixels"]
+__all__ = [
+    "OnnxResizeSpec",
+    "ResizeError",
+    "SampleError",
+    "plan",
+    "repeat_factors",
+    "same_pixels",
+    "whole_factor",
+]

@@ -182,6 +182,8 @@ def _sized(call: Call, ins: list, outs: list, policy: str) -> tuple[list, list]:
 
 
 def _ratio(call: Call, out: Any, n_in: Any) -> Any:
+    if out is n_in:  # the same run-time length: scale 1, the axis is left as it is
+        return 1.0
     if _static(out, n_in):
         return float(np.float32(out) / np.float32(n_in))
     return call(operator.truediv, call(torch.sym_float, out), n_in)
