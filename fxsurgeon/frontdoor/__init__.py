@@ -27,6 +27,7 @@ from .converters.resize_sample import SampleError, resample
 from .converters.resize_sample import plan_axes as resize_axes
 from .converters.scatter_quant import QUANT_RANGE, dynamic_quantize
 from .converters.tensor_ops import eye_like, one_hot, reverse_sequence
+from .converters.unsigned import ordered
 from .export import TOKEN_INPUTS, export_onnx, load_model, quiet_tensorflow, tf_call
 from .onnx_import import ONNX2TORCH_WARNINGS_KEY, from_onnx, from_tensorflow
 from .stop_gradients import stop_gradient_outputs
@@ -41,6 +42,7 @@ __all__ = [
     "ONNX2TORCH_WARNINGS_KEY",
     "SCATTER_REDUCTIONS",
     "WIDE_UNSIGNED",
+    "ordered",
     "ResizeError",
     "compress",
     "SampleError",

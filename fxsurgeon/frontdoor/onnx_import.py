@@ -23,6 +23,7 @@ from ..source import (
     TFVariable,
 )
 from . import converters
+from .converters.unsigned import EXACT, LAYOUT, WIDE_INPUTS, check_input
 from .export import _TORCH_DTYPES, export_onnx, load_model
 from .stop_gradients import detach_stop_gradients, stop_gradient_outputs
 from .variables import map_initializers_to_variables, read_variables, tf_variables_of
@@ -94,7 +95,9 @@ def record_source(gm: torch.fx.GraphModule, model: onnx.ModelProto) -> None:
     gm.meta[SOURCE_META_KEY] = SourceInfo(
         onnx_model=model,
         input_specs=tuple(
-            _input_spec(value) for value in model.graph.input if value.name not in initializers
+            _input_spec(value, model.graph)
+            for value in model.graph.input
+            if value.name not in initializers
         ),
         output_names=tuple(o.name for o in model.graph.output),
         buffer_to_initializer=_buffer_to_initializer(gm),
@@ -140,10 +143,20 @@ def _load_onnx(onnx_model_or_path: Any) -> tuple[onnx.ModelProto, str]:
     return model, where
 
 
-def _input_spec(value: onnx.ValueInfoProto) -> InputSpec:
+def _input_spec(value: onnx.ValueInfoProto, graph: onnx.GraphProto) -> InputSpec:
     tensor_type = value.type.tensor_type
     shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in tensor_type.shape.dim)
-    dtype = _TORCH_DTYPES.get(tensor_type.elem_type)
+    dtype = _TORCH_DTYPES.get(tensor_type.elem_type) or WIDE_INPUTS.get(tensor_type.elem_type)
+    if tensor_type.elem_type in WIDE_INPUTS:  # torch computes few ops of these
+        reader = check_input(graph, value.name)
+        if reader is not None:
+            name = TensorProto.DataType.Name(tensor_type.elem_type)
+            raise InputError(
+                f"input {value.name!r} has type {name} ({dtype}), which torch computes few "
+                f"ops of: ONNX node {reader.name!r} (op {reader.op_type}) reads it; such an "
+                f"input is taken where only {', '.join(sorted(EXACT))} read it (through "
+                f"{', '.join(sorted(LAYOUT))})"
+            )
     if dtype is None:
         name = TensorProto.DataType.Name(tensor_type.elem_type)
         raise InputError(f"input {value.name!r} has type {name}, which has no torch dtype")

@@ -11,6 +11,7 @@ import torch
 from torch import fx
 
 from ..errors import LoweringError
+from ..frontdoor import ordered
 from ..shapes import dtype_of, shape_of
 from . import sym_math
 from .shape_ops import _arith
@@ -126,16 +127,31 @@ def _unary(ctx, mod, node, args):
     return ctx.call(fn, ctx.tensor(x))
 
 
-@lowering("OnnxCompare", "OnnxLogical")
+@lowering("OnnxCompare", "OnnxOrderCompare", "OnnxLogical")
 def _compare(ctx, mod, node, args):
     fn = getattr(mod, "compare_function", None) or mod.logic_op_function
     decided = _sym_compare(fn, *args)
     if decided is not None:
         return decided
     a, b = (v.to_const() if isinstance(v, Sym) and v.is_static else v for v in args)
+    order = type(mod).__name__ == "OnnxOrderCompare"  # uint16/32/64 compared in int64
     if isinstance(a, Const) and isinstance(b, Const):
-        return Const(fn(a.value, b.value))
-    return ctx.call(fn, ctx.tensor(a), ctx.tensor(b))
+        return Const(fn(*(ordered(v.value) if order else v.value for v in (a, b))))
+    a, b = ctx.tensor(a), ctx.tensor(b)
+    if order:
+        a, b = _ordered(ctx, a), _ordered(ctx, b)
+    return ctx.call(fn, a, b)
+
+
+def _ordered(ctx, x):
+    """`ordered` (converters/unsigned.py) as graph nodes: uint16/32 widened to int64, uint64's
+    bits as int64 with the sign bit flipped; other dtypes as they are."""
+    dtype = x.meta["val"].dtype
+    if dtype in (torch.uint16, torch.uint32):
+        return ctx.method("to", x, torch.int64)
+    if dtype == torch.uint64:
+        return ctx.call(torch.bitwise_xor, ctx.method("to", x, torch.int64), -(2**63))
+    return x
 
 
 def _sym_compare(fn, a, b) -> Sym | None:

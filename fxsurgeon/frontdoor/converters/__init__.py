@@ -10,7 +10,8 @@ for the hyperbolic functions, the bitwise ops, ThresholdedRelu, Det, LpNormaliza
 (``scatter_quant``), Compress and Unique (``data_sized``), nor for the opset-18 forms of the
 reductions and Split (``opset18``). Ops with no fixed torch form
 (random draws, sequences, Scan) are refused by name
-(``refused``). Each family file here defines a module that computes its op by the
+(``refused``); Less/Greater/LessOrEqual/GreaterOrEqual compare uint16/32/64 in int64
+(``unsigned``, which also checks such graph inputs). Each family file here defines a module that computes its op by the
 ONNX spec and a converter for the op versions it covers; `register` adds them all.
 ``fxsurgeon.optimize`` lowers these modules to plain torch
 (``fxsurgeon/lower/recurrent.py``, ``control_flow.py``, ``loop.py``,
@@ -41,6 +42,7 @@ from . import (
     scatter_quant,
     spec_ops,
     tensor_ops,
+    unsigned,
 )
 from .control_flow import OnnxIf
 from .conv import OnnxConvSpec
@@ -72,6 +74,7 @@ def register() -> None:
         scatter_quant,
         data_sized,
         opset18,
+        unsigned,
         refused,
     )
     for family in families:
