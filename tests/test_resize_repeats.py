@@ -84,6 +84,8 @@ def _check_everywhere(model, fast):
     assert_lowered(optimized)
     targets = _targets(optimized)
     assert (F.interpolate in targets) == fast, targets
+    calls = [n for n in optimized.graph.nodes if n.target is F.interpolate]
+    assert all(n.kwargs.get("mode", n.args[3:4]) == ("nearest-exact",) for n in calls)
     # the gathers: one per resized dim (H, W), the batch and channels (scale 1) left alone
     assert targets.count(torch.index_select) == (0 if fast else 2), targets
     compiled = torch.compile(optimized, fullgraph=True, backend="aot_eager", dynamic=True)

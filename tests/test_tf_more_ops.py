@@ -10,6 +10,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+import torch.nn.functional as F
 from onnx import helper, numpy_helper
 from onnx_cases import assert_lowered, assert_matches_ort, init, make_model, tensor_info
 
@@ -248,3 +249,36 @@ def test_tf_resize_through_tf2onnx_matches_tf(name, fn):
     module == TF on a dynamic image, down in height and up in width."""
     image = np.random.default_rng(6).standard_normal((2, 11, 5, 2)).astype(np.float32)
     _check(fn, {"image": image}, dynamic=(1, 2))
+
+
+@pytest.mark.parametrize(
+    "name, fn",
+    [
+        ("resize_nearest", lambda x: tf.image.resize(x, 2 * tf.shape(x)[1:3], "nearest")),
+        (
+            "v1_nearest_asymmetric",
+            lambda x: tf.compat.v1.image.resize_nearest_neighbor(x, tf.shape(x)[1:3] * [3, 2]),
+        ),
+        (
+            "v1_nearest_half_pixel",
+            lambda x: tf.compat.v1.image.resize_nearest_neighbor(
+                x, tf.shape(x)[1:3] * 2, half_pixel_centers=True
+            ),
+        ),
+    ],
+)
+def test_tf_nearest_whole_upscale_of_a_dynamic_image_is_nearest_exact(name, fn):
+    """TF's nearest resize to a whole multiple of a run-time image size (UpSampling2D's
+    form in tf.keras): tf2onnx's sizes are Shape(x)[2:] * s, the optimized module is
+    F.interpolate's nearest-exact with no gather (rule repeat_factors) and == TF."""
+    image = np.random.default_rng(7).standard_normal((2, 5, 7, 3)).astype(np.float32)
+    proto = _check(fn, {"image": image}, dynamic=(1, 2))
+    module = fxsurgeon.optimize(fxsurgeon.from_onnx(proto))
+    calls = [n for n in module.graph.nodes if n.op == "call_function"]
+    modes = [n.kwargs.get("mode", n.args[3:4]) for n in calls if n.target is F.interpolate]
+    assert modes == [("nearest-exact",)], modes
+    assert not any(n.target is torch.index_select for n in calls)
+    for shape in ((1, 9, 4, 3), (3, 2, 11, 3)):  # sizes the export never saw
+        x = np.random.default_rng(8).standard_normal(shape).astype(np.float32)
+        want = np.asarray(fn(tf.constant(x)))
+        np.testing.assert_array_equal(module(torch.from_numpy(x)).numpy(), want)
