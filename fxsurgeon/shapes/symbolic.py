@@ -272,17 +272,6 @@ class SymbolicShapes:
         dims (a while loop's): see `_fresh_symbol`."""
         return _fresh_symbol(self.env, hint)
 
-    def _fresh(self, result: Any) -> Any:
-        """A kept result as new fake tensors of the same sizes and strides: a fake tensor
-        remembers what was read from it (``item()`` gives the same unbacked symbol again),
-        and two nodes given one result read two tensors' data."""
-        if isinstance(result, torch.Tensor):
-            with self.mode:
-                return torch.ops.aten.alias.default(result)
-        if type(result) in (tuple, list):
-            return type(result)(self._fresh(r) for r in result)
-        return result  # (a structseq of torch.return_types: as it was kept)
-
     def data_size(self) -> torch.SymInt:
         """A new unbacked symbol (never negative) for a size the data decides (a dim in
         which a data-decided If's branches differ): nothing guards on its value; what an
@@ -316,18 +305,15 @@ class SymbolicShapes:
 
     # -- running ops -------------------------------------------------------------
     def run(self, fn: Any, args: Sequence, kwargs: dict, where: str, op: str) -> Any:
-        """``fn(*args, **kwargs)`` on fake values; notes any input dim it forced.
-
-        A call on the same sizes as an earlier one (the next layer's) gives the
-        earlier result: what a native op gives for fake inputs depends only on
-        their sizes, strides and dtypes, and any guard it added holds already.
-        Ops run with the Python dispatcher on, as under torch.export: a composite
-        op whose C++ kernel reads concrete sizes (``torch.lstm``, ``F.pad``'s
-        ``constant_pad_nd``) then takes its symbolic decomposition instead of
-        pinning the dims it reads to their example sizes."""
+        """``fn(*args, **kwargs)`` on fake values; notes any input dim it forced. A call on
+        the same sizes as an earlier one (the next layer's) gives the earlier result: a native
+        op's fake result depends only on its inputs' sizes, strides and dtypes, and its guards
+        hold already. Ops run with the Python dispatcher on, as under torch.export: a composite
+        op whose C++ kernel reads concrete sizes (``torch.lstm``, ``constant_pad_nd``) then
+        takes its symbolic decomposition, not pinning the dims it reads to their examples."""
         key = _memo_key((fn, args, kwargs))
         if key is not None and key in self._memo:
-            return self._fresh(self._memo[key])
+            return _fresh(self.mode, self._memo[key])
         symbols = len(self.env.var_to_range)
         # a failing meta function is our LoweringError, not an ERROR log line of torch's
         with _quiet(_FAKE_LOG), self.mode, enable_python_dispatcher():
@@ -423,6 +409,18 @@ class SymbolicShapes:
 
 
 _FRESH = itertools.count(1)  # names of `fresh_int`'s symbols: a subgraph's view shares the env
+
+
+def _fresh(mode: Any, result: Any) -> Any:
+    """A kept result as new fake tensors of the same sizes and strides: a fake tensor
+    remembers what was read from it (``item()`` gives the same unbacked symbol again),
+    and two nodes given one result read two tensors' data."""
+    if isinstance(result, torch.Tensor):
+        with mode:
+            return torch.ops.aten.alias.default(result)
+    if type(result) in (tuple, list):
+        return type(result)(_fresh(mode, r) for r in result)
+    return result  # (a structseq of torch.return_types: as it was kept)
 
 
 def _fresh_symbol(env: ShapeEnv, hint: int) -> torch.SymInt:
