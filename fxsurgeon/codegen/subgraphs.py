@@ -43,6 +43,8 @@ HELPER_NAMES = (
     "_item",
     "compare_sizes",
     "follow_dtype",
+    "size_branch",
+    "negate_size",
 )
 
 
@@ -63,6 +65,8 @@ def runtime_helpers() -> dict[int, tuple[str, Callable[..., Any], Callable[..., 
         control_flow._item,
         control_flow.compare_sizes,
         dtypes.follow_dtype,
+        control_flow.size_branch,
+        control_flow.negate_size,
     )
     for function in functions:
         table[id(function)] = (function.__name__, function, function)
@@ -83,7 +87,7 @@ def subgraph_role(graph: fx.Graph, path: str) -> str:
     users = [u for n in graph.nodes if n.op == "get_attr" and n.target == path for u in n.users]
     targets = {u.target for u in users}
     names = {getattr(t, "__name__", "") for t in targets}
-    if "cond" in names:
+    if names & {"cond", "size_branch"}:
         position = next(u.args.index(n) for u in users for n in u.args if _reads(n, path))
         branch = "true" if position == 1 else "false"
         return f"The {branch} branch of a torch.cond (an ONNX If): operands -> outputs."

@@ -52,7 +52,7 @@ from . import (  # noqa: F401, E402
     tensor_ops,
     while_loop,
 )
-from .control_flow import run_cond
+from .control_flow import run_cond, size_branch
 from .coverage import onnx2torch_classes
 from .dtypes import follow_dtype
 from .graph import LoweringResult, lower_graph
@@ -72,6 +72,7 @@ __all__ = [
     "is_onnx2torch_module",
     "names_a_variable",
     "run_cond",
+    "size_branch",
     "run_loop",
     "run_while",
     "run_while_tensors",

@@ -16,7 +16,13 @@ differ are unbacked sizes. The analysis states the same:
   agree so are refused: a later pass may still tie the input dims that make them equal
   (fxsurgeon/lower/graph.py, `_lower_tied`).
 
-Branches that differ in dtype or rank are refused (torch.cond cannot express them).
+Sizes on a size predicate that no outcome makes agree (Funnel's pooling: ``(L + 1) // 2``
+where ``L > 2``, ``L`` where not; at ``L = 2`` they differ) cannot be a torch.cond's; the If
+is then a Python branch on the predicate (control_flow.py, `size_branch`), and with
+``piecewise`` each such size is the expression ``Piecewise((then, pred), (else, True))``,
+the size the branch taken gives: the analysis after the If stays symbolic in both cases.
+
+Branches that differ in dtype or rank are refused (no one fake value states them).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from typing import Any
 
 import sympy
 import torch
+from sympy.logic.boolalg import ITE
 from torch import fx
 from torch.utils._sympy.functions import ToFloat
 
@@ -50,11 +57,16 @@ def same_outputs(then_out: Any, else_out: Any) -> None:
         )
 
 
-def cond_outputs(shapes, then_out: Any, else_out: Any, pred: fx.Node | None) -> tuple:
+def cond_outputs(
+    shapes, then_out: Any, else_out: Any, pred: fx.Node | None, piecewise: bool = False
+) -> tuple:
     """The fake outputs of a torch.cond whose branches' outputs (`then_out`, `else_out`)
     differ in some size (see the module doc); `pred` is its size predicate (a node of a
-    SymBool), None for a predicate on data. LoweringError where it cannot say."""
+    SymBool), None for a predicate on data. With `piecewise` (a `size_branch`, `pred` given),
+    a size the outcomes do not make agree is the piecewise one. LoweringError where it
+    cannot say."""
     pins = None
+    expr = None
     if pred is not None:
         claim = pred.meta.get("val")
         expr = shapes.env.replace(claim.node.expr) if isinstance(claim, torch.SymBool) else None
@@ -74,6 +86,8 @@ def cond_outputs(shapes, then_out: Any, else_out: Any, pred: fx.Node | None) -> 
                 sizes.append(shapes.data_size())
             else:
                 agreed = _agreed(shapes.env, x, y, *pins)
+                if agreed is None and piecewise and isinstance(expr, sympy.Basic):
+                    agreed = _piecewise(shapes.env, expr, x, y)
                 if agreed is None:
                     same_outputs(then_out, else_out)  # raises, naming both shapes
                 sizes.append(agreed)
@@ -95,6 +109,42 @@ def _agreed(env, x, y, when_true: dict | None, when_false: dict | None):
     if _under(y_expr, when_true) == _under(x_expr, when_true):
         return y
     return None
+
+
+def _piecewise(env, claim, x, y) -> torch.SymInt:
+    """The size `x` where `claim` holds, `y` where it does not, as one symbolic size."""
+    then, other = sympy.sympify(_known(env, x)), sympy.sympify(_known(env, y))
+    expr = sympy.Piecewise((then, _flat(claim)), (other, True))
+    try:
+        hint: int | None = int(env.size_hint(expr))
+    except Exception:  # noqa: BLE001 - a size the data decides has no hint
+        hint = None
+    return env.create_symintnode(expr, hint=hint)
+
+
+def _flat(claim):
+    """`claim` with no Piecewise or ITE in it (sympy folds a Piecewise condition that holds
+    one into an ITE, which torch's sympy interpreters do not read): a claim on a piecewise
+    size is the claim on each piece under its condition."""
+    folded = sympy.piecewise_fold(_no_ite(claim))
+    if not isinstance(folded, sympy.Piecewise):
+        return folded
+    out, rest = sympy.false, sympy.true
+    for value, cond in folded.args:
+        out = sympy.Or(out, sympy.And(rest, cond, _flat(value)))
+        rest = sympy.And(rest, sympy.Not(cond))
+    return out
+
+
+def _no_ite(claim):
+    """`claim` with each ``ITE(c, a, b)`` (a SymBool's ``and``/``or``) spelt with And, Or and
+    Not, which torch's sympy interpreters read."""
+    if isinstance(claim, ITE):
+        c, a, b = (_no_ite(arg) for arg in claim.args)
+        return sympy.Or(sympy.And(c, a), sympy.And(sympy.Not(c), b))
+    if isinstance(claim, sympy.logic.boolalg.BooleanFunction):
+        return claim.func(*(_no_ite(arg) for arg in claim.args))
+    return claim
 
 
 def _known(env, size):

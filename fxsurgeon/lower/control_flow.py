@@ -18,6 +18,12 @@ in the outer graph, and a dim a branch forces is reported as any other
   branches give outputs of the same dtypes and ranks (else it is refused); where
   their sizes differ, see cond_shapes.py (a size the data decides, or sizes that
   agree under the predicate).
+* a size predicate under which the branches' sizes cannot agree (no torch.cond can
+  give them: a size is ``(L + 1) // 2`` where ``L > 2``, ``L`` where not) becomes
+  ``size_branch(pred, then, else, operands)``: a Python branch on the predicate, as
+  native code writes it (eager takes the branch; torch.compile guards on the
+  predicate and compiles the other side when it is met). The analysis carries
+  each such size as the piecewise expression of both (cond_shapes.py).
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from .cond_folds import Captured, fold_output, within
 from .cond_shapes import cond_outputs, same_outputs
 from .sym_math import FLOAT_EXACT
 from .table import lowering
-from .values import BRANCH_OUTPUTS, COND_OUTPUTS, Const, Sym, Value
+from .values import BRANCH_OUTPUTS, COND_OUTPUTS, SHAPE_FUNCTIONS, Const, Sym, Value
 
 
 def operands_of(ctx, values: list[Value]) -> tuple[list[Value], list[fx.Node]]:
@@ -275,9 +281,16 @@ def _if(ctx, mod, node, args):
             return _unknown_outputs(ctx, then_gm, mod.outputs)
         differ = True
     pred = size_predicate(ctx, cond)
+    conditional: Any = torch.cond
     if differ:
         then_out, else_out = BRANCH_OUTPUTS[then_gm], BRANCH_OUTPUTS[else_gm]
-        COND_OUTPUTS[then_gm] = cond_outputs(ctx.graph.shapes, then_out, else_out, pred)
+        try:
+            COND_OUTPUTS[then_gm] = cond_outputs(ctx.graph.shapes, then_out, else_out, pred)
+        except LoweringError:
+            if pred is None:  # a predicate on data: only torch.cond keeps one graph
+                raise
+            outs = cond_outputs(ctx.graph.shapes, then_out, else_out, pred, piecewise=True)
+            COND_OUTPUTS[then_gm], conditional = outs, size_branch
     k = free_index(ctx.root, "if_then", "if_else")
     names = []
     for kind, gm in (("then", then_gm), ("else", else_gm)):
@@ -286,7 +299,7 @@ def _if(ctx, mod, node, args):
         names.append(ctx.graph.get_attr(name))
     if pred is None:  # computed from tensor data: a run-time tensor
         pred = ctx.call(torch.reshape, ctx.tensor(cond), ())
-    out = ctx.call(torch.cond, pred, names[0], names[1], tuple(operands))
+    out = ctx.call(conditional, pred, names[0], names[1], tuple(operands))
     if mod.outputs == 1:
         return ctx.call(_first, out)
     return [ctx.call(_item, out, i) if f is None else f for i, f in enumerate(folds)]
@@ -315,6 +328,13 @@ def compare_sizes(name: str, a, b):
     spells ``operator.gt`` as ``torch.greater``, which takes tensors only. It reads
     only ``operator``, so model.py carries a copy of it (codegen/subgraphs.py)."""
     return getattr(operator, name)(a, b)
+
+
+def negate_size(a):
+    """``not a`` on a size predicate (a bool, a SymBool while traced). A call of its own:
+    torch.sym_not on a predicate that tracing found constant gives a bool, which Dynamo
+    refuses from a torch function; a bool is negated in Python. Copied into model.py."""
+    return (not a) if isinstance(a, bool) else torch.sym_not(a)
 
 
 _ONE_ELEMENT = (torch.reshape, torch.squeeze, torch.unsqueeze, torch.flatten)
@@ -368,7 +388,7 @@ def _scalar(ctx, value):
         a = _scalar(ctx, args[0])
         if a is None or isinstance(a, _Rounded):
             return None
-        return ctx.call(torch.sym_not, a)
+        return ctx.call(negate_size, a)
     return None
 
 
@@ -456,6 +476,17 @@ def run_cond(pred, true_fn, false_fn, operands):
     return type(out)(outs) if isinstance(out, (tuple, list)) else outs[0]
 
 
+def size_branch(pred, true_fn, false_fn, operands):
+    """An If on a size predicate whose branches give different sizes (control_flow.py's
+    doc): the branch ``pred`` picks, a plain Python branch. Eager runs that branch; under
+    torch.compile ``pred`` is a SymBool, on which Dynamo guards, compiling the branch taken
+    (and the other when a call takes it). Same arguments as torch.cond."""
+    return true_fn(*operands) if pred else false_fn(*operands)
+
+
+SHAPE_FUNCTIONS[size_branch] = SHAPE_FUNCTIONS[torch.cond]
+
+
 def eager_conds(gm: fx.GraphModule) -> int:
     """Each ``torch.cond`` call of ``gm`` (the analysis and the passes read that one) made
     a `run_cond` call, the last step of optimize. Returns how many."""
@@ -468,8 +499,9 @@ def eager_conds(gm: fx.GraphModule) -> int:
 
 
 def is_cond(node: fx.Node) -> bool:
-    """Whether ``node`` is an If's conditional (torch.cond, or run_cond in optimize's result)."""
-    return node.op == "call_function" and node.target in (torch.cond, run_cond)
+    """Whether ``node`` is an If's conditional (torch.cond, or run_cond in optimize's result,
+    or a `size_branch`)."""
+    return node.op == "call_function" and node.target in (torch.cond, run_cond, size_branch)
 
 
 def _first(outputs):

@@ -44,7 +44,7 @@ from enum import Enum
 import torch
 from torch import fx, nn
 
-from .control_flow import run_cond
+from .control_flow import run_cond, size_branch
 
 __all__ = ["follow_dtype", "follow_activation_dtype"]
 
@@ -169,7 +169,7 @@ def _branches(gm: fx.GraphModule, mode) -> int:
     """The rule inside the branches of each torch.cond, their operands' dtypes known."""
     converted = 0
     for node in gm.graph.nodes:
-        if node.op != "call_function" or node.target is not torch.cond:
+        if node.op != "call_function" or node.target not in (torch.cond, size_branch):
             continue
         _, then_branch, else_branch, operands = node.args
         fakes = [o.meta.get("val") if isinstance(o, fx.Node) else o for o in operands]

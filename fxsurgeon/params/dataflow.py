@@ -372,7 +372,7 @@ def inner_reader(end: fx.Node) -> fx.Node | None:
     """The placeholder of a loop body or ``If`` branch that receives `end`, when `end`'s
     only reader is that loop or conditional (a recurrence kept as an ONNX ``Loop`` gets
     its weights as loop operands): what reads the weight is inside. None otherwise."""
-    from ..lower import run_cond, run_loop, run_while, run_while_tensors  # not a cycle at call time
+    from ..lower import run_cond, run_loop, run_while, run_while_tensors, size_branch  # noqa: I001
 
     if len(end.users) != 1:
         return None
@@ -387,7 +387,9 @@ def inner_reader(end: fx.Node) -> fx.Node | None:
         body_node, index, offset = user.args[0], _position(user.args[5:], end), 2
     elif user.target is run_while_tensors:  # run_while_tensors(body, trip, go, carried, *values)
         body_node, index, offset = user.args[0], _position(user.args[4:], end), 2
-    elif user.target in (torch.cond, run_cond) and isinstance(user.args[3], list | tuple):
+    elif user.target in (torch.cond, run_cond, size_branch) and isinstance(
+        user.args[3], list | tuple
+    ):
         body_node, index, offset = user.args[1], _position(user.args[3], end), 0
     else:
         return None
