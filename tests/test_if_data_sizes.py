@@ -311,11 +311,21 @@ def test_branches_whose_sizes_agree_under_a_size_predicate_match_onnxruntime(pad
     torch._dynamo.reset()
 
 
-def test_branches_whose_sizes_disagree_under_a_size_predicate_are_refused():
-    """The else branch doubles xp: 2 L under its outcome, L for the then branch."""
-    optimized = optimize_onnx(unpad_model(double_else=True))
-    kept = report_of(optimized).unconverted["OnnxIf"]
-    assert any("different shapes/dtypes" in why for why in kept), kept
+def test_branches_whose_sizes_disagree_under_a_size_predicate_are_a_python_branch():
+    """The else branch doubles xp: 2 L under its outcome, L for the then branch. No
+    torch.cond gives both (cond_outputs refuses them); the last pass writes the If as
+    `size_branch`, exact on the sizes the model is defined at (pad > 0: the else branch's
+    2 L does not broadcast with x)."""
+    from fxsurgeon.lower.control_flow import size_branch
+
+    model = unpad_model(double_else=True)
+    optimized = optimize_onnx(model)
+    assert_lowered(optimized)
+    assert sum(n.target is size_branch for n in optimized.graph.nodes) == 1
+    rng = np.random.default_rng(2)
+    for n in (5, 6, 7, 9):
+        case = [rng.standard_normal((2, n)).astype(F32) for _ in "xm"]
+        assert_module_matches_ort(optimized, model, case)
 
 
 def test_a_strided_slice_begin_by_masks_keeps_its_constant_elements():

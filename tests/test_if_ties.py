@@ -95,12 +95,17 @@ def test_an_if_decided_by_a_later_broadcast_is_written_inline():
     assert "x[1]" in report_of(module).dynamic_dims  # the length stays dynamic
 
 
-def test_without_a_later_tie_the_if_is_kept():
+def test_without_a_later_tie_the_if_is_a_python_branch():
+    """No tie decides it: the last pass writes the If as `size_branch` (its branches' sizes
+    never agree), right on both sides."""
+    from fxsurgeon.lower.control_flow import size_branch
+
     model = length_if_model(tied_later=False)
     module = optimize_onnx(model)
-    assert "OnnxIf" in report_of(module).unconverted
+    assert_lowered(module)
+    assert sum(n.target is size_branch for n in module.graph.nodes) == 1
     _run(module, model, 2, 3, 3)
-    _run(module, model, 2, 3, 5)  # the then branch: still right, by the kept If
+    _run(module, model, 2, 3, 5)  # the then branch
 
 
 def test_learned_ties_pair_input_dims_that_reduce_to_one_symbol():

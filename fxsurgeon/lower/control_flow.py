@@ -287,8 +287,8 @@ def _if(ctx, mod, node, args):
         try:
             COND_OUTPUTS[then_gm] = cond_outputs(ctx.graph.shapes, then_out, else_out, pred)
         except LoweringError:
-            if pred is None:  # a predicate on data: only torch.cond keeps one graph
-                raise
+            if pred is None or not ctx.graph.shapes.size_branches:  # data: only torch.cond
+                raise  # (size_branches: the last pass, graph.py's `_with_size_branches`)
             outs = cond_outputs(ctx.graph.shapes, then_out, else_out, pred, piecewise=True)
             COND_OUTPUTS[then_gm], conditional = outs, size_branch
     k = free_index(ctx.root, "if_then", "if_else")

@@ -9,7 +9,8 @@ each element of such a vector becomes an int read from the tensor (``.item()``),
 unbacked symbol of the shape analysis, which torch.compile captures the same way
 (fullgraph, no guard on its value). The elements the graph knows now (the constants it
 concatenated, the sizes in a ``torch.tensor`` of a `Sym`) stay known: the vector is read
-back through the nodes that built it, so only the data elements are read at run time.
+back through the nodes that built it, so only the data elements are read at run time; an
+element of a Range at a constant index is its size expression (progressions.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx
 
+from .progressions import one_element
 from .values import Sym, as_sym
 
 INTEGER = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
@@ -82,6 +84,9 @@ def _elements(ctx, node: fx.Node) -> list:
         if picked is not None:
             return picked
     if count == 1:
+        known = one_element(ctx, node)  # an element of a Range at a constant index, ...
+        if known is not None:
+            return [known]
         return [ctx.method("item", ctx.call(torch.reshape, node, ()))]
     flat = ctx.call(torch.reshape, node, (-1,))
     return [ctx.method("item", ctx.call(torch.select, flat, 0, i)) for i in range(count)]

@@ -91,6 +91,14 @@ def lower_graph(
     result = _lower_admitted(gm, shapes, initializer_of, bind)
     if not result.unconverted or shapes.subgraph:
         return result
+    result = _lower_retried(gm, shapes, initializer_of, bind, result)
+    if not result.unconverted:
+        return result
+    return _with_size_branches(gm, shapes, initializer_of, bind, result)
+
+
+def _lower_retried(gm, shapes, initializer_of, bind, result: LoweringResult) -> LoweringResult:
+    """`result` (which keeps modules) lowered again with learned ties, then larger hints."""
     result = _lower_tied(gm, shapes, initializer_of, bind, result)
     if not result.unconverted:
         return result
@@ -108,6 +116,24 @@ def lower_graph(
     if retry is not None and _kept(retry) < _kept(result):
         return retry
     shapes.restart(first)
+    return _lower_admitted(gm, shapes, initializer_of, bind)
+
+
+def _with_size_branches(gm, shapes, initializer_of, bind, result: LoweringResult):
+    """Once more with Ifs on size predicates whose branches' sizes never agree written as
+    Python branches (control_flow.py, `size_branch`): the last resort, so that an If a
+    learned tie or a hint decides is written inline as before. Kept when it lowers more."""
+    hints = {(sig.name, i): h for sig in shapes.inputs for i, h in enumerate(sig.hints)}
+    shapes.size_branches = True
+    shapes.restart(hints)
+    try:
+        branched: LoweringResult | None = _lower_admitted(gm, shapes, initializer_of, bind)
+    except (LoweringError, RuntimeError):
+        branched = None
+    if branched is not None and _kept(branched) < _kept(result):
+        return branched
+    shapes.size_branches = False
+    shapes.restart(hints)
     return _lower_admitted(gm, shapes, initializer_of, bind)
 
 

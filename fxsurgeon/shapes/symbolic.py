@@ -120,6 +120,8 @@ class SymbolicShapes:
     #: a pass made only to learn ties (`learned_ties`); its graph is thrown away, so a value
     #: whose shape the analysis cannot state may take fresh symbols (`unknown_like`)
     learning: bool = False
+    #: an If on sizes whose branches' sizes never agree may be a Python branch (control_flow)
+    size_branches: bool = False
 
     def __post_init__(self) -> None:
         self._tie_hints()
