@@ -270,14 +270,12 @@ class SymbolicShapes:
         )
 
     def fresh_int(self, hint: int) -> torch.SymInt:
-        """A new symbol, hinted `hint`, for an int the analysis cannot state in the input
-        dims (a while loop's): see `_fresh_symbol`."""
+        """A new symbol hinted `hint`, for an int not stated in the input dims (`_fresh_symbol`)."""
         return _fresh_symbol(self.env, hint)
 
     def data_size(self) -> torch.SymInt:
-        """A new unbacked symbol (never negative) for a size the data decides (a dim in
-        which a data-decided If's branches differ): nothing guards on its value; what an
-        op needs of it becomes a run-time assert, as under torch.compile."""
+        """A new unbacked symbol (>= 0) for a size the data decides (where a data-decided If's
+        branches differ): nothing guards on it; an op's needs become run-time asserts."""
         with self.mode:
             size = self.env.create_unbacked_symint()
             torch._check(size >= 0)
