@@ -25,7 +25,7 @@ from __future__ import annotations
 import onnx
 import torch
 from onnx import TensorProto
-from onnx2torch.node_converters.comparisons import OnnxCompare
+from torch import nn
 
 from .registry import add, mapping_of
 
@@ -79,8 +79,22 @@ def ordered(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-class OnnxOrderCompare(OnnxCompare):
+#: ONNX order comparison -> its torch function (onnx2torch's OnnxCompare table; onnx2torch is
+#: not imported here: `import fxsurgeon` works where it cannot be imported)
+COMPARE_FUNCTIONS = {
+    "Less": torch.less,
+    "Greater": torch.greater,
+    "LessOrEqual": torch.less_equal,
+    "GreaterOrEqual": torch.greater_equal,
+}
+
+
+class OnnxOrderCompare(nn.Module):
     """Less/Greater/LessOrEqual/GreaterOrEqual; uint16/32/64 operands compared `ordered`."""
+
+    def __init__(self, operation_type: str) -> None:
+        super().__init__()
+        self.compare_function = COMPARE_FUNCTIONS[operation_type]
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.compare_function(ordered(x), ordered(y))
