@@ -88,11 +88,18 @@ def weight_check(match: Match) -> str | None:
     return None
 
 
+def matmul_check(match: Match) -> str | None:
+    node = match.node("w")
+    if node is not None and node.op == "call_function" and node.target is torch.transpose:
+        return "x @ transpose(W, 0, 1) is Gemm's form (linear_gemm_1)"
+    return weight_check(match)
+
+
 linear_matmul_1 = Rule(
     "linear_matmul_1",
     matmul_pattern,
     matmul_replacement,
-    check=weight_check,
+    check=matmul_check,
     note="tf2onnx MatMul of a Dense/Tensordot/Conv1D (GPT-2) kernel",
 )
 
