@@ -109,6 +109,17 @@ def _keeps_dims(node: Any) -> bool:
     return "keep_dims" in node.attr and bool(node.attr["keep_dims"].b)
 
 
+def _reduced_axes(node: Any, by_name: dict[str, Any]) -> str | None:
+    """A reduction's axes input as a key equal for equal axes: its Const's value, or the
+    node it names; None without one."""
+    if len(node.input) < 2:
+        return None
+    const = by_name.get(_source(node.input[1]))
+    if const is not None and const.op == "Const":
+        return const.attr["value"].tensor.SerializeToString().hex()
+    return _source(node.input[1])
+
+
 def _moments_stops(nodes: list[Any]) -> set[str]:
     by_name = {n.name: n for n in nodes}
     readers: dict[str, list[Any]] = {}
@@ -117,13 +128,10 @@ def _moments_stops(nodes: list[Any]) -> set[str]:
             readers.setdefault(_source(name), []).append(n)
 
     def axes(mean: Any) -> str | None:
-        """The axes input of a keep_dims Mean, as the value of its Const (or its name)."""
-        if mean is None or mean.op != "Mean" or not _keeps_dims(mean) or len(mean.input) < 2:
+        """The axes of a keep_dims Mean (`_reduced_axes`), else None."""
+        if mean is None or mean.op != "Mean" or not _keeps_dims(mean):
             return None
-        const = by_name.get(_source(mean.input[1]))
-        if const is not None and const.op == "Const":
-            return const.attr["value"].tensor.SerializeToString().hex()
-        return mean.input[1]
+        return _reduced_axes(mean, by_name)
 
     found = set()
     for stop in nodes:
@@ -167,7 +175,7 @@ def _logsumexp_stops(
             source = by_name.get(_source(source.input[1]))
         if source is None or source.op != "Max" or not _keeps_dims(source):
             continue
-        x, axes = _source(source.input[0]), _source(source.input[1])
+        x, axes = _source(source.input[0]), _reduced_axes(source, by_name)
         subs = [n for n in readers.get(stop.name, []) if n.op == "Sub"]
         others = [n for n in readers.get(stop.name, []) if n.op != "Sub"]
         if len(subs) != 1 or [_source(i) for i in subs[0].input] != [x, stop.name]:
@@ -176,24 +184,12 @@ def _logsumexp_stops(
         total = exp and _only(readers, exp.name, "Sum")
         log = total and _only(readers, total.name, "Log")
         add = log and _only(readers, log.name, "AddV2")
-        if not add or _source(total.input[1]) != axes and not _same_const(total, source, by_name):
+        if not add or axes is None or _reduced_axes(total, by_name) != axes:
             continue
         adds = [_only(readers, n.name, "AddV2") if n.op == "Reshape" else n for n in others]
         if others and all(a is add for a in adds):
             found.add(stop.name)
     return found
-
-
-def _same_const(a: Any, b: Any, by_name: dict[str, Any]) -> bool:
-    """Whether the second inputs of `a` and `b` are Consts of equal value."""
-    ca, cb = by_name.get(_source(a.input[1])), by_name.get(_source(b.input[1]))
-    return (
-        ca is not None
-        and cb is not None
-        and ca.op == cb.op == "Const"
-        and ca.attr["value"].tensor.SerializeToString()
-        == cb.attr["value"].tensor.SerializeToString()
-    )
 
 
 def gradient_free_stops(graph_def: Any) -> set[str]:
