@@ -453,6 +453,74 @@ def test_einsum_by_a_weight_matrix_is_a_linear():
     assert fxsurgeon.report_of(optimized).trainable_after == 12
 
 
+@pytest.mark.parametrize(
+    "equation, x_shape, w_shape, swap",
+    [
+        ("td,dnh->tnh", ["T", 4], [4, 2, 3], False),  # Funnel's r_kernel: N of two axes
+        ("btnh,nhd->btd", ["N", "T", 2, 3], [2, 3, 4], False),  # heads merged: C of two axes
+        ("...d,dnh->...nh", ["N", "T", 4], [4, 2, 3], False),  # ellipsis on x
+        ("dnh,btd->btnh", ["N", "T", 4], [4, 2, 3], True),  # the kernel written first
+    ],
+)
+def test_einsum_by_a_kernel_of_several_axes_is_a_linear(equation, x_shape, w_shape, swap):
+    """A Dense product whose kernel has several contracted or output axes (x ends with the
+    kernel's leading axes, the output is the rest of x then the kernel's other axes) is one
+    F.linear with the kernel as a [prod(C), prod(N)] matrix, the kernel one parameter."""
+    names = ["w", "x"] if swap else ["x", "w"]
+    node = helper.make_node("Einsum", names, ["y"], equation=equation)
+    w = rnd(*w_shape)
+    model = make_model(
+        [node], [tensor_info("x", F32, x_shape)], [tensor_info("y", F32, None)], [init("w", w)]
+    )
+    for sizes in ({"N": 2, "T": 5}, {"N": 1, "T": 3}):
+        shape = [sizes.get(d, d) for d in x_shape]
+        optimized = assert_matches_ort(model, [rnd(*shape)])
+    targets = [n.target for n in optimized.graph.nodes if n.op == "call_function"]
+    assert targets.count(torch.nn.functional.linear) == 1 and torch.einsum not in targets
+    assert fxsurgeon.report_of(optimized).trainable_after == w.size
+
+
+@pytest.mark.parametrize(
+    "equation, x_shape, w_shape, why",
+    [
+        ("tde,edn->tn", ["T", 2, 3], [3, 2, 4], "contracted axes in another order"),
+        ("td,ndh->tnh", ["T", 4], [2, 4, 3], "the contracted axis is not the kernel's first"),
+        ("tdh,dnh->tn", ["T", 4, 3], [4, 2, 3], "h is contracted but not a leading kernel axis"),
+        ("td,dnh->thn", ["T", 4], [4, 2, 3], "output axes reordered"),
+        ("btd,dbn->btn", ["B", "T", 4], [4, 2, 3], "a batch letter shared with the kernel"),
+    ],
+)
+def test_einsum_that_is_no_dense_product_stays_einsum(equation, x_shape, w_shape, why):
+    """Refusal: an einsum by a kernel that is not x's trailing axes against the kernel's
+    leading ones, in order, with the output in x-then-kernel order, stays torch.einsum
+    (and still matches onnxruntime)."""
+    node = helper.make_node("Einsum", ["x", "w"], ["y"], equation=equation)
+    model = make_model(
+        [node],
+        [tensor_info("x", F32, x_shape)],
+        [tensor_info("y", F32, None)],
+        [init("w", rnd(*w_shape))],
+    )
+    shape = [{"T": 5, "B": 2}.get(d, d) for d in x_shape]
+    optimized = assert_matches_ort(model, [rnd(*shape)])
+    targets = [n.target for n in optimized.graph.nodes if n.op == "call_function"]
+    assert torch.einsum in targets and torch.nn.functional.linear not in targets, why
+
+
+def test_einsum_of_several_axes_by_an_activation_stays_einsum():
+    """Refusal: with both operands computed, a product over several axes is not a Dense
+    layer (no kernel to store as a matrix): it stays torch.einsum."""
+    node = helper.make_node("Einsum", ["x", "y"], ["z"], equation="btnh,nhd->btd")
+    model = make_model(
+        [node],
+        [tensor_info("x", F32, ["N", 3, 2, 3]), tensor_info("y", F32, [2, 3, 4])],
+        [tensor_info("z", F32, None)],
+    )
+    optimized = assert_matches_ort(model, [rnd(2, 3, 2, 3), rnd(2, 3, 4)])
+    targets = [n.target for n in optimized.graph.nodes if n.op == "call_function"]
+    assert torch.einsum in targets and torch.nn.functional.linear not in targets
+
+
 # -- Resize ---------------------------------------------------------------------------------
 
 

@@ -278,11 +278,12 @@ def build_funnel() -> CorpusModel:
         d_inner=37,
         max_position_embeddings=64,
     )
-    # 2 blocks of 1 layer (mean pooling between them): 2 x (q,k,v,post_proj,ffn1,ffn2) = 12
-    # linear (r_kernel projects the sinusoidal position encoding per head without a bias: an
-    # einsum, not counted); embeddings LN + 2 x 2 = 5 layer_norm; 2 gelu (gelu_new);
-    # relative-shift attention adds position and token-type terms from Q: 2 sdpa
-    nominal = dict(sdpa=2, layer_norm=5, gelu=2, linear=12)
+    # 2 blocks of 1 layer (mean pooling between them): 2 x (q,k,v,post_proj,ffn1,ffn2,r_kernel)
+    # = 14 linear (r_kernel projects the sinusoidal position encoding to the heads without a
+    # bias: einsum "td,dnh->tnh", a Dense product by a [d_model, n_head, d_head] kernel);
+    # embeddings LN + 2 x 2 = 5 layer_norm; 2 gelu (gelu_new); relative-shift attention adds
+    # position and token-type terms from Q: 2 sdpa
+    nominal = dict(sdpa=2, layer_norm=5, gelu=2, linear=14)
     return _hf_model(
         "hf_funnel",
         "encoder",

@@ -193,29 +193,73 @@ def _leaky_relu(ctx, mod, node, args):
 
 @lowering("OnnxEinsum")
 def _einsum(ctx, mod, node, args):
-    """An einsum that is a matrix product by a 2-D right operand (``...tf,fg->...tg``: the
-    left's last axis against the right's first, the rest in order) is ``torch.matmul``,
-    which the linear rules know; any other stays ``torch.einsum``."""
-    operands = [ctx.tensor(a) for a in args]
-    if len(operands) == 2 and _is_matmul_equation(mod.equation):
-        return ctx.call(torch.matmul, *operands)
-    return ctx.call(torch.einsum, mod.equation, *operands)
+    """A two-operand einsum that is a Dense layer's product is written as ``torch.matmul``,
+    which the linear rules know; any other stays ``torch.einsum``.
+
+    The form (`dense_contraction`): one operand ``w`` is written ``C + N`` and the other
+    ``x`` ends with ``C`` in the same order; the output is the rest of ``x`` then ``N``
+    (``...td,dnh->...tnh``, ``btnh,nhd->btd``; either operand order). With one letter each
+    in ``C`` and ``N`` that is ``x @ w`` for any ``w``. With more, ``w`` must be a constant
+    (a Dense kernel of several axes): it is stored as the matrix ``[prod(C), prod(N)]``
+    (the same values in the same order: row-major reshape), ``x``'s ``C`` axes are
+    flattened into one, and the product's last axis is split back into ``N``'s sizes,
+    which is the einsum's sum term for term."""
+    if len(args) == 2:
+        form = dense_contraction(mod.equation)
+        if form is not None:
+            swap, contracted, new = form
+            x, w = (args[1], args[0]) if swap else (args[0], args[1])
+            if contracted == new == 1:
+                return ctx.call(torch.matmul, ctx.tensor(x), ctx.tensor(w))
+            if isinstance(w, Const):
+                return _dense_einsum(ctx, ctx.tensor(x), w, contracted)
+    return ctx.call(torch.einsum, mod.equation, *[ctx.tensor(a) for a in args])
 
 
-def _is_matmul_equation(equation: str) -> bool:
-    inputs, _, out = equation.replace(" ", "").partition("->")
+def _dense_einsum(ctx, x: fx.Node, w: Const, contracted: int) -> fx.Node:
+    inner = w.value.shape[:contracted]
+    outer = tuple(int(d) for d in w.value.shape[contracted:])
+    matrix = Const(w.value.reshape(inner.numel(), -1), initializer=w.initializer)
+    if contracted > 1:
+        x = ctx.call(torch.flatten, x, -contracted)
+    y = ctx.call(torch.matmul, x, ctx.tensor(matrix))
+    if len(outer) == 1:
+        return y
+    lead = [ctx.size(y, i) for i in range(rank_of(y) - 1)]
+    return ctx.call(torch.reshape, y, tuple(_one_dynamic_to_minus_one(lead + list(outer))))
+
+
+def dense_contraction(equation: str) -> tuple[bool, int, int] | None:
+    """``(swap, len(C), len(N))`` when ``equation`` is a Dense product (`_einsum`): the
+    operand written ``C + N`` is the second (``swap`` False) or the first; None otherwise.
+    Every letter appears once per operand, no letter is summed away except ``C``, and
+    only ``x`` may hold an ellipsis."""
+    inputs, arrow, out = equation.replace(" ", "").partition("->")
     parts = inputs.split(",")
-    if len(parts) != 2 or not out:
-        return False
-    a, b = parts
+    if not arrow or len(parts) != 2:
+        return None
+    for swap, (a, b) in ((False, parts), (True, parts[::-1])):
+        form = _dense_form(a, b, out)
+        if form is not None:
+            return (swap, *form)
+    return None
+
+
+def _dense_form(a: str, b: str, out: str) -> tuple[int, int] | None:
+    if "." in b or not b.isalpha():
+        return None
     letters = a.replace("...", "")
-    return (
-        len(b) == 2
-        and b.isalpha()
-        and a.endswith(b[0])
-        and out == a[:-1] + b[1]
-        and len(set(letters + b[1])) == len(letters) + 1
-    )
+    if not letters.isalpha() or len(set(letters)) != len(letters) or len(set(b)) != len(b):
+        return None
+    if len(set(out.replace("...", ""))) != len(out.replace("...", "")):
+        return None
+    shared = [c for c in b if c in letters]
+    k = len(shared)
+    if k == 0 or k == len(b) or b[:k] != "".join(shared) or not letters.endswith(b[:k]):
+        return None
+    if any(c in out for c in shared) or out != a[: len(a) - k] + b[k:]:
+        return None
+    return k, len(b) - k
 
 
 # -- convolution, pooling, normalisation ------------------------------------------------
