@@ -31,11 +31,9 @@
   on a dynamic length: token and position Embeddings, MultiHeadAttention, a Switch layer
   whose top-1 router (Dense, softmax, ``ops.top_k``, ``one_hot``, the position in each
   expert by ``cumsum`` over the tokens, a fixed expert capacity) builds the dispatch and
-  combine tensors that two ``einsum`` apply around the expert FFNs;
-* ``keras_wide_deep``: keras.io/examples/structured_data/wide_deep_cross_networks' Wide &
-  Deep: a wide part of one-hot ``CategoryEncoding`` of the categorical columns and of an
-  integer cross (``a * vocab_b + b``), a deep part of Embeddings and numeric features
-  through a relu tower, concatenated into a softmax Dense.
+  combine tensors that two ``einsum`` apply around the expert FFNs.
+
+``probe_may_tabular2`` holds the feature-column models (Wide & Deep, in-model preprocessing).
 
 ``nominal`` follows the examples' code, one comment per builder: ``linear`` counts Dense
 layer calls and MultiHeadAttention projections; ``softmax`` counts the softmaxes that are
@@ -541,46 +539,3 @@ def build_switch_transformer() -> CorpusModel:
     return _corpus_model(
         "keras_switch_transformer", "encoder", model, specs, make_inputs, nominal, SEQ_SIZES
     )
-
-
-# --------------------------------------------------------------------------- Wide & Deep
-
-
-@register("keras_wide_deep", family="keras")
-def build_wide_deep() -> CorpusModel:
-    """keras.io's Wide & Deep: 2 categorical columns (vocabularies 4 and 6) one-hot by
-    CategoryEncoding and their integer cross (24 tokens) for the wide part; Embedding(4)
-    of each and 3 numeric features through a relu tower 16, 16 for the deep part; 3
-    classes by a softmax Dense."""
-    keras = _keras()
-    layers = keras.layers
-    va, vb = 4, 6
-    numeric = keras.Input((3,), name="numeric")
-    col_a = keras.Input((), dtype="int32", name="col_a")
-    col_b = keras.Input((), dtype="int32", name="col_b")
-    crossed = col_a * vb + col_b
-    wide = layers.concatenate(
-        [
-            layers.CategoryEncoding(va, output_mode="one_hot", name="one_hot_a")(col_a),
-            layers.CategoryEncoding(vb, output_mode="one_hot", name="one_hot_b")(col_b),
-            layers.CategoryEncoding(va * vb, output_mode="one_hot", name="one_hot_ab")(crossed),
-        ]
-    )
-    deep = layers.concatenate(
-        [
-            numeric,
-            layers.Embedding(va, 4, name="embed_a")(col_a),
-            layers.Embedding(vb, 4, name="embed_b")(col_b),
-        ]
-    )
-    for i in range(2):
-        deep = layers.Dense(16, activation="relu", name=f"deep_{i}")(deep)
-        deep = layers.Dropout(0.1)(deep)
-    merged = layers.concatenate([wide, deep])
-    y = layers.Dense(3, activation="softmax", name="classes")(merged)
-    model = keras.Model([numeric, col_a, col_b], y, name="wide_deep")
-    # deep 2 + classes 1 = 3 linear; the head's softmax: 1
-    nominal = {"linear": 3, "softmax": 1}
-    specs = [_float_spec("numeric", (3,)), _int_spec("col_a"), _int_spec("col_b")]
-    make_inputs = _tabular_inputs({"numeric": (3,)}, {"col_a": (va, ()), "col_b": (vb, ())})
-    return _corpus_model("keras_wide_deep", "keras", model, specs, make_inputs, nominal)
