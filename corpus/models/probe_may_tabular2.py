@@ -6,8 +6,8 @@
   through a relu tower, concatenated into a softmax Dense;
 * ``keras_structured_preproc``: keras.io's FeatureSpace classifier with its preprocessing
   in the model: Normalization, Discretization into a one-hot CategoryEncoding,
-  IntegerLookup (one-hot, and indices into an Embedding) with out-of-vocabulary values;
-  ``xfail``: tf2onnx cannot export the IntegerLookup's hash table lookup.
+  IntegerLookup (one-hot, and indices into an Embedding) with out-of-vocabulary values (a
+  lookup in a captured table, which tf2onnx alone cannot export).
 
 ``nominal`` follows the examples' code, one comment per builder: ``linear`` counts Dense
 layer calls; ``softmax`` counts the softmaxes that are not attention.
@@ -103,12 +103,6 @@ def build_structured_preproc() -> CorpusModel:
     # hidden + head = 2 linear
     specs = [_float_spec("age", (1,)), _float_spec("chol", (1,))]
     specs += [_int_spec("thal", (1,)), _int_spec("ca", (1,))]
-    built = _corpus_model(
+    return _corpus_model(
         "keras_structured_preproc", "keras", model, specs, make_inputs, {"linear": 2}
     )
-    built.xfail = (
-        "tf2onnx cannot export IntegerLookup's LookupTableFindV2: its handler maps only "
-        "string<->int64 tables to ai.onnx.ml CategoryMapper and finds no shared_name on "
-        "Keras 3's table"
-    )
-    return built

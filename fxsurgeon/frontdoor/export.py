@@ -78,6 +78,7 @@ from ..errors import InputError
 from .freeze import convert_function
 from .static_dims import record_static_dims, traceable_specs
 from .tf_handlers import corrected_handlers
+from .tf_tables import shape_outputs
 from .variables import record_read_variables
 
 #: Integer inputs whose dim 1 (the sequence) is made dynamic, besides the batch dim.
@@ -241,6 +242,7 @@ def export_onnx(
     _replace_erfc(proto)
     _output_padding(proto.graph)
     _standard_contrib_ops(proto.graph)
+    shape_outputs(proto)  # those TF knew no shape for (a table lookup's)
     record_read_variables(proto, model, function.get_concrete_function(*specs))
     record_static_dims(proto, static)
     onnx.checker.check_model(proto)

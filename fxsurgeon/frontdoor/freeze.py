@@ -2,7 +2,7 @@
 
 `convert_function` turns a traced ``tf.function`` into ONNX the way
 ``tf2onnx.convert.from_function`` does (freeze, grappler, tf2onnx's handlers
-and ONNX optimizers), with seven differences, each general:
+and ONNX optimizers), with eight differences, each general:
 
 * **Assignments are dataflow.** A variable assigned in the call (PixelCNN's
   ``kernel.assign(kernel * mask)``) cannot be frozen as it is; the reads after
@@ -32,6 +32,9 @@ and ONNX optimizers), with seven differences, each general:
 * **Ifs on a constant predicate are their branch** (`tf_control.inline_constant_ifs`).
 * **StopGradient is kept** as an Identity the optimizers leave, and listed in the model's
   metadata (`fxsurgeon.frontdoor.stop_gradients`): door A detaches there, as TF stops.
+* **Captured lookup tables are their contents.** A table the function captures
+  (Keras' IntegerLookup) is read now and given to tf2onnx as ``initialized_tables``;
+  a numeric lookup is plain ONNX ops (`fxsurgeon.frontdoor.tf_tables`).
 * **Optimizers** are chosen by the caller (`export` leaves out the ones that
   merge or fold weights).
 """
@@ -52,6 +55,7 @@ from .assigns import resolve_assigns
 from .static_dims import TRACE_ERRORS, trace_failure
 from .stop_gradients import keeping_stop_gradients, protecting_optimizers, record_stop_gradients
 from .tf_control import inline_constant_ifs, refine_branch_shapes
+from .tf_tables import captured_tables, name_tables
 
 #: TF ops whose output holds the values of their first input (possibly reshaped or permuted).
 VALUE_PRESERVING_TF = frozenset({"Identity", "Reshape", "Squeeze", "ExpandDims", "Transpose"})
@@ -86,6 +90,7 @@ def convert_function(
     input_names = [t.name for t in concrete.inputs if t.name not in captured]
     output_names = [t.name for t in concrete.outputs if t.dtype != tf.resource]
     renames = tensor_names_from_structed(concrete, input_names, output_names)
+    tables = captured_tables(concrete, tf)  # the contents of the lookups' tables, read now
 
     with tf.device("/cpu:0"):
         graph_def = _frozen(concrete).graph.as_graph_def(add_shapes=True)
@@ -101,6 +106,7 @@ def convert_function(
         while inline_constant_ifs(graph_def):  # a folded predicate may fold the next one's
             graph_def = _optimize_with_opaque(graph_def, variable_consts, input_names, output_names)
         refine_branch_shapes(graph_def)
+        initialized_tables = name_tables(graph_def, tables)
         with (
             _folding_spares_variables(variable_consts, keys, optimizers) as chosen,
             keeping_stop_gradients(lambda node: _holds_variable(node, keys), graph_def) as stops,
@@ -114,6 +120,7 @@ def convert_function(
                 output_names=output_names,
                 tensors_to_rename=renames,
                 optimizers=protecting_optimizers(chosen),
+                initialized_tables=initialized_tables,
             )
     record_stop_gradients(proto, stops)
     return proto

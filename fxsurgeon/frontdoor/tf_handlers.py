@@ -103,7 +103,7 @@ from typing import Any
 from onnx import TensorProto
 
 from ..errors import InputError
-from . import tf_complex, tf_control, tf_xla
+from . import tf_complex, tf_control, tf_tables, tf_xla
 from .stop_gradients import CORRECTIONS as STOP_GRADIENTS
 from .tf_more_ops import ADDED, ADDED_OPSET, REPLACED
 from .tf_nodes import Handler
@@ -521,12 +521,13 @@ def _dilated_same(original: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
 def correction_chains() -> dict[str, list[Callable[[Handler], Handler]]]:
     """Per TF op, the corrections of every table, innermost first: this module's, then
-    `tf_complex`'s (a pair's axes fixed, then the real op corrected as any other), then
-    `tf_more_ops.REPLACED`, then `stop_gradients.CORRECTIONS` (StopGradient kept). An op two
+    `tf_complex`'s (a pair's axes fixed, then the real op corrected as any other),
+    `tf_tables`' (numeric table lookups), then `tf_more_ops.REPLACED`, then `stop_gradients.CORRECTIONS` (StopGradient kept). An op two
     tables correct gets both (GatherV2's negative batch_dims and a complex gather;
     Transpose's run-time perm and a complex transpose)."""
     chains: dict[str, list[Callable[[Handler], Handler]]] = {}
-    for table in (CORRECTIONS, tf_complex.CORRECTIONS, REPLACED, STOP_GRADIENTS):
+    tables = (CORRECTIONS, tf_complex.CORRECTIONS, tf_tables.CORRECTIONS, REPLACED, STOP_GRADIENTS)
+    for table in tables:
         for name, correct in table.items():
             chains.setdefault(name, []).append(correct)
     return chains
@@ -537,6 +538,7 @@ def corrected_handlers() -> Iterator[None]:
     """tf2onnx's handlers with the `CORRECTIONS` (module docstring) while active, and the
     handlers tf2onnx lacks (`tf_more_ops`, `tf_complex`, `tf_xla`: ``ADDED`` where tf2onnx
     has none, `tf_more_ops.REPLACED` over its own)."""
+    import tf2onnx.custom_opsets  # noqa: F401 - and its table lookups (as tf2onnx.tfonnx does)
     import tf2onnx.onnx_opset  # noqa: F401 - registers the handlers (first export of a process)
     from tf2onnx import constants
     from tf2onnx.handler import tf_op
