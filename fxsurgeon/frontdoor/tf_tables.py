@@ -52,9 +52,12 @@ def captured_tables(concrete: Any, tf: Any) -> dict[str, tuple[Any, Any, np.ndar
         if resource is None or handle.op.type != "Placeholder":
             continue
         key_dtype, value_dtype = op.get_attr("Tin"), op.get_attr("Tout")
-        keys, values = tf.raw_ops.LookupTableExportV2(
-            table_handle=resource, Tkeys=key_dtype, Tvalues=value_dtype
-        )
+        try:
+            keys, values = tf.raw_ops.LookupTableExportV2(
+                table_handle=resource, Tkeys=key_dtype, Tvalues=value_dtype
+            )
+        except (tf.errors.OpError, TypeError, ValueError):  # not a table one can export
+            continue  # tf2onnx's handler says why it cannot convert the lookup
         tables[handle.op.name] = (key_dtype, value_dtype, keys.numpy(), values.numpy())
     return tables
 
