@@ -176,7 +176,9 @@ def build_stft_denoise() -> CorpusModel:
             stft,
             64,
             32,
-            window_fn=tf.signal.inverse_stft_window_fn(32, forward_window_fn=tf.signal.hamming_window),
+            window_fn=tf.signal.inverse_stft_window_fn(
+                32, forward_window_fn=tf.signal.hamming_window
+            ),
         )
         return tf.stack([enhanced, inverse], axis=-1)  # (batch, samples', 2)
 
@@ -241,7 +243,9 @@ def build_crop_resize() -> CorpusModel:
             x,
             tf.image.resize_with_crop_or_pad(tf.image.central_crop(x, 0.5), 12, 12),
             tf.image.pad_to_bounding_box(tf.image.resize_with_crop_or_pad(x, 8, 8), 1, 3, 12, 12),
-            tf.image.pad_to_bounding_box(tf.image.crop_to_bounding_box(x, 2, 2, 8, 8), 4, 0, 12, 12),
+            tf.image.pad_to_bounding_box(
+                tf.image.crop_to_bounding_box(x, 2, 2, 8, 8), 4, 0, 12, 12
+            ),
             tf.image.adjust_brightness(rgb, 0.1),
             tf.image.adjust_gamma(pixels, gamma=0.8),
             yuv,
