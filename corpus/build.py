@@ -131,6 +131,7 @@ def _cache_key(name: str) -> str:
                 "tf_more_ops.py",
                 "tf_nodes.py",
                 "tf_pairs.py",
+                "tf_segments.py",
                 "tf_xla.py",
                 "static_dims.py",
                 "stop_gradients.py",

@@ -124,3 +124,72 @@ def test_bincount_is_the_segment_scatter_and_matches_tf():
         got = list(got) if isinstance(got, (list, tuple)) else [got]
         for k, (g, w) in enumerate(zip(got, want, strict=True)):
             np.testing.assert_allclose(g.numpy(), w, atol=1e-6, rtol=0, err_msg=f"module {k}")
+
+
+class _Sorted(keras.layers.Layer):
+    """tf.math.segment_* over the batch-transposed rows: constant sorted ids with an empty
+    segment (no id 2), and ids computed in the graph (a cumulative count of a threshold,
+    sorted by construction) over values of shape [B]."""
+
+    def call(self, x):
+        rows = tf.transpose(x)  # [12, B]
+        fixed = tf.constant([0, 0, 1, 1, 1, 3, 3, 4, 4, 4, 4, 5])  # segment 2 empty
+        computed = tf.cast(tf.math.cumsum(tf.cast(x[0] > 0.0, tf.int32)), tf.int32)
+        gate = tf.sigmoid(rows) + 0.5
+        return [
+            tf.math.segment_sum(rows, fixed),
+            tf.math.segment_mean(rows, fixed),
+            tf.math.segment_max(rows, fixed),
+            tf.math.segment_min(rows, fixed),
+            tf.math.segment_prod(gate, fixed),
+            tf.math.segment_mean(rows, computed),
+            tf.math.segment_max(rows, computed),
+        ]
+
+
+def test_sorted_segment_ops_are_scatters_and_masks_and_match_tf():
+    """tf.math.segment_sum / _mean / _max / _min / _prod: tf2onnx's sort + Unique + table
+    (onnx2torch has no Unique) became ScatterND and masked reductions
+    (fxsurgeon/frontdoor/tf_segments.py), 0 in an empty segment as TF writes."""
+    x = keras.Input((12,), name="x")
+    model = keras.Model(x, _Sorted()(x))
+    proto = fxsurgeon.export_onnx(model)
+    ops = {n.op_type for n in proto.graph.node}
+    assert "ScatterND" in ops and not ops & {"Unique", "TopK", "Loop"}, ops
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    module = fxsurgeon.optimize(fxsurgeon.from_onnx(proto, tf_model=model))
+    assert fxsurgeon.report_of(module).unconverted == {}
+    rng = np.random.default_rng(2)
+    for batch in (1, 3):
+        xv = rng.standard_normal((batch, 12)).astype(np.float32)
+        xv[0, :3] = (1.0, -1.0, 1.0)  # the computed ids: 1, 1, 2 first
+        want = [np.asarray(t) for t in model(tf.constant(xv))]
+        assert not want[2][2].any()  # TF's empty segment: 0
+        with torch.no_grad():
+            out = module(torch.from_numpy(xv))
+        for k, (g, o, w) in enumerate(zip(session.run(None, {"x": xv}), out, want, strict=True)):
+            np.testing.assert_allclose(g, w, atol=1e-6, rtol=0, err_msg=f"onnxruntime {k}")
+            np.testing.assert_allclose(o.numpy(), w, atol=1e-6, rtol=0, err_msg=f"optimized {k}")
+    compiled = torch.compile(module, fullgraph=True, backend="eager")
+    xv = torch.from_numpy(rng.standard_normal((2, 12)).astype(np.float32))
+    with torch.no_grad():
+        for o, c in zip(module(xv)[:5], compiled(xv)[:5], strict=True):
+            torch.testing.assert_close(c, o, atol=0, rtol=0)
+    xg = xv.clone().requires_grad_()
+    sum(o.sum() for o in module(xg)[:5]).backward()
+    assert bool(xg.grad.abs().sum() > 0)
+
+
+def test_sorted_segment_ops_keep_tf2onnx_s_handler_where_the_scatter_cannot_be_written():
+    """Before opset 16, ids not of rank 1 or data of unknown rank: tf2onnx's handler."""
+    from fxsurgeon.frontdoor.tf_segments import REPLACED
+
+    calls = []
+    handler = REPLACED["SegmentMax"](lambda ctx, node, **kw: calls.append(node))
+    node = SimpleNamespace(input=["data", "ids"])
+    for opset, data_rank, ids_rank in ((15, 2, 1), (17, 2, 2), (17, None, 1)):
+        ranks = {"data": data_rank, "ids": ids_rank}
+        ctx = SimpleNamespace(opset=opset, get_rank=ranks.get)
+        handler(ctx, node)
+        assert calls[-1] is node
+    assert len(calls) == 3

@@ -103,11 +103,13 @@ from typing import Any
 from onnx import TensorProto
 
 from ..errors import InputError
-from . import tf_complex, tf_control, tf_tables, tf_xla
+from . import tf_complex, tf_control, tf_segments, tf_tables, tf_xla
 from .stop_gradients import CORRECTIONS as STOP_GRADIENTS
 from .tf_more_ops import ADDED, ADDED_OPSET, REPLACED
 from .tf_nodes import Handler
 from .tf_nodes import const as _const
+from .tf_segments import SCATTER_REDUCTION_OPSET as _SCATTER_REDUCTION_OPSET
+from .tf_segments import scatter_segments
 
 _FLOATS = frozenset(
     {TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16}
@@ -267,43 +269,6 @@ def _gather_counts_from_the_front(func: Handler) -> Handler:
     return handler
 
 
-def _scatter_segments(
-    ctx: Any, node: Any, data: str, ids: str, count: str, reduction: str, neutral: int
-) -> None:
-    """Make ``node`` the ScatterND that reduces ``data`` by segment ``ids`` (module docstring)."""
-    import numpy as np
-    from onnx import helper
-    from tf2onnx import utils
-
-    data_rank, ids_rank = ctx.get_rank(data), ctx.get_rank(ids)
-    scope = {"op_name_scope": node.name}
-    to_int64 = {"to": TensorProto.INT64}
-    ids = ctx.make_node("Cast", [ids], attr=to_int64, **scope).output[0]
-    count = ctx.make_node("Cast", [count], attr=to_int64, **scope).output[0]
-    count = ctx.make_node("Reshape", [count, _const(ctx, [1])], **scope).output[0]
-    below = ctx.make_node("Less", [ids, _const(ctx, 0)], **scope).output[0]
-    beyond = ctx.make_node("Less", [ids, count], **scope).output[0]
-    beyond = ctx.make_node("Not", [beyond], **scope).output[0]
-    dropped = ctx.make_node("Or", [below, beyond], **scope).output[0]
-    safe = ctx.make_node("Where", [dropped, _const(ctx, 0), ids], **scope).output[0]
-    index = ctx.make_node("Unsqueeze", [safe, _const(ctx, [-1])], **scope).output[0]
-    trailing = list(range(ids_rank, data_rank))
-    if trailing:  # the ids' mask broadcast over each segment's values
-        axes = _const(ctx, trailing)
-        dropped = ctx.make_node("Unsqueeze", [dropped, axes], **scope).output[0]
-    dtype = ctx.get_dtype(data)
-    np_dtype = utils.map_onnx_to_numpy_type(dtype)
-    fill = ctx.make_const(utils.make_name("neutral"), np.array(neutral, dtype=np_dtype))
-    updates = ctx.make_node("Where", [dropped, fill.output[0], data], **scope).output[0]
-    shape = ctx.make_node("Shape", [data], attr={"start": ids_rank}, **scope).output[0]
-    shape = ctx.make_node("Concat", [count, shape], attr={"axis": 0}, **scope).output[0]
-    value = helper.make_tensor("value", dtype, [1], np.array([neutral], dtype=np_dtype))
-    out = ctx.make_node("ConstantOfShape", [shape], attr={"value": value}, **scope)
-    node.type = "ScatterND"  # tf2onnx keeps only the attributes ONNX's ScatterND has
-    node.set_attr("reduction", reduction)
-    ctx.replace_inputs(node, [out.output[0], index, updates])
-
-
 def _segment_reduce(reduction: str, neutral: int) -> Callable[[Handler], Handler]:
     def correct(func: Handler) -> Handler:
         def handler(ctx: Any, node: Any, **kwargs: Any) -> Any:
@@ -311,7 +276,7 @@ def _segment_reduce(reduction: str, neutral: int) -> Callable[[Handler], Handler
             data_rank, ids_rank = ctx.get_rank(data), ctx.get_rank(ids)
             if ctx.opset < _SCATTER_REDUCTION_OPSET or data_rank is None or ids_rank is None:
                 return func(ctx, node, **kwargs)
-            _scatter_segments(ctx, node, data, ids, count, reduction, neutral)
+            scatter_segments(ctx, node, data, ids, count, reduction, neutral)
             return None
 
         return handler
@@ -339,7 +304,7 @@ def _bincount(func: Handler) -> Handler:
         elif weight_shape != ctx.get_shape(values):
             return func(ctx, node, **kwargs)
         binary = node.get_attr_value("binary_output", False)
-        _scatter_segments(ctx, node, weights, values, size, "add", 0)
+        scatter_segments(ctx, node, weights, values, size, "add", 0)
         if binary:  # 1 where a value occurs: the count clipped (tf2onnx's binary_output)
             one = ctx.make_node("Cast", [_const(ctx, 1)], attr=to_type, **scope).output[0]
             ctx.insert_new_node_on_output("Min", node.output[0], inputs=[node.output[0], one])
@@ -463,7 +428,6 @@ def _einsum_cases(func: Handler) -> Handler:
 
 
 #: ScatterND's reduction (add, mul) needs opset 16.
-_SCATTER_REDUCTION_OPSET = 16
 #: ONNX Range (opset 11) builds the positions; integer Min/Max need opset 12.
 _RANGE_OPSET = 11
 _INTEGER_MIN_MAX_OPSET = 12
@@ -522,11 +486,20 @@ def _dilated_same(original: Callable[[Any], Any]) -> Callable[[Any], Any]:
 def correction_chains() -> dict[str, list[Callable[[Handler], Handler]]]:
     """Per TF op, the corrections of every table, innermost first: this module's, then
     `tf_complex`'s (a pair's axes fixed, then the real op corrected as any other),
-    `tf_tables`' (numeric table lookups), then `tf_more_ops.REPLACED`, then `stop_gradients.CORRECTIONS` (StopGradient kept). An op two
-    tables correct gets both (GatherV2's negative batch_dims and a complex gather;
-    Transpose's run-time perm and a complex transpose)."""
+    `tf_tables`' (numeric table lookups), then `tf_more_ops.REPLACED`, then
+    `tf_segments.REPLACED` (the sorted segment reductions), then
+    `stop_gradients.CORRECTIONS` (StopGradient kept). An op two tables correct gets both
+    (GatherV2's negative batch_dims and a complex gather; Transpose's run-time perm and a
+    complex transpose)."""
     chains: dict[str, list[Callable[[Handler], Handler]]] = {}
-    tables = (CORRECTIONS, tf_complex.CORRECTIONS, tf_tables.CORRECTIONS, REPLACED, STOP_GRADIENTS)
+    tables = (
+        CORRECTIONS,
+        tf_complex.CORRECTIONS,
+        tf_tables.CORRECTIONS,
+        REPLACED,
+        tf_segments.REPLACED,
+        STOP_GRADIENTS,
+    )
     for table in tables:
         for name, correct in table.items():
             chains.setdefault(name, []).append(correct)
