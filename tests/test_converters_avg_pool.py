@@ -98,3 +98,36 @@ def test_dilated_uneven_pool_is_refused_by_name():
         from_onnx(model)
     with pytest.raises(NotImplementedError, match="dilated average pooling"):
         import_onnx2torch().convert(model)
+
+
+@pytest.mark.parametrize(
+    "attrs",
+    [
+        {"kernel_shape": [2, 2, 2], "strides": [2, 2, 2]},  # even: onnx2torch's AvgPool3d
+        {"kernel_shape": [3, 3, 3], "strides": [1, 2, 2], "pads": [1, 1, 1, 1, 1, 1]},
+        {"kernel_shape": [3, 2, 3], "strides": [2, 2, 1], "pads": [1, 0, 1, 1, 1, 1]},
+        {"kernel_shape": [3, 3, 2], "strides": [2, 2, 2], "auto_pad": "SAME_UPPER"},
+        {"kernel_shape": [3, 3, 3], "strides": [2, 2, 2], "ceil_mode": 1},
+    ],
+)
+@pytest.mark.parametrize("count_include_pad", [0, 1])
+def test_three_spatial_dims_are_two_2d_pools_in_any_dtype(attrs, count_include_pad):
+    """torch has no CPU avg_pool3d for bfloat16 or half: a 3-D window's mean is the mean
+    over D of the means over (H, W) (the divisor a product of per-axis counts), so the
+    lowering writes two avg_pool2d and a bfloat16 copy runs, near the float32 result."""
+    model = avg_pool_model(["N", 2, 5, 7, 6], count_include_pad=count_include_pad, **attrs)
+    modules = check(model, [rnd(2, 2, 5, 7, 6)], [rnd(1, 2, 5, 7, 6)])
+    x = torch.from_numpy(rnd(2, 2, 5, 7, 6))
+    for module in modules:
+        assert F.avg_pool3d not in targets(module) and F.avg_pool2d in targets(module)
+        with torch.no_grad():
+            want = module(x)
+            low = module.to(torch.bfloat16)(x.to(torch.bfloat16))
+        torch.testing.assert_close(low.float(), want, atol=3e-2, rtol=3e-2)
+
+
+def test_three_spatial_dims_keep_avg_pool3d_where_the_channels_are_dynamic():
+    """The unfold back needs the channel count: a dynamic one keeps F.avg_pool3d."""
+    model = avg_pool_model(["N", "C", 4, 4, 4], kernel_shape=[2, 2, 2], strides=[2, 2, 2])
+    for module in check(model, [rnd(1, 3, 4, 4, 4)]):
+        assert F.avg_pool3d in targets(module)

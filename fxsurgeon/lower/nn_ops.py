@@ -367,10 +367,43 @@ def _pool(ctx, mod, node, args):
         return ctx.call(
             fn, x, mod.kernel_size, mod.stride, mod.padding, mod.dilation, ceil_mode=mod.ceil_mode
         )
-    fn = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}[spatial]
+    if spatial == 3:
+        return avg_pool3d(
+            ctx, x, mod.kernel_size, mod.stride, mod.padding, mod.ceil_mode, mod.count_include_pad
+        )
+    fn = {1: F.avg_pool1d, 2: F.avg_pool2d}[spatial]
     return ctx.call(
         fn, x, mod.kernel_size, mod.stride, mod.padding, mod.ceil_mode, mod.count_include_pad
     )
+
+
+def avg_pool3d(ctx, x, kernel, stride, padding=0, ceil_mode=False, count_include_pad=True):
+    """``F.avg_pool3d`` as two ``F.avg_pool2d``: over (H, W) with D folded into the
+    channels, then over D with W' folded in. torch has no CPU avg_pool3d kernel for bfloat16
+    or half (a ``.to(torch.bfloat16)`` copy failed). A window is a box and its divisor the
+    product of its per-axis counts (padding counted or not, ceil_mode's clipped ends), so
+    its mean is the mean over D of the means over (H, W), a rounding apart. The channels
+    must be static (the unfold back); where they are not, ``F.avg_pool3d`` stays."""
+    kernel, stride, padding = (_as_tuple(v, 3) for v in (kernel, stride, padding))
+    channels = (shape_of(x) or (None, None))[1]
+    if channels is None:
+        args = (kernel, stride, padding, ceil_mode, count_include_pad)
+        return ctx.call(F.avg_pool3d, x, *args)
+    y = ctx.call(torch.flatten, x, 1, 2)  # [N, C * D, H, W]
+    y = ctx.call(F.avg_pool2d, y, kernel[1:], stride[1:], padding[1:], ceil_mode, count_include_pad)
+    y = ctx.call(torch.unflatten, y, 1, (channels, -1))  # [N, C, D, H', W']
+    y = ctx.call(torch.flatten, ctx.call(torch.movedim, y, 4, 2), 1, 2)  # [N, C * W', D, H']
+    y = ctx.call(
+        F.avg_pool2d,
+        y,
+        (kernel[0], 1),
+        (stride[0], 1),
+        (padding[0], 0),
+        ceil_mode,
+        count_include_pad,
+    )
+    y = ctx.call(torch.unflatten, y, 1, (channels, -1))  # [N, C, W', D', H']
+    return ctx.call(torch.movedim, y, 2, 4)
 
 
 @lowering("OnnxPadStatic", "ConstantPad1d", "ConstantPad2d", "ConstantPad3d", "ZeroPad2d")

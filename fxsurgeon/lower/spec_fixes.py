@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from ..errors import LoweringError
 from ..frontdoor import AVG_POOLS, avg_pool_pads
 from ..shapes import shape_of
-from .nn_ops import admit_windows
+from .nn_ops import admit_windows, avg_pool3d
 from .shape_ops import _arith
 from .table import lowering
 from .values import Const, const_ints, rank_of
@@ -138,12 +138,17 @@ def _avg_pool_spec(ctx, mod, node, args):
     if pads is None:
         pads = same_pads_of(ctx, x, mod.kernel, mod.strides, [1] * spatial, mod.upper)
     extra = avg_pool_pads(sizes, mod.kernel, mod.strides, pads, mod.ceil_mode)
-    pool = AVG_POOLS[spatial]
+
+    def pool(t):
+        if spatial == 3:  # torch's avg_pool3d has no CPU bfloat16 / half kernel
+            return avg_pool3d(ctx, t, mod.kernel, mod.strides)
+        return ctx.call(AVG_POOLS[spatial], t, mod.kernel, mod.strides)
+
     explicit = [p for pair in reversed(pads) for p in pair]  # F.pad: last dim first
     ends = [p for e in reversed(extra) for p in (0, e)]
     padded = ctx.call(F.pad, x, explicit) if _any_pad(explicit) else x
     padded = ctx.call(F.pad, padded, ends) if any(ends) else padded
-    summed = ctx.call(pool, padded, mod.kernel, mod.strides)
+    summed = pool(padded)
     if (mod.count_include_pad or not _any_pad(explicit)) and not any(extra):
         return summed  # every window counts all its elements
     corner = (slice(None, 1), slice(None, 1))
@@ -152,7 +157,7 @@ def _avg_pool_spec(ctx, mod, node, args):
         counted = ctx.call(F.pad, counted, explicit, "constant", float(mod.count_include_pad))
     if any(ends):
         counted = ctx.call(F.pad, counted, ends)
-    return ctx.call(operator.truediv, summed, ctx.call(pool, counted, mod.kernel, mod.strides))
+    return ctx.call(operator.truediv, summed, pool(counted))
 
 
 def _any_pad(flat) -> bool:
