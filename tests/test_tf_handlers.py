@@ -369,3 +369,41 @@ def test_einsum_renaming_uses_free_letters_and_gives_up_past_26():
     assert _einsum_lowercase("...Ij,jK->...IK") == "...aj,jb->...ab"
     letters = "abcdefghijklmnopqrstuvwxyz"
     assert _einsum_lowercase(f"{letters}A->A") is None
+
+
+class _SafeDivisions(keras.layers.Layer):
+    def call(self, x, y):
+        return [tf.math.divide_no_nan(x, tf.nn.relu(y)), tf.math.divide(x, tf.nn.relu(y) + 1.0)]
+
+
+def test_divide_no_nan_has_tf_s_finite_gradient_where_the_divisor_is_zero():
+    """tf2onnx's ``Where(y == 0, 0, x / y)`` gave a NaN gradient to y where it is 0 (inf
+    times the Where's 0); the divisor is ``Where(y == 0, 1, y)`` now: TF's values and
+    gradients. A plain division keeps no Where (the near miss)."""
+    x = keras.Input((6,), name="x")
+    y = keras.Input((6,), name="y")
+    model = keras.Model([x, y], _SafeDivisions()(x, y))
+    proto = fxsurgeon.export_onnx(model)
+    wheres = [n for n in proto.graph.node if n.op_type == "Where"]
+    assert len(wheres) == 2, [n.op_type for n in proto.graph.node]  # the guard, the divisor
+    rng = np.random.default_rng(0)
+    xv = rng.standard_normal((3, 6)).astype(np.float32)
+    yv = rng.standard_normal((3, 6)).astype(np.float32)  # relu: about half the divisors 0
+    tx, ty = tf.Variable(xv), tf.Variable(yv)
+    with tf.GradientTape() as tape:
+        want = model([tx, ty])
+        loss = tf.reduce_sum(want[0]) + tf.reduce_sum(want[1])
+    want_grads = [np.asarray(g) for g in tape.gradient(loss, [tx, ty])]
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    for g, w in zip(session.run(None, {"x": xv, "y": yv}), want, strict=True):
+        np.testing.assert_allclose(g, np.asarray(w), atol=1e-6, rtol=0)
+    module = fxsurgeon.optimize(fxsurgeon.from_onnx(proto, tf_model=model))
+    px = torch.from_numpy(xv).requires_grad_()
+    py = torch.from_numpy(yv).requires_grad_()
+    got = module(px, py)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g.detach().numpy(), np.asarray(w), atol=1e-6, rtol=0)
+    sum(g.sum() for g in got).backward()
+    for g, w in zip((px.grad, py.grad), want_grads, strict=True):
+        assert bool(torch.isfinite(g).all())
+        np.testing.assert_allclose(g.numpy(), w, atol=1e-5, rtol=1e-5)

@@ -12,18 +12,21 @@
   ``irfft``, a synthesis window and ``tf.signal.overlap_and_add``; beside it
   ``tf.signal.inverse_stft`` (``inverse_stft_window_fn``) of a ``hamming_window`` stft,
   and cepstral liftering by ``tf.signal.dct`` / ``idct`` (type 2, ortho);
-* ``tfk_crop_resize``: ``tf.image.crop_and_resize`` (two boxes per image) on an image of
-  any size, then ``central_crop``, ``resize_with_crop_or_pad`` (both ways),
-  ``pad_to_bounding_box``, ``crop_to_bounding_box``, ``adjust_brightness``,
-  ``adjust_gamma``, ``rgb_to_yuv`` / ``yuv_to_rgb``, ``sobel_edges``, ``image_gradients``,
-  ``total_variation``, ``tf.image.transpose``;
+* ``tfk_crop_resize``: on an image of any size resized to 12x12, ``central_crop``,
+  ``resize_with_crop_or_pad`` (both ways), ``pad_to_bounding_box``,
+  ``crop_to_bounding_box``, ``adjust_brightness``, ``adjust_gamma``, ``rgb_to_yuv`` /
+  ``yuv_to_rgb``, ``sobel_edges``, ``image_gradients``, ``total_variation``,
+  ``tf.image.transpose`` (left out: ``tf.image.crop_and_resize``, which tf2onnx writes as
+  a Loop over the boxes, no tensor ops; ``adjust_saturation`` / ``adjust_hue`` /
+  ``hsv_to_rgb``, TF kernels tf2onnx has no handler for);
 * ``tfk_linalg_reduce``: ``reduce_std``, ``reduce_variance``, ``reduce_prod``, ``tf.norm``
-  (1, inf, Frobenius over two axes), ``l2_normalize`` over two axes, ``linalg.diag`` /
-  ``diag_part`` / ``trace`` / ``set_diag``, ``matvec``, ``tensordot`` by a kernel,
-  ``linalg.det``, ``divide_no_nan``, ``sign``, ``tf.reverse_sequence`` and
-  ``tf.sequence_mask`` on lengths read from the data (left out: ``tf.math.xlogy``,
-  ``reduce_euclidean_norm`` and ``linalg.cross``, whose TF ops Xlogy, EuclideanNorm and
-  Cross tf2onnx 1.16 has no handler for);
+  (1, inf, Frobenius over two axes), ``l2_normalize`` over two axes, ``linalg.diag_part``
+  / ``trace`` / ``set_diag``, ``matvec``, ``tensordot`` by a kernel, ``divide_no_nan``,
+  ``sign``, ``tf.reverse_sequence`` and ``tf.sequence_mask`` on lengths read from the
+  data. Left out: ``tf.math.xlogy``, ``reduce_euclidean_norm`` and ``linalg.cross``
+  (tf2onnx has no handler for Xlogy, EuclideanNorm, Cross); ``tf.linalg.diag``
+  (tf2onnx writes MatrixDiagV3 under Ifs whose branches differ in rank, which no
+  torch.cond expresses); ``tf.linalg.det`` (torch has no CPU LU for bfloat16 or half);
 * ``tfk_conv3d_zoo``: ``Conv3DTranspose`` (strides 2, and strides (1, 2, 2) with
   ``output_padding``), ``ZeroPadding3D``, ``AveragePooling3D``, ``tf.nn.max_pool3d``
   (SAME), ``Cropping3D``, ``GlobalMaxPooling3D``, ``ThresholdedReLU``;
@@ -209,8 +212,8 @@ def build_stft_denoise() -> CorpusModel:
 
 @register("tfk_crop_resize", family="cnn")
 def build_crop_resize() -> CorpusModel:
-    """(batch, H, W, 3), H and W dynamic -> crop_and_resize of two fixed boxes per image to
-    12x12 (bilinear), stacked on channels (6) -> central_crop(0.5) padded back
+    """(batch, H, W, 3), H and W dynamic -> resized to 12x12 (bilinear and nearest,
+    stacked on channels: 6) -> central_crop(0.5) padded back
     (resize_with_crop_or_pad 12), resize_with_crop_or_pad(8) padded back
     (pad_to_bounding_box), crop_to_bounding_box(2, 2, 8, 8) padded back, brightness +0.1,
     gamma 0.8 of the sigmoid, YUV and back, transpose, image_gradients, sobel_edges (18
@@ -222,15 +225,12 @@ def build_crop_resize() -> CorpusModel:
     tf = tf_module()
     layers = keras.layers
     image = keras.Input((None, None, 3), name="image")
-    boxes = tf.constant([[0.1, 0.2, 0.8, 0.9], [0.0, 0.0, 1.0, 1.0]])
 
-    def crops(x: Any) -> Any:
-        batch = tf.shape(x)[0]
-        index = tf.repeat(tf.range(batch), 2)  # box i of image b at row 2 b + i
-        every = tf.tile(boxes, [batch, 1])
-        out = tf.image.crop_and_resize(x, every, index, (12, 12))  # (2 batch, 12, 12, 3)
-        out = tf.reshape(out, (-1, 2, 12, 12, 3))
-        return tf.concat([out[:, 0], out[:, 1]], axis=-1)  # (batch, 12, 12, 6)
+    def resized(x: Any) -> Any:
+        # tf.image.crop_and_resize is left out: tf2onnx writes CropAndResize as a Loop
+        # over the boxes, which no lowering turns into tensor ops
+        bilinear = tf.image.resize(x, (12, 12))
+        return tf.concat([bilinear, tf.image.resize(x, (12, 12), method="nearest")], axis=-1)
 
     def views(x: Any) -> Any:
         rgb = x[..., :3]
@@ -258,7 +258,7 @@ def build_crop_resize() -> CorpusModel:
         ]
         return tf.concat(out, axis=-1)  # 6 * 4 + 3 * 8 + 6 + 1 = 55 channels
 
-    h = _lambda(keras, crops, "crops")(image)
+    h = _lambda(keras, resized, "resize")(image)
     h = _lambda(keras, views, "views")(h)
     h = layers.Conv2D(8, 3, activation="relu", name="conv")(h)
     h = layers.GlobalAveragePooling2D(name="gap")(h)
@@ -282,8 +282,7 @@ def build_crop_resize() -> CorpusModel:
 def build_linalg_reduce() -> CorpusModel:
     """(batch, time, 6), time dynamic -> Dense(6) = h -> reduce_std over time,
     reduce_variance over features, reduce_prod of a gate, tf.norm (1, inf, Frobenius), l2_normalize over (time, features); the Gram
-    matrix h^T h / time: diag_part, trace, set_diag(0), h times linalg.diag of a gate,
-    matvec by the mean, det(I + Gram / 10); tensordot by a (6, 6) kernel; divide_no_nan,
+    matrix h^T h / time: diag_part, trace, set_diag(0), matvec by the mean; tensordot by a (6, 6) kernel; divide_no_nan,
     sign; lengths = the count of h[..., 0] > 0 (at least 1):
     reverse_sequence and sequence_mask -> Dense(3)."""
     # linear 3: h, the tensordot by the layer's kernel (a projection), the logits Dense.
@@ -313,14 +312,11 @@ def build_linalg_reduce() -> CorpusModel:
             ]
             gram = tf.matmul(h, h, transpose_a=True) / tf.cast(time, tf.float32)  # (b, 6, 6)
             mean = tf.reduce_mean(h, axis=1)  # (b, 6)
-            eye = tf.eye(dim, batch_shape=[1])
             matrices = [
                 tf.linalg.diag_part(gram)[:, None, :] * ones,
                 tf.linalg.trace(gram)[:, None, None] * ones,
                 tf.matmul(h, tf.linalg.set_diag(gram, tf.zeros_like(mean))) / 10.0,
-                tf.matmul(h, tf.linalg.diag(tf.sigmoid(mean))),
                 tf.linalg.matvec(gram, mean)[:, None, :] * ones,
-                tf.linalg.det(eye + gram / 10.0)[:, None, None] * ones,
                 tf.tensordot(h, self.kernel, axes=[[2], [0]]),
             ]
             elementwise = [

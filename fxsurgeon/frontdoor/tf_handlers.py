@@ -73,6 +73,11 @@ first (without it, the first export of a process ran uncorrected):
   and SAME with strides 1 pads ``(k - 1) * dilation`` whatever the size (the output is
   the input's size), the smaller half first: such a Conv2D / DepthwiseConv2dNative /
   Conv3D is given those pads explicitly (``padding=EXPLICIT``) before tf2onnx's handler.
+* **DivNoNan divides by a safe divisor.** tf2onnx writes ``tf.math.divide_no_nan`` as
+  ``Where(y == 0, 0, x / y)``: the value is TF's, but the gradient of the branch not taken
+  is ``-x / y**2 = inf`` where ``y == 0``, and times the Where's 0 it is NaN, where TF's
+  gradient (written with divide_no_nan itself) is 0. The divisor becomes
+  ``Where(y == 0, 1, y)``: the same values, and no gradient reaches ``y`` there.
 * **Cumulative products without a Loop** (`fxsurgeon.frontdoor.tf_more_ops`).
 * **Complex tensors** (`fxsurgeon.frontdoor.tf_complex`): ``tf.complex``, casts to and from
   complex, the FFTs and inverses, real/imag/abs, written on real/imaginary pairs.
@@ -245,6 +250,25 @@ def _set_diag(func: Handler) -> Handler:
         node.type = "Where"  # tf2onnx keeps only the attributes ONNX's Where has: none
         ctx.replace_inputs(node, [on, picked.output[0], x])
         return None
+
+    return handler
+
+
+def _div_no_nan(func: Handler) -> Handler:
+    def handler(ctx: Any, node: Any, **kwargs: Any) -> Any:
+        from tf2onnx import utils
+
+        divisor = node.input[1]
+        result = func(ctx, node, **kwargs)  # node: Div(x, y), then Where(y == 0, 0, node)
+        guards = [n for n in ctx.find_output_consumers(node.output[0]) if n.type == "Where"]
+        if node.type != "Div" or len(guards) != 1:
+            return result
+        np_dtype = utils.map_onnx_to_numpy_type(ctx.get_dtype(divisor))
+        is_zero = guards[0].input[0]
+        one = _const(ctx, 1, np_dtype)
+        safe = ctx.make_node("Where", [is_zero, one, divisor], op_name_scope=node.name)
+        ctx.replace_input(node, divisor, safe.output[0], 1)
+        return result
 
     return handler
 
@@ -441,6 +465,7 @@ CORRECTIONS: dict[str, Callable[[Handler], Handler]] = {
     "MatrixBandPart": _band_part,
     "MatrixSetDiagV3": _set_diag,
     "GatherV2": _gather_counts_from_the_front,
+    "DivNoNan": _div_no_nan,
     "UnsortedSegmentSum": _segment_reduce("add", 0),
     "UnsortedSegmentProd": _segment_reduce("mul", 1),
     "ExtractImagePatches": _extract_patches,
