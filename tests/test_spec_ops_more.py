@@ -16,6 +16,7 @@ from onnx import TensorProto, helper
 from onnx_cases import assert_lowered, assert_module_matches_ort, init, make_model
 
 import fxsurgeon
+from fxsurgeon._compat import import_onnx2torch
 from fxsurgeon.errors import InputError
 from fxsurgeon.tensorflow import from_onnx
 
@@ -505,3 +506,42 @@ def test_scatter_elements_with_an_unknown_reduction_is_refused():
     model = unchecked("ScatterElements", inputs, opset=18, reduction="avg")
     with pytest.raises(InputError, match=r"'scatterelements_0' \(op ScatterElements\).*'avg'"):
         from_onnx(model)
+
+
+@pytest.mark.parametrize("opset", [13, 18])
+def test_a_split_into_one_part_is_that_part_for_its_readers(opset):
+    """TF's ``gather_nd(batch_dims=1)`` unstacks a length-1 slice of a shape: a Split with
+    one output, which its reader (a Squeeze) takes directly, no getitem; the lowering gave
+    it a list ("cannot use list as a tensor"). A shape value's part and a tensor's part;
+    the two-part Split of the same shape stays two values (the near miss)."""
+    nodes = [
+        helper.make_node("Shape", ["x"], ["shape"]),
+        helper.make_node("Slice", ["shape", "zero", "one", "zero"], ["lead"]),
+        helper.make_node(
+            "Split", ["lead"], ["only"], axis=0, **({"num_outputs": 1} if opset >= 18 else {})
+        ),
+        helper.make_node("Squeeze", ["only", "zero"], ["batch"]),
+        helper.make_node(
+            "Split",
+            ["shape"],
+            ["rows", "cols"],
+            axis=0,
+            **({"num_outputs": 2} if opset >= 18 else {}),
+        ),
+        helper.make_node("Concat", ["cols", "rows"], ["swapped"], axis=0),
+        helper.make_node("Reshape", ["x", "swapped"], ["t"]),
+        helper.make_node(
+            "Split", ["t"], ["t1"], axis=0, **({"num_outputs": 1} if opset >= 18 else {})
+        ),
+        helper.make_node("Relu", ["t1"], ["y"]),
+        helper.make_node("Unsqueeze", ["batch", "zero"], ["n"]),
+        helper.make_node("Cast", ["n"], ["count"], to=TensorProto.FLOAT),
+    ]
+    consts = [init("zero", np.array([0], np.int64)), init("one", np.array([1], np.int64))]
+    outs = [info("y", F32, [4, "n"]), info("count", F32, [1])]
+    model = make_model(nodes, [info("x", F32, ["n", 4])], outs, consts, opset=opset)
+    for door in (from_onnx(model), import_onnx2torch().convert(model)):
+        optimized = fxsurgeon.optimize(door)
+        assert_lowered(optimized)
+        for n in (1, 3):
+            assert_module_matches_ort(optimized, model, [rng.standard_normal((n, 4)).astype(F32)])

@@ -14,6 +14,7 @@ import torch
 from ..errors import LoweringError
 from ..frontdoor import compress, split_sizes, unique
 from ..shapes import shape_of
+from .indexing import one_or_all
 from .table import lowering
 from .values import rank_of
 
@@ -46,6 +47,8 @@ def _split(ctx, mod, node, args):
     shape = shape_of(x)
     if shape is None or not -len(shape) <= mod.axis < len(shape):
         raise LoweringError(f"Split axis {mod.axis} of an input of unknown rank or out of range")
+    if mod.parts == 1:  # one part, the whole input, whatever its length
+        return x
     length = shape[mod.axis % len(shape)]
     if not isinstance(length, int):
         raise LoweringError("Split by num_outputs of a dynamic dim")
@@ -54,4 +57,4 @@ def _split(ctx, mod, node, args):
     except ValueError as error:
         raise LoweringError(str(error)) from None
     parts = ctx.call(torch.split, x, sizes, mod.axis % len(shape))
-    return [ctx.call(operator.getitem, parts, i) for i in range(len(sizes))]
+    return one_or_all([ctx.call(operator.getitem, parts, i) for i in range(len(sizes))])

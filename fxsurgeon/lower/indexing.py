@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import operator
+from typing import Any
 
 import torch
 
@@ -192,19 +193,28 @@ def _slice_tensor(value, starts, ends, axes, steps):
 
 @lowering("OnnxSplit", "OnnxSplit13")
 def _split(ctx, mod, node, args):
+    """The parts, one value per ONNX output; a Split into one part (TF's ``tf.unstack`` of
+    a length-1 shape, in ``gather_nd(batch_dims=1)``) has one output, which its readers
+    read directly (no getitem): that part alone (`one_or_all`)."""
     if isinstance(args[0], Const) and not args[0].is_weight:  # folds, as any constant
         value = args[0].value
         axis = mod.axis % value.dim()
         sizes = _split_sizes(mod, args, value.shape[axis])
-        return [Const(p.clone()) for p in torch.split(value, sizes, axis)]
+        return one_or_all([Const(p.clone()) for p in torch.split(value, sizes, axis)])
     if isinstance(args[0], Sym) and not args[0].scalar:  # shape values stay shape values
-        return _split_sym(mod, args)
+        return one_or_all(_split_sym(mod, args))
     x = ctx.tensor(args[0])
     shape = shape_of(x)
     axis = mod.axis % len(shape)
     sizes = _split_sizes(mod, args, shape[axis])
     parts = ctx.call(torch.split, x, sizes, axis)
-    return [ctx.call(operator.getitem, parts, i) for i in range(len(sizes))]
+    return one_or_all([ctx.call(operator.getitem, parts, i) for i in range(len(sizes))])
+
+
+def one_or_all(parts: list) -> Any:
+    """A multi-output node's values as a list (its readers getitem them); the only value of
+    a node with one output (its readers take the node itself)."""
+    return parts[0] if len(parts) == 1 else parts
 
 
 def _split_sizes(mod, args, length: int | None) -> list[int]:
