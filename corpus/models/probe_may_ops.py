@@ -30,8 +30,10 @@
 * ``tfk_conv3d_zoo``: ``Conv3DTranspose`` (strides 2, and strides (1, 2, 2) with
   ``output_padding``), ``ZeroPadding3D``, ``AveragePooling3D``, ``tf.nn.max_pool3d``
   (SAME), ``Cropping3D``, ``GlobalMaxPooling3D``, ``ThresholdedReLU``;
-* ``tfk_segnet_pool``: SegNet-style ``tf.nn.max_pool_with_argmax`` and max unpooling by
-  ``tf.scatter_nd`` at the argmax, ``tf.pad`` REFLECT and SYMMETRIC,
+* ``tfk_segnet_pool``: a SegNet-style encoder: ``tf.nn.max_pool2d`` unpooled by
+  ``tf.repeat`` on both axes (``tf.nn.max_pool_with_argmax`` with unpooling by
+  ``tf.scatter_nd`` at the argmax is left out: onnx2torch converts no MaxPool whose
+  Indices output is read), ``tf.pad`` REFLECT and SYMMETRIC,
   ``DepthwiseConv2D(depth_multiplier=2, dilation_rate=2)``, ``SeparableConv2D(strides=2,
   depth_multiplier=2)``, ``tf.nn.pool`` with dilations (SpaceToBatchND / BatchToSpaceND),
   ``tf.tile`` with computed multiples, ``tf.broadcast_to`` a ``tf.shape``;
@@ -390,9 +392,8 @@ def build_conv3d_zoo() -> CorpusModel:
 @register("tfk_segnet_pool", family="cnn")
 def build_segnet_pool() -> CorpusModel:
     """(batch, H, W, 3), H and W dynamic (multiples of 4) -> pad REFLECT 2 ->
-    DepthwiseConv2D(3, depth_multiplier 2, dilation 2) (6 channels) -> max_pool_with_argmax
-    (2, 2, SAME, include_batch_in_index) -> unpooled by scatter_nd at the argmax into
-    zeros of the input's shape, added -> pad SYMMETRIC 1 -> SeparableConv2D(8, 3, strides
+    DepthwiseConv2D(3, depth_multiplier 2, dilation 2) (6 channels) -> max_pool2d(2, 2,
+    SAME) unpooled by repeat on both axes, added -> pad SYMMETRIC 1 -> SeparableConv2D(8, 3, strides
     2, depth_multiplier 2) -> tf.nn.pool(AVG, 2x2, dilations 2, VALID; TF has no SAME) ->
     a (1, 1, 8) learned bias tiled by computed multiples and broadcast_to the run-time
     shape -> Conv2D(4, 1) per pixel and GlobalAveragePooling2D -> Dense(3)."""
@@ -407,10 +408,10 @@ def build_segnet_pool() -> CorpusModel:
     h = layers.DepthwiseConv2D(3, depth_multiplier=2, dilation_rate=2, name="dw_dilated")(h)
 
     def unpool(t: Any) -> Any:
-        pooled, argmax = tf.nn.max_pool_with_argmax(t, 2, 2, "SAME", include_batch_in_index=True)
-        size = tf.cast(tf.size(t), tf.int64)
-        flat = tf.scatter_nd(tf.reshape(argmax, (-1, 1)), tf.reshape(pooled, (-1,)), [size])
-        return t + tf.reshape(flat, tf.shape(t))
+        # SegNet's unpooling at the argmax (tf.nn.max_pool_with_argmax, scatter_nd) is left
+        # out: onnx2torch converts no MaxPool whose Indices output is read
+        pooled = tf.nn.max_pool2d(t, 2, 2, "SAME")
+        return t + tf.repeat(tf.repeat(pooled, 2, axis=1), 2, axis=2)
 
     h = _lambda(keras, unpool, "unpool")(h)
     h = _lambda(
