@@ -35,8 +35,10 @@
   ``tf.scatter_nd`` at the argmax is left out: onnx2torch converts no MaxPool whose
   Indices output is read), ``tf.pad`` REFLECT and SYMMETRIC,
   ``DepthwiseConv2D(depth_multiplier=2, dilation_rate=2)``, ``SeparableConv2D(strides=2,
-  depth_multiplier=2)``, ``tf.nn.pool`` with dilations (SpaceToBatchND / BatchToSpaceND),
-  ``tf.tile`` with computed multiples, ``tf.broadcast_to`` a ``tf.shape``;
+  depth_multiplier=2)``, ``tf.nn.pool``, ``tf.tile`` with computed multiples,
+  ``tf.broadcast_to`` a ``tf.shape`` (``tf.nn.pool`` with ``dilations`` is left out: TF
+  writes it as SpaceToBatchND / BatchToSpaceND, which tf2onnx exports on a dynamic size
+  as SpaceToDepth between run-time transposes and pads that no lowering keeps symbolic);
 * ``tfk_tabular_encoding``: a tabular model on integer and float columns:
   ``CategoryEncoding`` (multi_hot, count, one_hot), ``Discretization`` (fixed bin
   boundaries), ``Embedding`` averaged over the columns, Dense layers.
@@ -284,8 +286,8 @@ def build_crop_resize() -> CorpusModel:
 def build_linalg_reduce() -> CorpusModel:
     """(batch, time, 6), time dynamic -> Dense(6) = h -> reduce_std over time,
     reduce_variance over features, reduce_prod of a gate, tf.norm (1, inf, Frobenius), l2_normalize over (time, features); the Gram
-    matrix h^T h / time: diag_part, trace, set_diag(0), matvec by the mean; tensordot by a (6, 6) kernel; divide_no_nan,
-    sign; lengths = the count of h[..., 0] > 0 (at least 1):
+    matrix h^T h / time: diag_part, trace, set_diag(0), matvec by the mean; tensordot by a (6, 6) kernel; divide_no_nan (the mean over
+    time of the values above 0.5, 0 where none is), sign; lengths = the count of h[..., 0] > 0 (at least 1):
     reverse_sequence and sequence_mask -> Dense(3)."""
     # linear 3: h, the tensordot by the layer's kernel (a projection), the logits Dense.
     keras = _tfk()
@@ -303,6 +305,7 @@ def build_linalg_reduce() -> CorpusModel:
             time = tf.shape(h)[1]
             ones = tf.ones_like(h[..., :1])
             gate = tf.sigmoid(h)
+            high = tf.cast(h > 0.5, tf.float32)
             stats = [
                 tf.math.reduce_std(h, axis=1, keepdims=True) * ones,
                 tf.math.reduce_variance(h, axis=-1, keepdims=True),
@@ -323,7 +326,12 @@ def build_linalg_reduce() -> CorpusModel:
             ]
             elementwise = [
                 gate * tf.math.log(gate + 0.1),
-                tf.math.divide_no_nan(h, tf.nn.relu(h) + tf.nn.relu(-h - 1.0)),
+                # the mean of the values above 0.5 over time, 0 where there is none
+                tf.math.divide_no_nan(
+                    tf.reduce_sum(h * high, axis=1, keepdims=True),
+                    tf.reduce_sum(high, axis=1, keepdims=True),
+                )
+                * ones,
                 tf.sign(h) * tf.abs(h) ** 1.5,
             ]
             lengths = tf.maximum(tf.math.count_nonzero(h[..., 0] > 0.0, axis=1), 1)
@@ -394,7 +402,7 @@ def build_segnet_pool() -> CorpusModel:
     """(batch, H, W, 3), H and W dynamic (multiples of 4) -> pad REFLECT 2 ->
     DepthwiseConv2D(3, depth_multiplier 2, dilation 2) (6 channels) -> max_pool2d(2, 2,
     SAME) unpooled by repeat on both axes, added -> pad SYMMETRIC 1 -> SeparableConv2D(8, 3, strides
-    2, depth_multiplier 2) -> tf.nn.pool(AVG, 2x2, dilations 2, VALID; TF has no SAME) ->
+    2, depth_multiplier 2) -> tf.nn.pool(AVG, 2x2, VALID) ->
     a (1, 1, 8) learned bias tiled by computed multiples and broadcast_to the run-time
     shape -> Conv2D(4, 1) per pixel and GlobalAveragePooling2D -> Dense(3)."""
     # linear 1: the logits Dense; the convolutions are not counted.
@@ -420,8 +428,8 @@ def build_segnet_pool() -> CorpusModel:
     h = layers.SeparableConv2D(8, 3, strides=2, depth_multiplier=2, name="sep_strided")(h)
     h = _lambda(
         keras,
-        lambda t: tf.nn.pool(t, [2, 2], "AVG", padding="VALID", dilations=[2, 2]),
-        "dilated_pool",
+        lambda t: tf.nn.pool(t, [2, 2], "AVG", padding="VALID"),
+        "pool",
     )(h)
 
     class TiledBias(layers.Layer):
