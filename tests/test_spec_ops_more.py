@@ -545,3 +545,28 @@ def test_a_split_into_one_part_is_that_part_for_its_readers(opset):
         assert_lowered(optimized)
         for n in (1, 3):
             assert_module_matches_ort(optimized, model, [rng.standard_normal((n, 4)).astype(F32)])
+
+
+@pytest.mark.parametrize("reduction", ["mul", "max", "min", "add"])
+def test_scatter_nd_reductions_of_one_element_rows_run_in_bfloat16(reduction):
+    """A segment product of [N, 1] values (``unsorted_segment_prod`` at batch 1): torch's
+    CPU ``index_reduce("prod")`` fails an internal assert in bfloat16 and half there; the
+    lowering writes ``scatter_reduce`` for mul/max/min (add stays ``index_add``)."""
+    node = helper.make_node("ScatterND", ["x", "i", "u"], ["y"], reduction=reduction)
+    ids = init("i", np.array([[0], [1], [1], [3], [2], [0], [1], [2]], np.int64))
+    inputs = [info("x", F32, [4, "b"]), info("u", F32, [8, "b"])]
+    model = make_model([node], inputs, [info("y", F32, [4, "b"])], [ids], opset=18)
+    x = (rng.random((4, 1)) + 0.5).astype(F32)
+    u = (rng.random((8, 1)) + 0.5).astype(F32)
+    for door in (from_onnx(model), import_onnx2torch().convert(model)):
+        optimized = fxsurgeon.optimize(door)
+        assert_lowered(optimized)
+        targets = {n.target for n in optimized.graph.nodes}
+        assert (torch.index_add in targets) == (reduction == "add")
+        assert (torch.scatter_reduce in targets) == (reduction != "add")
+        assert_module_matches_ort(optimized, model, [x, u], atol=1e-6)
+        assert_module_matches_ort(optimized, model, [np.tile(x, 3), np.tile(u, 3)], atol=1e-6)
+        want = optimized(torch.from_numpy(x), torch.from_numpy(u))
+        low = optimized.to(torch.bfloat16)
+        got = low(torch.from_numpy(x).bfloat16(), torch.from_numpy(u).bfloat16())
+        torch.testing.assert_close(got.float(), want, atol=0.05, rtol=0.05)

@@ -11,9 +11,11 @@ taken modulo its size, so negative indices count from the end), then
   indices to ``[batch, Q]``, one advanced-indexing gather, reshaped to
   ``indices.shape[:-1] + data.shape[batch_dims + k:]``;
 * ScatterND: data flattened to ``[K, rest...]``, then ``index_copy``
-  (reduction none), ``index_add`` (add) or ``index_reduce`` with
+  (reduction none), ``index_add`` (add) or ``scatter_reduce`` with
   ``prod``/``amax``/``amin`` (mul/max/min, the data's own values included, as
-  the spec's loop over the updates does), reshaped back.
+  the spec's loop over the updates does; the row index expanded over the rest:
+  torch's ``index_reduce`` "prod" fails in bfloat16 / half on one-element rows),
+  reshaped back.
 
 Sizes come from the shape meta (ints, or ``x.size(d)`` for dynamic dims); the
 index depth ``k`` must be static (it fixes the output's rank).
@@ -104,7 +106,10 @@ def _scatter_nd(ctx, mod, node, args):
         out = ctx.call(torch.index_copy, flat, 0, lin, upd)
     elif mod.reduction == "add":
         out = ctx.call(torch.index_add, flat, 0, lin, upd)
-    else:
+    else:  # scatter_reduce: torch's CPU index_reduce "prod" in bfloat16 / half fails an
+        # internal assert on rows of one element (a segment product of [N, 1] values)
         reduce = REDUCE[mod.reduction]
-        out = ctx.call(torch.index_reduce, flat, 0, lin, upd, reduce, include_self=True)
+        rows = ctx.call(torch.reshape, lin, (-1, *[1] * (len(dims) - k)))
+        index = ctx.method("expand_as", rows, upd)
+        out = ctx.call(torch.scatter_reduce, flat, 0, index, upd, reduce, include_self=True)
     return ctx.call(torch.reshape, out, tuple(dims)) if k > 1 else out
