@@ -248,3 +248,41 @@ def test_a_computation_read_only_for_its_size_is_dropped():
             n for n in module.graph.nodes if n.target in (torch.matmul, torch.nn.functional.linear)
         ]
         assert len(products) == 1, module.code
+
+
+# -- MaxPool with its Indices output ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "dims, attrs",
+    [
+        (["N", 3, "H", "W"], {"kernel_shape": [2, 2], "strides": [2, 2]}),  # SegNet's pool
+        (["N", 2, "H", "W"], {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [0, 1, 1, 0]}),
+        (["N", 2, "H", "W"], {"kernel_shape": [3, 3], "strides": [2, 2], "auto_pad": "SAME_UPPER"}),
+        (["N", 2, "H", "W"], {"kernel_shape": [2, 3], "strides": [1, 2], "storage_order": 1}),
+        (["N", 2, "H", "W"], {"kernel_shape": [3, 3], "strides": [2, 2], "ceil_mode": 1}),
+        (["N", 2, "H", "W"], {"kernel_shape": [2, 2], "dilations": [2, 2]}),
+        (["N", 3, "W"], {"kernel_shape": [3], "strides": [2], "pads": [1, 0]}),
+        (["N", 2, "D", "H", 5], {"kernel_shape": [2, 2, 2], "strides": [2, 2, 2]}),
+    ],
+)
+def test_max_pool_indices_match_onnxruntime(dims, attrs):
+    """onnx2torch converts no MaxPool whose Indices output is read (TF's
+    max_pool_with_argmax, SegNet's unpooling). fxsurgeon's converter gives each max's
+    position in the flattened input as the spec counts it (padding not counted;
+    storage_order 1: column-major over the spatial dims), through both doors, every size
+    dynamic; the indices then address the input (a gather by them gives the values)."""
+    node = helper.make_node("MaxPool", ["x"], ["y", "i"], **attrs)
+    model = model_of(
+        [node],
+        [tensor_info("x", F32, dims)],
+        [tensor_info("y", F32, None), tensor_info("i", I64, None)],
+        opset=12,
+    )
+    small = [{"N": 2, "H": 7, "W": 9, "D": 4}.get(d, d) for d in dims]
+    large = [{"N": 1, "H": 10, "W": 8, "D": 6}.get(d, d) for d in dims]
+    check(model, [rnd(*small)], [rnd(*large)])
+    if attrs.get("storage_order", 0) == 0:  # row-major positions read the values back
+        x = rnd(*small)
+        values, indices = run_ort(model, [x])
+        np.testing.assert_array_equal(x.reshape(-1)[indices.reshape(-1)], values.reshape(-1))

@@ -1,8 +1,8 @@
 """Lowerings of fxsurgeon's own converters for ops onnx2torch gets wrong or refuses:
 CumSum (`OnnxCumSumSpec`), Conv with SAME auto_pad or a computed weight (`OnnxConvSpec`),
 AveragePool with uneven pads, SAME auto_pad or ceil_mode (`OnnxAvgPoolSpec`), MaxPool with
-SAME auto_pad (`OnnxMaxPoolSpec`), ConvTranspose with uneven pads, SAME auto_pad or
-output_shape (`OnnxConvTransposeSpec`).
+SAME auto_pad (`OnnxMaxPoolSpec`) or its Indices read (`OnnxMaxPoolIndices`), ConvTranspose
+with uneven pads, SAME auto_pad or output_shape (`OnnxConvTransposeSpec`).
 
 SAME padding (tf2onnx writes ``auto_pad=SAME_UPPER`` where a spatial size is dynamic) is
 ``total = max(0, (ceil(n / s) - 1) * s + (k - 1) * d + 1 - n)``, the odd element at the
@@ -178,6 +178,40 @@ def _max_pool_spec(ctx, mod, node, args):
         x = ctx.call(F.pad, x, flat, "constant", float("-inf"))
     pool = _MAX_POOLS[len(mod.kernel)]
     return ctx.call(pool, x, mod.kernel, mod.strides, 0, mod.dilations)
+
+
+@lowering("OnnxMaxPoolIndices")
+def _max_pool_indices(ctx, mod, node, args):
+    """The max and the flat input position of each (`OnnxMaxPoolIndices`): positions
+    ``arange(numel)`` in the input's shape (spatial dims reversed then permuted back for
+    ``storage_order=1``), padded like the input, read at torch's in-plane indices."""
+    x = ctx.tensor(args[0])
+    pads = mod.pads
+    if pads is None:
+        pads = same_pads_of(ctx, x, mod.kernel, mod.strides, mod.dilations, mod.upper)
+    flat = [p for pair in reversed(pads) for p in pair]
+    rank = rank_of(x)
+    sizes = [ctx.size(x, i) for i in range(rank)]
+    numel = sizes[0]
+    for size in sizes[1:]:
+        numel = _arith(ctx, operator.mul, numel, size)
+    positions = ctx.call(torch.arange, numel, device=ctx.device())
+    if mod.storage_order == 0 or rank < 4:
+        positions = ctx.call(torch.reshape, positions, tuple(sizes))
+    else:
+        flipped = ctx.call(torch.reshape, positions, tuple(sizes[:2] + sizes[:1:-1]))
+        positions = ctx.call(torch.permute, flipped, (0, 1, *range(rank - 1, 1, -1)))
+    if _any_pad(flat):
+        x = ctx.call(F.pad, x, flat, "constant", float("-inf"))
+        positions = ctx.call(F.pad, positions, flat, "constant", -1)
+    pool = _MAX_POOLS[len(mod.kernel)]
+    pooled = ctx.call(pool, x, mod.kernel, mod.strides, 0, mod.dilations, mod.ceil_mode, True)
+    values, planar = (ctx.call(operator.getitem, pooled, i) for i in (0, 1))
+    read = ctx.call(
+        torch.gather, ctx.call(torch.flatten, positions, 2), 2, ctx.call(torch.flatten, planar, 2)
+    )
+    out_sizes = tuple(ctx.size(values, i) for i in range(rank))
+    return [values, ctx.call(torch.reshape, read, out_sizes)]
 
 
 _CONV_TRANSPOSE = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}

@@ -19,6 +19,8 @@ spec says:
   1 where an element counts and 0 elsewhere;
 * `OnnxMaxPoolSpec`: SAME_UPPER / SAME_LOWER padding computed from the input size, by
   -inf (the spec ignores the padding), then the unpadded max pool;
+* `OnnxMaxPoolIndices`: a MaxPool whose ``Indices`` output is read (onnx2torch refuses
+  it): the max and its position in the flattened input, as the spec counts it;
 * `OnnxPadSpec`: ``pads`` holds ``[begin..., end...]`` for ``axes`` (all dims
   when absent; negative axes count from the end); a negative pad removes
   elements; ``constant_value`` (default 0) fills in ``constant`` mode,
@@ -158,6 +160,50 @@ class OnnxMaxPoolSpec(nn.Module):
         return MAX_POOLS[len(self.kernel)](padded, self.kernel, self.strides, 0, self.dilations)
 
 
+def input_positions(x: torch.Tensor, storage_order: int) -> torch.Tensor:
+    """Each element's index in the flat input, as MaxPool's ``Indices`` counts it: row-major
+    over every dim, or with ``storage_order=1`` column-major over the spatial dims."""
+    positions = torch.arange(x.numel(), device=x.device)
+    if storage_order == 0 or x.dim() < 4:
+        return positions.reshape(x.shape)
+    spatial = tuple(x.shape[2:])
+    flipped = positions.reshape(tuple(x.shape[:2]) + spatial[::-1])
+    return flipped.permute(0, 1, *range(x.dim() - 1, 1, -1))
+
+
+class OnnxMaxPoolIndices(nn.Module):
+    """MaxPool whose ``Indices`` output is read. Per the spec, each index is the max's
+    position in the flattened input ``[N, C, D1..Dn]``, padding not counted (row-major,
+    or column-major over the spatial dims where ``storage_order=1``). The input is
+    padded by -inf (explicit ``pads``, or SAME computed from the size where ``pads`` is
+    None), torch's pool gives each max's index in its padded plane, and that index reads
+    the input position of the element (`input_positions`, padded alike)."""
+
+    def __init__(self, kernel, strides, dilations, pads, *, upper, ceil_mode, storage_order):
+        super().__init__()
+        self.kernel = tuple(kernel)
+        self.strides = tuple(strides)
+        self.dilations = tuple(dilations)
+        self.pads = None if pads is None else [tuple(p) for p in pads]
+        self.upper = upper
+        self.ceil_mode = ceil_mode
+        self.storage_order = storage_order
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pads = self.pads
+        if pads is None:
+            pads = same_pads(x.shape[2:], self.kernel, self.strides, self.dilations, self.upper)
+        flat = [p for pair in reversed(pads) for p in pair]
+        padded = F.pad(x, flat, "constant", float("-inf"))
+        positions = F.pad(input_positions(x, self.storage_order), flat, "constant", -1)
+        pool = MAX_POOLS[len(self.kernel)]
+        values, planar = pool(
+            padded, self.kernel, self.strides, 0, self.dilations, self.ceil_mode, True
+        )
+        indices = torch.gather(positions.flatten(2), 2, planar.flatten(2))
+        return values, indices.reshape(planar.shape)
+
+
 class OnnxPadSpec(nn.Module):
     """Pad-18 and later: ``pads`` and optional ``constant_value``, ``axes`` inputs."""
 
@@ -241,6 +287,8 @@ def _max_pool(original):
         auto_pad = attrs.get("auto_pad", "NOTSET")
         if isinstance(auto_pad, bytes):
             auto_pad = auto_pad.decode()
+        if len(node.output_values) > 1 and node.output_values[1]:
+            return _max_pool_indices(node, auto_pad)
         if auto_pad not in ("SAME_UPPER", "SAME_LOWER"):
             if original is None:
                 raise ConverterError(node, "no converter for this MaxPool version")
@@ -249,8 +297,6 @@ def _max_pool(original):
         spatial = len(kernel)
         if spatial not in MAX_POOLS:
             raise ConverterError(node, f"{spatial} spatial dims (torch pools 1 to 3)")
-        if len(node.output_values) > 1 and node.output_values[1]:
-            raise ConverterError(node, "its Indices output is used (not converted)")
         if attrs.get("ceil_mode", 0) or attrs.get("storage_order", 0):
             raise ConverterError(node, "ceil_mode or storage_order with SAME auto_pad")
         module = OnnxMaxPoolSpec(
@@ -264,6 +310,30 @@ def _max_pool(original):
         return module, OnnxMapping(inputs=(node.input_values[0],), outputs=node.output_values[:1])
 
     return convert
+
+
+def _max_pool_indices(node, auto_pad: str):
+    attrs = node.attributes
+    kernel = list(attrs["kernel_shape"])
+    spatial = len(kernel)
+    if spatial not in MAX_POOLS:
+        raise ConverterError(node, f"{spatial} spatial dims (torch pools 1 to 3)")
+    pads = None
+    if auto_pad == "VALID":
+        pads = [(0, 0)] * spatial
+    elif auto_pad == "NOTSET":
+        flat = list(attrs.get("pads", [0] * 2 * spatial))
+        pads = list(zip(flat[:spatial], flat[spatial:], strict=True))
+    module = OnnxMaxPoolIndices(
+        kernel,
+        attrs.get("strides", [1] * spatial),
+        attrs.get("dilations", [1] * spatial),
+        pads,
+        upper=auto_pad != "SAME_LOWER",
+        ceil_mode=bool(attrs.get("ceil_mode", 0)),
+        storage_order=int(attrs.get("storage_order", 0)),
+    )
+    return module, mapping_of(node, (node.input_values[0],))
 
 
 def _wrap(op: str, versions, make) -> None:
