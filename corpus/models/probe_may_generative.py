@@ -203,7 +203,7 @@ def build_pix2pix() -> CorpusModel:
             x = down(x)
             skips.append(x)
         skips = reversed(skips[:-1])
-        for up, skip in zip(up_stack, skips):
+        for up, skip in zip(up_stack, skips, strict=True):
             x = up(x)
             x = layers.Concatenate()([x, skip])
         return keras.Model(inputs=inputs, outputs=last(x), name="generator")
