@@ -74,6 +74,28 @@ def broadcast_hints(env: ShapeEnv, symbols: dict[Any, Key], values: Sequence) ->
     return None
 
 
+def needs_equal(fn: Any, args: Sequence, kwargs: dict) -> list:
+    """The values (tensors or shapes) of a call whose trailing-aligned sizes the op needs
+    equal, for `broadcast_hints`: its arguments, except that the tensors of a ``torch.cat``
+    or ``torch.stack`` (a list, one argument) are values of their own, a ``torch.cat``'s
+    each with its joined dim as 1 (the one size they may differ in; a 1 is never paired)."""
+    if fn in (torch.cat, torch.concat, torch.concatenate, torch.stack) and args:
+        tensors = args[0]
+        if isinstance(tensors, (list, tuple)) and all(isinstance(t, torch.Tensor) for t in tensors):
+            if fn is torch.stack:
+                return list(tensors)
+            dim = kwargs.get("dim", kwargs.get("axis", args[1] if len(args) > 1 else 0))
+            if not isinstance(dim, int):
+                return []
+            shapes = []
+            for t in tensors:
+                rank = t.dim()
+                if rank and -rank <= dim < rank:
+                    shapes.append(tuple(1 if d == dim % rank else s for d, s in enumerate(t.shape)))
+            return shapes
+    return [*args, *kwargs.values()]
+
+
 def _sizes(value: Any) -> tuple | None:
     """The sizes of a tensor, or a shape (a tuple of ints and SymInts), else None."""
     if isinstance(value, torch.Tensor):

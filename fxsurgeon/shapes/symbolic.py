@@ -39,6 +39,7 @@ from .relations import (
     equation_ties,
     linear_tie,
     multiple_hints,
+    needs_equal,
 )
 
 # The hints of symbolic dims that come without an example: batch and others.
@@ -321,7 +322,7 @@ class SymbolicShapes:
                 result = fn(*args, **kwargs)
             except Exception:
                 if not isinstance(fn, torch.nn.Module):  # a kept module's inputs need not
-                    self.admit_broadcast([*args, *kwargs.values()], f"{where} ({op})")
+                    self.admit_broadcast(needs_equal(fn, args, kwargs), f"{where} ({op})")
                 raise
         self._note_forced(where, op)
         # a call that read data (``.item()``, nonzero) made fresh unbacked symbols: another
