@@ -22,6 +22,8 @@ The rules take it apart step by step:
 
 from __future__ import annotations
 
+import operator
+
 import torch
 import torch.nn.functional as F
 from fxsurgeon.patterns import Match, Rule
@@ -43,14 +45,34 @@ _LAYOUT_FUNCTIONS = {torch.permute, torch.transpose, torch.t}
 _LAYOUT_METHODS = {"permute", "transpose", "t"}
 
 
+#: elementwise arithmetic: of stored values and numbers, its result is stored values too
+_ARITHMETIC = {
+    operator.mul,
+    operator.truediv,
+    operator.neg,
+    torch.mul,
+    torch.div,
+    torch.neg,
+}
+
+
 def _stored_node(match: Match, node, depth: int = 0) -> bool:
     """Whether `node` holds stored values only: a weight constant, a ``torch.cat`` of such
     values (a kernel built by ``tf.concat`` of TF variables: each stays its own parameter),
-    or a permutation of one (an einsum's ``nd`` operand written ``permute(W, (1, 0))``)."""
+    a permutation of one (an einsum's ``nd`` operand written ``permute(W, (1, 0))``), or one
+    scaled by numbers or other stored values (StyleGAN's equalized learning rate: ``x @
+    (c * W)``, c = sqrt(2 / fan_in); the product is recomputed each call, W is trained)."""
     if depth > 4 or not isinstance(node, torch.fx.Node):
         return False
     if node.op == "get_attr":
         return True
+    if node.op == "call_function" and node.target in _ARITHMETIC and not node.kwargs:
+        tensors = [a for a in node.args if isinstance(a, torch.fx.Node)]
+        return (
+            bool(tensors)
+            and all(isinstance(a, (torch.fx.Node, int, float)) for a in node.args)
+            and all(_stored_node(match, a, depth + 1) for a in tensors)
+        )
     if node.op == "call_function" and node.target is torch.cat:
         parts = node.args[0]
         return (

@@ -49,3 +49,44 @@ def test_a_transposed_activation_is_no_weight():
     assert "linear_matmul_1" not in matches(module)
     assert calls(module, F.linear, nn.Linear) == 0
     assert_matches_ort(module, model)
+
+
+def scaled_onnx(scale: str = "c") -> object:
+    """StyleGAN's equalized Dense: (x [N, 4] @ (Mul(w [4, 5], c) ) + b) * lr; with
+    `scale="s"` the kernel is scaled by an input (per-call data) instead."""
+    nodes = [
+        node("Mul", ["w", scale], "ws"),
+        node("Neg", ["ws"], "wn"),
+        node("Div", ["wn", "d"], "wd"),
+        node("MatMul", ["x", "wd"], "m"),
+        node("Add", ["m", "b"], "mb"),
+        node("Mul", ["mb", "lr"], "y"),
+    ]
+    consts = {
+        "w": rng.standard_normal((4, 5)),
+        "b": rng.standard_normal(5),
+        "c": rng.standard_normal(()) ** 2 + 0.5,
+        "d": rng.standard_normal(()) ** 2 + 0.5,
+        "lr": rng.standard_normal(()),
+    }
+    inputs = {"x": ["N", 4], **({"s": [1]} if scale == "s" else {})}
+    return graph(nodes, inputs, ["y"], consts)
+
+
+def test_a_weight_scaled_by_numbers_is_a_linear_of_the_scaled_weight():
+    model = scaled_onnx()
+    module = optimized(model)
+    assert matches(module).get("linear_matmul_1") == 1
+    assert matches(module).get("linear_bias_1") == 1
+    assert calls(module, F.linear, nn.Linear) == 1
+    names = {name for name, _ in module.named_parameters()}
+    assert len(names) == 2, names  # w and b: the scale is applied to w each call
+    assert_matches_ort(module, model)
+
+
+def test_a_weight_scaled_by_an_input_is_no_weight():
+    model = scaled_onnx(scale="s")
+    module = optimized(model)
+    assert "linear_matmul_1" not in matches(module)
+    assert calls(module, F.linear, nn.Linear) == 0
+    assert_matches_ort(module, model)
