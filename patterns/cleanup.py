@@ -9,6 +9,10 @@
     reshape(reshape(x, s), t)    -> x              t is x's own shape (both ends: tf2onnx's
                                                    round trip through [1, -1, 1, 1, 1] of a
                                                    ConvNeXt LayerNorm's mean hides the norm)
+    reshape(x, s).size(i)        -> s[i]           s[i] a size read (never -1 or 0 then)
+    mean(x, D, keepdim).size(i)  -> x.size(i)      i not in D (sum, amax, amin too): read at the
+                                                   source, a round trip or a LayerNorm's mean
+                                                   has no size user outside the match
 
 A reshape target is x's own shape when it has x's rank and every entry but at
 most one is provably x's dim there (the same int, or ``x.size(i)``): the
@@ -19,8 +23,11 @@ from __future__ import annotations
 
 import torch
 from fxsurgeon.patterns import Match, Rule
+from torch import fx
 
 BOTH_ENDS = ("prepare", "tidy")
+#: reductions that, with keepdim, keep their input's size on every dim they do not reduce
+_REDUCTIONS = {torch.mean, torch.sum, torch.amax, torch.amin}
 
 
 # -- permute(permute(x, p), q) -> permute(x, p o q) --------------------------------------------
@@ -112,13 +119,44 @@ def same_shape(match: Match, x, target: tuple) -> str | None:
 
 
 def _is_size_of(item, x, dim: int) -> bool:
-    return (
+    """`item` reads x's size at `dim`: ``x.size(dim)``, or ``s.size(dim)`` of a value s that
+    x keeps that size of (x a keepdim reduction of s over other dims, `size_read`)."""
+    if not (
         getattr(item, "op", None) == "call_method"
         and item.target == "size"
-        and item.args[0] is x
         and len(item.args) == 2
-        and item.args[1] % len(x.meta.get("fxs_shape", (0,))) == dim
-    )
+        and isinstance(item.args[1], int)
+    ):
+        return False
+    for _ in range(8):
+        rank = len(x.meta.get("fxs_shape", (0,)))
+        if item.args[0] is x:
+            return item.args[1] % rank == dim
+        kept = _kept_size_source(x, dim)
+        if kept is None:
+            return False
+        x = kept
+    return False
+
+
+def _kept_size_source(r, i: int):
+    """The input of `r` whose size at `i` is r's: r a keepdim reduction that does not
+    reduce dim `i`; else None."""
+    if getattr(r, "op", None) != "call_function" or r.target not in _REDUCTIONS:
+        return None
+    x, dims = r.args[0], r.args[1] if len(r.args) > 1 else r.kwargs.get("dim")
+    keep = r.args[2] if len(r.args) > 2 else r.kwargs.get("keepdim", False)
+    rank = len(r.meta.get("fxs_shape") or ())
+    dims = (dims,) if isinstance(dims, int) else dims
+    if keep is not True or not rank or not isinstance(x, fx.Node):
+        return None
+    if not isinstance(dims, (tuple, list)) or not all(isinstance(d, int) for d in dims):
+        return None
+    if not -rank <= i < rank or i % rank in {d % rank for d in dims}:
+        return None
+    if len(x.meta.get("fxs_shape") or ()) != rank:
+        return None
+    return x
 
 
 reshape_noop = Rule(
@@ -176,6 +214,52 @@ reshape_reshape = Rule(
     reshape_reshape_replacement,
     phase="tidy",
     note="attention head merge reshape followed by what is left of a Tensordot flatten",
+)
+
+
+# -- reshape(x, s).size(i) -> s[i]; mean(x, D, keepdim).size(i) -> x.size(i), i not in D ----------
+
+
+def size_read_pattern(r, i: int):
+    return r.size(i)
+
+
+def size_read_replacement(r, i: int, entry, source):
+    return entry if source is None else source.size(i)
+
+
+def size_read_check(match: Match) -> str | None:
+    """A size read from a value that states it: a Reshape's output has its target's sizes
+    (an entry that is a size read, never -1 or 0), a keepdim reduction has its input's size
+    on every dim it does not reduce. Read at the source, the value has no size users left
+    that would keep it out of a match (a LayerNorm's mean, a round-trip reshape)."""
+    r, i = match.node("r"), match["i"]
+    if r is None or r.op != "call_function" or not isinstance(i, int):
+        return "not a size of a call"
+    match["entry"] = match["source"] = None
+    if r.target is torch.reshape:
+        target = r.args[1] if len(r.args) > 1 else None
+        if not isinstance(target, (tuple, list)) or not -len(target) <= i < len(target):
+            return "the reshape's target is not a tuple holding that dim"
+        entry = target[i]
+        if not isinstance(entry, fx.Node) or entry.op != "call_method" or entry.target != "size":
+            return f"the target's entry {entry!r} is not a size read (it may be -1 or 0)"
+        match["entry"] = entry
+        return None
+    source = _kept_size_source(r, i)
+    if source is not None:
+        match["source"] = source
+        return None
+    return "not a size of a reshape or a keepdim reduction"
+
+
+size_read = Rule(
+    "size_read",
+    size_read_pattern,
+    size_read_replacement,
+    check=size_read_check,
+    phase=BOTH_ENDS,
+    note="tf2onnx on dynamic sides: a size read back from a Reshape or a keepdim ReduceMean",
 )
 
 
