@@ -361,10 +361,10 @@ def _stylegan_layers() -> Any:
             self.const_shape = shape
 
         def build(self, input_shape: Any) -> None:
-            self.const = self.add_weight(shape=(1, *self.const_shape), name="const")
+            self.constant = self.add_weight(shape=(1, *self.const_shape), name="constant")
 
         def call(self, w: Any) -> Any:
-            return tf.tile(self.const, [tf.shape(w)[0], 1, 1, 1])
+            return tf.tile(self.constant, [tf.shape(w)[0], 1, 1, 1])
 
     return types.SimpleNamespace(
         PixelNorm=PixelNorm,
@@ -395,7 +395,7 @@ def build_stylegan_block() -> CorpusModel:
     for i in range(3):
         w = L.EqualizedDense(latent, learning_rate_multiplier=0.01, name=f"mapping{i}")(w)
         w = layers.LeakyReLU(negative_slope=0.2)(w)
-    x = L.LearnedConstant((4, 4, channels), name="const")(w)
+    x = L.LearnedConstant((4, 4, channels), name="synthesis_input")(w)
     x = L.AdaIN(name="adain0")([L.InstanceNorm()(x), w])
     x = layers.UpSampling2D(2)(x)
     x = L.ModulatedConv(channels, 3, name="modconv")([x, w])
