@@ -248,6 +248,8 @@ def _plan(reader, ops, softmax, probs, tail, module) -> Region:
     axes = [reader.flat(g) for g in reader.layouts[base]]
     end = reader.layouts[probs]
     real = [reader.flat(g) for g in end if reader.flat(g)]
+    if len(end) >= 2 and reader.flat(end[-1]) == keys and not reader.flat(end[-2]):
+        return _single_query(reader, ops, softmax, probs, tail, module, axes, end)
     if len(end) < 2 or reader.flat(end[-1]) != keys or not reader.flat(end[-2]):
         raise Decline("the probabilities that meet V do not end in (queries, softmax's axis)")
     lk, lq = _axes_of(keys, axes), _axes_of(reader.flat(end[-2]), axes)
@@ -284,6 +286,48 @@ def _plan(reader, ops, softmax, probs, tail, module) -> Region:
             if j != i and isinstance(arg, fx.Node):
                 _term(region, reader, (node, j), inside, axes, module)
     _sizes(region, reader, nodes, axes)
+    return region
+
+
+def _single_query(reader, ops, softmax, probs, tail, module, axes, end) -> Region:
+    """One query (Lq = 1: a class token's attention pooling). Keras' MultiHeadAttention on a
+    query of length 1 is exported as ``K @ Q^T`` ([..., Lk, 1]), its softmax over the keys
+    (axis -2) and permuted to [..., 1, Lk]: B's last axis is the query's, of size 1, and
+    its second-to-last the keys. B transposed is ``Q @ K^T`` ([..., 1, Lk], the
+    probabilities' own layout, ``(a @ b)^T = b^T @ a^T``), and the softmax over its last
+    axis is over the same elements. Elementwise ops on the way take numbers only (a term
+    would have to be moved to the new layout); B's other axes must be the probabilities'
+    leading axes in order, none of size 1."""
+    base = reader.base
+    rank = len(axes)
+    flat = [reader.flat(g) for g in end]
+    if not _is(base, (torch.matmul,)) or rank < 3 or axes[-1] or not axes[-2]:
+        raise Decline("a single query's scores are not K @ Q^T ([..., Lk, 1])")
+    if flat != [*axes[:-2], (), axes[-2]] or not all(axes[:-2]):
+        raise Decline("a single query's probabilities are not B's batch, 1, then the keys")
+    if any(len(shape(x) or ()) < 2 for x in base.args):
+        raise Decline(f"{_name(base)} is not a product of matrices")
+    region = Region(
+        base=base,
+        ops=[(n, i) for n, i in ops if _is(n, ELEMENTWISE)],
+        softmax=softmax,
+        probs=probs,
+        tail=list(tail),
+        order=[*range(rank - 2), rank - 1, rank - 2],
+        unit=(),
+        contraction=("matmul", *base.args),
+        probs_shape=("unsqueeze", ()),
+    )
+    if len(region.ops) != len(ops):
+        raise Decline("a single query's scores pass a where")
+    for node, i in region.ops:
+        for j, arg in enumerate(node.args):
+            if j != i and isinstance(arg, fx.Node) and scalar(arg, module) is None:
+                raise Decline(f"the term %{arg.name} of a single query's scores is no number")
+    nodes = [n for n, _ in ops] + [softmax] + _between(softmax, probs)
+    for node in nodes:
+        if any(u.op == "call_method" and u.target == "size" for u in node.users):
+            raise Decline(f"a length of %{node.name} is read elsewhere")
     return region
 
 

@@ -229,3 +229,33 @@ def test_a_zeroing_where_of_another_mask_is_kept_and_not_fused():
     assert not sdpa_calls(module)
     assert softmax_count(module) == 1
     assert_matches_ort(module, model)
+
+
+def single_query(term: bool = False):
+    """A class token's attention pooling as Keras 3 MultiHeadAttention on a query of length 1
+    is exported: K @ Q^T [N, H, S, 1] scaled, Softmax over the keys (axis 2), transposed to
+    [N, H, 1, S], @ v. `term`: a key mask [N, 1, S, 1] added before the softmax."""
+    g = Graph()
+    q = heads(g, "q", length=1, x="cls")
+    k, v = (heads(g, n) for n in ("k", "v"))
+    kq = g.op("MatMul", [k, g.op("Transpose", [q], "qT", perm=[0, 1, 3, 2])], "kq")
+    scores = g.op("Mul", [kq, g.const("scale", SCALE)], "scaled")
+    if term:
+        scores = g.op("Add", [scores, g.input("mask", ["N", 1, "S", 1])], "masked")
+    p = g.op("Softmax", [scores], "probs", axis=2)
+    pt = g.op("Transpose", [p], "probs_qk", perm=[0, 1, 3, 2])
+    return g.model(g.op("MatMul", [pt, v], "o"))
+
+
+def test_a_single_query_contracted_as_keys_by_queries():
+    """Lq = 1: B's query axis is of size 1; K @ Q^T is written Q @ K^T, the softmax over -1."""
+    module = fused(single_query())
+    assert rules(module).get("sdpa_orient_1") == 1
+
+
+def test_a_single_query_with_a_tensor_term_is_refused():
+    """A term that is a tensor would have to move to the new layout: declined, as before."""
+    model = single_query(term=True)
+    module = optimized(model)
+    assert not sdpa_calls(module) and "sdpa_orient_1" not in rules(module)
+    assert_matches_ort(module, model)
