@@ -78,6 +78,8 @@ first (without it, the first export of a process ran uncorrected):
   is ``-x / y**2 = inf`` where ``y == 0``, and times the Where's 0 it is NaN, where TF's
   gradient (written with divide_no_nan itself) is 0. The divisor becomes
   ``Where(y == 0, 1, y)``: the same values, and no gradient reaches ``y`` there.
+* **SYMMETRIC mirror pads as reversed slices** (`fxsurgeon.frontdoor.tf_mirror_pad`): no
+  ``Compress`` on a computed condition, every size symbolic.
 * **Cumulative products without a Loop** (`fxsurgeon.frontdoor.tf_more_ops`).
 * **Complex tensors** (`fxsurgeon.frontdoor.tf_complex`): ``tf.complex``, casts to and from
   complex, the FFTs and inverses, real/imag/abs, written on real/imaginary pairs.
@@ -108,7 +110,7 @@ from typing import Any
 from onnx import TensorProto
 
 from ..errors import InputError
-from . import tf_complex, tf_control, tf_segments, tf_tables, tf_xla
+from . import tf_complex, tf_control, tf_mirror_pad, tf_segments, tf_tables, tf_xla
 from .stop_gradients import CORRECTIONS as STOP_GRADIENTS
 from .tf_more_ops import ADDED, ADDED_OPSET, REPLACED
 from .tf_nodes import Handler
@@ -476,6 +478,7 @@ CORRECTIONS: dict[str, Callable[[Handler], Handler]] = {
     "Transpose": _constant_perm,
     "Bincount": _bincount,
     "DenseBincount": _bincount,
+    **tf_mirror_pad.CORRECTIONS,
 }
 
 
