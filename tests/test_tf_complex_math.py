@@ -128,6 +128,7 @@ class _Reshaped(keras.layers.Layer):
             *_parts(tf.gather(z, [0, 2], axis=-1), tf.gather(w, [1, 0], axis=0)),
             *_parts(tf.slice(z, [0, 1, 2], [-1, -1, 3]), tf.pad(w, [[0, 0], [1, 2], [0, 0]])),
             *_parts(tf.pad(z, [[0, 0], [0, 0], [2, 1]], mode="REFLECT")),
+            *_parts(tf.pad(z, [[0, 0], [1, 0], [2, 3]], mode="SYMMETRIC")),
             *_parts(tf.math.cumsum(z, -1, exclusive=True), tf.signal.fftshift(w, axes=-1)),
             *_parts(tf.roll(z, shift=[1, -2], axis=[1, -1])),
             tf.cast(tf.shape(z), tf.float32),
