@@ -117,26 +117,11 @@ def _cache_key(name: str) -> str:
         name,
         Path(inspect.getsourcefile(builder) or "").read_text(),
         inspect.getsource(randomize_variables),
-        # the files the export runs (not the ONNX -> fx side of the front door)
+        # every module of the front door's package (the export's handlers, corrections and
+        # tables; its converters/ subpackage is the ONNX -> fx side), so a new one counts
         *(
-            (Path(fxsurgeon.frontdoor.export.__file__).parent / f).read_text()
-            for f in (
-                "export.py",
-                "assigns.py",
-                "freeze.py",
-                "tf_handlers.py",
-                "tf_complex.py",
-                "tf_fft.py",
-                "tf_control.py",
-                "tf_more_ops.py",
-                "tf_nodes.py",
-                "tf_pairs.py",
-                "tf_segments.py",
-                "tf_xla.py",
-                "static_dims.py",
-                "stop_gradients.py",
-                "variables.py",
-            )
+            f.read_text()
+            for f in sorted(Path(fxsurgeon.frontdoor.export.__file__).parent.glob("*.py"))
         ),
         tf.__version__,
         tf2onnx.__version__,
