@@ -58,6 +58,12 @@ rest reads ``x = reshape(y, s)``. That value is x, which is mean(x, D) for the d
 variance takes when they are 1 in x too; ``layer_norm_unit_mean`` (prepare phase) writes
 it so, and the rules above fuse the layer norm (keras.io's timeseries Transformer).
 
+Statistics may read a permutation of x, or x while the rest reads a permutation of it
+(tf2onnx reduces a Keras ``LayerNormalization(axis=[1, 2, 3])``'s NCHW conv output while
+gamma / beta read its NHWC transpose). Where the permutation moves only reduced dims, a
+keepdim mean over them is the same tensor either way: ``layer_norm_permuted_stats``
+(prepare phase) writes the statistics on the tensor the rest reads, and the rules fuse it.
+
 A cast between the normalisation and gamma (HF casts back to the input
 dtype) is a no-op in fp32 and goes in the prepare phase (cleanup.cast_noop),
 so gamma applied before or after it is the same graph here; a real cast
@@ -446,4 +452,119 @@ layer_norm_unit_mean = Rule(
     check=unit_mean_check,
     phase="prepare",
     note="a mean over size-1 dims, reshaped as x: mean(x) over x's own size-1 dims",
+)
+
+
+# -- statistics read through a permutation of x: the statistics of x ---------------------------
+
+
+def permuted_stats_pattern(a, dims: tuple):
+    return torch.mean(a, dims, keepdim=True)
+
+
+def permuted_stats_replacement(a, dims, c, perm, sub, c_first, var_dims):
+    if not c_first:  # c, a permute of a, comes later: the same permute, made here, replaces it
+        same = torch.permute(a, perm)
+        for user in list(c.node.users):
+            user.replace_input_with(c.node, same.node)
+        c = same
+    sub.node.replace_input_with(a.node, c.node)
+    return torch.mean(c, var_dims, keepdim=True)  # the variance's dims, as it writes them
+
+
+def _reduced(dims: Any, rank: int) -> frozenset | None:
+    """`dims` (ints in range for `rank`) as a set of dims >= 0, or None."""
+    if not isinstance(dims, (tuple, list)) or not dims:
+        return None
+    if not all(isinstance(d, int) and -rank <= d < rank for d in dims):
+        return None
+    return frozenset(d % rank for d in dims)
+
+
+def _moves_only(node: fx.Node, reduced: frozenset, rank: int) -> bool:
+    """Whether `node` is ``torch.permute(_, p)`` of rank `rank` and every dim p moves is one
+    of `reduced`: then a keepdim mean over `reduced` (size 1 there, every other dim in place)
+    is the same tensor before and after it."""
+    if node.target is not torch.permute or len(node.args) != 2:
+        return False
+    perm = node.args[1]
+    if not isinstance(perm, (tuple, list)) or len(perm) != rank:
+        return False
+    if not all(isinstance(p, int) for p in perm) or sorted(p % rank for p in perm) != list(
+        range(rank)
+    ):
+        return False
+    return all(i in reduced for i, p in enumerate(perm) if p % rank != i)
+
+
+def _centred_variance(mean: fx.Node, a: fx.Node, reduced: frozenset, rank: int) -> fx.Node | None:
+    """The ``a - mean`` of ``mean(square(a - mean), D', keepdim=True)`` with D' the same set
+    of dims as `reduced`, where that difference and its square are read by nothing else (its
+    layout is free then: only the variance, a mean over the same dims, sees it)."""
+    for sub in mean.users:
+        if sub.target is not operator.sub or sub.args != (a, mean) or len(sub.users) != 1:
+            continue
+        (square,) = sub.users
+        squares = square.target is operator.mul and square.args == (sub, sub)
+        squares |= square.target is operator.pow and square.args == (sub, 2)
+        if not squares or not square.users:
+            continue
+        if all(
+            var.target is torch.mean
+            and var.kwargs.get("keepdim") is True
+            and len(var.args) == 2
+            and var.args[0] is square
+            and _reduced(var.args[1], rank) == reduced
+            for var in square.users
+        ):
+            return sub
+    return None
+
+
+def permuted_stats_check(match: Match) -> str | None:
+    """The mean and variance of a LayerNorm over dims D read `a` while the rest of it reads
+    `c`, where c = permute(a, p) (or a = permute(c, p)) and p moves only dims of D. A keepdim
+    mean over D is then the same tensor of a or of c (size 1 on D, every other dim where it
+    was), and so is the variance, the mean over D of the squared difference: the statistics
+    are those of c, and are written so, for the layer norm rules (Keras
+    ``LayerNormalization(axis=[1, 2, 3])`` after a Conv2D: tf2onnx reduces the NCHW conv
+    output while gamma / beta (H, W, C) read its NHWC transpose; the WGAN-GP critic).
+
+    Which of a and c "the rest" reads is fixed so that the move is one way: a is read by the
+    statistics alone, and by c where c is a permute of it; c has readers of its own."""
+    a, anchor = match["a"], match.anchor
+    shape = match.shape(a)
+    if shape is None:
+        return "the rank of the mean's input is not known"
+    rank = len(shape)
+    reduced = _reduced(match["dims"], rank)
+    if reduced is None:
+        return f"reduction dims {match['dims']!r} are not constant dims of a {rank}-D input"
+    sub = _centred_variance(anchor, a, reduced, rank)
+    if sub is None:
+        return "no variance over the same dims is centred by this mean alone"
+    (square,) = sub.users
+    match["var_dims"] = tuple(next(iter(square.users)).args[1])
+    others = [u for u in a.users if u is not anchor and u is not sub]
+    if not others and _moves_only(a, reduced, rank):  # a = permute(c): the rest reads c
+        c = a.args[0]
+        if len(c.users) < 2:
+            return "the permute's input is read by nothing else"
+        match["c"], match["perm"], match["sub"], match["c_first"] = c, None, sub, True
+        return None
+    if len(others) == 1 and _moves_only(others[0], reduced, rank) and others[0].users:
+        c = others[0]  # c = permute(a): the rest reads c
+        match["c"], match["perm"], match["sub"] = c, tuple(c.args[1]), sub
+        match["c_first"] = _before(c, anchor)
+        return None
+    return "the mean's input is not read through one permute that moves only reduced dims"
+
+
+layer_norm_permuted_stats = Rule(
+    "layer_norm_permuted_stats",
+    permuted_stats_pattern,
+    permuted_stats_replacement,
+    check=permuted_stats_check,
+    phase="prepare",
+    note="a mean and variance over D of a, the rest reading permute(a) moving only D: of that",
 )
