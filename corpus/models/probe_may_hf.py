@@ -208,10 +208,10 @@ def build_funnel_tokcls() -> CorpusModel:
         num_labels=3,
     )
     # modeling_tf_funnel.py: 2 encoder blocks of 1 layer + 1 decoder layer, each (q,k,v,
-    # post_proj,ffn1,ffn2) = 18, + classifier = 19 linear (r_kernel projects the sinusoidal
-    # position encoding per head without a bias: an einsum, not counted, as in hf_funnel);
-    # embeddings LN + 3 x 2 = 7 layer_norm; 3 gelu (gelu_new); 3 sdpa
-    nominal = dict(sdpa=3, layer_norm=7, rms_norm=0, gelu=3, linear=19)
+    # post_proj,ffn1,ffn2, and r_kernel: einsum "td,dnh->tnh", a bias-free projection of the
+    # sinusoidal position encoding into heads) = 21, + classifier = 22 linear; embeddings LN
+    # + 3 x 2 = 7 layer_norm; 3 gelu (gelu_new); 3 sdpa
+    nominal = dict(sdpa=3, layer_norm=7, rms_norm=0, gelu=3, linear=22)
     return _hf_model(
         "hf_funnel_tokcls",
         "encoder",
