@@ -521,6 +521,50 @@ def test_einsum_of_several_axes_by_an_activation_stays_einsum():
     assert torch.einsum in targets and torch.nn.functional.linear not in targets
 
 
+@pytest.mark.parametrize(
+    "equation, shapes",
+    [
+        ("...qd,...kd->...qk", [["N", 2, 3, 4], ["N", 2, 5, 4]]),  # transformers' tf_utils SDPA
+        ("bhqd,bhkd->bhqk", [["N", 2, 3, 4], ["N", 2, 5, 4]]),
+    ],
+)
+def test_einsum_of_scores_is_a_matmul_by_the_transpose(equation, shapes):
+    """Attention scores ``<P>qd,<P>kd-><P>qk`` are ``q @ k.transpose(-2, -1)``: the form the
+    attention rules know."""
+    node = helper.make_node("Einsum", ["q", "k"], ["y"], equation=equation)
+    model = make_model(
+        [node],
+        [tensor_info(n, F32, s) for n, s in zip("qk", shapes, strict=True)],
+        [tensor_info("y", F32, None)],
+    )
+    for size in (2, 3):
+        inputs = [rnd(*[size if d == "N" else d for d in s]) for s in shapes]
+        optimized = assert_matches_ort(model, inputs)
+    targets = {n.target for n in optimized.graph.nodes if n.op == "call_function"}
+    assert torch.matmul in targets and torch.einsum not in targets
+
+
+@pytest.mark.parametrize(
+    "equation, shapes",
+    [
+        ("bhqd,bhkd->bhkq", [[2, 2, 3, 4], [2, 2, 5, 4]]),  # output transposed
+        ("bhqd,hkd->bhqk", [[2, 2, 3, 4], [2, 5, 4]]),  # batch letters differ
+        ("bhqd,bhkd->bqk", [[2, 2, 3, 4], [2, 2, 5, 4]]),  # h summed too
+        ("bhqd,bhdk->bhqk", [[2, 2, 3, 4], [2, 2, 4, 5]]),  # contracted axis not the last of k
+    ],
+)
+def test_einsum_of_scores_near_misses_stay_einsum(equation, shapes):
+    node = helper.make_node("Einsum", ["q", "k"], ["y"], equation=equation)
+    model = make_model(
+        [node],
+        [tensor_info(n, F32, s) for n, s in zip("qk", shapes, strict=True)],
+        [tensor_info("y", F32, None)],
+    )
+    optimized = assert_matches_ort(model, [rnd(*s) for s in shapes])
+    targets = {n.target for n in optimized.graph.nodes if n.op == "call_function"}
+    assert torch.einsum in targets
+
+
 # -- Resize ---------------------------------------------------------------------------------
 
 

@@ -11,7 +11,8 @@ one, nothing downloaded).
 * ``hf_idefics_lm``: TFIdeficsForVisionText2Text: a CLIP-like vision tower, a LLaMA-style text
   decoder (RMSNorm, rotary positions, SiLU-gated MLP) with a gated cross-attention block
   (tanh(alpha) gates) before each decoder layer, the decoupled embedding (a second table for
-  the added tokens) and the decoupled LM head (two Dense, concatenated);
+  the added tokens) and the decoupled LM head (two Dense, concatenated); its sequence length
+  is static (``IDEFICS_LENGTH``: with a dynamic one the TF graph itself fails);
 * ``hf_funnel_tokcls``: TFFunnelForTokenClassification: the full Funnel (hf_funnel is the
   base model), its decoder upsamples the pooled sequence back by repeat, adds the first
   block's output and runs one more layer at full length;
@@ -44,7 +45,7 @@ from ..registry import (
     trainable_count,
 )
 from .hf_audio import torch_inputs as mixed_torch_inputs
-from .hf_text import _BERT_INPUTS, SIZES, TINY, VOCAB, _hf_model
+from .hf_text import _BERT_INPUTS, TINY, VOCAB, _hf_model
 
 # --------------------------------------------------------------------------- TAPAS
 
@@ -108,12 +109,19 @@ def build_tapas_seqcls() -> CorpusModel:
 # --------------------------------------------------------------------------- IDEFICS
 
 IDEFICS_IMAGE = (1, 3, 16, 16)  # images per sample, channels, side
+#: the sequence length is static: with a dynamic one, TFIdeficsAttention's rotary length is
+#: ``tf.reduce_max(kv_seq_len, q_len)``, q_len passed as the reduction axis of a scalar, which
+#: TF itself rejects at run time ("Invalid reduction dimension") and tf2onnx cannot export
+#: (a Max by a non-constant axis); with static shapes transformers takes Python's max()
+IDEFICS_LENGTH = 8
 
 
 def _idefics_inputs(batch_size: int, seed: int, size: int | None = None) -> dict[str, np.ndarray]:
     """Token ids (some of them the added tokens past ``vocab_size``), the padding mask, one image
     per sample and which tokens see it (the first token of row 0 sees none)."""
-    tokens = text_inputs(("input_ids", "attention_mask"), VOCAB + 2)(batch_size, seed, size)
+    tokens = text_inputs(("input_ids", "attention_mask"), VOCAB + 2, IDEFICS_LENGTH)(
+        batch_size, seed, size
+    )
     rng = np.random.default_rng(seed + 3)
     length = tokens["input_ids"].shape[1]
     pixels = rng.standard_normal((batch_size, *IDEFICS_IMAGE)).astype(np.float32)
@@ -158,7 +166,8 @@ def build_idefics_lm() -> CorpusModel:
     model = TFIdeficsForVisionText2Text(config)
     model(_idefics_inputs(1, 0), training=False)
     randomize(model)
-    outputs = ("logits",)
+    # the call returns the LM logits and image_hidden_states (the vision tower's sequence)
+    outputs = ("logits", "image_hidden_states")
     # modeling_tf_idefics.py / vision_tf.py. Vision tower (CLIP layout, gelu): 2 x (q,k,v,out,
     # fc1,fc2) = 12 linear, pre_layrnorm + 2 x 2 = 5 layer_norm (post_layernorm feeds only the
     # pooled output: pruned), 2 gelu, 2 sdpa. Text: 2 decoder layers x (q,k,v,o, gate, up,
@@ -172,18 +181,18 @@ def build_idefics_lm() -> CorpusModel:
         family="decoder",
         model=model,
         input_signature=[
-            tf.TensorSpec((None, None), tf.int32, name="input_ids"),
-            tf.TensorSpec((None, None), tf.int32, name="attention_mask"),
+            tf.TensorSpec((None, IDEFICS_LENGTH), tf.int32, name="input_ids"),
+            tf.TensorSpec((None, IDEFICS_LENGTH), tf.int32, name="attention_mask"),
             tf.TensorSpec((None, *IDEFICS_IMAGE), tf.float32, name="pixel_values"),
-            tf.TensorSpec((None, None, IDEFICS_IMAGE[0]), tf.int32, name="image_attention_mask"),
+            tf.TensorSpec(
+                (None, IDEFICS_LENGTH, IDEFICS_IMAGE[0]), tf.int32, name="image_attention_mask"
+            ),
         ],
         output_names=outputs,
         make_inputs=_idefics_inputs,
         tf_outputs=hf_outputs(model, outputs),
         trainable_params=trainable_count(model),
-        sizes=SIZES,
         nominal=nominal,
-        dynamic_axes={"image_attention_mask": [1]},
         twin=hf_twin(model, "IdeficsForVisionText2Text"),
         twin_inputs=mixed_torch_inputs,
     )

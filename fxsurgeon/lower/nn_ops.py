@@ -213,6 +213,10 @@ def _einsum(ctx, mod, node, args):
                 return ctx.call(torch.matmul, ctx.tensor(x), ctx.tensor(w))
             if isinstance(w, Const):
                 return _dense_einsum(ctx, ctx.tensor(x), w, contracted)
+        if _is_batched_product(mod.equation):
+            # ``<P>qd,<P>kd-><P>qk`` (attention scores): the same batch axes on both sides
+            right = ctx.call(torch.transpose, ctx.tensor(args[1]), -2, -1)
+            return ctx.call(torch.matmul, ctx.tensor(args[0]), right)
     return ctx.call(torch.einsum, mod.equation, *[ctx.tensor(a) for a in args])
 
 
@@ -227,6 +231,25 @@ def _dense_einsum(ctx, x: fx.Node, w: Const, contracted: int) -> fx.Node:
         return y
     lead = [ctx.size(y, i) for i in range(rank_of(y) - 1)]
     return ctx.call(torch.reshape, y, tuple(_one_dynamic_to_minus_one(lead + list(outer))))
+
+
+def _is_batched_product(equation: str) -> bool:
+    """``<P>qd,<P>kd-><P>qk``: both operands with the same batch letters (or ``...``) in the
+    same order, a product over their last axis, the output the batch then q then k, every
+    letter once per operand: ``matmul(a, b.transpose(-2, -1))`` (matmul broadcasts the batch
+    axes as einsum does)."""
+    inputs, _, out = equation.replace(" ", "").partition("->")
+    parts = inputs.split(",")
+    if len(parts) != 2 or not out:
+        return False
+    a, b = parts
+    if len(a) < 2 or len(b) < 2 or a[:-2] != b[:-2] or a[-1] != b[-1]:
+        return False
+    batch, q, k, d = a[:-2], a[-2], b[-2], a[-1]
+    letters = batch.replace("...", "")
+    if not (q + k + d).isalpha() or not (letters == "" or letters.isalpha()):
+        return False
+    return out == batch + q + k and len(set(letters + q + k + d)) == len(letters) + 3
 
 
 def dense_contraction(equation: str) -> tuple[bool, int, int] | None:
