@@ -83,22 +83,24 @@ def test_strided_same_conv_and_pool_compile_in_one_graph_across_sizes():
         assert_module_matches_ort(compiled, model, [x], atol=1e-5)
 
 
-def test_max_pool_whose_indices_are_used_is_refused():
+def test_max_pool_with_indices_beyond_three_spatial_dims_is_refused():
+    """MaxPool's Indices output is converted (tests/test_converters_pool_pad.py) for 1 to 3
+    spatial dims, torch's pools; a 4-D window is refused with the node and op named."""
     node = helper.make_node(
         "MaxPool",
         ["x"],
         ["y", "i"],
         name="pool",
-        kernel_shape=[2, 2],
-        strides=[2, 2],
+        kernel_shape=[2, 2, 2, 2],
+        strides=[2, 2, 2, 2],
         auto_pad="SAME_UPPER",
     )
     model = make_model(
         [node],
-        [tensor_info("x", F32, ["N", 3, "H", "W"])],
+        [tensor_info("x", F32, ["N", 3, 4, 4, 4, 4])],
         [tensor_info("y", F32, None), tensor_info("i", np.int64, None)],
     )
-    with pytest.raises(fxsurgeon.errors.InputError, match=r"'pool' \(op MaxPool\).*Indices"):
+    with pytest.raises(fxsurgeon.errors.InputError, match=r"'pool' \(op MaxPool\).*spatial dims"):
         from_onnx(model)
 
 
