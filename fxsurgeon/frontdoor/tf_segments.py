@@ -87,8 +87,8 @@ def _segment_count(ctx: Any, node: Any, ids: str) -> str:
     if producer is not None and producer.is_const():
         values = np.asarray(producer.get_tensor_value(as_list=False))
         return _const(ctx, int(values.max()) + 1 if values.size else 0)
-    ids = ctx.make_node("Cast", [ids], attr={"to": TensorProto.INT64}, op_name_scope=node.name)
-    top = _reduce(ctx, "max", ids.output[0], [0], node)
+    cast = ctx.make_node("Cast", [ids], attr={"to": TensorProto.INT64}, op_name_scope=node.name)
+    top = _reduce(ctx, "max", cast.output[0], [0], node)
     return ctx.make_node("Add", [top, _const(ctx, 1)], op_name_scope=node.name).output[0]
 
 
