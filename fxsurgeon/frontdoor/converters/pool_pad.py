@@ -263,15 +263,10 @@ def _avg_pool(original):
             raise ConverterError(node, "dilated average pooling has no torch counterpart")
         if spatial not in AVG_POOLS:
             raise ConverterError(node, f"{spatial} spatial dims (torch pools 1 to 3)")
-        pads = None
-        if auto_pad == "VALID":
-            pads = [(0, 0)] * spatial
-        elif auto_pad == "NOTSET":
-            pads = list(zip(flat[:spatial], flat[spatial:], strict=True))
         module = OnnxAvgPoolSpec(
             kernel,
             attrs.get("strides", [1] * spatial),
-            pads,
+            _explicit_pads(attrs, auto_pad, spatial),
             count_include_pad=bool(attrs.get("count_include_pad", 0)),
             ceil_mode=bool(attrs.get("ceil_mode", 0)),
             upper=auto_pad != "SAME_LOWER",
@@ -312,23 +307,28 @@ def _max_pool(original):
     return convert
 
 
+def _explicit_pads(attrs, auto_pad: str, spatial: int) -> list[tuple[int, int]] | None:
+    """(begin, end) per spatial dim from ``pads`` (NOTSET) or zeros (VALID); None for
+    SAME_*, which the module computes from the input size."""
+    if auto_pad == "VALID":
+        return [(0, 0)] * spatial
+    if auto_pad != "NOTSET":
+        return None
+    flat = list(attrs.get("pads", [0] * 2 * spatial))
+    return list(zip(flat[:spatial], flat[spatial:], strict=True))
+
+
 def _max_pool_indices(node, auto_pad: str):
     attrs = node.attributes
     kernel = list(attrs["kernel_shape"])
     spatial = len(kernel)
     if spatial not in MAX_POOLS:
         raise ConverterError(node, f"{spatial} spatial dims (torch pools 1 to 3)")
-    pads = None
-    if auto_pad == "VALID":
-        pads = [(0, 0)] * spatial
-    elif auto_pad == "NOTSET":
-        flat = list(attrs.get("pads", [0] * 2 * spatial))
-        pads = list(zip(flat[:spatial], flat[spatial:], strict=True))
     module = OnnxMaxPoolIndices(
         kernel,
         attrs.get("strides", [1] * spatial),
         attrs.get("dilations", [1] * spatial),
-        pads,
+        _explicit_pads(attrs, auto_pad, spatial),
         upper=auto_pad != "SAME_LOWER",
         ceil_mode=bool(attrs.get("ceil_mode", 0)),
         storage_order=int(attrs.get("storage_order", 0)),
