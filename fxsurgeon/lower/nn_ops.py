@@ -269,7 +269,7 @@ def dense_contraction(equation: str) -> tuple[bool, int, int] | None:
 
 
 def _dense_form(a: str, b: str, out: str) -> tuple[int, int] | None:
-    if "." in b or not b.isalpha():
+    if not b.isalpha():  # the kernel: letters only, no ellipsis
         return None
     letters = a.replace("...", "")
     if not letters.isalpha() or len(set(letters)) != len(letters) or len(set(b)) != len(b):

@@ -22,7 +22,7 @@ from ..errors import LoweringError
 from ..frontdoor import AVG_POOLS, avg_pool_pads
 from ..shapes import shape_of
 from .nn_ops import admit_windows, avg_pool3d
-from .shape_ops import _arith
+from .shape_ops import _arith, _product
 from .table import lowering
 from .values import Const, const_ints, rank_of
 
@@ -192,10 +192,7 @@ def _max_pool_indices(ctx, mod, node, args):
     flat = [p for pair in reversed(pads) for p in pair]
     rank = rank_of(x)
     sizes = [ctx.size(x, i) for i in range(rank)]
-    numel = sizes[0]
-    for size in sizes[1:]:
-        numel = _arith(ctx, operator.mul, numel, size)
-    positions = ctx.call(torch.arange, numel, device=ctx.device())
+    positions = ctx.call(torch.arange, _product(ctx, sizes), device=ctx.device())
     if mod.storage_order == 0 or rank < 4:
         positions = ctx.call(torch.reshape, positions, tuple(sizes))
     else:
