@@ -252,3 +252,76 @@ def test_a_multi_output_op_s_values_are_activations():
             assert got.dtype == dtype
             want = (t[:, :3].to(dtype).double() @ torch.ones(3, 4, dtype=torch.float64)).to(dtype)
             torch.testing.assert_close(got, want, atol=0.05, rtol=0.02)
+
+
+def _branch_model(pinned_inside: bool):
+    """An If on a data-dependent predicate (any token kept: a torch.cond). Outside it the
+    mask is Cast to float32 (a pin); inside, the then-branch adds it to the embeddings
+    before a MatMul by a parameter, as Longformer's global branch scatters its attention
+    into a ConstantOfShape(float32) made before the If. ``pinned_inside`` False: the branch
+    reads only the embeddings (refusal side: nothing to follow there)."""
+    table, dense, _ = _weights(4)
+    then_nodes = [helper.make_node("MatMul", ["emb", "dense"], ["then_out"])]
+    if pinned_inside:
+        then_nodes = [
+            helper.make_node("Add", ["emb", "mask_3"], ["summed"]),
+            helper.make_node("MatMul", ["summed", "dense"], ["then_out"]),
+        ]
+    then_graph = helper.make_graph(
+        then_nodes, "then", [], [tensor_info("then_out", np.float32, None)]
+    )
+    else_graph = helper.make_graph(
+        [helper.make_node("Neg", ["emb"], ["else_out"])],
+        "else",
+        [],
+        [tensor_info("else_out", np.float32, None)],
+    )
+    nodes = [
+        helper.make_node("Gather", ["table", "ids"], ["emb"]),
+        helper.make_node("Cast", ["mask"], ["mask_f"], to=TensorProto.FLOAT),
+        helper.make_node("Unsqueeze", ["mask_f", "last"], ["mask_3"]),
+        helper.make_node("ReduceSum", ["mask", "none"], ["kept"], keepdims=0),
+        helper.make_node("Greater", ["kept", "zero"], ["any_kept"]),
+        helper.make_node(
+            "If", ["any_kept"], ["out"], then_branch=then_graph, else_branch=else_graph
+        ),
+    ]
+    return make_model(
+        nodes,
+        [tensor_info("ids", np.int64, ["b", "s"]), tensor_info("mask", np.int64, ["b", "s"])],
+        [tensor_info("out", np.float32, None)],
+        [
+            init("table", table),
+            init("dense", dense),
+            init("last", [-1]),
+            init("none", np.array([], np.int64)),
+            init("zero", np.int64(0)),
+        ],
+    )
+
+
+@pytest.mark.parametrize("pinned_inside", [True, False], ids=["pinned", "activations_only"])
+def test_a_value_pinned_outside_a_cond_is_pinned_in_its_branch(pinned_inside):
+    """A branch's operand keeps the kind it has in the graph that calls the branch: the
+    Cast mask is pinned inside the then-branch too, so it follows the bfloat16 / half
+    embeddings it meets there (it was taken for an activation, and the float32 sum met the
+    low-precision MatMul weight: mixed dtypes). Float32 is bitwise unchanged."""
+    optimized = assert_matches_ort(_branch_model(pinned_inside), _inputs())
+    conds = [n for n in optimized.graph.nodes if "cond" in str(n.target)]
+    assert conds, "a data-dependent If is a torch.cond"
+    branches = [m for m in optimized.modules() if isinstance(m, torch.fx.GraphModule)][1:]
+    inside = [n for b in branches for n in _follows(b)]
+    assert len(inside) == int(pinned_inside)
+    x = [torch.from_numpy(i) for i in _inputs()]
+    plain = copy.deepcopy(optimized)
+    for branch in [m for m in plain.modules() if isinstance(m, torch.fx.GraphModule)]:
+        for node in _follows(branch):
+            node.replace_all_uses_with(node.args[0])
+            branch.graph.erase_node(node)
+        branch.recompile()
+    with torch.no_grad():
+        assert torch.equal(optimized(*x), plain(*x))
+    for how in LOW:
+        low = copy.deepcopy(optimized).to(LOW[how])
+        report = verify(low, optimized, inputs=[_inputs(), _inputs(1)])
+        assert report.passed, report

@@ -90,16 +90,31 @@ def follow_activation_dtype(gm: fx.GraphModule, example_inputs) -> int:
             module.training = flag
 
 
-def _rewrite(gm: fx.GraphModule, fakes: list, mode, real: list | None = None) -> int:
+def _rewrite(
+    gm: fx.GraphModule,
+    fakes: list,
+    mode,
+    real: list | None = None,
+    entry: list[_Kind | None] | None = None,
+) -> int:
+    """`entry`: the kinds of a branch's operands in the graph that calls it (a float32
+    value pinned there is pinned in the branch too); graph inputs are activations."""
     vals = _dtypes(gm, fakes, mode, real)
     if vals is None:
         return 0
-    converted = _branches(gm, mode)
+    converted = 0
     _fills_as_literals(gm, vals)
     kinds: dict[fx.Node, _Kind] = {}
+    inputs = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    for i, node in enumerate(inputs):
+        if vals.get(node) is not None and vals[node].is_floating_point:
+            outside = entry[i] if entry is not None and i < len(entry) else None
+            kinds[node] = outside or _Kind.ACTIVATION
     widened: dict[fx.Node, fx.Node] = {}
     for node in list(gm.graph.nodes):
-        kind = _kind_of(gm, node, vals, kinds)
+        if node.op == "call_function" and node.target in (torch.cond, size_branch):
+            converted += _branches(gm, node, mode, kinds)
+        kind = kinds.get(node) if node.op == "placeholder" else _kind_of(gm, node, vals, kinds)
         if kind is None:
             continue
         kinds[node] = kind
@@ -165,18 +180,18 @@ def _zeros(fake):
     return torch.zeros(shape, dtype=fake.dtype, device="cpu")
 
 
-def _branches(gm: fx.GraphModule, mode) -> int:
-    """The rule inside the branches of each torch.cond, their operands' dtypes known."""
+def _branches(gm: fx.GraphModule, node: fx.Node, mode, kinds) -> int:
+    """The rule inside the branches of the torch.cond `node`, their operands' dtypes and
+    kinds known: an operand pinned outside (a float32 fill made before the If) is pinned
+    inside, so it follows the activation it meets there."""
+    _, then_branch, else_branch, operands = node.args
+    fakes = [o.meta.get("val") if isinstance(o, fx.Node) else o for o in operands]
+    entry = [kinds.get(o) if isinstance(o, fx.Node) else None for o in operands]
     converted = 0
-    for node in gm.graph.nodes:
-        if node.op != "call_function" or node.target not in (torch.cond, size_branch):
-            continue
-        _, then_branch, else_branch, operands = node.args
-        fakes = [o.meta.get("val") if isinstance(o, fx.Node) else o for o in operands]
-        for branch in (then_branch, else_branch):
-            sub = _attr(gm, str(branch.target))
-            if isinstance(sub, fx.GraphModule):
-                converted += _rewrite(sub, fakes, mode)
+    for branch in (then_branch, else_branch):
+        sub = _attr(gm, str(branch.target))
+        if isinstance(sub, fx.GraphModule):
+            converted += _rewrite(sub, fakes, mode, entry=entry)
     return converted
 
 
@@ -221,6 +236,7 @@ def _fills_as_literals(gm: fx.GraphModule, vals) -> None:
                 (tuple(value.shape), value.item()),
                 {"dtype": torch.float32, "device": device},
             )
+        full.meta["val"] = node.meta.get("val")  # a torch.cond operand's, for its branches
         node.replace_all_uses_with(full)
         gm.graph.erase_node(node)
         vals[full] = torch.float32
@@ -279,8 +295,6 @@ def _kind_of(gm, node, vals, kinds) -> _Kind | None:
         return next((k for k in (_Kind.PINNED, _Kind.CONSTANT) if k in seen), None)
     if dtype is None or not dtype.is_floating_point:
         return None
-    if node.op == "placeholder":
-        return _Kind.ACTIVATION
     if node.op == "get_attr":
         owner, _, name = str(node.target).rpartition(".")
         holder = gm.get_submodule(owner) if owner else gm
