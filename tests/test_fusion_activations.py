@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 import torch.nn.functional as F
 from fusion_cases import (
     assert_matches_ort,
@@ -286,3 +287,54 @@ def test_keras3_activations():
     }
     assert modules <= {nn.Linear, nn.SiLU, nn.Hardswish, nn.ReLU6, nn.Mish, nn.GELU}, modules
     assert math.isfinite(diff) and diff <= 1e-5
+
+
+# --------------------------------------------------------------------------- tanh GELU by analysis
+
+
+def gelu_fast_onnx(k=SQRT_2_OVER_PI, c=0.044714998, square=0.0, other=None, expose=None):
+    """HF gelu_fast as TF exports it: 0.5 x (1 + tanh((x * k) * (1 + (c * x) * x)));
+    ``square`` adds square * x * x to the tanh argument, ``other`` reads (c * other) * x."""
+    nodes = [
+        node("Mul", ["c", other or "x"], "cx"),
+        node("Mul", ["cx", "x"], "cxx"),
+        node("Add", ["one", "cxx"], "poly"),
+    ]
+    if square:
+        nodes += [node("Mul", ["x", "x"], "xx"), node("Mul", ["sq", "xx"], "sqxx")]
+        nodes += [node("Add", ["poly", "sqxx"], "poly2")]
+    nodes += [
+        node("Mul", ["x", "k"], "xk"),
+        node("Mul", ["xk", "poly2" if square else "poly"], "arg"),
+        node("Tanh", ["arg"], "t"),
+        node("Add", ["one", "t"], "p"),
+    ]
+    outer_nodes, consts = _half_x("half_x", "p", 0.5)
+    consts |= {"c": c, "k": k, "one": 1.0, "sq": square}
+    inputs = {**X, "z": ["N", 8]} if other else X
+    return graph(nodes + outer_nodes, inputs, ["y"] + ([expose] if expose else []), consts)
+
+
+def test_gelu_fast_grouping_is_gelu_tanh():
+    model = gelu_fast_onnx()
+    module = optimized(model)
+    assert family_count(module, "gelu_tanh_poly") == 1, matches(module)
+    assert gelu_calls(module, "tanh") == 1 and calls(module, torch.tanh) == 0
+    assert_matches_ort(module, model, scale=3.0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "why"),
+    [
+        (dict(c=0.0447), "cubic coefficient 0.0447"),
+        (dict(k=0.7978), "linear coefficient 0.7978"),
+        (dict(square=1e-3), "an x^2 term"),
+        (dict(other="z"), "another input in the argument"),
+        (dict(expose="cxx"), "a node of the argument used outside"),
+    ],
+)
+def test_tanh_chains_that_are_not_gelu_polynomials_are_left_alone(kwargs, why):
+    model = gelu_fast_onnx(**kwargs)
+    module = optimized(model)
+    assert gelu_calls(module, "none") + gelu_calls(module, "tanh") == 0, why
+    assert_matches_ort(module, model, scale=3.0)
