@@ -135,6 +135,43 @@ def test_rgb_to_hsv_matches_tf_on_gray_black_and_each_dominant_channel():
     _check(lambda p: tf.image.rgb_to_hsv(p[:, :, None, :]), {"pixels": pixels}, dynamic=(1,))
 
 
+def _signed_pairs(dtype: str) -> dict[str, np.ndarray]:
+    """Every sign pairing, quotients exact and not (floats: halves and thirds too)."""
+    values = [-9, -8, -7, -4, -1, 0, 1, 3, 4, 7, 8]
+    if dtype.startswith("float"):
+        values += [-4.5, -1.5, 0.5, 2.5, 1.0 / 3.0]
+    pairs = [(a, b) for a in values for b in values if b != 0]
+    x, y = (np.array([p[i] for p in pairs], dtype=dtype)[None, :] for i in (0, 1))
+    return {"x": x, "y": y}
+
+
+@pytest.mark.parametrize("dtype", ["int32", "int64", "float32"])
+def test_truncate_div_and_mod_match_tf_for_every_sign(dtype):
+    """TruncateMod (no tf2onnx handler) is ``Mod(fmod=1)``; float TruncateDiv, which tf2onnx
+    wrote as an unrounded Div, is truncated toward zero."""
+    proto = _check(lambda x, y: [tf.truncatediv(x, y), tf.truncatemod(x, y)], _signed_pairs(dtype))
+    mods = [n for n in proto.graph.node if n.op_type == "Mod"]
+    assert [a.i for n in mods for a in n.attribute if a.name == "fmod"] == [1]
+
+
+def test_l2_loss_and_global_norm_clipping_match_tf():
+    """L2Loss (no tf2onnx handler) is half the sum of squares over every axis: l2_loss,
+    global_norm and clip_by_global_norm of two tensors of a dynamic length."""
+    x = np.random.default_rng(3).standard_normal((2, 5, 3)).astype(np.float32)
+
+    def fn(x):
+        (a, b), norm = tf.clip_by_global_norm([x, 2.0 * x[:, :2]], 3.0)
+        return [tf.nn.l2_loss(x), tf.linalg.global_norm([x, x[:, :1]]), a, b, norm]
+
+    _check(fn, {"x": x}, dynamic=(1,))
+
+
+def test_integer_truncate_div_keeps_tf2onnx_div():
+    """Refusal: ONNX's integer Div already truncates; no Floor/Sign is written for it."""
+    ops = _ops(_check(lambda x, y: tf.truncatediv(x, y), _signed_pairs("int32")))
+    assert "Div" in ops and not ops & {"Floor", "Sign", "Abs"}
+
+
 def test_tf2onnx_handlers_are_restored_after_the_export():
     from tf2onnx import constants
     from tf2onnx.handler import tf_op

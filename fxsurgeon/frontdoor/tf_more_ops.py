@@ -33,6 +33,14 @@ has no handler of that name at any opset, and `REPLACED` over tf2onnx's own:
 * **ResizeBicubic** (``tf.image.resize(method="bicubic")``, Keras ``Resizing``): TF rounds
   each tap offset to its 1024-entry coefficient table, which ONNX's exact cubic does not
   (up to 1e-3 apart); `_resize_bicubic` writes TF's weights as a matrix per dim.
+* **TruncateMod** (``tf.truncatemod``): C's ``fmod``, the remainder of a division truncated
+  toward zero (the dividend's sign), for integers and floats alike: ONNX ``Mod(fmod=1)``.
+* **L2Loss** (``tf.nn.l2_loss``, which ``tf.clip_by_global_norm`` and ``tf.linalg.global_norm``
+  call): ``sum(x ** 2) / 2`` over every axis, a scalar: ``ReduceSum(x * x) * 0.5`` (the halving
+  exact, the sum in another order than TF's).
+* **TruncateDiv of floats** (``tf.truncatediv``): tf2onnx writes ``Div``, which truncates
+  integers (TF's value) but leaves floats unrounded; TF's float kernel is ``trunc(x / y)``:
+  the quotient becomes ``Sign(q) * Floor(Abs(q))``, exact. Integer operands keep the ``Div``.
 * **RGBToHSV** (``tf.image.rgb_to_hsv``): TF's kernel (``colorspace_op.h``): ``V = max``,
   ``S = range / V`` (0 where ``V <= 0``), ``H`` one of three formulas by which channel is the
   maximum, 0 where the range is 0, plus 1 where negative.
@@ -47,6 +55,10 @@ from onnx import TensorProto
 
 from .tf_nodes import Handler
 from .tf_nodes import const as _const
+
+_FLOATS = frozenset(
+    {TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16}
+)
 
 #: the opset the added handlers are registered at: ReduceSum with its axes as an input
 ADDED_OPSET = 13
@@ -484,6 +496,35 @@ def _resize_bicubic(func: Handler) -> Handler:
     return handler
 
 
+def _truncate_mod(ctx: Any, node: Any, **kwargs: Any) -> None:
+    node.type = "Mod"
+    node.set_attr("fmod", 1)
+
+
+def _l2_loss(ctx: Any, node: Any, **kwargs: Any) -> None:
+    (x,) = node.input
+    square = ctx.make_node("Mul", [x, x], **_scope(node)).output[0]
+    total = ctx.make_node("ReduceSum", [square], attr={"keepdims": 0}, **_scope(node)).output[0]
+    node.type = "Mul"
+    ctx.replace_inputs(node, [total, _scalar(ctx, x, 0.5)])
+
+
+def _truncate_div(func: Handler) -> Handler:
+    def handler(ctx: Any, node: Any, **kwargs: Any) -> Any:
+        if ctx.get_dtype(node.output[0]) not in _FLOATS:
+            return func(ctx, node, **kwargs)
+        scope = _scope(node)
+        quotient = ctx.make_node("Div", list(node.input), **scope).output[0]
+        size = ctx.make_node("Abs", [quotient], **scope).output[0]
+        whole = ctx.make_node("Floor", [size], **scope).output[0]
+        sign = ctx.make_node("Sign", [quotient], **scope).output[0]
+        node.type = "Mul"
+        ctx.replace_inputs(node, [sign, whole])
+        return None
+
+    return handler
+
+
 ADDED: dict[str, Handler] = {
     "ScaleAndTranslate": _scale_and_translate,
     "Log1p": _elementwise("Log", "in", 1.0),
@@ -492,12 +533,15 @@ ADDED: dict[str, Handler] = {
     "LowerBound": _bound("Less"),
     "UpperBound": _bound("LessOrEqual"),
     "RGBToHSV": _rgb_to_hsv,
+    "TruncateMod": _truncate_mod,
+    "L2Loss": _l2_loss,
 }
 
 REPLACED: dict[str, Callable[[Handler], Handler]] = {
     "ResizeArea": _resize_area,
     "ResizeBicubic": _resize_bicubic,
     "Cumprod": _cumprod,
+    "TruncateDiv": _truncate_div,
     "UnsortedSegmentMax": _segment_extreme("max"),
     "UnsortedSegmentMin": _segment_extreme("min"),
 }
