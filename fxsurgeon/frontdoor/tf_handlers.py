@@ -81,6 +81,8 @@ first (without it, the first export of a process ran uncorrected):
 * **SYMMETRIC mirror pads as reversed slices** (`fxsurgeon.frontdoor.tf_mirror_pad`): no
   ``Compress`` on a computed condition, every size symbolic.
 * **Cumulative products without a Loop** (`fxsurgeon.frontdoor.tf_more_ops`).
+* **crop_and_resize without a Loop** (`fxsurgeon.frontdoor.tf_crop_resize`): gathers of
+  the boxes' rows and columns and TF's lerps.
 * **Complex tensors** (`fxsurgeon.frontdoor.tf_complex`): ``tf.complex``, casts to and from
   complex, the FFTs and inverses, real/imag/abs, written on real/imaginary pairs.
 * **Einsum letters keep their case.** tf2onnx lowercases the equation (ONNX's Einsum
@@ -110,7 +112,15 @@ from typing import Any
 from onnx import TensorProto
 
 from ..errors import InputError
-from . import tf_complex, tf_control, tf_mirror_pad, tf_segments, tf_tables, tf_xla
+from . import (
+    tf_complex,
+    tf_control,
+    tf_crop_resize,
+    tf_mirror_pad,
+    tf_segments,
+    tf_tables,
+    tf_xla,
+)
 from .stop_gradients import CORRECTIONS as STOP_GRADIENTS
 from .tf_more_ops import ADDED, ADDED_OPSET, REPLACED
 from .tf_nodes import Handler
@@ -515,7 +525,7 @@ def correction_chains() -> dict[str, list[Callable[[Handler], Handler]]]:
     """Per TF op, the corrections of every table, innermost first: this module's, then
     `tf_complex`'s (a pair's axes fixed, then the real op corrected as any other),
     `tf_tables`' (numeric table lookups), then `tf_more_ops.REPLACED`, then
-    `tf_segments.REPLACED` (the sorted segment reductions), then
+    `tf_segments.REPLACED` (the sorted segment reductions), `tf_crop_resize.REPLACED`, then
     `stop_gradients.CORRECTIONS` (StopGradient kept). An op two tables correct gets both
     (GatherV2's negative batch_dims and a complex gather; Transpose's run-time perm and a
     complex transpose)."""
@@ -526,6 +536,7 @@ def correction_chains() -> dict[str, list[Callable[[Handler], Handler]]]:
         tf_tables.CORRECTIONS,
         REPLACED,
         tf_segments.REPLACED,
+        tf_crop_resize.REPLACED,
         STOP_GRADIENTS,
     )
     for table in tables:
