@@ -17,7 +17,7 @@
   ``crop_to_bounding_box``, ``adjust_brightness``, ``adjust_gamma``, ``rgb_to_yuv`` /
   ``yuv_to_rgb``, ``sobel_edges``, ``image_gradients``, ``total_variation``,
   ``tf.image.transpose`` (left out: ``tf.image.crop_and_resize``, which tf2onnx writes as
-  a Loop over the boxes, no tensor ops; ``adjust_saturation`` / ``adjust_hue`` /
+  a Loop over the boxes, now in ``probe_jun_tfops``; ``adjust_saturation`` / ``adjust_hue`` /
   ``hsv_to_rgb``, TF kernels tf2onnx has no handler for);
 * ``tfk_linalg_reduce``: ``reduce_std``, ``reduce_variance``, ``reduce_prod``, ``tf.norm``
   (1, inf, Frobenius over two axes), ``l2_normalize`` over two axes, ``linalg.diag_part``
@@ -36,9 +36,8 @@
   Indices output is read), ``tf.pad`` REFLECT and SYMMETRIC,
   ``DepthwiseConv2D(depth_multiplier=2, dilation_rate=2)``, ``SeparableConv2D(strides=2,
   depth_multiplier=2)``, ``tf.nn.pool``, ``tf.tile`` with computed multiples,
-  ``tf.broadcast_to`` a ``tf.shape`` (``tf.nn.pool`` with ``dilations`` is left out: TF
-  writes it as SpaceToBatchND / BatchToSpaceND, which tf2onnx exports on a dynamic size
-  as SpaceToDepth between run-time transposes and pads that no lowering keeps symbolic);
+  ``tf.broadcast_to`` a ``tf.shape`` (``tf.nn.pool`` with ``dilations`` was left out here;
+  ``probe_jun_tfops.tfk_dilated_pool`` has it);
 * ``tfk_tabular_encoding``: a tabular model on integer and float columns:
   ``CategoryEncoding`` (multi_hot, count, one_hot), ``Discretization`` (fixed bin
   boundaries), ``Embedding`` averaged over the columns, Dense layers.
