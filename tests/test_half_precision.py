@@ -325,3 +325,68 @@ def test_a_value_pinned_outside_a_cond_is_pinned_in_its_branch(pinned_inside):
         low = copy.deepcopy(optimized).to(LOW[how])
         report = verify(low, optimized, inputs=[_inputs(), _inputs(1)])
         assert report.passed, report
+
+
+def _data_sized_branch_model():
+    """The then-branch fills ``ConstantOfShape([count, D])`` (float32, a pin) with a size
+    read from the data (how many tokens the mask keeps), adds the first `count` embedding
+    rows and projects them: fake tensors cannot run it (the size is data), so its dtypes
+    come from the example run, as Longformer's global branch's do."""
+    table, dense, _ = _weights(5)
+    then_nodes = [
+        helper.make_node("ReduceSum", ["mask", "none"], ["count"], keepdims=0),
+        helper.make_node("Reshape", ["count", "one"], ["count_1"]),
+        helper.make_node("Concat", ["count_1", "width"], ["fill_shape"], axis=0),
+        helper.make_node(
+            "ConstantOfShape",
+            ["fill_shape"],
+            ["fill"],
+            value=helper.make_tensor("v", TensorProto.FLOAT, [1], [0.5]),
+        ),
+        helper.make_node("Slice", ["rows", "zero_1", "count_1"], ["first"]),
+        helper.make_node("Add", ["fill", "first"], ["summed"]),
+        helper.make_node("MatMul", ["summed", "dense"], ["projected"]),
+        helper.make_node("ReduceSum", ["projected", "zero_1"], ["then_out"], keepdims=1),
+    ]
+    else_nodes = [
+        helper.make_node("MatMul", ["rows", "dense"], ["all_projected"]),
+        helper.make_node("ReduceSum", ["all_projected", "zero_1"], ["else_out"], keepdims=1),
+    ]
+    branches = {
+        f"{name}_branch": helper.make_graph(
+            nodes, name, [], [tensor_info(f"{name}_out", np.float32, [1, D])]
+        )
+        for name, nodes in (("then", then_nodes), ("else", else_nodes))
+    }
+    nodes = [
+        helper.make_node("Gather", ["table", "ids"], ["emb"]),
+        helper.make_node("Reshape", ["emb", "rows_shape"], ["rows"]),
+        helper.make_node("ReduceSum", ["mask", "none"], ["kept"], keepdims=0),
+        helper.make_node("Greater", ["kept", "zero"], ["any_kept"]),
+        helper.make_node("If", ["any_kept"], ["out"], **branches),
+    ]
+    return make_model(
+        nodes,
+        [tensor_info("ids", np.int64, ["b", "s"]), tensor_info("mask", np.int64, ["b", "s"])],
+        [tensor_info("out", np.float32, [1, D])],
+        [
+            init("table", table),
+            init("dense", dense),
+            init("rows_shape", np.array([-1, D], np.int64)),
+            init("none", np.array([], np.int64)),
+            init("zero", np.int64(0)),
+            init("zero_1", np.array([0], np.int64)),
+            init("one", np.array([1], np.int64)),
+            init("width", np.array([D], np.int64)),
+        ],
+    )
+
+
+def test_a_branch_sized_by_the_data_follows_too():
+    optimized = assert_matches_ort(_data_sized_branch_model(), _inputs())
+    branches = [m for m in optimized.modules() if isinstance(m, torch.fx.GraphModule)][1:]
+    assert branches and any(_follows(b) for b in branches)
+    for how in LOW:
+        low = copy.deepcopy(optimized).to(LOW[how])
+        report = verify(low, optimized, inputs=[_inputs(), _inputs(1)])
+        assert report.passed, report

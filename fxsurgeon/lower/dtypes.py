@@ -39,6 +39,7 @@ torch.cond and Loop subgraphs are not rewritten.
 from __future__ import annotations
 
 import operator
+from collections.abc import Callable
 from enum import Enum
 
 import torch
@@ -94,10 +95,11 @@ def _rewrite(
     gm: fx.GraphModule,
     fakes: list,
     mode,
-    real: list | None = None,
+    real: list | Callable[[], list | None] | None = None,
     entry: list[_Kind | None] | None = None,
 ) -> int:
-    """`entry`: the kinds of a branch's operands in the graph that calls it (a float32
+    """`real`: input values (or a function giving them) for a graph fake tensors cannot
+    run. `entry`: the kinds of a branch's operands in the graph that calls it (a float32
     value pinned there is pinned in the branch too); graph inputs are activations."""
     vals = _dtypes(gm, fakes, mode, real)
     if vals is None:
@@ -111,9 +113,10 @@ def _rewrite(
             outside = entry[i] if entry is not None and i < len(entry) else None
             kinds[node] = outside or _Kind.ACTIVATION
     widened: dict[fx.Node, fx.Node] = {}
+    operands = _Operands(gm, real)
     for node in list(gm.graph.nodes):
         if node.op == "call_function" and node.target in (torch.cond, size_branch):
-            converted += _branches(gm, node, mode, kinds)
+            converted += _branches(gm, node, mode, kinds, operands)
         kind = kinds.get(node) if node.op == "placeholder" else _kind_of(gm, node, vals, kinds)
         if kind is None:
             continue
@@ -140,6 +143,7 @@ def _dtypes(gm: fx.GraphModule, fakes: list, mode, real) -> dict[fx.Node, torch.
         with torch.no_grad():
             FakeTensorProp(gm, mode).propagate_dont_convert_inputs(*fakes)
     except Exception:  # noqa: BLE001 - an op fake tensors cannot run
+        real = real() if callable(real) else real
         if not _run_examples(gm, real or [_zeros(f) for f in fakes], mode):
             return None
     nodes = gm.graph.nodes
@@ -180,10 +184,12 @@ def _zeros(fake):
     return torch.zeros(shape, dtype=fake.dtype, device="cpu")
 
 
-def _branches(gm: fx.GraphModule, node: fx.Node, mode, kinds) -> int:
+def _branches(gm: fx.GraphModule, node: fx.Node, mode, kinds, values: _Operands) -> int:
     """The rule inside the branches of the torch.cond `node`, their operands' dtypes and
     kinds known: an operand pinned outside (a float32 fill made before the If) is pinned
-    inside, so it follows the activation it meets there."""
+    inside, so it follows the activation it meets there. A branch that fake tensors cannot
+    run (a size read from the data: Longformer's count of global tokens) runs on the
+    operands' values in the example run."""
     _, then_branch, else_branch, operands = node.args
     fakes = [o.meta.get("val") if isinstance(o, fx.Node) else o for o in operands]
     entry = [kinds.get(o) if isinstance(o, fx.Node) else None for o in operands]
@@ -191,8 +197,48 @@ def _branches(gm: fx.GraphModule, node: fx.Node, mode, kinds) -> int:
     for branch in (then_branch, else_branch):
         sub = _attr(gm, str(branch.target))
         if isinstance(sub, fx.GraphModule):
-            converted += _rewrite(sub, fakes, mode, entry=entry)
+            converted += _rewrite(sub, fakes, mode, lambda: values.of(operands), entry)
     return converted
+
+
+class _Operands:
+    """The values the torch.cond operands of `gm` take when `gm` runs on `real` (its
+    example inputs), recorded on first use; None where unknown."""
+
+    def __init__(self, gm: fx.GraphModule, real):
+        self.gm, self.real, self.values = gm, real, None
+
+    def of(self, operands) -> list | None:
+        if self.values is None:
+            self.values = self._record()
+        found = [self.values.get(o) if isinstance(o, fx.Node) else o for o in operands]
+        return None if any(v is None for v in found) else found
+
+    def _record(self) -> dict:
+        real = self.real() if callable(self.real) else self.real
+        if real is None:
+            return {}
+        conds = [n for n in self.gm.graph.nodes if n.target in (torch.cond, size_branch)]
+        wanted = {o for n in conds for o in n.args[3] if isinstance(o, fx.Node)}
+        values: dict = {}
+
+        class Recorder(fx.Interpreter):
+            def run_node(self, node):
+                result = super().run_node(node)
+                if node in wanted:
+                    values[node] = result
+                return result
+
+            def call_function(self, target, args, kwargs):
+                target = run_cond if target is torch.cond else target
+                return super().call_function(target, args, kwargs)
+
+        try:
+            with torch.no_grad():
+                Recorder(self.gm).run(*real)
+        except Exception:  # noqa: BLE001 - what ran before the failure is kept
+            pass
+        return values
 
 
 def _wide_scalars(node: fx.Node, vals) -> _Kind:
