@@ -83,7 +83,17 @@ def _stored_node(match: Match, node, depth: int = 0) -> bool:
     layout = (node.op == "call_function" and node.target in _LAYOUT_FUNCTIONS) or (
         node.op == "call_method" and node.target in _LAYOUT_METHODS
     )
-    return layout and _stored_node(match, node.args[0], depth + 1)
+    return (layout or _float_cast(node)) and _stored_node(match, node.args[0], depth + 1)
+
+
+def _float_cast(node) -> bool:
+    """``value.to(dtype)`` with a floating ``dtype``: a Keras mixed-precision layer reads its
+    float32 variable as ``Cast(kernel, float16)`` (the variable is trained, the cast is its
+    compute dtype); an integer or bool cast is data, not a weight."""
+    if node.op != "call_method" or node.target != "to" or node.kwargs or len(node.args) != 2:
+        return False
+    dtype = node.args[1]
+    return isinstance(dtype, torch.dtype) and dtype.is_floating_point
 
 
 def _stored_weight(match: Match, name: str) -> bool:
@@ -165,6 +175,10 @@ def bias_replacement(x, w, b):
     return F.linear(x, w, b)
 
 
+#: dtypes whose rounding of the product before the Add differs visibly from addmm's one rounding
+_ROUNDED_BEFORE_ADD = (torch.float16, torch.bfloat16)
+
+
 def bias_check(match: Match) -> str | None:
     w_shape, b_shape, x_rank = match.shape("w"), match.shape("b"), match.rank("x")
     if w_shape is None or x_rank is None:
@@ -172,6 +186,10 @@ def bias_check(match: Match) -> str | None:
     out_features = w_shape[0]
     if not _stored_weight(match, "b"):
         return "the addend is not a constant"
+    if match.dtype("w") in _ROUNDED_BEFORE_ADD:
+        # ONNX (and TF) round x @ W to float16 before the Add; addmm rounds x @ W + b once:
+        # one float16 ulp apart (a float32 ulp is below any tolerance, a float16 one is not)
+        return f"the product is {match.dtype('w')}: rounded before the bias is added"
     if b_shape is None or b_shape[-1:] != (out_features,) or any(d != 1 for d in b_shape[:-1]):
         return f"the addend has shape {b_shape}, not ({out_features},)"
     if len(b_shape) > max(x_rank, 1):

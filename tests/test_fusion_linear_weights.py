@@ -7,9 +7,14 @@ is one F.linear. An operand that reads an activation is no weight."""
 
 from __future__ import annotations
 
+import numpy as np
+import onnx
+import torch
 import torch.nn.functional as F
 from fusion_cases import assert_matches_ort, calls, graph, matches, node, optimized, rng
 from torch import nn
+
+from fxsurgeon.tensorflow import from_onnx
 
 
 def head_onnx(right: str = "wt") -> object:
@@ -90,3 +95,52 @@ def test_a_weight_scaled_by_an_input_is_no_weight():
     assert "linear_matmul_1" not in matches(module)
     assert calls(module, F.linear, nn.Linear) == 0
     assert_matches_ort(module, model)
+
+
+def mixed_precision_onnx(right: str = "w") -> object:
+    """A Keras ``mixed_float16`` Dense: Cast(x, f16) @ Cast(w [4, 5], f16) + Cast(b, f16),
+    then Cast to f32 (the variables stay float32, the layer computes in float16); with
+    `right="v"` the right operand is the float16 cast of an input instead."""
+    f16, f32_ = onnx.TensorProto.FLOAT16, onnx.TensorProto.FLOAT
+    nodes = [
+        node("Cast", ["x"], "x16", to=f16),
+        node("Cast", [right], "w16", to=f16),
+        node("Cast", ["b"], "b16", to=f16),
+        node("MatMul", ["x16", "w16"], "m"),
+        node("Add", ["m", "b16"], "mb"),
+        node("Cast", ["mb"], "y", to=f32_),
+    ]
+    consts = {"w": rng.standard_normal((4, 5)), "b": rng.standard_normal(5)}
+    inputs = {"x": ["N", 4], **({"v": [4, 5]} if right == "v" else {})}
+    return graph(nodes, inputs, ["y"], consts)
+
+
+def _feeds(model) -> list:
+    return [
+        torch.from_numpy(rng.standard_normal((3, 4) if i == 0 else (4, 5)).astype(np.float32))
+        for i in range(len(model.graph.input))
+    ]
+
+
+def test_a_float16_cast_of_a_weight_is_a_linear_of_the_cast_weight():
+    model = mixed_precision_onnx()
+    module = optimized(model)
+    assert matches(module).get("linear_matmul_1") == 1
+    assert calls(module, F.linear, nn.Linear) == 1
+    params = dict(module.named_parameters())
+    assert len(params) == 2 and all(p.dtype == torch.float32 for p in params.values()), params
+    # the bias stays an Add: ONNX rounds x @ W to float16 before it, addmm would round once
+    assert "linear_bias_1" not in matches(module)
+    feeds = _feeds(model)
+    with torch.no_grad():
+        assert torch.equal(module(*feeds), from_onnx(model)(*feeds))
+
+
+def test_a_float16_cast_of_an_input_is_no_weight():
+    model = mixed_precision_onnx(right="v")
+    module = optimized(model)
+    assert "linear_matmul_1" not in matches(module)
+    assert calls(module, F.linear, nn.Linear) == 0
+    feeds = _feeds(model)
+    with torch.no_grad():
+        assert torch.equal(module(*feeds), from_onnx(model)(*feeds))

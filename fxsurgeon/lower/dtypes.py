@@ -30,9 +30,10 @@ arithmetic stays exact. Comparisons (a bool result) are left to type promotion.
 Only values whose analysed dtypes are equal are joined, so in the analysed dtype every
 `follow_dtype` call is the identity: a float32 model computes bitwise what it did. A float32
 Cast of a float64 input is an activation's cast, not a pin, and stays a real cast, unless the
-float64 value was computed from a float32 activation widened for the arithmetic (Keras 3 promotes
-a kernel times a float64 NumPy mask to float64, then casts the product back): that cast returns
-to the activation's run-time dtype (`_round_trips`), as the widening came from it. The bodies of
+value was computed from a float32 activation cast to another float dtype (Keras 3 promotes a
+kernel times a float64 NumPy mask to float64, then casts the product back; a ``mixed_float16``
+layer casts its input and variables to float16 and a float32 layer casts them back): that cast
+returns to the activation's run-time dtype (`_round_trips`), as the detour came from it. The bodies of
 torch.cond and Loop subgraphs are not rewritten.
 """
 
@@ -358,15 +359,18 @@ def _kind_of(gm, node, vals, kinds) -> _Kind | None:
 
 
 def _round_trips(node: fx.Node, vals, kinds, widened: dict[fx.Node, fx.Node]) -> int:
-    """Record in `widened` the float32 activation each float64 activation was widened
-    from; a float32 cast of one becomes a cast to that activation's run-time dtype."""
+    """Record in `widened` the float32 activation each activation of another float dtype
+    was cast from (float64 widened for arithmetic; float16 or bfloat16, the compute dtype
+    of a Keras mixed-precision layer); a float32 cast of one becomes a cast to that
+    activation's run-time dtype."""
     if kinds[node] is not _Kind.ACTIVATION or node.op not in ("call_function", "call_method"):
         return 0
     source = node.args[0] if node.args and isinstance(node.args[0], fx.Node) else None
-    if vals.get(node) == torch.float64:
-        if source is not None and _is_cast(node, torch.float64) and _float32(source, vals):
+    dtype = vals.get(node)
+    if dtype is not None and dtype.is_floating_point and dtype != torch.float32:
+        if source is not None and _is_cast(node, dtype) and _float32(source, vals):
             widened[node] = source
-        else:  # float64 arithmetic on a widened value: from the first widened operand
+        else:  # arithmetic on a cast value: from the first such operand
             origin = next((widened[a] for a in _tensor_args(node) if a in widened), None)
             if origin is not None:
                 widened[node] = origin
