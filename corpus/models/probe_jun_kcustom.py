@@ -24,7 +24,10 @@
   ``x * sigmoid(x)``;
 * ``tfk_subclass_siamese``: the same shapes of weight sharing in tf_keras's subclassed
   ``Model``: a shared Dense encoder on two inputs, a weight tied between two projections
-  by reading the same ``add_weight`` variable transposed.
+  by reading the same ``add_weight`` variable transposed;
+* ``keras_tied_lm``: a language model whose output projection is the input Embedding's table
+  read again (``tf.matmul(h, embedding.embeddings, transpose_b=True)``) plus a custom output
+  bias and a learned softplus logit scale.
 
 ``nominal`` follows each model's code, one comment per builder: ``linear`` counts Dense
 calls (a shared layer once per call), ``sdpa`` the dot-product attentions,
@@ -294,7 +297,7 @@ def build_mixed_precision() -> CorpusModel:
     finally:
         keras.mixed_precision.set_global_policy(previous)
     # linear 2: dense, logits; softmax 1: the output's (not an attention).
-    return _corpus_model(
+    built = _corpus_model(
         "keras_mixed_precision",
         "keras",
         model,
@@ -303,6 +306,19 @@ def build_mixed_precision() -> CorpusModel:
         {"linear": 2, "softmax": 1},
         SEQ_SIZES,
     )
+    # Every other line passes (diff vs TF 6e-8 through both doors, linear 2, params, names,
+    # grads, compile eager, bfloat16, half). Two lines fail outside fxsurgeon, each by a
+    # float16 rounding the reference skips between ops: Inductor computes a fused kernel's
+    # float16 ops in float32 (``torch._inductor.config.emulate_precision_casts`` is False by
+    # default; True gives 6e-8): 3.8e-5; onnxruntime's CPU float16 kernels run in float32
+    # between the Casts it inserts, 1.6e-5 to 6e-5 from TF, so `fxsurgeon convert`'s check
+    # against it fails while model.py is 6e-8 from TF.
+    built.xfail = (
+        "float16 roundings skipped outside fxsurgeon: Inductor's default "
+        "emulate_precision_casts=False (compile_inductor 3.8e-5) and onnxruntime's CPU float16 "
+        "kernels (convert's check, 1.6e-5 from TF; model.py is 6e-8 from TF)"
+    )
+    return built
 
 
 # --------------------------------------------------------------------------- identities
@@ -488,3 +504,48 @@ def build_tfk_subclass_siamese() -> CorpusModel:
     # linear 6: the shared encoder once per row (2), and per row the tied pair x @ w + b
     # and code @ w^T (4): two products by one learned kernel, one parameter.
     return built
+
+
+# --------------------------------------------------------------------------- tied embeddings
+
+
+@register("keras_tied_lm", family="keras")
+def build_tied_lm() -> CorpusModel:
+    """Token ids (time dynamic) -> Embedding(30, 16) -> Dense(16, gelu) -> LayerNormalization
+    -> logits = h @ embeddings^T + output_bias, times softplus(logit_scale): the output
+    projection tied to the input table by reading the same variable, as users write it."""
+    keras = _keras()
+    tf = tf_module()
+    layers = keras.layers
+    dim = 16
+
+    class TiedOutput(layers.Layer):
+        def __init__(self, embedding: Any, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.embedding = embedding
+
+        def build(self, input_shape: Any) -> None:
+            self.output_bias = self.add_weight(name="output_bias", shape=(VOCAB,))
+            self.logit_scale = self.add_weight(name="logit_scale", shape=())
+
+        def call(self, h: Any) -> Any:
+            logits = tf.matmul(h, self.embedding.embeddings, transpose_b=True)
+            return (logits + self.output_bias) * tf.nn.softplus(self.logit_scale)
+
+    ids = keras.Input((None,), dtype="int32", name="input_ids")
+    embed = layers.Embedding(VOCAB, dim, name="embed")
+    h = layers.Dense(dim, activation="gelu", name="ffn")(embed(ids))
+    h = layers.LayerNormalization(name="ln")(h)
+    y = TiedOutput(embed, name="lm_head")(h)
+    model = keras.Model(ids, y, name="tied_lm")
+    # linear 2: ffn and the tied output product (its weight the embedding table: one
+    # parameter, TF's count); layer_norm 1; gelu 1 (Keras's gelu is the exact, erf form).
+    return _corpus_model(
+        "keras_tied_lm",
+        "keras",
+        model,
+        [_token_spec("input_ids")],
+        _tokens(("input_ids",)),
+        {"linear": 2, "layer_norm": 1, "gelu": 1},
+        SEQ_SIZES,
+    )
