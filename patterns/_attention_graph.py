@@ -268,3 +268,16 @@ def _reaches(stop: Any, n: int) -> bool:
 
 
 # --------------------------------------------------------------------------- the whole
+
+
+def row_factor(b: Any, a: fx.Node, node: fx.Node) -> bool:
+    """A float tensor of size 1 in the last two dims (Lq, Lk) that does not broadcast the
+    scores: one number per score matrix (Swin v2's ``exp(min(logit_scale, log 100))`` of
+    shape (heads, 1, 1)), which q can carry."""
+    s, scores = shape(b), shape(a)
+    if not isinstance(b, fx.Node) or s is None or scores is None or shape(node) != scores:
+        return False
+    if len(s) > len(scores) or any(d != 1 for d in s[-2:]):
+        return False
+    dtype = node_dtype(b)
+    return dtype is not None and dtype.is_floating_point

@@ -34,6 +34,7 @@ from fxsurgeon.patterns._attention_graph import (
     _name,
     band_condition,
     node_dtype,
+    row_factor,
     scalar,
     shape,
     zero_one,
@@ -90,6 +91,7 @@ class Plan:
     pending: list = field(default_factory=list)  # runs of dynamic lengths to prove
     values: list = field(default_factory=list)  # (size node, entry): a size read elsewhere
     zero: tuple | None = None  # (cond, whether True hides): rows with no visible key are 0
+    factor: fx.Node | None = None  # stored values times q . k alone (`row_factor`): q * t
 
 
 def ancestors(node: Any, limit: int = 5000) -> set[fx.Node]:
@@ -351,6 +353,13 @@ def _walk_product(node: fx.Node, plan: Plan, module: fx.GraphModule) -> fx.Node:
         plan.mask_levels.add(len(plan.reshapes))
         plan.chain.append(node)
         return core
+    if node.target is operator.mul and row_factor(b, a, node):
+        core = walk_scores(a, plan, module)
+        if plan.terms or plan.fills or plan.bands or plan.gated or plan.reshapes or plan.factor:
+            raise Decline(f"%{node.name}: the factor {_name(b)} multiplies more than q . k")
+        plan.factor = b
+        plan.chain.append(node)
+        return core
     raise Decline(f"%{node.name}: the scale {_name(b)} is not a constant")
 
 
@@ -506,11 +515,15 @@ def recognize(
     for run in dynamic:
         if not dynamic_lengths(run, lengths, rows):
             return f"the layout ops {[n.name for n in run]} are not shown to keep (Lq, Lk)"
+    q_ops = q.ops
     reason = frame(plan, q, k, v, qs, vs, pv_run[-1] if pv_run else None)
     if isinstance(reason, str):
         return reason
     scores = reason
     forbidden = inside | {v.base}
+    t = plan.factor  # stored values (a learned temperature), in SDPA's frame (q's)
+    if t is not None and (q.ops != q_ops or ancestors(t) & forbidden or _inputs(t)):
+        return f"the factor %{t.name} is not stored values in SDPA's frame"
     for i, (_, t) in enumerate(plan.terms):
         if not _broadcasts(shape(t), shape(plan.chain[0]) if i in plan.regroup else scores):
             return f"the term %{t.name} {shape(t)} does not broadcast to the scores {scores}"
@@ -543,6 +556,8 @@ def recognize(
         plan.zero = None  # its diagonal, so no row is emptied and the zeroing does nothing
     q, k = unscale(q, module), unscale(k, module)
     plan.scale *= q.factor * k.factor
+    if plan.factor is not None:  # in SDPA's frame (q's), 1 over (Lq, D): q * t
+        q = Operand(q.base, (*q.ops, (operator.mul, (plan.factor,))), q.factor, q.sizes)
     plan.sizes += list(q.sizes) + list(k.sizes)
     plan.q, plan.k, plan.v = q, k, v
     plan.head_dim = qs[-1]

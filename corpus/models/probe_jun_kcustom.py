@@ -27,7 +27,10 @@
   by reading the same ``add_weight`` variable transposed;
 * ``keras_tied_lm``: a language model whose output projection is the input Embedding's table
   read again (``tf.matmul(h, embedding.embeddings, transpose_b=True)``) plus a custom output
-  bias and a learned softplus logit scale.
+  bias and a learned softplus logit scale;
+* ``keras_cosine_attention``: Swin v2's cosine attention written by hand: l2-normalised q and
+  k, a learned per-head temperature ``exp(min(logit_scale, log 100))`` multiplying the
+  scores, a learned bias table sliced to the dynamic length.
 
 ``nominal`` follows each model's code, one comment per builder: ``linear`` counts Dense
 calls (a shared layer once per call), ``sdpa`` the dot-product attentions,
@@ -547,5 +550,58 @@ def build_tied_lm() -> CorpusModel:
         [_token_spec("input_ids")],
         _tokens(("input_ids",)),
         {"linear": 2, "layer_norm": 1, "gelu": 1},
+        SEQ_SIZES,
+    )
+
+
+# --------------------------------------------------------------------------- cosine attention
+
+
+@register("keras_cosine_attention", family="keras")
+def build_cosine_attention() -> CorpusModel:
+    """(batch, time, 12), time dynamic -> Dense(3 * 16) -> 2 heads of cosine attention as
+    Swin v2 writes it by hand: l2-normalised q and k, scores times a learned per-head
+    temperature ``exp(min(logit_scale, log 100))`` plus a learned (heads, 16, 16) bias table
+    sliced to the length, softmax, times v -> Dense(16) -> Dense(3)."""
+    keras = _keras()
+    tf = tf_module()
+    layers = keras.layers
+    dim, heads, max_len = 16, 2, 16
+
+    class CosineAttention(layers.Layer):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.qkv = layers.Dense(3 * dim, name="qkv")
+            self.proj = layers.Dense(dim, name="proj")
+
+        def build(self, input_shape: Any) -> None:
+            self.logit_scale = self.add_weight(name="logit_scale", shape=(heads, 1, 1))
+            self.bias_table = self.add_weight(name="bias_table", shape=(heads, max_len, max_len))
+
+        def call(self, x: Any) -> Any:
+            batch, length = tf.shape(x)[0], tf.shape(x)[1]
+            qkv = tf.reshape(self.qkv(x), [batch, length, 3, heads, dim // heads])
+            q, k, v = tf.unstack(tf.transpose(qkv, [2, 0, 3, 1, 4]), axis=0)
+            q, k = tf.math.l2_normalize(q, axis=-1), tf.math.l2_normalize(k, axis=-1)
+            scale = tf.exp(tf.minimum(self.logit_scale, math.log(100.0)))
+            scores = tf.matmul(q, k, transpose_b=True) * scale
+            scores += self.bias_table[:, :length, :length]
+            context = tf.matmul(tf.nn.softmax(scores, axis=-1), v)
+            context = tf.reshape(tf.transpose(context, [0, 2, 1, 3]), [batch, length, dim])
+            return self.proj(context)
+
+    x = keras.Input((None, 12), name="sequence")
+    h = CosineAttention(name="attention")(x)
+    y = layers.Dense(3, name="logits")(h)
+    model = keras.Model(x, y, name="cosine_attention")
+    # linear 3: qkv, proj, logits; sdpa 1: softmax(q k^T * per-head temperature + bias) v,
+    # the temperature a learned (heads, 1, 1) factor of the scores.
+    return _corpus_model(
+        "keras_cosine_attention",
+        "keras",
+        model,
+        [_float_spec("sequence", (None, 12))],
+        _sequence("sequence", 12),
+        {"linear": 3, "sdpa": 1},
         SEQ_SIZES,
     )
