@@ -115,6 +115,7 @@ from ..errors import InputError
 from . import (
     tf_complex,
     tf_control,
+    tf_conv_rank,
     tf_crop_resize,
     tf_mirror_pad,
     tf_segments,
@@ -522,7 +523,8 @@ def _dilated_same(original: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
 
 def correction_chains() -> dict[str, list[Callable[[Handler], Handler]]]:
-    """Per TF op, the corrections of every table, innermost first: this module's, then
+    """Per TF op, the corrections of every table, innermost first: `tf_conv_rank`'s (a
+    convolution's data of unknown rank given the op's), this module's, then
     `tf_complex`'s (a pair's axes fixed, then the real op corrected as any other),
     `tf_tables`' (numeric table lookups), then `tf_more_ops.REPLACED`, then
     `tf_segments.REPLACED` (the sorted segment reductions), `tf_crop_resize.REPLACED`, then
@@ -531,6 +533,7 @@ def correction_chains() -> dict[str, list[Callable[[Handler], Handler]]]:
     complex transpose)."""
     chains: dict[str, list[Callable[[Handler], Handler]]] = {}
     tables = (
+        tf_conv_rank.CORRECTIONS,
         CORRECTIONS,
         tf_complex.CORRECTIONS,
         tf_tables.CORRECTIONS,
