@@ -26,7 +26,8 @@
 * ``keras_video_cnn_rnn``: keras.io/examples/vision/video_classification's sequence model
   (GRU(return_sequences) given a boolean frame mask input, GRU, Dropout, Dense relu,
   softmax Dense) with its per-frame feature extractor in the graph as a TimeDistributed
-  CNN (the example runs InceptionV3 per frame offline), clips of any number of frames;
+  CNN (the example runs InceptionV3 per frame offline), clips of the example's fixed
+  number of frames;
 * ``keras_retinanet``: keras.io/examples/vision/retinanet's FeaturePyramid and heads on a
   small ResNet-style backbone (bottleneck blocks, BatchNorm): lateral 1x1 convs,
   UpSampling2D (nearest) + add, 3x3 outputs P3-P5, strided P6 and P7 (after a relu),
@@ -366,7 +367,13 @@ def build_video_cnn_rnn() -> CorpusModel:
     """Video classification: clips of MAX_SEQ_LENGTH = 6 frames of 8x8 (the example's
     fixed length), a TimeDistributed CNN per frame (8 features), the example's sequence
     model (GRU 16 given the boolean frame mask, GRU 8, Dense 8 relu, softmax over 5
-    classes); trailing frames masked."""
+    classes); trailing frames masked.
+
+    The number of frames is static, as the example's: on a dynamic one, Keras 3.15's
+    TimeDistributed (TF backend) maps over ``ops.arange(ops.shape(inputs)[0])`` taken
+    before its batch/time transpose, so a traced graph runs the layer on the first
+    ``batch`` frames only (eager TF, with a static time axis, loops over every frame): the
+    export is faithful to a graph that is not TF's eager model."""
     keras = _keras()
     tf = tf_module()
     layers = keras.layers
