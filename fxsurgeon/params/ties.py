@@ -20,12 +20,19 @@ called from two parents (a tied embedding), while ``dense_a`` and ``dense_b``
 are two layers whose equal variables were merged. Equal values in distinct
 initializers are compared by the whole scope. Tensors holding a single
 repeated value (zeros, ones: initial values many layers share) split on any
-scope difference.
+scope difference, except where the scopes differ only in a parent layer that a tie of
+random values proved to be one layer called twice (`_proven_calls`): a Siamese network's
+embedding model applied to each image reads its one-channel BatchNorm's single-element
+gamma under ``siamese/embedding_1/bn`` and ``siamese/embedding_3/bn``, and its conv
+kernel under ``siamese/embedding_1/conv`` and ``siamese/embedding_3/conv``: the kernel's
+tie shows ``embedding_1`` and ``embedding_3`` to be calls of one layer, so ``bn`` in
+both is that layer's one sublayer.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 from collections import defaultdict
 
@@ -92,19 +99,75 @@ def _tie_groups(uses: list[_Use]) -> dict[int, tuple]:
             n += 1
         by_value[digest, n].append(use)
     keys: dict[int, tuple] = {}
+    random = [(d, g) for d, g in by_value.items() if not _uniform(_raw(g[0]))]
+    for digest, group in random:
+        keys.update(_group_keys(digest, group, False, {}))
+    tied = [g for _, g in random if len({keys[id(u)] for u in g}) == 1]
+    calls = _proven_calls(tied)
     for digest, group in by_value.items():
-        raw = _raw(group[0])
-        uniform = raw.numel() == 0 or bool((raw == raw.reshape(-1)[0]).all())
-        layers = _outermost({_layer(u.scope, uniform) for u in group})
-        one_initializer = len({u.initializer for u in group}) == 1
-        by_owner = one_initializer and not uniform
-        owners = {layer.rsplit("/", 1)[-1] for layer in layers} if by_owner else layers
-        readings = {_reading(u) for u in group}
-        split = len(owners) > 1 and len(readings) == 1
-        for use in group:
-            part = _enclosing(_layer(use.scope, uniform), layers) if split else group[0].scope
-            keys[id(use)] = ("onnx", digest, part)
+        if _uniform(_raw(group[0])):
+            keys.update(_group_keys(digest, group, True, calls))
     return keys
+
+
+def _group_keys(digest: tuple, group: list[_Use], uniform: bool, calls: dict) -> dict:
+    exact = {u.scope: _canonical(u.scope, calls) for u in group}
+    layers = _outermost({_layer(exact[u.scope], uniform) for u in group})
+    one_initializer = len({u.initializer for u in group}) == 1
+    by_owner = one_initializer and not uniform
+    owners = {layer.rsplit("/", 1)[-1] for layer in layers} if by_owner else layers
+    readings = {_reading(u) for u in group}
+    split = len(owners) > 1 and len(readings) == 1
+    keys = {}
+    for use in group:
+        part = _enclosing(_layer(exact[use.scope], uniform), layers) if split else group[0].scope
+        keys[id(use)] = ("onnx", digest, part)
+    return keys
+
+
+def _uniform(raw: torch.Tensor) -> bool:
+    return raw.numel() == 0 or bool((raw == raw.reshape(-1)[0]).all())
+
+
+def _proven_calls(groups: list[list[_Use]]) -> dict[str, str]:
+    """Scope prefix -> its canonical form, for the parent layers that the reads of random
+    (not uniform) values tied into one parameter show to be one layer called twice: two
+    reads of one such value
+    whose scopes differ in one component only, both that layer's name with a Keras call
+    suffix (``m/embedding_1/conv`` and ``m/embedding_3/conv``: ``m/embedding_3`` ->
+    ``m/embedding_1``). Equal random values are one variable (the tie rule above); a
+    component that differs otherwise (``encoder`` and ``decoder`` reading one tied
+    embedding) proves nothing about their other sublayers."""
+    parent: dict[str, str] = {}
+
+    def root(prefix: str) -> str:
+        while parent.get(prefix, prefix) != prefix:
+            prefix = parent[prefix]
+        return prefix
+
+    for group in groups:
+        parts = sorted({tuple(u.scope.split("/")) for u in group})
+        for a, b in itertools.combinations(parts, 2):
+            differ = [i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y]
+            if len(a) != len(b) or len(differ) != 1:
+                continue
+            i = differ[0]
+            if _CALL_SUFFIX.sub(r"\1", a[i]) != _CALL_SUFFIX.sub(r"\1", b[i]):
+                continue
+            first, second = sorted((root("/".join(a[: i + 1])), root("/".join(b[: i + 1]))))
+            parent[second] = first
+    return {prefix: root(prefix) for prefix in parent}
+
+
+def _canonical(scope: str, calls: dict[str, str]) -> str:
+    """`scope` with its longest prefix that `_proven_calls` maps replaced by its canonical
+    form."""
+    parts = scope.split("/")
+    for n in range(len(parts), 0, -1):
+        prefix = "/".join(parts[:n])
+        if prefix in calls:
+            return "/".join([calls[prefix], *parts[n:]])
+    return scope
 
 
 def _untied_key(use: _Use, groups: dict[int, tuple]) -> tuple:
