@@ -18,6 +18,7 @@ from ._compat import import_tensorflow
 
 __all__ = [
     "ExampleModel",
+    "model_variables",
     "native_twin",
     "pytorch_twin",
     "randomize_variables",
@@ -52,6 +53,22 @@ class ExampleModel:
         return int(sum(np.prod(v.shape) for v in self.model.trainable_variables))
 
 
+def model_variables(model: Any) -> list[Any]:
+    """``model.variables``; a SavedModel loaded by ``tf.saved_model.load`` from a plain
+    ``tf.Module`` has no such list: the variables its ``serving_default`` signature
+    captures (what `fxsurgeon.tensorflow.tf_variables_of` reads too). Neither: an error
+    naming the model's type."""
+    variables = getattr(model, "variables", None)
+    if variables is not None:
+        return list(variables)
+    serving = getattr(model, "signatures", {}).get("serving_default")
+    if serving is None:
+        raise TypeError(
+            f"a {type(model).__name__} has neither .variables nor a serving_default signature"
+        )
+    return list(serving.variables)
+
+
 def randomize_variables(model: Any, seed: int = 0) -> None:
     """Give every float variable of ``model`` a distinct random value, deterministically.
 
@@ -60,7 +77,7 @@ def randomize_variables(model: Any, seed: int = 0) -> None:
     """
     rng = np.random.default_rng(seed)
     seen: set[int] = set()
-    for variable in model.variables:
+    for variable in model_variables(model):
         if id(variable) in seen:
             continue
         seen.add(id(variable))
@@ -86,7 +103,7 @@ def randomize_variables(model: Any, seed: int = 0) -> None:
 def weights_fingerprint(model: Any) -> str:
     """A digest of every variable value, in order (names vary between builds)."""
     digest = hashlib.blake2b(digest_size=16)
-    for variable in model.variables:
+    for variable in model_variables(model):
         digest.update(np.ascontiguousarray(variable.numpy()).tobytes())
     return digest.hexdigest()
 

@@ -79,7 +79,7 @@ from .freeze import convert_function
 from .static_dims import record_static_dims, traceable_specs
 from .tf_handlers import corrected_handlers
 from .tf_tables import shape_outputs
-from .variables import record_read_variables
+from .variables import name_variable_initializers, record_read_variables
 
 #: Integer inputs whose dim 1 (the sequence) is made dynamic, besides the batch dim.
 TOKEN_INPUTS = frozenset(
@@ -243,7 +243,9 @@ def export_onnx(
     _output_padding(proto.graph)
     _standard_contrib_ops(proto.graph)
     shape_outputs(proto)  # those TF knew no shape for (a table lookup's)
-    record_read_variables(proto, model, function.get_concrete_function(*specs))
+    concrete = function.get_concrete_function(*specs)
+    record_read_variables(proto, model, concrete)
+    name_variable_initializers(proto, model, concrete)
     record_static_dims(proto, static)
     onnx.checker.check_model(proto)
     return proto
@@ -291,11 +293,18 @@ def _traceable(model: Any, signature: Any, tf: Any) -> _Traceable:
                 "dict name -> tf.TensorSpec"
             )
         specs = [_spec(tf, spec, name) for name, spec in signature.items()]
-        return _Traceable(specs, lambda x: serving(**x), None)
+        return _Traceable(specs, lambda x: _sorted_outputs(serving(**x)), None)
     raise InputError(
         f"cannot export a {type(model).__module__}.{type(model).__qualname__}: expected a "
         "Keras model, a SavedModel with a serving_default signature, or a path to one"
     )
+
+
+def _sorted_outputs(out: Mapping[str, Any]) -> dict[str, Any]:
+    """A signature's outputs in TF's own order for them, by key (``tf.nest.flatten``'s, the
+    order of the function's ``outputs``): a loaded signature returns a dict whose order is
+    that of the SavedModel's protobuf map, which may differ from one load to the next."""
+    return {k: out[k] for k in sorted(out)}
 
 
 def _is_keras_model(model: Any) -> bool:

@@ -74,6 +74,54 @@ def record_read_variables(proto: onnx.ModelProto, model: Any, concrete: Any) -> 
     entry.key, entry.value = READ_VARIABLES_KEY, json.dumps(sorted(read))
 
 
+def name_variable_initializers(proto: onnx.ModelProto, model: Any, concrete: Any) -> None:
+    """Name each initializer that holds a captured variable of ``model`` as it is traced
+    under a name with no TF scope after that variable (its `tf_variables_of` name).
+
+    TF names a variable's capture after the scope it is first read in
+    (``model/dense/MatMul/ReadVariableOp/resource:0``): a Keras layer's, which names the
+    parameter. A function loaded by ``tf.saved_model.load`` (and a ``tf.Module`` that
+    reads its variables outside any name scope) captures them as bare numbers
+    (``904:0``): without the rename the ONNX file holds nothing of the layer, and the
+    variable's own name (``encoder_block/attention/query/kernel:0``) is the only one left.
+    A scoped name is kept, and so is a name another tensor of the graph already has."""
+    by_handle = {}
+    for variable, tf_variable in tf_variables_of(model):
+        for h in (tf_variable, getattr(tf_variable, "_value", None)):
+            if h is not None and getattr(h, "handle", None) is not None:
+                by_handle[id(h.handle)] = variable.name
+    renames = {}
+    for external, internal in concrete.graph.captures:
+        if "/" not in internal.name and id(external) in by_handle:
+            renames[internal.name] = by_handle[id(external)]
+    graph = proto.graph
+    taken = {t.name for t in graph.initializer} | {i.name for i in graph.input}
+    taken |= {o for n in graph.node for o in n.output}
+    renames = {
+        old: new
+        for old, new in renames.items()
+        if old in {t.name for t in graph.initializer} and new not in taken
+    }
+    if renames:
+        _rename_tensors(graph, renames)
+
+
+def _rename_tensors(graph: onnx.GraphProto, renames: dict[str, str]) -> None:
+    """Rename initializers and every read of them, in subgraphs too (an outer name a
+    subgraph reads is the same tensor unless the subgraph defines it itself)."""
+    for tensor in graph.initializer:
+        tensor.name = renames.get(tensor.name, tensor.name)
+    for value in graph.value_info:
+        value.name = renames.get(value.name, value.name)
+    for node in graph.node:
+        node.input[:] = [renames.get(n, n) for n in node.input]
+        for attribute in node.attribute:
+            for sub in [attribute.g] if attribute.HasField("g") else list(attribute.graphs):
+                own = {t.name for t in sub.initializer} | {i.name for i in sub.input}
+                own |= {o for n in sub.node for o in n.output}
+                _rename_tensors(sub, {k: v for k, v in renames.items() if k not in own})
+
+
 def _ops_reaching_outputs(graph: Any) -> set[Any]:
     """The operations of a TF graph whose results flow into ``graph.outputs`` by data edges
     (control edges order side effects; no value, so no gradient, flows along them). A call

@@ -107,7 +107,12 @@ def _name_scope(name: str) -> str:
     return "/".join(parts)
 
 
-def _use_scope(use_node: fx.Node, initializer: str, outputs: tuple[str, ...] = ()) -> str:
+def _use_scope(
+    use_node: fx.Node,
+    initializer: str,
+    outputs: tuple[str, ...] = (),
+    variables: frozenset[str] = frozenset(),
+) -> str:
     """The scope of a constant's read: its reader's; else (a node tf2onnx named itself,
     ``Conv__17``) the scope in the initializer's own name, when that is a TF path (the
     lowerings' names under a made-up one, ``W__238/forward/kernel``, are not); else
@@ -116,19 +121,20 @@ def _use_scope(use_node: fx.Node, initializer: str, outputs: tuple[str, ...] = (
     else that of the nearest node downstream that has a scope (`_nearest_scope`), else
     the name of the graph output it reaches (`outputs`, the ONNX output names: a
     Keras model's last layer, ``ed2``, when tf2onnx named every node of it itself).
+    `variables`: the TF variable names the export recorded (`_initializer_scope`).
 
     A constant that a loop or an ``If`` takes as an operand is read inside it: its scope
     is the one in its initializer's name (where TF read the variable, outside the
     loop: ``rnn/simple_rnn_cell``), else that of its reader in the body."""
     if (inner := _inner_read(use_node)) is not None:
-        return _initializer_scope(initializer) or _scope_of(inner)
-    scope = _scope_of(use_node) or _initializer_scope(initializer)
+        return _initializer_scope(initializer, variables) or _scope_of(inner)
+    scope = _scope_of(use_node) or _initializer_scope(initializer, variables)
     if scope:
         return scope
     for user in use_node.users:
         for arg in user.all_input_nodes:
             if arg is not use_node and arg.op == "get_attr":
-                scope = _initializer_scope(arg.meta.get("fxsurgeon.initializer", ""))
+                scope = _initializer_scope(arg.meta.get("fxsurgeon.initializer", ""), variables)
                 if scope:
                     return scope
     return _nearest_scope(use_node, outputs=outputs)
@@ -187,9 +193,14 @@ def _inner_read(use_node: fx.Node) -> fx.Node | None:
     return None
 
 
-def _initializer_scope(initializer: str) -> str:
+def _initializer_scope(initializer: str, variables: frozenset[str] = frozenset()) -> str:
+    """The TF scope in an initializer's name; for one named after a TF variable (one of
+    `variables`, the export's record: `name_variable_initializers`), the variable's
+    layer, its path without the leaf (``encoder/query/kernel:0`` -> ``encoder/query``)."""
     if "/" not in initializer:
         return ""
+    if initializer in variables:
+        return initializer.split(":")[0].rsplit("/", 1)[0]
     path = _name_scope(initializer)
     return "" if any(_GENERATED.search(p) for p in path.split("/")) else path
 

@@ -27,6 +27,17 @@ from .tf_match import (
 )
 
 
+def _variables_read(source: Any) -> frozenset[str]:
+    """The TF variable names the export recorded as read (``from_onnx`` puts them on the
+    source; a bare onnx2torch conversion has them only in the ONNX metadata)."""
+    read = getattr(source, "tf_variables_read", None)
+    if read is None and getattr(source, "onnx_model", None) is not None:
+        from ..frontdoor.variables import read_variables
+
+        read = read_variables(source.onnx_model)
+    return frozenset(read or ())
+
+
 def restore_parameters(gm: fx.GraphModule, source: Any) -> ParameterReport:
     """Rebuild `gm` (in place; `optimize` owns it) around named parameters."""
     report = ParameterReport()
@@ -34,7 +45,8 @@ def restore_parameters(gm: fx.GraphModule, source: Any) -> ParameterReport:
     tf_values = _tf_values(source)
     one_element_norm_weights(gm)
     variable_map = split_concatenated(gm, variable_map, source, tf_values)
-    uses = _collect_uses(gm, variable_map, tuple(getattr(source, "output_names", ()) or ()))
+    outputs = tuple(getattr(source, "output_names", ()) or ())
+    uses = _collect_uses(gm, variable_map, outputs, _variables_read(source))
     variable_map = complete_variable_map(uses, variable_map, source, tf_values)
     momenta = _keras_momenta(source)
     model_name = str(getattr(getattr(source, "tf_model", None), "name", "") or "")

@@ -111,7 +111,10 @@ def _keeps_tf_shape(variable_map, initializer: str, raw_shape: tuple[int, ...]) 
 
 
 def _collect_uses(
-    gm: fx.GraphModule, variable_map=None, outputs: tuple[str, ...] = ()
+    gm: fx.GraphModule,
+    variable_map=None,
+    outputs: tuple[str, ...] = (),
+    variables: frozenset[str] = frozenset(),
 ) -> list[_Use]:
     """Every read of a floating-point weight constant, with its role where a consumer has one.
 
@@ -149,7 +152,7 @@ def _collect_uses(
                 value=seen,
                 raw_shape=raw_shape,
                 initializer=initializer,
-                scope=_use_scope(node, initializer, outputs),
+                scope=_use_scope(node, initializer, outputs, variables),
                 consumer=consumer,
                 role=role,
             )
