@@ -31,7 +31,7 @@ from .converters.unsigned import ordered
 from .export import TOKEN_INPUTS, export_onnx, load_model, quiet_tensorflow, tf_call
 from .onnx_import import ONNX2TORCH_WARNINGS_KEY, from_onnx, from_tensorflow
 from .stop_gradients import stop_gradient_outputs
-from .variables import map_initializers_to_variables, tf_variables_of
+from .variables import map_initializers_to_variables, read_variables, tf_variables_of
 
 __all__ = [
     "AVG_POOLS",
@@ -65,6 +65,7 @@ __all__ = [
     "lp_normalize",
     "map_initializers_to_variables",
     "quiet_tensorflow",
+    "read_variables",
     "reverse_sequence",
     "split_sizes",
     "stop_gradient_outputs",

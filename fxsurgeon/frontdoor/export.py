@@ -13,6 +13,9 @@ What the export does on top of plain tf2onnx, and why:
   the fewest such dims are set back to their signature size, the others stay
   dynamic, and the ONNX metadata records each with its failure
   (`fxsurgeon.frontdoor.static_dims`; ``optimize``'s ``report.forced_dims``).
+* **Variables named.** A variable captured under a bare number (a loaded SavedModel's
+  function) names its initializer after itself (`variables.name_variable_initializers`);
+  a SavedModel signature's outputs are in key order, TF's own.
 * **Named, ordered inputs and outputs.** The graph inputs are in signature
   order (a dict signature keeps its key order). Hugging Face outputs are every
   tensor field of the ``ModelOutput``, in its order and under its names

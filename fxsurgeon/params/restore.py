@@ -32,7 +32,7 @@ def _variables_read(source: Any) -> frozenset[str]:
     source; a bare onnx2torch conversion has them only in the ONNX metadata)."""
     read = getattr(source, "tf_variables_read", None)
     if read is None and getattr(source, "onnx_model", None) is not None:
-        from ..frontdoor.variables import read_variables
+        from ..frontdoor import read_variables
 
         read = read_variables(source.onnx_model)
     return frozenset(read or ())
