@@ -243,8 +243,46 @@ def _absorb_causal(plan: Plan, band: fx.Node, module, below: int) -> bool:
     parts = pieces[found[0]]
     hidden = next(p for p in parts if _hidden_piece(p, band, module))
     rest = [p for p in parts if p is not hidden]
-    plan.terms = plan.terms[: found[0]] + rest + plan.terms[found[0] + 1 :]
+    terms = plan.terms[: found[0]] + rest + plan.terms[found[0] + 1 :]
+    if not _dominates(hidden[0], terms, plan.fills, module):
+        return False
+    plan.terms = terms
     return True
+
+
+def _spread(coef: float, node: Any, module, depth: int = 0) -> float:
+    """How far the term ``coef * node`` can lower one key's score below another's (its
+    largest value less its smallest): 0 for a number (the same shift on every key); a
+    constant's range; through constant factors, ``+``, ``-`` and layout ops; a value with a
+    factor at or beyond -`BIG_FILL` is a 0/1 mask (``(1 - m) * -1e4``: 1e4); any other a
+    bias, as bounded as the scores it is added to (a relative-position term: 0)."""
+    if scalar(node, module) is not None or not isinstance(node, fx.Node) or depth > 16:
+        return 0.0
+    factor, node = strip_factors(node, module)
+    coef *= factor
+    if node.op == "get_attr":
+        value = constant(node, module)
+        if isinstance(value, torch.Tensor) and value.numel() and value.is_floating_point():
+            return abs(coef) * float(value.max() - value.min())
+    if node.op == "call_function" and node.target in (operator.add, operator.sub):
+        return sum(_spread(coef, a, module, depth + 1) for a in node.args)
+    if node.op == "call_function" and node.target in _MOVES:
+        return _spread(coef, node.args[0], module, depth + 1)
+    return abs(coef) if abs(coef) >= -BIG_FILL else 0.0
+
+
+def _dominates(fill: float, terms: list, fills: list, module) -> bool:
+    """Whether the causal fill hides as -inf does in every row, even in one whose visible
+    keys the other masks all hide (a left-padded row's first queries): a hidden key's
+    score (`fill`, plus the other masks at their highest) must stay `BIG_FILL` below the
+    visible keys' lowest (the other masks at their lowest), so that it weighs exactly 0
+    there too. GPT-2 fills both its causal band and its padding with -1e4: in a row that
+    sees only padding, TF weighs the hidden real keys as much as the visible padded ones,
+    and is_causal would not. Computed in float64 (``finfo(float32).min`` and a padding
+    spread of the same size leave no margin)."""
+    spread = sum(_spread(coef, node, module) for coef, node in terms)
+    spread -= sum(min(0.0, when_true, when_false) for _, when_true, when_false in fills)
+    return fill + spread <= BIG_FILL
 
 
 def absorb_masks(
@@ -285,7 +323,14 @@ def absorb_masks(
     for cond, when_true, when_false in plan.fills:
         fill = when_false if when_true == 0.0 else when_true
         aligned = causal_alignment(cond, lengths, same, static, module, longer)
-        if when_true == 0.0 and fill <= BIG_FILL and aligned and plan.causal in ("", aligned):
+        others = [f for f in plan.fills if f[0] is not cond]
+        if (
+            when_true == 0.0
+            and fill <= BIG_FILL
+            and aligned
+            and plan.causal in ("", aligned)
+            and _dominates(fill, plan.terms, others, module)
+        ):
             plan.causal = aligned
             continue
         if not (HUGE_FILL >= fill > float("-inf")) or 0.0 not in (when_true, when_false):

@@ -69,7 +69,14 @@ What is absorbed, and why it is exact:
   It comes as ``Where(tri, scores, fill)`` with fill <= -1e3, or GPT-2's
   ``scores * band - c * (1 - band)`` with c >= 1e3. Every row keeps its
   diagonal, so the hidden scores weigh exp(fill - max) = 0 in float32
-  (exp(-1e3) underflows) before, and 0 with SDPA's -inf: ``is_causal=True``.
+  (exp(-1e3) underflows) before, and 0 with SDPA's -inf: ``is_causal=True``;
+  provided the other masks cannot hide a row's visible keys as deeply: a hidden
+  key's score (the fill, plus the other masks at their highest) must stay 1e3
+  below the visible keys' lowest (the other masks at their lowest; a term with a
+  factor beyond 1e3 is a 0/1 mask, `_dominates` in ``_attention_masks.py``).
+  GPT-2's band and its padding mask both fill -1e4: a left-padded row's first
+  queries see padded keys only, at s - 1e4, and TF weighs the hidden keys (at
+  -1e4) as much: declined. GPT-J's dtype-min band over the same padding: taken.
   Over a key/value cache (Lk = cached + new keys, so Lq == Lk is not proven) the band
   ``i + Lk - Lq >= j`` (GPT-2's i >= j - Lk + Lq) is the triangle aligned at the last
   key; SDPA's ``is_causal`` aligns at the first, so it is the -inf mask ``j > i + Lk -

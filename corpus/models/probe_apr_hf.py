@@ -239,8 +239,10 @@ def build_gpt2_kv() -> CorpusModel:
 
     # modeling_tf_gpt2.py: 2 x (c_attn (q, k, v in one Conv1D), c_proj, c_fc, mlp c_proj) = 8
     # linear + the tied LM head (wte^T) = 9; 2 x (ln_1, ln_2) + ln_f = 5 layer_norm; gelu_new 2;
-    # causal (STEP, past + STEP) mask and the padding mask: 2 sdpa
-    nominal = dict(sdpa=2, layer_norm=5, rms_norm=0, gelu=2, linear=9)
+    # causal (STEP, past + STEP) mask and the padding mask: 2 attentions
+    # (causal band and padding both fill -1e4: not SDPA, exact on left padding only unfused:
+    # patterns/_attention_masks.py `_dominates`) so 0 sdpa, its 2 softmaxes kept
+    nominal = dict(sdpa=0, softmax=2, layer_norm=5, rms_norm=0, gelu=2, linear=9)
     return _cache_step(
         "hf_gpt2_kv",
         "decoder",

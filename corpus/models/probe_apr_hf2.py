@@ -89,8 +89,10 @@ def build_bert2gpt2() -> CorpusModel:
     # (decoder): 2 x (c_attn, c_proj, q_attn, cross c_attn (k, v), cross c_proj, c_fc, mlp
     # c_proj) = 14 + the tied LM head = 15 linear (hidden sizes equal: no enc_to_dec_proj);
     # 2 x (ln_1, ln_cross_attn, ln_2) + ln_f = 7 layer_norm; 2 gelu_new; causal self + cross
-    # attention: 4 sdpa. Total: linear 27, layer_norm 12, gelu 4, sdpa 6
-    nominal = dict(sdpa=6, layer_norm=12, rms_norm=0, gelu=4, linear=27)
+    # attention: 4 attentions, the 2 causal ones not SDPA (their band and the decoder padding
+    # both fill -1e4: exact on left padding only unfused, patterns/_attention_masks.py
+    # `_dominates`), their 2 softmaxes kept. Total: linear 27, layer_norm 12, gelu 4, sdpa 4
+    nominal = dict(sdpa=4, softmax=2, layer_norm=12, rms_norm=0, gelu=4, linear=27)
     return _seq2seq_head(
         "hf_bert2gpt2",
         build,

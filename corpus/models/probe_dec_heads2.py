@@ -189,8 +189,10 @@ def build_openai_gpt_lm() -> CorpusModel:
     config = OpenAIGPTConfig(vocab_size=VOCAB, n_positions=64, n_embd=32, n_layer=2, n_head=4)
     # modeling_tf_openai.py: hf_openai_gpt's 8 linear (TFConv1D c_attn, c_proj, c_fc,
     # c_proj per layer) + the tied, bias-free logits by tokens_embed = 9; post-LN 2 x 2 = 4
-    # layer_norm; 2 gelu; causal + padding mask: sdpa 2
-    nominal = dict(sdpa=2, layer_norm=4, gelu=2, rms_norm=0, linear=9)
+    # layer_norm; 2 gelu; causal + padding mask: 2 attentions
+    # (causal band and padding both fill -1e4: not SDPA, exact on left padding only unfused:
+    # patterns/_attention_masks.py `_dominates`) so 0 sdpa, its 2 softmaxes kept
+    nominal = dict(sdpa=0, softmax=2, layer_norm=4, gelu=2, rms_norm=0, linear=9)
     return _hf_model(
         "hf_openai_gpt_lm",
         "decoder",

@@ -236,8 +236,10 @@ def build_gpt2_act() -> CorpusModel:
         use_cache=False,
     )
     # modeling_tf_gpt2.py: TFConv1D c_attn (q, k, v in one), c_proj, mlp c_fc, c_proj: 2 x 4 = 8
-    # linear; pre-LN ln_1, ln_2 x 2 + ln_f = 5 layer_norm; "gelu" (exact) 2; causal + padding: 2 sdpa
-    nominal = dict(sdpa=2, layer_norm=5, gelu=2, linear=8)
+    # linear; pre-LN ln_1, ln_2 x 2 + ln_f = 5 layer_norm; "gelu" (exact) 2; causal + padding: 2 attentions
+    # (causal band and padding both fill -1e4: not SDPA, exact on left padding only unfused:
+    # patterns/_attention_masks.py `_dominates`) so 0 sdpa, its 2 softmaxes kept
+    nominal = dict(sdpa=0, softmax=2, layer_norm=5, gelu=2, linear=8)
     return _hf_model(
         "hf_gpt2_act",
         "decoder",

@@ -277,10 +277,12 @@ def build_vision_encoder_decoder() -> CorpusModel:
     # enc_to_dec_proj 1 linear (24 != 32). modeling_tf_gpt2.py (decoder, TFConv1D = x @ W + b):
     # per layer self c_attn (q, k, v in one) + c_proj, cross q_attn + c_attn (k, v in one) +
     # c_proj, mlp c_fc + c_proj = 7, x 2 = 14 linear; ln_1, ln_cross_attn, ln_2 x 2 + ln_f = 7
-    # LN; gelu_new (tanh) 2; sdpa 2 self (causal + padding mask) + 2 cross = 4. The LM head
+    # LN; gelu_new (tanh) 2; 2 self attentions (causal + padding mask, both filling -1e4: not
+    # SDPA, exact on left padding only unfused, patterns/_attention_masks.py `_dominates`;
+    # their 2 softmaxes kept) + 2 cross sdpa. The LM head
     # tf.matmul(h, wte, transpose_b=True) is a projection by a learned matrix (tied to the
     # token embedding), F.linear(h, wte) as PyTorch's tied head: + 1 = 28 linear
-    nominal = {"sdpa": 6, "linear": 28, "layer_norm": 12, "rms_norm": 0, "gelu": 4}
+    nominal = {"sdpa": 4, "softmax": 2, "linear": 28, "layer_norm": 12, "rms_norm": 0, "gelu": 4}
     return CorpusModel(
         name="hf_vision_encoder_decoder",
         family="seq2seq",

@@ -210,17 +210,6 @@ def build_vit_hidden_states() -> CorpusModel:
     )
 
 
-#: why hf_gpt2_prefill's padded query rows differ from TF (a known failure of fxsurgeon's)
-GPT2_LEFT_PAD = (
-    "TF GPT-2 writes its causal mask as w * b - 1e4 * (1 - b) (a hidden score is exactly "
-    "-1e4) and adds the padding mask (1 - m) * -1e4: a left-padded row's first queries see only "
-    "padded keys, at w - 1e4, as low as the hidden ones, so TF weighs hidden keys there; the "
-    "attention rule reads the band as is_causal (-inf), exact only when every row keeps a "
-    "visible key far above -1e4. Only the padded query positions differ (and what reads them: "
-    "the next layer's keys and values there, the logits there); no SDPA form is exact for them"
-)
-
-
 @register("hf_gpt2_prefill", family="decoder")
 def build_gpt2_prefill() -> CorpusModel:
     from transformers import GPT2Config, TFGPT2LMHeadModel
@@ -234,8 +223,11 @@ def build_gpt2_prefill() -> CorpusModel:
 
     # modeling_tf_gpt2.py: 2 x (c_attn, c_proj, c_fc, mlp c_proj) = 8 linear + the tied LM
     # head (wte^T) = 9; 2 x (ln_1, ln_2) + ln_f = 5 layer_norm; gelu_new 2; causal and
-    # padding masks: 2 sdpa (the presents are K and V before the attention, not its softmax)
-    nominal = dict(sdpa=2, layer_norm=5, rms_norm=0, gelu=2, linear=9)
+    # padding masks: 2 attentions, not SDPA: TF writes the causal mask as w * b - 1e4 * (1 - b)
+    # and adds (1 - m) * -1e4, so a left-padded row's first queries (padded keys only, at
+    # w - 1e4) weigh the hidden keys too, which is_causal would drop; the rule refuses
+    # (patterns/_attention_masks.py `_dominates`) and the 2 softmaxes stay
+    nominal = dict(sdpa=0, softmax=2, layer_norm=5, rms_norm=0, gelu=2, linear=9)
     return _flat(
         "hf_gpt2_prefill",
         "decoder",
@@ -248,7 +240,6 @@ def build_gpt2_prefill() -> CorpusModel:
         twin=("GPT2LMHeadModel", _torch_inputs),
         split=split,
         rename={"past_key_values": "present"},  # optimum's present_<i>_key
-        note=GPT2_LEFT_PAD,
     )
 
 

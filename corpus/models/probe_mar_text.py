@@ -87,8 +87,10 @@ def build_gpt2_seqcls() -> CorpusModel:
     config = GPT2Config(**GPT2_TINY, num_labels=3, pad_token_id=0, use_cache=False)
     inputs = ("input_ids", "attention_mask")
     # modeling_tf_gpt2.py: 2 x (c_attn, c_proj, c_fc, mlp c_proj) + score (no bias) = 9 linear;
-    # 2 x (ln_1, ln_2) + ln_f = 5 layer_norm; gelu_new (tanh) 2; causal + padding: 2 sdpa
-    nominal = dict(sdpa=2, layer_norm=5, gelu=2, linear=9)
+    # 2 x (ln_1, ln_2) + ln_f = 5 layer_norm; gelu_new (tanh) 2; causal + padding: 2 attentions
+    # (causal band and padding both fill -1e4: not SDPA, exact on left padding only unfused:
+    # patterns/_attention_masks.py `_dominates`) so 0 sdpa, its 2 softmaxes kept
+    nominal = dict(sdpa=0, softmax=2, layer_norm=5, gelu=2, linear=9)
     return _hf_model(
         "hf_gpt2_seqcls",
         "decoder",
@@ -127,8 +129,10 @@ def build_gpt2_double_heads() -> CorpusModel:
     outputs = ("logits", "mc_logits")
     # modeling_tf_gpt2.py: 2 x (c_attn, c_proj, c_fc, mlp c_proj) + the tied LM head (wte^T,
     # no bias) + multiple_choice_head summary Dense = 10 linear; 2 x 2 + ln_f = 5 layer_norm;
-    # gelu_new 2; 2 sdpa
-    nominal = dict(sdpa=2, layer_norm=5, gelu=2, linear=10)
+    # gelu_new 2; 2 attentions
+    # (causal band and padding both fill -1e4: not SDPA, exact on left padding only unfused:
+    # patterns/_attention_masks.py `_dominates`) so 0 sdpa, its 2 softmaxes kept
+    nominal = dict(sdpa=0, softmax=2, layer_norm=5, gelu=2, linear=10)
     return CorpusModel(
         name="hf_gpt2_double_heads",
         family="decoder",

@@ -185,8 +185,10 @@ def build_openai_gpt() -> CorpusModel:
     )
     # modeling_tf_openai.py: TFConv1D (x @ W + b) c_attn (q, k, v in one), c_proj, mlp c_fc,
     # c_proj: 2 x 4 = 8 linear; post-LN ln_1, ln_2: 2 x 2 = 4 layer_norm; TFMLP's
-    # get_tf_activation("gelu") (exact): 2 gelu; causal + padding mask: 2 sdpa
-    nominal = dict(sdpa=2, layer_norm=4, gelu=2, linear=8)
+    # get_tf_activation("gelu") (exact): 2 gelu; causal + padding mask: 2 attentions
+    # (causal band and padding both fill -1e4: not SDPA, exact on left padding only unfused:
+    # patterns/_attention_masks.py `_dominates`) so 0 sdpa, its 2 softmaxes kept
+    nominal = dict(sdpa=0, softmax=2, layer_norm=4, gelu=2, linear=8)
     return _hf_model(
         "hf_openai_gpt", "decoder", TFOpenAIGPTModel, config, "OpenAIGPTModel", nominal
     )
