@@ -42,6 +42,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable
 from enum import Enum
+from typing import Any, cast
 
 import torch
 from torch import fx, nn
@@ -191,11 +192,12 @@ def _branches(gm: fx.GraphModule, node: fx.Node, mode, kinds, values: _Operands)
     inside, so it follows the activation it meets there. A branch that fake tensors cannot
     run (a size read from the data: Longformer's count of global tokens) runs on the
     operands' values in the example run."""
-    _, then_branch, else_branch, operands = node.args
+    branches: Any = node.args[1:3]
+    operands: Any = node.args[3]
     fakes = [o.meta.get("val") if isinstance(o, fx.Node) else o for o in operands]
     entry = [kinds.get(o) if isinstance(o, fx.Node) else None for o in operands]
     converted = 0
-    for branch in (then_branch, else_branch):
+    for branch in branches:
         sub = _attr(gm, str(branch.target))
         if isinstance(sub, fx.GraphModule):
             converted += _rewrite(sub, fakes, mode, lambda: values.of(operands), entry)
@@ -207,7 +209,8 @@ class _Operands:
     example inputs), recorded on first use; None where unknown."""
 
     def __init__(self, gm: fx.GraphModule, real):
-        self.gm, self.real, self.values = gm, real, None
+        self.gm, self.real = gm, real
+        self.values: dict | None = None
 
     def of(self, operands) -> list | None:
         if self.values is None:
@@ -220,7 +223,7 @@ class _Operands:
         if real is None:
             return {}
         conds = [n for n in self.gm.graph.nodes if n.target in (torch.cond, size_branch)]
-        wanted = {o for n in conds for o in n.args[3] if isinstance(o, fx.Node)}
+        wanted = {o for n in conds for o in cast(list, n.args[3]) if isinstance(o, fx.Node)}
         values: dict = {}
 
         class Recorder(fx.Interpreter):
