@@ -43,7 +43,7 @@ def run_loop(body: fx.GraphModule, steps: int, carried: int, scans: int, *values
         state = list(out[1 : 1 + carried])
         for y, value in zip(ys, out[1 + carried :], strict=True):
             y.append(value)
-    return (*state, *(torch.stack(y) for y in ys))
+    return (*state, *[torch.stack(y) for y in ys])  # a list: Dynamo traces no generator
 
 
 def _loop_shapes(body: fx.GraphModule, steps, carried: int, scans: int, *values):

@@ -59,7 +59,7 @@ def run_while(body: fx.GraphModule, trip, go, carried: int, scans: int, *values)
         step += 1
     if scans and not step:
         raise ValueError("a Loop with scan outputs ran 0 steps: their shape is unknown")
-    return (*state, *(torch.stack(y) for y in ys))
+    return (*state, *[torch.stack(y) for y in ys])  # a list: Dynamo traces no generator
 
 
 def run_while_tensors(body: fx.GraphModule, trip, go, carried: int, *values):
