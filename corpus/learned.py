@@ -159,12 +159,14 @@ _MEANINGLESS = re.compile(
 _LEAVES = {"weight", "bias", "kernel", "scale"}
 
 
-def bad_name(name: str) -> str | None:
-    """Why a parameter's dotted name is not one a user would write, or None."""
+def bad_name(name: str, tf_names: frozenset[str] = frozenset()) -> str | None:
+    """Why a parameter's dotted name is not one a user would write, or None. `tf_names`:
+    the components of the TF model's own variable names, which the user (or Keras, naming
+    a second GRU ``gru_1``) wrote, so none of them is meaningless."""
     parts = name.split(".")
     if any(not p.isidentifier() for p in parts):
         return "not identifiers"
-    if any(_MEANINGLESS.match(p) for p in parts):
+    if any(_MEANINGLESS.match(p) and p not in tf_names for p in parts):
         return "a meaningless component"
     if any(a in _LEAVES and b in _LEAVES for a, b in zip(parts, parts[1:], strict=False)):
         return "a leaf under a leaf"
@@ -180,9 +182,13 @@ def names_line(self: Scorer, module: Any) -> dict[str, Any]:
 
     from fxsurgeon.frontdoor.variables import tf_variables_of
 
-    bad = [f"{n} ({why})" for n, _ in module.named_parameters() if (why := bad_name(n))]
+    variables = list(tf_variables_of(self.model.model))
+    tf_names = frozenset(
+        part for v, _ in variables for part in re.split(r"[/:.]", v.name) if part.isidentifier()
+    )
+    bad = [f"{n} ({why})" for n, _ in module.named_parameters() if (why := bad_name(n, tf_names))]
     trained = {}
-    for variable, tf_variable in tf_variables_of(self.model.model):
+    for variable, tf_variable in variables:
         value = np.asarray(tf_variable.numpy())
         if variable.trainable and np.issubdtype(value.dtype, np.floating) and value.size > 1:
             trained[np.sort(value.astype(np.float32).ravel()).tobytes()] = variable.name

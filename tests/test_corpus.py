@@ -394,3 +394,10 @@ def test_latency_ratios_are_of_the_pairs_measured():
         "compiled/onnxruntime": 0.25,
         "compiled/fxsurgeon": 0.5,
     }
+
+
+def test_a_tf_layer_name_is_no_meaningless_component():
+    """Keras names a model's second GRU ``gru_1``: a user's (Keras') name when the TF model
+    has it, a made-up one when it does not (tf2onnx's ``GRU__12`` read as ``gru_12``)."""
+    assert learned.bad_name("gru_1.weight_ih_l0", frozenset({"model", "gru_1", "kernel"})) is None
+    assert learned.bad_name("gru_1.weight_ih_l0", frozenset({"model", "gru", "kernel"}))
