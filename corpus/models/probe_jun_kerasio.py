@@ -563,4 +563,3 @@ def build_vae() -> CorpusModel:
     shape = (28, 28, 1)
     spec = [_float_spec("image", shape)]
     return _corpus_model("keras_vae", "keras", model, spec, float_inputs("image", shape), nominal)
-

@@ -80,9 +80,8 @@ first (without it, the first export of a process ran uncorrected):
   ``Where(y == 0, 1, y)``: the same values, and no gradient reaches ``y`` there.
 * **SYMMETRIC mirror pads as reversed slices** (`fxsurgeon.frontdoor.tf_mirror_pad`): no
   ``Compress`` on a computed condition, every size symbolic.
-* **Cumulative products without a Loop** (`fxsurgeon.frontdoor.tf_more_ops`).
-* **crop_and_resize without a Loop** (`fxsurgeon.frontdoor.tf_crop_resize`): gathers of
-  the boxes' rows and columns and TF's lerps.
+* **Cumulative products and crop_and_resize without a Loop** (`tf_more_ops`;
+  `tf_crop_resize`: gathers of the boxes' rows and columns and TF's lerps).
 * **Complex tensors** (`fxsurgeon.frontdoor.tf_complex`): ``tf.complex``, casts to and from
   complex, the FFTs and inverses, real/imag/abs, written on real/imaginary pairs.
 * **Einsum letters keep their case.** tf2onnx lowercases the equation (ONNX's Einsum
