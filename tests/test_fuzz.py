@@ -251,12 +251,12 @@ def test_optimize_of_a_fuzz_graph_is_deterministic():
 
 def test_a_padding_term_beside_the_causal_band_keeps_its_zero_on_the_kept_scores():
     """Seed 640 of a 1,000-graph run (3505 since the XSoftmax generator changed the draws,
-    8823 since the fill_concat block did):
-    ``w * band + (-1e4 * (1 - m) - 1e4 * (1 - band))``.
+    8823 since the fill_concat block did, 21728 since the causal band's fill is drawn):
+    ``w * band + (-1e4 * (1 - m) - c * (1 - band))``.
     The causal piece is split off, but the padding term stays whole: split into numbers
     too, it became ``1e4 * m`` (equal up to a shift), and the kept scores, 1e4 larger,
     lost their low bits (2.9e-5 at the output)."""
-    case = generate(8823)
+    case = generate(21728)
     assert "attention~causal_other_association" in case.blocks
     assert "attention_mask" in [name for name, _, _ in case.inputs]
     outcome = check(case)

@@ -402,7 +402,13 @@ def _block_attention(g: _Graph, x: _T, near: bool) -> _T:
         term = g.scalar(1e-9)
     if mask_kind.startswith("causal"):
         band = _causal_band(g, w)
-        hidden = g.binary("Mul", g.scalar(10000.0), g.op("Sub", [g.scalar(1.0), band]))
+        # GPT-2's 1e4 beside its -1e4 padding is no causal mask on a left-padded row (TF
+        # weighs the hidden keys there too, patterns/attention.py): a near miss, declined;
+        # a band fill of 1e9 stays far below the padding: exact
+        depth = float(g.pick((1e4, 1e9))) if mask_kind == "causal_padding" else 1e4
+        if mask_kind == "causal_padding" and depth == 1e4:
+            near, variant = True, "causal_padding_equal_fills"
+        hidden = g.binary("Mul", g.scalar(depth), g.op("Sub", [g.scalar(1.0), band]))
         # HF TFGPT2: (w * band - hidden) + mask, or with no mask TF's folding of
         # stable_softmax's +1e-9: w * band + (1e-9 - hidden). The other association of
         # either is not what tf2onnx writes; no rule takes it (a near miss).
