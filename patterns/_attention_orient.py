@@ -34,7 +34,10 @@ an unsqueeze (or a reshape) to the probabilities' shape, the same elements in th
 order. B in that order must be B itself (its size-1 axes squeezed) or a contraction
 that writes it: the transpose of a MatMul of K with Q is the MatMul of Q with K
 (``(a @ b)^T = b^T @ a^T``, the same products summed; SDPA computes its own anyway), an
-Einsum with its output subscripts reordered. Anything else declines.
+Einsum with its output subscripts reordered, or a reshape of ``K @ Q^T`` read from the
+MatMul's operands (Keras 2 MultiHeadAttention: [N*H, Lk, Lq] to [N, H, Lk, Lq, 1] by sizes
+of K and Q, tried where B alone declines): ``Q @ K^T`` reshaped, ``regrouped_matmul`` in
+``_attention_layouts.py`` says when that is exact. Anything else declines.
 
 The lengths. A ``size()`` of a region node that is read elsewhere is read from B's axis
 with the same factors (the reshape entry that made it, where B is a reshape), or is a
@@ -57,7 +60,15 @@ from typing import Any
 
 import torch
 from fxsurgeon.patterns._attention_graph import _name, scalar, shape
-from fxsurgeon.patterns._attention_layouts import ELEMENTWISE, LAYOUT, Decline, Reader
+from fxsurgeon.patterns._attention_layouts import (
+    ELEMENTWISE,
+    LAYOUT,
+    Decline,
+    Reader,
+    known,
+    regrouped,
+    regrouped_matmul,
+)
 from fxsurgeon.patterns._attention_masks import zeroing
 from fxsurgeon.patterns._attention_scores import ancestors, einsum_parts
 from torch import fx
@@ -196,14 +207,22 @@ def _probs_side(anchor: fx.Node, module) -> tuple[fx.Node, list[fx.Node]] | str:
     return node, after
 
 
-def _read(base, ops, softmax, after, module) -> Region:
-    reader = Reader(base)
+def _read(base, ops, softmax, after, module, reader=None) -> Region:
+    reader = reader or Reader(base)
     chain = [n for n, _ in ops]
     source = base
     for i, node in enumerate(chain):
         layout = reader.step(node, source)
         if layout is None:  # (a reshape of other sizes, a broadcast): the region starts here
-            return _read(node, ops[i + 1 :], softmax, after, module)
+            try:
+                return _read(node, ops[i + 1 :], softmax, after, module)
+            except Standard:
+                raise
+            except Decline:
+                deep = regrouped(node, source, reader)
+                if deep is None:
+                    raise
+                return _read(node, ops[i + 1 :], softmax, after, module, deep)
         reader.layouts[node] = layout
         source = node
     scores = chain[-1] if chain else base
@@ -268,7 +287,7 @@ def _plan(reader, ops, softmax, probs, tail, module) -> Region:
         raise Standard("the scores are in [..., Lq, Lk] order already (sdpa_1..5 read them)")
     contraction = None
     if perm != sorted(perm):  # B must take the permute: a contraction that writes it
-        contraction = _permuted_contraction(base, perm, unit)
+        contraction = _permuted_contraction(base, perm, unit, reader)
     region = Region(
         base=base,
         ops=[(n, i) for n, i in ops if _is(n, ELEMENTWISE) or _is(n, (torch.where,))],
@@ -331,10 +350,14 @@ def _single_query(reader, ops, softmax, probs, tail, module, axes, end) -> Regio
     return region
 
 
-def _permuted_contraction(base: fx.Node, perm: list, unit: tuple) -> tuple:
+def _permuted_contraction(base: fx.Node, perm: list, unit: tuple, reader=None) -> tuple:
     """B permuted by `perm`, as a contraction: ("matmul", a, b) for the transpose of a
-    MatMul (Q @ K^T for K @ Q^T), ("einsum", equation, a, b) with the output reordered."""
+    MatMul (Q @ K^T for K @ Q^T), ("einsum", equation, a, b) with the output reordered,
+    ("matmul_reshape", a, b, target) for a reshape of K @ Q^T read with its operands
+    (``regrouped_matmul``, ``_attention_layouts.py``)."""
     rank = len(perm)
+    if reader is not None and base.target is torch.reshape and base.args[0] in reader.layouts:
+        return regrouped_matmul(reader, base, perm)
     if not unit and _is(base, (torch.matmul,)) and rank >= 3:
         a, b = base.args
         swap = [*range(rank - 2), rank - 1, rank - 2]
@@ -545,6 +568,14 @@ def rebuild(base, contraction, unit, ops, probs_shape, tail):
         swap_a = (*range(a.dim() - 2), a.dim() - 1, a.dim() - 2)
         swap_b = (*range(b.dim() - 2), b.dim() - 1, b.dim() - 2)
         x = torch.matmul(torch.permute(b, swap_b), torch.permute(a, swap_a))
+    elif contraction[0] == "matmul_reshape":  # a reshape of K @ Q^T: Q @ K^T reshaped
+        _, a, b, target, shapes, dtype = contraction
+        swap_a = (*range(a.dim() - 2), a.dim() - 1, a.dim() - 2)
+        swap_b = (*range(b.dim() - 2), b.dim() - 1, b.dim() - 2)
+        x = torch.matmul(torch.permute(b, swap_b), torch.permute(a, swap_a))
+        known(x, shapes[0], dtype)
+        x = torch.reshape(x, tuple(x.size(e[1]) if isinstance(e, tuple) else e for e in target))
+        known(x, shapes[1], dtype)
     else:
         _, equation, a, b = contraction
         x = torch.einsum(equation, a, b)

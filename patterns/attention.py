@@ -11,7 +11,8 @@ and/or layout ops ending in Squeeze/Unsqueeze (DeBERTa), ``sdpa_5`` on
 ``einsum(eq, Where(c, 0, softmax(scores, -1)), v)``. A sixth, ``sdpa_orient_1``, fuses
 nothing itself: where the scores are permuted between the contraction and the softmax
 (TF XLNet's [i, j, b, n] einsum layout, its softmax over j at axis -2; Keras
-MultiHeadAttention over two axes, K @ Q^T split and permuted), it writes the same
+MultiHeadAttention over two axes, K @ Q^T split and permuted; Keras 2's on any length,
+K @ Q^T reshaped by sizes read from K and Q, ``size * H``), it writes the same
 computation in [..., Lq, Lk] order for the others (exact: layout ops only move
 elements, the terms are moved alike; why, in ``_attention_orient.py``). Softmaxes
 written out (a max shift, CogView's power-of-two scale pair, Keras' logsumexp over
