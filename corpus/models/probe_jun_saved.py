@@ -25,8 +25,9 @@ TF's outputs all run on what came back from disk.
 * ``saved_tfkeras_transformer_h5``: a tf-keras functional transformer block
   (MultiHeadAttention, LayerNormalization, GELU feed-forward) saved as ``.h5``, loaded by
   ``tf_keras.models.load_model`` (on a sequence of any length: tf-keras' MultiHeadAttention
-  is exported as ``K @ Q^T`` reshaped by sizes read from K and Q, which the attention
-  rules do not read yet: its sdpa is not fused, in memory as from disk);
+  is exported as ``K @ Q^T`` reshaped by sizes read from K and Q, which the layout
+  reader reads from the MatMul's operands, ``patterns/_attention_layouts.py``; more
+  forms in ``probe_jun_tfkmha.py``);
 * ``saved_keras_export``: a Keras 3 functional sequence model saved by ``model.export``
   (a serving-only SavedModel: the ``serve`` endpoint and its ``serving_default``
   signature, no Keras config), loaded by ``tf.saved_model.load`` and called as

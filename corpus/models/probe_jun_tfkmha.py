@@ -3,7 +3,9 @@
 tf-keras writes its attention as einsums; tf2onnx exports the scores as ``K @ Q^T``
 reshaped to 5-D by sizes read from K and Q at run time (``k.size(0)``, ``q.size(3)``,
 ``size * 2``), and the probabilities reach V through a ``(size * 2, -1, size)`` reshape.
-With a fixed length the sizes are numbers; here every sequence is dynamic.
+With a fixed length the sizes are numbers; here every sequence is dynamic. The layout
+reader reads that MatMul from its operands and those product entries
+(``patterns/_attention_layouts.py``); before it, none of these fused its sdpa.
 
 * ``tfk_mha_dynamic``: token ids -> Embedding(mask_zero=True) -> a transformer block
   (MultiHeadAttention self-attention, 2 heads, masked by the padding through Keras' implicit
