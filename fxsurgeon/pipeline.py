@@ -331,6 +331,9 @@ def optimize(
     with clock("cse"):
         report.merged = eliminate_common_subexpressions(out)
     eager_conds(out)  # torch.cond runs through dynamo when eager: run_cond (lower/control_flow.py)
+    for graph_module in out.modules():  # torch.save re-traces each forward: see Retracer
+        if isinstance(graph_module, fx.GraphModule):
+            graph_module._tracer_cls = Retracer
 
     out.meta[SOURCE_KEY] = source
     report.nodes_after = len(out.graph.nodes)
@@ -367,6 +370,23 @@ def cleanup(gm: fx.GraphModule) -> None:
             delattr(gm, holder_name)
     gm.graph.lint()
     gm.recompile()
+
+
+class Retracer(fx.Tracer):
+    """The tracer ``torch.load`` rebuilds an optimized GraphModule with.
+
+    A pickled GraphModule keeps its Python code, not its graph: loading traces that code
+    again. fxsurgeon's runtime helpers (`follow_dtype`, `run_cond`, the loops) branch on
+    their arguments, which a symbolic trace cannot, so each stays one call, as it was in
+    the graph: every function of an ``fxsurgeon`` module that the code reads is wrapped.
+    """
+
+    def trace(self, root: Any, concrete_args: Any = None) -> fx.Graph:
+        forward = root.forward if isinstance(root, nn.Module) else root
+        for value in getattr(forward, "__globals__", {}).values():
+            if callable(value) and str(getattr(value, "__module__", "")).startswith("fxsurgeon"):
+                self._autowrap_function_ids.add(id(value))
+        return super().trace(root, concrete_args)
 
 
 def _trainable(module: nn.Module) -> int:
