@@ -33,8 +33,9 @@ Cast of a float64 input is an activation's cast, not a pin, and stays a real cas
 value was computed from a float32 activation cast to another float dtype (Keras 3 promotes a
 kernel times a float64 NumPy mask to float64, then casts the product back; a ``mixed_float16``
 layer casts its input and variables to float16 and a float32 layer casts them back): that cast
-returns to the activation's run-time dtype (`_round_trips`), as the detour came from it. The bodies of
-torch.cond and Loop subgraphs are not rewritten.
+returns to the activation's run-time dtype (`_round_trips`), as the detour came from it. The
+branches of a torch.cond are rewritten by the same rule, each operand keeping the kind it has
+outside; Loop bodies are not rewritten.
 """
 
 from __future__ import annotations
@@ -158,24 +159,35 @@ def _run_examples(gm: fx.GraphModule, inputs: list, mode) -> bool:
     torch.cond traces both, and the branch the data does not take may not run on that data
     (a Reshape by a size the data makes 0, LED's global attention without global tokens)."""
 
-    class Recorder(fx.Interpreter):
-        def run_node(self, node):
-            result = super().run_node(node)
-            node.meta["val"] = fx.node.map_aggregate(result, _fake)
-            return result
-
-        def call_function(self, target, args, kwargs):
-            return super().call_function(run_cond if target is torch.cond else target, args, kwargs)
-
     def _fake(value):
         return mode.from_tensor(value) if isinstance(value, torch.Tensor) else value
 
+    def keep(node: fx.Node, result) -> None:
+        node.meta["val"] = fx.node.map_aggregate(result, _fake)
+
     try:
         with torch.no_grad():
-            Recorder(gm).run(*inputs)
+            _Eager(gm, keep).run(*inputs)
     except Exception:  # noqa: BLE001 - the graph cannot run here: leave it as it is
         return False
     return True
+
+
+class _Eager(fx.Interpreter):
+    """Runs a graph as optimize's result runs it (a torch.cond runs the branch its
+    predicate picks: `run_cond`), handing each node's result to `seen`."""
+
+    def __init__(self, gm: fx.GraphModule, seen: Callable[[fx.Node, Any], None]):
+        super().__init__(gm)
+        self.seen = seen
+
+    def run_node(self, node):
+        result = super().run_node(node)
+        self.seen(node, result)
+        return result
+
+    def call_function(self, target, args, kwargs):
+        return super().call_function(run_cond if target is torch.cond else target, args, kwargs)
 
 
 def _zeros(fake):
@@ -226,20 +238,13 @@ class _Operands:
         wanted = {o for n in conds for o in cast(list, n.args[3]) if isinstance(o, fx.Node)}
         values: dict = {}
 
-        class Recorder(fx.Interpreter):
-            def run_node(self, node):
-                result = super().run_node(node)
-                if node in wanted:
-                    values[node] = result
-                return result
-
-            def call_function(self, target, args, kwargs):
-                target = run_cond if target is torch.cond else target
-                return super().call_function(target, args, kwargs)
+        def keep(node: fx.Node, result) -> None:
+            if node in wanted:
+                values[node] = result
 
         try:
             with torch.no_grad():
-                Recorder(self.gm).run(*real)
+                _Eager(self.gm, keep).run(*real)
         except Exception:  # noqa: BLE001 - what ran before the failure is kept
             pass
         return values
